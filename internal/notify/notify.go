@@ -1,0 +1,53 @@
+// Package notify fans one stream of "something changed" signals out to many
+// subscribers, coalescing signals for slow readers. Backends use it to
+// implement lock.Watcher.
+package notify
+
+import (
+	"context"
+	"sync"
+)
+
+// Hub delivers Notify calls to every live subscriber. The zero value is ready.
+type Hub struct {
+	mu   sync.Mutex
+	subs map[chan struct{}]struct{}
+}
+
+// Subscribe returns a channel with a buffer of one that receives a value after
+// each Notify (coalesced), and is closed once ctx is done.
+func (h *Hub) Subscribe(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	if h.subs == nil {
+		h.subs = make(map[chan struct{}]struct{})
+	}
+	h.subs[ch] = struct{}{}
+	h.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		h.mu.Lock()
+		delete(h.subs, ch)
+		h.mu.Unlock()
+		close(ch)
+	})
+	return ch
+}
+
+// Notify signals every subscriber without blocking.
+func (h *Hub) Notify() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Len reports how many subscribers are live.
+func (h *Hub) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}

@@ -1,0 +1,178 @@
+package testserver
+
+import (
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Proxy forwards TCP connections from a 127.0.0.1 port to a server, and can
+// stall or delay them to simulate a store that stops answering or a slow
+// network. Tests point clients at Addr instead of the server.
+type Proxy struct {
+	ln     net.Listener
+	target string
+
+	mu     sync.Mutex
+	delay  time.Duration
+	gate   chan struct{} // non-nil: data is held until it is closed
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// StartProxy starts a proxy to target (host:port), stopped when t ends.
+func StartProxy(t testing.TB, target string) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("proxy listen: %v", err)
+	}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Addr is the proxy's host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetDelay holds every chunk of data, in both directions, for d before
+// forwarding it.
+func (p *Proxy) SetDelay(d time.Duration) {
+	p.mu.Lock()
+	p.delay = d
+	p.mu.Unlock()
+}
+
+// Stall holds all data, in both directions and on new connections too, until
+// the returned function is called. Connections stay open, as with a server
+// that hangs rather than refuses.
+func (p *Proxy) Stall() (resume func()) {
+	p.mu.Lock()
+	gate := make(chan struct{})
+	p.gate = gate
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			if p.gate == gate {
+				p.gate = nil
+			}
+			p.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// CutConnections closes every open connection (new ones are still
+// accepted), as a network blip or a server restart would.
+func (p *Proxy) CutConnections() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+// Close stops accepting, closes every connection and waits for the copiers.
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	gate := p.gate
+	p.gate = nil
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	if gate != nil {
+		close(gate)
+	}
+	p.ln.Close()
+	p.wg.Wait()
+}
+
+func (p *Proxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		c.Close()
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *Proxy) accept() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		if !p.track(in) || !p.track(out) {
+			in.Close()
+			out.Close()
+			continue
+		}
+		p.wg.Add(2)
+		go p.pipe(in, out)
+		go p.pipe(out, in)
+	}
+}
+
+func (p *Proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	defer func() {
+		dst.Close()
+		src.Close()
+		p.mu.Lock()
+		delete(p.conns, dst)
+		delete(p.conns, src)
+		p.mu.Unlock()
+	}()
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			delay, gate, closed := p.delay, p.gate, p.closed
+			p.mu.Unlock()
+			if closed {
+				return
+			}
+			if gate != nil {
+				<-gate
+			}
+			if delay > 0 {
+				time.Sleep(delay) // simulated network latency, not synchronisation
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				return
+			}
+			if tc, ok := dst.(*net.TCPConn); ok {
+				tc.CloseWrite()
+				return
+			}
+			return
+		}
+	}
+}

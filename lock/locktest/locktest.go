@@ -1,0 +1,537 @@
+// Package locktest is the conformance suite every lock backend runs against
+// its real store, in the manner of gocloud.dev's blob/drivertest.
+//
+// A backend's test provides a Harness that makes locks on a real server and
+// calls RunConformanceTests. Behaviour is specified here once, not re-tested
+// ad hoc per backend: compare-and-swap under contention, not-found, corrupt
+// records, context cancellation and timeouts, watch signals, and release
+// followed by re-acquisition.
+package locktest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// Harness makes locks on one real store. Each test uses names of its own, so
+// one harness may serve several tests.
+type Harness interface {
+	// NewLock returns a new handle (with its own client state) on the record
+	// called name, acting for identity. Handles with the same name share one
+	// stored record.
+	NewLock(t *testing.T, name, identity string) lock.Interface
+	// Corrupt stores bytes that do not decode as a record under name,
+	// writing to the store directly rather than through a lock.
+	Corrupt(t *testing.T, name string)
+	// Stored returns the bytes stored under name, read directly from the
+	// store, or nil if nothing is stored.
+	Stored(t *testing.T, name string) []byte
+}
+
+// Blocker is implemented by harnesses that can make the store stop answering
+// (for example by pausing a proxy in front of the server, or holding the
+// store's own lock), so that the suite can check timeouts are honoured.
+type Blocker interface {
+	// Block makes calls on the record called name hang until unblock is
+	// called.
+	Block(t *testing.T, name string) (unblock func())
+}
+
+// Options tune the suite for a backend.
+type Options struct {
+	// Racers is how many candidates race in the contention tests (default 8).
+	Racers int
+	// Wait bounds how long the suite waits for a store call or a watch
+	// signal that must come (default 15s).
+	Wait time.Duration
+	// CallTimeout is the context timeout given to calls against a blocked
+	// store (default 500ms); they must return within Wait.
+	CallTimeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Racers <= 0 {
+		o.Racers = 8
+	}
+	if o.Wait <= 0 {
+		o.Wait = 15 * time.Second
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 500 * time.Millisecond
+	}
+	return o
+}
+
+// RunConformanceTests runs the whole suite against h.
+func RunConformanceTests(t *testing.T, h Harness, opts Options) {
+	t.Helper()
+	s := &suite{h: h, o: opts.withDefaults()}
+	t.Run("GetMissingIsNotFound", s.testGetMissingIsNotFound)
+	t.Run("UpdateBeforeGetFails", s.testUpdateBeforeGetFails)
+	t.Run("CreateRaceHasOneWinner", s.testCreateRaceHasOneWinner)
+	t.Run("UpdateRaceHasOneWinner", s.testUpdateRaceHasOneWinner)
+	t.Run("StaleUpdateLoses", s.testStaleUpdateLoses)
+	t.Run("RecordRoundTrips", s.testRecordRoundTrips)
+	t.Run("CorruptRecordIsErrorAndKept", s.testCorruptRecordIsErrorAndKept)
+	t.Run("CancelledContextIsHonoured", s.testCancelledContextIsHonoured)
+	t.Run("BlockedStoreTimesOut", s.testBlockedStoreTimesOut)
+	t.Run("WatcherSignalsOtherWriter", s.testWatcherSignalsOtherWriter)
+	t.Run("ReleaseThenReacquire", s.testReleaseThenReacquire)
+}
+
+type suite struct {
+	h Harness
+	o Options
+}
+
+// Name returns a record name unique to this test run, made of lower-case
+// letters, digits and dashes so that every store accepts it.
+func Name(t *testing.T) string {
+	t.Helper()
+	base := strings.ToLower(t.Name())
+	if i := strings.LastIndex(base, "/"); i >= 0 {
+		base = base[i+1:]
+	}
+	var b strings.Builder
+	for _, r := range base {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		}
+	}
+	name := b.String()
+	if len(name) > 30 {
+		name = name[:30]
+	}
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		t.Fatal(err)
+	}
+	return name + "-" + hex.EncodeToString(rnd[:])
+}
+
+// NewRecord returns a record held by holder, renewed now.
+func NewRecord(holder string, transitions int) lock.Record {
+	now := metav1.NewTime(time.Now().Truncate(time.Second))
+	return lock.Record{
+		HolderIdentity:       holder,
+		LeaseDurationSeconds: 15,
+		AcquireTime:          now,
+		RenewTime:            now,
+		LeaderTransitions:    transitions,
+	}
+}
+
+func (s *suite) ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.Wait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func mustGet(t *testing.T, ctx context.Context, l lock.Interface) *lock.Record {
+	t.Helper()
+	rec, raw, err := l.Get(ctx)
+	if err != nil {
+		t.Fatalf("%s: Get: %v", l.Identity(), err)
+	}
+	if rec == nil || len(raw) == 0 {
+		t.Fatalf("%s: Get returned record %v and %d raw bytes", l.Identity(), rec, len(raw))
+	}
+	return rec
+}
+
+func (s *suite) testGetMissingIsNotFound(t *testing.T) {
+	ctx := s.ctx(t)
+	l := s.h.NewLock(t, Name(t), "a")
+	if l.Identity() != "a" {
+		t.Errorf("Identity() = %q, want %q", l.Identity(), "a")
+	}
+	if l.Describe() == "" {
+		t.Error("Describe() is empty; it must name the store object")
+	}
+	rec, _, err := l.Get(ctx)
+	if err == nil {
+		t.Fatalf("Get on a missing record returned %+v, want a not-found error", rec)
+	}
+	if !lock.IsNotFound(err) {
+		t.Fatalf("Get on a missing record: lock.IsNotFound(%v) = false", err)
+	}
+	// client-go's elector only creates the record when apimachinery says
+	// not-found.
+	if !apierrors.IsNotFound(err) {
+		t.Fatalf("Get on a missing record: apierrors.IsNotFound(%v) = false; client-go's elector would never create it", err)
+	}
+	if lock.IsConflict(err) {
+		t.Fatalf("not-found error %v also reports conflict", err)
+	}
+}
+
+func (s *suite) testUpdateBeforeGetFails(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
+	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	// b has never read the record: a blind write would be a
+	// read-then-blind-write race.
+	if err := b.Update(ctx, NewRecord("b", 2)); err == nil {
+		t.Fatal("Update on a handle that never read the record succeeded: that is a blind write")
+	}
+	if got := mustGet(t, ctx, a); got.HolderIdentity != "a" {
+		t.Fatalf("holder = %q after a refused blind update, want %q", got.HolderIdentity, "a")
+	}
+}
+
+func (s *suite) testCreateRaceHasOneWinner(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	locks := make([]lock.Interface, s.o.Racers)
+	for i := range locks {
+		locks[i] = s.h.NewLock(t, name, "racer-"+string(rune('a'+i)))
+	}
+	errs := race(locks, func(l lock.Interface) error { return l.Create(ctx, NewRecord(l.Identity(), 1)) })
+	winner := ""
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner != "" {
+				t.Fatalf("both %s and %s created the record", winner, locks[i].Identity())
+			}
+			winner = locks[i].Identity()
+		case !lock.IsConflict(err):
+			t.Errorf("%s lost the create race with %v; lock.IsConflict is false", locks[i].Identity(), err)
+		}
+	}
+	if winner == "" {
+		t.Fatal("no racer created the record")
+	}
+	for _, l := range locks {
+		if got := mustGet(t, ctx, l); got.HolderIdentity != winner {
+			t.Errorf("%s reads holder %q, want the winner %q", l.Identity(), got.HolderIdentity, winner)
+		}
+	}
+}
+
+func (s *suite) testUpdateRaceHasOneWinner(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	if err := s.h.NewLock(t, name, "seed").Create(ctx, NewRecord("", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	locks := make([]lock.Interface, s.o.Racers)
+	for i := range locks {
+		locks[i] = s.h.NewLock(t, name, "racer-"+string(rune('a'+i)))
+		mustGet(t, ctx, locks[i])
+	}
+	errs := race(locks, func(l lock.Interface) error { return l.Update(ctx, NewRecord(l.Identity(), 2)) })
+	winner := ""
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner != "" {
+				t.Fatalf("both %s and %s updated from the same version", winner, locks[i].Identity())
+			}
+			winner = locks[i].Identity()
+		case !lock.IsConflict(err):
+			t.Errorf("%s lost the update race with %v; lock.IsConflict is false", locks[i].Identity(), err)
+		}
+	}
+	if winner == "" {
+		t.Fatal("no racer updated the record")
+	}
+	if got := mustGet(t, ctx, locks[0]); got.HolderIdentity != winner {
+		t.Fatalf("holder = %q, want the winner %q", got.HolderIdentity, winner)
+	}
+}
+
+// race runs f for every lock at once and returns the errors in order.
+func race(locks []lock.Interface, f func(lock.Interface) error) []error {
+	errs := make([]error, len(locks))
+	var start, done sync.WaitGroup
+	start.Add(1)
+	for i, l := range locks {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			start.Wait()
+			errs[i] = f(l)
+		}()
+	}
+	start.Done()
+	done.Wait()
+	return errs
+}
+
+func (s *suite) testStaleUpdateLoses(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
+	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	// A leader renews from the version it wrote, without reading first.
+	for i := 0; i < 3; i++ {
+		if err := a.Update(ctx, NewRecord("a", 1)); err != nil {
+			t.Fatalf("renew %d from the written version: %v", i, err)
+		}
+	}
+	mustGet(t, ctx, b)
+	if err := a.Update(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("renew after another reader's Get: %v", err)
+	}
+	err := b.Update(ctx, NewRecord("b", 2))
+	if err == nil {
+		t.Fatal("Update with a stale version succeeded: no compare-and-swap")
+	}
+	if !lock.IsConflict(err) {
+		t.Fatalf("stale Update: lock.IsConflict(%v) = false", err)
+	}
+	if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("stale Update: apierrors.IsConflict(%v) = false; client-go cannot tell a lost race", err)
+	}
+	if got := mustGet(t, ctx, b); got.HolderIdentity != "a" {
+		t.Fatalf("holder = %q after a lost race, want %q", got.HolderIdentity, "a")
+	}
+	if err := b.Update(ctx, NewRecord("b", 2)); err != nil {
+		t.Fatalf("Update after a fresh Get: %v", err)
+	}
+	if err := a.Update(ctx, NewRecord("a", 1)); !lock.IsConflict(err) {
+		t.Fatalf("the deposed holder's renew returned %v, want a conflict", err)
+	}
+	if got := mustGet(t, ctx, a); got.HolderIdentity != "b" || got.LeaderTransitions != 2 {
+		t.Fatalf("record = %+v, want holder b with 2 transitions", got)
+	}
+}
+
+func (s *suite) testRecordRoundTrips(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	a := s.h.NewLock(t, name, "a")
+	want := NewRecord("a", 7)
+	want.LeaseDurationSeconds = 42
+	want.AcquireTime = metav1.NewTime(want.AcquireTime.Add(-time.Hour))
+	if err := a.Create(ctx, want); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	got := mustGet(t, ctx, s.h.NewLock(t, name, "b"))
+	if got.HolderIdentity != want.HolderIdentity || got.LeaseDurationSeconds != want.LeaseDurationSeconds ||
+		got.LeaderTransitions != want.LeaderTransitions ||
+		!got.AcquireTime.Equal(&want.AcquireTime) || !got.RenewTime.Equal(&want.RenewTime) {
+		t.Fatalf("read back %+v, want %+v", got, want)
+	}
+}
+
+func (s *suite) testCorruptRecordIsErrorAndKept(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	a := s.h.NewLock(t, name, "a")
+	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	s.h.Corrupt(t, name)
+	corrupt := s.h.Stored(t, name)
+	if len(corrupt) == 0 {
+		t.Fatal("harness stored nothing when corrupting")
+	}
+	b := s.h.NewLock(t, name, "b")
+	_, _, err := b.Get(ctx)
+	if err == nil {
+		t.Fatal("Get of a corrupt record succeeded")
+	}
+	if !errors.Is(err, lock.ErrCorrupt) {
+		t.Errorf("Get of a corrupt record: %v does not wrap lock.ErrCorrupt", err)
+	}
+	if !strings.Contains(err.Error(), b.Describe()) {
+		t.Errorf("corrupt-record error %q does not name the object %q", err, b.Describe())
+	}
+	if lock.IsNotFound(err) {
+		t.Errorf("corrupt record reported as not found (%v): a caller would recreate it", err)
+	}
+	// Neither the old holder's renew nor a create may overwrite it.
+	if err := a.Update(ctx, NewRecord("a", 1)); err == nil {
+		t.Error("the holder's renew overwrote a corrupt record")
+	}
+	if err := b.Update(ctx, NewRecord("b", 2)); err == nil {
+		t.Error("Update after a failed Get overwrote a corrupt record")
+	}
+	if err := b.Create(ctx, NewRecord("b", 2)); err == nil {
+		t.Error("Create overwrote a corrupt record")
+	}
+	if got := s.h.Stored(t, name); string(got) != string(corrupt) {
+		t.Fatalf("corrupt record was overwritten: now %q", got)
+	}
+}
+
+func (s *suite) testCancelledContextIsHonoured(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	a := s.h.NewLock(t, name, "a")
+	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	before := s.h.Stored(t, name)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := a.Get(cancelled); err == nil {
+		t.Error("Get with a cancelled context succeeded")
+	}
+	if err := a.Update(cancelled, NewRecord("a", 5)); err == nil {
+		t.Error("Update with a cancelled context succeeded")
+	}
+	if err := s.h.NewLock(t, Name(t), "b").Create(cancelled, NewRecord("b", 1)); err == nil {
+		t.Error("Create with a cancelled context succeeded")
+	}
+	if got := s.h.Stored(t, name); string(got) != string(before) {
+		t.Fatalf("a call with a cancelled context changed the record to %q", got)
+	}
+}
+
+func (s *suite) testBlockedStoreTimesOut(t *testing.T) {
+	blocker, ok := s.h.(Blocker)
+	if !ok {
+		t.Skip("harness cannot block its store")
+	}
+	ctx := s.ctx(t)
+	name := Name(t)
+	a := s.h.NewLock(t, name, "a")
+	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	unblock := blocker.Block(t, name)
+	defer unblock()
+	calls := map[string]func(context.Context) error{
+		"Get":    func(c context.Context) error { _, _, err := a.Get(c); return err },
+		"Update": func(c context.Context) error { return a.Update(c, NewRecord("a", 1)) },
+	}
+	for _, op := range []string{"Get", "Update"} {
+		start := time.Now()
+		callCtx, cancel := context.WithTimeout(ctx, s.o.CallTimeout)
+		err := calls[op](callCtx)
+		cancel()
+		if err == nil {
+			t.Errorf("%s on a blocked store succeeded", op)
+		}
+		if took := time.Since(start); took > s.o.Wait {
+			t.Errorf("%s on a blocked store took %v; its context allowed %v", op, took, s.o.CallTimeout)
+		}
+	}
+	unblock()
+	// The store works again; the handle may need a fresh read after an
+	// uncertain write.
+	mustGet(t, ctx, a)
+	if err := a.Update(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Update after the store came back: %v", err)
+	}
+}
+
+func (s *suite) testWatcherSignalsOtherWriter(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	a := s.h.NewLock(t, name, "a")
+	w, ok := a.(lock.Watcher)
+	if !ok {
+		t.Skip("lock does not implement lock.Watcher")
+	}
+	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	watchCtx, stop := context.WithCancel(ctx)
+	changes := w.Changes(watchCtx)
+	b := s.h.NewLock(t, name, "b")
+	for i := 0; i < 3; i++ {
+		// Drain signals from earlier writes (and the watch's start), then
+		// check that this write is seen.
+		drain(changes)
+		rec := mustGet(t, ctx, b)
+		rec.RenewTime = metav1.NewTime(rec.RenewTime.Add(time.Duration(i+1) * time.Second))
+		if err := b.Update(ctx, *rec); err != nil {
+			t.Fatalf("Update %d: %v", i, err)
+		}
+		if !waitSignal(changes, s.o.Wait) {
+			t.Fatalf("no change signal within %v of another writer's update %d", s.o.Wait, i)
+		}
+		if got := mustGet(t, ctx, a); !got.RenewTime.Equal(&rec.RenewTime) {
+			t.Fatalf("after a signal, Get reads renew time %v, want %v", got.RenewTime, rec.RenewTime)
+		}
+	}
+	stop()
+	deadline := time.After(s.o.Wait)
+	for {
+		select {
+		case _, open := <-changes:
+			if !open {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("Changes channel still open %v after its context ended", s.o.Wait)
+		}
+	}
+}
+
+func drain(ch <-chan struct{}) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}
+
+func waitSignal(ch <-chan struct{}, d time.Duration) bool {
+	select {
+	case _, open := <-ch:
+		return open
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (s *suite) testReleaseThenReacquire(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
+	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	mustGet(t, ctx, b)
+	// Release as client-go does: an empty holder, the term kept.
+	released := NewRecord("", 1)
+	released.LeaseDurationSeconds = 1
+	if err := a.Update(ctx, released); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	// b's version is stale: it must read the release before taking over.
+	if err := b.Update(ctx, NewRecord("b", 2)); !lock.IsConflict(err) {
+		t.Fatalf("take-over from a stale read returned %v, want a conflict", err)
+	}
+	if got := mustGet(t, ctx, b); got.HolderIdentity != "" || got.LeaderTransitions != 1 {
+		t.Fatalf("released record reads %+v, want no holder and 1 transition", got)
+	}
+	if err := b.Update(ctx, NewRecord("b", 2)); err != nil {
+		t.Fatalf("take-over after release: %v", err)
+	}
+	if got := mustGet(t, ctx, a); got.HolderIdentity != "b" || got.LeaderTransitions != 2 {
+		t.Fatalf("after re-acquisition the record reads %+v, want holder b, 2 transitions", got)
+	}
+	// And a can take it back the same way.
+	released = NewRecord("", 2)
+	if err := b.Update(ctx, released); err != nil {
+		t.Fatalf("second release: %v", err)
+	}
+	mustGet(t, ctx, a)
+	if err := a.Update(ctx, NewRecord("a", 3)); err != nil {
+		t.Fatalf("re-acquire by the first holder: %v", err)
+	}
+}

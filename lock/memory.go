@@ -1,0 +1,197 @@
+package lock
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/b3df926d/leaderelection/internal/notify"
+)
+
+// MemoryStore holds one record in memory, shared by the locks it hands out.
+// It is for tests and single-process use: it proves nothing about a real
+// store, but it implements the whole contract, including Watcher, and lets
+// tests inject faults.
+type MemoryStore struct {
+	name string
+	hub  notify.Hub
+
+	mu      sync.Mutex
+	raw     []byte // nil: no record
+	version uint64
+	fault   func(op string) error
+	gate    chan struct{} // non-nil: calls block until it is closed or ctx ends
+}
+
+// NewMemoryStore returns an empty store; name appears in errors and Describe.
+func NewMemoryStore(name string) *MemoryStore {
+	return &MemoryStore{name: name}
+}
+
+// Lock returns a lock on the store for the candidate identity.
+func (s *MemoryStore) Lock(identity string) *MemoryLock {
+	return &MemoryLock{store: s, identity: identity}
+}
+
+// SetFault makes every later call run f first with the operation name ("get",
+// "create", "update"); a non-nil result is returned instead of doing the
+// operation. A nil f removes the fault.
+func (s *MemoryStore) SetFault(f func(op string) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fault = f
+}
+
+// Block makes every later call wait until the returned function is called or
+// the call's context ends, like a store that stopped answering.
+func (s *MemoryStore) Block() (unblock func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gate := make(chan struct{})
+	s.gate = gate
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.gate == gate {
+				s.gate = nil
+			}
+			s.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// SetRaw stores raw bytes as the record, bypassing encoding, as a corrupting
+// writer would. Watchers are notified.
+func (s *MemoryStore) SetRaw(raw []byte) {
+	s.mu.Lock()
+	s.raw = append([]byte(nil), raw...)
+	s.version++
+	s.mu.Unlock()
+	s.hub.Notify()
+}
+
+// Raw returns the stored bytes (nil if no record).
+func (s *MemoryStore) Raw() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.raw...)
+}
+
+// enter waits out a Block and applies a fault; it returns with s.mu held on
+// success.
+func (s *MemoryStore) enter(ctx context.Context, op string) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("memory://%s: %s: %w", s.name, op, err)
+		}
+		s.mu.Lock()
+		gate := s.gate
+		if gate == nil {
+			break
+		}
+		s.mu.Unlock()
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+	}
+	if s.fault != nil {
+		if err := s.fault(op); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	return nil
+}
+
+// MemoryLock is one candidate's handle on a MemoryStore.
+type MemoryLock struct {
+	store    *MemoryStore
+	identity string
+
+	mu      sync.Mutex
+	version uint64 // last version seen or written; 0: none
+}
+
+var (
+	_ Interface = (*MemoryLock)(nil)
+	_ Watcher   = (*MemoryLock)(nil)
+)
+
+// Get returns the stored record and remembers its version.
+func (l *MemoryLock) Get(ctx context.Context) (*Record, []byte, error) {
+	s := l.store
+	if err := s.enter(ctx, "get"); err != nil {
+		return nil, nil, err
+	}
+	raw, version := append([]byte(nil), s.raw...), s.version
+	s.mu.Unlock()
+	if raw == nil {
+		return nil, nil, NewNotFound(l.Describe())
+	}
+	var rec Record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, nil, NewCorrupt(l.Describe(), err)
+	}
+	l.setVersion(version)
+	return &rec, raw, nil
+}
+
+// Create stores rec if no record exists.
+func (l *MemoryLock) Create(ctx context.Context, rec Record) error {
+	return l.write(ctx, "create", rec, func(s *MemoryStore) bool { return s.raw == nil })
+}
+
+// Update stores rec if the store still holds the version this lock last saw.
+func (l *MemoryLock) Update(ctx context.Context, rec Record) error {
+	l.mu.Lock()
+	seen := l.version
+	l.mu.Unlock()
+	if seen == 0 {
+		return fmt.Errorf("%s: update before get or create", l.Describe())
+	}
+	return l.write(ctx, "update", rec, func(s *MemoryStore) bool { return s.raw != nil && s.version == seen })
+}
+
+func (l *MemoryLock) write(ctx context.Context, op string, rec Record, ok func(*MemoryStore) bool) error {
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("%s: encode record: %w", l.Describe(), err)
+	}
+	s := l.store
+	if err := s.enter(ctx, op); err != nil {
+		return err
+	}
+	if !ok(s) {
+		s.mu.Unlock()
+		return NewConflict(l.Describe(), nil)
+	}
+	s.raw = raw
+	s.version++
+	version := s.version
+	s.mu.Unlock()
+	l.setVersion(version)
+	s.hub.Notify()
+	return nil
+}
+
+func (l *MemoryLock) setVersion(v uint64) {
+	l.mu.Lock()
+	l.version = v
+	l.mu.Unlock()
+}
+
+// Changes signals after every write to the store.
+func (l *MemoryLock) Changes(ctx context.Context) <-chan struct{} { return l.store.hub.Subscribe(ctx) }
+
+// RecordEvent does nothing: there is no event sink in memory.
+func (l *MemoryLock) RecordEvent(string) {}
+
+// Identity returns the candidate identity.
+func (l *MemoryLock) Identity() string { return l.identity }
+
+// Describe names the lock, as memory://name.
+func (l *MemoryLock) Describe() string { return "memory://" + l.store.name }
