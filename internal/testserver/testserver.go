@@ -27,8 +27,9 @@ func Missing(t testing.TB, format string, args ...any) {
 	t.Skipf("skipping: "+format, args...)
 }
 
-// LookBinary finds a server binary: in $LE_BIN_DIR (where .ci/run installs
-// what it builds), then in $(go env GOPATH)/bin, then on $PATH. It calls
+// LookBinary finds a server binary: in $LE_BIN_DIR (where hack/test.sh
+// installs what it builds; default ~/.cache/leaderelection/bin), then in
+// $GOPATH/bin and ~/go/bin, then on $PATH. It calls
 // Missing when the binary is nowhere.
 func LookBinary(t testing.TB, name string) string {
 	t.Helper()
@@ -40,7 +41,7 @@ func LookBinary(t testing.TB, name string) string {
 		dirs = append(dirs, filepath.Join(gp, "bin"))
 	}
 	if home, err := os.UserHomeDir(); err == nil {
-		dirs = append(dirs, filepath.Join(home, "go", "bin"))
+		dirs = append(dirs, filepath.Join(home, ".cache", "leaderelection", "bin"), filepath.Join(home, "go", "bin"))
 	}
 	for _, d := range dirs {
 		p := filepath.Join(d, name)

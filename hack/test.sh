@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need
+# (each hack/deps/*.sh is idempotent and caches by version), then runs
+# go vet, staticcheck and go test -race on every module.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export LE_BIN_DIR="${LE_BIN_DIR:-$HOME/.cache/leaderelection/bin}"
+mkdir -p "$LE_BIN_DIR"
+export PATH="$LE_BIN_DIR:$PATH"
+start=$(date +%s)
+
+for dep in hack/deps/*.sh; do
+  echo "== deps: $dep"
+  bash "$dep"
+done
+echo "== deps ready in $(( $(date +%s) - start ))s"
+
+modules=(.)
+for m in example/*/go.mod; do [ -f "$m" ] && modules+=("$(dirname "$m")"); done
+
+for m in "${modules[@]}"; do
+  echo "== go vet ($m)"
+  (cd "$m" && go vet ./...)
+  echo "== staticcheck ($m)"
+  (cd "$m" && staticcheck ./...)
+done
+for m in "${modules[@]}"; do
+  echo "== go test -race ($m)"
+  (cd "$m" && go test -race -count=1 -timeout 40m ./...)
+done
+echo "== all done in $(( $(date +%s) - start ))s"
