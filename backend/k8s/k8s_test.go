@@ -1,0 +1,185 @@
+package k8s_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/b3df926d/leaderelection/backend/k8s"
+	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testserver.StopSharedKube()
+	os.Exit(code)
+}
+
+// server is the package's shared kube-apiserver with an admin client.
+type server struct {
+	kube  *testserver.Kube
+	admin kubernetes.Interface
+}
+
+func sharedServer(t *testing.T) *server {
+	t.Helper()
+	kube := testserver.SharedKube(t)
+	return &server{kube: kube, admin: clientset(t, kube.Config())}
+}
+
+func clientset(t testing.TB, cfg *rest.Config) kubernetes.Interface {
+	t.Helper()
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatalf("clientset: %v", err)
+	}
+	return c
+}
+
+// namespace creates a namespace named after the test. Namespaces are never
+// deleted: no controller-manager runs to finalize them.
+func (s *server) namespace(t testing.TB) string {
+	t.Helper()
+	name := "t-" + randomSuffix(t)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if _, err := s.admin.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+	return name
+}
+
+func randomSuffix(t testing.TB) string {
+	t.Helper()
+	tt, ok := t.(*testing.T)
+	if !ok {
+		return "bench"
+	}
+	return locktest.Name(tt)
+}
+
+// newLock returns a lock on namespace/name through cfg, closed when t ends.
+func newLock(t testing.TB, cfg *rest.Config, namespace, name, identity string) *k8s.Lock {
+	t.Helper()
+	l, err := k8s.New(k8s.Config{
+		Client:        clientset(t, cfg),
+		Namespace:     namespace,
+		Name:          name,
+		Identity:      identity,
+		DisableEvents: true,
+	})
+	if err != nil {
+		t.Fatalf("k8s.New: %v", err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+// harness runs the conformance suite with every lock's traffic through a
+// proxy, so that Block can stall it.
+type harness struct {
+	s         *server
+	namespace string
+	proxy     *testserver.Proxy
+	cfg       *rest.Config
+}
+
+func (h *harness) NewLock(t *testing.T, name, identity string) lock.Interface {
+	return newLock(t, h.cfg, h.namespace, name, identity)
+}
+
+// Corrupt leaves a Lease that names a holder but no duration or renew time:
+// a record nobody can tell the expiry of.
+func (h *harness) Corrupt(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	leases := h.s.admin.CoordinationV1().Leases(h.namespace)
+	lease, err := leases.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("Corrupt: %v", err)
+	}
+	holder := "corrupt"
+	lease.Spec = coordinationv1.LeaseSpec{HolderIdentity: &holder}
+	if _, err := leases.Update(ctx, lease, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("Corrupt: %v", err)
+	}
+}
+
+// Stored returns the Lease's spec and resourceVersion as JSON: any write
+// changes it.
+func (h *harness) Stored(t *testing.T, name string) []byte {
+	t.Helper()
+	lease, err := h.s.admin.CoordinationV1().Leases(h.namespace).Get(context.Background(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("Stored: %v", err)
+	}
+	b, err := json.Marshal(struct {
+		RV   string
+		Spec coordinationv1.LeaseSpec
+	}{lease.ResourceVersion, lease.Spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (h *harness) Block(t *testing.T, name string) (unblock func()) { return h.proxy.Stall() }
+
+func TestConformance(t *testing.T) {
+	s := sharedServer(t)
+	proxy := testserver.StartProxy(t, s.kube.Addr)
+	h := &harness{
+		s:         s,
+		namespace: s.namespace(t),
+		proxy:     proxy,
+		cfg:       s.kube.ConfigVia(s.kube.Config(), proxy.Addr()),
+	}
+	locktest.RunConformanceTests(t, h, locktest.Options{})
+}
+
+func TestNewRejectsMissingFields(t *testing.T) {
+	_, err := k8s.New(k8s.Config{})
+	if err == nil {
+		t.Fatal("New with an empty Config succeeded")
+	}
+	for _, field := range []string{"Client", "Namespace", "Name", "Identity"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error %q does not name %s", err, field)
+		}
+	}
+}
+
+func TestValidateDurations(t *testing.T) {
+	for _, tc := range []struct {
+		lease, renew time.Duration
+		ok           bool
+	}{
+		{15 * time.Second, 10 * time.Second, true},
+		{3 * time.Second, 2 * time.Second, true},
+		{2500 * time.Millisecond, 2 * time.Second, false}, // client-go stores 2s
+		{2500 * time.Millisecond, 1500 * time.Millisecond, true},
+		{500 * time.Millisecond, 100 * time.Millisecond, false},
+	} {
+		err := k8s.ValidateDurations(tc.lease, tc.renew)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateDurations(%v, %v) = %v, want ok=%v", tc.lease, tc.renew, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "LeaseDuration") {
+			t.Errorf("error %q does not name LeaseDuration", err)
+		}
+	}
+}
