@@ -412,6 +412,94 @@ func (k *Kube) logTail(name string) string {
 	return name + " log (tail):\n" + strings.TrimSpace(string(b))
 }
 
+// RequestCounter counts the API requests made through the configs it
+// wraps, by kind: "get", "list", "watch", "create", "update", "patch",
+// "delete".
+type RequestCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+// CountRequests returns a copy of cfg whose requests c counts.
+func (c *RequestCounter) CountRequests(cfg *rest.Config) *rest.Config {
+	out := rest.CopyConfig(cfg)
+	out.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			c.add(requestKind(req))
+			return rt.RoundTrip(req)
+		})
+	})
+	return out
+}
+
+// Counts returns the counts so far.
+func (c *RequestCounter) Counts() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.counts))
+	for k, v := range c.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Total returns how many requests were made.
+func (c *RequestCounter) Total() int {
+	n := 0
+	for _, v := range c.Counts() {
+		n += v
+	}
+	return n
+}
+
+// Reset sets every count to zero.
+func (c *RequestCounter) Reset() {
+	c.mu.Lock()
+	c.counts = nil
+	c.mu.Unlock()
+}
+
+func (c *RequestCounter) add(kind string) {
+	c.mu.Lock()
+	if c.counts == nil {
+		c.counts = map[string]int{}
+	}
+	c.counts[kind]++
+	c.mu.Unlock()
+}
+
+// requestKind names a request's verb as the API server's audit log would.
+func requestKind(req *http.Request) string {
+	switch req.Method {
+	case http.MethodGet:
+		if req.URL.Query().Get("watch") == "true" {
+			return "watch"
+		}
+		// .../namespaces/NS/RESOURCE is a collection; .../RESOURCE/NAME an
+		// object.
+		parts := strings.Split(strings.Trim(req.URL.Path, "/"), "/")
+		for i, p := range parts {
+			if p == "namespaces" && len(parts) == i+3 {
+				return "list"
+			}
+		}
+		return "get"
+	case http.MethodPost:
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodPatch:
+		return "patch"
+	case http.MethodDelete:
+		return "delete"
+	}
+	return strings.ToLower(req.Method)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
 func freePorts(n int) ([]int, error) {
 	var ports []int
 	var ls []net.Listener
