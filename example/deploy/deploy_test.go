@@ -1,0 +1,248 @@
+// Package deploy_test keeps the example's Kubernetes manifests valid: it
+// applies them to a real kube-apiserver with server-side dry-run and strict
+// field validation, and checks that the Role grants what the Lease lock
+// needs.
+package deploy_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/b3df926d/leaderelection/backend/k8s"
+	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock/locktest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testserver.StopSharedKube()
+	os.Exit(code)
+}
+
+// manifests reads every object in this directory's YAML files.
+func manifests(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	files, err := filepath.Glob("*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no manifests found: %v", err)
+	}
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := yaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
+		for {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if len(bytes.TrimSpace(doc)) == 0 {
+				continue
+			}
+			obj := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if len(obj.Object) > 0 {
+				objs = append(objs, obj)
+			}
+		}
+	}
+	return objs
+}
+
+type cluster struct {
+	kube    *testserver.Kube
+	client  kubernetes.Interface
+	dynamic dynamic.Interface
+	mapper  *restmapper.DeferredDiscoveryRESTMapper
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	kube := testserver.SharedKube(t)
+	cfg := kube.Config()
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(client.Discovery()))
+	return &cluster{kube: kube, client: client, dynamic: dyn, mapper: mapper}
+}
+
+func (c *cluster) namespace(t *testing.T) string {
+	t.Helper()
+	ns := "deploy-" + locktest.Name(t)
+	if _, err := c.client.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func (c *cluster) create(t *testing.T, ns string, obj *unstructured.Unstructured, opts metav1.CreateOptions) error {
+	t.Helper()
+	gvk := obj.GroupVersionKind()
+	m, err := c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		t.Fatalf("%s: %v", gvk, err)
+	}
+	_, err = c.dynamic.Resource(m.Resource).Namespace(ns).Create(context.Background(), obj.DeepCopy(), opts)
+	return err
+}
+
+// Every manifest is accepted by the API server, with unknown or duplicate
+// fields rejected (strict field validation), without creating anything.
+func TestManifestsPassServerSideDryRun(t *testing.T) {
+	c := newCluster(t)
+	ns := c.namespace(t)
+	kinds := map[string]bool{}
+	for _, obj := range manifests(t) {
+		kinds[obj.GetKind()] = true
+		err := c.create(t, ns, obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}, FieldValidation: "Strict"})
+		if err != nil {
+			t.Errorf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	for _, k := range []string{"Deployment", "ServiceAccount", "Role", "RoleBinding"} {
+		if !kinds[k] {
+			t.Errorf("no %s among the manifests", k)
+		}
+	}
+}
+
+// The Deployment runs three replicas as the service account, with the pod
+// name as the candidate identity and probes on the health endpoints.
+func TestDeploymentShape(t *testing.T) {
+	for _, obj := range manifests(t) {
+		if obj.GetKind() != "Deployment" {
+			continue
+		}
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+			t.Errorf("replicas = %v, want 3", d.Spec.Replicas)
+		}
+		if d.Spec.Template.Spec.ServiceAccountName != "leaderelection-example" {
+			t.Errorf("serviceAccountName = %q", d.Spec.Template.Spec.ServiceAccountName)
+		}
+		ctr := d.Spec.Template.Spec.Containers[0]
+		podName := false
+		for _, e := range ctr.Env {
+			if e.Name == "POD_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name" {
+				podName = true
+			}
+		}
+		if !podName {
+			t.Error("POD_NAME is not set from the downward API's metadata.name")
+		}
+		if p := ctr.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/livez" {
+			t.Error("liveness probe is not an HTTP GET of /livez")
+		}
+		if p := ctr.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" {
+			t.Error("readiness probe is not an HTTP GET of /readyz")
+		}
+		return
+	}
+	t.Fatal("no Deployment among the manifests")
+}
+
+// With the ServiceAccount, Role and RoleBinding applied for real, the
+// service account can run the Lease lock: create, renew, watch, and record
+// events. So the Role is enough; its test in backend/k8s shows that less is
+// refused.
+func TestRoleGrantsWhatTheLockNeeds(t *testing.T) {
+	c := newCluster(t)
+	ns := c.namespace(t)
+	for _, obj := range manifests(t) {
+		if obj.GetKind() == "Deployment" {
+			continue
+		}
+		if err := c.create(t, ns, obj, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	cfg := c.kube.Config()
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":leaderelection-example"}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := k8s.New(k8s.Config{Client: client, Namespace: ns, Name: "leaderelection-example", Identity: "pod-0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := l.Create(ctx, locktest.NewRecord("pod-0", 1)); err != nil {
+		t.Fatalf("Create as the service account: %v", err)
+	}
+	if err := l.Update(ctx, locktest.NewRecord("pod-0", 1)); err != nil {
+		t.Fatalf("renew as the service account: %v", err)
+	}
+	changes := l.Changes(ctx)
+	admin, err := k8s.New(k8s.Config{Client: c.client, Namespace: ns, Name: "leaderelection-example", Identity: "admin", DisableEvents: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := admin.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Update(ctx, locktest.NewRecord("", 1)); err != nil {
+		t.Fatal(err)
+	}
+	for released := false; !released; {
+		select {
+		case <-changes:
+		case <-ctx.Done():
+			t.Fatal("the service account's watch (list + watch) never saw another writer's release")
+		}
+		rec, _, err := l.Get(ctx)
+		if err != nil {
+			t.Fatalf("Get as the service account: %v", err)
+		}
+		released = rec.HolderIdentity == ""
+	}
+	// Events go through an asynchronous broadcaster; check the permission
+	// directly, as the broadcaster would use it.
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: "leaderelection-example-", Namespace: ns},
+		InvolvedObject: corev1.ObjectReference{Kind: "Lease", Namespace: ns, Name: "leaderelection-example"},
+		Reason:         "LeaderElection", Message: "pod-0 became leader", Type: corev1.EventTypeNormal,
+	}
+	if _, err := client.CoreV1().Events(ns).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating an Event as the service account: %v", err)
+	}
+}
