@@ -411,8 +411,10 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (handedOver bool, e
 			e.leading = false
 			e.holding = false
 			e.mu.Unlock()
-			cancelLeader()
+			// Mark the term lost before cancelling, so that the function's
+			// return is never mistaken for a voluntary end.
 			close(lost)
+			cancelLeader()
 		})
 	}
 	deadline := e.afterFunc(e.c.RenewDeadline-e.clock.Since(goodStart), stepDown)
