@@ -1,0 +1,310 @@
+package k8s_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/backend/k8s"
+	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock/locktest"
+)
+
+// fast is the timing the elector tests use: a 1s safety margin between the
+// leader's step-down and a follower's take-over.
+var fast = timing{lease: 3 * time.Second, renew: 2 * time.Second, retry: time.Second}
+
+// slow is a lease far longer than any test waits: a hand-over within the
+// test's wait can only have come through the watch.
+var slow = timing{lease: 60 * time.Second, renew: 40 * time.Second, retry: 2 * time.Second}
+
+type timing struct{ lease, renew, retry time.Duration }
+
+// term is one leader's tenure as its own code saw it.
+type term struct {
+	id         string
+	term       int64
+	start, end time.Time
+}
+
+// tracker records who leads, and flags any moment two candidates lead at
+// once. Leaders call begin first thing in their function and end before
+// they return (or when their context is cancelled).
+type tracker struct {
+	mu      sync.Mutex
+	current string
+	terms   []term
+	overlap []string
+	changed chan struct{} // closed and replaced on every begin/end
+}
+
+func newTracker() *tracker { return &tracker{changed: make(chan struct{})} }
+
+func (tr *tracker) begin(id string, n int64) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.current != "" {
+		tr.overlap = append(tr.overlap, fmt.Sprintf("%s started term %d while %s still led", id, n, tr.current))
+	}
+	tr.current = id
+	tr.terms = append(tr.terms, term{id: id, term: n, start: time.Now()})
+	close(tr.changed)
+	tr.changed = make(chan struct{})
+}
+
+func (tr *tracker) end(id string) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.current == id {
+		tr.current = ""
+	}
+	for i := len(tr.terms) - 1; i >= 0; i-- {
+		if tr.terms[i].id == id && tr.terms[i].end.IsZero() {
+			tr.terms[i].end = time.Now()
+			break
+		}
+	}
+	close(tr.changed)
+	tr.changed = make(chan struct{})
+}
+
+// waitFor waits until cond holds on the recorded terms.
+func (tr *tracker) waitFor(t *testing.T, what string, cond func(terms []term) bool) []term {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		tr.mu.Lock()
+		terms := append([]term(nil), tr.terms...)
+		ch := tr.changed
+		tr.mu.Unlock()
+		if cond(terms) {
+			return terms
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("timed out after %v waiting for %s; terms so far: %+v", wait, what, terms)
+		}
+	}
+}
+
+// check fails t if two candidates ever led at once, or terms did not
+// strictly increase.
+func (tr *tracker) check(t *testing.T) {
+	t.Helper()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, o := range tr.overlap {
+		t.Error(o)
+	}
+	for i := 1; i < len(tr.terms); i++ {
+		prev, cur := tr.terms[i-1], tr.terms[i]
+		if cur.term <= prev.term {
+			t.Errorf("term %d (%s) after term %d (%s): fencing terms must increase", cur.term, cur.id, prev.term, prev.id)
+		}
+		if !prev.end.IsZero() && cur.start.Before(prev.end) {
+			t.Errorf("%s started term %d at %v, before %s ended term %d at %v", cur.id, cur.term, cur.start, prev.id, prev.term, prev.end)
+		}
+	}
+}
+
+// candidate is one of our electors on its own client.
+type candidate struct {
+	id      string
+	lock    *k8s.Lock
+	elector *leaderelection.Elector
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// startCandidate runs an elector for id on namespace/name through cfg
+// until the test ends or it is stopped. Its leader function reports to tr.
+func startCandidate(t *testing.T, cfg *rest.Config, ns, name, id string, tm timing, release bool, tr *tracker) *candidate {
+	t.Helper()
+	l := newLock(t, cfg, ns, name, id)
+	e, err := leaderelection.NewElector(leaderelection.Config{
+		Lock:            l,
+		LeaseDuration:   tm.lease,
+		RenewDeadline:   tm.renew,
+		RetryPeriod:     tm.retry,
+		ReleaseOnCancel: release,
+		Callbacks: leaderelection.Callbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				n, _ := leaderelection.TermFrom(ctx)
+				tr.begin(id, n)
+				<-ctx.Done()
+				tr.end(id)
+			},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &candidate{id: id, lock: l, elector: e, cancel: cancel, done: make(chan error, 1)}
+	go func() { c.done <- e.Run(ctx) }()
+	t.Cleanup(func() { c.stop(t) })
+	return c
+}
+
+// stop cancels the candidate's Run and waits for it to return.
+func (c *candidate) stop(t *testing.T) error {
+	t.Helper()
+	c.cancel()
+	select {
+	case err, ok := <-c.done:
+		if ok {
+			close(c.done)
+		}
+		return err
+	case <-time.After(wait):
+		t.Fatalf("%s: Run did not return within %v of its context ending", c.id, wait)
+		return nil
+	}
+}
+
+func leaderOf(cands []*candidate, id string) *candidate {
+	for _, c := range cands {
+		if c.id == id {
+			return c
+		}
+	}
+	return nil
+}
+
+// A leader that dies without releasing (its Run cancelled, no
+// ReleaseOnCancel) is replaced by another candidate, never before the lease
+// it last renewed has expired.
+func TestKilledLeaderIsReplacedAfterLeaseExpires(t *testing.T) {
+	s := sharedServer(t)
+	ns, name := s.namespace(t), locktest.Name(t)
+	tr := newTracker()
+	var cands []*candidate
+	for i := range 3 {
+		cands = append(cands, startCandidate(t, s.kube.Config(), ns, name, fmt.Sprintf("c%d", i), fast, false, tr))
+	}
+	first := tr.waitFor(t, "a leader", func(ts []term) bool { return len(ts) == 1 })[0]
+	leader := leaderOf(cands, first.id)
+	if err := leader.stop(t); err != nil {
+		t.Fatalf("%s: Run returned %v after its context ended", leader.id, err)
+	}
+	// The dead leader's last renewal, as written (its clock is ours).
+	rec, _, err := newLock(t, s.kube.Config(), ns, name, "reader").Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastRenew := rec.RenewTime.Time
+	next := tr.waitFor(t, "a new leader", func(ts []term) bool { return len(ts) == 2 })[1]
+	if next.term != first.term+1 {
+		t.Errorf("new term %d, want %d", next.term, first.term+1)
+	}
+	if expiry := lastRenew.Add(fast.lease); next.start.Before(expiry) {
+		t.Errorf("%s took over at %v, before the lease renewed at %v expired at %v", next.id, next.start, lastRenew, expiry)
+	}
+	tr.check(t)
+}
+
+// With ReleaseOnCancel the leader writes an empty holder on the way out and
+// a watching follower takes over at once: the lease is 60s, far beyond the
+// test's wait, so only the watch can have woken it.
+func TestGracefulReleaseHandsOverThroughWatch(t *testing.T) {
+	s := sharedServer(t)
+	ns, name := s.namespace(t), locktest.Name(t)
+	tr := newTracker()
+	var cands []*candidate
+	for i := range 3 {
+		cands = append(cands, startCandidate(t, s.kube.Config(), ns, name, fmt.Sprintf("c%d", i), slow, true, tr))
+	}
+	for round := 1; round <= 3; round++ {
+		ts := tr.waitFor(t, fmt.Sprintf("leader %d", round), func(ts []term) bool { return len(ts) == round })
+		cur := leaderOf(cands, ts[round-1].id)
+		if err := cur.stop(t); err != nil {
+			t.Fatalf("%s: Run returned %v", cur.id, err)
+		}
+	}
+	tr.waitFor(t, "the last candidate to lead", func(ts []term) bool { return len(ts) == 3 })
+	tr.check(t)
+}
+
+// When the leader's API calls stall or crawl, it steps down RenewDeadline
+// after its last good renewal, before anyone else takes over LeaseDuration
+// after observing that renewal: never two leaders.
+func TestSlowAPIMakesLeaderStepDownBeforeTakeover(t *testing.T) {
+	for _, fault := range []struct {
+		name   string
+		inject func(p *testserver.Proxy) (undo func())
+	}{
+		{"Stall", func(p *testserver.Proxy) func() { return p.Stall() }},
+		{"Delay", func(p *testserver.Proxy) func() {
+			p.SetDelay(fast.lease) // every chunk, both ways: no renewal fits in RenewDeadline
+			return func() { p.SetDelay(0) }
+		}},
+	} {
+		t.Run(fault.name, func(t *testing.T) {
+			s := sharedServer(t)
+			ns, name := s.namespace(t), locktest.Name(t)
+			tr := newTracker()
+			proxies := map[string]*testserver.Proxy{}
+			for i := range 3 {
+				id := fmt.Sprintf("c%d", i)
+				p := testserver.StartProxy(t, s.kube.Addr)
+				proxies[id] = p
+				startCandidate(t, s.kube.ConfigVia(s.kube.Config(), p.Addr()), ns, name, id, fast, true, tr)
+			}
+			first := tr.waitFor(t, "a leader", func(ts []term) bool { return len(ts) == 1 })[0]
+			undo := fault.inject(proxies[first.id])
+			ts := tr.waitFor(t, "the slow leader to step down and another to lead", func(ts []term) bool {
+				return len(ts) >= 2 && !ts[0].end.IsZero()
+			})
+			undo()
+			if ts[1].id == first.id {
+				t.Errorf("the slowed leader %s led again", first.id)
+			}
+			if ts[1].start.Before(ts[0].end) {
+				t.Errorf("%s started at %v, before %s stepped down at %v", ts[1].id, ts[1].start, first.id, ts[0].end)
+			}
+			tr.check(t)
+		})
+	}
+}
+
+// The API server restarting mid-term (a crash: SIGKILL, then start on the
+// same etcd) costs nothing: the leader keeps its term through the outage,
+// and followers' watches come back, so a later release still hands over at
+// once.
+func TestAPIServerRestartMidTerm(t *testing.T) {
+	kube := testserver.StartKube(t)
+	s := &server{kube: kube, admin: clientset(t, kube.Config())}
+	ns, name := s.namespace(t), locktest.Name(t)
+	tr := newTracker()
+	var cands []*candidate
+	for i := range 3 {
+		cands = append(cands, startCandidate(t, kube.Config(), ns, name, fmt.Sprintf("c%d", i), slow, true, tr))
+	}
+	first := tr.waitFor(t, "a leader", func(ts []term) bool { return len(ts) == 1 })[0]
+	leader := leaderOf(cands, first.id)
+
+	kube.RestartAPIServer(t)
+	restarted := time.Now()
+	deadline := time.Now().Add(wait)
+	for leader.elector.Status().LastRenew.Before(restarted) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader did not renew within %v of the API server's restart", wait)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the elector's status; it has no change signal
+	}
+	if got := leader.elector.Term(); got != first.term || !leader.elector.IsLeader() {
+		t.Fatalf("after the restart %s leads=%v in term %d, want term %d", first.id, leader.elector.IsLeader(), got, first.term)
+	}
+	if err := leader.stop(t); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("%s: Run returned %v", leader.id, err)
+	}
+	tr.waitFor(t, "a hand-over through the re-established watch", func(ts []term) bool { return len(ts) == 2 })
+	tr.check(t)
+}
