@@ -46,7 +46,7 @@ type tracker struct {
 
 func newTracker() *tracker { return &tracker{changed: make(chan struct{})} }
 
-func (tr *tracker) begin(id string, n int64) {
+func (tr *tracker) begin(id string, n int64) (index int) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if tr.current != "" {
@@ -54,22 +54,39 @@ func (tr *tracker) begin(id string, n int64) {
 	}
 	tr.current = id
 	tr.terms = append(tr.terms, term{id: id, term: n, start: time.Now()})
-	close(tr.changed)
-	tr.changed = make(chan struct{})
+	tr.notify()
+	return len(tr.terms) - 1
 }
 
-func (tr *tracker) end(id string) {
+// end records the end of the term begin returned index for, if it has not
+// ended yet.
+func (tr *tracker) end(index int) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	if tr.current == id {
+	tm := &tr.terms[index]
+	if !tm.end.IsZero() {
+		return
+	}
+	tm.end = time.Now()
+	if tr.current == tm.id && index == len(tr.terms)-1 {
 		tr.current = ""
 	}
-	for i := len(tr.terms) - 1; i >= 0; i-- {
-		if tr.terms[i].id == id && tr.terms[i].end.IsZero() {
-			tr.terms[i].end = time.Now()
-			break
-		}
+	tr.notify()
+}
+
+// endOpen ends id's term if it is open: for a leader whose work is stopped
+// from outside, before it releases.
+func (tr *tracker) endOpen(id string) {
+	tr.mu.Lock()
+	i := len(tr.terms) - 1
+	open := i >= 0 && tr.terms[i].id == id && tr.terms[i].end.IsZero()
+	tr.mu.Unlock()
+	if open {
+		tr.end(i)
 	}
+}
+
+func (tr *tracker) notify() {
 	close(tr.changed)
 	tr.changed = make(chan struct{})
 }
@@ -137,9 +154,9 @@ func startCandidate(t *testing.T, cfg *rest.Config, ns, name, id string, tm timi
 		Callbacks: leaderelection.Callbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				n, _ := leaderelection.TermFrom(ctx)
-				tr.begin(id, n)
+				i := tr.begin(id, n)
 				<-ctx.Done()
-				tr.end(id)
+				tr.end(i)
 			},
 		},
 	})
