@@ -108,6 +108,15 @@ func (r *runningManager) stop(t *testing.T) {
 	}
 }
 
+func (r *runningManager) waitLeading(t *testing.T, who string) {
+	t.Helper()
+	select {
+	case <-r.leading:
+	case <-time.After(wait):
+		t.Fatalf("%s did not lead within %v", who, wait)
+	}
+}
+
 // Two controller-runtime managers elect their leader with one of our locks
 // (manager.Options.LeaderElectionResourceLockInterface): one leads; when it
 // stops (releasing), the other leads.
@@ -116,18 +125,10 @@ func TestControllerRuntimeManagerLeadsWithOurLocks(t *testing.T) {
 	for name, newLock := range backends(t, kube.Config()) {
 		t.Run(name, func(t *testing.T) {
 			a := startManager(t, kube.Config(), newLock("a"))
-			select {
-			case <-a.leading:
-			case <-time.After(wait):
-				t.Fatalf("the first manager did not lead within %v", wait)
-			}
+			a.waitLeading(t, "the first manager")
 			b := startManager(t, kube.Config(), newLock("b"))
 			a.stop(t)
-			select {
-			case <-b.leading:
-			case <-time.After(wait):
-				t.Fatalf("the second manager did not lead within %v of the first releasing", wait)
-			}
+			b.waitLeading(t, "the second manager, after the first released")
 		})
 	}
 }
