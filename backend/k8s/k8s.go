@@ -378,7 +378,7 @@ func (l *Lock) watch(ctx context.Context, done chan struct{}) {
 			l.hub.Notify()
 		}
 		var events int
-		rv, events = l.consume(w, rv)
+		rv, events = l.consume(ctx, w, rv)
 		w.Stop()
 		l.setLive(false)
 		if events > 0 {
@@ -391,9 +391,19 @@ func (l *Lock) watch(ctx context.Context, done chan struct{}) {
 
 // consume applies a watch's events until it ends and returns the
 // resourceVersion to resume from ("" to list again) and the event count.
-func (l *Lock) consume(w watch.Interface, rv string) (string, int) {
+func (l *Lock) consume(ctx context.Context, w watch.Interface, rv string) (string, int) {
 	n := 0
-	for ev := range w.ResultChan() {
+	for {
+		var ev watch.Event
+		select {
+		case <-ctx.Done(): // not every watch.Interface ends with its context
+			return rv, n
+		case e, open := <-w.ResultChan():
+			if !open {
+				return rv, n
+			}
+			ev = e
+		}
 		n++
 		switch ev.Type {
 		case watch.Added, watch.Modified, watch.Deleted:
@@ -422,7 +432,6 @@ func (l *Lock) consume(w watch.Interface, rv string) (string, int) {
 			return rv, n
 		}
 	}
-	return rv, n
 }
 
 func (l *Lock) setLive(live bool) {
