@@ -1,18 +1,32 @@
 package leaderelection
 
 import (
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
-// newKubeLock is the lock used when Option.Lock is nil: client-go's
-// LeaseLock on LeaseLockNamespace/LeaseLockName through KubeClient.
-func newKubeLock(opt Option) (lock.Interface, error) {
-	return &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: opt.LeaseLockNamespace, Name: opt.LeaseLockName},
-		Client:     opt.KubeClient.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: opt.ID},
-	}, nil
+// newKubeLock is the lock used when Option.Lock is nil: a Lease on
+// LeaseLockNamespace/LeaseLockName through KubeClient (backend/k8s:
+// client-go's LeaseLock with a watch and events). The caller closes it.
+func newKubeLock(opt Option) (*k8s.Lock, error) {
+	return k8s.New(k8s.Config{
+		Client:    opt.KubeClient,
+		Namespace: opt.LeaseLockNamespace,
+		Name:      opt.LeaseLockName,
+		Identity:  opt.ID,
+		Logger:    opt.Logger,
+	})
+}
+
+// isLease reports whether l stores its record in a Kubernetes Lease (whole
+// seconds), for Validate: nil (the Lease Run creates), backend/k8s, or
+// client-go's own LeaseLock.
+func isLease(l lock.Interface) bool {
+	switch l.(type) {
+	case nil, *k8s.Lock, *resourcelock.LeaseLock:
+		return true
+	}
+	return false
 }

@@ -57,10 +57,12 @@ func Run(ctx context.Context, opt Option) error {
 	if !opt.Disabled {
 		l := opt.Lock
 		if l == nil {
-			var err error
-			if l, err = newKubeLock(opt); err != nil {
+			kl, err := newKubeLock(opt)
+			if err != nil {
 				return fmt.Errorf("leaderelection: %w", err)
 			}
+			defer kl.Close()
+			l = kl
 		}
 		var err error
 		if elector, err = NewElector(opt.electorConfig(l)); err != nil {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
+	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -152,6 +153,11 @@ func (o Option) Validate() error {
 	c := o.electorConfig(placeholderLock{id: "placeholder"})
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err)
+	} else if isLease(o.Lock) {
+		// A Lease stores whole seconds, which client-go truncates.
+		if err := k8s.ValidateDurations(o.LeaseDuration, o.RenewDeadline); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -38,6 +38,7 @@ type backend struct {
 func backends() map[string]*backend {
 	return map[string]*backend{
 		"file": fileBackend(),
+		"k8s":  kubeBackend(),
 	}
 }
 
@@ -86,7 +87,10 @@ func run(args []string) error {
 		return fmt.Errorf("--backend=%s: %w", kind, err)
 	}
 	opt.Lock = l
-	id := l.Identity()
+	id := opt.ID
+	if l != nil {
+		id = l.Identity()
+	}
 	opt.Run = func(ctx context.Context) { work(ctx, id, interval, workLog) }
 	opt.OnNewLeader = func(id string) { klog.InfoS("Observed leader", "leader", id) }
 	leaderelection.RunOrDie(opt)
