@@ -79,8 +79,9 @@ type Config struct {
 }
 
 // Lock is a leader-election lock on one Lease. It implements lock.Interface
-// and lock.Watcher. Use one Lock per candidate; it is safe for concurrent
-// use.
+// and lock.Watcher. Use one Lock per candidate, calling Get, Create, Update
+// and RecordEvent from one goroutine at a time, as electors do; Changes and
+// Close may be called from any goroutine.
 type Lock struct {
 	inner  *resourcelock.LeaseLock
 	leases coordinationv1client.LeaseInterface // the real client
