@@ -1,0 +1,267 @@
+package git_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/b3df926d/leaderelection/backend/git"
+	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
+)
+
+// harness makes locks on one bare repository served by real git.
+type harness struct {
+	repo  *testserver.GitRepo
+	url   string
+	auth  func(*git.Config)
+	proxy *testserver.Proxy
+}
+
+func (h *harness) config(name, identity string) git.Config {
+	cfg := git.Config{URL: h.url, Name: name, Identity: identity}
+	if h.auth != nil {
+		h.auth(&cfg)
+	}
+	return cfg
+}
+
+func (h *harness) NewLock(t *testing.T, name, identity string) lock.Interface {
+	t.Helper()
+	l, err := git.New(h.config(name, identity))
+	if err != nil {
+		t.Fatalf("git.New: %v", err)
+	}
+	return l
+}
+
+func branch(name string) string { return git.DefaultBranchPrefix + name }
+
+// Corrupt commits a record file that is not JSON straight into the bare
+// repository, as a stray writer would.
+func (h *harness) Corrupt(t *testing.T, name string) {
+	t.Helper()
+	blob := h.repo.GitInput(t, []byte("{not json"), "hash-object", "-w", "--stdin")
+	tree := h.repo.GitInput(t, fmt.Appendf(nil, "100644 blob %s\t%s.json\n", blob, name), "mktree")
+	commit := h.repo.Git(t, "commit-tree", tree, "-m", "corrupt")
+	h.repo.Git(t, "update-ref", branch(name), commit)
+}
+
+func (h *harness) Stored(t *testing.T, name string) []byte {
+	t.Helper()
+	if _, err := h.repo.TryGit(nil, "rev-parse", "--verify", "--quiet", branch(name)); err != nil {
+		return nil
+	}
+	out, err := h.repo.TryGit(nil, "show", branch(name)+":"+name+".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// blockingHarness reaches the server through a proxy it can stall.
+type blockingHarness struct{ *harness }
+
+func (h blockingHarness) Block(*testing.T, string) func() { return h.proxy.Stall() }
+
+func newHTTPHarness(t *testing.T, auth testserver.GitHTTPAuth, setAuth func(*git.Config)) blockingHarness {
+	repo := testserver.NewGitRepo(t)
+	proxy := testserver.StartProxy(t, repo.ServeHTTP(t, auth))
+	return blockingHarness{&harness{repo: repo, url: "http://" + proxy.Addr() + "/" + repo.Name, auth: setAuth, proxy: proxy}}
+}
+
+func newDaemonHarness(t *testing.T) blockingHarness {
+	repo := testserver.NewGitRepo(t)
+	proxy := testserver.StartProxy(t, repo.ServeDaemon(t))
+	return blockingHarness{&harness{repo: repo, url: "git://" + proxy.Addr() + "/" + repo.Name, proxy: proxy}}
+}
+
+func newLocalHarness(t *testing.T) *harness {
+	repo := testserver.NewGitRepo(t)
+	return &harness{repo: repo, url: repo.Dir}
+}
+
+func TestConformanceSmartHTTPTokenAuth(t *testing.T) {
+	h := newHTTPHarness(t, testserver.GitHTTPAuth{Token: "s3cret-token"}, func(c *git.Config) { c.Token = "s3cret-token" })
+	locktest.RunConformanceTests(t, h, locktest.Options{})
+}
+
+func TestConformanceGitDaemon(t *testing.T) {
+	locktest.RunConformanceTests(t, newDaemonHarness(t), locktest.Options{})
+}
+
+func TestConformanceLocalPath(t *testing.T) {
+	locktest.RunConformanceTests(t, newLocalHarness(t), locktest.Options{})
+}
+
+func TestBasicAuthIsSentAndWrongCredentialsAreNoConflict(t *testing.T) {
+	h := newHTTPHarness(t, testserver.GitHTTPAuth{Username: "ci", Password: "pa55word"},
+		func(c *git.Config) { c.Username, c.Password = "ci", "pa55word" })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := locktest.Name(t)
+	a := h.NewLock(t, name, "a")
+	if err := a.Create(ctx, locktest.NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create with basic auth: %v", err)
+	}
+	h.auth = func(c *git.Config) { c.Username, c.Password = "ci", "wrong-password" }
+	b := h.NewLock(t, name, "b")
+	_, _, err := b.Get(ctx)
+	if err == nil || lock.IsConflict(err) || lock.IsNotFound(err) {
+		t.Fatalf("Get with a wrong password returned %v, want a plain error", err)
+	}
+	if strings.Contains(err.Error(), "wrong-password") {
+		t.Fatalf("error %q shows the password", err)
+	}
+	if err := b.Create(ctx, locktest.NewRecord("b", 1)); err == nil || lock.IsConflict(err) {
+		t.Fatalf("Create with a wrong password returned %v, want a plain error", err)
+	}
+}
+
+// A rejected push must leave the handle usable: after losing a race it
+// reads and then wins, with no local repository state to wedge.
+func TestLostPushThenGetThenUpdateWorks(t *testing.T) {
+	h := newDaemonHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := locktest.Name(t)
+	a, b := h.NewLock(t, name, "a"), h.NewLock(t, name, "b")
+	if err := a.Create(ctx, locktest.NewRecord("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := a.Update(ctx, locktest.NewRecord("a", 1)); err != nil {
+			t.Fatalf("renew %d: %v", i, err)
+		}
+		for j := range 2 { // twice: a retry without a Get loses again
+			if err := b.Update(ctx, locktest.NewRecord("b", 2)); !lock.IsConflict(err) {
+				t.Fatalf("stale update %d/%d: %v, want a conflict", i, j, err)
+			}
+		}
+		if _, _, err := b.Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Update(ctx, locktest.NewRecord("b", 2)); err != nil {
+		t.Fatalf("update after a fresh Get: %v", err)
+	}
+	if err := b.Create(ctx, locktest.NewRecord("b", 3)); !lock.IsConflict(err) {
+		t.Fatalf("Create over an existing branch: %v, want a conflict", err)
+	}
+}
+
+// Renewals replace the branch's only commit: the branch never holds more
+// than one commit, and the objects reachable in the repository stay the
+// same in number however often the leader renews. What a renewal leaves
+// behind is unreachable, for git gc.
+func TestRenewalsKeepOneCommitAndReachableObjectsConstant(t *testing.T) {
+	renewals := 500
+	if testing.Short() {
+		renewals = 50
+	}
+	h := newHTTPHarness(t, testserver.GitHTTPAuth{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	name := locktest.Name(t)
+	l := h.NewLock(t, name, "a")
+	rec := locktest.NewRecord("a", 1)
+	if err := l.Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	reachable := func() string { return h.repo.Git(t, "rev-list", "--objects", "--all", "--count") }
+	before := reachable()
+	for i := range renewals {
+		rec.RenewTime.Time = rec.RenewTime.Add(time.Second)
+		if err := l.Update(ctx, rec); err != nil {
+			t.Fatalf("renewal %d: %v", i, err)
+		}
+	}
+	if got := h.repo.Git(t, "rev-list", "--count", branch(name)); got != "1" {
+		t.Errorf("branch holds %s commits after %d renewals, want 1", got, renewals)
+	}
+	if after := reachable(); after != before {
+		t.Errorf("reachable objects grew from %s to %s over %d renewals", before, after, renewals)
+	}
+	t.Logf("%d renewals: reachable objects %s before and after; %s",
+		renewals, before, strings.ReplaceAll(h.repo.Git(t, "count-objects", "-v"), "\n", ", "))
+	got := h.Stored(t, name)
+	if !strings.Contains(string(got), rec.RenewTime.UTC().Format(time.RFC3339)) {
+		t.Errorf("stored record %s is not the last renewal", got)
+	}
+}
+
+func TestNewRejectsBadConfigNamingTheField(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  git.Config
+		want string
+	}{
+		{git.Config{Name: "a", Identity: "x"}, "URL"},
+		{git.Config{URL: "/tmp/r.git", Identity: "x"}, "Name"},
+		{git.Config{URL: "/tmp/r.git", Name: "a"}, "Identity"},
+		{git.Config{URL: "/tmp/r.git", Name: "a/b", Identity: "x"}, "Name"},
+		{git.Config{URL: "/tmp/r.git", Name: "a.lock", Identity: "x"}, "Name"},
+		{git.Config{URL: "/tmp/r.git", Name: "a", Identity: "x", Branch: "bad..branch"}, "Branch"},
+		{git.Config{URL: "/tmp/r.git", Name: "a", Identity: "x", Token: "t"}, "Token"},
+		{git.Config{URL: "git://h/r.git", Name: "a", Identity: "x", Password: "p"}, "Password"},
+		{git.Config{URL: "https://h/r.git", Name: "a", Identity: "x", SSHKeyFile: "/k"}, "SSHKeyFile"},
+		{git.Config{URL: "ssh://git@h/r.git", Name: "a", Identity: "x", SSHKeyFile: "/nonexistent/key"}, "SSHKeyFile"},
+	} {
+		_, err := git.New(tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error naming %s", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestDescribeShowsNoCredentials(t *testing.T) {
+	for _, raw := range []string{
+		"https://user:hunter2@example.com/org/repo.git",
+		"https://hunter2@example.com/org/repo.git",
+	} {
+		l, err := git.New(git.Config{URL: raw, Name: "a", Identity: "x", Password: "also-secret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := l.Describe(); strings.Contains(d, "hunter2") || strings.Contains(d, "secret") {
+			t.Errorf("Describe() = %q shows a credential", d)
+		}
+		if want := "https://example.com/org/repo.git#refs/heads/leaderelection/a"; l.Describe() != want {
+			t.Errorf("Describe() = %q, want %q", l.Describe(), want)
+		}
+	}
+	l, err := git.New(git.Config{URL: "/srv/locks.git", Name: "a", Identity: "x", Branch: "locks/a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "file:///srv/locks.git#refs/heads/locks/a"; l.Describe() != want {
+		t.Errorf("Describe() = %q, want %q", l.Describe(), want)
+	}
+}
+
+func TestCallsFailCleanlyWhenTheServerIsGone(t *testing.T) {
+	u := url.URL{Scheme: "git", Host: fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t)), Path: "/locks.git"}
+	l, err := git.New(git.Config{URL: u.String(), Name: "a", Identity: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = l.Get(ctx)
+	if err == nil || lock.IsNotFound(err) || lock.IsConflict(err) || !strings.Contains(err.Error(), l.Describe()) {
+		t.Fatalf("Get from a closed port: %v, want a plain error naming %s", err, l.Describe())
+	}
+	if err := l.Create(ctx, locktest.NewRecord("x", 1)); err == nil || lock.IsConflict(err) {
+		t.Fatalf("Create to a closed port: %v, want a plain error", err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Create to a closed port hung until the deadline: %v", err)
+	}
+}
