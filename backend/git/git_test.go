@@ -2,12 +2,24 @@ package git_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/b3df926d/leaderelection/backend/git"
 	"github.com/b3df926d/leaderelection/internal/testserver"
@@ -46,10 +58,16 @@ func branch(name string) string { return git.DefaultBranchPrefix + name }
 // repository, as a stray writer would.
 func (h *harness) Corrupt(t *testing.T, name string) {
 	t.Helper()
-	blob := h.repo.GitInput(t, []byte("{not json"), "hash-object", "-w", "--stdin")
+	h.repo.Git(t, "update-ref", branch(name), h.commitRecord(t, name, []byte("{not json")))
+}
+
+// commitRecord makes an orphan commit holding content as name's record file
+// in the bare repository, with git itself, and returns its id.
+func (h *harness) commitRecord(t *testing.T, name string, content []byte) string {
+	t.Helper()
+	blob := h.repo.GitInput(t, content, "hash-object", "-w", "--stdin")
 	tree := h.repo.GitInput(t, fmt.Appendf(nil, "100644 blob %s\t%s.json\n", blob, name), "mktree")
-	commit := h.repo.Git(t, "commit-tree", tree, "-m", "corrupt")
-	h.repo.Git(t, "update-ref", branch(name), commit)
+	return h.repo.Git(t, "commit-tree", tree, "-m", "written by git")
 }
 
 func (h *harness) Stored(t *testing.T, name string) []byte {
@@ -81,6 +99,92 @@ func newDaemonHarness(t *testing.T) blockingHarness {
 	return blockingHarness{&harness{repo: repo, url: "git://" + proxy.Addr() + "/" + repo.Name, proxy: proxy}}
 }
 
+// newSSHHarness serves the repository over ssh and gives locks a
+// known_hosts file holding the server's host key, and the client key in a
+// private key file or, with agent, in an ssh-agent at $SSH_AUTH_SOCK.
+func newSSHHarness(t *testing.T, agent bool) blockingHarness {
+	repo := testserver.NewGitRepo(t)
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientKey, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile, knownHosts := filepath.Join(dir, "id_ed25519"), filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, hostKey := repo.ServeSSH(t, clientKey)
+	proxy := testserver.StartProxy(t, addr)
+	line := knownhosts.Line([]string{knownhosts.Normalize(proxy.Addr())}, hostKey) + "\n"
+	if err := os.WriteFile(knownHosts, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{
+		repo: repo, url: "ssh://git@" + proxy.Addr() + "/" + repo.Name, proxy: proxy,
+		auth: func(c *git.Config) { c.SSHKeyFile, c.SSHKnownHosts = keyFile, []string{knownHosts} },
+	}
+	if agent {
+		startAgent(t, priv)
+		h.auth = func(c *git.Config) { c.SSHKnownHosts = []string{knownHosts} }
+	}
+	return blockingHarness{h}
+}
+
+// startAgent serves an ssh-agent holding key on a unix socket named by
+// $SSH_AUTH_SOCK until t ends.
+func startAgent(t *testing.T, key ed25519.PrivateKey) {
+	keyring := agent.NewKeyring()
+	if err := keyring.Add(agent.AddedKey{PrivateKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				agent.ServeAgent(keyring, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	t.Setenv("SSH_AUTH_SOCK", sock)
+}
+
 func newLocalHarness(t *testing.T) *harness {
 	repo := testserver.NewGitRepo(t)
 	return &harness{repo: repo, url: repo.Dir}
@@ -93,6 +197,14 @@ func TestConformanceSmartHTTPTokenAuth(t *testing.T) {
 
 func TestConformanceGitDaemon(t *testing.T) {
 	locktest.RunConformanceTests(t, newDaemonHarness(t), locktest.Options{})
+}
+
+func TestConformanceSSHKeyFile(t *testing.T) {
+	locktest.RunConformanceTests(t, newSSHHarness(t, false), locktest.Options{})
+}
+
+func TestConformanceSSHAgent(t *testing.T) {
+	locktest.RunConformanceTests(t, newSSHHarness(t, true), locktest.Options{})
 }
 
 func TestConformanceLocalPath(t *testing.T) {
@@ -195,6 +307,45 @@ func TestRenewalsKeepOneCommitAndReachableObjectsConstant(t *testing.T) {
 	got := h.Stored(t, name)
 	if !strings.Contains(string(got), rec.RenewTime.UTC().Format(time.RFC3339)) {
 		t.Errorf("stored record %s is not the last renewal", got)
+	}
+}
+
+// The compare-and-swap is the server's: a pre-receive hook moves the branch
+// after the client has seen it at the expected commit (so any client-side
+// comparison would pass), and receive-pack still refuses the push because
+// the branch no longer holds the old value the push names.
+func TestServerRefusesPushWhenBranchMovedAfterAdvertisement(t *testing.T) {
+	h := newDaemonHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := locktest.Name(t)
+	a := h.NewLock(t, name, "a")
+	if err := a.Create(ctx, locktest.NewRecord("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	other, err := json.Marshal(locktest.NewRecord("b", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := h.commitRecord(t, name, other)
+	hook := fmt.Sprintf(`#!/bin/sh
+cat >/dev/null
+[ -e moved ] && exit 0
+touch moved
+env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES git update-ref %s %s
+`, branch(name), moved)
+	if err := os.WriteFile(filepath.Join(h.repo.Dir, "hooks", "pre-receive"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err = a.Update(ctx, locktest.NewRecord("a", 1))
+	if !lock.IsConflict(err) {
+		t.Fatalf("push from a commit the branch left after advertising it: %v, want a conflict", err)
+	}
+	if got := h.repo.Git(t, "rev-parse", branch(name)); got != moved {
+		t.Fatalf("branch at %s, want %s (the hook's commit): the server took the stale push", got, moved)
+	}
+	if got := string(h.Stored(t, name)); got != string(other) {
+		t.Fatalf("stored %s, want %s", got, other)
 	}
 }
 

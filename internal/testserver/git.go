@@ -3,6 +3,8 @@ package testserver
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/subtle"
 	"fmt"
 	"io"
@@ -14,8 +16,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // GitRepo is a bare repository on disk, served by Debian's git: through
@@ -205,4 +210,152 @@ func (r *GitRepo) startDaemon(t testing.TB) (string, error) {
 	}
 	t.Cleanup(stop)
 	return net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), nil
+}
+
+// ServeSSH serves the repository's root over ssh on a 127.0.0.1 port, until
+// t ends: an in-process ssh server (golang.org/x/crypto/ssh) that accepts
+// only clientKey and runs Debian's git-upload-pack and git-receive-pack for
+// the client's exec requests, as a forge's ssh endpoint does. It returns
+// host:port and the server's host key (for a known_hosts file); the
+// repository's URL is ssh://git@ADDR/NAME.
+func (r *GitRepo) ServeSSH(t testing.TB, clientKey ssh.PublicKey) (addr string, hostKey ssh.PublicKey) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if bytes.Equal(k.Marshal(), clientKey.Marshal()) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unknown public key")
+	}}
+	cfg.AddHostKey(signer)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sshServer{repo: r, cfg: cfg, conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go s.accept(ln)
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return ln.Addr().String(), signer.PublicKey()
+}
+
+type sshServer struct {
+	repo  *GitRepo
+	cfg   *ssh.ServerConfig
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (s *sshServer) accept(ln net.Listener) {
+	defer s.wg.Done()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns[nc] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				nc.Close()
+				s.mu.Lock()
+				delete(s.conns, nc)
+				s.mu.Unlock()
+			}()
+			s.serveConn(nc)
+		}()
+	}
+}
+
+func (s *sshServer) serveConn(nc net.Conn) {
+	_, chans, reqs, err := ssh.NewServerConn(nc, s.cfg)
+	if err != nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ssh.DiscardRequests(reqs)
+	}()
+	for nch := range chans {
+		if nch.ChannelType() != "session" {
+			nch.Reject(ssh.UnknownChannelType, "only sessions")
+			continue
+		}
+		ch, chReqs, err := nch.Accept()
+		if err != nil {
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveSession(ch, chReqs)
+		}()
+	}
+}
+
+// serveSession runs one git command: "git-upload-pack '/path'" or
+// "git-receive-pack '/path'", the path taken under the repository root.
+func (s *sshServer) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
+	defer ch.Close()
+	for req := range reqs {
+		if req.Type != "exec" {
+			if req.WantReply {
+				req.Reply(false, nil)
+			}
+			continue
+		}
+		var exe struct{ Command string }
+		if err := ssh.Unmarshal(req.Payload, &exe); err != nil {
+			req.Reply(false, nil)
+			return
+		}
+		service, path, _ := strings.Cut(exe.Command, " ")
+		path = strings.Trim(path, "'")
+		if service != "git-upload-pack" && service != "git-receive-pack" {
+			req.Reply(false, nil)
+			return
+		}
+		req.Reply(true, nil)
+		cmd := exec.Command(s.repo.git, strings.TrimPrefix(service, "git-"), filepath.Join(s.repo.root, filepath.Clean("/"+path)))
+		cmd.Env = gitEnv()
+		cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+		status := uint32(0)
+		stdin, err := cmd.StdinPipe()
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err == nil {
+			// Not awaited: it ends when the channel closes below.
+			go func() {
+				io.Copy(stdin, ch)
+				stdin.Close()
+			}()
+			err = cmd.Wait()
+		}
+		if err != nil {
+			status = 1
+		}
+		ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
+		return
+	}
 }
