@@ -4,21 +4,18 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/pem"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/b3df926d/leaderelection/backend/git"
@@ -132,57 +129,10 @@ func newSSHHarness(t *testing.T, agent bool) blockingHarness {
 		auth: func(c *git.Config) { c.SSHKeyFile, c.SSHKnownHosts = keyFile, []string{knownHosts} },
 	}
 	if agent {
-		startAgent(t, priv)
+		t.Setenv("SSH_AUTH_SOCK", testserver.StartSSHAgent(t, priv))
 		h.auth = func(c *git.Config) { c.SSHKnownHosts = []string{knownHosts} }
 	}
 	return blockingHarness{h}
-}
-
-// startAgent serves an ssh-agent holding key on a unix socket named by
-// $SSH_AUTH_SOCK until t ends.
-func startAgent(t *testing.T, key ed25519.PrivateKey) {
-	keyring := agent.NewKeyring()
-	if err := keyring.Add(agent.AddedKey{PrivateKey: key}); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "agent.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				agent.ServeAgent(keyring, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	t.Setenv("SSH_AUTH_SOCK", sock)
 }
 
 func newLocalHarness(t *testing.T) *harness {
