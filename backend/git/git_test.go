@@ -42,6 +42,11 @@ func (h *harness) config(name, identity string) git.Config {
 
 func (h *harness) NewLock(t *testing.T, name, identity string) lock.Interface {
 	t.Helper()
+	return h.newLock(t, name, identity)
+}
+
+func (h *harness) newLock(t testing.TB, name, identity string) *git.Lock {
+	t.Helper()
 	l, err := git.New(h.config(name, identity))
 	if err != nil {
 		t.Fatalf("git.New: %v", err)
@@ -84,13 +89,13 @@ type blockingHarness struct{ *harness }
 
 func (h blockingHarness) Block(*testing.T, string) func() { return h.proxy.Stall() }
 
-func newHTTPHarness(t *testing.T, auth testserver.GitHTTPAuth, setAuth func(*git.Config)) blockingHarness {
+func newHTTPHarness(t testing.TB, auth testserver.GitHTTPAuth, setAuth func(*git.Config)) blockingHarness {
 	repo := testserver.NewGitRepo(t)
 	proxy := testserver.StartProxy(t, repo.ServeHTTP(t, auth))
 	return blockingHarness{&harness{repo: repo, url: "http://" + proxy.Addr() + "/" + repo.Name, auth: setAuth, proxy: proxy}}
 }
 
-func newDaemonHarness(t *testing.T) blockingHarness {
+func newDaemonHarness(t testing.TB) blockingHarness {
 	repo := testserver.NewGitRepo(t)
 	proxy := testserver.StartProxy(t, repo.ServeDaemon(t))
 	return blockingHarness{&harness{repo: repo, url: "git://" + proxy.Addr() + "/" + repo.Name, proxy: proxy}}
@@ -99,7 +104,7 @@ func newDaemonHarness(t *testing.T) blockingHarness {
 // newSSHHarness serves the repository over ssh and gives locks a
 // known_hosts file holding the server's host key, and the client key in a
 // private key file or, with agent, in an ssh-agent at $SSH_AUTH_SOCK.
-func newSSHHarness(t *testing.T, agent bool) blockingHarness {
+func newSSHHarness(t testing.TB, agent bool) blockingHarness {
 	repo := testserver.NewGitRepo(t)
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -135,7 +140,7 @@ func newSSHHarness(t *testing.T, agent bool) blockingHarness {
 	return blockingHarness{h}
 }
 
-func newLocalHarness(t *testing.T) *harness {
+func newLocalHarness(t testing.TB) *harness {
 	repo := testserver.NewGitRepo(t)
 	return &harness{repo: repo, url: repo.Dir}
 }
