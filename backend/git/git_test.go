@@ -89,22 +89,52 @@ type blockingHarness struct{ *harness }
 
 func (h blockingHarness) Block(*testing.T, string) func() { return h.proxy.Stall() }
 
-func newHTTPHarness(t testing.TB, auth testserver.GitHTTPAuth, setAuth func(*git.Config)) blockingHarness {
-	repo := testserver.NewGitRepo(t)
-	proxy := testserver.StartProxy(t, repo.ServeHTTP(t, auth))
-	return blockingHarness{&harness{repo: repo, url: "http://" + proxy.Addr() + "/" + repo.Name, auth: setAuth, proxy: proxy}}
+// served is a bare repository behind a real git server at addr. Clients
+// reach it through proxies (one per harness or per candidate), so tests can
+// stall or cut them.
+type served struct {
+	repo   *testserver.GitRepo
+	addr   string
+	scheme string // "http", "git" or "ssh"
+	auth   func(*git.Config)
+	// allow, if set, lets clients reach the server at a new proxy address
+	// (ssh: adds the host key for it to known_hosts).
+	allow func(t testing.TB, addr string)
 }
 
-func newDaemonHarness(t testing.TB) blockingHarness {
-	repo := testserver.NewGitRepo(t)
-	proxy := testserver.StartProxy(t, repo.ServeDaemon(t))
-	return blockingHarness{&harness{repo: repo, url: "git://" + proxy.Addr() + "/" + repo.Name, proxy: proxy}}
+// proxy starts a proxy to the server and returns it with the repository's
+// URL through it.
+func (s served) proxy(t testing.TB) (*testserver.Proxy, string) {
+	p := testserver.StartProxy(t, s.addr)
+	if s.allow != nil {
+		s.allow(t, p.Addr())
+	}
+	user := ""
+	if s.scheme == "ssh" {
+		user = "git@"
+	}
+	return p, s.scheme + "://" + user + p.Addr() + "/" + s.repo.Name
 }
 
-// newSSHHarness serves the repository over ssh and gives locks a
-// known_hosts file holding the server's host key, and the client key in a
-// private key file or, with agent, in an ssh-agent at $SSH_AUTH_SOCK.
-func newSSHHarness(t testing.TB, agent bool) blockingHarness {
+func (s served) harness(t testing.TB) blockingHarness {
+	p, url := s.proxy(t)
+	return blockingHarness{&harness{repo: s.repo, url: url, auth: s.auth, proxy: p}}
+}
+
+func serveHTTP(t testing.TB, auth testserver.GitHTTPAuth, setAuth func(*git.Config)) served {
+	repo := testserver.NewGitRepo(t)
+	return served{repo: repo, addr: repo.ServeHTTP(t, auth), scheme: "http", auth: setAuth}
+}
+
+func serveDaemon(t testing.TB) served {
+	repo := testserver.NewGitRepo(t)
+	return served{repo: repo, addr: repo.ServeDaemon(t), scheme: "git"}
+}
+
+// serveSSH serves the repository over ssh and gives locks a known_hosts
+// file holding the server's host key, and the client key in a private key
+// file or, with agent, in an ssh-agent at $SSH_AUTH_SOCK.
+func serveSSH(t testing.TB, agent bool) served {
 	repo := testserver.NewGitRepo(t)
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -124,21 +154,33 @@ func newSSHHarness(t testing.TB, agent bool) blockingHarness {
 		t.Fatal(err)
 	}
 	addr, hostKey := repo.ServeSSH(t, clientKey)
-	proxy := testserver.StartProxy(t, addr)
-	line := knownhosts.Line([]string{knownhosts.Normalize(proxy.Addr())}, hostKey) + "\n"
-	if err := os.WriteFile(knownHosts, []byte(line), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{
-		repo: repo, url: "ssh://git@" + proxy.Addr() + "/" + repo.Name, proxy: proxy,
+	s := served{repo: repo, addr: addr, scheme: "ssh",
 		auth: func(c *git.Config) { c.SSHKeyFile, c.SSHKnownHosts = keyFile, []string{knownHosts} },
+		allow: func(t testing.TB, addr string) {
+			f, err := os.OpenFile(knownHosts, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+			if err == nil {
+				_, err = fmt.Fprintln(f, knownhosts.Line([]string{knownhosts.Normalize(addr)}, hostKey))
+				err = errors.Join(err, f.Close())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		},
 	}
 	if agent {
 		t.Setenv("SSH_AUTH_SOCK", testserver.StartSSHAgent(t, priv))
-		h.auth = func(c *git.Config) { c.SSHKnownHosts = []string{knownHosts} }
+		s.auth = func(c *git.Config) { c.SSHKnownHosts = []string{knownHosts} }
 	}
-	return blockingHarness{h}
+	return s
 }
+
+func newHTTPHarness(t testing.TB, auth testserver.GitHTTPAuth, setAuth func(*git.Config)) blockingHarness {
+	return serveHTTP(t, auth, setAuth).harness(t)
+}
+
+func newDaemonHarness(t testing.TB) blockingHarness { return serveDaemon(t).harness(t) }
+
+func newSSHHarness(t testing.TB, agent bool) blockingHarness { return serveSSH(t, agent).harness(t) }
 
 func newLocalHarness(t testing.TB) *harness {
 	repo := testserver.NewGitRepo(t)
