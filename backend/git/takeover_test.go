@@ -2,15 +2,19 @@ package git_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	k8sle "k8s.io/client-go/tools/leaderelection"
+
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/backend/git"
 	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -171,4 +175,68 @@ func testThreeElectorsTakeOver(t *testing.T, srv served) {
 		t.Error(o)
 	}
 	t.Logf("leaders: %s (term %d), %s (term %d), %s (term %d)", first, term1, second, term2, third, term3)
+}
+
+// The git lock works under client-go's elector too, and a lock released by
+// client-go's elector is taken over by this module's.
+func TestClientGoElectorLeadsThenHandsOverToOurs(t *testing.T) {
+	srv := serveDaemon(t)
+	h := srv.harness(t)
+	name := locktest.Name(t)
+	started := make(chan struct{})
+	le, err := k8sle.NewLeaderElector(k8sle.LeaderElectionConfig{
+		Lock: h.newLock(t, name, "client-go"), LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second,
+		RetryPeriod: time.Second, ReleaseOnCancel: true,
+		Callbacks: k8sle.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) { close(started); <-ctx.Done() },
+			OnStoppedLeading: func() {},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { le.Run(ctx); close(done) }()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("client-go's elector did not acquire the git lock")
+	}
+	cancel()
+	<-done
+	var rec lock.Record
+	if err := json.Unmarshal(h.Stored(t, name), &rec); err != nil || rec.HolderIdentity != "" || rec.LeaderTransitions != 0 {
+		t.Fatalf("after client-go released: record %+v (%v), want no holder", rec, err)
+	}
+
+	terms := make(chan int64, 1)
+	e, err := leaderelection.NewElector(leaderelection.Config{
+		Lock: h.newLock(t, name, "ours"), LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: time.Second,
+		Callbacks: leaderelection.Callbacks{OnStartedLeading: func(ctx context.Context) {
+			term, _ := leaderelection.TermFrom(ctx)
+			terms <- term
+			<-ctx.Done()
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	done2 := make(chan error, 1)
+	go func() { done2 <- e.Run(ctx2) }()
+	select {
+	case term := <-terms:
+		if term != 1 {
+			t.Errorf("took over with term %d, want 1 (client-go's first acquisition counts 0)", term)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("our elector did not take over the released lock")
+	}
+	cancel2()
+	if err := <-done2; err != nil {
+		t.Fatal(err)
+	}
 }
