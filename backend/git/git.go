@@ -155,7 +155,7 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	for attempt := 1; ; attempt++ {
 		rec, raw, err := l.get(ctx)
 		if err == nil || !errors.Is(err, errMoved) || attempt == 3 {
-			return rec, raw, err
+			return rec, raw, l.remote.scrub(err)
 		}
 	}
 }
@@ -192,7 +192,7 @@ func (l *Lock) get(ctx context.Context) (*lock.Record, []byte, error) {
 
 // Create writes rec if the branch does not exist.
 func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
-	return l.write(ctx, "create", plumbing.ZeroHash, rec)
+	return l.remote.scrub(l.write(ctx, "create", plumbing.ZeroHash, rec))
 }
 
 // Update writes rec if the branch still holds the commit this lock last read
@@ -204,7 +204,7 @@ func (l *Lock) Update(ctx context.Context, rec lock.Record) error {
 	if seen.IsZero() {
 		return fmt.Errorf("%s: update before get or create", l.desc)
 	}
-	return l.write(ctx, "update", seen, rec)
+	return l.remote.scrub(l.write(ctx, "update", seen, rec))
 }
 
 func (l *Lock) write(ctx context.Context, op string, old plumbing.Hash, rec lock.Record) error {

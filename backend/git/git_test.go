@@ -232,6 +232,46 @@ func TestBasicAuthIsSentAndWrongCredentialsAreNoConflict(t *testing.T) {
 	}
 }
 
+// Credentials written into the URL are used, and never shown: not by
+// Describe, not in errors (Go's HTTP client quotes request URLs in its
+// errors, user name included).
+func TestCredentialsInURLAreUsedAndNeverShown(t *testing.T) {
+	repo := testserver.NewGitRepo(t)
+	addr := repo.ServeHTTP(t, testserver.GitHTTPAuth{Username: "ci", Password: "pa55word"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := git.New(git.Config{URL: "http://ci:pa55word@" + addr + "/" + repo.Name, Name: "a", Identity: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Create(ctx, locktest.NewRecord("x", 1)); err != nil {
+		t.Fatalf("Create with credentials in the URL: %v", err)
+	}
+	closed := fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t))
+	for _, u := range []string{
+		"http://ci:pa55word@" + closed + "/locks.git",
+		"http://t0ken-as-user@" + closed + "/locks.git",
+		"http://ci:wrong-pa55word@" + addr + "/" + repo.Name,
+	} {
+		l, err := git.New(git.Config{URL: u, Name: "a", Identity: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, gerr := l.Get(ctx)
+		cerr := l.Create(ctx, locktest.NewRecord("x", 1))
+		for _, err := range []error{gerr, cerr} {
+			if err == nil || lock.IsConflict(err) {
+				t.Fatalf("%s: got %v, want a plain error", l.Describe(), err)
+			}
+			for _, secret := range []string{"pa55word", "t0ken"} {
+				if strings.Contains(err.Error(), secret) || strings.Contains(l.Describe(), secret) {
+					t.Errorf("error %q or Describe() %q shows a credential", err, l.Describe())
+				}
+			}
+		}
+	}
+}
+
 // A rejected push must leave the handle usable: after losing a race it
 // reads and then wins, with no local repository state to wedge.
 func TestLostPushThenGetThenUpdateWorks(t *testing.T) {

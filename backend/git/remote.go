@@ -41,7 +41,35 @@ type remote struct {
 	ep      *transport.Endpoint
 	auth    transport.AuthMethod
 	tr      transport.Transport
-	display string // the URL without credentials
+	display string   // the URL without credentials
+	secrets []string // credentials that must not appear in errors
+}
+
+// secrets returns the non-trivial values among vals.
+func secrets(vals ...string) []string {
+	var out []string
+	for _, v := range vals {
+		if len(v) >= 3 {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// scrub hides any credential that err's text would show, keeping the
+// error chain for errors.Is and lock.IsConflict.
+func (r *remote) scrub(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, s := range r.secrets {
+		msg = strings.ReplaceAll(msg, s, "***")
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &redacted{msg: msg, err: err}
 }
 
 func newRemote(cfg Config) (*remote, error) {
@@ -53,6 +81,17 @@ func newRemote(cfg Config) (*remote, error) {
 	r := &remote{ep: ep, display: display(ep)}
 	proto := strings.ToLower(ep.Protocol)
 	isHTTP, isSSH := proto == "http" || proto == "https", proto == "ssh"
+	// Credentials in the URL move into the auth method, so that no request
+	// URL, and so no error quoting one, carries them.
+	urlUser, urlPassword := ep.User, ep.Password
+	ep.Password = ""
+	if isHTTP {
+		ep.User = ""
+	}
+	r.secrets = secrets(urlPassword, cfg.Password, cfg.Token, cfg.SSHKeyPassphrase)
+	if isHTTP && urlUser != "" && urlPassword == "" && cfg.Password == "" && cfg.Token == "" {
+		r.secrets = append(r.secrets, secrets(urlUser)...) // a token passed as the user name
+	}
 	switch {
 	case cfg.Token != "" && !isHTTP:
 		return nil, fmt.Errorf("git lock: Token is for http(s) URLs, not %s", r.display)
@@ -70,6 +109,8 @@ func newRemote(cfg Config) (*remote, error) {
 		r.auth = &githttp.TokenAuth{Token: cfg.Token}
 	case isHTTP && (cfg.Username != "" || cfg.Password != ""):
 		r.auth = &githttp.BasicAuth{Username: cfg.Username, Password: cfg.Password}
+	case isHTTP && (urlUser != "" || urlPassword != ""):
+		r.auth = &githttp.BasicAuth{Username: urlUser, Password: urlPassword}
 	case isSSH:
 		if r.auth, err = sshAuth(cfg, ep); err != nil {
 			return nil, err
