@@ -21,15 +21,7 @@ import (
 //
 //	go test -run '^$' -bench Renew/ -benchtime 500x ./backend/git/
 func BenchmarkRenew(b *testing.B) {
-	for _, tr := range []struct {
-		name string
-		h    func(testing.TB) *harness
-	}{
-		{"smart-http", func(t testing.TB) *harness { return newHTTPHarness(t, testserver.GitHTTPAuth{}, nil).harness }},
-		{"git-daemon", func(t testing.TB) *harness { return newDaemonHarness(t).harness }},
-		{"ssh", func(t testing.TB) *harness { return newSSHHarness(t, false).harness }},
-		{"local-path", newLocalHarness},
-	} {
+	for _, tr := range benchTransports {
 		b.Run(tr.name, func(b *testing.B) {
 			h := tr.h(b)
 			ctx := context.Background()
@@ -49,11 +41,60 @@ func BenchmarkRenew(b *testing.B) {
 				took = append(took, time.Since(start))
 			}
 			b.StopTimer()
-			slices.Sort(took)
-			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+			reportPercentiles(b, took)
 		})
 	}
+}
+
+// BenchmarkFollowerGet times a follower's poll after each renewal (the
+// record changed, so it lists the branch and fetches one commit).
+//
+//	go test -run '^$' -bench FollowerGet -benchtime 300x ./backend/git/
+func BenchmarkFollowerGet(b *testing.B) {
+	for _, tr := range benchTransports {
+		b.Run(tr.name, func(b *testing.B) {
+			h := tr.h(b)
+			ctx := context.Background()
+			leader, follower := h.newLock(b, "bench", "a"), h.newLock(b, "bench", "b")
+			rec := locktest.NewRecord("a", 1)
+			if err := leader.Create(ctx, rec); err != nil {
+				b.Fatal(err)
+			}
+			took := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				rec.RenewTime.Time = rec.RenewTime.Add(time.Second)
+				if err := leader.Update(ctx, rec); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				if _, _, err := follower.Get(ctx); err != nil {
+					b.Fatal(err)
+				}
+				took = append(took, time.Since(start))
+			}
+			b.StopTimer()
+			reportPercentiles(b, took)
+		})
+	}
+}
+
+var benchTransports = []struct {
+	name string
+	h    func(testing.TB) *harness
+}{
+	{"smart-http", func(t testing.TB) *harness { return newHTTPHarness(t, testserver.GitHTTPAuth{}, nil).harness }},
+	{"git-daemon", func(t testing.TB) *harness { return newDaemonHarness(t).harness }},
+	{"ssh", func(t testing.TB) *harness { return newSSHHarness(t, false).harness }},
+	{"local-path", newLocalHarness},
+}
+
+func reportPercentiles(b *testing.B, took []time.Duration) {
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
 }
 
 // BenchmarkRepositoryGrowth renews 10,000 times (LE_GIT_GROWTH_RENEWALS to
