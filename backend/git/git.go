@@ -168,7 +168,7 @@ func (l *Lock) get(ctx context.Context) (*lock.Record, []byte, error) {
 	cached, cachedRaw := l.seen, l.raw
 	l.mu.Unlock()
 	head, raw, err := l.remote.read(ctx, l.branch, l.file, cached)
-	l.log.V(4).Info("git lock get", "lock", l.desc, "commit", head.String(), "took", time.Since(start), "err", err)
+	l.log.V(4).Info("git lock get", "lock", l.desc, "commit", head.String(), "took", time.Since(start), "err", l.remote.scrub(err))
 	switch {
 	case errors.Is(err, errNoBranch):
 		return nil, nil, lock.NewNotFound(l.desc)
@@ -226,7 +226,7 @@ func (l *Lock) write(ctx context.Context, op string, old plumbing.Hash, rec lock
 		return fmt.Errorf("%s: %s: %w", l.desc, op, err)
 	}
 	err = l.remote.push(ctx, l.branch, old, c)
-	l.log.V(4).Info("git lock "+op, "lock", l.desc, "old", old.String(), "new", c.hash.String(), "took", time.Since(start), "err", err)
+	l.log.V(4).Info("git lock "+op, "lock", l.desc, "old", old.String(), "new", c.hash.String(), "took", time.Since(start), "err", l.remote.scrub(err))
 	if errors.Is(err, errRejected) {
 		// The local state is only the commit id last seen; it stays as it
 		// was, so a retry without a fresh Get loses again rather than

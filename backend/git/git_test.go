@@ -386,6 +386,35 @@ env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIREC
 	}
 }
 
+// The commits the lock makes are well-formed for git itself (git fsck
+// --strict), whatever the identity holds, and the record keeps the identity
+// exactly.
+func TestCommitsPassGitFsck(t *testing.T) {
+	h := newLocalHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := locktest.Name(t)
+	odd := "pod <a@b>\nx\x00y ünï"
+	l := h.NewLock(t, name, odd)
+	if err := l.Create(ctx, locktest.NewRecord(odd, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := l.Update(ctx, locktest.NewRecord(odd, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rec, _, err := h.NewLock(t, name, "b").Get(ctx); err != nil || rec.HolderIdentity != odd {
+		t.Fatalf("Get = %+v, %v; want holder %q", rec, err, odd)
+	}
+	if out, err := h.repo.TryGit(nil, "fsck", "--strict", "--no-dangling"); err != nil {
+		t.Fatalf("git fsck --strict: %v\n%s", err, out)
+	}
+	if got := h.repo.Git(t, "cat-file", "-t", branch(name)); got != "commit" {
+		t.Fatalf("branch points at a %s", got)
+	}
+}
+
 func TestNewRejectsBadConfigNamingTheField(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  git.Config

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -38,7 +39,15 @@ func newCommit(file string, content []byte, identity, msg string, when time.Time
 	if err != nil {
 		return nil, err
 	}
-	sig := object.Signature{Name: identity, Email: "leaderelection@localhost", When: when}
+	// The identity is the author's name; characters that would break the
+	// commit header are replaced.
+	name := strings.Map(func(r rune) rune {
+		if r == '<' || r == '>' || r == '\n' || r == 0 {
+			return '_'
+		}
+		return r
+	}, identity)
+	sig := object.Signature{Name: name, Email: "leaderelection@localhost", When: when}
 	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: treeHash}
 	hash, err := store(st, c)
 	if err != nil {
