@@ -81,6 +81,9 @@ func run(args []string) error {
 	if opt.ID == "" {
 		opt.ID = os.Getenv("POD_NAME")
 	}
+	if opt.ID == "" {
+		return fmt.Errorf("--id is empty and POD_NAME is not set: each replica needs a unique identity")
+	}
 	l, err := b.newLock(context.Background(), opt.ID, &opt)
 	if err != nil {
 		return fmt.Errorf("--backend=%s: %w", kind, err)
