@@ -22,6 +22,7 @@ type MemoryStore struct {
 	version uint64
 	fault   func(op string) error
 	gate    chan struct{} // non-nil: calls block until it is closed or ctx ends
+	blocked int           // calls waiting at the gate
 }
 
 // NewMemoryStore returns an empty store; name appears in errors and Describe.
@@ -63,6 +64,13 @@ func (s *MemoryStore) Block() (unblock func()) {
 	}
 }
 
+// Blocked reports how many calls are waiting on a Block.
+func (s *MemoryStore) Blocked() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.blocked
+}
+
 // SetRaw stores raw bytes as the record, bypassing encoding, as a corrupting
 // writer would. Watchers are notified.
 func (s *MemoryStore) SetRaw(raw []byte) {
@@ -92,11 +100,15 @@ func (s *MemoryStore) enter(ctx context.Context, op string) error {
 		if gate == nil {
 			break
 		}
+		s.blocked++
 		s.mu.Unlock()
 		select {
 		case <-gate:
 		case <-ctx.Done():
 		}
+		s.mu.Lock()
+		s.blocked--
+		s.mu.Unlock()
 	}
 	if s.fault != nil {
 		if err := s.fault(op); err != nil {

@@ -1,0 +1,272 @@
+//go:build unix
+
+// Package file is the zero-infrastructure lock: a record in a local file,
+// guarded by flock, for candidates on one host.
+//
+// The record lives in PATH as JSON together with a version counter; writers
+// take an exclusive flock on PATH.lock, compare the counter with the one they
+// last saw (compare-and-swap), and replace PATH atomically (temporary file,
+// fsync, rename). Readers take a shared flock, so they never see a torn
+// write. Changes are watched with inotify (fsnotify), falling back to
+// polling where inotify is unavailable.
+//
+// flock works between processes on one host (Unix only). On network file systems its
+// semantics vary; use a networked backend there.
+package file
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// Options tune a Lock. The zero value is ready.
+type Options struct {
+	// PollInterval is how often the watcher checks the file when inotify
+	// is unavailable (default 500ms).
+	PollInterval time.Duration
+	// LockRetry is how often a call waiting for another process's flock
+	// tries again (default 2ms). Calls give up when their context ends.
+	LockRetry time.Duration
+}
+
+// Lock is a lock.Interface and lock.Watcher on a local file.
+type Lock struct {
+	path     string
+	lockPath string
+	identity string
+	opts     Options
+
+	mu      sync.Mutex
+	version uint64 // last version seen or written; 0: none
+}
+
+var (
+	_ lock.Interface = (*Lock)(nil)
+	_ lock.Watcher   = (*Lock)(nil)
+)
+
+// stored is the file's content.
+type stored struct {
+	Version uint64      `json:"version"`
+	Record  lock.Record `json:"record"`
+}
+
+// New returns a lock on the record file path for the candidate identity. The
+// directory must exist and be writable; the file is created on first
+// acquisition.
+func New(path, identity string, opts Options) (*Lock, error) {
+	if path == "" {
+		return nil, errors.New("file lock: path must not be empty")
+	}
+	if identity == "" {
+		return nil, errors.New("file lock: identity must not be empty")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("file lock %s: %w", path, err)
+	}
+	dir := filepath.Dir(abs)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("file lock %s: lock directory: %w", abs, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("file lock %s: %s is not a directory", abs, dir)
+	}
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("file lock %s: is a directory", abs)
+	}
+	// Probe that the lock file can be opened for writing: better a clear
+	// error now than a candidate that can never acquire.
+	f, err := os.OpenFile(abs+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("file lock %s: lock directory %s is not writable: %w", abs, dir, err)
+	}
+	f.Close()
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 500 * time.Millisecond
+	}
+	if opts.LockRetry <= 0 {
+		opts.LockRetry = 2 * time.Millisecond
+	}
+	return &Lock{path: abs, lockPath: abs + ".lock", identity: identity, opts: opts}, nil
+}
+
+// Identity returns the candidate identity.
+func (l *Lock) Identity() string { return l.identity }
+
+// Describe names the record file, as file:///abs/path.
+func (l *Lock) Describe() string { return "file://" + l.path }
+
+// RecordEvent does nothing: a file has no event sink. The elector logs.
+func (l *Lock) RecordEvent(string) {}
+
+// Get reads the record and remembers its version.
+func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	unlock, err := l.flock(ctx, syscall.LOCK_SH)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	st, raw, err := l.read()
+	if err != nil {
+		return nil, nil, err
+	}
+	l.setVersion(st.Version)
+	return &st.Record, raw, nil
+}
+
+// Create writes rec if no record exists.
+func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
+	return l.write(ctx, rec, func(cur *stored, err error) (uint64, error) {
+		switch {
+		case lock.IsNotFound(err):
+			return 1, nil
+		case err != nil:
+			return 0, err
+		default:
+			return 0, lock.NewConflict(l.Describe(), errors.New("record exists"))
+		}
+	})
+}
+
+// Update writes rec if the file still holds the version this lock last saw.
+func (l *Lock) Update(ctx context.Context, rec lock.Record) error {
+	l.mu.Lock()
+	seen := l.version
+	l.mu.Unlock()
+	if seen == 0 {
+		return fmt.Errorf("%s: update before get or create", l.Describe())
+	}
+	return l.write(ctx, rec, func(cur *stored, err error) (uint64, error) {
+		switch {
+		case err != nil:
+			return 0, err
+		case cur.Version != seen:
+			return 0, lock.NewConflict(l.Describe(), fmt.Errorf("version %d, expected %d", cur.Version, seen))
+		default:
+			return seen + 1, nil
+		}
+	})
+}
+
+// write takes the exclusive flock, lets check decide the new version from the
+// current content, and replaces the file atomically.
+func (l *Lock) write(ctx context.Context, rec lock.Record, check func(*stored, error) (uint64, error)) error {
+	unlock, err := l.flock(ctx, syscall.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, _, rerr := l.read()
+	version, err := check(cur, rerr)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", l.Describe(), err)
+	}
+	data, err := json.Marshal(stored{Version: version, Record: rec})
+	if err != nil {
+		return fmt.Errorf("%s: encode record: %w", l.Describe(), err)
+	}
+	if err := l.replace(data); err != nil {
+		return err
+	}
+	l.setVersion(version)
+	return nil
+}
+
+// read decodes the file. The caller holds the flock.
+func (l *Lock) read() (*stored, []byte, error) {
+	raw, err := os.ReadFile(l.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, lock.NewNotFound(l.Describe())
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: read: %w", l.Describe(), err)
+	}
+	var st stored
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, nil, lock.NewCorrupt(l.Describe(), err)
+	}
+	if st.Version == 0 {
+		return nil, nil, lock.NewCorrupt(l.Describe(), errors.New("missing version"))
+	}
+	return &st, raw, nil
+}
+
+// replace writes data to a temporary file in the same directory, syncs it and
+// renames it over the record, so readers see the old or the new record, and
+// never a torn one, even after a crash.
+func (l *Lock) replace(data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(l.path), "."+filepath.Base(l.path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("%s: %w", l.Describe(), err)
+	}
+	name := tmp.Name()
+	_, werr := tmp.Write(data)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(name, l.path)
+	}
+	if werr != nil {
+		os.Remove(name)
+		return fmt.Errorf("%s: write: %w", l.Describe(), werr)
+	}
+	return nil
+}
+
+func (l *Lock) setVersion(v uint64) {
+	l.mu.Lock()
+	l.version = v
+	l.mu.Unlock()
+}
+
+// flock takes a flock of the given kind on the lock file, retrying until ctx
+// ends, and returns the function that drops it.
+func (l *Lock) flock(ctx context.Context, how int) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", l.Describe(), err)
+	}
+	f, err := os.OpenFile(l.lockPath, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open lock file: %w", l.Describe(), err)
+	}
+	var retry *time.Ticker
+	for {
+		err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil // closing drops the flock
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			f.Close()
+			return nil, fmt.Errorf("%s: flock: %w", l.Describe(), err)
+		}
+		if retry == nil {
+			retry = time.NewTicker(l.opts.LockRetry)
+			defer retry.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("%s: waiting for the file lock: %w", l.Describe(), ctx.Err())
+		case <-retry.C:
+		}
+	}
+}

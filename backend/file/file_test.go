@@ -1,0 +1,169 @@
+//go:build unix
+
+package file
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
+)
+
+type harness struct{ dir string }
+
+func (h harness) path(name string) string { return filepath.Join(h.dir, name+".json") }
+
+func (h harness) NewLock(t *testing.T, name, identity string) lock.Interface {
+	l, err := New(h.path(name), identity, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (h harness) Corrupt(t *testing.T, name string) {
+	if err := os.WriteFile(h.path(name), []byte(`{"version": "seven"`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h harness) Stored(t *testing.T, name string) []byte {
+	b, err := os.ReadFile(h.path(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Block holds the exclusive flock, as a hung process would.
+func (h harness) Block(t *testing.T, name string) func() {
+	f, err := os.OpenFile(h.path(name)+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	return func() { f.Close() }
+}
+
+func TestFileLockConformance(t *testing.T) {
+	locktest.RunConformanceTests(t, harness{dir: t.TempDir()}, locktest.Options{})
+}
+
+func TestNewRejectsBadPaths(t *testing.T) {
+	dir := t.TempDir()
+	readOnly := filepath.Join(dir, "ro")
+	if err := os.Mkdir(readOnly, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(dir, "plain")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, path, id, want string
+	}{
+		{"empty path", "", "a", "path must not be empty"},
+		{"empty identity", filepath.Join(dir, "l.json"), "", "identity must not be empty"},
+		{"missing directory", filepath.Join(dir, "missing", "l.json"), "a", filepath.Join(dir, "missing")},
+		{"parent is a file", filepath.Join(notDir, "l.json"), "a", "not a directory"},
+		{"path is a directory", filepath.Join(dir, "adir"), "a", "is a directory"},
+	}
+	if os.Geteuid() != 0 { // root may write anywhere
+		cases = append(cases, struct{ name, path, id, want string }{"unwritable directory", filepath.Join(readOnly, "l.json"), "a", "not writable"})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.path, tc.id, Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New(%q, %q) = %v, want an error containing %q", tc.path, tc.id, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnreadableRecordIsClearError(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads any file")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "l.json")
+	l, err := New(path, "a", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Create(context.Background(), locktest.NewRecord("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = l.Get(context.Background())
+	if err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Get of an unreadable file = %v, want an error naming %s", err, path)
+	}
+}
+
+func TestRecordWithoutVersionIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "l.json")
+	if err := os.WriteFile(path, []byte(`{"record":{"holderIdentity":"x"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(path, "a", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Get(context.Background()); !errors.Is(err, lock.ErrCorrupt) {
+		t.Fatalf("Get = %v, want ErrCorrupt", err)
+	}
+}
+
+func TestPollingWatcherSignalsChange(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "l.json")
+	a, err := New(path, "a", Options{PollInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(path, "b", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.poll(ctx, ch, func() {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	if err := b.Create(context.Background(), locktest.NewRecord("b", 1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("polling watcher did not signal a new record")
+	}
+	cancel()
+	<-done
+}

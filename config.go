@@ -1,0 +1,135 @@
+package leaderelection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// JitterFactor spreads followers' polls over [RetryPeriod, (1+JitterFactor)×
+// RetryPeriod], as client-go does; RenewDeadline must exceed JitterFactor ×
+// RetryPeriod.
+const JitterFactor = 1.2
+
+// Config configures an Elector. The three durations and their rules are
+// client-go's, so a fleet can switch without re-tuning.
+type Config struct {
+	// Lock is the store's lock (any backend, or client-go's LeaseLock). Its
+	// Identity is this candidate's identity.
+	Lock lock.Interface
+
+	// LeaseDuration is how long a follower waits, measured on its own clock
+	// from the last time it saw the record change, before it takes over.
+	// It bounds crash failover. The record stores it in whole seconds,
+	// rounded up.
+	LeaseDuration time.Duration
+	// RenewDeadline is how long the leader keeps trying to renew, measured
+	// from the start of its last successful renewal, before it steps down.
+	// LeaseDuration − RenewDeadline is the safety margin that absorbs clock
+	// rate differences and delivery delays between leader and followers.
+	RenewDeadline time.Duration
+	// RetryPeriod is how often the leader renews, and how often followers
+	// whose lock cannot watch poll (with jitter). At least 1s: the record
+	// holds renew times in whole seconds, and a follower can only see a
+	// renewal that changed the record.
+	RetryPeriod time.Duration
+
+	// ReleaseOnCancel writes an empty holder when Run's context ends (after
+	// the leader's function has returned), so that watching followers take
+	// over at once instead of after LeaseDuration.
+	ReleaseOnCancel bool
+	// StopTimeout bounds how long the elector waits for OnStartedLeading to
+	// return after cancelling its context. While it waits, a leader that is
+	// stopping on purpose keeps renewing, so nobody else starts meanwhile.
+	// If the function does not return in time the lease is not released,
+	// and Run returns an error. Default: LeaseDuration.
+	StopTimeout time.Duration
+	// TermLimit, if set, makes the leader hand over after leading this
+	// long: it stops its function, releases the lock, and stays a
+	// candidate.
+	TermLimit time.Duration
+
+	// Callbacks are the user's hooks.
+	Callbacks Callbacks
+
+	// Name labels logs and metrics (default: the lock's Describe()).
+	Name string
+	// Logger receives structured logs (default: klog.FromContext of Run's
+	// context).
+	Logger *klog.Logger
+	// Clock is for tests (default: the real clock).
+	Clock clock.WithDelayedExecution
+	// Metrics, if set, observes every renewal attempt.
+	Metrics Metrics
+}
+
+// Callbacks are called by the elector. Unlike client-go's, they are
+// supervised: OnStartedLeading is awaited before the elector releases or
+// returns, and OnStoppedLeading is called only after OnStartedLeading.
+type Callbacks struct {
+	// OnStartedLeading runs the leader's work. Its context carries the term
+	// (TermFrom) and is cancelled the moment this process stops leading;
+	// the function must return promptly then.
+	OnStartedLeading func(ctx context.Context)
+	// OnStoppedLeading is called after OnStartedLeading has returned (or
+	// StopTimeout passed), once per term. Optional.
+	OnStoppedLeading func()
+	// OnNewLeader is called, from one goroutine and in order, when the
+	// observed holder changes (with "" when the lock is released).
+	// Optional; a slow callback never delays renewals.
+	OnNewLeader func(identity string)
+}
+
+// Metrics observes renewals; the healthz package provides a Prometheus
+// implementation.
+type Metrics interface {
+	// ObserveRenew is called after every renewal attempt by the leader.
+	ObserveRenew(name string, took time.Duration, err error)
+}
+
+// Validate checks c with client-go's rules and reports every problem, each
+// naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.LeaseDuration <= c.RenewDeadline {
+		errs = append(errs, fmt.Errorf("LeaseDuration (%v) must be greater than RenewDeadline (%v)", c.LeaseDuration, c.RenewDeadline))
+	}
+	if float64(c.RenewDeadline) <= JitterFactor*float64(c.RetryPeriod) {
+		errs = append(errs, fmt.Errorf("RenewDeadline (%v) must be greater than RetryPeriod×%v (%v)", c.RenewDeadline, JitterFactor, time.Duration(JitterFactor*float64(c.RetryPeriod))))
+	}
+	if c.LeaseDuration < time.Second {
+		errs = append(errs, fmt.Errorf("LeaseDuration (%v) must be at least 1s: the record stores whole seconds", c.LeaseDuration))
+	}
+	if c.RenewDeadline <= 0 {
+		errs = append(errs, fmt.Errorf("RenewDeadline (%v) must be greater than zero", c.RenewDeadline))
+	}
+	if c.RetryPeriod <= 0 {
+		errs = append(errs, fmt.Errorf("RetryPeriod (%v) must be greater than zero", c.RetryPeriod))
+	} else if c.RetryPeriod < time.Second {
+		errs = append(errs, fmt.Errorf("RetryPeriod (%v) must be at least 1s: the record stores renew times in whole seconds, so faster renewals can leave it unchanged and followers would measure the lease from an older renewal", c.RetryPeriod))
+	}
+	if c.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("StopTimeout (%v) must not be negative", c.StopTimeout))
+	}
+	if c.TermLimit < 0 {
+		errs = append(errs, fmt.Errorf("TermLimit (%v) must not be negative", c.TermLimit))
+	}
+	if c.TermLimit > 0 && c.TermLimit < c.RetryPeriod {
+		errs = append(errs, fmt.Errorf("TermLimit (%v) must be at least RetryPeriod (%v)", c.TermLimit, c.RetryPeriod))
+	}
+	if c.Callbacks.OnStartedLeading == nil {
+		errs = append(errs, errors.New("Callbacks.OnStartedLeading must not be nil"))
+	}
+	if c.Lock == nil {
+		errs = append(errs, errors.New("Lock must not be nil"))
+	} else if c.Lock.Identity() == "" {
+		errs = append(errs, errors.New("Lock identity must not be empty"))
+	}
+	return errors.Join(errs...)
+}

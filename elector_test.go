@@ -1,0 +1,677 @@
+package leaderelection
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+const (
+	testLease   = 3 * time.Second
+	testRenew   = 2 * time.Second
+	testRetry   = time.Second
+	testTimeout = 10 * time.Second // real time allowed for a condition to come true
+)
+
+// waitFor polls cond until it holds or testTimeout passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// election is a set of candidates on one memory store and one fake clock,
+// with a check, made whenever a candidate starts leading, that no other
+// candidate believes it leads.
+type election struct {
+	t     *testing.T
+	clk   *clocktesting.FakeClock
+	store *lock.MemoryStore
+
+	mu    sync.Mutex
+	cands []*candidate
+	terms []int64 // every term started, in order
+}
+
+type candidate struct {
+	id       string
+	e        *Elector
+	lk       lock.Interface
+	cancel   context.CancelFunc
+	done     chan error
+	started  atomic.Int32
+	stopped  atomic.Int32
+	fnExited atomic.Int32
+	leadCtx  atomic.Value // context.Context of the current term
+	ignore   atomic.Bool  // the leader's function ignores cancellation
+	release  chan struct{}
+	parked   atomic.Bool // blocked in its select, timers armed
+	exited   atomic.Bool // Run returned
+}
+
+func newElection(t *testing.T) *election {
+	return &election{
+		t:     t,
+		clk:   clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
+		store: lock.NewMemoryStore("test"),
+	}
+}
+
+func (el *election) config(c *candidate) Config {
+	return Config{
+		Lock:            c.lk,
+		LeaseDuration:   testLease,
+		RenewDeadline:   testRenew,
+		RetryPeriod:     testRetry,
+		ReleaseOnCancel: true,
+		Clock:           el.clk,
+		Callbacks: Callbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				el.started(c, ctx)
+				c.leadCtx.Store(ctx)
+				c.started.Add(1)
+				defer c.fnExited.Add(1)
+				if c.ignore.Load() {
+					<-c.release
+					return
+				}
+				<-ctx.Done()
+			},
+			OnStoppedLeading: func() { c.stopped.Add(1) },
+		},
+	}
+}
+
+func (el *election) started(c *candidate, ctx context.Context) {
+	el.mu.Lock()
+	defer el.mu.Unlock()
+	term, ok := TermFrom(ctx)
+	if !ok {
+		el.t.Errorf("%s: leader context carries no term", c.id)
+	}
+	if term != c.e.Term() {
+		el.t.Errorf("%s: TermFrom = %d, Term() = %d", c.id, term, c.e.Term())
+	}
+	if n := len(el.terms); n > 0 && term <= el.terms[n-1] {
+		el.t.Errorf("%s: term %d does not increase on %d", c.id, term, el.terms[n-1])
+	}
+	el.terms = append(el.terms, term)
+	for _, o := range el.cands {
+		if o != c && o.e != nil && o.e.IsLeader() {
+			el.t.Errorf("%s started leading (term %d) while %s still leads (term %d)", c.id, term, o.id, o.e.Term())
+		}
+	}
+}
+
+// add starts a candidate; mod may adjust its config and lock.
+func (el *election) add(id string, mod func(*Config)) *candidate {
+	el.t.Helper()
+	c := &candidate{id: id, lk: el.store.Lock(id), done: make(chan error, 1), release: make(chan struct{})}
+	cfg := el.config(c)
+	if mod != nil {
+		mod(&cfg)
+	}
+	c.lk = cfg.Lock
+	e, err := NewElector(cfg)
+	if err != nil {
+		el.t.Fatalf("NewElector(%s): %v", id, err)
+	}
+	el.start(c, e)
+	cancel := c.cancel
+	el.t.Cleanup(func() {
+		cancel()
+		select {
+		case <-c.done:
+		case <-time.After(testTimeout):
+			el.t.Errorf("%s: Run did not return after cancel", id)
+		}
+	})
+	return c
+}
+
+// start runs e for c.
+func (el *election) start(c *candidate, e *Elector) {
+	c.e = e
+	e.park = func(p bool) { c.parked.Store(p) }
+	el.mu.Lock()
+	el.cands = append(el.cands, c)
+	el.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() {
+		err := e.Run(ctx)
+		c.exited.Store(true)
+		c.done <- err
+	}()
+}
+
+// settle waits until every running candidate is blocked with its timers
+// armed, so that the test can move the fake clock without racing an
+// elector that is between reading the clock and arming a timer.
+func (el *election) settle(t *testing.T) {
+	t.Helper()
+	waitFor(t, "every candidate to settle", func() bool {
+		el.mu.Lock()
+		defer el.mu.Unlock()
+		for _, c := range el.cands {
+			if !c.exited.Load() && !c.parked.Load() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// step settles, moves the clock by d and settles again.
+func (el *election) step(t *testing.T, d time.Duration) {
+	t.Helper()
+	el.settle(t)
+	el.clk.Step(d)
+}
+
+// setTime settles and sets the clock.
+func (el *election) setTime(t *testing.T, to time.Time) {
+	t.Helper()
+	el.settle(t)
+	el.clk.SetTime(to)
+}
+
+// wait returns Run's result.
+func (c *candidate) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-c.done:
+		c.done <- err // keep it for cleanup
+		return err
+	case <-time.After(testTimeout):
+		t.Fatalf("%s: Run did not return", c.id)
+		return nil
+	}
+}
+
+func (el *election) holder(t *testing.T) lock.Record {
+	t.Helper()
+	rec, _, err := el.store.Lock("reader").Get(context.Background())
+	if err != nil {
+		t.Fatalf("reading the store: %v", err)
+	}
+	return *rec
+}
+
+// failingLock makes Get and Update fail while fail is set.
+type failingLock struct {
+	lock.Interface
+	fail     atomic.Bool
+	attempts atomic.Int32
+}
+
+func (f *failingLock) Update(ctx context.Context, r lock.Record) error {
+	if f.fail.Load() {
+		f.attempts.Add(1)
+		return errors.New("injected store failure")
+	}
+	return f.Interface.Update(ctx, r)
+}
+
+func (f *failingLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	if f.fail.Load() {
+		f.attempts.Add(1)
+		return nil, nil, errors.New("injected store failure")
+	}
+	return f.Interface.Get(ctx)
+}
+
+// blindLock hides the Watcher of the lock it wraps, as a store that
+// cannot notify.
+type blindLock struct{ lock.Interface }
+
+func TestFirstCandidateAcquiresWithTermOne(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	if got := a.e.Term(); got != 1 {
+		t.Errorf("first term = %d, want 1", got)
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaseDurationSeconds != 3 || rec.LeaderTransitions != 1 {
+		t.Errorf("stored record %+v, want holder a, 3s, 1 transition", rec)
+	}
+	if s := a.e.Status(); !s.Leading || s.Leader != "a" || s.Identity != "a" || s.Term != 1 || !s.Expiry.Equal(el.clk.Now().Add(testLease)) {
+		t.Errorf("status %+v", s)
+	}
+}
+
+func TestLeaderRenewsEveryRetryPeriod(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	for i := 0; i < 10; i++ {
+		el.step(t, testRetry)
+		now := el.clk.Now()
+		waitFor(t, "a renewal", func() bool { return a.e.Status().LastRenew.Equal(now) })
+		if rec := el.holder(t); !rec.RenewTime.Equal(&metav1.Time{Time: now}) && rec.RenewTime.Unix() != now.Unix() {
+			t.Fatalf("renewal %d stored renew time %v, want %v", i, rec.RenewTime, now)
+		}
+	}
+	if !a.e.IsLeader() || a.e.Term() != 1 {
+		t.Fatalf("after renewing: leader=%v term=%d", a.e.IsLeader(), a.e.Term())
+	}
+}
+
+func TestFollowerWaitsForLeaseThenTakesOverAtExpiry(t *testing.T) {
+	el := newElection(t)
+	fa := &failingLock{Interface: el.store.Lock("a")}
+	a := el.add("a", func(c *Config) { c.Lock = fa })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	// a crashes: it stops writing and never releases.
+	fa.fail.Store(true)
+	expiry := b.e.Status().Expiry
+	el.setTime(t, expiry.Add(-time.Millisecond))
+	waitFor(t, "a to step down", func() bool { return !a.e.IsLeader() })
+	if b.e.IsLeader() {
+		t.Fatal("b leads before the lease it observed expired")
+	}
+	el.setTime(t, expiry)
+	waitFor(t, "b to lead at expiry", b.e.IsLeader)
+	if got := b.e.Term(); got != 2 {
+		t.Errorf("b's term = %d, want 2", got)
+	}
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("a's Run returned %v, want ErrLeaseLost", err)
+	}
+}
+
+func TestRenewFailureStepsDownBeforeAnotherCandidateCanAcquire(t *testing.T) {
+	el := newElection(t)
+	fa := &failingLock{Interface: el.store.Lock("a")}
+	a := el.add("a", func(c *Config) { c.Lock = fa })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+
+	// A few good renewals, then the store fails for a only.
+	for i := 0; i < 3; i++ {
+		el.step(t, testRetry)
+		now := el.clk.Now()
+		waitFor(t, "a renewal", func() bool { return a.e.Status().LastRenew.Equal(now) })
+		waitFor(t, "b to observe the renewal", func() bool { return b.e.Status().Expiry.Equal(now.Add(testLease)) })
+	}
+	lastGood := a.e.Status().LastRenew
+	fa.fail.Store(true)
+	var steppedDownAt time.Time
+	for a.e.IsLeader() {
+		before := fa.attempts.Load()
+		el.step(t, 100*time.Millisecond)
+		if el.clk.Since(lastGood) > testRenew {
+			t.Fatalf("a still leads %v after its last good renewal; RenewDeadline is %v", el.clk.Since(lastGood), testRenew)
+		}
+		if el.clk.Now().Sub(lastGood)%testRetry == 0 {
+			waitFor(t, "a renewal attempt", func() bool { return fa.attempts.Load() > before || !a.e.IsLeader() })
+		}
+		steppedDownAt = el.clk.Now()
+	}
+	if d := steppedDownAt.Sub(lastGood); d != testRenew {
+		t.Errorf("a stepped down %v after the start of its last good renewal, want exactly RenewDeadline %v", d, testRenew)
+	}
+	waitFor(t, "a's function to exit", func() bool { return a.fnExited.Load() == 1 })
+	waitFor(t, "a's OnStoppedLeading", func() bool { return a.stopped.Load() == 1 })
+	if b.e.IsLeader() {
+		t.Fatal("b leads as soon as a stepped down")
+	}
+	el.setTime(t, b.e.Status().Expiry)
+	waitFor(t, "b to lead", b.e.IsLeader)
+	if margin := el.clk.Now().Sub(steppedDownAt); margin < testLease-testRenew {
+		t.Errorf("b took over %v after a stepped down; the margin should be LeaseDuration-RenewDeadline = %v", margin, testLease-testRenew)
+	}
+}
+
+func TestHangingStoreCallStillStepsDownOnTime(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	unblock := el.store.Block()
+	defer unblock()
+	start := el.clk.Now()
+	el.step(t, testRetry)
+	waitFor(t, "a's renewal to hang in the store", func() bool { return el.store.Blocked() == 1 })
+	for el.clk.Since(start) < testRenew {
+		if !a.e.IsLeader() {
+			t.Fatalf("a stepped down after %v, before RenewDeadline", el.clk.Since(start))
+		}
+		el.clk.Step(100 * time.Millisecond) // a is inside the hanging call: nothing else to settle
+	}
+	waitFor(t, "a to step down while its renewal hangs", func() bool { return !a.e.IsLeader() })
+	waitFor(t, "a's leader context to be cancelled", func() bool { return a.fnExited.Load() == 1 })
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Run returned %v, want ErrLeaseLost", err)
+	}
+}
+
+func TestGracefulReleaseHandsOverThroughWatcherAtOnce(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	before := el.clk.Now()
+	a.cancel()
+	if err := a.wait(t); err != nil {
+		t.Fatalf("a's Run after cancel returned %v, want nil", err)
+	}
+	waitFor(t, "b to lead without any time passing", b.e.IsLeader)
+	if !el.clk.Now().Equal(before) {
+		t.Fatal("the clock moved")
+	}
+	if a.fnExited.Load() != 1 || a.stopped.Load() != 1 {
+		t.Errorf("a: function exited %d times, OnStoppedLeading %d times; want 1 and 1", a.fnExited.Load(), a.stopped.Load())
+	}
+	if got := b.e.Term(); got != 2 {
+		t.Errorf("b's term = %d, want 2", got)
+	}
+}
+
+func TestTermIncrementsOnEveryAcquisition(t *testing.T) {
+	el := newElection(t)
+	prev := int64(0)
+	for i := 0; i < 6; i++ {
+		c := el.add("c"+string(rune('0'+i)), nil)
+		waitFor(t, c.id+" to lead", c.e.IsLeader)
+		if term := c.e.Term(); term != prev+1 {
+			t.Fatalf("%s's term = %d, want %d", c.id, term, prev+1)
+		}
+		prev = c.e.Term()
+		c.cancel()
+		if err := c.wait(t); err != nil {
+			t.Fatalf("%s: %v", c.id, err)
+		}
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "" || rec.LeaderTransitions != 6 {
+		t.Fatalf("after six released terms the record is %+v", rec)
+	}
+}
+
+func TestPollingFollowerWithoutWatcherTakesOverAtExpiry(t *testing.T) {
+	el := newElection(t)
+	fa := &failingLock{Interface: el.store.Lock("a")}
+	a := el.add("a", func(c *Config) { c.Lock = fa })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", func(c *Config) { c.Lock = blindLock{el.store.Lock("b")} })
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	fa.fail.Store(true)
+	// b polls; its observation of the unchanged record fixes the expiry.
+	expiry := b.e.Status().Expiry
+	for now := el.clk.Now(); now.Before(expiry.Add(-testRetry)); now = el.clk.Now() {
+		el.step(t, testRetry)
+	}
+	if b.e.IsLeader() {
+		t.Fatal("b leads before the lease expired")
+	}
+	el.setTime(t, expiry.Add(time.Duration(JitterFactor*float64(testRetry))))
+	waitFor(t, "b to lead", b.e.IsLeader)
+}
+
+func TestReleasedLockIsTakenByPollerWithinOnePoll(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", func(c *Config) { c.Lock = blindLock{el.store.Lock("b")} })
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	a.cancel()
+	if err := a.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	el.step(t, time.Duration((1+JitterFactor)*float64(testRetry)))
+	waitFor(t, "b to lead after one poll", b.e.IsLeader)
+}
+
+func TestFollowerNeverCallsOnStoppedLeading(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	b.cancel()
+	if err := b.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	if b.stopped.Load() != 0 || b.started.Load() != 0 {
+		t.Fatalf("a follower that never led: started %d, stopped %d", b.started.Load(), b.stopped.Load())
+	}
+}
+
+func TestOnNewLeaderReportsEachHolder(t *testing.T) {
+	el := newElection(t)
+	var mu sync.Mutex
+	var seen []string
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", func(c *Config) {
+		c.Callbacks.OnNewLeader = func(id string) { mu.Lock(); seen = append(seen, id); mu.Unlock() }
+	})
+	waitFor(t, "b to hear of a", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 1 })
+	a.cancel()
+	waitFor(t, "b to lead", b.e.IsLeader)
+	waitFor(t, "b to hear of itself", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) > 0 && seen[len(seen)-1] == "b"
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[0] != "a" {
+		t.Fatalf("OnNewLeader saw %q", seen)
+	}
+}
+
+func TestTermLimitHandsOverAndStaysCandidate(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", func(c *Config) { c.TermLimit = 5 * time.Second })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	for el.clk.Since(a.e.Status().LastRenew) >= 0 && a.e.IsLeader() {
+		el.step(t, testRetry)
+		now := el.clk.Now()
+		waitFor(t, "a to renew or hand over", func() bool { return a.e.Status().LastRenew.Equal(now) || !a.e.IsLeader() })
+	}
+	waitFor(t, "b to lead after the hand-over", b.e.IsLeader)
+	if a.stopped.Load() != 1 {
+		t.Errorf("a's OnStoppedLeading called %d times, want 1", a.stopped.Load())
+	}
+	select {
+	case err := <-a.done:
+		t.Fatalf("a's Run returned (%v) after a term-limit hand-over; it should stay a candidate", err)
+	default:
+	}
+	// a is still campaigning: when b releases, a leads again (once its
+	// hold-off after the hand-over has passed).
+	b.cancel()
+	waitFor(t, "b to release", func() bool { return a.e.GetLeader() == "" })
+	el.step(t, 3*testRetry)
+	waitFor(t, "a to lead again", a.e.IsLeader)
+	if a.e.Term() != 3 {
+		t.Errorf("a's second term = %d, want 3", a.e.Term())
+	}
+}
+
+func TestStopTimeoutLeavesLockToExpire(t *testing.T) {
+	el := newElection(t)
+	c := &candidate{id: "a", done: make(chan error, 1), release: make(chan struct{})}
+	c.lk = el.store.Lock("a")
+	c.ignore.Store(true)
+	cfg := el.config(c)
+	cfg.StopTimeout = testRenew
+	e, err := NewElector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	el.start(c, e)
+	defer close(c.release)
+	waitFor(t, "a to lead", e.IsLeader)
+	c.cancel()
+	// While the function runs on, the leader keeps renewing.
+	for i := 0; i < 3; i++ {
+		el.step(t, testRetry)
+		now := el.clk.Now()
+		waitFor(t, "renewal while stopping", func() bool { return e.Status().LastRenew.Equal(now) || !e.IsLeader() })
+	}
+	el.step(t, testRenew)
+	err = c.wait(t)
+	if !errors.Is(err, ErrStopTimeout) {
+		t.Fatalf("Run returned %v, want ErrStopTimeout", err)
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "a" {
+		t.Fatalf("the lock was released (holder %q) while the function still ran", rec.HolderIdentity)
+	}
+}
+
+func TestFunctionReturningEndsRunAndReleases(t *testing.T) {
+	el := newElection(t)
+	store := el.store
+	e, err := NewElector(Config{
+		Lock: store.Lock("a"), LeaseDuration: testLease, RenewDeadline: testRenew, RetryPeriod: testRetry,
+		ReleaseOnCancel: true, Clock: el.clk,
+		Callbacks: Callbacks{OnStartedLeading: func(context.Context) {}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Run(context.Background()); err != nil {
+		t.Fatalf("Run = %v, want nil when the function returns", err)
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "" || rec.LeaderTransitions != 1 {
+		t.Fatalf("record after the function returned: %+v, want released", rec)
+	}
+	if e.IsLeader() {
+		t.Fatal("IsLeader after Run returned")
+	}
+}
+
+func TestConflictingWriterDeposesLeaderAtNextRenew(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	// Something else takes the lock (a misconfigured twin, an operator).
+	intruder := el.store.Lock("intruder")
+	rec, _, err := intruder.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.HolderIdentity = "intruder"
+	rec.LeaderTransitions++
+	if err := intruder.Update(context.Background(), *rec); err != nil {
+		t.Fatal(err)
+	}
+	el.step(t, testRetry)
+	waitFor(t, "a to step down", func() bool { return !a.e.IsLeader() })
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Run = %v, want ErrLeaseLost", err)
+	}
+}
+
+func TestRestartedIdentityWaitsForItsOldLease(t *testing.T) {
+	el := newElection(t)
+	fa := &failingLock{Interface: el.store.Lock("a")}
+	old := el.add("a", func(c *Config) { c.Lock = fa; c.ReleaseOnCancel = false })
+	waitFor(t, "a to lead", old.e.IsLeader)
+	fa.fail.Store(true) // the old incarnation hangs, then dies
+	el.step(t, testRenew)
+	waitFor(t, "old a to step down", func() bool { return !old.e.IsLeader() })
+	reborn := el.add("a", nil)
+	waitFor(t, "reborn a to read the record", func() bool { return reborn.e.GetLeader() == "a" })
+	if reborn.e.IsLeader() {
+		t.Fatal("a restarted candidate with the same identity took over a live lease")
+	}
+	el.setTime(t, reborn.e.Status().Expiry)
+	waitFor(t, "reborn a to lead", reborn.e.IsLeader)
+	if reborn.e.Term() != 2 {
+		t.Fatalf("reborn term = %d, want 2 (a new term, for fencing)", reborn.e.Term())
+	}
+}
+
+func TestCorruptRecordKeepsFollowerFromAcquiring(t *testing.T) {
+	el := newElection(t)
+	el.store.SetRaw([]byte("garbage"))
+	a := el.add("a", nil)
+	for i := 0; i < 5; i++ {
+		el.step(t, testLease)
+	}
+	if a.e.IsLeader() {
+		t.Fatal("a candidate took over a corrupt record")
+	}
+	if got := string(el.store.Raw()); got != "garbage" {
+		t.Fatalf("corrupt record overwritten with %q", got)
+	}
+}
+
+func TestConfigValidationNamesEachField(t *testing.T) {
+	good := func() Config {
+		return Config{
+			Lock:          lock.NewMemoryStore("v").Lock("a"),
+			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+			Callbacks: Callbacks{OnStartedLeading: func(context.Context) {}},
+		}
+	}
+	if err := func() error { c := good(); return c.Validate() }(); err != nil {
+		t.Fatalf("valid config rejected: %v", err)
+	}
+	cases := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"lease not above renew", func(c *Config) { c.LeaseDuration = c.RenewDeadline }, "LeaseDuration"},
+		{"renew not above 1.2 retry", func(c *Config) { c.RetryPeriod = 9 * time.Second }, "RenewDeadline"},
+		{"zero lease", func(c *Config) { c.LeaseDuration = 0 }, "LeaseDuration"},
+		{"sub-second lease", func(c *Config) {
+			c.LeaseDuration = 900 * time.Millisecond
+			c.RenewDeadline = 500 * time.Millisecond
+			c.RetryPeriod = 100 * time.Millisecond
+		}, "LeaseDuration (900ms) must be at least 1s"},
+		{"sub-second retry", func(c *Config) { c.RetryPeriod = 500 * time.Millisecond }, "RetryPeriod (500ms) must be at least 1s"},
+		{"negative renew", func(c *Config) { c.RenewDeadline = -1 }, "RenewDeadline"},
+		{"zero retry", func(c *Config) { c.RetryPeriod = 0 }, "RetryPeriod"},
+		{"negative stop timeout", func(c *Config) { c.StopTimeout = -time.Second }, "StopTimeout"},
+		{"term limit below retry", func(c *Config) { c.TermLimit = time.Second }, "TermLimit"},
+		{"no callback", func(c *Config) { c.Callbacks.OnStartedLeading = nil }, "OnStartedLeading"},
+		{"no lock", func(c *Config) { c.Lock = nil }, "Lock must not be nil"},
+		{"no identity", func(c *Config) { c.Lock = lock.NewMemoryStore("v").Lock("") }, "identity"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := good()
+			tc.mod(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want an error mentioning %q", err, tc.want)
+			}
+			if _, err := NewElector(c); err == nil {
+				t.Fatal("NewElector accepted an invalid config")
+			}
+		})
+	}
+}
+
+func TestRunTwiceIsAnError(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	if err := a.e.Run(context.Background()); err == nil {
+		t.Fatal("second Run succeeded")
+	}
+}

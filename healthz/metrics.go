@@ -1,0 +1,66 @@
+package healthz
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the election's Prometheus metrics. The gauges read the
+// elector's state at scrape time; the renewal histogram and failure counter
+// are fed by the elector through ObserveRenew.
+//
+//	leader_election_master_status{name}            1 while leading (client-go's name)
+//	leader_election_term{name}                     this process's term (fencing token)
+//	leader_election_transitions{name}              the record's LeaderTransitions as last observed
+//	leader_election_renew_duration_seconds{name}   renewal latency
+//	leader_election_renew_failures_total{name}     failed renewal attempts
+type Metrics struct {
+	renew    *prometheus.HistogramVec
+	failures *prometheus.CounterVec
+}
+
+// NewMetrics registers the metrics for src on reg.
+func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
+	name := src.Status().Name
+	labels := prometheus.Labels{"name": name}
+	gauge := func(metric, help string, f func(Status) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metric, Help: help, ConstLabels: labels},
+			func() float64 { return f(src.Status()) })
+	}
+	m := &Metrics{
+		renew: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "leader_election_renew_duration_seconds",
+			Help:    "Latency of the leader's renewal attempts.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}, []string{"name"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "leader_election_renew_failures_total",
+			Help: "Renewal attempts that failed.",
+		}, []string{"name"}),
+	}
+	for _, c := range []prometheus.Collector{
+		gauge("leader_election_master_status", "1 while this process leads, else 0.", func(s Status) float64 {
+			if s.Leading {
+				return 1
+			}
+			return 0
+		}),
+		gauge("leader_election_term", "This process's current or last term (fencing token).", func(s Status) float64 { return float64(s.Term) }),
+		gauge("leader_election_transitions", "The lock's LeaderTransitions as last observed.", func(s Status) float64 { return float64(s.Transitions) }),
+		m.renew, m.failures,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// ObserveRenew records one renewal attempt.
+func (m *Metrics) ObserveRenew(name string, took time.Duration, err error) {
+	m.renew.WithLabelValues(name).Observe(took.Seconds())
+	if err != nil {
+		m.failures.WithLabelValues(name).Inc()
+	}
+}

@@ -1,0 +1,148 @@
+// Package healthz serves an elector's health on HTTP: /healthz, /livez and
+// /readyz (each with per-check paths, built on
+// k8s.io/apiserver/pkg/server/healthz), /metrics (Prometheus) and /status
+// (JSON).
+//
+// The leader watchdog check fails on a process that believes it leads but
+// has not renewed for LeaseDuration plus a tolerance: its elector is wedged,
+// and a liveness probe on /livez gets it restarted. The user's liveness
+// check runs on every replica, leader or not.
+package healthz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/utils/clock"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Addr is the listen address, host:port ("127.0.0.1:0" picks a port).
+	Addr string
+	// Source is the elector whose state is served.
+	Source Source
+	// Liveness, if set, is the user's check, served as "liveness" on
+	// /healthz and /livez on every replica.
+	Liveness func(*http.Request) error
+	// WatchdogTolerance is how long past LeaseDuration without a renewal
+	// the watchdog waits before failing a leader (default 10s, as
+	// client-go's healthz adaptor is usually configured).
+	WatchdogTolerance time.Duration
+	// Registry receives the metrics (default: a new registry with the Go
+	// and process collectors). /metrics serves it.
+	Registry *prometheus.Registry
+	// Logger logs serving errors.
+	Logger logr.Logger
+	// Clock is for tests (default: the real clock).
+	Clock clock.PassiveClock
+}
+
+// Server is the health server. Create it with New (which binds the port) and
+// run it with Serve.
+type Server struct {
+	ln      net.Listener
+	srv     *http.Server
+	metrics *Metrics
+	log     logr.Logger
+}
+
+// New binds opts.Addr and prepares the handlers. A port already in use is
+// an error here, not later in a goroutine.
+func New(opts Options) (*Server, error) {
+	if opts.Source == nil {
+		return nil, errors.New("healthz: Source must not be nil")
+	}
+	if opts.WatchdogTolerance <= 0 {
+		opts.WatchdogTolerance = 10 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	}
+	m, err := NewMetrics(reg, opts.Source)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("health server: listen on %q: %w", opts.Addr, err)
+	}
+
+	checks := []healthz.HealthChecker{healthz.PingHealthz, Watchdog(opts.Source, opts.WatchdogTolerance, opts.Clock)}
+	if opts.Liveness != nil {
+		checks = append(checks, healthz.NamedCheck("liveness", opts.Liveness))
+	}
+	mux := http.NewServeMux()
+	healthz.InstallHandler(mux, checks...)
+	healthz.InstallLivezHandler(mux, checks...)
+	healthz.InstallReadyzHandler(mux, checks...)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(opts.Source.Status())
+	})
+	return &Server{
+		ln:      ln,
+		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		metrics: m,
+		log:     opts.Logger,
+	}, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Metrics returns the renewal metrics, to pass to the elector's Config.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Serve serves until ctx ends, then shuts down gracefully (waiting up to 5s
+// for requests in flight). It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("health server on %s: %w", s.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(shutdownCtx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Close stops a server that was never served.
+func (s *Server) Close() error { return s.ln.Close() }
+
+// Watchdog returns the leader watchdog check ("leaderElection", as
+// client-go names it): it fails when src leads but has not renewed for its
+// LeaseDuration plus tolerance.
+func Watchdog(src Source, tolerance time.Duration, clk clock.PassiveClock) healthz.HealthChecker {
+	return healthz.NamedCheck("leaderElection", func(*http.Request) error {
+		st := src.Status()
+		if !st.Leading || st.LastRenew.IsZero() {
+			return nil
+		}
+		if since := clk.Since(st.LastRenew); since > st.LeaseDuration+tolerance {
+			return fmt.Errorf("leader %s of %s has not renewed for %v (lease %v, tolerance %v)", st.Identity, st.Lock, since.Round(time.Millisecond), st.LeaseDuration, tolerance)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,158 @@
+package healthz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+type fakeSource struct {
+	mu sync.Mutex
+	st Status
+}
+
+func (f *fakeSource) Status() Status { f.mu.Lock(); defer f.mu.Unlock(); return f.st }
+func (f *fakeSource) set(mod func(*Status)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	mod(&f.st)
+}
+
+func start(t *testing.T, opts Options) string {
+	t.Helper()
+	opts.Addr = "127.0.0.1:0"
+	s, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve after shutdown: %v", err)
+		}
+	})
+	return "http://" + s.Addr()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestWatchdogFailsWedgedLeaderOnly(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	src := &fakeSource{st: Status{Name: "n", Identity: "a", Lock: "memory://x", Leading: true, LastRenew: clk.Now(), LeaseDuration: 15 * time.Second}}
+	base := start(t, Options{Source: src, WatchdogTolerance: 5 * time.Second, Clock: clk})
+	for _, path := range []string{"/healthz", "/livez", "/readyz", "/healthz/leaderElection", "/livez/ping"} {
+		if code, body := get(t, base+path); code != http.StatusOK {
+			t.Errorf("%s on a renewing leader: %d %s", path, code, body)
+		}
+	}
+	clk.SetTime(clk.Now().Add(20 * time.Second)) // exactly lease + tolerance: still fine
+	if code, _ := get(t, base+"/livez"); code != http.StatusOK {
+		t.Errorf("/livez at exactly lease+tolerance: %d", code)
+	}
+	clk.SetTime(clk.Now().Add(time.Millisecond))
+	for _, path := range []string{"/healthz", "/livez", "/healthz/leaderElection"} {
+		if code, body := get(t, base+path); code != http.StatusInternalServerError {
+			t.Errorf("%s on a wedged leader: %d %s, want 500", path, code, body)
+		}
+	}
+	src.set(func(s *Status) { s.Leading = false })
+	if code, body := get(t, base+"/livez"); code != http.StatusOK {
+		t.Errorf("/livez on a follower with an old renewal: %d %s", code, body)
+	}
+}
+
+func TestLivenessCheckerRunsOnFollowers(t *testing.T) {
+	src := &fakeSource{st: Status{Name: "n", Identity: "b", Leader: "a"}}
+	var fail sync.Map
+	base := start(t, Options{Source: src, Liveness: func(*http.Request) error {
+		if _, ok := fail.Load("x"); ok {
+			return errors.New("worker stuck")
+		}
+		return nil
+	}})
+	if code, _ := get(t, base+"/livez/liveness"); code != http.StatusOK {
+		t.Fatalf("healthy liveness: %d", code)
+	}
+	fail.Store("x", true)
+	if code, body := get(t, base+"/livez"); code != http.StatusInternalServerError || !strings.Contains(body, "[-]liveness failed") {
+		t.Fatalf("/livez with a failing liveness check: %d %q", code, body)
+	}
+	if code, body := get(t, base+"/livez/liveness"); code != http.StatusInternalServerError || !strings.Contains(body, "worker stuck") {
+		t.Fatalf("/livez/liveness: %d %q", code, body)
+	}
+}
+
+func TestMetricsAndStatus(t *testing.T) {
+	renewed := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	src := &fakeSource{st: Status{Name: "ctrl", Identity: "a", Leader: "a", Leading: true, Term: 7, Transitions: 7, LastRenew: renewed, LeaseDuration: 15 * time.Second}}
+	s, err := New(Options{Addr: "127.0.0.1:0", Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	s.Metrics().ObserveRenew("ctrl", 3*time.Millisecond, nil)
+	s.Metrics().ObserveRenew("ctrl", 9*time.Millisecond, errors.New("timeout"))
+	base := "http://" + s.Addr()
+	_, body := get(t, base+"/metrics")
+	for _, want := range []string{
+		`leader_election_master_status{name="ctrl"} 1`,
+		`leader_election_term{name="ctrl"} 7`,
+		`leader_election_transitions{name="ctrl"} 7`,
+		`leader_election_renew_duration_seconds_count{name="ctrl"} 2`,
+		`leader_election_renew_failures_total{name="ctrl"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	code, body := get(t, base+"/status")
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusOK {
+		t.Fatalf("/status: %d %q %v", code, body, err)
+	}
+	if !st.Leading || st.Term != 7 || st.Identity != "a" || !st.LastRenew.Equal(renewed) {
+		t.Fatalf("/status decoded to %+v", st)
+	}
+}
+
+func TestPortInUseIsErrorFromNew(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = New(Options{Addr: ln.Addr().String(), Source: &fakeSource{}})
+	if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("New on a used port = %v, want an error naming %s", err, ln.Addr())
+	}
+}
+
+func TestNilSourceIsError(t *testing.T) {
+	if _, err := New(Options{Addr: "127.0.0.1:0"}); err == nil {
+		t.Fatal("New without a Source succeeded")
+	}
+}
