@@ -28,6 +28,7 @@ const bucket = "leaderelection"
 // front that can stall it.
 type store struct {
 	endpoint string // the server itself
+	addr     string // its host:port
 	proxy    *testserver.Proxy
 	client   func(endpoint string, optFns ...func(*awss3.Options)) *awss3.Client
 }
@@ -37,7 +38,7 @@ func startVersityGW(t *testing.T) *store {
 	t.Helper()
 	srv := testserver.StartS3(t)
 	srv.CreateBucket(t, bucket)
-	return &store{endpoint: srv.Endpoint, proxy: testserver.StartProxy(t, srv.Addr), client: srv.Client}
+	return &store{endpoint: srv.Endpoint, addr: srv.Addr, proxy: testserver.StartProxy(t, srv.Addr), client: srv.Client}
 }
 
 // startGoFakeS3 starts gofakes3 in process, with the test bucket; wrap, if
@@ -57,7 +58,8 @@ func startGoFakeS3(t *testing.T, wrap func(http.Handler) http.Handler) *store {
 	client := func(endpoint string, optFns ...func(*awss3.Options)) *awss3.Client {
 		return testserver.S3Client(endpoint, "us-east-1", "fake", "fake-secret", optFns...)
 	}
-	return &store{endpoint: srv.URL, proxy: testserver.StartProxy(t, strings.TrimPrefix(srv.URL, "http://")), client: client}
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	return &store{endpoint: srv.URL, addr: addr, proxy: testserver.StartProxy(t, addr), client: client}
 }
 
 // viaProxy returns a client whose requests pass the proxy; optFns adjust it.
@@ -70,7 +72,12 @@ func (s *store) direct() *awss3.Client { return s.client(s.endpoint) }
 
 // counted returns a client through the proxy whose requests c counts.
 func (s *store) counted(c *testserver.RequestCounter) *awss3.Client {
-	return s.viaProxy(func(o *awss3.Options) { o.HTTPClient = &http.Client{Transport: c} })
+	return s.viaProxy(withCounter(c))
+}
+
+// withCounter makes a client send its requests through c.
+func withCounter(c *testserver.RequestCounter) func(*awss3.Options) {
+	return func(o *awss3.Options) { o.HTTPClient = &http.Client{Transport: c} }
 }
 
 func key(name string) string { return "locks/" + name + ".json" }
