@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -55,9 +56,12 @@ func (l *Lock) checkConditionalWrites(ctx context.Context) error {
 		return fmt.Errorf("%s: the store returned no ETag for a write, so updates cannot be conditional: %w", where, ErrUnsafeStore)
 	}
 	defer func() {
-		// Best effort: the lock works without the delete permission, at the
-		// price of one small object per start.
-		_, _ = l.client.DeleteObject(context.WithoutCancel(ctx), &awss3.DeleteObjectInput{Bucket: &l.bucket, Key: &key}, singleAttempt)
+		// Best effort, and bounded even if ctx has ended: the lock works
+		// without the delete permission, at the price of one small object
+		// per start.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = l.client.DeleteObject(dctx, &awss3.DeleteObjectInput{Bucket: &l.bucket, Key: &key}, singleAttempt)
 	}()
 
 	if _, err := put(&awss3.PutObjectInput{IfNoneMatch: aws.String("*")}); err == nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	k8sle "k8s.io/client-go/tools/leaderelection"
 
 	leaderelection "github.com/b3df926d/leaderelection"
 	s3lock "github.com/b3df926d/leaderelection/backend/s3"
@@ -304,4 +305,61 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// The lock is client-go's resourcelock.Interface, so client-go's own elector
+// runs on it too: one of two candidates leads, and a release hands over.
+func TestClientGoElectorRunsOnS3Lock(t *testing.T) {
+	s := startVersityGW(t)
+	name := fmt.Sprintf("client-go-%d", time.Now().UnixNano())
+	type cand struct {
+		le     *k8sle.LeaderElector
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var mu sync.Mutex
+	leading := map[string]bool{}
+	start := func(id string) *cand {
+		lk := newLock(t, s.viaProxy(), name, id, nil)
+		c := &cand{done: make(chan struct{})}
+		le, err := k8sle.NewLeaderElector(k8sle.LeaderElectionConfig{
+			Lock: lk, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+			ReleaseOnCancel: true,
+			Callbacks: k8sle.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					mu.Lock()
+					for other, l := range leading {
+						if l {
+							t.Errorf("%s started leading while %s leads", id, other)
+						}
+					}
+					leading[id] = true
+					mu.Unlock()
+					<-ctx.Done()
+				},
+				OnStoppedLeading: func() {
+					mu.Lock()
+					leading[id] = false
+					mu.Unlock()
+				},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		c.le, c.cancel = le, cancel
+		go func() { defer close(c.done); le.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-c.done })
+		return c
+	}
+	a, b := start("a"), start("b")
+	waitUntil(t, "a leader", func() bool { return a.le.IsLeader() || b.le.IsLeader() })
+	first, second := a, b
+	if b.le.IsLeader() {
+		first, second = b, a
+	}
+	first.cancel()
+	<-first.done
+	waitUntil(t, "the other candidate to take over after the release", second.le.IsLeader)
 }

@@ -226,7 +226,7 @@ func (l *Lock) cacheFor(rec *lock.Record, raw []byte, etag string, start time.Ti
 	if interval == 0 {
 		interval = lease / 3
 	}
-	return &cachedRead{rec: *rec, raw: raw, etag: etag, expires: expires, recheck: start.Add(interval)}
+	return &cachedRead{rec: *rec, raw: bytes.Clone(raw), etag: etag, expires: expires, recheck: start.Add(interval)}
 }
 
 // Create writes rec if no lock object exists (If-None-Match: *).
