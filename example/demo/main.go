@@ -1,0 +1,297 @@
+// Command demo shows a failover on one machine with no infrastructure: it
+// builds the example, starts three replicas on the file backend, shows which
+// leads and its term, kills the leader with SIGKILL, then stops the next
+// leader gracefully with SIGTERM, and prints how long each takeover took.
+// It exits by itself.
+//
+//	go run ./example/demo
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	lease   = 2 * time.Second
+	renew   = 1500 * time.Millisecond
+	retry   = time.Second
+	timeout = 30 * time.Second
+)
+
+type replica struct {
+	id   string
+	port int
+	cmd  *exec.Cmd
+	done chan error
+}
+
+type status struct {
+	Leading bool   `json:"leading"`
+	Leader  string `json:"leader"`
+	Term    int64  `json:"term"`
+}
+
+func main() {
+	keep := flag.Bool("keep", false, "keep the temporary directory with the replicas' logs")
+	flag.Parse()
+	if err := run(*keep); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(keep bool) error {
+	dir, err := os.MkdirTemp("", "leaderelection-demo-")
+	if err != nil {
+		return err
+	}
+	if !keep {
+		defer os.RemoveAll(dir)
+	}
+	bin := filepath.Join(dir, "example")
+	say("Building the example (go build ./example)...")
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	build := exec.Command("go", "build", "-o", bin, "./example")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building the example: %w", err)
+	}
+
+	lockFile, workLog := filepath.Join(dir, "leader.json"), filepath.Join(dir, "work.log")
+	var reps []*replica
+	defer func() {
+		for _, r := range reps {
+			r.stop(syscall.SIGKILL)
+		}
+	}()
+	for i := 1; i <= 3; i++ {
+		r, err := start(bin, dir, "replica-"+strconv.Itoa(i), lockFile, workLog)
+		if err != nil {
+			return err
+		}
+		reps = append(reps, r)
+	}
+	say("Started 3 replicas on the file backend (lock %s), lease %v, renew deadline %v, retry %v.", lockFile, lease, renew, retry)
+
+	t0 := time.Now()
+	first, st, err := waitLeader(reps, nil)
+	if err != nil {
+		return err
+	}
+	say("%s leads, term %d (elected %v after start).", first.id, st.Term, ms(time.Since(t0)))
+	work(reps, 2*time.Second)
+
+	say("SIGKILL %s: it cannot release; the others wait out the lease on their own clocks.", first.id)
+	killed := time.Now()
+	first.stop(syscall.SIGKILL)
+	second, st, err := waitLeader(reps, first)
+	if err != nil {
+		return err
+	}
+	crash := time.Since(killed)
+	say("%s took over, term %d, %v after the kill (lease %v).", second.id, st.Term, ms(crash), lease)
+	work(reps, 2*time.Second)
+
+	say("SIGTERM %s: it stops its work, releases the lock, and exits 0.", second.id)
+	stopped := time.Now()
+	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	third, st, err := waitLeader(reps, second)
+	if err != nil {
+		return err
+	}
+	graceful := time.Since(stopped)
+	say("%s took over, term %d, %v after SIGTERM (the file watcher woke it).", third.id, st.Term, ms(graceful))
+	if err := second.wait(); err != nil {
+		return fmt.Errorf("%s after SIGTERM: %w", second.id, err)
+	}
+	say("%s exited with status 0.", second.id)
+	work(reps, time.Second)
+	third.stop(syscall.SIGTERM)
+	if err := third.wait(); err != nil {
+		return fmt.Errorf("%s after SIGTERM: %w", third.id, err)
+	}
+
+	terms, err := checkFencing(workLog)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Println("| takeover | how | time |")
+	fmt.Println("|---|---|---|")
+	fmt.Printf("| %s -> %s | SIGKILL (crash) | %v (lease %v) |\n", first.id, second.id, ms(crash), lease)
+	fmt.Printf("| %s -> %s | SIGTERM (graceful release) | %v |\n", second.id, third.id, ms(graceful))
+	fmt.Println()
+	say("Fencing check: %s", terms)
+	if keep {
+		say("Logs kept in %s", dir)
+	}
+	return nil
+}
+
+func start(bin, dir, id, lockFile, workLog string) (*replica, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, id+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--id="+id, "--port="+strconv.Itoa(port), "--health-bind-address=127.0.0.1",
+		"--backend=file", "--lock-file="+lockFile, "--work-log="+workLog, "--work-interval=200ms",
+		"--leader-elect-lease-duration="+lease.String(), "--leader-elect-renew-deadline="+renew.String(),
+		"--leader-elect-retry-period="+retry.String())
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	r := &replica{id: id, port: port, cmd: cmd, done: make(chan error, 1)}
+	go func() { r.done <- cmd.Wait(); logf.Close() }()
+	return r, nil
+}
+
+func (r *replica) stop(sig syscall.Signal) {
+	if r.cmd.ProcessState == nil {
+		_ = r.cmd.Process.Signal(sig)
+	}
+}
+
+func (r *replica) wait() error {
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return err
+	case <-time.After(timeout):
+		return errors.New("did not exit")
+	}
+}
+
+func (r *replica) status() (status, bool) {
+	c := http.Client{Timeout: 200 * time.Millisecond}
+	resp, err := c.Get("http://127.0.0.1:" + strconv.Itoa(r.port) + "/status")
+	if err != nil {
+		return status{}, false
+	}
+	defer resp.Body.Close()
+	var s status
+	return s, json.NewDecoder(resp.Body).Decode(&s) == nil
+}
+
+// waitLeader polls every replica's /status until one other than not leads.
+func waitLeader(reps []*replica, not *replica) (*replica, status, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, r := range reps {
+			if r == not {
+				continue
+			}
+			if s, ok := r.status(); ok && s.Leading {
+				return r, s, nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval of the demo's observer
+	}
+	return nil, status{}, fmt.Errorf("no new leader within %v", timeout)
+}
+
+// work lets the leader work for d while printing who leads.
+func work(reps []*replica, d time.Duration) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		var line []string
+		for _, r := range reps {
+			if s, ok := r.status(); ok {
+				state := "follower"
+				if s.Leading {
+					state = fmt.Sprintf("LEADER term %d", s.Term)
+				}
+				line = append(line, r.id+": "+state)
+			} else {
+				line = append(line, r.id+": down")
+			}
+		}
+		say("  %s", strings.Join(line, " | "))
+		time.Sleep(500 * time.Millisecond) // the demo's display interval
+	}
+}
+
+// checkFencing reads the work log: every unit of work is stamped with its
+// leader's term; a downstream store would reject a term older than one it
+// has seen. Terms must never go backwards.
+func checkFencing(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var last int64
+	units := map[int64]int{}
+	var order []int64
+	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			return "", fmt.Errorf("work log line %d malformed: %q", i+1, line)
+		}
+		term, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return "", fmt.Errorf("work log line %d: %w", i+1, err)
+		}
+		if term < last {
+			return "", fmt.Errorf("FENCING VIOLATION: work log line %d has term %d after term %d", i+1, term, last)
+		}
+		if term != last {
+			order = append(order, term)
+		}
+		last = term
+		units[term]++
+	}
+	var parts []string
+	for _, t := range order {
+		parts = append(parts, fmt.Sprintf("term %d: %d units", t, units[t]))
+	}
+	return "terms only increase (" + strings.Join(parts, ", ") + ").", nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run the demo from inside the leaderelection module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+
+func say(format string, args ...any) {
+	fmt.Printf("%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+

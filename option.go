@@ -1,0 +1,254 @@
+package leaderelection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/klog/v2"
+
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// Defaults, as Kubernetes components use them.
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+	// DefaultPort is the health server's port when Option.Port is 0.
+	DefaultPort = 8080
+	// NoHealthServer as Option.Port disables the health server.
+	NoHealthServer = -1
+)
+
+// Option configures Run and RunOrDie. The first eight fields are those of
+// caicloud's RunOrDie wrapper, so its users can switch by changing the
+// import.
+type Option struct {
+	// LeaseLockName and LeaseLockNamespace name the Kubernetes Lease used
+	// when Lock is nil.
+	LeaseLockName      string
+	LeaseLockNamespace string
+	// ID is this candidate's identity; empty means Lock's identity, or
+	// else $POD_NAME.
+	ID string
+	// KubeClient reaches the API server for the Lease when Lock is nil.
+	KubeClient kubernetes.Interface
+	// Run is the leader's work. It runs only while this process holds the
+	// lock; its context carries the term (TermFrom) and is cancelled the
+	// moment leadership ends. It must return promptly then.
+	Run func(ctx context.Context)
+	// LivenessChecker, if set, is served as the "liveness" check on
+	// /healthz and /livez, on every replica.
+	LivenessChecker func(req *http.Request) error
+	// Port is the health server's port: 0 means DefaultPort, NoHealthServer
+	// disables it.
+	Port int
+	// StopCh, when closed, stops the process gracefully (as cancelling
+	// Run's context does).
+	StopCh <-chan struct{}
+
+	// Lock is the backend's lock. Nil means a Lease through KubeClient.
+	Lock lock.Interface
+	// ResourceLock is the lock type when Lock is nil; only "leases" is
+	// supported (as in Kubernetes today).
+	ResourceLock string
+	// Disabled runs Run at once, without an election (--leader-elect=false).
+	Disabled bool
+
+	// LeaseDuration, RenewDeadline and RetryPeriod: see Config. Zero means
+	// the Kubernetes defaults 15s, 10s and 2s; negative is an error.
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+	// ReleaseOnCancel releases the lock after a graceful stop, so another
+	// replica takes over at once.
+	ReleaseOnCancel bool
+	// StopTimeout and TermLimit: see Config.
+	StopTimeout time.Duration
+	TermLimit   time.Duration
+
+	// OnNewLeader and OnStoppedLeading: see Callbacks.
+	OnNewLeader      func(identity string)
+	OnStoppedLeading func()
+
+	// HealthBindAddress is the health server's host (default: all
+	// interfaces).
+	HealthBindAddress string
+	// Name labels logs and metrics (default: the lock's Describe()).
+	Name string
+	// Logger receives structured logs (default: klog's).
+	Logger *klog.Logger
+}
+
+// withDefaults fills in zero fields. An empty ID is the Lock's identity, or
+// else $POD_NAME.
+func (o Option) withDefaults() Option {
+	if o.ID == "" && o.Lock != nil {
+		o.ID = o.Lock.Identity()
+	}
+	if o.ID == "" {
+		o.ID = os.Getenv("POD_NAME")
+	}
+	if o.LeaseDuration == 0 {
+		o.LeaseDuration = DefaultLeaseDuration
+	}
+	if o.RenewDeadline == 0 {
+		o.RenewDeadline = DefaultRenewDeadline
+	}
+	if o.RetryPeriod == 0 {
+		o.RetryPeriod = DefaultRetryPeriod
+	}
+	if o.Port == 0 {
+		o.Port = DefaultPort
+	}
+	if o.ResourceLock == "" {
+		o.ResourceLock = resourcelock.LeasesResourceLock
+	}
+	return o
+}
+
+// Validate reports, in one error, every field that is wrong, after applying
+// the defaults (so an empty ID is only an error when POD_NAME is unset too).
+func (o Option) Validate() error {
+	o = o.withDefaults()
+	var errs []error
+	if o.Run == nil {
+		errs = append(errs, errors.New("Run must not be nil"))
+	}
+	if o.Port < NoHealthServer || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("Port %d is out of range: want 1-65535, 0 for %d, or %d to disable the health server", o.Port, DefaultPort, NoHealthServer))
+	}
+	if o.Disabled {
+		return errors.Join(errs...)
+	}
+	if o.ID == "" {
+		errs = append(errs, errors.New("ID is empty and POD_NAME is not set: each candidate needs a unique identity"))
+	}
+	if o.Lock == nil {
+		if o.KubeClient == nil {
+			errs = append(errs, errors.New("Lock and KubeClient are both nil: set Lock to a backend's lock, or KubeClient for a Kubernetes Lease"))
+		}
+		if o.ResourceLock != resourcelock.LeasesResourceLock {
+			errs = append(errs, fmt.Errorf("ResourceLock %q is not supported: use %q, or set Lock", o.ResourceLock, resourcelock.LeasesResourceLock))
+		}
+		if o.LeaseLockName == "" {
+			errs = append(errs, errors.New("LeaseLockName must not be empty when Lock is nil"))
+		}
+		if o.LeaseLockNamespace == "" {
+			errs = append(errs, errors.New("LeaseLockNamespace must not be empty when Lock is nil"))
+		}
+	} else if o.ID != "" && o.Lock.Identity() != o.ID {
+		errs = append(errs, fmt.Errorf("ID %q differs from the identity %q of Lock %s", o.ID, o.Lock.Identity(), o.Lock.Describe()))
+	}
+	// The elector's own rules, on the durations.
+	c := o.electorConfig(placeholderLock{id: "placeholder"})
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (o Option) electorConfig(l lock.Interface) Config {
+	return Config{
+		Lock:            l,
+		LeaseDuration:   o.LeaseDuration,
+		RenewDeadline:   o.RenewDeadline,
+		RetryPeriod:     o.RetryPeriod,
+		ReleaseOnCancel: o.ReleaseOnCancel,
+		StopTimeout:     o.StopTimeout,
+		TermLimit:       o.TermLimit,
+		Name:            o.Name,
+		Logger:          o.Logger,
+		Callbacks: Callbacks{
+			OnStartedLeading: o.Run,
+			OnStoppedLeading: o.OnStoppedLeading,
+			OnNewLeader:      o.OnNewLeader,
+		},
+	}
+}
+
+// placeholderLock lets Validate check durations before a lock exists.
+type placeholderLock struct {
+	lock.Interface
+	id string
+}
+
+func (p placeholderLock) Identity() string { return p.id }
+
+// AddFlags binds Kubernetes' leader-election flag names to o:
+//
+//	--leader-elect                      (default true; false runs without election)
+//	--leader-elect-lease-duration       (default 15s)
+//	--leader-elect-renew-deadline       (default 10s)
+//	--leader-elect-retry-period         (default 2s)
+//	--leader-elect-resource-lock        (default "leases")
+//	--leader-elect-resource-name
+//	--leader-elect-resource-namespace
+//
+// and this library's own:
+//
+//	--leader-elect-release-on-cancel    (default true)
+//	--leader-elect-stop-timeout         (default: the lease duration)
+//	--leader-elect-term-limit           (default 0: none)
+//	--health-bind-address               (default all interfaces)
+//
+// Defaults are taken from o's fields where they are set.
+func (o *Option) AddFlags(fs *pflag.FlagSet) {
+	d := o.withDefaults()
+	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod, o.ResourceLock = d.LeaseDuration, d.RenewDeadline, d.RetryPeriod, d.ResourceLock
+	fs.Var((*invertedBool)(&o.Disabled), "leader-elect", "Start a leader election client and gain leadership before executing the main loop. Enable this when running replicated components for high availability.")
+	fs.Lookup("leader-elect").NoOptDefVal = "true"
+	fs.Var((*positiveDuration)(&o.LeaseDuration), "leader-elect-lease-duration", "The duration that non-leader candidates will wait after observing a leadership renewal until attempting to acquire leadership of a led but unrenewed leader slot. This is effectively the maximum duration that a leader can be stopped before it is replaced by another candidate.")
+	fs.Var((*positiveDuration)(&o.RenewDeadline), "leader-elect-renew-deadline", "The interval between attempts by the acting master to renew a leadership slot before it stops leading. This must be less than the lease duration.")
+	fs.Var((*positiveDuration)(&o.RetryPeriod), "leader-elect-retry-period", "The duration the clients should wait between attempting acquisition and renewal of a leadership (at least 1s).")
+	fs.StringVar(&o.ResourceLock, "leader-elect-resource-lock", o.ResourceLock, "The type of resource object that is used for locking during leader election. Supported options are 'leases'.")
+	fs.StringVar(&o.LeaseLockName, "leader-elect-resource-name", o.LeaseLockName, "The name of resource object that is used for locking during leader election.")
+	fs.StringVar(&o.LeaseLockNamespace, "leader-elect-resource-namespace", o.LeaseLockNamespace, "The namespace of resource object that is used for locking during leader election.")
+	if !o.ReleaseOnCancel {
+		o.ReleaseOnCancel = true
+	}
+	fs.BoolVar(&o.ReleaseOnCancel, "leader-elect-release-on-cancel", o.ReleaseOnCancel, "Release the lock on a graceful stop, after the leader's work has returned, so another replica takes over at once.")
+	fs.DurationVar(&o.StopTimeout, "leader-elect-stop-timeout", o.StopTimeout, "How long to wait for the leader's work to return after leadership ends (0: the lease duration).")
+	fs.DurationVar(&o.TermLimit, "leader-elect-term-limit", o.TermLimit, "Hand leadership over after leading this long (0: never).")
+	fs.StringVar(&o.HealthBindAddress, "health-bind-address", o.HealthBindAddress, "The address the health server binds (default: all interfaces).")
+}
+
+// invertedBool is a pflag.Value that stores the negation of the flag.
+type invertedBool bool
+
+func (b *invertedBool) String() string { return strconv.FormatBool(!bool(*b)) }
+func (b *invertedBool) Type() string   { return "bool" }
+func (b *invertedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b = invertedBool(!v)
+	return nil
+}
+
+// positiveDuration is a pflag.Value that rejects zero and negative
+// durations, which would otherwise silently mean "default".
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+func (d *positiveDuration) Type() string   { return "duration" }
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v <= 0 {
+		return fmt.Errorf("must be positive, got %v", v)
+	}
+	*d = positiveDuration(v)
+	return nil
+}
