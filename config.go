@@ -127,9 +127,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("Callbacks.OnStartedLeading must not be nil"))
 	}
 	if c.Lock == nil {
-		errs = append(errs, errors.New("Lock must not be nil"))
+		errs = append(errs, errors.New("Config.Lock must not be nil"))
 	} else if c.Lock.Identity() == "" {
-		errs = append(errs, errors.New("Lock identity must not be empty"))
+		errs = append(errs, errors.New("Config.Lock identity must not be empty"))
 	}
 	return errors.Join(errs...)
 }

@@ -124,7 +124,7 @@ func (o Option) Validate() error {
 		errs = append(errs, errors.New("Run must not be nil"))
 	}
 	if o.Port < NoHealthServer || o.Port > 65535 {
-		errs = append(errs, fmt.Errorf("Port %d is out of range: want 1-65535, 0 for %d, or %d to disable the health server", o.Port, DefaultPort, NoHealthServer))
+		errs = append(errs, fmt.Errorf("Option.Port %d is out of range: want 1-65535, 0 for %d, or %d to disable the health server", o.Port, DefaultPort, NoHealthServer))
 	}
 	if o.Disabled {
 		return errors.Join(errs...)
@@ -134,7 +134,7 @@ func (o Option) Validate() error {
 	}
 	if o.Lock == nil {
 		if o.KubeClient == nil {
-			errs = append(errs, errors.New("Lock and KubeClient are both nil: set Lock to a backend's lock, or KubeClient for a Kubernetes Lease"))
+			errs = append(errs, errors.New("Option.Lock and Option.KubeClient are both nil: set Lock to a backend's lock, or KubeClient for a Kubernetes Lease"))
 		}
 		if o.ResourceLock != resourcelock.LeasesResourceLock {
 			errs = append(errs, fmt.Errorf("ResourceLock %q is not supported: use %q, or set Lock", o.ResourceLock, resourcelock.LeasesResourceLock))

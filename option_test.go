@@ -42,7 +42,7 @@ func TestOptionValidateNamesEveryBadField(t *testing.T) {
 			o.LeaseLockName = "l"
 			o.LeaseLockNamespace = "ns"
 		}, []string{"ID is empty and POD_NAME is not set"}},
-		{"no lock nor client", func(o *Option) { o.Lock = nil }, []string{"Lock and KubeClient are both nil", "LeaseLockName", "LeaseLockNamespace"}},
+		{"no lock nor client", func(o *Option) { o.Lock = nil }, []string{"Option.Lock and Option.KubeClient are both nil", "LeaseLockName", "LeaseLockNamespace"}},
 		{"unsupported resource lock", func(o *Option) {
 			o.Lock = nil
 			o.KubeClient = fake.NewClientset()

@@ -294,4 +294,3 @@ func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 func say(format string, args ...any) {
 	fmt.Printf("%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
 }
-
