@@ -145,6 +145,13 @@ func (el *s3Election) leader(cands ...*s3Candidate) *s3Candidate {
 	return nil
 }
 
+// termsStarted returns every term started so far, in order.
+func (el *s3Election) termsStarted() []int64 {
+	el.mu.Lock()
+	defer el.mu.Unlock()
+	return append([]int64(nil), el.terms...)
+}
+
 func (el *s3Election) dump() {
 	el.mu.Lock()
 	defer el.mu.Unlock()

@@ -537,11 +537,11 @@ func (s *suite) testReleaseThenReacquire(t *testing.T) {
 	if err := b.Update(ctx, released); err != nil {
 		t.Fatalf("second release: %v", err)
 	}
-	releasedAt := time.Now()
 	if s.o.StaleReads > 0 {
 		// a last read b's live lease, so its Get may still serve it: a
 		// take-over from that stale version must lose, and a later Get must
 		// see the release.
+		releasedAt := time.Now()
 		if got := mustGet(t, ctx, a); got.HolderIdentity != "" {
 			if err := a.Update(ctx, NewRecord("a", 3)); !lock.IsConflict(err) {
 				t.Fatalf("take-over from a cached read of a replaced record returned %v, want a conflict", err)
