@@ -38,6 +38,7 @@ type backend struct {
 func backends() map[string]*backend {
 	return map[string]*backend{
 		"file": fileBackend(),
+		"s3":   s3Backend(),
 	}
 }
 
