@@ -78,7 +78,8 @@ type Callbacks struct {
 	// the function must return promptly then.
 	OnStartedLeading func(ctx context.Context)
 	// OnStoppedLeading is called after OnStartedLeading has returned (or
-	// StopTimeout passed), once per term. Optional.
+	// StopTimeout passed), once per term, and before the lock is
+	// released, so no other candidate starts while it runs. Optional.
 	OnStoppedLeading func()
 	// OnNewLeader is called, from one goroutine and in order, when the
 	// observed holder changes (with "" when the lock is released).

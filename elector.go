@@ -493,11 +493,13 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (handedOver bool, e
 				log.Info("The leader's function returned")
 			}
 			stepDown()
+			// Stopped before released: nobody else starts while
+			// OnStoppedLeading still runs.
+			e.c.Lock.RecordEvent("stopped leading")
+			e.callStopped()
 			if cause == causeTermLimit || e.c.ReleaseOnCancel {
 				e.release(ctx, log, rec)
 			}
-			e.c.Lock.RecordEvent("stopped leading")
-			e.callStopped()
 			if cause == causeTermLimit {
 				holdOff := e.clock.Now().Add(time.Duration(2.5 * float64(e.c.RetryPeriod)))
 				e.mu.Lock()

@@ -212,6 +212,19 @@ func (el *election) holder(t *testing.T) lock.Record {
 	return *rec
 }
 
+// failingLeader starts candidate a on a lock the test can make fail, waits
+// for it to lead, then starts b (its config adjusted by bmod) and waits for b
+// to see a as the leader.
+func (el *election) failingLeader(t *testing.T, bmod func(*Config)) (a, b *candidate, fa *failingLock) {
+	t.Helper()
+	fa = &failingLock{Interface: el.store.Lock("a")}
+	a = el.add("a", func(c *Config) { c.Lock = fa })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b = el.add("b", bmod)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	return a, b, fa
+}
+
 // failingLock makes Get and Update fail while fail is set.
 type failingLock struct {
 	lock.Interface
@@ -273,11 +286,7 @@ func TestLeaderRenewsEveryRetryPeriod(t *testing.T) {
 
 func TestFollowerWaitsForLeaseThenTakesOverAtExpiry(t *testing.T) {
 	el := newElection(t)
-	fa := &failingLock{Interface: el.store.Lock("a")}
-	a := el.add("a", func(c *Config) { c.Lock = fa })
-	waitFor(t, "a to lead", a.e.IsLeader)
-	b := el.add("b", nil)
-	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	a, b, fa := el.failingLeader(t, nil)
 	// a crashes: it stops writing and never releases.
 	fa.fail.Store(true)
 	expiry := b.e.Status().Expiry
@@ -298,11 +307,7 @@ func TestFollowerWaitsForLeaseThenTakesOverAtExpiry(t *testing.T) {
 
 func TestRenewFailureStepsDownBeforeAnotherCandidateCanAcquire(t *testing.T) {
 	el := newElection(t)
-	fa := &failingLock{Interface: el.store.Lock("a")}
-	a := el.add("a", func(c *Config) { c.Lock = fa })
-	waitFor(t, "a to lead", a.e.IsLeader)
-	b := el.add("b", nil)
-	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	a, b, fa := el.failingLeader(t, nil)
 
 	// A few good renewals, then the store fails for a only.
 	for i := 0; i < 3; i++ {
@@ -374,6 +379,9 @@ func TestGracefulReleaseHandsOverThroughWatcherAtOnce(t *testing.T) {
 		t.Fatalf("a's Run after cancel returned %v, want nil", err)
 	}
 	waitFor(t, "b to lead without any time passing", b.e.IsLeader)
+	if a.stopped.Load() != 1 {
+		t.Errorf("b leads but a's OnStoppedLeading has not run")
+	}
 	if !el.clk.Now().Equal(before) {
 		t.Fatal("the clock moved")
 	}
@@ -407,11 +415,7 @@ func TestTermIncrementsOnEveryAcquisition(t *testing.T) {
 
 func TestPollingFollowerWithoutWatcherTakesOverAtExpiry(t *testing.T) {
 	el := newElection(t)
-	fa := &failingLock{Interface: el.store.Lock("a")}
-	a := el.add("a", func(c *Config) { c.Lock = fa })
-	waitFor(t, "a to lead", a.e.IsLeader)
-	b := el.add("b", func(c *Config) { c.Lock = blindLock{el.store.Lock("b")} })
-	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	_, b, fa := el.failingLeader(t, func(c *Config) { c.Lock = blindLock{el.store.Lock("b")} })
 	fa.fail.Store(true)
 	// b polls; its observation of the unchanged record fixes the expiry.
 	expiry := b.e.Status().Expiry
@@ -490,8 +494,9 @@ func TestTermLimitHandsOverAndStaysCandidate(t *testing.T) {
 		waitFor(t, "a to renew or hand over", func() bool { return a.e.Status().LastRenew.Equal(now) || !a.e.IsLeader() })
 	}
 	waitFor(t, "b to lead after the hand-over", b.e.IsLeader)
+	// OnStoppedLeading runs before the release that let b in.
 	if a.stopped.Load() != 1 {
-		t.Errorf("a's OnStoppedLeading called %d times, want 1", a.stopped.Load())
+		t.Errorf("a's OnStoppedLeading called %d times before b could lead, want 1", a.stopped.Load())
 	}
 	select {
 	case err := <-a.done:

@@ -151,6 +151,7 @@ func (o Option) Validate() error {
 	}
 	// The elector's own rules, on the durations.
 	c := o.electorConfig(placeholderLock{id: "placeholder"})
+	c.Callbacks.OnStartedLeading = func(context.Context) {} // Run was checked above
 	if err := c.Validate(); err != nil {
 		errs = append(errs, err)
 	} else if isLease(o.Lock) {

@@ -39,6 +39,8 @@ func backends() map[string]*backend {
 	return map[string]*backend{
 		"file": fileBackend(),
 		"k8s":  kubeBackend(),
+		"git":  gitBackend(),
+		"s3":   s3Backend(),
 	}
 }
 
@@ -81,6 +83,9 @@ func run(args []string) error {
 	}
 	if opt.ID == "" {
 		opt.ID = os.Getenv("POD_NAME")
+	}
+	if opt.ID == "" {
+		return fmt.Errorf("--id is empty and POD_NAME is not set: each replica needs a unique identity")
 	}
 	l, err := b.newLock(context.Background(), opt.ID, &opt)
 	if err != nil {

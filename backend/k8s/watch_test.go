@@ -36,7 +36,7 @@ func TestFollowerGetIsServedFromWatch(t *testing.T) {
 	defer cancel()
 
 	leader := newLock(t, s.kube.Config(), ns, name, "leader")
-	var counter testserver.RequestCounter
+	var counter testserver.KubeRequestCounter
 	follower := newLock(t, counter.CountRequests(s.kube.Config()), ns, name, "follower")
 
 	rec := locktest.NewRecord("leader", 1)

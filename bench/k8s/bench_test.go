@@ -206,7 +206,7 @@ func measure(b *testing.B, kube *testserver.Kube, admin kubernetes.Interface, el
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	var counter testserver.RequestCounter
+	var counter testserver.KubeRequestCounter
 	cfg := counter.CountRequests(kube.Config())
 	r := &result{}
 

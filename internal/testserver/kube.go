@@ -413,16 +413,17 @@ func (k *Kube) logTail(name string) string {
 	return name + " log (tail):\n" + strings.TrimSpace(string(b))
 }
 
-// RequestCounter counts the API requests made through the configs it
-// wraps, by kind: "get", "list", "watch", "create", "update", "patch",
-// "delete".
-type RequestCounter struct {
+// KubeRequestCounter counts the Kubernetes API requests made through the
+// configs it wraps, by verb: "get", "list", "watch", "create", "update",
+// "patch", "delete" (RequestCounter counts by HTTP method, which cannot tell
+// a watch or a list from a get).
+type KubeRequestCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
 }
 
 // CountRequests returns a copy of cfg whose requests c counts.
-func (c *RequestCounter) CountRequests(cfg *rest.Config) *rest.Config {
+func (c *KubeRequestCounter) CountRequests(cfg *rest.Config) *rest.Config {
 	out := rest.CopyConfig(cfg)
 	out.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
@@ -434,7 +435,7 @@ func (c *RequestCounter) CountRequests(cfg *rest.Config) *rest.Config {
 }
 
 // Counts returns the counts so far.
-func (c *RequestCounter) Counts() map[string]int {
+func (c *KubeRequestCounter) Counts() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[string]int, len(c.counts))
@@ -445,7 +446,7 @@ func (c *RequestCounter) Counts() map[string]int {
 }
 
 // Total returns how many requests were made.
-func (c *RequestCounter) Total() int {
+func (c *KubeRequestCounter) Total() int {
 	n := 0
 	for _, v := range c.Counts() {
 		n += v
@@ -454,13 +455,13 @@ func (c *RequestCounter) Total() int {
 }
 
 // Reset sets every count to zero.
-func (c *RequestCounter) Reset() {
+func (c *KubeRequestCounter) Reset() {
 	c.mu.Lock()
 	c.counts = nil
 	c.mu.Unlock()
 }
 
-func (c *RequestCounter) add(kind string) {
+func (c *KubeRequestCounter) add(kind string) {
 	c.mu.Lock()
 	if c.counts == nil {
 		c.counts = map[string]int{}

@@ -58,6 +58,13 @@ type Options struct {
 	// CallTimeout is the context timeout given to calls against a blocked
 	// store (default 500ms); they must return within Wait.
 	CallTimeout time.Duration
+	// StaleReads is how long a Get may go on returning a record that
+	// another handle has since replaced, for backends that serve a
+	// follower's Get from a cache while the lease it saw is live (zero:
+	// every Get reads the store). Whatever a cached Get returns, an Update
+	// based on it must still be a compare-and-swap; the suite checks that,
+	// and that a Get after StaleReads sees the change.
+	StaleReads time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -529,6 +536,23 @@ func (s *suite) testReleaseThenReacquire(t *testing.T) {
 	released = NewRecord("", 2)
 	if err := b.Update(ctx, released); err != nil {
 		t.Fatalf("second release: %v", err)
+	}
+	if s.o.StaleReads > 0 {
+		// a last read b's live lease, so its Get may still serve it: a
+		// take-over from that stale version must lose, and a later Get must
+		// see the release.
+		releasedAt := time.Now()
+		if got := mustGet(t, ctx, a); got.HolderIdentity != "" {
+			if err := a.Update(ctx, NewRecord("a", 3)); !lock.IsConflict(err) {
+				t.Fatalf("take-over from a cached read of a replaced record returned %v, want a conflict", err)
+			}
+		}
+		for mustGet(t, ctx, a).HolderIdentity != "" {
+			if since := time.Since(releasedAt); since > s.o.StaleReads+time.Second {
+				t.Fatalf("Get still reads b's lease %v after b released it; StaleReads is %v", since, s.o.StaleReads)
+			}
+			time.Sleep(s.o.StaleReads / 20) // polling a cache's expiry, as an elector would
+		}
 	}
 	mustGet(t, ctx, a)
 	if err := a.Update(ctx, NewRecord("a", 3)); err != nil {

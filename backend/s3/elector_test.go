@@ -1,0 +1,372 @@
+package s3_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	k8sle "k8s.io/client-go/tools/leaderelection"
+
+	leaderelection "github.com/b3df926d/leaderelection"
+	s3lock "github.com/b3df926d/leaderelection/backend/s3"
+	"github.com/b3df926d/leaderelection/internal/testserver"
+)
+
+// s3Election is a set of candidates, each its own process in all but name:
+// its own S3 client, a proxy of its own in front of the server (so one
+// candidate can be cut off), and a counter of the requests it sends. Every
+// start of a term checks that no other candidate's leader function is still
+// running.
+type s3Election struct {
+	t     *testing.T
+	s     *store
+	name  string
+	cfg   leaderelection.Config // durations and options for every candidate
+	cache time.Duration         // Options.ReleaseCheckInterval
+
+	mu      sync.Mutex
+	running map[string]bool // candidates whose leader function runs
+	terms   []int64
+	events  []string
+}
+
+type s3Candidate struct {
+	id      string
+	proxy   *testserver.Proxy
+	counter *testserver.RequestCounter
+	e       *leaderelection.Elector
+	cancel  context.CancelFunc
+	done    chan error
+
+	mu               sync.Mutex
+	started, stopped time.Time // of the last term
+}
+
+func newS3Election(t *testing.T, s *store, lease, renew, retry time.Duration, cache time.Duration) *s3Election {
+	return &s3Election{
+		t: t, s: s, name: fmt.Sprintf("election-%d", time.Now().UnixNano()), cache: cache,
+		cfg:     leaderelection.Config{LeaseDuration: lease, RenewDeadline: renew, RetryPeriod: retry, ReleaseOnCancel: true},
+		running: map[string]bool{},
+	}
+}
+
+func (el *s3Election) logf(format string, args ...any) {
+	el.mu.Lock()
+	defer el.mu.Unlock()
+	el.events = append(el.events, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
+}
+
+// add starts a candidate.
+func (el *s3Election) add(id string) *s3Candidate {
+	t := el.t
+	t.Helper()
+	c := &s3Candidate{id: id, proxy: testserver.StartProxy(t, el.s.addr), counter: &testserver.RequestCounter{}, done: make(chan error, 1)}
+	client := el.s.client("http://"+c.proxy.Addr(), withCounter(c.counter))
+	lk := newLock(t, client, el.name, id, func(o *s3lock.Options) { o.ReleaseCheckInterval = el.cache })
+	cfg := el.cfg
+	discard := logr.Discard()
+	cfg.Lock, cfg.Logger = lk, &discard
+	cfg.Callbacks = leaderelection.Callbacks{
+		OnStartedLeading: func(ctx context.Context) {
+			el.started(c, ctx)
+			defer el.stopped(c)
+			<-ctx.Done()
+		},
+	}
+	e, err := leaderelection.NewElector(cfg)
+	if err != nil {
+		t.Fatalf("NewElector(%s): %v", id, err)
+	}
+	c.e = e
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() { c.done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-c.done:
+			c.done <- err
+		case <-time.After(30 * time.Second):
+			t.Errorf("%s: Run did not return after cancel", id)
+		}
+	})
+	return c
+}
+
+func (el *s3Election) started(c *s3Candidate, ctx context.Context) {
+	term, _ := leaderelection.TermFrom(ctx)
+	now := time.Now()
+	c.mu.Lock()
+	c.started = now
+	c.mu.Unlock()
+	el.logf("%s starts leading, term %d", c.id, term)
+	el.mu.Lock()
+	defer el.mu.Unlock()
+	for id, r := range el.running {
+		if r {
+			el.t.Errorf("%s started leading (term %d) while %s's leader function still runs", c.id, term, id)
+		}
+	}
+	if n := len(el.terms); n > 0 && term <= el.terms[n-1] {
+		el.t.Errorf("%s: term %d does not increase on %d", c.id, term, el.terms[n-1])
+	}
+	el.terms = append(el.terms, term)
+	el.running[c.id] = true
+}
+
+func (el *s3Election) stopped(c *s3Candidate) {
+	now := time.Now()
+	c.mu.Lock()
+	c.stopped = now
+	c.mu.Unlock()
+	el.logf("%s's leader function returned", c.id)
+	el.mu.Lock()
+	el.running[c.id] = false
+	el.mu.Unlock()
+}
+
+// leader waits until one of cands leads and returns it.
+func (el *s3Election) leader(cands ...*s3Candidate) *s3Candidate {
+	el.t.Helper()
+	deadline := time.Now().Add(el.cfg.LeaseDuration + 10*time.Second)
+	for time.Now().Before(deadline) {
+		for _, c := range cands {
+			if c.e.IsLeader() {
+				return c
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	el.t.Fatalf("no leader among %d candidates", len(cands))
+	return nil
+}
+
+// termsStarted returns every term started so far, in order.
+func (el *s3Election) termsStarted() []int64 {
+	el.mu.Lock()
+	defer el.mu.Unlock()
+	return append([]int64(nil), el.terms...)
+}
+
+func (el *s3Election) dump() {
+	el.mu.Lock()
+	defer el.mu.Unlock()
+	for _, e := range el.events {
+		el.t.Log(e)
+	}
+}
+
+// wait returns Run's result.
+func (c *s3Candidate) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-c.done:
+		c.done <- err // keep it for cleanup
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s: Run did not return", c.id)
+		return nil
+	}
+}
+
+func (c *s3Candidate) times() (started, stopped time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.started, c.stopped
+}
+
+func others(all []*s3Candidate, not *s3Candidate) []*s3Candidate {
+	var out []*s3Candidate
+	for _, c := range all {
+		if c != not {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Fast durations for real-time tests; the elector requires RetryPeriod >= 1s.
+const (
+	fastLease = 3 * time.Second
+	fastRenew = 2 * time.Second
+	fastRetry = time.Second
+)
+
+// Three electors on one lock object in versitygw: one leads; a graceful
+// release hands over quickly; a leader that dies without releasing is
+// replaced once its lease has expired; terms increase; no two leader
+// functions ever run at once.
+func TestThreeElectorsTakeOverOnVersityGW(t *testing.T) {
+	// A lease long enough that a release check (every lease/3) plus a poll
+	// is clearly shorter than waiting for expiry.
+	const lease, renew, retry = 6 * time.Second, 4 * time.Second, time.Second
+	el := newS3Election(t, startVersityGW(t), lease, renew, retry, 0)
+	defer func() {
+		if t.Failed() {
+			el.dump()
+		}
+	}()
+	all := []*s3Candidate{el.add("c0"), el.add("c1"), el.add("c2")}
+
+	first := el.leader(all...)
+	if term := first.e.Term(); term != 1 {
+		t.Errorf("first term = %d, want 1", term)
+	}
+	rest := others(all, first)
+	waitUntil(t, "followers to see the leader", func() bool {
+		return rest[0].e.GetLeader() == first.id && rest[1].e.GetLeader() == first.id
+	})
+
+	// Graceful release: the followers cannot watch, so they notice at a
+	// poll that reads S3 (the cache reads every lease/3 = 1s at most).
+	releasedAt := time.Now()
+	first.cancel()
+	if err := first.wait(t); err != nil {
+		t.Fatalf("%s: Run after cancel: %v", first.id, err)
+	}
+	second := el.leader(rest...)
+	handover := time.Since(releasedAt)
+	t.Logf("graceful release: %s took over after %v", second.id, handover.Round(time.Millisecond))
+	// The release is read at the first poll at least lease/3 after the
+	// last read; polls are RetryPeriod×[1, 1+JitterFactor] apart.
+	if limit := lease/3 + time.Duration((1+leaderelection.JitterFactor)*float64(retry)) + 500*time.Millisecond; handover > limit || handover >= lease {
+		t.Errorf("hand-over after a release took %v, want at most %v (a release check and a poll), and less than the %v lease", handover, limit, lease)
+	}
+
+	// Crash: the leader stops renewing without releasing (its connection
+	// to S3 is cut off for good). The last candidate takes over only after
+	// the lease expired, measured from the leader's last renewal.
+	third := others(rest, second)[0]
+	cutAt := time.Now()
+	second.proxy.Stall()
+	if err := second.wait(t); !errors.Is(err, leaderelection.ErrLeaseLost) {
+		t.Errorf("%s: Run after losing S3 returned %v, want ErrLeaseLost", second.id, err)
+	}
+	el.leader(third)
+	lastRenew := second.counter.LastOK("PUT")
+	_, stepDown := second.times()
+	thirdStart, _ := third.times()
+	t.Logf("crash: last renewal %v before the cut; %s stepped down %v after it, %s took over %v after it",
+		cutAt.Sub(lastRenew).Round(time.Millisecond), second.id, stepDown.Sub(lastRenew).Round(time.Millisecond),
+		third.id, thirdStart.Sub(lastRenew).Round(time.Millisecond))
+	if !thirdStart.After(stepDown) {
+		t.Errorf("%s started leading at %v, before %s stepped down at %v", third.id, thirdStart, second.id, stepDown)
+	}
+	if thirdStart.Sub(lastRenew) < lease {
+		t.Errorf("%s took over %v after the last renewal, before the %v lease could expire", third.id, thirdStart.Sub(lastRenew), lease)
+	}
+	if got := third.e.Term(); got != 3 {
+		t.Errorf("third term = %d, want 3", got)
+	}
+}
+
+// A leader that cannot reach S3 steps down RenewDeadline after its last
+// good renewal started, before its lease could expire for anyone else;
+// then, S3 reachable again, it is a follower of whoever took over.
+func TestLeaderStepsDownBeforeLeaseExpiresWhenS3Unreachable(t *testing.T) {
+	el := newS3Election(t, startVersityGW(t), fastLease, fastRenew, fastRetry, 0)
+	defer func() {
+		if t.Failed() {
+			el.dump()
+		}
+	}()
+	a, b := el.add("a"), el.add("b")
+	leader := el.leader(a, b)
+	follower := others([]*s3Candidate{a, b}, leader)[0]
+	time.Sleep(2 * fastRetry) // a few renewals
+
+	resume := leader.proxy.Stall()
+	defer resume()
+	if err := leader.wait(t); !errors.Is(err, leaderelection.ErrLeaseLost) {
+		t.Errorf("Run after losing S3 returned %v, want ErrLeaseLost", err)
+	}
+	lastRenew := leader.counter.LastOK("PUT")
+	_, stepDown := leader.times()
+	t.Logf("stepped down %v after the last successful renewal (RenewDeadline %v, lease %v)",
+		stepDown.Sub(lastRenew).Round(time.Millisecond), fastRenew, fastLease)
+	// The last renewal that succeeded started before its answer arrived,
+	// so the step-down comes at most RenewDeadline after lastRenew.
+	if stepDown.Sub(lastRenew) > fastRenew+200*time.Millisecond {
+		t.Errorf("stepped down %v after the last renewal; RenewDeadline is %v", stepDown.Sub(lastRenew), fastRenew)
+	}
+	if stepDown.Sub(lastRenew) >= fastLease {
+		t.Errorf("stepped down %v after the last renewal, not before the %v lease expired", stepDown.Sub(lastRenew), fastLease)
+	}
+	el.leader(follower)
+	followerStart, _ := follower.times()
+	if !followerStart.After(stepDown) {
+		t.Errorf("the follower started leading at %v, before the cut-off leader stepped down at %v", followerStart, stepDown)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The lock is client-go's resourcelock.Interface, so client-go's own elector
+// runs on it too: one of two candidates leads, and a release hands over.
+func TestClientGoElectorRunsOnS3Lock(t *testing.T) {
+	s := startVersityGW(t)
+	name := fmt.Sprintf("client-go-%d", time.Now().UnixNano())
+	type cand struct {
+		le     *k8sle.LeaderElector
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var mu sync.Mutex
+	leading := map[string]bool{}
+	start := func(id string) *cand {
+		lk := newLock(t, s.viaProxy(), name, id, nil)
+		c := &cand{done: make(chan struct{})}
+		le, err := k8sle.NewLeaderElector(k8sle.LeaderElectionConfig{
+			Lock: lk, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+			ReleaseOnCancel: true,
+			Callbacks: k8sle.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					mu.Lock()
+					for other, l := range leading {
+						if l {
+							t.Errorf("%s started leading while %s leads", id, other)
+						}
+					}
+					leading[id] = true
+					mu.Unlock()
+					<-ctx.Done()
+				},
+				OnStoppedLeading: func() {
+					mu.Lock()
+					leading[id] = false
+					mu.Unlock()
+				},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		c.le, c.cancel = le, cancel
+		go func() { defer close(c.done); le.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-c.done })
+		return c
+	}
+	a, b := start("a"), start("b")
+	waitUntil(t, "a leader", func() bool { return a.le.IsLeader() || b.le.IsLeader() })
+	first, second := a, b
+	if b.le.IsLeader() {
+		first, second = b, a
+	}
+	first.cancel()
+	<-first.done
+	waitUntil(t, "the other candidate to take over after the release", second.le.IsLeader)
+}

@@ -1,0 +1,73 @@
+package leaderelection_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// Run runs the function only while this process holds the lock. Here the
+// function returns by itself, which ends Run; a controller would instead
+// work until its context is cancelled.
+func ExampleRun() {
+	store := lock.NewMemoryStore("example") // in production: a backend's lock
+	err := leaderelection.Run(context.Background(), leaderelection.Option{
+		Lock:            store.Lock("replica-1"),
+		Port:            leaderelection.NoHealthServer,
+		ReleaseOnCancel: true,
+		Run: func(ctx context.Context) {
+			term, _ := leaderelection.TermFrom(ctx)
+			fmt.Println("leading in term", term)
+		},
+	})
+	fmt.Println("Run returned", err)
+	// Output:
+	// leading in term 1
+	// Run returned <nil>
+}
+
+// An Elector can be used directly, without the health server.
+func ExampleNewElector() {
+	store := lock.NewMemoryStore("example")
+	ctx, cancel := context.WithCancel(context.Background())
+	e, err := leaderelection.NewElector(leaderelection.Config{
+		Lock:            store.Lock("replica-1"),
+		LeaseDuration:   15 * time.Second,
+		RenewDeadline:   10 * time.Second,
+		RetryPeriod:     2 * time.Second,
+		ReleaseOnCancel: true,
+		Callbacks: leaderelection.Callbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				fmt.Println("started leading")
+				cancel() // stop after one term, for the example
+				<-ctx.Done()
+			},
+			OnStoppedLeading: func() { fmt.Println("stopped leading") },
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("Run returned", e.Run(ctx), "term", e.Term())
+	// Output:
+	// started leading
+	// stopped leading
+	// Run returned <nil> term 1
+}
+
+// Invalid options give one error naming every bad field.
+func ExampleOption_Validate() {
+	err := leaderelection.Option{
+		Lock:          lock.NewMemoryStore("example").Lock("replica-1"),
+		LeaseDuration: 5 * time.Second,
+		Port:          70000,
+	}.Validate()
+	fmt.Println(err)
+	// Output:
+	// Run must not be nil
+	// Option.Port 70000 is out of range: want 1-65535, 0 for 8080, or -1 to disable the health server
+	// LeaseDuration (5s) must be greater than RenewDeadline (10s)
+}

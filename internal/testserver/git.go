@@ -1,0 +1,411 @@
+package testserver
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// GitRepo is a bare repository on disk, served by Debian's git: through
+// `git http-backend` (smart HTTP, in-process via net/http/cgi), through
+// `git daemon` (git://), or used as a local path. Pushes go to git's own
+// receive-pack, which checks each command's old value under the ref lock.
+type GitRepo struct {
+	// Dir is the bare repository.
+	Dir string
+	// Name is its directory name, the path under every server's root.
+	Name string
+	root string
+	git  string
+}
+
+// NewGitRepo creates an empty bare repository in a temporary directory,
+// with receive-pack enabled over HTTP and automatic gc off (so tests see
+// every object a push leaves).
+func NewGitRepo(t testing.TB) *GitRepo {
+	t.Helper()
+	r := &GitRepo{git: LookBinary(t, "git"), root: t.TempDir(), Name: "locks.git"}
+	r.Dir = filepath.Join(r.root, r.Name)
+	r.run(t, nil, "init", "--quiet", "--bare", r.Dir)
+	r.Git(t, "config", "http.receivepack", "true")
+	r.Git(t, "config", "gc.auto", "0")
+	r.Git(t, "config", "receive.autogc", "false")
+	return r
+}
+
+// Git runs git on the bare repository and returns its trimmed output.
+func (r *GitRepo) Git(t testing.TB, args ...string) string {
+	t.Helper()
+	return r.run(t, nil, append([]string{"--git-dir", r.Dir}, args...)...)
+}
+
+// GitInput is Git with stdin.
+func (r *GitRepo) GitInput(t testing.TB, stdin []byte, args ...string) string {
+	t.Helper()
+	return r.run(t, stdin, append([]string{"--git-dir", r.Dir}, args...)...)
+}
+
+// TryGit runs git on the repository and returns its output and error,
+// for commands that may fail (show of a missing branch).
+func (r *GitRepo) TryGit(stdin []byte, args ...string) ([]byte, error) {
+	cmd := exec.Command(r.git, append([]string{"--git-dir", r.Dir}, args...)...)
+	cmd.Env = gitEnv()
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out, nil
+}
+
+func (r *GitRepo) run(t testing.TB, stdin []byte, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(r.git, args...)
+	cmd.Env = gitEnv()
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// gitEnv isolates git from the user's and the system's configuration.
+func gitEnv() []string {
+	return []string{"GIT_CONFIG_NOSYSTEM=1", "HOME=/nonexistent", "PATH=/usr/local/bin:/usr/bin:/bin",
+		"GIT_AUTHOR_NAME=test", "GIT_AUTHOR_EMAIL=test@localhost",
+		"GIT_COMMITTER_NAME=test", "GIT_COMMITTER_EMAIL=test@localhost"}
+}
+
+// GitHTTPAuth makes the HTTP server demand credentials: HTTP basic auth
+// with Username and Password, or a bearer Token. Zero: no auth.
+type GitHTTPAuth struct {
+	Username, Password, Token string
+}
+
+func (a GitHTTPAuth) allows(req *http.Request) bool {
+	eq := func(x, y string) bool { return subtle.ConstantTimeCompare([]byte(x), []byte(y)) == 1 }
+	switch {
+	case a.Token != "":
+		return eq(req.Header.Get("Authorization"), "Bearer "+a.Token)
+	case a.Username != "" || a.Password != "":
+		u, p, ok := req.BasicAuth()
+		return ok && eq(u, a.Username) && eq(p, a.Password)
+	}
+	return true
+}
+
+// ServeHTTP serves the repository's root by `git http-backend` through
+// net/http/cgi on a 127.0.0.1 port, until t ends. It returns host:port; the
+// repository's URL is http://ADDR/NAME.
+func (r *GitRepo) ServeHTTP(t testing.TB, auth GitHTTPAuth) (addr string) {
+	t.Helper()
+	backend := &cgi.Handler{
+		Path:   r.git,
+		Args:   []string{"http-backend"},
+		Env:    append(gitEnv(), "GIT_PROJECT_ROOT="+r.root, "GIT_HTTP_EXPORT_ALL=1"),
+		Stderr: io.Discard, // receive-pack reports lost races here too
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !auth.allows(req) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, req)
+	}))
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// ServeDaemon serves the repository's root by `git daemon
+// --enable=receive-pack` on a free 127.0.0.1 port, until t ends. It returns
+// host:port; the repository's URL is git://ADDR/NAME.
+func (r *GitRepo) ServeDaemon(t testing.TB) (addr string) {
+	t.Helper()
+	var lastErr error
+	for range 3 { // the free port may be taken before the daemon binds it
+		addr, err := r.startDaemon(t)
+		if err == nil {
+			return addr
+		}
+		lastErr = err
+	}
+	t.Fatalf("git daemon: %v", lastErr)
+	return ""
+}
+
+func (r *GitRepo) startDaemon(t testing.TB) (string, error) {
+	port := FreePort(t)
+	cmd := exec.Command(r.git, "daemon", "--verbose", "--reuseaddr", "--export-all", "--enable=receive-pack",
+		"--informative-errors", "--listen=127.0.0.1", fmt.Sprintf("--port=%d", port),
+		"--base-path="+r.root, r.root)
+	cmd.Env = gitEnv()
+	// A pipe of our own rather than StderrPipe: the daemon's per-connection
+	// children inherit it, and Wait must not wait for them.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	cmd.Stderr = pw
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return "", err
+	}
+	// git daemon logs "Ready to rumble" once it listens.
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		var log []string
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Ready to rumble") {
+				ready <- nil
+				io.Copy(io.Discard, pr)
+				return
+			}
+			log = append(log, sc.Text())
+		}
+		ready <- fmt.Errorf("exited before listening: %s", strings.Join(log, "\n"))
+	}()
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		pr.Close()
+	}
+	select {
+	case err := <-ready:
+		if err != nil {
+			stop()
+			return "", err
+		}
+	case <-time.After(30 * time.Second):
+		stop()
+		return "", fmt.Errorf("not listening after 30s")
+	}
+	t.Cleanup(stop)
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), nil
+}
+
+// ServeSSH serves the repository's root over ssh on a 127.0.0.1 port, until
+// t ends: an in-process ssh server (golang.org/x/crypto/ssh) that accepts
+// only clientKey and runs Debian's git-upload-pack and git-receive-pack for
+// the client's exec requests, as a forge's ssh endpoint does. It returns
+// host:port and the server's host key (for a known_hosts file); the
+// repository's URL is ssh://git@ADDR/NAME.
+func (r *GitRepo) ServeSSH(t testing.TB, clientKey ssh.PublicKey) (addr string, hostKey ssh.PublicKey) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if bytes.Equal(k.Marshal(), clientKey.Marshal()) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unknown public key")
+	}}
+	cfg.AddHostKey(signer)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sshServer{repo: r, cfg: cfg, conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go s.accept(ln)
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return ln.Addr().String(), signer.PublicKey()
+}
+
+type sshServer struct {
+	repo  *GitRepo
+	cfg   *ssh.ServerConfig
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func (s *sshServer) accept(ln net.Listener) {
+	defer s.wg.Done()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns[nc] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				nc.Close()
+				s.mu.Lock()
+				delete(s.conns, nc)
+				s.mu.Unlock()
+			}()
+			s.serveConn(nc)
+		}()
+	}
+}
+
+func (s *sshServer) serveConn(nc net.Conn) {
+	_, chans, reqs, err := ssh.NewServerConn(nc, s.cfg)
+	if err != nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ssh.DiscardRequests(reqs)
+	}()
+	for nch := range chans {
+		if nch.ChannelType() != "session" {
+			nch.Reject(ssh.UnknownChannelType, "only sessions")
+			continue
+		}
+		ch, chReqs, err := nch.Accept()
+		if err != nil {
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveSession(ch, chReqs)
+		}()
+	}
+}
+
+// serveSession runs one git command: "git-upload-pack '/path'" or
+// "git-receive-pack '/path'", the path taken under the repository root.
+func (s *sshServer) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
+	defer ch.Close()
+	for req := range reqs {
+		if req.Type != "exec" {
+			if req.WantReply {
+				req.Reply(false, nil)
+			}
+			continue
+		}
+		var exe struct{ Command string }
+		if err := ssh.Unmarshal(req.Payload, &exe); err != nil {
+			req.Reply(false, nil)
+			return
+		}
+		service, path, _ := strings.Cut(exe.Command, " ")
+		path = strings.Trim(path, "'")
+		if service != "git-upload-pack" && service != "git-receive-pack" {
+			req.Reply(false, nil)
+			return
+		}
+		req.Reply(true, nil)
+		cmd := exec.Command(s.repo.git, strings.TrimPrefix(service, "git-"), filepath.Join(s.repo.root, filepath.Clean("/"+path)))
+		cmd.Env = gitEnv()
+		cmd.Stdout, cmd.Stderr = ch, ch.Stderr()
+		status := uint32(0)
+		stdin, err := cmd.StdinPipe()
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err == nil {
+			// Not awaited: it ends when the channel closes below.
+			go func() {
+				io.Copy(stdin, ch)
+				stdin.Close()
+			}()
+			err = cmd.Wait()
+		}
+		if err != nil {
+			status = 1
+		}
+		ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
+		return
+	}
+}
+
+// StartSSHAgent serves an ssh-agent holding key (an ed25519, RSA or ECDSA
+// private key) on a unix socket until t ends, and returns the socket's path
+// for $SSH_AUTH_SOCK.
+func StartSSHAgent(t testing.TB, key any) string {
+	t.Helper()
+	keyring := agent.NewKeyring()
+	if err := keyring.Add(agent.AddedKey{PrivateKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				agent.ServeAgent(keyring, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return sock
+}

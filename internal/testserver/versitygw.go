@@ -1,0 +1,132 @@
+package testserver
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// S3 is a versitygw S3 server on 127.0.0.1 with a posix backend in a
+// temporary directory, for a test.
+type S3 struct {
+	// Addr is host:port; Endpoint the same as an http:// URL.
+	Addr, Endpoint string
+	// AccessKey and SecretKey are the root user's static credentials.
+	AccessKey, SecretKey string
+	// Region is the region the server signs for.
+	Region string
+}
+
+// StartS3 starts versitygw (built by hack/deps/20-versitygw.sh) on a free
+// port and stops it when t ends. Buckets are made with CreateBucket.
+func StartS3(t testing.TB) *S3 {
+	t.Helper()
+	bin := LookBinary(t, "versitygw")
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := &S3{AccessKey: "leaderelection", SecretKey: "leaderelection-secret", Region: "us-east-1"}
+	var log bytes.Buffer
+	for attempt := 0; ; attempt++ {
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+		s.Endpoint = "http://" + s.Addr
+		cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--region", s.Region,
+			"--port", s.Addr, "--quiet", "posix", root)
+		log.Reset()
+		cmd.Stdout, cmd.Stderr = &log, &log
+		// Its own process group, so that stopping it cannot reach the test.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("starting versitygw: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		stop := func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+			}
+		}
+		if err := waitListening(s.Addr, exited, 15*time.Second); err != nil {
+			stop()
+			// Another process may have taken the port since FreePort.
+			if attempt < 2 {
+				continue
+			}
+			t.Fatalf("versitygw did not start: %v\n%s", err, log.String())
+		}
+		t.Cleanup(func() {
+			stop()
+			if t.Failed() {
+				t.Logf("versitygw output:\n%s", log.String())
+			}
+		})
+		return s
+	}
+}
+
+func waitListening(addr string, exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("versitygw exited")
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s after %v", addr, timeout)
+		}
+	}
+}
+
+// Client returns an S3 client for the server at endpoint (the server's own,
+// or a Proxy's "http://" + Addr), with the root user's credentials and
+// path-style addressing; optFns adjust it (an HTTPClient that counts, say).
+func (s *S3) Client(endpoint string, optFns ...func(*awss3.Options)) *awss3.Client {
+	return S3Client(endpoint, s.Region, s.AccessKey, s.SecretKey, optFns...)
+}
+
+// S3Client returns a path-style S3 client for any S3 endpoint with static
+// credentials.
+func S3Client(endpoint, region, accessKey, secretKey string, optFns ...func(*awss3.Options)) *awss3.Client {
+	return awss3.New(awss3.Options{
+		Region:                     region,
+		BaseEndpoint:               aws.String(endpoint),
+		UsePathStyle:               true,
+		Credentials:                credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	}, optFns...)
+}
+
+// CreateBucket creates a bucket on the server.
+func (s *S3) CreateBucket(t testing.TB, bucket string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := s.Client(s.Endpoint).CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: &bucket}); err != nil {
+		t.Fatalf("creating bucket %s: %v", bucket, err)
+	}
+}
