@@ -170,6 +170,16 @@ func startCandidate(t *testing.T, cfg *rest.Config, ns, name, id string, tm timi
 	return c
 }
 
+// startCandidates starts n candidates, c0 to c(n-1), on one Lease.
+func startCandidates(t *testing.T, n int, cfg *rest.Config, ns, name string, tm timing, release bool, tr *tracker) []*candidate {
+	t.Helper()
+	var cands []*candidate
+	for i := range n {
+		cands = append(cands, startCandidate(t, cfg, ns, name, fmt.Sprintf("c%d", i), tm, release, tr))
+	}
+	return cands
+}
+
 // stop cancels the candidate's Run and waits for it to return.
 func (c *candidate) stop(t *testing.T) error {
 	t.Helper()
@@ -202,10 +212,7 @@ func TestKilledLeaderIsReplacedAfterLeaseExpires(t *testing.T) {
 	s := sharedServer(t)
 	ns, name := s.namespace(t), locktest.Name(t)
 	tr := newTracker()
-	var cands []*candidate
-	for i := range 3 {
-		cands = append(cands, startCandidate(t, s.kube.Config(), ns, name, fmt.Sprintf("c%d", i), fast, false, tr))
-	}
+	cands := startCandidates(t, 3, s.kube.Config(), ns, name, fast, false, tr)
 	first := tr.waitFor(t, "a leader", func(ts []term) bool { return len(ts) == 1 })[0]
 	leader := leaderOf(cands, first.id)
 	if err := leader.stop(t); err != nil {
@@ -234,10 +241,7 @@ func TestGracefulReleaseHandsOverThroughWatch(t *testing.T) {
 	s := sharedServer(t)
 	ns, name := s.namespace(t), locktest.Name(t)
 	tr := newTracker()
-	var cands []*candidate
-	for i := range 3 {
-		cands = append(cands, startCandidate(t, s.kube.Config(), ns, name, fmt.Sprintf("c%d", i), slow, true, tr))
-	}
+	cands := startCandidates(t, 3, s.kube.Config(), ns, name, slow, true, tr)
 	for round := 1; round <= 3; round++ {
 		ts := tr.waitFor(t, fmt.Sprintf("leader %d", round), func(ts []term) bool { return len(ts) == round })
 		cur := leaderOf(cands, ts[round-1].id)
@@ -300,10 +304,7 @@ func TestAPIServerRestartMidTerm(t *testing.T) {
 	s := &server{kube: kube, admin: clientset(t, kube.Config())}
 	ns, name := s.namespace(t), locktest.Name(t)
 	tr := newTracker()
-	var cands []*candidate
-	for i := range 3 {
-		cands = append(cands, startCandidate(t, kube.Config(), ns, name, fmt.Sprintf("c%d", i), slow, true, tr))
-	}
+	cands := startCandidates(t, 3, kube.Config(), ns, name, slow, true, tr)
 	first := tr.waitFor(t, "a leader", func(ts []term) bool { return len(ts) == 1 })[0]
 	leader := leaderOf(cands, first.id)
 

@@ -83,13 +83,10 @@ var ours = elector{name: "leaderelection", start: func(b *testing.B, cfg *rest.C
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	stop := runUntilStopped(func(ctx context.Context) {
 		e.Run(ctx) //nolint:errcheck // a lost lease shows in the measurements
-	}()
-	return func() { cancel(); <-done; l.Close() }
+	})
+	return func() { stop(); l.Close() }
 }}
 
 var clientGo = elector{name: "client-go", start: func(b *testing.B, cfg *rest.Config, ns, lease, id string, release bool, led func(string)) func() {
@@ -113,14 +110,19 @@ var clientGo = elector{name: "client-go", start: func(b *testing.B, cfg *rest.Co
 	if err != nil {
 		b.Fatal(err)
 	}
+	return runUntilStopped(le.Run)
+}}
+
+// runUntilStopped runs run in a goroutine until stop, which waits for it.
+func runUntilStopped(run func(context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		le.Run(ctx)
+		run(ctx)
 	}()
 	return func() { cancel(); <-done }
-}}
+}
 
 // fleet is a set of candidates of one implementation on one Lease.
 type fleet struct {
