@@ -35,12 +35,7 @@ func TestGitBackendHandsOverOnALocalBareRepository(t *testing.T) {
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-a.done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("a did not exit after SIGTERM")
-	}
-	if code := a.code.Load(); code != 0 {
+	if code := a.exitCode(t, "SIGTERM"); code != 0 {
 		t.Fatalf("a exited %d after SIGTERM, want 0", code)
 	}
 	waitUntil(t, "b leads", 30*time.Second, func() bool { s, ok := b.status(); return ok && s.Leading && s.Term == term+1 })

@@ -82,6 +82,17 @@ func startProc(t *testing.T, bin, dir, id string, port int, extra ...string) *pr
 	return p
 }
 
+// exitCode waits (bounded) for the process to exit and returns its status.
+func (p *proc) exitCode(t *testing.T, after string) int32 {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s still running 30s after %s", p.id, after)
+	}
+	return p.code.Load()
+}
+
 var statusClient = http.Client{Timeout: time.Second}
 
 func (p *proc) status() (procStatus, bool) {
@@ -200,9 +211,8 @@ func TestTwoProcessesNeverBothLeadAcross100Transitions(t *testing.T) {
 			s, ok := other.status()
 			return ok && s.Leading && s.Term > lastTerm
 		})
-		<-old.done
-		if sig == syscall.SIGTERM && old.code.Load() != 0 {
-			t.Fatalf("transition %d: %s exited %d after SIGTERM, want 0", n+1, old.id, old.code.Load())
+		if code := old.exitCode(t, sig.String()); sig == syscall.SIGTERM && code != 0 {
+			t.Fatalf("transition %d: %s exited %d after SIGTERM, want 0", n+1, old.id, code)
 		}
 		s, _ := other.status()
 		if s.Term != lastTerm+1 {
