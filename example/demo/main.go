@@ -5,6 +5,11 @@
 // It exits by itself.
 //
 //	go run ./example/demo
+//
+// --backend=git runs the same on a local bare repository it creates;
+// --backend=s3 (or any backend) takes the backend's flags after "--":
+//
+//	go run ./example/demo --backend=s3 -- --s3-endpoint=http://127.0.0.1:7070 --s3-bucket=locks --s3-path-style
 package main
 
 import (
@@ -45,14 +50,15 @@ type status struct {
 
 func main() {
 	keep := flag.Bool("keep", false, "keep the temporary directory with the replicas' logs")
+	kind := flag.String("backend", "file", "the example's lock backend: file, git (a local bare repository), or another one with its flags after --")
 	flag.Parse()
-	if err := run(*keep); err != nil {
+	if err := run(*keep, *kind, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(keep bool) error {
+func run(keep bool, kind string, extra []string) error {
 	dir, err := os.MkdirTemp("", "leaderelection-demo-")
 	if err != nil {
 		return err
@@ -72,7 +78,11 @@ func run(keep bool) error {
 		return fmt.Errorf("building the example: %w", err)
 	}
 
-	lockFile, workLog := filepath.Join(dir, "leader.json"), filepath.Join(dir, "work.log")
+	workLog := filepath.Join(dir, "work.log")
+	backendArgs, where, err := backendArgs(kind, dir, extra)
+	if err != nil {
+		return err
+	}
 	var reps []*replica
 	defer func() {
 		for _, r := range reps {
@@ -80,13 +90,13 @@ func run(keep bool) error {
 		}
 	}()
 	for i := 1; i <= 3; i++ {
-		r, err := start(bin, dir, "replica-"+strconv.Itoa(i), lockFile, workLog)
+		r, err := start(bin, dir, "replica-"+strconv.Itoa(i), workLog, backendArgs)
 		if err != nil {
 			return err
 		}
 		reps = append(reps, r)
 	}
-	say("Started 3 replicas on the file backend (lock %s), lease %v, renew deadline %v, retry %v.", lockFile, lease, renew, retry)
+	say("Started 3 replicas on the %s backend (%s), lease %v, renew deadline %v, retry %v.", kind, where, lease, renew, retry)
 
 	t0 := time.Now()
 	first, st, err := waitLeader(reps, nil)
@@ -117,7 +127,7 @@ func run(keep bool) error {
 		return err
 	}
 	graceful := time.Since(stopped)
-	say("%s took over, term %d, %v after SIGTERM (the file watcher woke it).", third.id, st.Term, ms(graceful))
+	say("%s took over, term %d, %v after SIGTERM (%s).", third.id, st.Term, ms(graceful), wakeUp(kind))
 	if err := second.wait(); err != nil {
 		return fmt.Errorf("%s after SIGTERM: %w", second.id, err)
 	}
@@ -145,7 +155,41 @@ func run(keep bool) error {
 	return nil
 }
 
-func start(bin, dir, id, lockFile, workLog string) (*replica, error) {
+// backendArgs returns the example's flags for the chosen backend and a
+// description of where the lock lives.
+func backendArgs(kind, dir string, extra []string) ([]string, string, error) {
+	args := []string{"--backend=" + kind}
+	switch kind {
+	case "file":
+		lockFile := filepath.Join(dir, "leader.json")
+		return append(append(args, "--lock-file="+lockFile), extra...), "lock " + lockFile, nil
+	case "git":
+		repo := filepath.Join(dir, "locks.git")
+		if out, err := exec.Command("git", "init", "--quiet", "--bare", repo).CombinedOutput(); err != nil {
+			return nil, "", fmt.Errorf("git init --bare %s: %v: %s", repo, err, out)
+		}
+		return append(append(args, "--git-url="+repo), extra...), "bare repository " + repo, nil
+	default:
+		if len(extra) == 0 {
+			return nil, "", fmt.Errorf("--backend=%s needs the backend's flags after --", kind)
+		}
+		return append(args, extra...), strings.Join(extra, " "), nil
+	}
+}
+
+// wakeUp says how followers learn of a release on each backend.
+func wakeUp(kind string) string {
+	switch kind {
+	case "file":
+		return "the file watcher woke it"
+	case "k8s":
+		return "its watch on the Lease woke it"
+	default:
+		return "at its next poll: this backend cannot watch"
+	}
+}
+
+func start(bin, dir, id, workLog string, backendArgs []string) (*replica, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -154,10 +198,11 @@ func start(bin, dir, id, lockFile, workLog string) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--id="+id, "--port="+strconv.Itoa(port), "--health-bind-address=127.0.0.1",
-		"--backend=file", "--lock-file="+lockFile, "--work-log="+workLog, "--work-interval=200ms",
-		"--leader-elect-lease-duration="+lease.String(), "--leader-elect-renew-deadline="+renew.String(),
-		"--leader-elect-retry-period="+retry.String())
+	args := append([]string{"--id=" + id, "--port=" + strconv.Itoa(port), "--health-bind-address=127.0.0.1",
+		"--work-log=" + workLog, "--work-interval=200ms",
+		"--leader-elect-lease-duration=" + lease.String(), "--leader-elect-renew-deadline=" + renew.String(),
+		"--leader-elect-retry-period=" + retry.String()}, backendArgs...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
