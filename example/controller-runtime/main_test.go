@@ -16,7 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/b3df926d/leaderelection/backend/file"
+	"github.com/b3df926d/leaderelection/backend/git"
 	"github.com/b3df926d/leaderelection/backend/k8s"
+	"github.com/b3df926d/leaderelection/backend/s3"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
@@ -42,7 +44,27 @@ func backends(t *testing.T, cfg *rest.Config) map[string]func(identity string) l
 		t.Fatal(err)
 	}
 	name := locktest.Name(t)
+	s3srv := testserver.StartS3(t)
+	s3srv.CreateBucket(t, "interop")
+	repo := testserver.NewGitRepo(t)
+	gitURL := "git://" + repo.ServeDaemon(t) + "/" + repo.Name
 	return map[string]func(string) lock.Interface{
+		"s3": func(id string) lock.Interface {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			l, err := s3.New(ctx, s3.Options{Bucket: "interop", Key: name + ".json", Identity: id, Client: s3srv.Client(s3srv.Endpoint)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l
+		},
+		"git": func(id string) lock.Interface {
+			l, err := git.New(git.Config{URL: gitURL, Name: name, Identity: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return l
+		},
 		"memory": func(id string) lock.Interface { return mem.Lock(id) },
 		"file": func(id string) lock.Interface {
 			l, err := file.New(path, id, file.Options{})
