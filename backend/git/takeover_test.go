@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,67 +12,11 @@ import (
 
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/backend/git"
+	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
-
-// leaders tracks who leads, to catch two leaders at once and to wait for a
-// change of leader.
-type leaders struct {
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every change
-	active  map[string]int64
-	overlap []string
-}
-
-func newLeaders() *leaders {
-	return &leaders{changed: make(chan struct{}), active: map[string]int64{}}
-}
-
-func (l *leaders) start(id string, term int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for other, t := range l.active {
-		l.overlap = append(l.overlap, fmt.Sprintf("%s (term %d) started while %s (term %d) led", id, term, other, t))
-	}
-	l.active[id] = term
-	close(l.changed)
-	l.changed = make(chan struct{})
-}
-
-func (l *leaders) stop(id string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.active, id)
-	close(l.changed)
-	l.changed = make(chan struct{})
-}
-
-// waitFor waits until exactly one candidate other than not leads, and
-// returns it with its term.
-func (l *leaders) waitFor(t *testing.T, not string, within time.Duration) (string, int64) {
-	t.Helper()
-	deadline := time.After(within)
-	for {
-		l.mu.Lock()
-		ch := l.changed
-		if len(l.active) == 1 {
-			for id, term := range l.active {
-				if id != not {
-					l.mu.Unlock()
-					return id, term
-				}
-			}
-		}
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("no new leader (other than %q) within %v", not, within)
-		}
-	}
-}
 
 type candidate struct {
 	id     string
@@ -101,7 +44,17 @@ func TestThreeElectorsTakeOver(t *testing.T) {
 
 func testThreeElectorsTakeOver(t *testing.T, srv served) {
 	name := locktest.Name(t)
-	seen := newLeaders()
+	seen := leadertest.New()
+	// newLeader waits until a candidate other than not leads.
+	newLeader := func(not string, within time.Duration) (string, int64) {
+		t.Helper()
+		ts := seen.WaitFor(t, fmt.Sprintf("a leader other than %q", not), within, func(ts []leadertest.Term) bool {
+			n := len(ts)
+			return n > 0 && ts[n-1].End.IsZero() && ts[n-1].ID != not
+		})
+		last := ts[len(ts)-1]
+		return last.ID, last.Term
+	}
 	cands := map[string]*candidate{}
 	for _, id := range []string{"a", "b", "c"} {
 		p, url := srv.proxy(t)
@@ -118,9 +71,9 @@ func testThreeElectorsTakeOver(t *testing.T, srv served) {
 			ReleaseOnCancel: true,
 			Callbacks: leaderelection.Callbacks{OnStartedLeading: func(ctx context.Context) {
 				term, _ := leaderelection.TermFrom(ctx)
-				seen.start(id, term)
+				i := seen.Begin(id, term)
 				<-ctx.Done()
-				seen.stop(id)
+				seen.End(i)
 			}},
 		})
 		if err != nil {
@@ -140,7 +93,7 @@ func testThreeElectorsTakeOver(t *testing.T, srv served) {
 		}
 	})
 
-	first, term1 := seen.waitFor(t, "", 20*time.Second)
+	first, term1 := newLeader("", 20*time.Second)
 	// Graceful hand-over: the leader releases; a follower polling every
 	// RetryPeriod takes over without waiting for the lease.
 	cands[first].cancel()
@@ -148,7 +101,7 @@ func testThreeElectorsTakeOver(t *testing.T, srv served) {
 		t.Fatalf("%s: Run after cancel: %v", first, err)
 	}
 	delete(cands, first)
-	second, term2 := seen.waitFor(t, first, 20*time.Second)
+	second, term2 := newLeader(first, 20*time.Second)
 	if term2 <= term1 {
 		t.Fatalf("term went from %d to %d on take-over", term1, term2)
 	}
@@ -156,7 +109,7 @@ func testThreeElectorsTakeOver(t *testing.T, srv served) {
 	// down (RenewDeadline) before the third takes over (LeaseDuration).
 	resume := cands[second].proxy.Stall()
 	defer resume()
-	third, term3 := seen.waitFor(t, second, 30*time.Second)
+	third, term3 := newLeader(second, 30*time.Second)
 	if term3 <= term2 {
 		t.Fatalf("term went from %d to %d on take-over after a partition", term2, term3)
 	}
@@ -169,11 +122,7 @@ func testThreeElectorsTakeOver(t *testing.T, srv served) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("partitioned leader's Run did not return")
 	}
-	seen.mu.Lock()
-	defer seen.mu.Unlock()
-	for _, o := range seen.overlap {
-		t.Error(o)
-	}
+	seen.Check(t)
 	t.Logf("leaders: %s (term %d), %s (term %d), %s (term %d)", first, term1, second, term2, third, term3)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/backend/k8s"
+	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
@@ -26,111 +26,6 @@ var slow = timing{lease: 60 * time.Second, renew: 40 * time.Second, retry: 2 * t
 
 type timing struct{ lease, renew, retry time.Duration }
 
-// term is one leader's tenure as its own code saw it.
-type term struct {
-	id         string
-	term       int64
-	start, end time.Time
-}
-
-// tracker records who leads, and flags any moment two candidates lead at
-// once. Leaders call begin first thing in their function and end before
-// they return (or when their context is cancelled).
-type tracker struct {
-	mu      sync.Mutex
-	current string
-	terms   []term
-	overlap []string
-	changed chan struct{} // closed and replaced on every begin/end
-}
-
-func newTracker() *tracker { return &tracker{changed: make(chan struct{})} }
-
-func (tr *tracker) begin(id string, n int64) (index int) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	if tr.current != "" {
-		tr.overlap = append(tr.overlap, fmt.Sprintf("%s started term %d while %s still led", id, n, tr.current))
-	}
-	tr.current = id
-	tr.terms = append(tr.terms, term{id: id, term: n, start: time.Now()})
-	tr.notify()
-	return len(tr.terms) - 1
-}
-
-// end records the end of the term begin returned index for, if it has not
-// ended yet.
-func (tr *tracker) end(index int) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	tm := &tr.terms[index]
-	if !tm.end.IsZero() {
-		return
-	}
-	tm.end = time.Now()
-	if tr.current == tm.id && index == len(tr.terms)-1 {
-		tr.current = ""
-	}
-	tr.notify()
-}
-
-// endOpen ends id's term if it is open: for a leader whose work is stopped
-// from outside, before it releases.
-func (tr *tracker) endOpen(id string) {
-	tr.mu.Lock()
-	i := len(tr.terms) - 1
-	open := i >= 0 && tr.terms[i].id == id && tr.terms[i].end.IsZero()
-	tr.mu.Unlock()
-	if open {
-		tr.end(i)
-	}
-}
-
-func (tr *tracker) notify() {
-	close(tr.changed)
-	tr.changed = make(chan struct{})
-}
-
-// waitFor waits until cond holds on the recorded terms.
-func (tr *tracker) waitFor(t *testing.T, what string, cond func(terms []term) bool) []term {
-	t.Helper()
-	deadline := time.After(wait)
-	for {
-		tr.mu.Lock()
-		terms := append([]term(nil), tr.terms...)
-		ch := tr.changed
-		tr.mu.Unlock()
-		if cond(terms) {
-			return terms
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("timed out after %v waiting for %s; terms so far: %+v", wait, what, terms)
-		}
-	}
-}
-
-// check fails t if two candidates ever led at once, or terms did not
-// strictly increase.
-func (tr *tracker) check(t *testing.T) {
-	t.Helper()
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	for _, o := range tr.overlap {
-		t.Error(o)
-	}
-	for i := 1; i < len(tr.terms); i++ {
-		prev, cur := tr.terms[i-1], tr.terms[i]
-		if cur.term <= prev.term {
-			t.Errorf("term %d (%s) after term %d (%s): fencing terms must increase", cur.term, cur.id, prev.term, prev.id)
-		}
-		if !prev.end.IsZero() && cur.start.Before(prev.end) {
-			t.Errorf("%s started term %d at %v, before %s ended term %d at %v", cur.id, cur.term, cur.start, prev.id, prev.term, prev.end)
-		}
-	}
-}
-
 // candidate is one of our electors on its own client.
 type candidate struct {
 	id      string
@@ -142,7 +37,7 @@ type candidate struct {
 
 // startCandidate runs an elector for id on namespace/name through cfg
 // until the test ends or it is stopped. Its leader function reports to tr.
-func startCandidate(t *testing.T, cfg *rest.Config, ns, name, id string, tm timing, release bool, tr *tracker) *candidate {
+func startCandidate(t *testing.T, cfg *rest.Config, ns, name, id string, tm timing, release bool, tr *leadertest.Tracker) *candidate {
 	t.Helper()
 	l := newLock(t, cfg, ns, name, id)
 	e, err := leaderelection.NewElector(leaderelection.Config{
@@ -154,9 +49,9 @@ func startCandidate(t *testing.T, cfg *rest.Config, ns, name, id string, tm timi
 		Callbacks: leaderelection.Callbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				n, _ := leaderelection.TermFrom(ctx)
-				i := tr.begin(id, n)
+				i := tr.Begin(id, n)
 				<-ctx.Done()
-				tr.end(i)
+				tr.End(i)
 			},
 		},
 	})
@@ -171,7 +66,7 @@ func startCandidate(t *testing.T, cfg *rest.Config, ns, name, id string, tm timi
 }
 
 // startCandidates starts n candidates, c0 to c(n-1), on one Lease.
-func startCandidates(t *testing.T, n int, cfg *rest.Config, ns, name string, tm timing, release bool, tr *tracker) []*candidate {
+func startCandidates(t *testing.T, n int, cfg *rest.Config, ns, name string, tm timing, release bool, tr *leadertest.Tracker) []*candidate {
 	t.Helper()
 	var cands []*candidate
 	for i := range n {
@@ -211,10 +106,10 @@ func leaderOf(cands []*candidate, id string) *candidate {
 func TestKilledLeaderIsReplacedAfterLeaseExpires(t *testing.T) {
 	s := sharedServer(t)
 	ns, name := s.namespace(t), locktest.Name(t)
-	tr := newTracker()
+	tr := leadertest.New()
 	cands := startCandidates(t, 3, s.kube.Config(), ns, name, fast, false, tr)
-	first := tr.waitFor(t, "a leader", func(ts []term) bool { return len(ts) == 1 })[0]
-	leader := leaderOf(cands, first.id)
+	first := tr.WaitFor(t, "a leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 1 })[0]
+	leader := leaderOf(cands, first.ID)
 	if err := leader.stop(t); err != nil {
 		t.Fatalf("%s: Run returned %v after its context ended", leader.id, err)
 	}
@@ -224,14 +119,14 @@ func TestKilledLeaderIsReplacedAfterLeaseExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	lastRenew := rec.RenewTime.Time
-	next := tr.waitFor(t, "a new leader", func(ts []term) bool { return len(ts) == 2 })[1]
-	if next.term != first.term+1 {
-		t.Errorf("new term %d, want %d", next.term, first.term+1)
+	next := tr.WaitFor(t, "a new leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 2 })[1]
+	if next.Term != first.Term+1 {
+		t.Errorf("new term %d, want %d", next.Term, first.Term+1)
 	}
-	if expiry := lastRenew.Add(fast.lease); next.start.Before(expiry) {
-		t.Errorf("%s took over at %v, before the lease renewed at %v expired at %v", next.id, next.start, lastRenew, expiry)
+	if expiry := lastRenew.Add(fast.lease); next.Start.Before(expiry) {
+		t.Errorf("%s took over at %v, before the lease renewed at %v expired at %v", next.ID, next.Start, lastRenew, expiry)
 	}
-	tr.check(t)
+	tr.Check(t)
 }
 
 // With ReleaseOnCancel the leader writes an empty holder on the way out and
@@ -240,17 +135,17 @@ func TestKilledLeaderIsReplacedAfterLeaseExpires(t *testing.T) {
 func TestGracefulReleaseHandsOverThroughWatch(t *testing.T) {
 	s := sharedServer(t)
 	ns, name := s.namespace(t), locktest.Name(t)
-	tr := newTracker()
+	tr := leadertest.New()
 	cands := startCandidates(t, 3, s.kube.Config(), ns, name, slow, true, tr)
 	for round := 1; round <= 3; round++ {
-		ts := tr.waitFor(t, fmt.Sprintf("leader %d", round), func(ts []term) bool { return len(ts) == round })
-		cur := leaderOf(cands, ts[round-1].id)
+		ts := tr.WaitFor(t, fmt.Sprintf("leader %d", round), wait, func(ts []leadertest.Term) bool { return len(ts) == round })
+		cur := leaderOf(cands, ts[round-1].ID)
 		if err := cur.stop(t); err != nil {
 			t.Fatalf("%s: Run returned %v", cur.id, err)
 		}
 	}
-	tr.waitFor(t, "the last candidate to lead", func(ts []term) bool { return len(ts) == 3 })
-	tr.check(t)
+	tr.WaitFor(t, "the last candidate to lead", wait, func(ts []leadertest.Term) bool { return len(ts) == 3 })
+	tr.Check(t)
 }
 
 // When the leader's API calls stall or crawl, it steps down RenewDeadline
@@ -270,7 +165,7 @@ func TestSlowAPIMakesLeaderStepDownBeforeTakeover(t *testing.T) {
 		t.Run(fault.name, func(t *testing.T) {
 			s := sharedServer(t)
 			ns, name := s.namespace(t), locktest.Name(t)
-			tr := newTracker()
+			tr := leadertest.New()
 			proxies := map[string]*testserver.Proxy{}
 			for i := range 3 {
 				id := fmt.Sprintf("c%d", i)
@@ -278,19 +173,19 @@ func TestSlowAPIMakesLeaderStepDownBeforeTakeover(t *testing.T) {
 				proxies[id] = p
 				startCandidate(t, s.kube.ConfigVia(s.kube.Config(), p.Addr()), ns, name, id, fast, true, tr)
 			}
-			first := tr.waitFor(t, "a leader", func(ts []term) bool { return len(ts) == 1 })[0]
-			undo := fault.inject(proxies[first.id])
-			ts := tr.waitFor(t, "the slow leader to step down and another to lead", func(ts []term) bool {
-				return len(ts) >= 2 && !ts[0].end.IsZero()
+			first := tr.WaitFor(t, "a leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 1 })[0]
+			undo := fault.inject(proxies[first.ID])
+			ts := tr.WaitFor(t, "the slow leader to step down and another to lead", wait, func(ts []leadertest.Term) bool {
+				return len(ts) >= 2 && !ts[0].End.IsZero()
 			})
 			undo()
-			if ts[1].id == first.id {
-				t.Errorf("the slowed leader %s led again", first.id)
+			if ts[1].ID == first.ID {
+				t.Errorf("the slowed leader %s led again", first.ID)
 			}
-			if ts[1].start.Before(ts[0].end) {
-				t.Errorf("%s started at %v, before %s stepped down at %v", ts[1].id, ts[1].start, first.id, ts[0].end)
+			if ts[1].Start.Before(ts[0].End) {
+				t.Errorf("%s started at %v, before %s stepped down at %v", ts[1].ID, ts[1].Start, first.ID, ts[0].End)
 			}
-			tr.check(t)
+			tr.Check(t)
 		})
 	}
 }
@@ -303,10 +198,10 @@ func TestAPIServerRestartMidTerm(t *testing.T) {
 	kube := testserver.StartKube(t)
 	s := &server{kube: kube, admin: clientset(t, kube.Config())}
 	ns, name := s.namespace(t), locktest.Name(t)
-	tr := newTracker()
+	tr := leadertest.New()
 	cands := startCandidates(t, 3, kube.Config(), ns, name, slow, true, tr)
-	first := tr.waitFor(t, "a leader", func(ts []term) bool { return len(ts) == 1 })[0]
-	leader := leaderOf(cands, first.id)
+	first := tr.WaitFor(t, "a leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 1 })[0]
+	leader := leaderOf(cands, first.ID)
 
 	kube.RestartAPIServer(t)
 	restarted := time.Now()
@@ -317,12 +212,12 @@ func TestAPIServerRestartMidTerm(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling the elector's status; it has no change signal
 	}
-	if got := leader.elector.Term(); got != first.term || !leader.elector.IsLeader() {
-		t.Fatalf("after the restart %s leads=%v in term %d, want term %d", first.id, leader.elector.IsLeader(), got, first.term)
+	if got := leader.elector.Term(); got != first.Term || !leader.elector.IsLeader() {
+		t.Fatalf("after the restart %s leads=%v in term %d, want term %d", first.ID, leader.elector.IsLeader(), got, first.Term)
 	}
 	if err := leader.stop(t); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatalf("%s: Run returned %v", leader.id, err)
 	}
-	tr.waitFor(t, "a hand-over through the re-established watch", func(ts []term) bool { return len(ts) == 2 })
-	tr.check(t)
+	tr.WaitFor(t, "a hand-over through the re-established watch", wait, func(ts []leadertest.Term) bool { return len(ts) == 2 })
+	tr.Check(t)
 }

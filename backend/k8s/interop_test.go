@@ -11,6 +11,7 @@ import (
 	clientgole "k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -23,7 +24,7 @@ type contender struct {
 
 // startClientGo runs client-go's own LeaderElector with its stock LeaseLock,
 // as any client-go based controller in the fleet would, until stop.
-func startClientGo(t *testing.T, s *server, ns, name, id string, tr *tracker) (stop func()) {
+func startClientGo(t *testing.T, s *server, ns, name, id string, tr *leadertest.Tracker) (stop func()) {
 	t.Helper()
 	client := clientset(t, s.kube.Config())
 	le, err := clientgole.NewLeaderElector(clientgole.LeaderElectionConfig{
@@ -38,9 +39,9 @@ func startClientGo(t *testing.T, s *server, ns, name, id string, tr *tracker) (s
 		ReleaseOnCancel: true,
 		Callbacks: clientgole.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
-				i := tr.begin(id, leaseTerm(t, s.admin, ns, name, id))
+				i := tr.Begin(id, leaseTerm(t, s.admin, ns, name, id))
 				<-ctx.Done()
-				tr.end(i)
+				tr.End(i)
 			},
 			OnStoppedLeading: func() {},
 		},
@@ -62,7 +63,7 @@ func startClientGo(t *testing.T, s *server, ns, name, id string, tr *tracker) (s
 		stopped = true
 		// client-go does not wait for the leader's function before it
 		// releases, so the work is marked stopped before cancelling.
-		tr.endOpen(id)
+		tr.EndOpen(id)
 		cancel()
 		<-done
 	}
@@ -88,7 +89,7 @@ func leaseTerm(t *testing.T, admin kubernetes.Interface, ns, name, id string) in
 func TestInteropWithClientGoElector100Transitions(t *testing.T) {
 	s := sharedServer(t)
 	ns, name := s.namespace(t), locktest.Name(t)
-	tr := newTracker()
+	tr := leadertest.New()
 	contenders := []*contender{
 		{id: "ours-a", start: func() func() {
 			c := startCandidate(t, s.kube.Config(), ns, name, "ours-a", fast, true, tr)
@@ -110,7 +111,7 @@ func TestInteropWithClientGoElector100Transitions(t *testing.T) {
 	const transitions = 100
 	var stopped *contender
 	for n := 1; n <= transitions+1; n++ {
-		ts := tr.waitFor(t, fmt.Sprintf("term %d", n), func(ts []term) bool { return len(ts) >= n })
+		ts := tr.WaitFor(t, fmt.Sprintf("term %d", n), wait, func(ts []leadertest.Term) bool { return len(ts) >= n })
 		n = len(ts)
 		if stopped != nil {
 			running[stopped.id] = stopped.start()
@@ -119,18 +120,16 @@ func TestInteropWithClientGoElector100Transitions(t *testing.T) {
 		if n > transitions {
 			break
 		}
-		cur := byID[ts[n-1].id]
+		cur := byID[ts[n-1].ID]
 		running[cur.id]()
 		stopped = cur
 	}
-	tr.check(t)
+	tr.Check(t)
 
 	led := map[bool]int{}
-	tr.mu.Lock()
-	for _, tm := range tr.terms {
-		led[byID[tm.id].clientGo]++
+	for _, tm := range tr.Terms() {
+		led[byID[tm.ID].clientGo]++
 	}
-	tr.mu.Unlock()
 	t.Logf("terms led: ours %d, client-go %d", led[false], led[true])
 	if led[false] == 0 || led[true] == 0 {
 		t.Errorf("terms led: ours %d, client-go %d; want both to lead", led[false], led[true])

@@ -13,6 +13,7 @@ import (
 
 	leaderelection "github.com/b3df926d/leaderelection"
 	s3lock "github.com/b3df926d/leaderelection/backend/s3"
+	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 )
 
@@ -28,10 +29,10 @@ type s3Election struct {
 	cfg   leaderelection.Config // durations and options for every candidate
 	cache time.Duration         // Options.ReleaseCheckInterval
 
-	mu      sync.Mutex
-	running map[string]bool // candidates whose leader function runs
-	terms   []int64
-	events  []string
+	tr *leadertest.Tracker // terms started, checked for overlap when the test ends
+
+	mu     sync.Mutex
+	events []string
 }
 
 type s3Candidate struct {
@@ -44,14 +45,18 @@ type s3Candidate struct {
 
 	mu               sync.Mutex
 	started, stopped time.Time // of the last term
+	termIndex        int       // the tracker's index of the last term
 }
 
 func newS3Election(t *testing.T, s *store, lease, renew, retry time.Duration, cache time.Duration) *s3Election {
-	return &s3Election{
+	el := &s3Election{
 		t: t, s: s, name: fmt.Sprintf("election-%d", time.Now().UnixNano()), cache: cache,
-		cfg:     leaderelection.Config{LeaseDuration: lease, RenewDeadline: renew, RetryPeriod: retry, ReleaseOnCancel: true},
-		running: map[string]bool{},
+		cfg: leaderelection.Config{LeaseDuration: lease, RenewDeadline: renew, RetryPeriod: retry, ReleaseOnCancel: true},
+		tr:  leadertest.New(),
 	}
+	// Registered first, so it runs after every candidate has stopped.
+	t.Cleanup(func() { el.tr.Check(t) })
+	return el
 }
 
 func (el *s3Election) logf(format string, args ...any) {
@@ -99,34 +104,20 @@ func (el *s3Election) add(id string) *s3Candidate {
 
 func (el *s3Election) started(c *s3Candidate, ctx context.Context) {
 	term, _ := leaderelection.TermFrom(ctx)
-	now := time.Now()
-	c.mu.Lock()
-	c.started = now
-	c.mu.Unlock()
 	el.logf("%s starts leading, term %d", c.id, term)
-	el.mu.Lock()
-	defer el.mu.Unlock()
-	for id, r := range el.running {
-		if r {
-			el.t.Errorf("%s started leading (term %d) while %s's leader function still runs", c.id, term, id)
-		}
-	}
-	if n := len(el.terms); n > 0 && term <= el.terms[n-1] {
-		el.t.Errorf("%s: term %d does not increase on %d", c.id, term, el.terms[n-1])
-	}
-	el.terms = append(el.terms, term)
-	el.running[c.id] = true
+	i := el.tr.Begin(c.id, term)
+	c.mu.Lock()
+	c.started, c.termIndex = time.Now(), i
+	c.mu.Unlock()
 }
 
 func (el *s3Election) stopped(c *s3Candidate) {
-	now := time.Now()
 	c.mu.Lock()
-	c.stopped = now
+	c.stopped = time.Now()
+	i := c.termIndex
 	c.mu.Unlock()
 	el.logf("%s's leader function returned", c.id)
-	el.mu.Lock()
-	el.running[c.id] = false
-	el.mu.Unlock()
+	el.tr.End(i)
 }
 
 // leader waits until one of cands leads and returns it.
@@ -147,9 +138,11 @@ func (el *s3Election) leader(cands ...*s3Candidate) *s3Candidate {
 
 // termsStarted returns every term started so far, in order.
 func (el *s3Election) termsStarted() []int64 {
-	el.mu.Lock()
-	defer el.mu.Unlock()
-	return append([]int64(nil), el.terms...)
+	var terms []int64
+	for _, tm := range el.tr.Terms() {
+		terms = append(terms, tm.Term)
+	}
+	return terms
 }
 
 func (el *s3Election) dump() {
