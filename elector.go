@@ -54,7 +54,6 @@ type Elector struct {
 	observedRaw   []byte
 	observedAt    time.Time
 	leading       bool
-	holding       bool // the current record version was written by this elector
 	term          int64
 	acquiredAt    time.Time
 	lastGoodStart time.Time // start of the last successful acquire or renew
@@ -206,7 +205,7 @@ func (e *Elector) deliverLeaders(done chan<- struct{}) {
 // observe records what was read or written; it resets the observation time
 // only when the record changed, so expiry is measured on this clock from the
 // last change seen.
-func (e *Elector) observe(rec lock.Record, raw []byte, holding bool) {
+func (e *Elector) observe(rec lock.Record, raw []byte) {
 	now := e.clock.Now() // never call the clock under e.mu: fake clocks run callbacks under their lock
 	e.mu.Lock()
 	changed := raw == nil || string(raw) != string(e.observedRaw)
@@ -214,7 +213,6 @@ func (e *Elector) observe(rec lock.Record, raw []byte, holding bool) {
 	if changed {
 		e.observed, e.observedRaw, e.observedAt = rec, raw, now
 	}
-	e.holding = holding
 	e.mu.Unlock()
 	if rec.HolderIdentity != prev && e.leaders != nil {
 		select { // keep only the newest holder if the callback lags
@@ -324,7 +322,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger) (time.Duratio
 		log.Error(err, "Reading the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	default:
-		e.observe(*rec, raw, false)
+		e.observe(*rec, raw)
 		e.mu.Lock()
 		expiry := e.observedAt.Add(e.recordLease(*rec))
 		holdOff := e.holdOff
@@ -354,7 +352,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger) (time.Duratio
 	if ctx.Err() != nil {
 		// Acquired just as we were told to stop: give it back so nobody
 		// waits out a lease nobody uses.
-		e.observe(next, nil, true)
+		e.observe(next, nil)
 		e.mu.Lock()
 		e.term = int64(next.LeaderTransitions)
 		e.mu.Unlock()
@@ -363,7 +361,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger) (time.Duratio
 		}
 		return 0, false
 	}
-	e.observe(next, nil, true)
+	e.observe(next, nil)
 	now := e.clock.Now()
 	e.mu.Lock()
 	e.leading, e.term, e.acquiredAt, e.lastGoodStart, e.lastRenew = true, int64(next.LeaderTransitions), start, start, now
@@ -409,7 +407,6 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (handedOver bool, e
 		lostOnce.Do(func() {
 			e.mu.Lock()
 			e.leading = false
-			e.holding = false
 			e.mu.Unlock()
 			// Mark the term lost before cancelling, so that the function's
 			// return is never mistaken for a voluntary end.
@@ -495,8 +492,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (handedOver bool, e
 			stepDown()
 			// Stopped before released: nobody else starts while
 			// OnStoppedLeading still runs.
-			e.c.Lock.RecordEvent("stopped leading")
-			e.callStopped()
+			e.reportStopped()
 			if cause == causeTermLimit || e.c.ReleaseOnCancel {
 				e.release(ctx, log, rec)
 			}
@@ -512,8 +508,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (handedOver bool, e
 			e.parked(false)
 			stepDown()
 			log.Error(ErrStopTimeout, "Leaving the lock to expire", "stopTimeout", e.c.StopTimeout)
-			e.c.Lock.RecordEvent("stopped leading")
-			e.callStopped()
+			e.reportStopped()
 			return false, fmt.Errorf("%s: %w (after %v)", e.desc, ErrStopTimeout, e.c.StopTimeout)
 		case <-renewTimer.C():
 			e.parked(false)
@@ -567,7 +562,7 @@ func (e *Elector) renew(ctx context.Context, log logr.Logger, rec lock.Record, g
 		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == int64(rec.LeaderTransitions):
 			err = e.c.Lock.Update(actx, rec)
 		default:
-			e.observe(*cur, raw, false)
+			e.observe(*cur, raw)
 		}
 	}
 	took := e.clock.Since(start)
@@ -578,7 +573,7 @@ func (e *Elector) renew(ctx context.Context, log logr.Logger, rec lock.Record, g
 		log.V(2).Info("Renewal failed", "err", err, "took", took)
 		return err
 	}
-	e.observe(rec, nil, true)
+	e.observe(rec, nil)
 	now := e.clock.Now()
 	e.mu.Lock()
 	e.lastRenew = now
@@ -596,11 +591,13 @@ func (e *Elector) finishTerm(log logr.Logger, fnDone <-chan struct{}) {
 	case <-t.C():
 		log.Error(ErrStopTimeout, "The leader's function is still running after losing the lock", "stopTimeout", e.c.StopTimeout)
 	}
-	e.c.Lock.RecordEvent("stopped leading")
-	e.callStopped()
+	e.reportStopped()
 }
 
-func (e *Elector) callStopped() {
+// reportStopped records the end of a term on the lock and calls
+// OnStoppedLeading.
+func (e *Elector) reportStopped() {
+	e.c.Lock.RecordEvent("stopped leading")
 	if e.c.Callbacks.OnStoppedLeading != nil {
 		e.c.Callbacks.OnStoppedLeading()
 	}
@@ -628,6 +625,6 @@ func (e *Elector) release(ctx context.Context, log logr.Logger, held lock.Record
 		log.Error(err, "Releasing the lock failed; followers take over when it expires")
 		return
 	}
-	e.observe(rec, nil, false)
+	e.observe(rec, nil)
 	log.Info("Released the lock")
 }
