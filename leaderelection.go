@@ -71,7 +71,6 @@ func Run(ctx context.Context, opt Option) error {
 		src = elector
 	}
 
-	serveErr := make(chan error, 1)
 	if opt.Port != NoHealthServer {
 		srv, err := healthz.New(healthz.Options{
 			Addr:     net.JoinHostPort(opt.HealthBindAddress, strconv.Itoa(opt.Port)),
@@ -86,6 +85,7 @@ func Run(ctx context.Context, opt Option) error {
 			elector.c.Metrics = srv.Metrics()
 		}
 		log.Info("Health server listening", "addr", srv.Addr())
+		serveErr := make(chan error, 1)
 		srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
 		defer func() {
 			stopSrv()
@@ -94,8 +94,6 @@ func Run(ctx context.Context, opt Option) error {
 			}
 		}()
 		go func() { serveErr <- srv.Serve(srvCtx) }()
-	} else {
-		close(serveErr)
 	}
 
 	if opt.Disabled {
