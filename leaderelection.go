@@ -76,7 +76,6 @@ func Run(ctx context.Context, opt Option) error {
 			Addr:     net.JoinHostPort(opt.HealthBindAddress, strconv.Itoa(opt.Port)),
 			Source:   src,
 			Liveness: opt.LivenessChecker,
-			Logger:   log,
 		})
 		if err != nil {
 			return fmt.Errorf("leaderelection: %w", err)

@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -42,8 +41,6 @@ type Options struct {
 	// Registry receives the metrics (default: a new registry with the Go
 	// and process collectors). /metrics serves it.
 	Registry *prometheus.Registry
-	// Logger logs serving errors.
-	Logger logr.Logger
 	// Clock is for tests (default: the real clock).
 	Clock clock.PassiveClock
 }
@@ -54,7 +51,6 @@ type Server struct {
 	ln      net.Listener
 	srv     *http.Server
 	metrics *Metrics
-	log     logr.Logger
 }
 
 // New binds opts.Addr and prepares the handlers. A port already in use is
@@ -100,7 +96,6 @@ func New(opts Options) (*Server, error) {
 		ln:      ln,
 		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		metrics: m,
-		log:     opts.Logger,
 	}, nil
 }
 
