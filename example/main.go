@@ -8,11 +8,15 @@
 // It logs "working" with its term only while it leads, and stops within a
 // second of losing the lock. With --work-log it also appends one line per
 // unit of work, stamped with its term, to a shared file: a downstream store
-// that can check fencing tokens (terms never go backwards).
+// that can check fencing tokens (terms never go backwards). With
+// --fence-file its work goes through a fencing sink, a store that rejects
+// any write from a term lower than one it has accepted: what a paused
+// leader that wakes up late must meet downstream.
 package main
 
 import (
 	"context"
+	"errors"
 	goflag "flag"
 	"fmt"
 	"os"
@@ -24,6 +28,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/internal/fence"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -58,6 +63,7 @@ func run(args []string) error {
 		kind     string
 		interval time.Duration
 		workLog  string
+		fenceAt  string
 	)
 	all := backends()
 	names := make([]string, 0, len(all))
@@ -71,6 +77,7 @@ func run(args []string) error {
 	fs.StringVar(&kind, "backend", "file", "Lock backend: "+strings.Join(names, ", ")+".")
 	fs.DurationVar(&interval, "work-interval", 500*time.Millisecond, "How often the leader does a unit of work.")
 	fs.StringVar(&workLog, "work-log", "", "If set, append each unit of work, stamped with the term, to this file.")
+	fs.StringVar(&fenceAt, "fence-file", "", "If set, write each unit of work through a fencing sink at this path (PATH and PATH.log, under flock): it rejects writes from a term lower than one it has accepted, and counts them.")
 	opt.AddFlags(fs)
 	klogFlags := klogFlagSet()
 	fs.AddGoFlagSet(klogFlags)
@@ -96,7 +103,11 @@ func run(args []string) error {
 	if l != nil {
 		id = l.Identity()
 	}
-	opt.Run = func(ctx context.Context) { work(ctx, id, interval, workLog) }
+	var sink *fence.Sink
+	if fenceAt != "" {
+		sink = fence.Open(fenceAt)
+	}
+	opt.Run = func(ctx context.Context) { work(ctx, id, interval, workLog, sink) }
 	opt.OnNewLeader = func(id string) { klog.InfoS("Observed leader", "leader", id) }
 	leaderelection.RunOrDie(opt)
 	klog.InfoS("Stopped gracefully")
@@ -106,7 +117,7 @@ func run(args []string) error {
 
 // work is the controller's loop: it runs only while this process leads and
 // returns as soon as ctx is cancelled.
-func work(ctx context.Context, id string, interval time.Duration, workLog string) {
+func work(ctx context.Context, id string, interval time.Duration, workLog string, sink *fence.Sink) {
 	term, _ := leaderelection.TermFrom(ctx)
 	klog.InfoS("Started leading", "term", term)
 	var out *os.File
@@ -135,6 +146,15 @@ func work(ctx context.Context, id string, interval time.Duration, workLog string
 		if out != nil {
 			// One small O_APPEND write per unit: appends never interleave.
 			fmt.Fprintf(out, "%d %s %d\n", term, id, time.Now().UnixNano())
+		}
+		if sink != nil {
+			// The term is the fencing token: a sink that has seen a later
+			// term refuses this write, however late this leader woke up.
+			if err := sink.Write(term, id); errors.Is(err, fence.ErrStale) {
+				klog.InfoS("Write rejected by fencing: a later term has written", "term", term, "err", err)
+			} else if err != nil {
+				klog.ErrorS(err, "Writing to the fencing sink", "term", term)
+			}
 		}
 	}
 }

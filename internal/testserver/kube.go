@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -332,6 +333,14 @@ func (k *Kube) configFor(user, addr string) *rest.Config {
 // path, for code under test that reads --kubeconfig.
 func (k *Kube) Kubeconfig(t testing.TB) string {
 	t.Helper()
+	return k.KubeconfigVia(t, k.Addr)
+}
+
+// KubeconfigVia is Kubeconfig for a client that connects through addr (a
+// Proxy in front of Addr, also on 127.0.0.1, so the certificate still
+// matches).
+func (k *Kube) KubeconfigVia(t testing.TB, addr string) string {
+	t.Helper()
 	k.mu.Lock()
 	ca := append([]byte(nil), k.caData...)
 	k.mu.Unlock()
@@ -352,7 +361,7 @@ contexts:
 - name: test
   context: {cluster: test, user: admin}
 current-context: test
-`, k.Addr, caFile, k.tokens["admin"])
+`, addr, caFile, k.tokens["admin"])
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -386,6 +395,47 @@ func (k *Kube) StartAPIServer(t testing.TB) {
 	if err := k.startAPIServer(); err != nil {
 		t.Fatalf("starting kube-apiserver: %v", err)
 	}
+}
+
+// LeaseRequests returns how many requests on Leases the apiserver has
+// served since it started (its apiserver_request_total metric), to measure
+// what an election costs the store.
+func (k *Kube) LeaseRequests() (int64, error) {
+	cfg := k.Config()
+	tr, err := rest.TransportFor(cfg)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Host+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	var n int64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="leases"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("/metrics: %q: %w", line, err)
+		}
+		n += int64(v)
+	}
+	return n, sc.Err()
 }
 
 func (k *Kube) stop() {

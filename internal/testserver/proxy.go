@@ -19,6 +19,7 @@ type Proxy struct {
 	delay  time.Duration
 	gate   chan struct{} // non-nil: data is held until it is closed
 	conns  map[net.Conn]struct{}
+	total  int // connections accepted
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -79,6 +80,14 @@ func (p *Proxy) CutConnections() {
 	}
 }
 
+// Connections returns how many connections the proxy has accepted: for a
+// protocol with one connection per operation (git://), the requests made.
+func (p *Proxy) Connections() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total
+}
+
 // Close stops accepting, closes every connection and waits for the copiers.
 func (p *Proxy) Close() {
 	p.mu.Lock()
@@ -118,6 +127,9 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
+		p.mu.Lock()
+		p.total++
+		p.mu.Unlock()
 		out, err := net.Dial("tcp", p.target)
 		if err != nil {
 			in.Close()
