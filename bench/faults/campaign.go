@@ -182,6 +182,19 @@ func (c *campaign) problem(format string, args ...any) {
 // until every replica answers /livez, and until a leader has written to the
 // fencing sink in its term.
 func (c *campaign) settle() error {
+	for {
+		restarted, err := c.restartExited()
+		if err != nil || !restarted {
+			return err
+		}
+		// Replicas came back: check them, and that none exited meanwhile.
+	}
+}
+
+// restartExited restarts replicas that exited and waits for a working
+// leader; it reports whether it restarted any.
+func (c *campaign) restartExited() (bool, error) {
+	restarted := false
 	for i := range c.slots {
 		c.mu.Lock()
 		r := c.slots[i]
@@ -197,11 +210,12 @@ func (c *campaign) settle() error {
 		}
 		nr, err := c.startReplica(i)
 		if err != nil {
-			return err
+			return false, err
 		}
 		c.mu.Lock()
 		c.slots[i] = nr
 		c.mu.Unlock()
+		restarted = true
 	}
 	deadline := time.Now().Add(settleTimeout)
 	for _, r := range c.live() {
@@ -219,15 +233,46 @@ func (c *campaign) settle() error {
 	sink := fence.Open(c.sinkPath)
 	for {
 		if n, t, _ := c.obs.current(); n > 0 {
-			if st, err := sink.ReadState(); err == nil && st.Highest >= t.term && c.leaderSlot(t.id) >= 0 {
-				return nil
+			if st, err := sink.ReadState(); err == nil && st.Highest >= t.term && c.stillLeads(t) {
+				return restarted, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			n, t, _ := c.obs.current()
-			return fmt.Errorf("no leader that works within %v of the last fault (%d tenures, last %+v); logs in %s", settleTimeout, n, t, c.dir)
+			return false, fmt.Errorf("no leader that works within %v of the last fault (%d tenures, last %+v); logs in %s", settleTimeout, n, t, c.dir)
 		}
 		time.Sleep(10 * time.Millisecond) // polling the sink and the observer
+	}
+}
+
+// stillLeads reports whether the replica of tenure t is running and says
+// it leads in t's term.
+func (c *campaign) stillLeads(t tenure) bool {
+	i := c.leaderSlot(t.id)
+	if i < 0 {
+		return false
+	}
+	c.mu.Lock()
+	r := c.slots[i]
+	c.mu.Unlock()
+	st, ok := r.status(context.Background())
+	return ok && st.Leading && st.Term == t.term
+}
+
+// waitStopped waits until r has exited or no longer says it leads term.
+func (c *campaign) waitStopped(r *replica, term int64) error {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		if r.exited() {
+			return nil
+		}
+		if st, ok := r.status(context.Background()); ok && (!st.Leading || st.Term != term) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still leads term %d or does not answer %v after the fault (log %s)", r.id, term, settleTimeout, r.log)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a process that has no exit signal we can select on with /status
 	}
 }
 
@@ -275,11 +320,17 @@ func (c *campaign) inject(kind string) error {
 	hold := func(d time.Duration) {
 		time.Sleep(d) // the fault's duration, not synchronisation
 	}
+	// target is a replica the fault ended or woke: the campaign waits for it
+	// to exit, or to stop leading, before the next fault, so that faults do
+	// not pile up on a cluster with no replica left to take over.
+	var target *replica
 	switch kind {
 	case KillLeader:
 		leader.signal(syscall.SIGKILL)
+		target = leader
 	case TermLeader:
 		leader.signal(syscall.SIGTERM)
+		target = leader
 	case KillFollower, RestartFollower:
 		f := c.follower(cur.id)
 		if f == nil {
@@ -312,6 +363,9 @@ func (c *campaign) inject(kind string) error {
 		hold(d)
 		leader.cmd.Process.Signal(syscall.SIGCONT)
 		leader.paused.Store(false)
+		if kind == PauseLong {
+			target = leader
+		}
 	case StoreRestart:
 		if err := c.store.restart(); err != nil {
 			return err
@@ -336,6 +390,11 @@ func (c *campaign) inject(kind string) error {
 	}
 	c.res.FaultsTotal++
 	c.res.Faults[kind]++
+	if target != nil {
+		if err := c.waitStopped(target, cur.term); err != nil {
+			return err
+		}
+	}
 
 	wait := c.cfg.LeaseDuration
 	if slices.Contains(expectsTransition, kind) {
