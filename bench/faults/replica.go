@@ -111,8 +111,8 @@ func (r *replica) exitProblem() string {
 		return ""
 	case sent == syscall.SIGTERM && ws.Exited() && ws.ExitStatus() == 0:
 		return ""
-	case sent == 0 && ws.Exited() && ws.ExitStatus() == 1 && r.ledThisIncarnation():
-		return "" // RunOrDie's exit after a lost lease
+	case ws.Exited() && ws.ExitStatus() == 1 && r.ledThisIncarnation():
+		return "" // RunOrDie's exit after a lost lease (perhaps just before a signal)
 	}
 	return fmt.Sprintf("%s exited with %v (campaign sent %v; led: %v; log %s)", r.id, r.state, sent, r.ledThisIncarnation(), r.log)
 }

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -181,7 +182,7 @@ func (r *GitRepo) RestartDaemon(t testing.TB) {
 	defer r.mu.Unlock()
 	r.daemonStop()
 	var err error
-	for range 3 {
+	for range 10 { // the port can stay busy for a moment after the kill
 		var stop func()
 		if stop, err = r.startDaemon(r.daemonPort); err == nil {
 			r.daemonStop = stop
@@ -197,6 +198,9 @@ func (r *GitRepo) startDaemon(port int) (stop func(), err error) {
 		"--informative-errors", "--listen=127.0.0.1", fmt.Sprintf("--port=%d", port),
 		"--base-path="+r.root, r.root)
 	cmd.Env = gitEnv()
+	// Its own process group, so that stop also kills the per-connection
+	// children, which hold the listening socket too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// A pipe of our own rather than StderrPipe: the daemon's per-connection
 	// children inherit it, and Wait must not wait for them.
 	pr, pw, err := os.Pipe()
@@ -226,7 +230,7 @@ func (r *GitRepo) startDaemon(port int) (stop func(), err error) {
 		ready <- fmt.Errorf("exited before listening: %s", strings.Join(log, "\n"))
 	}()
 	stop = func() {
-		cmd.Process.Kill()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 		pr.Close()
 	}
