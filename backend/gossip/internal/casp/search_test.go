@@ -144,6 +144,7 @@ func (s *searcher) search() bool {
 }
 
 func (s *searcher) dfs(w *world, depth int) bool {
+	s.prune(w)
 	k := s.key(w)
 	// Unbounded, a state is expanded once. Depth-bounded (iterative
 	// deepening for short counterexamples), again when reached by a shorter
@@ -370,6 +371,48 @@ func describe(m Message) string {
 		fmt.Fprintf(&b, " (inc %d)", m.Incarnation)
 	}
 	return b.String()
+}
+
+// prune drops the messages whose delivery can no longer change anything,
+// so that states differing only in such messages are one state. Every rule
+// here holds for ever: promises only grow (a restarted voter reloads its
+// promise from its floor), a proposer's ballots only grow, a round that
+// ended ignores its replies.
+func (s *searcher) prune(w *world) {
+	for id := range len(s.table) {
+		if w.msgs[id/64]&(1<<(id%64)) != 0 && s.dead(w, s.table[id]) {
+			w.msgs[id/64] &^= 1 << (id % 64)
+		}
+	}
+}
+
+func (s *searcher) dead(w *world, m Message) bool {
+	switch m.Kind {
+	case KindPrepare:
+		return !w.acc[voterIndex(m.To)].promised.Less(m.Ballot)
+	case KindAccept:
+		a := &w.acc[voterIndex(m.To)]
+		if a.accepted == m.Ballot || m.Ballot.Less(a.promised) {
+			return true
+		}
+		return !a.weak.acceptAnyIncarnation && m.Incarnation != a.cfg.Incarnation
+	}
+	i := slices.Index([]string{"p", "q", "a"}, m.To)
+	r := w.slots[i].r
+	if r == nil || r.ballot != m.Ballot || r.out.Status != Pending {
+		return true
+	}
+	j := slices.IndexFunc(r.peers, func(p peer) bool { return p.name == m.From })
+	if j < 0 {
+		return true
+	}
+	switch p := r.peers[j]; m.Kind {
+	case KindPromise:
+		return (p.promised || r.sent) && !w.slots[i].p.last.Less(m.Accepted)
+	case KindAccepted:
+		return p.accepted
+	}
+	return false
 }
 
 // add puts m in the set of messages in flight.
