@@ -78,6 +78,7 @@ type kubeStore struct {
 	client     *kubernetes.Clientset
 	counted    int64 // Lease requests before the last restart
 	last       int64
+	restarts   int
 }
 
 func newKubeStore(tb testing.TB) (*kubeStore, error) {
@@ -97,8 +98,15 @@ func (s *kubeStore) args() []string {
 }
 func (s *kubeStore) env() []string            { return nil }
 func (s *kubeStore) proxy() *testserver.Proxy { return s.p }
+
+// restart restarts kube-apiserver and etcd in turn.
 func (s *kubeStore) restart() error {
-	s.requests() // the count restarts with the process
+	s.restarts++
+	if s.restarts%2 == 0 {
+		s.kube.RestartEtcd(s.tb)
+		return nil
+	}
+	s.requests() // the count restarts with the apiserver
 	s.counted += s.last
 	s.last = 0
 	s.kube.RestartAPIServer(s.tb)

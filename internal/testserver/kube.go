@@ -43,15 +43,17 @@ type Kube struct {
 	// EtcdURL is etcd's client URL.
 	EtcdURL string
 
-	dir     string
-	tokens  map[string]string // user → bearer token
-	caData  []byte
-	args    []string
-	bin     string
-	mu      sync.Mutex
-	etcd    *proc
-	apisrv  *proc
-	stopped bool
+	dir      string
+	tokens   map[string]string // user → bearer token
+	caData   []byte
+	args     []string
+	bin      string
+	etcdBin  string
+	etcdArgs []string
+	mu       sync.Mutex
+	etcd     *proc
+	apisrv   *proc
+	stopped  bool
 }
 
 var shared struct {
@@ -120,17 +122,19 @@ func startKube(dir, etcdBin, apiBin string) (*Kube, error) {
 	k.EtcdURL = clientURL
 	k.Addr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 
-	k.etcd, err = k.spawn("etcd", etcdBin,
+	k.etcdBin = etcdBin
+	k.etcdArgs = []string{
 		"--name=le-test",
-		"--data-dir="+filepath.Join(dir, "etcd"),
-		"--listen-client-urls="+clientURL,
-		"--advertise-client-urls="+clientURL,
-		"--listen-peer-urls="+peerURL,
-		"--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=le-test="+peerURL,
+		"--data-dir=" + filepath.Join(dir, "etcd"),
+		"--listen-client-urls=" + clientURL,
+		"--advertise-client-urls=" + clientURL,
+		"--listen-peer-urls=" + peerURL,
+		"--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=le-test=" + peerURL,
 		"--unsafe-no-fsync",
 		"--log-level=warn",
-	)
+	}
+	k.etcd, err = k.spawn("etcd", k.etcdBin, k.etcdArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -436,6 +440,29 @@ func (k *Kube) LeaseRequests() (int64, error) {
 		n += int64(v)
 	}
 	return n, sc.Err()
+}
+
+// RestartEtcd kills etcd (SIGKILL, as a crash) and starts it again on the
+// same ports and data, returning once the apiserver is ready through it
+// again. Use it only on a server from StartKube.
+func (k *Kube) RestartEtcd(t testing.TB) {
+	t.Helper()
+	k.mu.Lock()
+	old := k.etcd
+	k.etcd = nil
+	k.mu.Unlock()
+	old.kill(true)
+	p, err := k.spawn("etcd", k.etcdBin, k.etcdArgs...)
+	if err != nil {
+		t.Fatalf("restarting etcd: %v", err)
+	}
+	k.mu.Lock()
+	k.etcd = p
+	api := k.apisrv
+	k.mu.Unlock()
+	if err := k.waitReady(api, 90*time.Second); err != nil {
+		t.Fatalf("kube-apiserver not ready after an etcd restart: %v\n%s", err, k.logTail("etcd"))
+	}
 }
 
 func (k *Kube) stop() {
