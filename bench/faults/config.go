@@ -135,7 +135,7 @@ func (c *Config) Validate() error {
 	}
 	// The elector's own rules, through the same validation RunOrDie applies.
 	opt := leaderelection.Option{
-		ID: "campaign", Lock: lock.NewMemoryStore("campaign").Lock("campaign"), Run: func(context.Context) {},
+		ID: "campaign", Lock: placeholderLock{}, Run: func(context.Context) {},
 		LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod,
 		Port: leaderelection.NoHealthServer,
 	}
@@ -148,6 +148,13 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// placeholderLock lets Option.Validate check the durations; it is never
+// locked.
+type placeholderLock struct{ lock.Interface }
+
+func (placeholderLock) Identity() string { return "campaign" }
+func (placeholderLock) Describe() string { return "campaign" }
 
 // kinds returns the faults to draw from.
 func (c *Config) kinds() []string {
