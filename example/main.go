@@ -40,7 +40,9 @@ func main() {
 func run(args []string) error {
 	fs := pflag.NewFlagSet("example", pflag.ContinueOnError)
 	var (
-		opt      = leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default"}
+		// ReleaseOnCancel: on SIGTERM the next replica takes over at once
+		// (--leader-elect-release-on-cancel=false waits for the lease).
+		opt      = leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default", ReleaseOnCancel: true}
 		interval time.Duration
 		workLog  string
 		fenceAt  string
