@@ -6,7 +6,10 @@ import (
 	"time"
 )
 
-var searchFull = flag.Bool("casp.search.full", false, "run the exhaustive searches at their full bounds (minutes) instead of CI's")
+var (
+	searchFull     = flag.Bool("casp.search.full", false, "run the exhaustive searches at their full bounds (minutes) instead of CI's")
+	searchShortest = flag.Bool("casp.search.shortest", false, "after a violation, search again with ever smaller depth bounds for the shortest one")
+)
 
 func runSearch(t *testing.T, rules searchRules, b searchBounds) *searcher {
 	t.Helper()
@@ -19,6 +22,20 @@ func runSearch(t *testing.T, rules searchRules, b searchBounds) *searcher {
 		t.Logf("%s after %d steps:", s.why, len(s.found))
 		for i, st := range s.found {
 			t.Logf("%3d. %s", i+1, st)
+		}
+	}
+	for found && *searchShortest {
+		b.maxDepth = len(s.found) - 1
+		shorter := &searcher{rules: rules, bounds: b}
+		start := time.Now()
+		found = shorter.search()
+		t.Logf("%s: depth ≤ %d: %d states in %v, violation: %v", rules.name, b.maxDepth, shorter.states, time.Since(start).Round(time.Millisecond), found)
+		if found {
+			s = shorter
+			t.Logf("%s after %d steps:", s.why, len(s.found))
+			for i, st := range s.found {
+				t.Logf("%3d. %s", i+1, st)
+			}
 		}
 	}
 	return s
