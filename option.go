@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
@@ -37,8 +36,10 @@ type Option struct {
 	// when Lock is nil.
 	LeaseLockName      string
 	LeaseLockNamespace string
-	// ID is this candidate's identity; empty means Lock's identity, or
-	// else $POD_NAME.
+	// ID is this candidate's identity. Empty means Lock's identity (every
+	// backend defaults its own to lock.DefaultIdentity()), or, when Lock is
+	// nil, lock.DefaultIdentity(): $POD_NAME, else "<hostname>_<pid>". A
+	// non-empty ID that differs from Lock's identity is an error.
 	ID string
 	// KubeClient reaches the API server for the Lease when Lock is nil.
 	KubeClient kubernetes.Interface
@@ -75,6 +76,10 @@ type Option struct {
 	// StopTimeout and TermLimit: see Config.
 	StopTimeout time.Duration
 	TermLimit   time.Duration
+	// Recampaign makes a process that lost its lease (its function having
+	// returned within StopTimeout) campaign again instead of exiting: see
+	// Config.Recampaign.
+	Recampaign bool
 
 	// OnNewLeader and OnStoppedLeading: see Callbacks.
 	OnNewLeader      func(identity string)
@@ -90,13 +95,13 @@ type Option struct {
 }
 
 // withDefaults fills in zero fields. An empty ID is the Lock's identity, or
-// else $POD_NAME.
+// else lock.DefaultIdentity().
 func (o Option) withDefaults() Option {
 	if o.ID == "" && o.Lock != nil {
 		o.ID = o.Lock.Identity()
 	}
-	if o.ID == "" {
-		o.ID = os.Getenv("POD_NAME")
+	if o.ID == "" && o.Lock == nil {
+		o.ID = lock.DefaultIdentity()
 	}
 	if o.LeaseDuration == 0 {
 		o.LeaseDuration = DefaultLeaseDuration
@@ -117,7 +122,7 @@ func (o Option) withDefaults() Option {
 }
 
 // Validate reports, in one error, every field that is wrong, after applying
-// the defaults (so an empty ID is only an error when POD_NAME is unset too).
+// the defaults.
 func (o Option) Validate() error {
 	o = o.withDefaults()
 	var errs []error
@@ -131,7 +136,7 @@ func (o Option) Validate() error {
 		return errors.Join(errs...)
 	}
 	if o.ID == "" {
-		errs = append(errs, errors.New("ID is empty and POD_NAME is not set: each candidate needs a unique identity"))
+		errs = append(errs, errors.New("ID is empty and so is Lock's identity: each candidate needs a unique identity"))
 	}
 	if o.Lock == nil {
 		if o.KubeClient == nil {
@@ -147,7 +152,7 @@ func (o Option) Validate() error {
 			errs = append(errs, errors.New("LeaseLockNamespace must not be empty when Lock is nil"))
 		}
 	} else if o.ID != "" && o.Lock.Identity() != o.ID {
-		errs = append(errs, fmt.Errorf("ID %q differs from the identity %q of Lock %s", o.ID, o.Lock.Identity(), o.Lock.Describe()))
+		errs = append(errs, fmt.Errorf("ID %q differs from the identity %q of Lock %s: leave ID empty to use the lock's identity, or give the lock's Options.Identity the same value", o.ID, o.Lock.Identity(), o.Lock.Describe()))
 	}
 	// The elector's own rules, on the durations.
 	c := o.electorConfig(placeholderLock{id: "placeholder"})
@@ -172,6 +177,7 @@ func (o Option) electorConfig(l lock.Interface) Config {
 		ReleaseOnCancel: o.ReleaseOnCancel,
 		StopTimeout:     o.StopTimeout,
 		TermLimit:       o.TermLimit,
+		Recampaign:      o.Recampaign,
 		Name:            o.Name,
 		Logger:          o.Logger,
 		Callbacks: Callbacks{
@@ -202,12 +208,15 @@ func (p placeholderLock) Identity() string { return p.id }
 //
 // and this library's own:
 //
-//	--leader-elect-release-on-cancel    (default true)
-//	--leader-elect-stop-timeout         (default: the lease duration)
-//	--leader-elect-term-limit           (default 0: none)
-//	--health-bind-address               (default all interfaces)
+//	--leader-elect-release-on-cancel
+//	--leader-elect-stop-timeout         (0: the lease duration)
+//	--leader-elect-term-limit           (0: none)
+//	--leader-elect-recampaign
+//	--health-bind-address               (empty: all interfaces)
 //
-// Defaults are taken from o's fields where they are set.
+// Every flag's default is the value already in o (after filling in the
+// zero durations and lock type), so flags only override what the program
+// set; the defaults shown above are those of a zero Option.
 func (o *Option) AddFlags(fs *pflag.FlagSet) {
 	d := o.withDefaults()
 	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod, o.ResourceLock = d.LeaseDuration, d.RenewDeadline, d.RetryPeriod, d.ResourceLock
@@ -219,10 +228,10 @@ func (o *Option) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ResourceLock, "leader-elect-resource-lock", o.ResourceLock, "The type of resource object that is used for locking during leader election. Supported options are 'leases'.")
 	fs.StringVar(&o.LeaseLockName, "leader-elect-resource-name", o.LeaseLockName, "The name of resource object that is used for locking during leader election.")
 	fs.StringVar(&o.LeaseLockNamespace, "leader-elect-resource-namespace", o.LeaseLockNamespace, "The namespace of resource object that is used for locking during leader election.")
-	o.ReleaseOnCancel = true // the flag's default
 	fs.BoolVar(&o.ReleaseOnCancel, "leader-elect-release-on-cancel", o.ReleaseOnCancel, "Release the lock on a graceful stop, after the leader's work has returned, so another replica takes over at once.")
 	fs.DurationVar(&o.StopTimeout, "leader-elect-stop-timeout", o.StopTimeout, "How long to wait for the leader's work to return after leadership ends (0: the lease duration).")
 	fs.DurationVar(&o.TermLimit, "leader-elect-term-limit", o.TermLimit, "Hand leadership over after leading this long (0: never).")
+	fs.BoolVar(&o.Recampaign, "leader-elect-recampaign", o.Recampaign, "After losing the lease, campaign again in the same process (if the leader's work returned within the stop timeout) instead of exiting.")
 	fs.StringVar(&o.HealthBindAddress, "health-bind-address", o.HealthBindAddress, "The address the health server binds (default: all interfaces).")
 }
 

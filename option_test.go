@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,13 +19,14 @@ import (
 
 	"github.com/b3df926d/leaderelection/backend/file"
 	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
 func noop(context.Context) {}
 
 func TestOptionValidateNamesEveryBadField(t *testing.T) {
 	t.Setenv("POD_NAME", "")
-	mem := lock.NewMemoryStore("v")
+	mem := locktest.NewMemoryStore("v")
 	good := func() Option { return Option{Lock: mem.Lock("a"), ID: "a", Run: noop} }
 	if err := good().Validate(); err != nil {
 		t.Fatalf("valid options rejected: %v", err)
@@ -35,13 +37,7 @@ func TestOptionValidateNamesEveryBadField(t *testing.T) {
 		want []string
 	}{
 		{"no run", func(o *Option) { o.Run = nil }, []string{"Run must not be nil"}},
-		{"empty ID and no POD_NAME", func(o *Option) {
-			o.ID = ""
-			o.Lock = nil
-			o.KubeClient = fake.NewClientset()
-			o.LeaseLockName = "l"
-			o.LeaseLockNamespace = "ns"
-		}, []string{"ID is empty and POD_NAME is not set"}},
+		{"lock without identity", func(o *Option) { o.ID = ""; o.Lock = mem.Lock("") }, []string{"ID is empty and so is Lock's identity"}},
 		{"no lock nor client", func(o *Option) { o.Lock = nil }, []string{"Option.Lock and Option.KubeClient are both nil", "LeaseLockName", "LeaseLockNamespace"}},
 		{"unsupported resource lock", func(o *Option) {
 			o.Lock = nil
@@ -55,7 +51,7 @@ func TestOptionValidateNamesEveryBadField(t *testing.T) {
 		{"negative lease", func(o *Option) { o.LeaseDuration = -time.Second }, []string{"LeaseDuration (-1s)"}},
 		{"lease not above renew", func(o *Option) { o.LeaseDuration = 10 * time.Second }, []string{"LeaseDuration (10s) must be greater than RenewDeadline (10s)"}},
 		{"negative retry", func(o *Option) { o.RetryPeriod = -time.Second }, []string{"RetryPeriod (-1s) must be greater than zero"}},
-		{"ID differs from lock", func(o *Option) { o.ID = "b" }, []string{`ID "b" differs`}},
+		{"ID differs from lock", func(o *Option) { o.ID = "b" }, []string{`ID "b" differs from the identity "a" of Lock memory://v`, "leave ID empty"}},
 		{"several at once", func(o *Option) { o.Run = nil; o.Port = 70000; o.RenewDeadline = 20 * time.Second }, []string{"Run", "Port", "RenewDeadline"}},
 	}
 	for _, tc := range cases {
@@ -111,6 +107,35 @@ func TestIDDefaultsFromPodName(t *testing.T) {
 	}
 }
 
+// Without POD_NAME, the Lease's holder is lock.DefaultIdentity()
+// (<hostname>_<pid>), not an error.
+func TestIDDefaultsToHostAndPidWithoutPodName(t *testing.T) {
+	t.Setenv("POD_NAME", "")
+	o := Option{KubeClient: fake.NewClientset(), LeaseLockName: "lk", LeaseLockNamespace: "ns", Run: noop}
+	if err := o.Validate(); err != nil {
+		t.Fatalf("Validate without ID and POD_NAME: %v", err)
+	}
+	if got, want := o.withDefaults().ID, lock.DefaultIdentity(); got != want {
+		t.Fatalf("ID defaulted to %q, want lock.DefaultIdentity() %q", got, want)
+	}
+}
+
+// An empty ID takes the lock's identity, which the backend defaulted.
+func TestEmptyIDTakesTheLocksIdentity(t *testing.T) {
+	t.Setenv("POD_NAME", "")
+	l, err := file.New(context.Background(), file.Options{Path: filepath.Join(t.TempDir(), "l.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Option{Lock: l, Run: noop}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.withDefaults().ID; got != l.Identity() || got != lock.DefaultIdentity() {
+		t.Fatalf("ID = %q, lock identity %q, want both lock.DefaultIdentity() %q", got, l.Identity(), lock.DefaultIdentity())
+	}
+}
+
 func TestFlagsUseKubernetesNames(t *testing.T) {
 	var o Option
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
@@ -118,14 +143,14 @@ func TestFlagsUseKubernetesNames(t *testing.T) {
 	err := fs.Parse([]string{
 		"--leader-elect-lease-duration=20s", "--leader-elect-renew-deadline=12s", "--leader-elect-retry-period=3s",
 		"--leader-elect-resource-lock=leases", "--leader-elect-resource-name=ctrl", "--leader-elect-resource-namespace=kube-system",
-		"--leader-elect-term-limit=1h",
+		"--leader-elect-term-limit=1h", "--leader-elect-recampaign",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.LeaseDuration != 20*time.Second || o.RenewDeadline != 12*time.Second || o.RetryPeriod != 3*time.Second ||
 		o.ResourceLock != "leases" || o.LeaseLockName != "ctrl" || o.LeaseLockNamespace != "kube-system" ||
-		o.TermLimit != time.Hour || !o.ReleaseOnCancel || o.Disabled {
+		o.TermLimit != time.Hour || o.ReleaseOnCancel || o.Disabled || !o.Recampaign {
 		t.Fatalf("parsed %+v", o)
 	}
 	if err := fs.Parse([]string{"--leader-elect=false"}); err != nil || !o.Disabled {
@@ -150,7 +175,7 @@ func TestRunReportsPortInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	err = Run(context.Background(), Option{Lock: lock.NewMemoryStore("p").Lock("a"), Run: noop, Port: port, HealthBindAddress: "127.0.0.1"})
+	err = Run(context.Background(), Option{Lock: locktest.NewMemoryStore("p").Lock("a"), Run: noop, Port: port, HealthBindAddress: "127.0.0.1"})
 	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(port)) {
 		t.Fatalf("Run on a used port = %v, want an error naming port %d", err, port)
 	}
@@ -167,7 +192,7 @@ func freePort(t *testing.T) int {
 
 func TestRunOnFileLockServesStatusAndReleasesOnStop(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lock.json")
-	l, err := file.New(path, "a", file.Options{})
+	l, err := file.New(context.Background(), file.Options{Path: path, Identity: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +258,7 @@ func TestDisabledElectionRunsAtOnce(t *testing.T) {
 }
 
 func TestLostLeaseMakesRunFail(t *testing.T) {
-	store := lock.NewMemoryStore("lost")
+	store := locktest.NewMemoryStore("lost")
 	errc := make(chan error, 1)
 	leading := make(chan struct{})
 	go func() {
@@ -256,5 +281,31 @@ func TestLostLeaseMakesRunFail(t *testing.T) {
 		}
 	case <-time.After(testTimeout):
 		t.Fatal("Run did not fail after the store went down")
+	}
+}
+
+func TestFlagDefaultsAreTheValuesAlreadyInTheOption(t *testing.T) {
+	for _, release := range []bool{false, true} {
+		o := Option{
+			ReleaseOnCancel: release, Recampaign: release, Disabled: true, StopTimeout: 7 * time.Second, TermLimit: time.Hour,
+			LeaseDuration: 20 * time.Second, RenewDeadline: 12 * time.Second, RetryPeriod: 3 * time.Second,
+			LeaseLockName: "ctrl", LeaseLockNamespace: "ns", HealthBindAddress: "127.0.0.1",
+		}
+		want := o
+		want.ResourceLock = "leases"
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(nil); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(o, want) {
+			t.Errorf("AddFlags and no flags changed the options:\n got %+v\nwant %+v", o, want)
+		}
+		if got := fs.Lookup("leader-elect-release-on-cancel").DefValue; got != strconv.FormatBool(release) {
+			t.Errorf("--leader-elect-release-on-cancel shows default %s, want %v (the Option's value)", got, release)
+		}
+		if got := fs.Lookup("leader-elect").DefValue; got != "false" {
+			t.Errorf("--leader-elect shows default %s for a disabled Option", got)
+		}
 	}
 }

@@ -28,7 +28,7 @@ func TestRecordFileModeIsExactWhateverTheUmask(t *testing.T) {
 	}{{0, 0o644}, {0o660, 0o660}, {0o600, 0o600}} {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "l.json")
-		l, err := New(path, "a", Options{FileMode: tc.mode})
+		l, err := New(context.Background(), Options{Path: path, Identity: "a", FileMode: tc.mode})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +56,7 @@ func TestRecordFileModeIsExactWhateverTheUmask(t *testing.T) {
 
 func TestBadFileModeIsClearError(t *testing.T) {
 	for _, mode := range []os.FileMode{0o444, 0o1644, os.ModeDir | 0o755} {
-		_, err := New(filepath.Join(t.TempDir(), "l.json"), "a", Options{FileMode: mode})
+		_, err := New(context.Background(), Options{Path: filepath.Join(t.TempDir(), "l.json"), Identity: "a", FileMode: mode})
 		if err == nil || !strings.Contains(err.Error(), "Options.FileMode") {
 			t.Errorf("FileMode %v: New returned %v, want an error naming Options.FileMode", mode, err)
 		}
@@ -77,7 +77,7 @@ func TestBadFileModeIsClearError(t *testing.T) {
 func TestWriteSyncsDirectoryAfterRename(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "l.json")
-	l, err := New(path, "a", Options{})
+	l, err := New(context.Background(), Options{Path: path, Identity: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestHelperTakeOver(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := New(path, "other-user", Options{})
+	l, err := New(ctx, Options{Path: path, Identity: "other-user"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestCandidateRunningAsAnotherUserTakesOver(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(lockDir, strings.ReplaceAll(tc.name, " ", "-")+".json")
-			root, err := New(path, "root", Options{FileMode: tc.mode})
+			root, err := New(context.Background(), Options{Path: path, Identity: "root", FileMode: tc.mode})
 			if err != nil {
 				t.Fatal(err)
 			}

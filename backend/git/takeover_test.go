@@ -33,7 +33,7 @@ func newElectionHarness(srv served) *electionHarness {
 func (h *electionHarness) NewLock(t *testing.T, name, id string) lock.Interface {
 	t.Helper()
 	p, url := h.srv.proxy(t)
-	l, err := git.New(h.srv.config(url, name, id))
+	l, err := git.New(context.Background(), h.srv.config(url, name, id))
 	if err != nil {
 		t.Fatal(err)
 	}
