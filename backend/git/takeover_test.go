@@ -49,20 +49,27 @@ func (h *electionHarness) CutOff(t *testing.T, l lock.Interface) func() {
 	return h.proxies[l].Stall()
 }
 
-// The shared elector scenarios (internal/leadertest) over each transport:
-// a graceful release, then a leader cut off by a stalled proxy, then a
-// take-over; the branch deleted under a leader; TermLimit hand-overs.
+// The shared elector scenarios (internal/leadertest): all of them over
+// smart HTTP (the branch deleted under a leader, TermLimit hand-overs, a
+// graceful release then a leader cut off by a stalled proxy then a
+// take-over), and the cut-off over git daemon and ssh too.
 func TestElectorScenarios(t *testing.T) {
+	// Every git call forks git on the server, and a renewal or take-over
+	// takes several calls: durations with room for a loaded machine.
+	opts := leadertest.Options{LeaseDuration: 10 * time.Second, RenewDeadline: 7 * time.Second, RetryPeriod: 2 * time.Second}
+	cutOff := opts
+	cutOff.Only = []string{"ReleaseThenCutOffThenTakeOver"}
 	for _, tr := range []struct {
 		name  string
 		serve func(testing.TB) served
+		opts  leadertest.Options
 	}{
-		{"smart-http", func(t testing.TB) served { return serveHTTP(t, testserver.GitHTTPAuth{}, nil) }},
-		{"git-daemon", serveDaemon},
-		{"ssh", func(t testing.TB) served { return serveSSH(t, false) }},
+		{"smart-http", func(t testing.TB) served { return serveHTTP(t, testserver.GitHTTPAuth{}, nil) }, opts},
+		{"git-daemon", serveDaemon, cutOff},
+		{"ssh", func(t testing.TB) served { return serveSSH(t, false) }, cutOff},
 	} {
 		t.Run(tr.name, func(t *testing.T) {
-			leadertest.RunScenarios(t, newElectionHarness(tr.serve(t)), leadertest.Options{})
+			leadertest.RunScenarios(t, newElectionHarness(tr.serve(t)), tr.opts)
 		})
 	}
 }
