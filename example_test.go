@@ -69,5 +69,5 @@ func ExampleOption_Validate() {
 	// Output:
 	// Run must not be nil
 	// Option.Port 70000 is out of range: want 1-65535, 0 for 8080, or -1 to disable the health server
-	// LeaseDuration (5s) must be greater than RenewDeadline (10s)
+	// LeaseDuration (5s, --leader-elect-lease-duration) must be greater than RenewDeadline (10s, --leader-elect-renew-deadline): lower the renew deadline below 5s (and the retry period below it ÷ 1.2), or raise the lease duration above 10s
 }

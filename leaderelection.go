@@ -112,8 +112,13 @@ func RunOrDie(opt Option) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := Run(ctx, opt); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		klog.ErrorS(err, "Exiting")
+		// Once, through the configured logger (klog's by default, which
+		// writes to stderr).
+		log := klog.Background()
+		if opt.Logger != nil {
+			log = *opt.Logger
+		}
+		log.Error(err, "Exiting")
 		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
 	}
 }

@@ -150,7 +150,11 @@ func (o Option) Validate() error {
 	} else if o.ID != "" && o.Lock.Identity() != o.ID {
 		errs = append(errs, fmt.Errorf("ID %q differs from the identity %q of Lock %s: leave ID empty to use the lock's identity, or give the lock's Options.Identity the same value", o.ID, o.Lock.Identity(), o.Lock.Describe()))
 	}
-	// The elector's own rules, on the durations.
+	// The elector's own rules, on the durations: first as the user set
+	// them (naming the flags and the fix), then the rest of Config's.
+	if derrs := o.durationErrors(); len(derrs) > 0 {
+		return errors.Join(append(errs, derrs...)...)
+	}
 	c := o.electorConfig(placeholderLock{id: "placeholder"})
 	c.Callbacks.OnStartedLeading = func(context.Context) {} // Run was checked above
 	if err := c.Validate(); err != nil {
@@ -162,6 +166,45 @@ func (o Option) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// durationErrors checks Config's rules on the three durations (defaults
+// applied), each error naming the field and its AddFlags flag and saying
+// what to change. The rules are client-go's, except that RetryPeriod must be
+// at least 1s.
+func (o Option) durationErrors() []error {
+	const (
+		leaseFlag = "--leader-elect-lease-duration"
+		renewFlag = "--leader-elect-renew-deadline"
+		retryFlag = "--leader-elect-retry-period"
+	)
+	var errs []error
+	for _, d := range []struct {
+		field, flag string
+		v           time.Duration
+	}{{"LeaseDuration", leaseFlag, o.LeaseDuration}, {"RenewDeadline", renewFlag, o.RenewDeadline}, {"RetryPeriod", retryFlag, o.RetryPeriod}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s (%v, %s) must be positive (0 means the default)", d.field, d.v, d.flag))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	l, r, p := o.LeaseDuration, o.RenewDeadline, o.RetryPeriod
+	if l <= r {
+		errs = append(errs, fmt.Errorf("LeaseDuration (%v, %s) must be greater than RenewDeadline (%v, %s): lower the renew deadline below %v (and the retry period below it ÷ %v), or raise the lease duration above %v",
+			l, leaseFlag, r, renewFlag, l, JitterFactor, r))
+	} else if float64(r) <= JitterFactor*float64(p) {
+		errs = append(errs, fmt.Errorf("RenewDeadline (%v, %s) must be greater than RetryPeriod×%v (%v, %s ×%v): lower the retry period below %v, or raise the renew deadline above %v (keeping it below the lease duration %v)",
+			r, renewFlag, JitterFactor, time.Duration(JitterFactor*float64(p)), retryFlag, JitterFactor, time.Duration(float64(r)/JitterFactor).Round(time.Millisecond), time.Duration(JitterFactor*float64(p)), l))
+	}
+	if l < time.Second {
+		errs = append(errs, fmt.Errorf("LeaseDuration (%v, %s) must be at least 1s: the record stores whole seconds", l, leaseFlag))
+	}
+	if p < time.Second {
+		errs = append(errs, fmt.Errorf("RetryPeriod (%v, %s) must be at least 1s (client-go allows less; here the record's whole-second renew times need it): raise it to 1s or more", p, retryFlag))
+	}
+	return errs
 }
 
 func (o Option) electorConfig(l lock.Interface) Config {
