@@ -83,6 +83,16 @@ func (s *MemoryStore) SetRaw(raw []byte) {
 	s.hub.Notify()
 }
 
+// Delete removes the record, as an operator deleting the store object
+// would. Watchers are notified.
+func (s *MemoryStore) Delete() {
+	s.mu.Lock()
+	s.raw = nil
+	s.version++
+	s.mu.Unlock()
+	s.hub.Notify()
+}
+
 // Raw returns the stored bytes (nil if no record).
 func (s *MemoryStore) Raw() []byte {
 	s.mu.Lock()
