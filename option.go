@@ -47,9 +47,27 @@ type Option struct {
 	// lock; its context carries the term (TermFrom) and is cancelled the
 	// moment leadership ends. It must return promptly then.
 	Run func(ctx context.Context)
+	// RunE is Run for work that can fail: set one of Run and RunE. An
+	// error it returns (one wrapping context.Canceled aside) ends the
+	// election: the lock is released if ReleaseOnCancel is set, Run returns
+	// the error wrapped in ErrRunFailed, and RunOrDie exits 1.
+	RunE func(ctx context.Context) error
 	// LivenessChecker, if set, is served as the "liveness" check on
 	// /healthz and /livez, on every replica.
 	LivenessChecker func(req *http.Request) error
+	// ReadinessChecker, if set, is served as the "readiness" check on
+	// /readyz only, on every replica.
+	ReadinessChecker func(req *http.Request) error
+	// LeaderOnlyReady makes /readyz fail on every replica but the leader,
+	// so a Kubernetes Service routes only to the leader (active/passive);
+	// see example/deploy/active-passive.yaml. /livez is unaffected.
+	LeaderOnlyReady bool
+	// Handlers are the application's own handlers, mounted on the health
+	// server by pattern (for example "/work"): no second HTTP server.
+	Handlers map[string]http.Handler
+	// Leadership, if set, is kept up to date with this process's election
+	// state, for the application's handlers and goroutines to read.
+	Leadership *Leadership
 	// Port is the health server's port: 0 means DefaultPort, NoHealthServer
 	// disables it.
 	Port int
@@ -126,8 +144,10 @@ func (o Option) withDefaults() Option {
 func (o Option) Validate() error {
 	o = o.withDefaults()
 	var errs []error
-	if o.Run == nil {
+	if o.Run == nil && o.RunE == nil {
 		errs = append(errs, errors.New("Run must not be nil"))
+	} else if o.Run != nil && o.RunE != nil {
+		errs = append(errs, errors.New("Run and RunE are both set: set one"))
 	}
 	if o.Port < NoHealthServer || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("Option.Port %d is out of range: want 1-65535, 0 for %d, or %d to disable the health server", o.Port, DefaultPort, NoHealthServer))

@@ -57,6 +57,7 @@ func run(args []string) error {
 	backends.AddFlags(fs)
 	fs.StringVar(&opt.ID, "id", "", "This replica's identity (default $POD_NAME, else <hostname>_<pid>).")
 	fs.IntVar(&opt.Port, "port", leaderelection.DefaultPort, "Health server port (/healthz, /livez, /readyz, /metrics, /status).")
+	fs.BoolVar(&opt.LeaderOnlyReady, "leader-only-ready", false, "Fail /readyz on every replica but the leader, so a Service routes only to the leader (active/passive; see deploy/active-passive.yaml).")
 	fs.DurationVar(&interval, "work-interval", 500*time.Millisecond, "How often the leader does a unit of work.")
 	fs.StringVar(&workLog, "work-log", "", "If set, append each unit of work, stamped with the term, to this file.")
 	opt.AddFlags(fs)
