@@ -60,13 +60,13 @@ func TestStatusOnEachBackend(t *testing.T) {
 			p := start(t, dir, "a", append(append([]string{"serve", "--id=a", "--health-bind-address=127.0.0.1", "--port=" + strconv.Itoa(testserver.FreePort(t))}, fast...), args...)...)
 			eventually(t, "status to show a holding the lock", 60*time.Second, func() bool {
 				code, st := readStatus(t, args...)
-				return code == exitOK && st.Held && st.Holder == "a" && st.Term == 1 && !st.Expired && st.LeaseDuration == "3s" && !st.RenewTime.IsZero()
+				return code == exitOK && st.Held && st.Holder == "a" && st.Term == 1 && !st.Expired && st.LeaseDuration == "4s" && !st.RenewTime.IsZero()
 			})
 			code, out, stderr := leCommand(t, append([]string{"status"}, args...)...)
 			if code != exitOK {
 				t.Fatalf("status (text) exited %d: %s", code, stderr)
 			}
-			for _, want := range []string{"state:", "held", "holder:", " a\n", "term:", "acquired:", "renewed:", "lease duration:", "3s", "expired:", "false"} {
+			for _, want := range []string{"state:", "held", "holder:", " a\n", "term:", "acquired:", "renewed:", "lease duration:", "4s", "expired:", "false"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("status output lacks %q:\n%s", want, out)
 				}
