@@ -23,7 +23,7 @@ func fileBackend(prog string) *backend {
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				return nil, err
 			}
-			return file.New(path, id, file.Options{})
+			return file.New(context.Background(), file.Options{Path: path, Identity: id})
 		},
 	}
 }

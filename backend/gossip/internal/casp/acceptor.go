@@ -1,0 +1,287 @@
+package casp
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// ErrNotRecovering: Recover or Reinitialize was called on an acceptor that
+// already answers.
+var ErrNotRecovering = errors.New("casp: acceptor is not recovering")
+
+// State is what an acceptor persists.
+type State struct {
+	// Promised is the highest ballot promised: the promise floor.
+	Promised Ballot `json:"promised"`
+	// HasRecord says Accepted and Value are stored too. Without it a
+	// restarted acceptor knows its floor but must recover its record.
+	HasRecord bool   `json:"hasRecord,omitempty"`
+	Accepted  Ballot `json:"accepted,omitzero"`
+	Value     Value  `json:"value,omitzero"`
+}
+
+// Storage keeps an acceptor's state across restarts. Save must be durable
+// when it returns (write, fsync, rename): the acceptor calls it before it
+// returns the reply that depends on it, and the caller sends that reply only
+// after Handle returns. A nil Storage keeps everything in memory.
+type Storage interface {
+	// Load returns the state saved last; ok is false if none was saved.
+	Load() (st State, ok bool, err error)
+	// Save stores st durably.
+	Save(st State) error
+}
+
+// AcceptorConfig configures an acceptor process.
+type AcceptorConfig struct {
+	// Name is this voter's node name; it must be in Voters.
+	Name string
+	// Voters is the static voter list.
+	Voters []string
+	// Incarnation identifies this process: random, fresh at every start
+	// (crypto/rand in the glue). Accepts naming another incarnation are
+	// refused, so a restarted voter never completes a round its earlier self
+	// promised.
+	Incarnation uint64
+	// Storage, if set, persists the promise (and, with PersistRecord, the
+	// accepted record) before each reply.
+	Storage Storage
+	// PersistRecord saves the accepted record with the promise, so a
+	// restarted voter answers at once. Without it only the promise floor is
+	// saved (a few bytes per promise, none per accept) and a restarted voter
+	// recovers its record from the others.
+	PersistRecord bool
+	// MaxAhead, if non-zero, bounds ballot counters to the acceptor's clock:
+	// a prepare whose counter exceeds now+MaxAhead is refused. A voter that
+	// starts without a saved promise then takes Now+MaxAhead as its floor,
+	// assuming its clock did not step back across the restart. Zero disables
+	// the bound; a voter without a saved promise then has no floor and can
+	// only be re-initialised.
+	MaxAhead uint64
+	// Now is the clock at start, in the ballot counter's unit (Unix
+	// milliseconds in the glue). Used only with MaxAhead.
+	Now uint64
+}
+
+// Acceptor is one voter's acceptor: it promises and accepts. It is not safe
+// for concurrent use; the glue serialises calls.
+type Acceptor struct {
+	cfg   AcceptorConfig
+	hash  string
+	ready bool
+	// floor is what a recovery round must exceed; known is false when the
+	// acceptor has neither a saved promise nor a clock bound.
+	floor      Ballot
+	floorKnown bool
+	promised   Ballot
+	accepted   Ballot
+	value      Value
+
+	weak weakening
+}
+
+// weakening switches off one safety rule; only the tests' exhaustive search
+// sets it, to prove the rule is needed.
+type weakening struct {
+	// acceptAnyIncarnation: accept any ballot at or above the promise,
+	// whatever incarnation promised it, and accept while recovering (rule a).
+	acceptAnyIncarnation bool
+	// answerAtOnce: a restarted acceptor answers at once with an empty
+	// record (rule b).
+	answerAtOnce bool
+	// ignoreFloor: recovery rounds may use any ballot (floor zero).
+	ignoreFloor bool
+	// answerOwnRecovery: a recovering acceptor takes part in its own
+	// recovery round (with Proposer.ownVote: rule c).
+	answerOwnRecovery bool
+}
+
+// answers reports whether the acceptor answers m at all.
+func (a *Acceptor) answers(m Message) bool {
+	return a.ready || a.weak.answerAtOnce || (a.weak.answerOwnRecovery && m.From == a.cfg.Name)
+}
+
+// NewAcceptor starts an acceptor process. If cfg.Storage holds a state with
+// the record, it answers at once; otherwise it is recovering (Ready is false)
+// until [Acceptor.Recover] or [Acceptor.Reinitialize].
+func NewAcceptor(cfg AcceptorConfig) (*Acceptor, error) {
+	if err := ValidateVoters(cfg.Voters); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(cfg.Voters, cfg.Name) {
+		return nil, fmt.Errorf("acceptor name %q: not in voters %v", cfg.Name, cfg.Voters)
+	}
+	a := &Acceptor{cfg: cfg, hash: VoterHash(cfg.Voters)}
+	a.cfg.Voters = slices.Clone(cfg.Voters)
+	if cfg.MaxAhead > 0 {
+		a.floor = Ballot{Counter: cfg.Now + cfg.MaxAhead}
+		a.floorKnown = true
+	}
+	if cfg.Storage != nil {
+		st, ok, err := cfg.Storage.Load()
+		if err != nil {
+			return nil, fmt.Errorf("acceptor %s: load state: %w", cfg.Name, err)
+		}
+		if ok {
+			a.promised = st.Promised
+			a.floor = maxBallot(a.floor, st.Promised)
+			a.floorKnown = true
+			if st.HasRecord && cfg.PersistRecord {
+				a.accepted, a.value, a.ready = st.Accepted, st.Value, true
+			}
+		}
+	}
+	return a, nil
+}
+
+// Ready reports whether the acceptor answers prepares and accepts.
+func (a *Acceptor) Ready() bool { return a.ready }
+
+// Floor returns the ballot a recovery round must exceed, and false if there
+// is none (no saved promise and no clock bound): such a voter cannot recover,
+// only be re-initialised.
+func (a *Acceptor) Floor() (Ballot, bool) {
+	if a.weak.ignoreFloor {
+		return Ballot{}, true
+	}
+	return a.floor, a.floorKnown
+}
+
+// State returns the acceptor's current state (promise and record).
+func (a *Acceptor) State() State {
+	return State{Promised: a.promised, HasRecord: a.ready, Accepted: a.accepted, Value: a.value}
+}
+
+// Handle processes a Prepare or an Accept received at time now (same unit as
+// ballot counters; ignored without MaxAhead) and returns the reply to send to
+// m.From. If the reply depends on new state, Storage.Save has returned
+// before Handle returns; if Save fails, the state is unchanged, the error is
+// returned and nothing must be sent. A message for another voter list
+// returns an error wrapping ErrVoterHash. Other kinds are ignored (nil, nil).
+func (a *Acceptor) Handle(now uint64, m Message) (*Message, error) {
+	if m.VoterHash != a.hash {
+		return nil, fmt.Errorf("%w: %s from %q has %s, %s has %s", ErrVoterHash, m.Kind, m.From, m.VoterHash, a.cfg.Name, a.hash)
+	}
+	if m.To != a.cfg.Name {
+		return nil, nil
+	}
+	switch m.Kind {
+	case KindPrepare:
+		return a.prepare(now, m)
+	case KindAccept:
+		return a.accept(m)
+	}
+	return nil, nil
+}
+
+func (a *Acceptor) reply(m Message, k Kind) *Message {
+	return &Message{Kind: k, From: a.cfg.Name, To: m.From, VoterHash: a.hash, Ballot: m.Ballot, Incarnation: a.cfg.Incarnation}
+}
+
+func (a *Acceptor) nack(m Message, r NackReason, seen Ballot) *Message {
+	n := a.reply(m, KindNack)
+	n.Reason, n.Seen = r, seen
+	return n
+}
+
+func (a *Acceptor) prepare(now uint64, m Message) (*Message, error) {
+	if !a.answers(m) {
+		return a.nack(m, NackRecovering, Ballot{}), nil
+	}
+	if a.cfg.MaxAhead > 0 && m.Ballot.Counter > now+a.cfg.MaxAhead {
+		return a.nack(m, NackAhead, Ballot{Counter: now + a.cfg.MaxAhead}), nil
+	}
+	if !a.promised.Less(m.Ballot) {
+		return a.nack(m, NackBallot, a.promised), nil
+	}
+	if err := a.save(State{Promised: m.Ballot, HasRecord: true, Accepted: a.accepted, Value: a.value}, true); err != nil {
+		return nil, err
+	}
+	a.promised = m.Ballot
+	r := a.reply(m, KindPromise)
+	r.Accepted, r.Value = a.accepted, a.value
+	return r, nil
+}
+
+func (a *Acceptor) accept(m Message) (*Message, error) {
+	ok := a.answers(m) && m.Incarnation == a.cfg.Incarnation && m.Ballot == a.promised
+	if a.weak.acceptAnyIncarnation {
+		ok = !m.Ballot.Less(a.promised)
+	}
+	if !ok {
+		if !a.answers(m) {
+			return a.nack(m, NackRecovering, Ballot{}), nil
+		}
+		return a.nack(m, NackBallot, a.promised), nil
+	}
+	if a.accepted == m.Ballot {
+		// A duplicate: the same ballot always carries the same value.
+		return a.reply(m, KindAccepted), nil
+	}
+	if err := a.save(State{Promised: maxBallot(a.promised, m.Ballot), HasRecord: true, Accepted: m.Ballot, Value: m.Value}, false); err != nil {
+		return nil, err
+	}
+	a.promised = maxBallot(a.promised, m.Ballot)
+	a.accepted, a.value = m.Ballot, m.Value
+	return a.reply(m, KindAccepted), nil
+}
+
+// save persists st if storage is configured; promiseChanged says whether the
+// floor moved (a floor-only storage is written only then).
+func (a *Acceptor) save(st State, promiseChanged bool) error {
+	if a.cfg.Storage == nil {
+		return nil
+	}
+	if !a.cfg.PersistRecord {
+		if !promiseChanged {
+			return nil
+		}
+		st = State{Promised: st.Promised}
+	}
+	if err := a.cfg.Storage.Save(st); err != nil {
+		return fmt.Errorf("acceptor %s: save state: %w", a.cfg.Name, err)
+	}
+	return nil
+}
+
+// Recover ends recovery with the outcome of this voter's recovery round (see
+// [Proposer.Recover]): the acceptor adopts the round's ballot as its promise
+// and the chosen value as its accepted record, and starts answering. The
+// outcome must be Chosen and its ballot above Floor.
+func (a *Acceptor) Recover(o Outcome) error {
+	if a.ready && !a.weak.answerAtOnce {
+		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrNotRecovering)
+	}
+	if o.Status != Chosen {
+		return fmt.Errorf("acceptor %s: recovery round not chosen (%s)", a.cfg.Name, o.Status)
+	}
+	if floor, ok := a.Floor(); !ok || !floor.Less(o.Ballot) {
+		return fmt.Errorf("acceptor %s: recovery ballot %s not above floor %s", a.cfg.Name, o.Ballot, floor)
+	}
+	p := maxBallot(a.promised, o.Ballot)
+	if err := a.save(State{Promised: p, HasRecord: true, Accepted: o.Ballot, Value: o.Value}, true); err != nil {
+		return err
+	}
+	a.promised, a.accepted, a.value, a.ready = p, o.Ballot, o.Value, true
+	return nil
+}
+
+// Reinitialize makes a recovering acceptor answer with an empty register,
+// promised up to its floor (if known). This forgets every write: the glue
+// calls it only after a full restart, when no voter has seen a quorum for
+// LeaseDuration + RenewDeadline (so any earlier leader has stepped down),
+// and logs and counts it. The elector then sees the record as deleted.
+// Values from before the re-initialisation that survive on other voters keep
+// their ballots and win over the empty register wherever a quorum includes
+// them; Value.Written keeps their tokens from ever matching a new write.
+func (a *Acceptor) Reinitialize() error {
+	if a.ready {
+		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrNotRecovering)
+	}
+	p := maxBallot(a.promised, a.floor)
+	if err := a.save(State{Promised: p, HasRecord: true}, true); err != nil {
+		return err
+	}
+	a.promised, a.accepted, a.value, a.ready = p, Ballot{}, Value{}, true
+	return nil
+}

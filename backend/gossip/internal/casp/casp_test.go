@@ -1,0 +1,245 @@
+package casp
+
+import (
+	"errors"
+	"testing"
+)
+
+// cluster delivers every message at once, in order: the happy path.
+type cluster struct {
+	t      *testing.T
+	voters []string
+	acc    map[string]*Acceptor
+	now    uint64
+}
+
+func newCluster(t *testing.T, voters ...string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, voters: voters, acc: map[string]*Acceptor{}}
+	for i, v := range voters {
+		a, err := NewAcceptor(AcceptorConfig{Name: v, Voters: voters, Incarnation: uint64(i + 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reinitialize(); err != nil {
+			t.Fatal(err)
+		}
+		c.acc[v] = a
+	}
+	return c
+}
+
+// run drives r to completion, skipping voters in down.
+func (c *cluster) run(r *Round, down ...string) Outcome {
+	c.t.Helper()
+	queue := r.Prepares()
+	for len(queue) > 0 && r.Outcome().Status == Pending {
+		m := queue[0]
+		queue = queue[1:]
+		a := c.acc[m.To]
+		if a == nil || contains(down, m.To) {
+			continue
+		}
+		reply, err := a.Handle(c.now, m)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if reply == nil {
+			continue
+		}
+		out, err := r.Handle(*reply)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		queue = append(queue, out...)
+	}
+	return r.Outcome()
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func newProposer(t *testing.T, node string, inc uint64, voters []string) *Proposer {
+	t.Helper()
+	p, err := NewProposer(ProposerConfig{Node: node, Incarnation: inc, Voters: voters})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRoundCreateReadSwapConflict(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	p := newProposer(t, "p", 9, c.voters)
+
+	o := c.run(p.Start(0, Read))
+	if o.Status != Chosen || !o.Value.IsEmpty() || o.Err != nil {
+		t.Fatalf("read of a fresh register: %+v", o)
+	}
+	o = c.run(p.Start(0, Create([]byte("x"))))
+	if o.Status != Chosen || !o.Wrote || string(o.Value.Data) != "x" || o.Value.Version != 1 {
+		t.Fatalf("create: %+v", o)
+	}
+	tok := o.Value.Token()
+	o = c.run(p.Start(0, Create([]byte("y"))), "a")
+	if o.Status != Chosen || !errors.Is(o.Err, ErrConflict) || string(o.Value.Data) != "x" {
+		t.Fatalf("second create with one voter down: %+v", o)
+	}
+	o = c.run(p.Start(0, Swap(tok, []byte("z"))), "c")
+	if o.Status != Chosen || string(o.Value.Data) != "z" || o.Value.Version != 2 {
+		t.Fatalf("swap: %+v", o)
+	}
+	o = c.run(p.Start(0, Swap(tok, []byte("w"))))
+	if !errors.Is(o.Err, ErrConflict) || string(o.Value.Data) != "z" {
+		t.Fatalf("stale swap: %+v", o)
+	}
+	o = c.run(p.Start(0, Read), "a", "b")
+	if o.Status != Pending {
+		t.Fatalf("read without a quorum must not finish: %+v", o)
+	}
+}
+
+func TestRestartedVoterRecoversThroughOthers(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	p := newProposer(t, "p", 9, c.voters)
+	if o := c.run(p.Start(0, Create([]byte("x")))); o.Status != Chosen {
+		t.Fatalf("create: %+v", o)
+	}
+	// "a" restarts without disk but with clock-bounded floors.
+	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: c.voters, Incarnation: 77, MaxAhead: 5, Now: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.acc["a"] = a
+	c.now = 10
+	if a.Ready() {
+		t.Fatal("a restarted voter without state must not answer")
+	}
+	if o := c.run(p.Start(0, Read), "b"); o.Status == Chosen {
+		t.Fatalf("a recovering voter must not count toward a quorum: %+v", o)
+	}
+	floor, ok := a.Floor()
+	if !ok || floor.Counter != 15 {
+		t.Fatalf("floor = %v, %v; want counter 15", floor, ok)
+	}
+	rp := newProposer(t, "a", 77, c.voters)
+	o := c.run(rp.Recover(c.now, floor))
+	if o.Status != Chosen || string(o.Value.Data) != "x" {
+		t.Fatalf("recovery round: %+v", o)
+	}
+	if err := a.Recover(o); err != nil {
+		t.Fatal(err)
+	}
+	c.now = 20 // the clock moves on: ballots above the recovery's are in range
+	if o := c.run(p.Start(c.now, Read), "b"); o.Status != Chosen || string(o.Value.Data) != "x" {
+		t.Fatalf("read through the recovered voter: %+v", o)
+	}
+}
+
+func TestVoterHashMismatchRefused(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	p := newProposer(t, "p", 1, []string{"a", "b", "x"})
+	for _, m := range p.Start(0, Read).Prepares() {
+		if a := c.acc[m.To]; a != nil {
+			if _, err := a.Handle(0, m); !errors.Is(err, ErrVoterHash) {
+				t.Fatalf("prepare from another voter list: err = %v", err)
+			}
+		}
+	}
+	if VoterHash([]string{"c", "a", "b"}) != VoterHash([]string{"a", "b", "c"}) {
+		t.Fatal("voter hash depends on order")
+	}
+}
+
+func TestValidateVoters(t *testing.T) {
+	for _, bad := range [][]string{nil, {"a", "b"}, {"a", "", "c"}, {"a", "b", "a"}} {
+		if err := ValidateVoters(bad); err == nil {
+			t.Errorf("ValidateVoters(%q) accepted", bad)
+		}
+	}
+}
+
+type failingDisk struct{ err error }
+
+func (failingDisk) Load() (State, bool, error) { return State{}, false, nil }
+func (d failingDisk) Save(State) error         { return d.err }
+
+func TestAcceptorSaveFailureSendsNothingAndKeepsState(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	errDisk := errors.New("disk full")
+	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: voters, Incarnation: 1, Storage: failingDisk{err: errDisk}, MaxAhead: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ready = true // as if recovered; Recover would need the disk too
+	p := newProposer(t, "p", 1, voters)
+	m := p.Start(0, Read).Prepares()[0]
+	reply, err := a.Handle(0, m)
+	if !errors.Is(err, errDisk) || reply != nil {
+		t.Fatalf("Handle with a failing disk = %v, %v; want no reply and the disk's error", reply, err)
+	}
+	if !a.State().Promised.IsZero() {
+		t.Fatalf("promise moved although it was not saved: %v", a.State().Promised)
+	}
+}
+
+func TestPrepareFarAheadOfClockRefused(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: voters, Incarnation: 1, MaxAhead: 100, Now: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reinitialize(); err != nil {
+		t.Fatal(err)
+	}
+	p := newProposer(t, "p", 1, voters)
+	m := p.Start(1201, Read).Prepares()[0]
+	reply, err := a.Handle(1100, m)
+	if err != nil || reply.Kind != KindNack || reply.Reason != NackAhead || reply.Seen.Counter != 1200 {
+		t.Fatalf("prepare at counter 1201 with clock 1100 and MaxAhead 100: %+v, %v; want a nack naming 1200", reply, err)
+	}
+	if reply, _ := a.Handle(1101, m); reply.Kind != KindPromise {
+		t.Fatalf("once the clock caught up: %+v; want a promise", reply)
+	}
+}
+
+func TestReinitializeNeverRevivesAnOldToken(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	p := newProposer(t, "p", 1, c.voters)
+	o := c.run(p.Start(0, Create([]byte("x"))))
+	old := o.Value.Token()
+	// A full restart: every voter forgets, the register is re-initialised.
+	for i, v := range c.voters {
+		a, err := NewAcceptor(AcceptorConfig{Name: v, Voters: c.voters, Incarnation: uint64(10 + i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.Floor(); ok {
+			t.Fatal("a voter without disk or clock bound claims a floor")
+		}
+		if err := a.Reinitialize(); err != nil {
+			t.Fatal(err)
+		}
+		c.acc[v] = a
+	}
+	q := newProposer(t, "q", 2, c.voters)
+	if o := c.run(q.Start(0, Read)); o.Status != Chosen || !o.Value.IsEmpty() {
+		t.Fatalf("read after re-initialisation: %+v; want the empty register", o)
+	}
+	if o := c.run(q.Start(0, Create([]byte("y")))); o.Status != Chosen || o.Value.Token() == old {
+		t.Fatalf("create after re-initialisation: %+v", o)
+	}
+	o = c.run(p.Start(0, Swap(old, []byte("stale"))))
+	if o.Status == Failed { // p's counter was behind q's: retry above what it saw
+		o = c.run(p.Start(0, Swap(old, []byte("stale"))))
+	}
+	if !errors.Is(o.Err, ErrConflict) {
+		t.Fatalf("swap against a token from before the re-initialisation: %+v; want a conflict", o)
+	}
+}

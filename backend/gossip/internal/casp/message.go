@@ -1,0 +1,130 @@
+package casp
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// ErrVoterHash: a message was built for another voter list. The glue logs it
+// (naming the sender) and counts it; the message is dropped.
+var ErrVoterHash = errors.New("casp: message carries another voter list's hash")
+
+// Kind is a message's type.
+type Kind uint8
+
+// Message kinds. A proposer sends Prepare and Accept; an acceptor answers
+// with Promise, Accepted or Nack.
+const (
+	KindPrepare Kind = iota + 1
+	KindPromise
+	KindAccept
+	KindAccepted
+	KindNack
+)
+
+var kindNames = [...]string{"invalid", "prepare", "promise", "accept", "accepted", "nack"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// NackReason says why an acceptor refused.
+type NackReason uint8
+
+// Nack reasons.
+const (
+	// NackBallot: the acceptor promised Seen, which is not below the ballot
+	// (prepare), or it did not promise exactly this ballot in this incarnation
+	// (accept). Retry above Seen.
+	NackBallot NackReason = iota + 1
+	// NackRecovering: the acceptor has no record yet and answers nothing
+	// until it has recovered. It is not a vote.
+	NackRecovering
+	// NackAhead: the ballot's counter is more than MaxAhead ahead of the
+	// acceptor's clock; Seen.Counter is the highest counter it takes now.
+	// The proposer's clock is ahead, or a counter ran away.
+	NackAhead
+)
+
+var reasonNames = [...]string{"invalid", "ballot", "recovering", "ahead"}
+
+func (r NackReason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", uint8(r))
+}
+
+// Message is every protocol message, one plain struct so the glue has one
+// thing to encode (it uses encoding/json; the tags keep it small). Which
+// fields matter depends on Kind:
+//
+//   - Prepare: Ballot.
+//   - Promise: Ballot (the one promised), Incarnation (the acceptor's),
+//     Accepted and Value (what it accepted last; zero if nothing).
+//   - Accept: Ballot, Incarnation (the acceptor incarnation that promised;
+//     any other refuses), Value.
+//   - Accepted: Ballot, Incarnation.
+//   - Nack: Ballot (the refused one), Incarnation, Reason, Seen.
+//
+// From and To are voter or proposer node names; the glue routes by To and
+// must set From to the name the peer authenticated as (memberlist's node
+// name), since the state machines trust it.
+type Message struct {
+	Kind        Kind       `json:"k"`
+	From        string     `json:"f"`
+	To          string     `json:"t"`
+	VoterHash   string     `json:"h"`
+	Ballot      Ballot     `json:"b"`
+	Incarnation uint64     `json:"i,omitempty"`
+	Accepted    Ballot     `json:"a,omitzero"`
+	Value       Value      `json:"v,omitzero"`
+	Seen        Ballot     `json:"s,omitzero"`
+	Reason      NackReason `json:"r,omitempty"`
+}
+
+// VoterHash returns the hash every message carries: hex SHA-256 (first 16
+// bytes) of the sorted voter names. Order and duplicates in voters do not
+// matter to the hash; [ValidateVoters] rejects duplicates.
+func VoterHash(voters []string) string {
+	s := slices.Clone(voters)
+	slices.Sort(s)
+	s = slices.Compact(s)
+	h := sha256.New()
+	for _, v := range s {
+		h.Write([]byte(v))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Quorum returns ⌊n/2⌋+1.
+func Quorum(n int) int { return n/2 + 1 }
+
+// ValidateVoters checks a voter list: an odd number of distinct, non-empty
+// names. The error names the offending entry.
+func ValidateVoters(voters []string) error {
+	if len(voters) == 0 {
+		return errors.New("voters: empty list")
+	}
+	if len(voters)%2 == 0 {
+		return fmt.Errorf("voters: %d names; an odd number is required (a quorum of an even list tolerates no more failures than the odd list one smaller)", len(voters))
+	}
+	seen := make(map[string]bool, len(voters))
+	for i, v := range voters {
+		if v == "" {
+			return fmt.Errorf("voters[%d]: empty name", i)
+		}
+		if seen[v] {
+			return fmt.Errorf("voters[%d]: duplicate name %q", i, v)
+		}
+		seen[v] = true
+	}
+	return nil
+}
