@@ -141,15 +141,10 @@ func (c *common) parse(args []string) error {
 	return nil
 }
 
-// addIdentity registers --id: default $POD_NAME, else host-pid, which is
-// unique for copies on one host.
+// addIdentity registers --id, by default lock.DefaultIdentity(): $POD_NAME,
+// else <hostname>_<pid>, which is unique for copies on one host.
 func (c *common) addIdentity() {
-	id := os.Getenv("POD_NAME")
-	if id == "" {
-		host, _ := os.Hostname()
-		id = fmt.Sprintf("%s-%d", host, os.Getpid())
-	}
-	c.fs.StringVar(&c.opt.ID, "id", id, "This candidate's identity, unique among the candidates (default $POD_NAME, else <hostname>-<pid>).")
+	c.fs.StringVar(&c.opt.ID, "id", lock.DefaultIdentity(), "This candidate's identity, unique among the candidates (default $POD_NAME, else <hostname>_<pid>).")
 }
 
 // lock builds the chosen backend's lock (for --backend=k8s, a Lease
@@ -163,7 +158,7 @@ func (c *common) lock(ctx context.Context) (l lock.Interface, close func(), err 
 	if l != nil {
 		return l, func() {}, nil
 	}
-	kl, err := k8s.New(k8s.Config{Client: c.opt.KubeClient, Namespace: c.opt.LeaseLockNamespace, Name: c.opt.LeaseLockName, Identity: c.opt.ID})
+	kl, err := k8s.New(ctx, k8s.Options{Client: c.opt.KubeClient, Namespace: c.opt.LeaseLockNamespace, Name: c.opt.LeaseLockName, Identity: c.opt.ID})
 	if err != nil {
 		return nil, nil, usageErr("--backend=k8s: %w", err)
 	}

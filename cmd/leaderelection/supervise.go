@@ -134,6 +134,11 @@ func supervise(args []string, stderr io.Writer) int {
 				stop(syscall.SIGTERM)
 			}
 		case <-allGone:
+			// reap reports CMD's status before it closes allGone.
+			select {
+			case code = <-exited:
+			default:
+			}
 			if code < 0 {
 				code = exitError
 			}
