@@ -74,6 +74,12 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) (int, erro
 	for {
 		err := leaderelection.Run(ctx, c.opt)
 		code, ran := r.result()
+		if r.isActive() {
+			// The elector gave up waiting (StopTimeout): the job's
+			// processes may live. Exiting closes the control pipe, so
+			// the supervisor SIGKILLs them; never start another term.
+			return 0, fmt.Errorf("the command's processes outlived the stop timeout (%v): %w", stop, err)
+		}
 		switch {
 		case ctx.Err() != nil && err == nil:
 			// Stopped by a signal: the child's status if one ran.
@@ -131,11 +137,14 @@ type runner struct {
 	stopSig  syscall.Signal // the signal that stopped leaderelection, if any
 	code     int            // the last child's status
 	ran      bool           // a child ran in the current campaign
+	active   bool           // lead is running
 }
 
 // lead runs CMD for one term; the elector cancels ctx the moment the term
 // ends.
 func (r *runner) lead(ctx context.Context) {
+	r.setActive(true)
+	defer r.setActive(false)
 	term, _ := leaderelection.TermFrom(ctx)
 	log := klog.FromContext(ctx).WithValues("term", term)
 	rd, wr, err := os.Pipe()
@@ -244,6 +253,18 @@ func (r *runner) handleSignals(sigc <-chan os.Signal, cancel context.CancelFunc)
 		}
 		r.signal(sig)
 	}
+}
+
+func (r *runner) setActive(a bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.active = a
+}
+
+func (r *runner) isActive() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.active
 }
 
 func (r *runner) finish(code int) {
