@@ -150,14 +150,23 @@ func readStatus(t *testing.T, args ...string) (int, lockStatus) {
 
 // alive reports whether pid exists and is not a zombie.
 func alive(pid int) bool {
+	st := procState(pid)
+	return st != 0 && st != 'Z'
+}
+
+// procState is pid's state letter from /proc (R, S, T, Z, ...), 0 if gone.
+func procState(pid int) byte {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0
 	}
 	// pid (comm) STATE ...: comm may hold spaces, so find the last ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+	if i < 0 || i+2 >= len(s) {
+		return 0
+	}
+	return s[i+2]
 }
 
 func readPIDs(t *testing.T, pattern string) []int {

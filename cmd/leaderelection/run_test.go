@@ -252,8 +252,8 @@ func TestRunStopsTheJobWhenLeaderelectionIsPaused(t *testing.T) {
 		return strings.Contains(string(b), "Campaigning")
 	})
 	pids := termPIDs(t, dir, 1)
-	a.signal(t, syscall.SIGSTOP)
 	defer a.cmd.Process.Signal(syscall.SIGCONT)
+	pauseOutsideFlock(t, a, lockFile+".lock")
 	eventually(t, "b's job to write", 30*time.Second, func() bool {
 		term, _ := lastTerm(t, sink)
 		if term == 2 && anyAlive(pids) {
@@ -273,5 +273,29 @@ func TestRunStopsTheJobWhenLeaderelectionIsPaused(t *testing.T) {
 		if l.term == 2 {
 			t.Fatalf("term 2 wrote (line %d) before the paused leader's job was signalled", i+1)
 		}
+	}
+}
+
+// pauseOutsideFlock stops p with SIGSTOP at a moment it does not hold the
+// file backend's flock: a process frozen inside a write would keep every
+// candidate out (the file backend's own failure mode, not run's).
+func pauseOutsideFlock(t *testing.T, p *proc, flockFile string) {
+	t.Helper()
+	f, err := os.Open(flockFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for attempt := 0; ; attempt++ {
+		p.signal(t, syscall.SIGSTOP)
+		eventually(t, p.name+" to stop", 10*time.Second, func() bool { return procState(p.cmd.Process.Pid) == 'T' })
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			return
+		}
+		if attempt == 100 {
+			t.Fatalf("%s always held the flock when stopped", p.name)
+		}
+		p.signal(t, syscall.SIGCONT)
 	}
 }
