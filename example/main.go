@@ -8,7 +8,10 @@
 // It logs "working" with its term only while it leads, and stops within a
 // second of losing the lock. With --work-log it also appends one line per
 // unit of work, stamped with its term, to a shared file: a downstream store
-// that can check fencing tokens (terms never go backwards).
+// that can check fencing tokens (terms never go backwards). With
+// --fence-file its work goes through a fencing sink, a store that rejects
+// any write from a term lower than one it has accepted: what a paused
+// leader that wakes up late must meet downstream.
 //
 // Exit status: 0 after a graceful stop (SIGINT, SIGTERM) or --help; 2 for
 // bad input (a flag, an option or the lock's configuration), with the error
@@ -29,6 +32,7 @@ import (
 
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
+	"github.com/b3df926d/leaderelection/internal/fence"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -49,9 +53,12 @@ func main() {
 func run(args []string) error {
 	fs := pflag.NewFlagSet("example", pflag.ContinueOnError)
 	var (
-		opt      = leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default"}
+		// ReleaseOnCancel: on SIGTERM the next replica takes over at once
+		// (--leader-elect-release-on-cancel=false waits for the lease).
+		opt      = leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default", ReleaseOnCancel: true}
 		interval time.Duration
 		workLog  string
+		fenceAt  string
 	)
 	backends := backendflags.New("example")
 	backends.AddFlags(fs)
@@ -60,6 +67,7 @@ func run(args []string) error {
 	fs.BoolVar(&opt.LeaderOnlyReady, "leader-only-ready", false, "Fail /readyz on every replica but the leader, so a Service routes only to the leader (active/passive; see deploy/active-passive.yaml).")
 	fs.DurationVar(&interval, "work-interval", 500*time.Millisecond, "How often the leader does a unit of work.")
 	fs.StringVar(&workLog, "work-log", "", "If set, append each unit of work, stamped with the term, to this file.")
+	fs.StringVar(&fenceAt, "fence-file", "", "If set, write each unit of work through a fencing sink at this path (PATH and PATH.log, under flock): it rejects writes from a term lower than one it has accepted, and counts them.")
 	opt.AddFlags(fs)
 	klogFlags := klogFlagSet()
 	fs.AddGoFlagSet(klogFlags)
@@ -78,7 +86,11 @@ func run(args []string) error {
 	if l != nil {
 		id = l.Identity()
 	}
-	opt.Run = func(ctx context.Context) { work(ctx, id, interval, workLog) }
+	var sink *fence.Sink
+	if fenceAt != "" {
+		sink = fence.Open(fenceAt)
+	}
+	opt.Run = func(ctx context.Context) { work(ctx, id, interval, workLog, sink) }
 	opt.OnNewLeader = func(id string) { klog.InfoS("Observed leader", "leader", id) }
 	if err := opt.Validate(); err != nil {
 		return err
@@ -91,7 +103,7 @@ func run(args []string) error {
 
 // work is the controller's loop: it runs only while this process leads and
 // returns as soon as ctx is cancelled.
-func work(ctx context.Context, id string, interval time.Duration, workLog string) {
+func work(ctx context.Context, id string, interval time.Duration, workLog string, sink *fence.Sink) {
 	term, _ := leaderelection.TermFrom(ctx)
 	klog.InfoS("Started leading", "term", term)
 	var out *os.File
@@ -120,6 +132,15 @@ func work(ctx context.Context, id string, interval time.Duration, workLog string
 		if out != nil {
 			// One small O_APPEND write per unit: appends never interleave.
 			fmt.Fprintf(out, "%d %s %d\n", term, id, time.Now().UnixNano())
+		}
+		if sink != nil {
+			// The term is the fencing token: a sink that has seen a later
+			// term refuses this write, however late this leader woke up.
+			if err := sink.Write(term, id); errors.Is(err, fence.ErrStale) {
+				klog.InfoS("Write rejected by fencing: a later term has written", "term", term, "err", err)
+			} else if err != nil {
+				klog.ErrorS(err, "Writing to the fencing sink", "term", term)
+			}
 		}
 	}
 }
