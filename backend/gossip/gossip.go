@@ -65,9 +65,14 @@ type Lock struct {
 	reinit  time.Duration
 	started time.Time
 
-	mu         sync.Mutex
-	token      casp.Token
-	haveToken  bool
+	mu        sync.Mutex
+	token     casp.Token
+	haveToken bool
+	// maxTerm is the highest LeaderTransitions this candidate has seen;
+	// released is true when Get reported an empty register as a released
+	// record at that term (see remember).
+	maxTerm    int
+	released   bool
 	corrupt    error
 	unsure     []casp.Ballot // ballots of own writes whose outcome is unknown
 	latest     casp.Value    // newest chosen value known
@@ -270,12 +275,26 @@ func (l *Lock) cached() (casp.Value, bool) {
 }
 
 // remember makes v the version Update compares with, and decodes it.
+//
+// An empty register after this candidate has seen a record means the
+// voters re-initialised it (all restarted without StateDir). Get then
+// reports a released record at the highest term seen, rather than no
+// record, so that the elector's next term continues above it instead of
+// starting again at 1; an Update from it writes only if the register is
+// still empty.
 func (l *Lock) remember(v casp.Value) (*lock.Record, []byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.released = false
 	if v.IsEmpty() {
-		l.token, l.haveToken, l.corrupt = v.Token(), true, nil
-		return nil, nil, lock.NewNotFound(l.desc)
+		l.token, l.haveToken, l.corrupt = v.Token(), false, nil
+		if l.maxTerm == 0 {
+			return nil, nil, lock.NewNotFound(l.desc)
+		}
+		rec := &lock.Record{LeaderTransitions: l.maxTerm}
+		raw, _ := json.Marshal(rec)
+		l.haveToken, l.released = true, true
+		return rec, raw, nil
 	}
 	rec, err := decodeRecord(v.Data)
 	if err != nil {
@@ -283,6 +302,7 @@ func (l *Lock) remember(v casp.Value) (*lock.Record, []byte, error) {
 		return nil, nil, l.corrupt
 	}
 	l.token, l.haveToken, l.corrupt = v.Token(), true, nil
+	l.maxTerm = max(l.maxTerm, rec.LeaderTransitions)
 	return rec, bytes.Clone(v.Data), nil
 }
 
@@ -327,7 +347,12 @@ func (l *Lock) Update(ctx context.Context, rec lock.Record) error {
 	if err != nil {
 		return fmt.Errorf("%s: update: encoding record: %w", l.desc, err)
 	}
-	return l.write(ctx, "update", data, func(cur casp.Value) bool { return !cur.IsEmpty() && cur.Token() == token })
+	l.mu.Lock()
+	released := l.released
+	l.mu.Unlock()
+	return l.write(ctx, "update", data, func(cur casp.Value) bool {
+		return (released || !cur.IsEmpty()) && cur.Token() == token
+	})
 }
 
 // errMismatch refuses a write whose compare-and-swap check failed.
@@ -376,7 +401,7 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, ok func(casp.V
 		return lock.NewConflict(l.desc, out.Err)
 	}
 	l.mu.Lock()
-	l.token, l.haveToken, l.corrupt, l.unsure = out.Value.Token(), true, nil, nil
+	l.token, l.haveToken, l.corrupt, l.unsure, l.released = out.Value.Token(), true, nil, nil, false
 	l.mu.Unlock()
 	l.learn(out.Value, true, true)
 	if out.Wrote || bytes.Equal(out.Value.Data, data) {
@@ -414,6 +439,7 @@ func (l *Lock) learn(v casp.Value, authoritative, own bool) {
 	if !v.IsEmpty() {
 		if rec, err := decodeRecord(v.Data); err == nil {
 			l.latestRec = rec
+			l.maxTerm = max(l.maxTerm, rec.LeaderTransitions)
 		}
 	}
 	l.mu.Unlock()
