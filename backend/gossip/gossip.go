@@ -85,6 +85,10 @@ type Lock struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+
+	// replied, if set (by tests), is called after this voter's acceptor
+	// answered a request, with the reply's kind and the requester.
+	replied func(k kind, to string)
 }
 
 var (
@@ -614,7 +618,7 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 					l.n.sendMsg(id, m)
 				}
 			}
-			every *= 2
+			every = min(2*every, 4*l.resend)
 			tick.Reset(every)
 		}
 	}
@@ -686,6 +690,9 @@ func (l *Lock) handle(e *envelope) *envelope {
 	payload, err := json.Marshal(r)
 	if err != nil {
 		return nil
+	}
+	if l.replied != nil {
+		defer l.replied(kindOf(r.Kind), e.From)
 	}
 	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Fresh: fresh, Payload: payload}
 }

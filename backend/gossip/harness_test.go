@@ -149,6 +149,25 @@ func (c *cluster) lock(id string) *Lock {
 	return c.locks[id]
 }
 
+// stop closes candidate id, as if its process ended.
+func (c *cluster) stop(id string) {
+	c.mu.Lock()
+	l := c.locks[id]
+	delete(c.locks, id)
+	c.mu.Unlock()
+	if l != nil {
+		_ = l.Close()
+	}
+}
+
+// restart stops candidate id and starts it again: a new process, with its
+// StateDir if the cluster gives voters one, else with no state at all.
+func (c *cluster) restart(id string) *Lock {
+	c.t.Helper()
+	c.stop(id)
+	return c.start(id, nil)
+}
+
 // waitMembers waits until every candidate sees at least n members.
 func (c *cluster) waitMembers(n int) {
 	c.t.Helper()

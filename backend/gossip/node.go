@@ -264,8 +264,14 @@ func (n *node) sendTo(name, addr string, e *envelope) {
 }
 
 // member finds the node to send to: addr if given (the address a request
-// came from), else memberlist's view of name.
+// came from), else the address this node last heard name at (a message
+// from it, or memberlist's news of it), else memberlist's view.
 func (n *node) member(name, addr string) *memberlist.Node {
+	if addr == "" {
+		n.mu.Lock()
+		addr = n.addrs[name]
+		n.mu.Unlock()
+	}
 	if addr != "" {
 		host, p, err := net.SplitHostPort(addr)
 		if port, perr := strconv.Atoi(p); err == nil && perr == nil {
@@ -278,12 +284,6 @@ func (n *node) member(name, addr string) *memberlist.Node {
 		if m.Name == name {
 			return m
 		}
-	}
-	n.mu.Lock()
-	addr = n.addrs[name]
-	n.mu.Unlock()
-	if addr != "" {
-		return n.member(name, addr)
 	}
 	return nil
 }
@@ -316,6 +316,11 @@ func (n *node) open(size int) (id uint64, replies <-chan *envelope, done func())
 // receive handles one message from the network (or from this node itself).
 func (n *node) receive(e *envelope) {
 	n.m.received.WithLabelValues(e.Kind.String()).Inc()
+	if e.Addr != "" && e.From != n.s.Identity && e.Election == n.s.Name {
+		n.mu.Lock()
+		n.addrs[e.From] = e.Addr
+		n.mu.Unlock()
+	}
 	if e.Election != n.s.Name {
 		// memberlist's label keeps elections apart already; this is a
 		// second line.
