@@ -573,6 +573,7 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 			if e.Kind == kindRefused {
 				if !slices.Contains(refusals, e.From) {
 					refusals = append(refusals, e.From)
+					l.log.Error(nil, "A voter refused this candidate's request: their voter list differs from Options.Voters; every candidate needs the same list", "voter", e.From, "voters", l.s.Voters)
 				}
 				continue
 			}

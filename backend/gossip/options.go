@@ -62,8 +62,9 @@ type Options struct {
 	// SecretKey encrypts and authenticates every message (AES-GCM); 16,
 	// 24 or 32 bytes. Never logged.
 	SecretKey []byte
-	// SecretKeyFile holds the key: raw bytes, or base64 text as produced
-	// by `head -c 32 /dev/urandom | base64`. Used when SecretKey is empty.
+	// SecretKeyFile holds the key: base64 text, as produced by
+	// `head -c 32 /dev/urandom | base64` (tried first), or raw bytes. Used
+	// when SecretKey is empty.
 	SecretKeyFile string
 	// Insecure runs without encryption, which must be asked for
 	// explicitly; a warning is logged.
