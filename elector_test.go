@@ -13,6 +13,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
 const (
@@ -40,7 +41,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 type election struct {
 	t     *testing.T
 	clk   *clocktesting.FakeClock
-	store *lock.MemoryStore
+	store *locktest.MemoryStore
 
 	mu    sync.Mutex
 	cands []*candidate
@@ -67,7 +68,7 @@ func newElection(t *testing.T) *election {
 	return &election{
 		t:     t,
 		clk:   clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
-		store: lock.NewMemoryStore("test"),
+		store: locktest.NewMemoryStore("test"),
 	}
 }
 
@@ -627,7 +628,7 @@ func TestCorruptRecordKeepsFollowerFromAcquiring(t *testing.T) {
 func TestConfigValidationNamesEachField(t *testing.T) {
 	good := func() Config {
 		return Config{
-			Lock:          lock.NewMemoryStore("v").Lock("a"),
+			Lock:          locktest.NewMemoryStore("v").Lock("a"),
 			LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
 			Callbacks: Callbacks{OnStartedLeading: func(context.Context) {}},
 		}
@@ -655,7 +656,7 @@ func TestConfigValidationNamesEachField(t *testing.T) {
 		{"term limit below retry", func(c *Config) { c.TermLimit = time.Second }, "TermLimit"},
 		{"no callback", func(c *Config) { c.Callbacks.OnStartedLeading = nil }, "OnStartedLeading"},
 		{"no lock", func(c *Config) { c.Lock = nil }, "Lock must not be nil"},
-		{"no identity", func(c *Config) { c.Lock = lock.NewMemoryStore("v").Lock("") }, "identity"},
+		{"no identity", func(c *Config) { c.Lock = locktest.NewMemoryStore("v").Lock("") }, "identity"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

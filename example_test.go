@@ -6,14 +6,14 @@ import (
 	"time"
 
 	"github.com/b3df926d/leaderelection"
-	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
 // Run runs the function only while this process holds the lock. Here the
 // function returns by itself, which ends Run; a controller would instead
 // work until its context is cancelled.
 func ExampleRun() {
-	store := lock.NewMemoryStore("example") // in production: a backend's lock
+	store := locktest.NewMemoryStore("example") // in production: a backend's lock
 	err := leaderelection.Run(context.Background(), leaderelection.Option{
 		Lock:            store.Lock("replica-1"),
 		Port:            leaderelection.NoHealthServer,
@@ -31,7 +31,7 @@ func ExampleRun() {
 
 // An Elector can be used directly, without the health server.
 func ExampleNewElector() {
-	store := lock.NewMemoryStore("example")
+	store := locktest.NewMemoryStore("example")
 	ctx, cancel := context.WithCancel(context.Background())
 	e, err := leaderelection.NewElector(leaderelection.Config{
 		Lock:            store.Lock("replica-1"),
@@ -61,7 +61,7 @@ func ExampleNewElector() {
 // Invalid options give one error naming every bad field.
 func ExampleOption_Validate() {
 	err := leaderelection.Option{
-		Lock:          lock.NewMemoryStore("example").Lock("replica-1"),
+		Lock:          locktest.NewMemoryStore("example").Lock("replica-1"),
 		LeaseDuration: 5 * time.Second,
 		Port:          70000,
 	}.Validate()

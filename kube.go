@@ -1,6 +1,8 @@
 package leaderelection
 
 import (
+	"context"
+
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/b3df926d/leaderelection/backend/k8s"
@@ -10,8 +12,8 @@ import (
 // newKubeLock is the lock used when Option.Lock is nil: a Lease on
 // LeaseLockNamespace/LeaseLockName through KubeClient (backend/k8s:
 // client-go's LeaseLock with a watch and events). The caller closes it.
-func newKubeLock(opt Option) (*k8s.Lock, error) {
-	return k8s.New(k8s.Config{
+func newKubeLock(ctx context.Context, opt Option) (*k8s.Lock, error) {
+	return k8s.New(ctx, k8s.Options{
 		Client:    opt.KubeClient,
 		Namespace: opt.LeaseLockNamespace,
 		Name:      opt.LeaseLockName,

@@ -8,7 +8,7 @@ import (
 
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
 // A Lease stores whole seconds and client-go truncates them, so a
@@ -26,7 +26,7 @@ func TestValidateLeaseDurationInWholeSeconds(t *testing.T) {
 		t.Errorf("Validate with a Lease and LeaseDuration 2.5s, RenewDeadline 2s = %v, want an error naming LeaseDuration", err)
 	}
 	memory := base
-	memory.Lock = lock.NewMemoryStore("m").Lock("a")
+	memory.Lock = locktest.NewMemoryStore("m").Lock("a")
 	if err := memory.Validate(); err != nil {
 		t.Errorf("Validate with a memory lock: %v", err)
 	}

@@ -57,7 +57,7 @@ func Run(ctx context.Context, opt Option) error {
 	if !opt.Disabled {
 		l := opt.Lock
 		if l == nil {
-			kl, err := newKubeLock(opt)
+			kl, err := newKubeLock(ctx, opt)
 			if err != nil {
 				return fmt.Errorf("leaderelection: %w", err)
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
@@ -37,8 +36,10 @@ type Option struct {
 	// when Lock is nil.
 	LeaseLockName      string
 	LeaseLockNamespace string
-	// ID is this candidate's identity; empty means Lock's identity, or
-	// else $POD_NAME.
+	// ID is this candidate's identity. Empty means Lock's identity (every
+	// backend defaults its own to lock.DefaultIdentity()), or, when Lock is
+	// nil, lock.DefaultIdentity(): $POD_NAME, else "<hostname>_<pid>". A
+	// non-empty ID that differs from Lock's identity is an error.
 	ID string
 	// KubeClient reaches the API server for the Lease when Lock is nil.
 	KubeClient kubernetes.Interface
@@ -90,13 +91,13 @@ type Option struct {
 }
 
 // withDefaults fills in zero fields. An empty ID is the Lock's identity, or
-// else $POD_NAME.
+// else lock.DefaultIdentity().
 func (o Option) withDefaults() Option {
 	if o.ID == "" && o.Lock != nil {
 		o.ID = o.Lock.Identity()
 	}
-	if o.ID == "" {
-		o.ID = os.Getenv("POD_NAME")
+	if o.ID == "" && o.Lock == nil {
+		o.ID = lock.DefaultIdentity()
 	}
 	if o.LeaseDuration == 0 {
 		o.LeaseDuration = DefaultLeaseDuration
@@ -117,7 +118,7 @@ func (o Option) withDefaults() Option {
 }
 
 // Validate reports, in one error, every field that is wrong, after applying
-// the defaults (so an empty ID is only an error when POD_NAME is unset too).
+// the defaults.
 func (o Option) Validate() error {
 	o = o.withDefaults()
 	var errs []error
@@ -131,7 +132,7 @@ func (o Option) Validate() error {
 		return errors.Join(errs...)
 	}
 	if o.ID == "" {
-		errs = append(errs, errors.New("ID is empty and POD_NAME is not set: each candidate needs a unique identity"))
+		errs = append(errs, errors.New("ID is empty and so is Lock's identity: each candidate needs a unique identity"))
 	}
 	if o.Lock == nil {
 		if o.KubeClient == nil {
@@ -147,7 +148,7 @@ func (o Option) Validate() error {
 			errs = append(errs, errors.New("LeaseLockNamespace must not be empty when Lock is nil"))
 		}
 	} else if o.ID != "" && o.Lock.Identity() != o.ID {
-		errs = append(errs, fmt.Errorf("ID %q differs from the identity %q of Lock %s", o.ID, o.Lock.Identity(), o.Lock.Describe()))
+		errs = append(errs, fmt.Errorf("ID %q differs from the identity %q of Lock %s: leave ID empty to use the lock's identity, or give the lock's Options.Identity the same value", o.ID, o.Lock.Identity(), o.Lock.Describe()))
 	}
 	// The elector's own rules, on the durations.
 	c := o.electorConfig(placeholderLock{id: "placeholder"})

@@ -18,13 +18,14 @@ import (
 
 	"github.com/b3df926d/leaderelection/backend/file"
 	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
 func noop(context.Context) {}
 
 func TestOptionValidateNamesEveryBadField(t *testing.T) {
 	t.Setenv("POD_NAME", "")
-	mem := lock.NewMemoryStore("v")
+	mem := locktest.NewMemoryStore("v")
 	good := func() Option { return Option{Lock: mem.Lock("a"), ID: "a", Run: noop} }
 	if err := good().Validate(); err != nil {
 		t.Fatalf("valid options rejected: %v", err)
@@ -35,13 +36,7 @@ func TestOptionValidateNamesEveryBadField(t *testing.T) {
 		want []string
 	}{
 		{"no run", func(o *Option) { o.Run = nil }, []string{"Run must not be nil"}},
-		{"empty ID and no POD_NAME", func(o *Option) {
-			o.ID = ""
-			o.Lock = nil
-			o.KubeClient = fake.NewClientset()
-			o.LeaseLockName = "l"
-			o.LeaseLockNamespace = "ns"
-		}, []string{"ID is empty and POD_NAME is not set"}},
+		{"lock without identity", func(o *Option) { o.ID = ""; o.Lock = mem.Lock("") }, []string{"ID is empty and so is Lock's identity"}},
 		{"no lock nor client", func(o *Option) { o.Lock = nil }, []string{"Option.Lock and Option.KubeClient are both nil", "LeaseLockName", "LeaseLockNamespace"}},
 		{"unsupported resource lock", func(o *Option) {
 			o.Lock = nil
@@ -55,7 +50,7 @@ func TestOptionValidateNamesEveryBadField(t *testing.T) {
 		{"negative lease", func(o *Option) { o.LeaseDuration = -time.Second }, []string{"LeaseDuration (-1s)"}},
 		{"lease not above renew", func(o *Option) { o.LeaseDuration = 10 * time.Second }, []string{"LeaseDuration (10s) must be greater than RenewDeadline (10s)"}},
 		{"negative retry", func(o *Option) { o.RetryPeriod = -time.Second }, []string{"RetryPeriod (-1s) must be greater than zero"}},
-		{"ID differs from lock", func(o *Option) { o.ID = "b" }, []string{`ID "b" differs`}},
+		{"ID differs from lock", func(o *Option) { o.ID = "b" }, []string{`ID "b" differs from the identity "a" of Lock memory://v`, "leave ID empty"}},
 		{"several at once", func(o *Option) { o.Run = nil; o.Port = 70000; o.RenewDeadline = 20 * time.Second }, []string{"Run", "Port", "RenewDeadline"}},
 	}
 	for _, tc := range cases {
@@ -111,6 +106,35 @@ func TestIDDefaultsFromPodName(t *testing.T) {
 	}
 }
 
+// Without POD_NAME, the Lease's holder is lock.DefaultIdentity()
+// (<hostname>_<pid>), not an error.
+func TestIDDefaultsToHostAndPidWithoutPodName(t *testing.T) {
+	t.Setenv("POD_NAME", "")
+	o := Option{KubeClient: fake.NewClientset(), LeaseLockName: "lk", LeaseLockNamespace: "ns", Run: noop}
+	if err := o.Validate(); err != nil {
+		t.Fatalf("Validate without ID and POD_NAME: %v", err)
+	}
+	if got, want := o.withDefaults().ID, lock.DefaultIdentity(); got != want {
+		t.Fatalf("ID defaulted to %q, want lock.DefaultIdentity() %q", got, want)
+	}
+}
+
+// An empty ID takes the lock's identity, which the backend defaulted.
+func TestEmptyIDTakesTheLocksIdentity(t *testing.T) {
+	t.Setenv("POD_NAME", "")
+	l, err := file.New(context.Background(), file.Options{Path: filepath.Join(t.TempDir(), "l.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Option{Lock: l, Run: noop}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.withDefaults().ID; got != l.Identity() || got != lock.DefaultIdentity() {
+		t.Fatalf("ID = %q, lock identity %q, want both lock.DefaultIdentity() %q", got, l.Identity(), lock.DefaultIdentity())
+	}
+}
+
 func TestFlagsUseKubernetesNames(t *testing.T) {
 	var o Option
 	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
@@ -150,7 +174,7 @@ func TestRunReportsPortInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	err = Run(context.Background(), Option{Lock: lock.NewMemoryStore("p").Lock("a"), Run: noop, Port: port, HealthBindAddress: "127.0.0.1"})
+	err = Run(context.Background(), Option{Lock: locktest.NewMemoryStore("p").Lock("a"), Run: noop, Port: port, HealthBindAddress: "127.0.0.1"})
 	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(port)) {
 		t.Fatalf("Run on a used port = %v, want an error naming port %d", err, port)
 	}
@@ -167,7 +191,7 @@ func freePort(t *testing.T) int {
 
 func TestRunOnFileLockServesStatusAndReleasesOnStop(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lock.json")
-	l, err := file.New(path, "a", file.Options{})
+	l, err := file.New(context.Background(), file.Options{Path: path, Identity: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +257,7 @@ func TestDisabledElectionRunsAtOnce(t *testing.T) {
 }
 
 func TestLostLeaseMakesRunFail(t *testing.T) {
-	store := lock.NewMemoryStore("lost")
+	store := locktest.NewMemoryStore("lost")
 	errc := make(chan error, 1)
 	leading := make(chan struct{})
 	go func() {

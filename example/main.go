@@ -16,33 +16,14 @@ import (
 	goflag "flag"
 	"fmt"
 	"os"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection"
-	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/internal/backendflags"
 )
-
-// backend is one choice of --backend: its flags and how to build its lock.
-type backend struct {
-	addFlags func(fs *pflag.FlagSet)
-	// newLock returns the lock for identity id; a nil lock with a nil
-	// error means Option's own Kubernetes Lease (KubeClient).
-	newLock func(ctx context.Context, id string, opt *leaderelection.Option) (lock.Interface, error)
-}
-
-func backends() map[string]*backend {
-	return map[string]*backend{
-		"file": fileBackend(),
-		"k8s":  kubeBackend(),
-		"git":  gitBackend(),
-		"s3":   s3Backend(),
-	}
-}
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -55,20 +36,13 @@ func run(args []string) error {
 	fs := pflag.NewFlagSet("example", pflag.ContinueOnError)
 	var (
 		opt      = leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default"}
-		kind     string
 		interval time.Duration
 		workLog  string
 	)
-	all := backends()
-	names := make([]string, 0, len(all))
-	for name, b := range all {
-		names = append(names, name)
-		b.addFlags(fs)
-	}
-	sort.Strings(names)
+	backends := backendflags.New("example")
+	backends.AddFlags(fs)
 	fs.StringVar(&opt.ID, "id", "", "This replica's identity (default $POD_NAME).")
 	fs.IntVar(&opt.Port, "port", leaderelection.DefaultPort, "Health server port (/healthz, /livez, /readyz, /metrics, /status).")
-	fs.StringVar(&kind, "backend", "file", "Lock backend: "+strings.Join(names, ", ")+".")
 	fs.DurationVar(&interval, "work-interval", 500*time.Millisecond, "How often the leader does a unit of work.")
 	fs.StringVar(&workLog, "work-log", "", "If set, append each unit of work, stamped with the term, to this file.")
 	opt.AddFlags(fs)
@@ -77,19 +51,15 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b, ok := all[kind]
-	if !ok {
-		return fmt.Errorf("--backend=%q: want one of %s", kind, strings.Join(names, ", "))
-	}
 	if opt.ID == "" {
 		opt.ID = os.Getenv("POD_NAME")
 	}
 	if opt.ID == "" {
 		return fmt.Errorf("--id is empty and POD_NAME is not set: each replica needs a unique identity")
 	}
-	l, err := b.newLock(context.Background(), opt.ID, &opt)
+	l, err := backends.Lock(context.Background(), opt.ID, &opt)
 	if err != nil {
-		return fmt.Errorf("--backend=%s: %w", kind, err)
+		return err
 	}
 	opt.Lock = l
 	id := opt.ID

@@ -1,7 +1,7 @@
 // Package healthz serves an elector's health on HTTP: /healthz, /livez and
 // /readyz (each with per-check paths, built on
-// k8s.io/apiserver/pkg/server/healthz), /metrics (Prometheus) and /status
-// (JSON).
+// k8s.io/apiserver/pkg/server/healthz), /metrics (Prometheus), /status
+// (JSON) and /leader (200 on the leader, 503 on the others).
 //
 // The leader watchdog check fails on a process that believes it leads but
 // has not renewed for LeaseDuration plus a tolerance: its elector is wedged,
@@ -92,11 +92,39 @@ func New(opts Options) (*Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(opts.Source.Status())
 	})
+	mux.HandleFunc("/leader", func(w http.ResponseWriter, _ *http.Request) {
+		serveLeader(w, opts.Source.Status())
+	})
 	return &Server{
 		ln:      ln,
 		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		metrics: m,
 	}, nil
+}
+
+// Leader is the body of /leader: this replica's identity, whether it leads,
+// the observed leader and the lock's current term (the leader's fencing
+// token).
+type Leader struct {
+	Identity string `json:"identity"`
+	Leading  bool   `json:"leading"`
+	Leader   string `json:"leader"`
+	Term     int64  `json:"term"`
+}
+
+// serveLeader answers "am I leader" for programs that cannot link the
+// library: 200 on the leader, 503 elsewhere, the same JSON body on both.
+func serveLeader(w http.ResponseWriter, st Status) {
+	body := Leader{Identity: st.Identity, Leading: st.Leading, Leader: st.Leader, Term: st.Transitions}
+	if st.Leading {
+		body.Term = st.Term
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !st.Leading {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // Addr is the bound address.

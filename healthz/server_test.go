@@ -156,3 +156,24 @@ func TestNilSourceIsError(t *testing.T) {
 		t.Fatal("New without a Source succeeded")
 	}
 }
+
+func TestLeaderIs200OnTheLeaderAnd503Elsewhere(t *testing.T) {
+	src := &fakeSource{st: Status{Identity: "a", Leader: "b", Transitions: 4, Term: 2}}
+	url := start(t, Options{Source: src}) + "/leader"
+	code, body := get(t, url)
+	var got Leader
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("/leader body %q: %v", body, err)
+	}
+	if want := (Leader{Identity: "a", Leader: "b", Term: 4}); code != http.StatusServiceUnavailable || got != want {
+		t.Fatalf("follower: /leader = %d %+v, want 503 %+v", code, got, want)
+	}
+	src.set(func(s *Status) { s.Leading, s.Leader, s.Term, s.Transitions = true, "a", 5, 5 })
+	code, body = get(t, url)
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("/leader body %q: %v", body, err)
+	}
+	if want := (Leader{Identity: "a", Leading: true, Leader: "a", Term: 5}); code != http.StatusOK || got != want {
+		t.Fatalf("leader: /leader = %d %+v, want 200 %+v", code, got, want)
+	}
+}

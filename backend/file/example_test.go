@@ -19,12 +19,12 @@ func ExampleNew() {
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "leader.json")
 
-	a, err := file.New(path, "replica-a", file.Options{})
+	ctx := context.Background()
+	a, err := file.New(ctx, file.Options{Path: path, Identity: "replica-a"})
 	if err != nil {
 		panic(err)
 	}
-	b, _ := file.New(path, "replica-b", file.Options{})
-	ctx := context.Background()
+	b, _ := file.New(ctx, file.Options{Path: path, Identity: "replica-b"})
 	fmt.Println("a creates:", a.Create(ctx, locktest.NewRecord("replica-a", 1)))
 	err = b.Create(ctx, locktest.NewRecord("replica-b", 1))
 	fmt.Println("b conflicts:", err != nil)

@@ -29,8 +29,18 @@ import (
 	"github.com/b3df926d/leaderelection/lock"
 )
 
-// Options tune a Lock. The zero value is ready.
+// Options configure a Lock. Path is required; the zero value of every other
+// field is a sensible default.
 type Options struct {
+	// Path is the record file, shared by the candidates on this host. Its
+	// directory must exist and be writable; the file is created on first
+	// acquisition, and PATH.lock next to it holds the flock.
+	Path string
+	// Identity is this candidate's identity; empty means
+	// lock.DefaultIdentity() ($POD_NAME, else "<hostname>_<pid>", unique
+	// among the processes on this host).
+	Identity string
+
 	// PollInterval is how often the watcher checks the file when inotify
 	// is unavailable (default 500ms).
 	PollInterval time.Duration
@@ -61,15 +71,20 @@ type stored struct {
 	Record  lock.Record `json:"record"`
 }
 
-// New returns a lock on the record file path for the candidate identity. The
-// directory must exist and be writable; the file is created on first
-// acquisition.
-func New(path, identity string, opts Options) (*Lock, error) {
+// New returns a lock on the record file opts.Path. It checks that the
+// directory exists and is writable, so a misconfigured path is an error here
+// rather than a candidate that can never acquire.
+func New(ctx context.Context, opts Options) (*Lock, error) {
+	path := opts.Path
 	if path == "" {
-		return nil, errors.New("file lock: path must not be empty")
+		return nil, errors.New("file lock: Options.Path must not be empty")
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("file lock %s: %w", path, err)
+	}
+	identity := opts.Identity
 	if identity == "" {
-		return nil, errors.New("file lock: identity must not be empty")
+		identity = lock.DefaultIdentity()
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {

@@ -21,7 +21,7 @@ type harness struct{ dir string }
 func (h harness) path(name string) string { return filepath.Join(h.dir, name+".json") }
 
 func (h harness) NewLock(t *testing.T, name, identity string) lock.Interface {
-	l, err := New(h.path(name), identity, Options{})
+	l, err := New(context.Background(), Options{Path: h.path(name), Identity: identity})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +77,7 @@ func TestNewRejectsBadPaths(t *testing.T) {
 	cases := []struct {
 		name, path, id, want string
 	}{
-		{"empty path", "", "a", "path must not be empty"},
-		{"empty identity", filepath.Join(dir, "l.json"), "", "identity must not be empty"},
+		{"empty path", "", "a", "Options.Path must not be empty"},
 		{"missing directory", filepath.Join(dir, "missing", "l.json"), "a", filepath.Join(dir, "missing")},
 		{"parent is a file", filepath.Join(notDir, "l.json"), "a", "not a directory"},
 		{"path is a directory", filepath.Join(dir, "adir"), "a", "is a directory"},
@@ -88,11 +87,24 @@ func TestNewRejectsBadPaths(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := New(tc.path, tc.id, Options{})
+			_, err := New(context.Background(), Options{Path: tc.path, Identity: tc.id})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New(%q, %q) = %v, want an error containing %q", tc.path, tc.id, err, tc.want)
 			}
 		})
+	}
+}
+
+// An empty Identity is lock.DefaultIdentity(): no candidate has to repeat
+// what RunOrDie would default anyway.
+func TestEmptyIdentityDefaults(t *testing.T) {
+	t.Setenv("POD_NAME", "pod-x")
+	l, err := New(context.Background(), Options{Path: filepath.Join(t.TempDir(), "l.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Identity(); got != "pod-x" || got != lock.DefaultIdentity() {
+		t.Fatalf("Identity() = %q, want lock.DefaultIdentity() %q", got, lock.DefaultIdentity())
 	}
 }
 
@@ -102,7 +114,7 @@ func TestUnreadableRecordIsClearError(t *testing.T) {
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "l.json")
-	l, err := New(path, "a", Options{})
+	l, err := New(context.Background(), Options{Path: path, Identity: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +136,7 @@ func TestRecordWithoutVersionIsCorrupt(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"record":{"holderIdentity":"x"}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	l, err := New(path, "a", Options{})
+	l, err := New(context.Background(), Options{Path: path, Identity: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,11 +148,11 @@ func TestRecordWithoutVersionIsCorrupt(t *testing.T) {
 func TestPollingWatcherSignalsChange(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "l.json")
-	a, err := New(path, "a", Options{PollInterval: 10 * time.Millisecond})
+	a, err := New(context.Background(), Options{Path: path, Identity: "a", PollInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(path, "b", Options{})
+	b, err := New(context.Background(), Options{Path: path, Identity: "b"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 // token. The lock works under this module's elector, client-go's
 // leaderelection.RunOrDie and controller-runtime alike.
 func Example() {
-	l, err := git.New(git.Config{
+	l, err := git.New(context.Background(), git.Options{
 		URL:      "https://git.example.com/platform/locks.git",
 		Name:     "my-controller", // branch refs/heads/leaderelection/my-controller
 		Identity: os.Getenv("POD_NAME"),

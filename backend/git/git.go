@@ -40,12 +40,12 @@ import (
 	"github.com/b3df926d/leaderelection/lock"
 )
 
-// DefaultBranchPrefix is where lock branches live unless Config.Branch says
+// DefaultBranchPrefix is where lock branches live unless Options.Branch says
 // otherwise: refs/heads/leaderelection/<name>.
 const DefaultBranchPrefix = "refs/heads/leaderelection/"
 
-// Config describes one lock. URL, Name and Identity are required.
-type Config struct {
+// Options describe one lock. URL and Name are required.
+type Options struct {
 	// URL of the repository: https://host/org/repo.git, ssh://git@host/repo.git,
 	// git@host:repo.git, git://host/repo.git, file:///path or a local path.
 	// Credentials in the URL are used but never logged or shown by Describe;
@@ -58,7 +58,8 @@ type Config struct {
 	// A short name ("locks/a") is taken as refs/heads/locks/a. Give every lock
 	// its own branch: a write replaces the whole branch.
 	Branch string
-	// Identity of this candidate (the holder identity it writes).
+	// Identity of this candidate (the holder identity it writes); empty
+	// means lock.DefaultIdentity() ($POD_NAME, else "<hostname>_<pid>").
 	Identity string
 
 	// Auth overrides the fields below with any go-git auth method.
@@ -105,8 +106,13 @@ var _ lock.Interface = (*Lock)(nil)
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]*$`)
 
-// New checks cfg and returns a lock. It does not contact the server.
-func New(cfg Config) (*Lock, error) {
+// New checks opts and returns a lock. It does not contact the server; ctx is
+// for the signature every backend shares.
+func New(ctx context.Context, opts Options) (*Lock, error) {
+	cfg := opts
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("git lock: %w", err)
+	}
 	if cfg.URL == "" {
 		return nil, errors.New("git lock: URL is required")
 	}
@@ -117,7 +123,7 @@ func New(cfg Config) (*Lock, error) {
 		return nil, fmt.Errorf("git lock: Name %q: use letters, digits, '.', '_' and '-', not ending in .lock", cfg.Name)
 	}
 	if cfg.Identity == "" {
-		return nil, errors.New("git lock: Identity is required")
+		cfg.Identity = lock.DefaultIdentity()
 	}
 	branch := plumbing.ReferenceName(DefaultBranchPrefix + cfg.Name)
 	if cfg.Branch != "" {

@@ -28,12 +28,12 @@ import (
 type harness struct {
 	repo  *testserver.GitRepo
 	url   string
-	auth  func(*git.Config)
+	auth  func(*git.Options)
 	proxy *testserver.Proxy
 }
 
-func (h *harness) config(name, identity string) git.Config {
-	cfg := git.Config{URL: h.url, Name: name, Identity: identity}
+func (h *harness) config(name, identity string) git.Options {
+	cfg := git.Options{URL: h.url, Name: name, Identity: identity}
 	if h.auth != nil {
 		h.auth(&cfg)
 	}
@@ -47,7 +47,7 @@ func (h *harness) NewLock(t *testing.T, name, identity string) lock.Interface {
 
 func (h *harness) newLock(t testing.TB, name, identity string) *git.Lock {
 	t.Helper()
-	l, err := git.New(h.config(name, identity))
+	l, err := git.New(context.Background(), h.config(name, identity))
 	if err != nil {
 		t.Fatalf("git.New: %v", err)
 	}
@@ -96,7 +96,7 @@ type served struct {
 	repo   *testserver.GitRepo
 	addr   string
 	scheme string // "http", "git" or "ssh"
-	auth   func(*git.Config)
+	auth   func(*git.Options)
 	// allow, if set, lets clients reach the server at a new proxy address
 	// (ssh: adds the host key for it to known_hosts).
 	allow func(t testing.TB, addr string)
@@ -121,7 +121,7 @@ func (s served) harness(t testing.TB) blockingHarness {
 	return blockingHarness{&harness{repo: s.repo, url: url, auth: s.auth, proxy: p}}
 }
 
-func serveHTTP(t testing.TB, auth testserver.GitHTTPAuth, setAuth func(*git.Config)) served {
+func serveHTTP(t testing.TB, auth testserver.GitHTTPAuth, setAuth func(*git.Options)) served {
 	repo := testserver.NewGitRepo(t)
 	return served{repo: repo, addr: repo.ServeHTTP(t, auth), scheme: "http", auth: setAuth}
 }
@@ -155,7 +155,7 @@ func serveSSH(t testing.TB, agent bool) served {
 	}
 	addr, hostKey := repo.ServeSSH(t, clientKey)
 	s := served{repo: repo, addr: addr, scheme: "ssh",
-		auth: func(c *git.Config) { c.SSHKeyFile, c.SSHKnownHosts = keyFile, []string{knownHosts} },
+		auth: func(c *git.Options) { c.SSHKeyFile, c.SSHKnownHosts = keyFile, []string{knownHosts} },
 		allow: func(t testing.TB, addr string) {
 			f, err := os.OpenFile(knownHosts, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 			if err == nil {
@@ -169,12 +169,12 @@ func serveSSH(t testing.TB, agent bool) served {
 	}
 	if agent {
 		t.Setenv("SSH_AUTH_SOCK", testserver.StartSSHAgent(t, priv))
-		s.auth = func(c *git.Config) { c.SSHKnownHosts = []string{knownHosts} }
+		s.auth = func(c *git.Options) { c.SSHKnownHosts = []string{knownHosts} }
 	}
 	return s
 }
 
-func newHTTPHarness(t testing.TB, auth testserver.GitHTTPAuth, setAuth func(*git.Config)) blockingHarness {
+func newHTTPHarness(t testing.TB, auth testserver.GitHTTPAuth, setAuth func(*git.Options)) blockingHarness {
 	return serveHTTP(t, auth, setAuth).harness(t)
 }
 
@@ -188,7 +188,7 @@ func newLocalHarness(t testing.TB) *harness {
 }
 
 func TestConformanceSmartHTTPTokenAuth(t *testing.T) {
-	h := newHTTPHarness(t, testserver.GitHTTPAuth{Token: "s3cret-token"}, func(c *git.Config) { c.Token = "s3cret-token" })
+	h := newHTTPHarness(t, testserver.GitHTTPAuth{Token: "s3cret-token"}, func(c *git.Options) { c.Token = "s3cret-token" })
 	locktest.RunConformanceTests(t, h, locktest.Options{})
 }
 
@@ -210,7 +210,7 @@ func TestConformanceLocalPath(t *testing.T) {
 
 func TestBasicAuthIsSentAndWrongCredentialsAreNoConflict(t *testing.T) {
 	h := newHTTPHarness(t, testserver.GitHTTPAuth{Username: "ci", Password: "pa55word"},
-		func(c *git.Config) { c.Username, c.Password = "ci", "pa55word" })
+		func(c *git.Options) { c.Username, c.Password = "ci", "pa55word" })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := locktest.Name(t)
@@ -218,7 +218,7 @@ func TestBasicAuthIsSentAndWrongCredentialsAreNoConflict(t *testing.T) {
 	if err := a.Create(ctx, locktest.NewRecord("a", 1)); err != nil {
 		t.Fatalf("Create with basic auth: %v", err)
 	}
-	h.auth = func(c *git.Config) { c.Username, c.Password = "ci", "wrong-password" }
+	h.auth = func(c *git.Options) { c.Username, c.Password = "ci", "wrong-password" }
 	b := h.NewLock(t, name, "b")
 	_, _, err := b.Get(ctx)
 	if err == nil || lock.IsConflict(err) || lock.IsNotFound(err) {
@@ -240,7 +240,7 @@ func TestCredentialsInURLAreUsedAndNeverShown(t *testing.T) {
 	addr := repo.ServeHTTP(t, testserver.GitHTTPAuth{Username: "ci", Password: "pa55word"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l, err := git.New(git.Config{URL: "http://ci:pa55word@" + addr + "/" + repo.Name, Name: "a", Identity: "x"})
+	l, err := git.New(context.Background(), git.Options{URL: "http://ci:pa55word@" + addr + "/" + repo.Name, Name: "a", Identity: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestCredentialsInURLAreUsedAndNeverShown(t *testing.T) {
 		"http://t0ken-as-user@" + closed + "/locks.git",
 		"http://ci:wrong-pa55word@" + addr + "/" + repo.Name,
 	} {
-		l, err := git.New(git.Config{URL: u, Name: "a", Identity: "x"})
+		l, err := git.New(context.Background(), git.Options{URL: u, Name: "a", Identity: "x"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -415,23 +415,34 @@ func TestCommitsPassGitFsck(t *testing.T) {
 	}
 }
 
+// An empty Identity is lock.DefaultIdentity(), as for every backend.
+func TestEmptyIdentityDefaults(t *testing.T) {
+	t.Setenv("POD_NAME", "pod-x")
+	l, err := git.New(context.Background(), git.Options{URL: "/tmp/r.git", Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Identity(); got != "pod-x" || got != lock.DefaultIdentity() {
+		t.Fatalf("Identity() = %q, want lock.DefaultIdentity() %q", got, lock.DefaultIdentity())
+	}
+}
+
 func TestNewRejectsBadConfigNamingTheField(t *testing.T) {
 	for _, tc := range []struct {
-		cfg  git.Config
+		cfg  git.Options
 		want string
 	}{
-		{git.Config{Name: "a", Identity: "x"}, "URL"},
-		{git.Config{URL: "/tmp/r.git", Identity: "x"}, "Name"},
-		{git.Config{URL: "/tmp/r.git", Name: "a"}, "Identity"},
-		{git.Config{URL: "/tmp/r.git", Name: "a/b", Identity: "x"}, "Name"},
-		{git.Config{URL: "/tmp/r.git", Name: "a.lock", Identity: "x"}, "Name"},
-		{git.Config{URL: "/tmp/r.git", Name: "a", Identity: "x", Branch: "bad..branch"}, "Branch"},
-		{git.Config{URL: "/tmp/r.git", Name: "a", Identity: "x", Token: "t"}, "Token"},
-		{git.Config{URL: "git://h/r.git", Name: "a", Identity: "x", Password: "p"}, "Password"},
-		{git.Config{URL: "https://h/r.git", Name: "a", Identity: "x", SSHKeyFile: "/k"}, "SSHKeyFile"},
-		{git.Config{URL: "ssh://git@h/r.git", Name: "a", Identity: "x", SSHKeyFile: "/nonexistent/key"}, "SSHKeyFile"},
+		{git.Options{Name: "a", Identity: "x"}, "URL"},
+		{git.Options{URL: "/tmp/r.git", Identity: "x"}, "Name"},
+		{git.Options{URL: "/tmp/r.git", Name: "a/b", Identity: "x"}, "Name"},
+		{git.Options{URL: "/tmp/r.git", Name: "a.lock", Identity: "x"}, "Name"},
+		{git.Options{URL: "/tmp/r.git", Name: "a", Identity: "x", Branch: "bad..branch"}, "Branch"},
+		{git.Options{URL: "/tmp/r.git", Name: "a", Identity: "x", Token: "t"}, "Token"},
+		{git.Options{URL: "git://h/r.git", Name: "a", Identity: "x", Password: "p"}, "Password"},
+		{git.Options{URL: "https://h/r.git", Name: "a", Identity: "x", SSHKeyFile: "/k"}, "SSHKeyFile"},
+		{git.Options{URL: "ssh://git@h/r.git", Name: "a", Identity: "x", SSHKeyFile: "/nonexistent/key"}, "SSHKeyFile"},
 	} {
-		_, err := git.New(tc.cfg)
+		_, err := git.New(context.Background(), tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want an error naming %s", tc.cfg, err, tc.want)
 		}
@@ -443,7 +454,7 @@ func TestDescribeShowsNoCredentials(t *testing.T) {
 		"https://user:hunter2@example.com/org/repo.git",
 		"https://hunter2@example.com/org/repo.git",
 	} {
-		l, err := git.New(git.Config{URL: raw, Name: "a", Identity: "x", Password: "also-secret"})
+		l, err := git.New(context.Background(), git.Options{URL: raw, Name: "a", Identity: "x", Password: "also-secret"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -454,7 +465,7 @@ func TestDescribeShowsNoCredentials(t *testing.T) {
 			t.Errorf("Describe() = %q, want %q", l.Describe(), want)
 		}
 	}
-	l, err := git.New(git.Config{URL: "/srv/locks.git", Name: "a", Identity: "x", Branch: "locks/a"})
+	l, err := git.New(context.Background(), git.Options{URL: "/srv/locks.git", Name: "a", Identity: "x", Branch: "locks/a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,7 +476,7 @@ func TestDescribeShowsNoCredentials(t *testing.T) {
 
 func TestCallsFailCleanlyWhenTheServerIsGone(t *testing.T) {
 	u := url.URL{Scheme: "git", Host: fmt.Sprintf("127.0.0.1:%d", testserver.FreePort(t)), Path: "/locks.git"}
-	l, err := git.New(git.Config{URL: u.String(), Name: "a", Identity: "x"})
+	l, err := git.New(context.Background(), git.Options{URL: u.String(), Name: "a", Identity: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}

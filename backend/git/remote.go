@@ -72,7 +72,7 @@ func (r *remote) scrub(err error) error {
 	return &redacted{msg: msg, err: err}
 }
 
-func newRemote(cfg Config) (*remote, error) {
+func newRemote(cfg Options) (*remote, error) {
 	ep, err := transport.NewEndpoint(cfg.URL)
 	if err != nil {
 		// The URL may hold a password: do not quote it.
@@ -124,7 +124,7 @@ func newRemote(cfg Config) (*remote, error) {
 	return r, nil
 }
 
-func sshAuth(cfg Config, ep *transport.Endpoint) (transport.AuthMethod, error) {
+func sshAuth(cfg Options, ep *transport.Endpoint) (transport.AuthMethod, error) {
 	user := cfg.Username
 	if user == "" {
 		user = ep.User

@@ -58,11 +58,11 @@ func testThreeElectorsTakeOver(t *testing.T, srv served) {
 	cands := map[string]*candidate{}
 	for _, id := range []string{"a", "b", "c"} {
 		p, url := srv.proxy(t)
-		cfg := git.Config{URL: url, Name: name, Identity: id}
+		cfg := git.Options{URL: url, Name: name, Identity: id}
 		if srv.auth != nil {
 			srv.auth(&cfg)
 		}
-		l, err := git.New(cfg)
+		l, err := git.New(context.Background(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

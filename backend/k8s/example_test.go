@@ -22,7 +22,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	client := kubernetes.NewForConfigOrDie(cfg)
-	l, err := k8s.New(k8s.Config{
+	l, err := k8s.New(context.Background(), k8s.Options{
 		Client:    client,
 		Namespace: os.Getenv("POD_NAMESPACE"),
 		Name:      "my-controller",

@@ -54,14 +54,14 @@ import (
 	"github.com/b3df926d/leaderelection/lock"
 )
 
-// Config configures a Lease lock.
-type Config struct {
+// Options configure a Lease lock. Client, Namespace and Name are required.
+type Options struct {
 	// Client talks to the API server. Required.
 	Client kubernetes.Interface
 	// Namespace and Name locate the Lease. Required.
 	Namespace, Name string
-	// Identity is this candidate's identity (for example the pod name).
-	// Required.
+	// Identity is this candidate's identity; empty means
+	// lock.DefaultIdentity() ($POD_NAME, else "<hostname>_<pid>").
 	Identity string
 	// Labels are set on the Lease when this candidate creates or updates it.
 	Labels map[string]string
@@ -120,41 +120,44 @@ var (
 	_ lock.Watcher   = (*Lock)(nil)
 )
 
-// New returns a lock on the Lease cfg.Namespace/cfg.Name. It makes no API
-// call.
-func New(cfg Config) (*Lock, error) {
+// New returns a lock on the Lease opts.Namespace/opts.Name. It makes no API
+// call; ctx is for the signature every backend shares.
+func New(ctx context.Context, opts Options) (*Lock, error) {
 	var errs []error
-	if cfg.Client == nil {
+	if opts.Client == nil {
 		errs = append(errs, errors.New("k8s: Client must not be nil"))
 	}
-	if cfg.Namespace == "" {
+	if opts.Namespace == "" {
 		errs = append(errs, errors.New("k8s: Namespace must not be empty"))
 	}
-	if cfg.Name == "" {
+	if opts.Name == "" {
 		errs = append(errs, errors.New("k8s: Name must not be empty"))
 	}
-	if cfg.Identity == "" {
-		errs = append(errs, errors.New("k8s: Identity must not be empty"))
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("k8s: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if opts.Identity == "" {
+		opts.Identity = lock.DefaultIdentity()
+	}
 	logger := klog.Background()
-	if cfg.Logger != nil {
-		logger = *cfg.Logger
+	if opts.Logger != nil {
+		logger = *opts.Logger
 	}
 	l := &Lock{
-		leases:        cfg.Client.CoordinationV1().Leases(cfg.Namespace),
-		name:          cfg.Name,
-		client:        cfg.Client,
-		recorder:      cfg.EventRecorder,
-		disableEvents: cfg.DisableEvents,
+		leases:        opts.Client.CoordinationV1().Leases(opts.Namespace),
+		name:          opts.Name,
+		client:        opts.Client,
+		recorder:      opts.EventRecorder,
+		disableEvents: opts.DisableEvents,
 	}
 	l.inner = &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.Name},
+		LeaseMeta:  metav1.ObjectMeta{Namespace: opts.Namespace, Name: opts.Name},
 		Client:     leasesGetter{l},
-		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity, EventRecorder: eventSink{l}},
-		Labels:     cfg.Labels,
+		LockConfig: resourcelock.ResourceLockConfig{Identity: opts.Identity, EventRecorder: eventSink{l}},
+		Labels:     opts.Labels,
 	}
 	l.desc = l.inner.Describe()
 	l.log = logger.WithValues("lease", l.desc)

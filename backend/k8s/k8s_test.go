@@ -72,7 +72,7 @@ func randomSuffix(t testing.TB) string {
 // newLock returns a lock on namespace/name through cfg, closed when t ends.
 func newLock(t testing.TB, cfg *rest.Config, namespace, name, identity string) *k8s.Lock {
 	t.Helper()
-	l, err := k8s.New(k8s.Config{
+	l, err := k8s.New(context.Background(), k8s.Options{
 		Client:        clientset(t, cfg),
 		Namespace:     namespace,
 		Name:          name,
@@ -152,14 +152,32 @@ func TestConformance(t *testing.T) {
 }
 
 func TestNewRejectsMissingFields(t *testing.T) {
-	_, err := k8s.New(k8s.Config{})
+	_, err := k8s.New(context.Background(), k8s.Options{})
 	if err == nil {
-		t.Fatal("New with an empty Config succeeded")
+		t.Fatal("New with empty Options succeeded")
 	}
-	for _, field := range []string{"Client", "Namespace", "Name", "Identity"} {
+	for _, field := range []string{"Client", "Namespace", "Name"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error %q does not name %s", err, field)
 		}
+	}
+}
+
+// An empty Identity is lock.DefaultIdentity(), as for every backend. New
+// makes no API call, so the client points nowhere.
+func TestEmptyIdentityDefaults(t *testing.T) {
+	t.Setenv("POD_NAME", "pod-x")
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: "ns", Name: "n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if got := l.Identity(); got != "pod-x" || got != lock.DefaultIdentity() {
+		t.Fatalf("Identity() = %q, want lock.DefaultIdentity() %q", got, lock.DefaultIdentity())
 	}
 }
 

@@ -154,7 +154,7 @@ func TestRecordEventCreatesEvent(t *testing.T) {
 	ns, name := s.namespace(t), locktest.Name(t)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	l, err := k8s.New(k8s.Config{Client: s.admin, Namespace: ns, Name: name, Identity: "pod-a"})
+	l, err := k8s.New(context.Background(), k8s.Options{Client: s.admin, Namespace: ns, Name: name, Identity: "pod-a"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	s3lock "github.com/b3df926d/leaderelection/backend/s3"
+	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -91,10 +92,24 @@ func TestNewNamesMissingBucket(t *testing.T) {
 
 func TestNewValidatesOptions(t *testing.T) {
 	_, err := s3lock.New(context.Background(), s3lock.Options{})
-	for _, field := range []string{"Bucket", "Key", "Identity"} {
+	for _, field := range []string{"Bucket", "Key"} {
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("New(Options{}) = %v; want an error naming %s", err, field)
 		}
+	}
+}
+
+// An empty Identity is lock.DefaultIdentity(), as for every backend. New
+// makes no request here (no conditional-write check), so the endpoint
+// points nowhere.
+func TestEmptyIdentityDefaults(t *testing.T) {
+	t.Setenv("POD_NAME", "pod-x")
+	l, err := s3lock.New(context.Background(), s3lock.Options{Bucket: "b", Key: "k", Endpoint: "http://127.0.0.1:1", SkipConditionalWriteCheck: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Identity(); got != "pod-x" || got != lock.DefaultIdentity() {
+		t.Fatalf("Identity() = %q, want lock.DefaultIdentity() %q", got, lock.DefaultIdentity())
 	}
 }
 

@@ -8,8 +8,8 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// Options configure a lock. Bucket, Key and Identity are required; the
-// zero value of every other field is a sensible default.
+// Options configure a lock. Bucket and Key are required; the zero value of
+// every other field is a sensible default.
 type Options struct {
 	// Bucket holds the lock object. It must exist.
 	Bucket string
@@ -17,8 +17,8 @@ type Options struct {
 	// One object per lock: candidates for the same lock use the same key.
 	Key string
 	// Identity names this candidate in the record (client-go's "holder
-	// identity"), usually the pod or host name. It must be unique among the
-	// candidates.
+	// identity"). It must be unique among the candidates; empty means
+	// lock.DefaultIdentity() ($POD_NAME, else "<hostname>_<pid>").
 	Identity string
 
 	// Client, when set, is used as it is, and Config, Region, Endpoint and
@@ -75,9 +75,6 @@ func (o Options) validate() error {
 	}
 	if o.Key == "" {
 		errs = append(errs, errors.New("s3: Options.Key is required"))
-	}
-	if o.Identity == "" {
-		errs = append(errs, errors.New("s3: Options.Identity is required"))
 	}
 	return errors.Join(errs...)
 }

@@ -82,6 +82,9 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
+	if opts.Identity == "" {
+		opts.Identity = lock.DefaultIdentity()
+	}
 	client := opts.Client
 	if client == nil {
 		var err error

@@ -68,7 +68,7 @@ var ours = elector{name: "leaderelection", start: func(b *testing.B, cfg *rest.C
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := k8s.New(k8s.Config{Client: client, Namespace: ns, Name: lease, Identity: id, DisableEvents: true})
+	l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: ns, Name: lease, Identity: id, DisableEvents: true})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -36,10 +35,7 @@ func main() {
 	flag.Parse() // controller-runtime registers --kubeconfig
 	ctrl.SetLogger(klog.Background())
 
-	id := os.Getenv("POD_NAME")
-	if id == "" {
-		id, _ = os.Hostname()
-	}
+	// The identity is lock.DefaultIdentity(): $POD_NAME, else <hostname>_<pid>.
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		klog.Fatalf("kubeconfig: %v", err)
@@ -51,14 +47,14 @@ func main() {
 		if err != nil {
 			klog.Fatal(err)
 		}
-		kl, err := k8s.New(k8s.Config{Client: client, Namespace: *namespace, Name: *name, Identity: id})
+		kl, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: *namespace, Name: *name})
 		if err != nil {
 			klog.Fatal(err)
 		}
 		defer kl.Close()
 		l = kl
 	case "file":
-		if l, err = file.New(*lockFile, id, file.Options{}); err != nil {
+		if l, err = file.New(context.Background(), file.Options{Path: *lockFile}); err != nil {
 			klog.Fatal(err)
 		}
 	default:

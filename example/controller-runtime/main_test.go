@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 // a lock for identity on one shared record.
 func backends(t *testing.T, cfg *rest.Config) map[string]func(identity string) lock.Interface {
 	t.Helper()
-	mem := lock.NewMemoryStore("interop")
+	mem := locktest.NewMemoryStore("interop")
 	path := filepath.Join(t.TempDir(), "record.json")
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -59,7 +59,7 @@ func backends(t *testing.T, cfg *rest.Config) map[string]func(identity string) l
 			return l
 		},
 		"git": func(id string) lock.Interface {
-			l, err := git.New(git.Config{URL: gitURL, Name: name, Identity: id})
+			l, err := git.New(context.Background(), git.Options{URL: gitURL, Name: name, Identity: id})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,14 +67,14 @@ func backends(t *testing.T, cfg *rest.Config) map[string]func(identity string) l
 		},
 		"memory": func(id string) lock.Interface { return mem.Lock(id) },
 		"file": func(id string) lock.Interface {
-			l, err := file.New(path, id, file.Options{})
+			l, err := file.New(context.Background(), file.Options{Path: path, Identity: id})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return l
 		},
 		"lease": func(id string) lock.Interface {
-			l, err := k8s.New(k8s.Config{Client: client, Namespace: "default", Name: name, Identity: id, DisableEvents: true})
+			l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: "default", Name: name, Identity: id, DisableEvents: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -198,7 +198,7 @@ func TestRoleGrantsWhatTheLockNeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := k8s.New(k8s.Config{Client: client, Namespace: ns, Name: "leaderelection-example", Identity: "pod-0"})
+	l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: ns, Name: "leaderelection-example", Identity: "pod-0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestRoleGrantsWhatTheLockNeeds(t *testing.T) {
 		t.Fatalf("renew as the service account: %v", err)
 	}
 	changes := l.Changes(ctx)
-	admin, err := k8s.New(k8s.Config{Client: c.client, Namespace: ns, Name: "leaderelection-example", Identity: "admin", DisableEvents: true})
+	admin, err := k8s.New(context.Background(), k8s.Options{Client: c.client, Namespace: ns, Name: "leaderelection-example", Identity: "admin", DisableEvents: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,6 +91,14 @@ type weakening struct {
 	answerAtOnce bool
 	// ignoreFloor: recovery rounds may use any ballot (floor zero).
 	ignoreFloor bool
+	// answerOwnRecovery: a recovering acceptor takes part in its own
+	// recovery round (with Proposer.ownVote: rule c).
+	answerOwnRecovery bool
+}
+
+// answers reports whether the acceptor answers m at all.
+func (a *Acceptor) answers(m Message) bool {
+	return a.ready || a.weak.answerAtOnce || (a.weak.answerOwnRecovery && m.From == a.cfg.Name)
 }
 
 // NewAcceptor starts an acceptor process. If cfg.Storage holds a state with
@@ -177,7 +185,7 @@ func (a *Acceptor) nack(m Message, r NackReason, seen Ballot) *Message {
 }
 
 func (a *Acceptor) prepare(now uint64, m Message) (*Message, error) {
-	if !a.ready && !a.weak.answerAtOnce {
+	if !a.answers(m) {
 		return a.nack(m, NackRecovering, Ballot{}), nil
 	}
 	if a.cfg.MaxAhead > 0 && m.Ballot.Counter > now+a.cfg.MaxAhead {
@@ -196,12 +204,12 @@ func (a *Acceptor) prepare(now uint64, m Message) (*Message, error) {
 }
 
 func (a *Acceptor) accept(m Message) (*Message, error) {
-	ok := a.ready && m.Incarnation == a.cfg.Incarnation && m.Ballot == a.promised
+	ok := a.answers(m) && m.Incarnation == a.cfg.Incarnation && m.Ballot == a.promised
 	if a.weak.acceptAnyIncarnation {
 		ok = !m.Ballot.Less(a.promised)
 	}
 	if !ok {
-		if !a.ready && !a.weak.answerAtOnce {
+		if !a.answers(m) {
 			return a.nack(m, NackRecovering, Ballot{}), nil
 		}
 		return a.nack(m, NackBallot, a.promised), nil

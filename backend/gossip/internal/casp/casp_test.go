@@ -164,3 +164,82 @@ func TestValidateVoters(t *testing.T) {
 		}
 	}
 }
+
+type failingDisk struct{ err error }
+
+func (failingDisk) Load() (State, bool, error) { return State{}, false, nil }
+func (d failingDisk) Save(State) error         { return d.err }
+
+func TestAcceptorSaveFailureSendsNothingAndKeepsState(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	errDisk := errors.New("disk full")
+	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: voters, Incarnation: 1, Storage: failingDisk{err: errDisk}, MaxAhead: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ready = true // as if recovered; Recover would need the disk too
+	p := newProposer(t, "p", 1, voters)
+	m := p.Start(0, Read).Prepares()[0]
+	reply, err := a.Handle(0, m)
+	if !errors.Is(err, errDisk) || reply != nil {
+		t.Fatalf("Handle with a failing disk = %v, %v; want no reply and the disk's error", reply, err)
+	}
+	if !a.State().Promised.IsZero() {
+		t.Fatalf("promise moved although it was not saved: %v", a.State().Promised)
+	}
+}
+
+func TestPrepareFarAheadOfClockRefused(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: voters, Incarnation: 1, MaxAhead: 100, Now: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reinitialize(); err != nil {
+		t.Fatal(err)
+	}
+	p := newProposer(t, "p", 1, voters)
+	m := p.Start(1201, Read).Prepares()[0]
+	reply, err := a.Handle(1100, m)
+	if err != nil || reply.Kind != KindNack || reply.Reason != NackAhead || reply.Seen.Counter != 1200 {
+		t.Fatalf("prepare at counter 1201 with clock 1100 and MaxAhead 100: %+v, %v; want a nack naming 1200", reply, err)
+	}
+	if reply, _ := a.Handle(1101, m); reply.Kind != KindPromise {
+		t.Fatalf("once the clock caught up: %+v; want a promise", reply)
+	}
+}
+
+func TestReinitializeNeverRevivesAnOldToken(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	p := newProposer(t, "p", 1, c.voters)
+	o := c.run(p.Start(0, Create([]byte("x"))))
+	old := o.Value.Token()
+	// A full restart: every voter forgets, the register is re-initialised.
+	for i, v := range c.voters {
+		a, err := NewAcceptor(AcceptorConfig{Name: v, Voters: c.voters, Incarnation: uint64(10 + i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.Floor(); ok {
+			t.Fatal("a voter without disk or clock bound claims a floor")
+		}
+		if err := a.Reinitialize(); err != nil {
+			t.Fatal(err)
+		}
+		c.acc[v] = a
+	}
+	q := newProposer(t, "q", 2, c.voters)
+	if o := c.run(q.Start(0, Read)); o.Status != Chosen || !o.Value.IsEmpty() {
+		t.Fatalf("read after re-initialisation: %+v; want the empty register", o)
+	}
+	if o := c.run(q.Start(0, Create([]byte("y")))); o.Status != Chosen || o.Value.Token() == old {
+		t.Fatalf("create after re-initialisation: %+v", o)
+	}
+	o = c.run(p.Start(0, Swap(old, []byte("stale"))))
+	if o.Status == Failed { // p's counter was behind q's: retry above what it saw
+		o = c.run(p.Start(0, Swap(old, []byte("stale"))))
+	}
+	if !errors.Is(o.Err, ErrConflict) {
+		t.Fatalf("swap against a token from before the re-initialisation: %+v; want a conflict", o)
+	}
+}

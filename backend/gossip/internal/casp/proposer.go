@@ -73,11 +73,10 @@ func (p *Proposer) start(now uint64, above Ballot, exclude string, change Change
 	c := max(p.last.Counter+1, now, above.Counter+1)
 	b := Ballot{Counter: c, Node: p.cfg.Node, Incarnation: p.cfg.Incarnation}
 	p.last = b
-	r := &Round{p: p, ballot: b, exclude: exclude, change: change,
-		promised: map[string]Message{}, accepted: map[string]bool{}, refused: map[string]bool{}}
+	r := &Round{p: p, ballot: b, change: change}
 	for _, v := range p.cfg.Voters {
 		if v != exclude {
-			r.voters = append(r.voters, v)
+			r.peers = append(r.peers, peer{name: v})
 		}
 	}
 	return r
@@ -136,23 +135,34 @@ type Outcome struct {
 
 // Round is one prepare/accept round of a proposer.
 type Round struct {
-	p       *Proposer
-	ballot  Ballot
-	exclude string
-	voters  []string
-	change  Change
-
-	promised map[string]Message // first promise per voter, in order of arrival until the quorum
-	order    []string
-	refused  map[string]bool
-	accepted map[string]bool
-	// acceptTo lists the voters (with the incarnation that promised) the
-	// accepts went to: exactly the promises the value was computed from.
-	acceptTo map[string]uint64
+	p      *Proposer
+	ballot Ballot
+	change Change
+	// peers are the voters taking part (all, or all but a recovering one).
+	peers []peer
+	// order lists the promisers in order of arrival, up to the quorum: the
+	// promises the value is computed from and the accepts go to.
+	order    []int
+	sent     bool
+	refused  int
+	accepted int
 	value    Value
 	wrote    bool
 	err      error
 	out      Outcome
+}
+
+// peer is what a round knows of one voter.
+type peer struct {
+	name string
+	// promised: the voter promised (its incarnation and accepted value
+	// below); refused: it said no before promising.
+	promised, refused bool
+	inc               uint64
+	at                Ballot
+	value             Value
+	// sent: an accept went to this voter (naming inc); accepted: it said yes.
+	sent, accepted bool
 }
 
 // Ballot returns the round's ballot.
@@ -160,17 +170,22 @@ func (r *Round) Ballot() Ballot { return r.ballot }
 
 // Prepares returns the prepare messages, one per voter taking part.
 func (r *Round) Prepares() []Message {
-	ms := make([]Message, 0, len(r.voters))
-	for _, v := range r.voters {
-		ms = append(ms, Message{Kind: KindPrepare, From: r.p.cfg.Node, To: v, VoterHash: r.p.hash, Ballot: r.ballot})
+	ms := make([]Message, 0, len(r.peers))
+	for _, v := range r.peers {
+		ms = append(ms, Message{Kind: KindPrepare, From: r.p.cfg.Node, To: v.name, VoterHash: r.p.hash, Ballot: r.ballot})
 	}
 	return ms
 }
 
-// Outcome returns what the round has learned so far.
+// Outcome returns what the round has learned so far. While Pending,
+// Outcome.Wrote says whether accepts carrying a write were sent already: a
+// caller that gives up on the round now must treat the write as unknown.
 func (r *Round) Outcome() Outcome {
 	o := r.out
 	o.Ballot = r.ballot
+	if o.Status == Pending {
+		o.Wrote = r.sent && r.wrote
+	}
 	return o
 }
 
@@ -185,43 +200,42 @@ func (r *Round) Handle(m Message) ([]Message, error) {
 	if m.VoterHash != r.p.hash {
 		return nil, fmt.Errorf("%w: %s from %q has %s, %s has %s", ErrVoterHash, m.Kind, m.From, m.VoterHash, r.p.cfg.Node, r.p.hash)
 	}
-	if m.Kind == KindNack {
+	switch m.Kind {
+	case KindNack:
 		r.p.Observe(m.Seen)
-	}
-	if m.Kind == KindPromise {
+	case KindPromise:
 		r.p.Observe(m.Accepted)
 	}
-	if r.out.Status != Pending || m.Ballot != r.ballot || !slices.Contains(r.voters, m.From) {
+	i := slices.IndexFunc(r.peers, func(p peer) bool { return p.name == m.From })
+	if r.out.Status != Pending || m.Ballot != r.ballot || i < 0 {
 		return nil, nil
 	}
 	switch m.Kind {
 	case KindPromise:
-		return r.promise(m), nil
+		return r.promise(i, m), nil
 	case KindAccepted:
-		r.acceptedBy(m)
+		r.acceptedBy(i, m)
 	case KindNack:
-		r.nack(m)
+		r.nack(i, m)
 	}
 	return nil, nil
 }
 
-func (r *Round) promise(m Message) []Message {
-	if r.acceptTo != nil || r.refused[m.From] {
+func (r *Round) promise(i int, m Message) []Message {
+	p := &r.peers[i]
+	if r.sent || p.refused || p.promised {
 		return nil
 	}
-	if _, dup := r.promised[m.From]; dup {
-		return nil
-	}
-	r.promised[m.From] = m
-	r.order = append(r.order, m.From)
-	if len(r.promised) < r.quorum() {
+	p.promised, p.inc, p.at, p.value = true, m.Incarnation, m.Accepted, m.Value
+	r.order = append(r.order, i)
+	if len(r.order) < r.quorum() {
 		return nil
 	}
 	var cur Value
 	var at Ballot
-	for _, v := range r.order {
-		if p := r.promised[v]; at.Less(p.Accepted) {
-			at, cur = p.Accepted, p.Value
+	for _, j := range r.order {
+		if q := &r.peers[j]; at.Less(q.at) {
+			at, cur = q.at, q.value
 		}
 	}
 	data, write, err := r.change(cur)
@@ -230,38 +244,39 @@ func (r *Round) promise(m Message) []Message {
 		r.value = Value{Version: cur.Version + 1, Written: r.ballot, Data: data}
 		r.wrote = true
 	}
-	r.acceptTo = make(map[string]uint64, len(r.order))
+	r.sent = true
 	ms := make([]Message, 0, len(r.order))
-	for _, v := range r.order {
-		inc := r.promised[v].Incarnation
-		r.acceptTo[v] = inc
-		ms = append(ms, Message{Kind: KindAccept, From: r.p.cfg.Node, To: v, VoterHash: r.p.hash,
-			Ballot: r.ballot, Incarnation: inc, Value: r.value})
+	for _, j := range r.order {
+		q := &r.peers[j]
+		q.sent = true
+		ms = append(ms, Message{Kind: KindAccept, From: r.p.cfg.Node, To: q.name, VoterHash: r.p.hash,
+			Ballot: r.ballot, Incarnation: q.inc, Value: r.value})
 	}
 	return ms
 }
 
-func (r *Round) acceptedBy(m Message) {
-	inc, ok := r.acceptTo[m.From]
-	if !ok || inc != m.Incarnation || r.accepted[m.From] {
+func (r *Round) acceptedBy(i int, m Message) {
+	p := &r.peers[i]
+	if !p.sent || p.inc != m.Incarnation || p.accepted {
 		return
 	}
-	r.accepted[m.From] = true
-	if len(r.accepted) >= r.quorum() {
+	p.accepted = true
+	r.accepted++
+	if r.accepted >= r.quorum() {
 		r.out = Outcome{Status: Chosen, Value: r.value, Wrote: r.wrote, Err: r.err}
 	}
 }
 
-func (r *Round) nack(m Message) {
+func (r *Round) nack(i int, m Message) {
 	// A refusal naming our own ballot answers a duplicate prepare: that
 	// acceptor did promise us (its promise may still arrive or be lost).
 	dupPrepare := m.Reason == NackBallot && m.Seen == r.ballot
 	if !dupPrepare {
 		r.out.Seen = maxBallot(r.out.Seen, m.Seen)
 	}
-	if r.acceptTo != nil {
-		inc, ok := r.acceptTo[m.From]
-		if !ok || r.accepted[m.From] || (dupPrepare && inc == m.Incarnation) {
+	p := &r.peers[i]
+	if r.sent {
+		if !p.sent || p.accepted || (dupPrepare && p.inc == m.Incarnation) {
 			return
 		}
 		// The promiser refused the accept, or another incarnation answers for
@@ -269,11 +284,12 @@ func (r *Round) nack(m Message) {
 		r.fail(true)
 		return
 	}
-	if _, ok := r.promised[m.From]; ok || dupPrepare {
+	if p.promised || p.refused || dupPrepare {
 		return
 	}
-	r.refused[m.From] = true
-	if len(r.voters)-len(r.refused) < r.quorum() {
+	p.refused = true
+	r.refused++
+	if len(r.peers)-r.refused < r.quorum() {
 		r.fail(false)
 	}
 }

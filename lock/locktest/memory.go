@@ -1,4 +1,4 @@
-package lock
+package locktest
 
 import (
 	"context"
@@ -7,12 +7,14 @@ import (
 	"sync"
 
 	"github.com/b3df926d/leaderelection/internal/notify"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
-// MemoryStore holds one record in memory, shared by the locks it hands out.
-// It is for tests and single-process use: it proves nothing about a real
-// store, but it implements the whole contract, including Watcher, and lets
-// tests inject faults.
+// MemoryStore is the in-memory backend: one record in memory, shared by the
+// locks it hands out. It is for tests (and examples): it proves nothing about
+// a real store, but it implements the whole lock contract, including
+// lock.Watcher, and its fault injection (SetFault, Block, SetRaw) lets tests
+// drive the elector through a failing, hanging or corrupted store.
 type MemoryStore struct {
 	name string
 	hub  notify.Hub
@@ -129,12 +131,12 @@ type MemoryLock struct {
 }
 
 var (
-	_ Interface = (*MemoryLock)(nil)
-	_ Watcher   = (*MemoryLock)(nil)
+	_ lock.Interface = (*MemoryLock)(nil)
+	_ lock.Watcher   = (*MemoryLock)(nil)
 )
 
 // Get returns the stored record and remembers its version.
-func (l *MemoryLock) Get(ctx context.Context) (*Record, []byte, error) {
+func (l *MemoryLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	s := l.store
 	if err := s.enter(ctx, "get"); err != nil {
 		return nil, nil, err
@@ -142,23 +144,23 @@ func (l *MemoryLock) Get(ctx context.Context) (*Record, []byte, error) {
 	raw, version := append([]byte(nil), s.raw...), s.version
 	s.mu.Unlock()
 	if raw == nil {
-		return nil, nil, NewNotFound(l.Describe())
+		return nil, nil, lock.NewNotFound(l.Describe())
 	}
-	var rec Record
+	var rec lock.Record
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		return nil, nil, NewCorrupt(l.Describe(), err)
+		return nil, nil, lock.NewCorrupt(l.Describe(), err)
 	}
 	l.setVersion(version)
 	return &rec, raw, nil
 }
 
 // Create stores rec if no record exists.
-func (l *MemoryLock) Create(ctx context.Context, rec Record) error {
+func (l *MemoryLock) Create(ctx context.Context, rec lock.Record) error {
 	return l.write(ctx, "create", rec, func(s *MemoryStore) bool { return s.raw == nil })
 }
 
 // Update stores rec if the store still holds the version this lock last saw.
-func (l *MemoryLock) Update(ctx context.Context, rec Record) error {
+func (l *MemoryLock) Update(ctx context.Context, rec lock.Record) error {
 	l.mu.Lock()
 	seen := l.version
 	l.mu.Unlock()
@@ -168,7 +170,7 @@ func (l *MemoryLock) Update(ctx context.Context, rec Record) error {
 	return l.write(ctx, "update", rec, func(s *MemoryStore) bool { return s.raw != nil && s.version == seen })
 }
 
-func (l *MemoryLock) write(ctx context.Context, op string, rec Record, ok func(*MemoryStore) bool) error {
+func (l *MemoryLock) write(ctx context.Context, op string, rec lock.Record, ok func(*MemoryStore) bool) error {
 	raw, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("%s: encode record: %w", l.Describe(), err)
@@ -179,7 +181,7 @@ func (l *MemoryLock) write(ctx context.Context, op string, rec Record, ok func(*
 	}
 	if !ok(s) {
 		s.mu.Unlock()
-		return NewConflict(l.Describe(), nil)
+		return lock.NewConflict(l.Describe(), nil)
 	}
 	s.raw = raw
 	s.version++

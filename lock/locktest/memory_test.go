@@ -1,4 +1,4 @@
-package lock_test
+package locktest_test
 
 import (
 	"sync"
@@ -10,14 +10,14 @@ import (
 
 type memHarness struct {
 	mu     sync.Mutex
-	stores map[string]*lock.MemoryStore
+	stores map[string]*locktest.MemoryStore
 }
 
-func (h *memHarness) store(name string) *lock.MemoryStore {
+func (h *memHarness) store(name string) *locktest.MemoryStore {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.stores[name] == nil {
-		h.stores[name] = lock.NewMemoryStore(name)
+		h.stores[name] = locktest.NewMemoryStore(name)
 	}
 	return h.stores[name]
 }
@@ -30,5 +30,5 @@ func (h *memHarness) Stored(_ *testing.T, name string) []byte { return h.store(n
 func (h *memHarness) Block(_ *testing.T, name string) func()  { return h.store(name).Block() }
 
 func TestMemoryLockConformance(t *testing.T) {
-	locktest.RunConformanceTests(t, &memHarness{stores: map[string]*lock.MemoryStore{}}, locktest.Options{})
+	locktest.RunConformanceTests(t, &memHarness{stores: map[string]*locktest.MemoryStore{}}, locktest.Options{})
 }

@@ -1,4 +1,4 @@
-package main
+package backendflags
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 )
 
 // fileBackend: --backend=file, a lock file shared by replicas on one host.
-func fileBackend() *backend {
-	path := filepath.Join(os.TempDir(), "leaderelection-example", "leader.json")
+func fileBackend(prog string) *backend {
+	path := filepath.Join(os.TempDir(), "leaderelection-"+prog, "leader.json")
 	return &backend{
 		addFlags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&path, "lock-file", path, "--backend=file: the lock's record file (its directory is created).")
@@ -23,7 +23,7 @@ func fileBackend() *backend {
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				return nil, err
 			}
-			return file.New(path, id, file.Options{})
+			return file.New(context.Background(), file.Options{Path: path, Identity: id})
 		},
 	}
 }

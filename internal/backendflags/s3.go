@@ -1,4 +1,4 @@
-package main
+package backendflags
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 // Credentials come from the standard AWS chain (AWS_ACCESS_KEY_ID and
 // AWS_SECRET_ACCESS_KEY, AWS_PROFILE, instance and pod roles), never from
 // flags.
-func s3Backend() *backend {
+func s3Backend(prog string) *backend {
 	var o s3lock.Options
 	return &backend{
 		addFlags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&o.Bucket, "s3-bucket", "", "--backend=s3: the bucket holding the lock object (must exist).")
-			fs.StringVar(&o.Key, "s3-key", "leaderelection/example.json", "--backend=s3: the lock object's key.")
+			fs.StringVar(&o.Key, "s3-key", "leaderelection/"+prog+".json", "--backend=s3: the lock object's key.")
 			fs.StringVar(&o.Endpoint, "s3-endpoint", "", "--backend=s3: base URL of an S3-compatible store (MinIO, Ceph, R2, versitygw); empty for AWS.")
 			fs.StringVar(&o.Region, "s3-region", "", "--backend=s3: region (default: from the AWS configuration; us-east-1 with --s3-endpoint).")
 			fs.BoolVar(&o.UsePathStyle, "s3-path-style", false, "--backend=s3: path-style addressing (http://host/bucket/key), which most self-hosted stores need.")

@@ -1,4 +1,4 @@
-package main
+package backendflags
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 // git:// or a local path such as a bare repository made with
 // `git init --bare /tmp/locks.git`).
 func gitBackend() *backend {
-	var cfg git.Config
+	var cfg git.Options
 	var tokenFile string
 	return &backend{
 		addFlags: func(fs *pflag.FlagSet) {
@@ -45,7 +45,7 @@ func gitBackend() *backend {
 				}
 			}
 			cfg.Name, cfg.Identity = opt.LeaseLockName, id
-			return git.New(cfg)
+			return git.New(context.Background(), cfg)
 		},
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package backendflags
 
 import (
 	"context"
@@ -17,11 +17,12 @@ import (
 func TestKubeBackendLeadsFromFlags(t *testing.T) {
 	kube := testserver.StartKube(t)
 	fs := pflag.NewFlagSet("example", pflag.ContinueOnError)
-	b := kubeBackend()
-	b.addFlags(fs)
+	b := New("example")
+	b.AddFlags(fs)
 	opt := leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default", ID: "pod-0", Port: leaderelection.NoHealthServer}
 	opt.AddFlags(fs)
 	err := fs.Parse([]string{
+		"--backend=k8s",
 		"--kubeconfig=" + kube.Kubeconfig(t),
 		"--leader-elect-resource-lock=leases",
 		"--leader-elect-resource-name=example-flags",
@@ -30,9 +31,9 @@ func TestKubeBackendLeadsFromFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := b.newLock(context.Background(), opt.ID, &opt)
+	l, err := b.Lock(context.Background(), opt.ID, &opt)
 	if err != nil || l != nil || opt.KubeClient == nil {
-		t.Fatalf("newLock = %v, %v with KubeClient %v; want Option's own Lease through a client", l, err, opt.KubeClient)
+		t.Fatalf("Lock = %v, %v with KubeClient %v; want Option's own Lease through a client", l, err, opt.KubeClient)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -1,0 +1,663 @@
+package casp
+
+import (
+	"container/heap"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+)
+
+// The randomised simulation: voters and clients exchange messages through a
+// simulated network with loss, duplication, delay (hence reordering) and
+// partitions, voters restart with amnesia, and every client operation
+// (create, compare-and-swap, read) is recorded with the result its client
+// saw. porcupine then checks each history against a sequential
+// compare-and-swap register. Everything is driven by one seed; time is
+// virtual (microseconds), so a run is reproducible and fast.
+
+var (
+	simSoak = flag.Duration("casp.soak", 0, "run the randomised simulation for this long (e.g. 10m) on top of the CI seeds")
+	simSeed = flag.Uint64("casp.seed", 0, "run only this simulation seed (with -v: its faults and results)")
+)
+
+// simWeak weakens the acceptors' rules, to show the simulation catches it.
+var simWeak weakening
+
+// Persistence modes of the voters in one run.
+type simDisk int
+
+const (
+	diskNone  simDisk = iota // nothing survives a restart; the floor comes from the clock bound
+	diskFloor                // the promise floor survives (fsynced before each promise)
+	diskFull                 // promise and record survive (StateDir)
+)
+
+func (d simDisk) String() string { return [...]string{"memory", "floor", "full"}[d] }
+
+const (
+	simMaxAhead  = 50_000 // µs: acceptors refuse counters further ahead of their clock
+	simMaxSkew   = 10_000 // µs: clocks differ by at most this
+	simOpTimeout = 400_000
+)
+
+type simConfig struct {
+	seed    uint64
+	voters  int
+	clients int // non-voter clients, on top of one per voter
+	disk    simDisk
+	ops     int // operations per run
+	loss    float64
+	dup     float64
+	delay   uint64 // maximum one-way delay, µs
+}
+
+type simEvent struct {
+	at   uint64
+	seq  uint64
+	node string
+	gen  int // the process generation a timer belongs to
+	msg  *Message
+	fn   func()
+}
+
+type eventQueue []*simEvent
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*simEvent)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+type memDisk struct {
+	st State
+	ok bool
+}
+
+func (d *memDisk) Load() (State, bool, error) { return d.st, d.ok, nil }
+func (d *memDisk) Save(st State) error        { d.st, d.ok = st, true; return nil }
+
+type simNode struct {
+	name    string
+	voter   bool
+	skew    uint64
+	gen     int
+	acc     *Acceptor
+	disk    *memDisk
+	prop    *Proposer
+	recover *Round
+	op      *simOp
+	// nextInc hands out incarnations: unique per node and generation.
+	nextInc uint64
+}
+
+// simOp is one client operation in flight.
+type simOp struct {
+	id     int
+	in     casInput
+	call   uint64
+	round  *Round
+	mine   []Ballot // ballots of this op's earlier write rounds whose outcome is unknown
+	cands  []regState
+	change Change
+}
+
+type sim struct {
+	t       testing.TB
+	cfg     simConfig
+	rng     *rand.Rand
+	now     uint64
+	seq     uint64
+	q       eventQueue
+	voters  []string
+	nodes   map[string]*simNode
+	names   []string
+	cut     map[[2]string]bool
+	history []porcupine.Operation
+	done    int
+	started int
+	// figures
+	restarts, recoveries, unknown, msgs int
+	tokens                              map[string]Token // what each client last saw
+}
+
+func newSim(t testing.TB, cfg simConfig) *sim {
+	s := &sim{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, cfg.seed^0x9e3779b97f4a7c15)),
+		nodes: map[string]*simNode{}, cut: map[[2]string]bool{}, tokens: map[string]Token{}}
+	for i := range cfg.voters {
+		s.voters = append(s.voters, fmt.Sprintf("v%d", i))
+	}
+	for i := range cfg.voters + cfg.clients {
+		name := fmt.Sprintf("v%d", i)
+		if i >= cfg.voters {
+			name = fmt.Sprintf("c%d", i-cfg.voters)
+		}
+		n := &simNode{name: name, voter: i < cfg.voters, skew: s.rng.Uint64N(simMaxSkew + 1), disk: &memDisk{}}
+		s.nodes[name] = n
+		s.names = append(s.names, name)
+	}
+	return s
+}
+
+func (s *sim) clock(n *simNode) uint64 { return s.now + n.skew }
+
+func (s *sim) schedule(at uint64, e *simEvent) {
+	s.seq++
+	e.at, e.seq = at, s.seq
+	heap.Push(&s.q, e)
+}
+
+func (s *sim) after(n *simNode, d uint64, fn func()) {
+	s.schedule(s.now+d, &simEvent{node: n.name, gen: n.gen, fn: fn})
+}
+
+// start brings up node n's processes: a fresh incarnation of its proposer
+// and, for a voter, of its acceptor (from its disk, per the run's mode).
+func (s *sim) start(n *simNode, fresh bool) {
+	n.gen++
+	n.nextInc++
+	inc := n.nextInc<<8 | uint64(len(n.name)) // unique per process
+	p, err := NewProposer(ProposerConfig{Node: n.name, Incarnation: inc, Voters: s.voters})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n.prop, n.recover, n.op = p, nil, nil
+	if n.voter {
+		cfg := AcceptorConfig{Name: n.name, Voters: s.voters, Incarnation: inc, MaxAhead: simMaxAhead, Now: s.clock(n)}
+		switch s.cfg.disk {
+		case diskFloor:
+			cfg.Storage = n.disk
+		case diskFull:
+			cfg.Storage, cfg.PersistRecord = n.disk, true
+		}
+		a, err := NewAcceptor(cfg)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		a.weak = simWeak
+		n.acc = a
+		if fresh {
+			if err := a.Reinitialize(); err != nil {
+				s.t.Fatal(err)
+			}
+		} else if !a.Ready() {
+			s.after(n, 1000, func() { s.recoverStep(n) })
+		}
+	}
+	s.after(n, s.rng.Uint64N(20_000), func() { s.nextOp(n) })
+}
+
+func (s *sim) recoverStep(n *simNode) {
+	if n.acc.Ready() {
+		return
+	}
+	floor, ok := n.acc.Floor()
+	if !ok {
+		s.t.Fatalf("%s: no floor to recover above", n.name)
+	}
+	n.recover = n.prop.Recover(s.clock(n), floor)
+	s.sendAll(n, n.recover.Prepares())
+	s.after(n, 20_000+s.rng.Uint64N(20_000), func() { s.recoverStep(n) })
+}
+
+func (s *sim) sendAll(from *simNode, ms []Message) {
+	for _, m := range ms {
+		s.send(from, m)
+	}
+}
+
+func (s *sim) send(from *simNode, m Message) {
+	s.msgs++
+	copies := 1
+	if s.rng.Float64() < s.cfg.dup {
+		copies = 2
+	}
+	for range copies {
+		if s.rng.Float64() < s.cfg.loss || s.cut[[2]string{m.From, m.To}] {
+			continue
+		}
+		mm := m
+		s.schedule(s.now+1+s.rng.Uint64N(s.cfg.delay), &simEvent{node: m.To, msg: &mm})
+	}
+}
+
+func (s *sim) deliver(n *simNode, m Message) {
+	if s.cut[[2]string{m.From, m.To}] {
+		return
+	}
+	switch m.Kind {
+	case KindPrepare, KindAccept:
+		if n.acc == nil {
+			return
+		}
+		reply, err := n.acc.Handle(s.clock(n), m)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if reply != nil {
+			s.send(n, *reply)
+		}
+	default:
+		if r := n.recover; r != nil && r.Ballot() == m.Ballot {
+			out, err := r.Handle(m)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			s.sendAll(n, out)
+			if o := r.Outcome(); o.Status == Chosen && !n.acc.Ready() {
+				if err := n.acc.Recover(o); err != nil {
+					s.t.Fatal(err)
+				}
+				s.recoveries++
+			}
+			return
+		}
+		if op := n.op; op != nil && op.round != nil && op.round.Ballot() == m.Ballot && op.round.Outcome().Status == Pending {
+			out, err := op.round.Handle(m)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			s.sendAll(n, out)
+			s.roundProgress(n, op)
+		}
+	}
+}
+
+// nextOp starts a client operation on node n.
+func (s *sim) nextOp(n *simNode) {
+	if n.op != nil || s.started >= s.cfg.ops {
+		return
+	}
+	s.started++
+	op := &simOp{id: s.started, call: s.now}
+	data := fmt.Sprintf("%s#%d", n.name, op.id)
+	tok, known := s.tokens[n.name]
+	switch x := s.rng.IntN(10); {
+	case x < 4:
+		op.in = casInput{kind: opRead}
+	case x < 6 || !known:
+		op.in = casInput{kind: opCreate, data: data}
+	default:
+		op.in = casInput{kind: opSwap, expect: tok, data: data}
+	}
+	n.op = op
+	op.change = s.change(op)
+	s.runRound(n, op)
+	gen := n.gen
+	s.after(n, simOpTimeout, func() {
+		if n.gen == gen && n.op == op {
+			s.giveUp(n, op)
+		}
+	})
+}
+
+var (
+	errMine      = errors.New("the register holds this operation's own earlier write")
+	errAmbiguous = errors.New("an earlier write of this operation may or may not have been chosen")
+)
+
+// change is the operation's change. After a write round whose outcome is
+// unknown, the retry recognises the operation's own write by its ballot, the
+// way the glue does.
+func (s *sim) change(op *simOp) Change {
+	return func(cur Value) ([]byte, bool, error) {
+		if op.in.kind == opRead {
+			return nil, false, nil
+		}
+		if slices.Contains(op.mine, cur.Written) && string(cur.Data) == op.in.data {
+			return nil, false, errMine
+		}
+		var base Change
+		if op.in.kind == opCreate {
+			base = Create([]byte(op.in.data))
+		} else {
+			base = Swap(op.in.expect, []byte(op.in.data))
+		}
+		data, write, err := base(cur)
+		if err != nil && len(op.mine) > 0 {
+			return nil, false, errAmbiguous
+		}
+		return data, write, err
+	}
+}
+
+func (s *sim) runRound(n *simNode, op *simOp) {
+	op.round = n.prop.Start(s.clock(n), op.change)
+	s.sendAll(n, op.round.Prepares())
+}
+
+func (s *sim) roundProgress(n *simNode, op *simOp) {
+	o := op.round.Outcome()
+	switch o.Status {
+	case Chosen:
+		out := casOutput{value: stateOf(o.Value)}
+		switch {
+		case errors.Is(o.Err, errMine) || (o.Err == nil && o.Wrote):
+			out.kind = outOK
+		case errors.Is(o.Err, errAmbiguous):
+			s.finishUnknown(n, op)
+			return
+		case o.Err != nil:
+			out.kind = outConflict
+		default:
+			out.kind = outRead
+		}
+		if o.Value.IsEmpty() {
+			delete(s.tokens, n.name)
+		} else {
+			s.tokens[n.name] = o.Value.Token()
+		}
+		s.finish(n, op, out)
+	case Failed:
+		if o.Wrote {
+			s.remember(op, o)
+		}
+		gen := n.gen
+		s.after(n, 1000+s.rng.Uint64N(10_000), func() {
+			if n.gen == gen && n.op == op {
+				s.runRound(n, op)
+			}
+		})
+	}
+}
+
+// remember notes a write round whose outcome is unknown: the value it
+// would have written becomes a candidate outcome of the operation.
+func (s *sim) remember(op *simOp, o Outcome) {
+	op.mine = append(op.mine, o.Ballot)
+	v := op.round.value
+	op.cands = append(op.cands, stateOf(v))
+}
+
+func (s *sim) giveUp(n *simNode, op *simOp) {
+	if o := op.round.Outcome(); o.Status == Pending && o.Wrote {
+		s.remember(op, o)
+	}
+	if len(op.cands) > 0 {
+		s.finishUnknown(n, op)
+		return
+	}
+	// No write left this node: the operation had no effect; drop it.
+	n.op = nil
+	s.done++
+	s.after(n, s.rng.Uint64N(20_000), func() { s.nextOp(n) })
+}
+
+func (s *sim) finishUnknown(n *simNode, op *simOp) {
+	s.unknown++
+	s.record(op, casOutput{kind: outUnknown, cands: slices.Clone(op.cands)}, math.MaxInt64)
+	n.op = nil
+	s.done++
+	delete(s.tokens, n.name)
+	s.after(n, s.rng.Uint64N(20_000), func() { s.nextOp(n) })
+}
+
+func (s *sim) finish(n *simNode, op *simOp, out casOutput) {
+	s.record(op, out, int64(s.now))
+	n.op = nil
+	s.done++
+	s.after(n, s.rng.Uint64N(20_000), func() { s.nextOp(n) })
+}
+
+func (s *sim) record(op *simOp, out casOutput, ret int64) {
+	s.history = append(s.history, porcupine.Operation{ClientId: op.id, Input: op.in, Call: int64(op.call), Output: out, Return: ret})
+}
+
+// crash restarts a voter without its memory. Only as many voters may be
+// recovering at once as leave a quorum of answering voters; with full disks
+// any number may restart.
+func (s *sim) crash() {
+	v := s.nodes[s.voters[s.rng.IntN(len(s.voters))]]
+	recovering := 0
+	for _, name := range s.voters {
+		if !s.nodes[name].acc.Ready() {
+			recovering++
+		}
+	}
+	if s.cfg.disk != diskFull && (!v.acc.Ready() || recovering >= len(s.voters)-Quorum(len(s.voters))) {
+		return
+	}
+	if op := v.op; op != nil {
+		if o := op.round.Outcome(); o.Status == Pending && o.Wrote {
+			s.remember(op, o)
+		}
+		if len(op.cands) > 0 {
+			s.unknown++
+			s.record(op, casOutput{kind: outUnknown, cands: slices.Clone(op.cands)}, math.MaxInt64)
+		}
+		s.done++
+	}
+	s.restarts++
+	s.start(v, false)
+}
+
+func (s *sim) partition() {
+	clear(s.cut)
+	names := slices.Clone(s.names)
+	s.rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+	k := 1 + s.rng.IntN(len(names)-1)
+	oneWay := s.rng.IntN(3) == 0
+	for _, a := range names[:k] {
+		for _, b := range names[k:] {
+			s.cut[[2]string{a, b}] = true
+			if !oneWay {
+				s.cut[[2]string{b, a}] = true
+			}
+		}
+	}
+}
+
+func (s *sim) faults() {
+	switch x := s.rng.IntN(10); {
+	case x < 4:
+		s.crash()
+	case x < 7:
+		s.partition()
+	default:
+		clear(s.cut)
+	}
+	s.schedule(s.now+50_000+s.rng.Uint64N(200_000), &simEvent{fn: s.faults})
+}
+
+// run simulates until cfg.ops operations have completed and returns the
+// history.
+func (s *sim) run() []porcupine.Operation {
+	for _, name := range s.names {
+		s.start(s.nodes[name], true)
+	}
+	s.schedule(s.now+50_000, &simEvent{fn: s.faults})
+	for s.done < s.cfg.ops {
+		if len(s.q) == 0 {
+			s.t.Fatalf("seed %d: simulation ran dry after %d operations", s.cfg.seed, s.done)
+		}
+		e := heap.Pop(&s.q).(*simEvent)
+		s.now = e.at
+		if s.now > 3600e6 {
+			s.t.Fatalf("seed %d: no progress: %d of %d operations after an hour of virtual time", s.cfg.seed, s.done, s.cfg.ops)
+		}
+		switch {
+		case e.msg != nil:
+			s.deliver(s.nodes[e.node], *e.msg)
+		case e.node != "" && s.nodes[e.node].gen != e.gen:
+			// a timer of a process that has restarted since
+		default:
+			e.fn()
+		}
+	}
+	return s.history
+}
+
+// The sequential specification: a compare-and-swap register.
+
+type opKind uint8
+
+const (
+	opRead opKind = iota
+	opCreate
+	opSwap
+)
+
+type outKind uint8
+
+const (
+	outRead outKind = iota
+	outOK
+	outConflict
+	outUnknown
+)
+
+type casInput struct {
+	kind   opKind
+	expect Token
+	data   string
+}
+
+type casOutput struct {
+	kind  outKind
+	value regState   // read, ok (the value written), conflict (the value found)
+	cands []regState // unknown: the values the operation may have written
+}
+
+// regState is the register's value as the model sees it.
+type regState struct {
+	tok  Token
+	data string
+}
+
+func stateOf(v Value) regState { return regState{tok: v.Token(), data: string(v.Data)} }
+
+func (in casInput) applies(st regState) bool {
+	if in.kind == opCreate {
+		return st == regState{}
+	}
+	return st != regState{} && st.tok == in.expect
+}
+
+var casModel = porcupine.NondeterministicModel{
+	Init: func() []any { return []any{regState{}} },
+	Step: func(state, input, output any) []any {
+		st, in, out := state.(regState), input.(casInput), output.(casOutput)
+		switch out.kind {
+		case outRead:
+			if in.kind == opRead && out.value == st {
+				return []any{st}
+			}
+		case outOK:
+			if in.applies(st) && out.value.data == in.data {
+				return []any{out.value}
+			}
+		case outConflict:
+			if out.value == st && !in.applies(st) {
+				return []any{st}
+			}
+		case outUnknown:
+			next := []any{st}
+			if in.applies(st) {
+				for _, c := range out.cands {
+					next = append(next, c)
+				}
+			}
+			return next
+		}
+		return nil
+	},
+	Equal: func(a, b any) bool { return a.(regState) == b.(regState) },
+	DescribeOperation: func(input, output any) string {
+		return fmt.Sprintf("%+v -> %+v", input, output)
+	},
+}
+
+func simConfigFor(seed uint64) simConfig {
+	r := rand.New(rand.NewPCG(seed, 1))
+	return simConfig{
+		seed:    seed,
+		voters:  []int{3, 3, 5}[r.IntN(3)],
+		clients: r.IntN(3),
+		disk:    simDisk(r.IntN(3)),
+		ops:     300,
+		loss:    []float64{0, 0.02, 0.1}[r.IntN(3)],
+		dup:     []float64{0, 0.05, 0.2}[r.IntN(3)],
+		delay:   []uint64{500, 5_000, 30_000}[r.IntN(3)],
+	}
+}
+
+// simulate runs one seed and checks its history; it returns the number of
+// operations checked.
+func simulate(t testing.TB, seed uint64) int {
+	cfg := simConfigFor(seed)
+	s := newSim(t, cfg)
+	h := s.run()
+	res, info := porcupine.CheckOperationsVerbose(casModel.ToModel(), h, time.Minute)
+	if res != porcupine.Ok {
+		path := fmt.Sprintf("%s/casp-seed-%d.html", t.TempDir(), seed)
+		_ = porcupine.VisualizePath(casModel.ToModel(), info, path)
+		t.Fatalf("seed %d (%+v): history of %d operations is %s (visualisation: %s)", seed, cfg, len(h), res, path)
+	}
+	if testing.Verbose() && *simSeed != 0 {
+		t.Logf("seed %d %+v: %d ops (%d unknown), %d restarts, %d recoveries, %d messages, %v virtual",
+			seed, cfg, len(h), s.unknown, s.restarts, s.recoveries, s.msgs, time.Duration(s.now)*time.Microsecond)
+	}
+	return len(h)
+}
+
+func TestSimulationHistoriesAreLinearizable(t *testing.T) {
+	start := time.Now()
+	if *simSeed != 0 {
+		simulate(t, *simSeed)
+		return
+	}
+	ops, seeds := 0, 0
+	for seed := uint64(1); ops < 10_000; seed++ {
+		ops += simulate(t, seed)
+		seeds++
+	}
+	t.Logf("%d operations over %d seeds checked linearizable in %v", ops, seeds, time.Since(start).Round(time.Millisecond))
+	if *simSoak > 0 {
+		deadline := time.Now().Add(*simSoak)
+		for seed := uint64(1_000_000); time.Now().Before(deadline); seed++ {
+			ops += simulate(t, seed)
+			seeds++
+		}
+		t.Logf("soak: %d operations over %d seeds checked linearizable in %v", ops, seeds, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+func TestSimulationCatchesAnswerAtOnce(t *testing.T) {
+	simWeak = weakening{answerAtOnce: true}
+	t.Cleanup(func() { simWeak = weakening{} })
+	simFindsViolation(t)
+}
+
+// simFindsViolation runs seeds until one history is not linearizable.
+func simFindsViolation(t *testing.T) {
+	for seed := uint64(1); seed <= 200; seed++ {
+		cfg := simConfigFor(seed)
+		if cfg.disk == diskFull {
+			continue // nothing is forgotten: the weakened rule never applies
+		}
+		s := newSim(t, cfg)
+		h := s.run()
+		if porcupine.CheckOperations(casModel.ToModel(), h) {
+			continue
+		}
+		t.Logf("seed %d (%+v): not linearizable after %d operations, %d restarts", seed, cfg, len(h), s.restarts)
+		return
+	}
+	t.Fatal("no seed found the violation")
+}

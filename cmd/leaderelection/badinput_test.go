@@ -1,0 +1,58 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBadInputIsAClearErrorAndTheLockIsNeverTaken runs the binary with
+// each kind of bad input: it exits non-zero at once, with a message naming
+// the problem, and never creates the lock.
+func TestBadInputIsAClearErrorAndTheLockIsNeverTaken(t *testing.T) {
+	dir := t.TempDir()
+	lockFile := filepath.Join(dir, "leader.json")
+	lock := "--lock-file=" + lockFile
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte("echo hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no command", []string{"run", lock}, exitUsage, "no command after --"},
+		{"nothing after --", []string{"run", lock, "--"}, exitUsage, "no command after --"},
+		{"command without --", []string{"run", lock, "true"}, exitUsage, "put the command after --"},
+		{"command not found", []string{"run", lock, "--", "no-such-command-here", "x"}, exitNotFound, `cannot run "no-such-command-here"`},
+		{"command not executable", []string{"run", lock, "--", plain}, exitNotFound, "permission denied"},
+		{"unknown backend", []string{"run", "--backend=zookeeper", "--", "true"}, exitUsage, `--backend="zookeeper": want one of file, git, k8s, s3`},
+		{"git without url", []string{"run", "--backend=git", "--", "true"}, exitUsage, "--git-url is required"},
+		{"s3 without bucket", []string{"run", "--backend=s3", "--", "true"}, exitUsage, "--s3-bucket is required"},
+		{"serve: unknown backend", []string{"serve", "--backend=zookeeper"}, exitUsage, `--backend="zookeeper"`},
+		{"serve: an argument", []string{"serve", lock, "extra"}, exitUsage, "serve takes no arguments"},
+		{"status: git without url", []string{"status", "--backend=git"}, exitUsage, "--git-url is required"},
+		{"status: bad output", []string{"status", lock, "-o", "yaml"}, exitUsage, `-o "yaml"`},
+		{"lease not above renew", []string{"run", lock, "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=2s", "--", "true"}, exitUsage, "LeaseDuration (2s) must be greater than RenewDeadline (2s)"},
+		{"zero lease", []string{"run", lock, "--leader-elect-lease-duration=0s", "--", "true"}, exitUsage, "--leader-elect-lease-duration"},
+		{"unknown flag", []string{"run", lock, "--no-such-flag", "--", "true"}, exitUsage, "no-such-flag"},
+		{"unknown command", []string{"lead"}, exitUsage, `unknown command "lead"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := leCommand(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit status %d, want %d; stderr:\n%s", code, tc.code, stderr)
+			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("stderr does not mention %q:\n%s", tc.want, stderr)
+			}
+			if _, err := os.Stat(lockFile); err == nil {
+				t.Fatalf("bad input created the lock file")
+			}
+		})
+	}
+}

@@ -1,0 +1,171 @@
+// Command leaderelection runs any program under a leader-election lock,
+// serves "am I leader" over HTTP to programs that cannot link the library,
+// and inspects a lock. Every backend of the library is available by flags
+// (--backend=file|k8s|s3|git and each backend's own flags), with
+// Kubernetes' --leader-elect-* timing flags.
+//
+//	leaderelection run [flags] -- CMD [ARGS...]   run CMD while leading
+//	leaderelection serve [flags]                  campaign and serve /leader
+//	leaderelection status [flags]                 print the lock's record
+//
+// See docs/cli.md.
+package main
+
+import (
+	"context"
+	"errors"
+	goflag "flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+
+	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/internal/backendflags"
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// Exit statuses of leaderelection itself (run passes its child's through).
+const (
+	exitOK       = 0
+	exitError    = 1   // a store error, a lost lease, a child that would not die
+	exitUsage    = 2   // bad flags or arguments, or a lock they cannot build
+	exitFree     = 3   // status: the lock is free or its lease looks expired
+	exitNotFound = 127 // run: CMD not found or not executable, as a shell says
+)
+
+const usage = `leaderelection runs a program on exactly one of N machines.
+
+Usage:
+  leaderelection run [flags] -- CMD [ARGS...]   campaign; run CMD while leading
+  leaderelection serve [flags]                  campaign; serve /leader (200 leader, 503 follower)
+  leaderelection status [flags]                 print the lock's holder, term and times
+
+"leaderelection COMMAND --help" lists a command's flags. See docs/cli.md.
+`
+
+func main() {
+	os.Exit(realMain(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// exitError carries the status leaderelection exits with.
+type exitErr struct {
+	code int
+	err  error
+}
+
+func (e *exitErr) Error() string { return e.err.Error() }
+func (e *exitErr) Unwrap() error { return e.err }
+
+func usageErr(format string, args ...any) error {
+	return &exitErr{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var (
+		code int
+		err  error
+	)
+	switch args[0] {
+	case "run":
+		code, err = runCommand(ctx, args[1:], stderr)
+	case "serve":
+		code, err = serveCommand(ctx, args[1:], stderr)
+	case "status":
+		code, err = statusCommand(ctx, args[1:], stdout, stderr)
+	case superviseCommand:
+		return supervise(args[1:], stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "leaderelection: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+	if errors.Is(err, pflag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "leaderelection %s: %v\n", args[0], err)
+		var ee *exitErr
+		if errors.As(err, &ee) {
+			return ee.code
+		}
+		return exitError
+	}
+	return code
+}
+
+// common holds the flags every command shares: the backend's, the
+// election's (Kubernetes' --leader-elect-* names) and klog's.
+type common struct {
+	fs       *pflag.FlagSet
+	backends *backendflags.Flags
+	opt      leaderelection.Option
+}
+
+func newCommon(name string, stderr io.Writer) *common {
+	c := &common{
+		fs:       pflag.NewFlagSet("leaderelection "+name, pflag.ContinueOnError),
+		backends: backendflags.New("leaderelection"),
+		opt:      leaderelection.Option{LeaseLockName: "leaderelection", LeaseLockNamespace: "default"},
+	}
+	c.fs.SetOutput(stderr)
+	c.backends.AddFlags(c.fs)
+	c.opt.AddFlags(c.fs)
+	kfs := goflag.NewFlagSet("klog", goflag.ContinueOnError)
+	klog.InitFlags(kfs)
+	c.fs.AddGoFlagSet(kfs)
+	return c
+}
+
+// parse parses args and reports a usage error naming the problem.
+func (c *common) parse(args []string) error {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return usageErr("%w", err)
+	}
+	if !contains(c.backends.Names(), c.backends.Kind()) {
+		return usageErr("--backend=%q: want one of %s", c.backends.Kind(), strings.Join(c.backends.Names(), ", "))
+	}
+	return nil
+}
+
+// addIdentity registers --id: default $POD_NAME, else host-pid, which is
+// unique for copies on one host.
+func (c *common) addIdentity() {
+	id := os.Getenv("POD_NAME")
+	if id == "" {
+		host, _ := os.Hostname()
+		id = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	c.fs.StringVar(&c.opt.ID, "id", id, "This candidate's identity, unique among the candidates (default $POD_NAME, else <hostname>-<pid>).")
+}
+
+// lock builds the chosen backend's lock; a flag the backend needs and lacks
+// is a usage error.
+func (c *common) lock(ctx context.Context) (lock.Interface, error) {
+	l, err := c.backends.Lock(ctx, c.opt.ID, &c.opt)
+	if err != nil {
+		return nil, usageErr("%w", err)
+	}
+	return l, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

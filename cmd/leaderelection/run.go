@@ -1,0 +1,238 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/b3df926d/leaderelection"
+)
+
+// runCommand is "leaderelection run [flags] -- CMD [ARGS...]".
+func runCommand(ctx context.Context, args []string, stderr io.Writer) (int, error) {
+	c := newCommon("run", stderr)
+	c.addIdentity()
+	var shell, recampaign bool
+	c.fs.BoolVar(&shell, "shell", false, "Run CMD through sh -c, its words joined by spaces.")
+	c.fs.BoolVar(&recampaign, "recampaign", false, "When CMD exits or leadership is lost, campaign again instead of exiting.")
+	c.fs.IntVar(&c.opt.Port, "port", leaderelection.NoHealthServer, "Health server port (/healthz, /livez, /readyz, /metrics, /status, /leader); -1 for none.")
+	c.fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: leaderelection run [flags] -- CMD [ARGS...]\n\nFlags:\n%s", c.fs.FlagUsages())
+	}
+	if err := c.parse(args); err != nil {
+		return 0, err
+	}
+	argv, err := commandLine(c.fs.Args(), c.fs.ArgsLenAtDash(), shell)
+	if err != nil {
+		return 0, err
+	}
+	l, err := c.lock(ctx)
+	if err != nil {
+		return 0, err
+	}
+	c.opt.Lock = l
+	c.opt.Run = func(context.Context) {}
+	if err := c.opt.Validate(); err != nil {
+		return 0, usageErr("%w", err)
+	}
+	// The stop timeout is the child's grace between SIGTERM and SIGKILL.
+	// By default SIGKILL comes LeaseDuration after the last good renewal
+	// began: the earliest moment another candidate may acquire.
+	stop := c.opt.StopTimeout
+	if stop == 0 {
+		stop = c.opt.LeaseDuration - c.opt.RenewDeadline
+	}
+	desc := c.opt.LeaseLockNamespace + "/" + c.opt.LeaseLockName
+	if l != nil {
+		desc = l.Describe()
+	}
+	r := &runner{argv: argv, id: c.opt.ID, lock: desc, stop: stop, stderr: stderr}
+	c.opt.Run = r.lead
+	// The elector waits for r.lead, which waits for the supervisor to
+	// SIGKILL and reap the group after the stop timeout; give it a moment
+	// beyond that before the elector gives up on it.
+	c.opt.StopTimeout = stop + c.opt.RetryPeriod
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sigc := make(chan os.Signal, 2)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigc)
+	go r.handleSignals(sigc, cancel)
+
+	for {
+		err := leaderelection.Run(ctx, c.opt)
+		code, ran := r.result()
+		switch {
+		case ctx.Err() != nil && err == nil:
+			// Stopped by a signal: the child's status if one ran.
+			return code, nil
+		case errors.Is(err, leaderelection.ErrLeaseLost) && recampaign:
+			klog.InfoS("Campaigning again after losing the lease", "err", err)
+		case err != nil:
+			return 0, err
+		case !ran:
+			return exitOK, nil
+		case recampaign:
+			klog.InfoS("Campaigning again after the command exited", "status", code)
+		default:
+			return code, nil
+		}
+		r.reset()
+	}
+}
+
+// commandLine returns CMD's path and argv from what followed "--".
+func commandLine(args []string, dash int, shell bool) ([]string, error) {
+	switch {
+	case dash < 0 && len(args) > 0:
+		return nil, usageErr("put the command after --: leaderelection run [flags] -- %s", strings.Join(args, " "))
+	case dash > 0:
+		return nil, usageErr("unexpected arguments before --: %s", strings.Join(args[:dash], " "))
+	case len(args) == 0:
+		return nil, usageErr("no command after --: leaderelection run [flags] -- CMD [ARGS...]")
+	}
+	if shell {
+		args = []string{"sh", "-c", strings.Join(args, " ")}
+	}
+	path, err := exec.LookPath(args[0])
+	if err != nil {
+		return nil, &exitErr{code: exitNotFound, err: fmt.Errorf("cannot run %q: %w", args[0], err)}
+	}
+	return append([]string{path}, args...), nil
+}
+
+// runner runs the command for each term, through a supervisor process.
+type runner struct {
+	argv   []string // path, then argv
+	id     string
+	lock   string
+	stop   time.Duration
+	stderr io.Writer
+
+	mu      sync.Mutex
+	ctl     *os.File       // the running supervisor's control pipe
+	stopSig syscall.Signal // the signal that stopped leaderelection, if any
+	code    int            // the last child's status
+	ran     bool           // a child ran in the current campaign
+}
+
+// lead runs CMD for one term; the elector cancels ctx the moment the term
+// ends.
+func (r *runner) lead(ctx context.Context) {
+	term, _ := leaderelection.TermFrom(ctx)
+	log := klog.FromContext(ctx).WithValues("term", term)
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		log.Error(err, "Creating the control pipe")
+		r.finish(exitError)
+		return
+	}
+	defer wr.Close()
+	sup := exec.Command(selfExe, append([]string{superviseCommand, r.stop.String()}, r.argv...)...)
+	sup.Env = append(os.Environ(),
+		"LEADER_ELECTION_TERM="+strconv.FormatInt(term, 10),
+		"LEADER_ELECTION_IDENTITY="+r.id,
+		"LEADER_ELECTION_LOCK="+r.lock,
+	)
+	sup.Stdin, sup.Stdout, sup.Stderr = os.Stdin, os.Stdout, os.Stderr
+	sup.ExtraFiles = []*os.File{rd}
+	// Its own group: a terminal's ^C reaches leaderelection, which
+	// decides what the child gets.
+	sup.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = sup.Start()
+	rd.Close()
+	if err != nil {
+		log.Error(err, "Starting the supervisor")
+		r.finish(exitError)
+		return
+	}
+	log.Info("Started the command", "pid", sup.Process.Pid, "command", r.argv[1:])
+	r.mu.Lock()
+	r.ctl = wr
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() { _ = sup.Wait(); close(done) }()
+	select {
+	case <-done:
+		log.Info("The command exited", "status", sup.ProcessState.ExitCode())
+	case <-ctx.Done():
+		r.mu.Lock()
+		sig := r.stopSig
+		r.mu.Unlock()
+		if sig == 0 {
+			sig = syscall.SIGTERM
+		}
+		log.Info("Leadership ended; signalling the command's process group", "signal", sig.String(), "killAfter", r.stop)
+		r.signal(sig)
+		<-done // the supervisor SIGKILLs what is left after r.stop
+		log.Info("The command's process group is gone", "status", sup.ProcessState.ExitCode())
+	}
+	r.mu.Lock()
+	r.ctl = nil
+	r.mu.Unlock()
+	code := sup.ProcessState.ExitCode()
+	if code < 0 { // the supervisor was killed
+		code = exitError
+	}
+	r.finish(code)
+}
+
+// signal forwards sig to the running child's process group, if any.
+func (r *runner) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctl != nil {
+		_, _ = fmt.Fprintf(r.ctl, "signal %d\n", int(sig))
+	}
+}
+
+// handleSignals stops gracefully on the first SIGTERM or SIGINT, which the
+// child gets as it is; later ones are forwarded as they come.
+func (r *runner) handleSignals(sigc <-chan os.Signal, cancel context.CancelFunc) {
+	first := true
+	for s := range sigc {
+		sig := s.(syscall.Signal)
+		if first {
+			first = false
+			r.mu.Lock()
+			r.stopSig = sig
+			r.mu.Unlock()
+			klog.InfoS("Stopping", "signal", sig.String())
+			cancel()
+			continue
+		}
+		r.signal(sig)
+	}
+}
+
+func (r *runner) finish(code int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.code, r.ran = code, true
+}
+
+func (r *runner) result() (code int, ran bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.code, r.ran
+}
+
+func (r *runner) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.code, r.ran = 0, false
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/b3df926d/leaderelection/internal/testserver"
+)
+
+// TestStatusOnEachBackend reads a lock with "status" on every backend
+// against its real server: no record (exit 3), held by a "serve" sidecar
+// (exit 0, holder and term, in text and JSON), released after the sidecar
+// stops (exit 3).
+func TestStatusOnEachBackend(t *testing.T) {
+	backends := []struct {
+		name  string
+		setup func(t *testing.T) (args, env []string)
+	}{
+		{"file", func(t *testing.T) ([]string, []string) {
+			return []string{"--backend=file", "--lock-file=" + filepath.Join(t.TempDir(), "leader.json")}, nil
+		}},
+		{"git", func(t *testing.T) ([]string, []string) {
+			repo := testserver.NewGitRepo(t)
+			return []string{"--backend=git", "--git-url=http://" + repo.ServeHTTP(t, testserver.GitHTTPAuth{}) + "/" + repo.Name}, nil
+		}},
+		{"s3", func(t *testing.T) ([]string, []string) {
+			s := testserver.StartS3(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := s.Client(s.Endpoint).CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String("locks")}); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--backend=s3", "--s3-endpoint=" + s.Endpoint, "--s3-bucket=locks", "--s3-path-style", "--s3-region=" + s.Region},
+				[]string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey}
+		}},
+		{"k8s", func(t *testing.T) ([]string, []string) {
+			kube := testserver.StartKube(t)
+			return []string{"--backend=k8s", "--kubeconfig=" + kube.Kubeconfig(t), "--leader-elect-resource-name=status-test"}, nil
+		}},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			args, env := b.setup(t)
+			for _, kv := range env {
+				k, v, _ := strings.Cut(kv, "=")
+				t.Setenv(k, v)
+			}
+			if code, st := readStatus(t, args...); code != exitFree || st.Exists || st.Held {
+				t.Fatalf("before any candidate: status %d %+v, want %d and no record", code, st, exitFree)
+			}
+			dir := t.TempDir()
+			p := start(t, dir, "a", append(append([]string{"serve", "--id=a", "--health-bind-address=127.0.0.1", "--port=" + strconv.Itoa(testserver.FreePort(t))}, fast...), args...)...)
+			eventually(t, "status to show a holding the lock", 60*time.Second, func() bool {
+				code, st := readStatus(t, args...)
+				return code == exitOK && st.Held && st.Holder == "a" && st.Term == 1 && !st.Expired && st.LeaseDuration == "3s" && !st.RenewTime.IsZero()
+			})
+			code, out, stderr := leCommand(t, append([]string{"status"}, args...)...)
+			if code != exitOK {
+				t.Fatalf("status (text) exited %d: %s", code, stderr)
+			}
+			for _, want := range []string{"state:", "held", "holder:", " a\n", "term:", "acquired:", "renewed:", "lease duration:", "3s", "expired:", "false"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("status output lacks %q:\n%s", want, out)
+				}
+			}
+			p.signal(t, syscall.SIGTERM)
+			if code := p.wait(t, 30*time.Second); code != 0 {
+				t.Fatalf("serve exited %d after SIGTERM", code)
+			}
+			if code, st := readStatus(t, args...); code != exitFree || st.Holder != "" || st.Term != 1 || !st.Exists {
+				t.Fatalf("after release: status %d %+v, want %d, no holder, term 1", code, st, exitFree)
+			}
+		})
+	}
+}
+
+// TestStatusOfAnUnreachableStoreIsAnError: exit 1, naming the lock.
+func TestStatusOfAnUnreachableStoreIsAnError(t *testing.T) {
+	port := testserver.FreePort(t) // nothing listens
+	code, _, stderr := leCommand(t, "status", "--backend=git", "--git-url=http://127.0.0.1:"+strconv.Itoa(port)+"/locks.git", "--timeout=10s")
+	if code != exitError || !strings.Contains(stderr, "127.0.0.1:"+strconv.Itoa(port)) {
+		t.Fatalf("status on an unreachable store: exit %d, stderr %q; want %d naming the lock", code, stderr, exitError)
+	}
+}
