@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/b3df926d/leaderelection/backend/gossip/internal/casp"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // DefaultPort is memberlist's usual port, used when Options.Bind names no
@@ -29,9 +30,10 @@ type Options struct {
 	// every message. Required.
 	Name string
 	// Identity is this candidate's identity in the record and its
-	// memberlist node name, unique in the cluster. Empty means $POD_NAME,
-	// else the host name (so a StatefulSet's stable pod names are the
-	// voters' names).
+	// memberlist node name, unique in the cluster. Empty means
+	// lock.DefaultIdentity(): $POD_NAME (so a StatefulSet's stable pod
+	// names are the voters' names), else <hostname>_<pid>, which only a
+	// NonVoter can use.
 	Identity string
 	// Voters are the node names whose acceptors hold the record: an odd
 	// number (3 or 5 typically), the same list on every candidate. A
@@ -189,10 +191,7 @@ func (o Options) validate() (*settings, error) {
 		bad("Options.Name %q is longer than memberlist's %d-byte label limit", o.Name, memberlist.LabelMaxSize)
 	}
 	if s.Identity == "" {
-		s.Identity = defaultIdentity()
-		if s.Identity == "" {
-			bad("Options.Identity is empty and neither $POD_NAME nor the host name is set")
-		}
+		s.Identity = lock.DefaultIdentity()
 	}
 	seen := map[string]bool{}
 	for i, v := range o.Voters {
@@ -322,14 +321,4 @@ func splitHostPort(hp string) (string, int, error) {
 		return "", 0, fmt.Errorf("port %q is not a number from 0 to 65535", p)
 	}
 	return host, port, nil
-}
-
-// defaultIdentity is $POD_NAME, else the host name.
-// TODO: use lock.DefaultIdentity once it is in main.
-func defaultIdentity() string {
-	if id := os.Getenv("POD_NAME"); id != "" {
-		return id
-	}
-	h, _ := os.Hostname()
-	return h
 }
