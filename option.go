@@ -76,6 +76,10 @@ type Option struct {
 	// StopTimeout and TermLimit: see Config.
 	StopTimeout time.Duration
 	TermLimit   time.Duration
+	// Recampaign makes a process that lost its lease (its function having
+	// returned within StopTimeout) campaign again instead of exiting: see
+	// Config.Recampaign.
+	Recampaign bool
 
 	// OnNewLeader and OnStoppedLeading: see Callbacks.
 	OnNewLeader      func(identity string)
@@ -173,6 +177,7 @@ func (o Option) electorConfig(l lock.Interface) Config {
 		ReleaseOnCancel: o.ReleaseOnCancel,
 		StopTimeout:     o.StopTimeout,
 		TermLimit:       o.TermLimit,
+		Recampaign:      o.Recampaign,
 		Name:            o.Name,
 		Logger:          o.Logger,
 		Callbacks: Callbacks{
@@ -203,12 +208,15 @@ func (p placeholderLock) Identity() string { return p.id }
 //
 // and this library's own:
 //
-//	--leader-elect-release-on-cancel    (default true)
-//	--leader-elect-stop-timeout         (default: the lease duration)
-//	--leader-elect-term-limit           (default 0: none)
-//	--health-bind-address               (default all interfaces)
+//	--leader-elect-release-on-cancel
+//	--leader-elect-stop-timeout         (0: the lease duration)
+//	--leader-elect-term-limit           (0: none)
+//	--leader-elect-recampaign
+//	--health-bind-address               (empty: all interfaces)
 //
-// Defaults are taken from o's fields where they are set.
+// Every flag's default is the value already in o (after filling in the
+// zero durations and lock type), so flags only override what the program
+// set; the defaults shown above are those of a zero Option.
 func (o *Option) AddFlags(fs *pflag.FlagSet) {
 	d := o.withDefaults()
 	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod, o.ResourceLock = d.LeaseDuration, d.RenewDeadline, d.RetryPeriod, d.ResourceLock
@@ -220,10 +228,10 @@ func (o *Option) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ResourceLock, "leader-elect-resource-lock", o.ResourceLock, "The type of resource object that is used for locking during leader election. Supported options are 'leases'.")
 	fs.StringVar(&o.LeaseLockName, "leader-elect-resource-name", o.LeaseLockName, "The name of resource object that is used for locking during leader election.")
 	fs.StringVar(&o.LeaseLockNamespace, "leader-elect-resource-namespace", o.LeaseLockNamespace, "The namespace of resource object that is used for locking during leader election.")
-	o.ReleaseOnCancel = true // the flag's default
 	fs.BoolVar(&o.ReleaseOnCancel, "leader-elect-release-on-cancel", o.ReleaseOnCancel, "Release the lock on a graceful stop, after the leader's work has returned, so another replica takes over at once.")
 	fs.DurationVar(&o.StopTimeout, "leader-elect-stop-timeout", o.StopTimeout, "How long to wait for the leader's work to return after leadership ends (0: the lease duration).")
 	fs.DurationVar(&o.TermLimit, "leader-elect-term-limit", o.TermLimit, "Hand leadership over after leading this long (0: never).")
+	fs.BoolVar(&o.Recampaign, "leader-elect-recampaign", o.Recampaign, "After losing the lease, campaign again in the same process (if the leader's work returned within the stop timeout) instead of exiting.")
 	fs.StringVar(&o.HealthBindAddress, "health-bind-address", o.HealthBindAddress, "The address the health server binds (default: all interfaces).")
 }
 

@@ -3,10 +3,13 @@
 // k8s.io/apiserver/pkg/server/healthz), /metrics (Prometheus), /status
 // (JSON) and /leader (200 on the leader, 503 on the others).
 //
-// The leader watchdog check fails on a process that believes it leads but
-// has not renewed for LeaseDuration plus a tolerance: its elector is wedged,
-// and a liveness probe on /livez gets it restarted. The user's liveness
-// check runs on every replica, leader or not.
+// The watchdog check fails when the elector's loop, leader or follower, has
+// not come round within its own longest wait plus a tolerance, or a user
+// callback has outlived its bound: the process is wedged, and a liveness
+// probe on /livez gets it restarted. A store that is down is not a wedge:
+// the loop keeps running, /livez stays healthy, and /readyz (the "store"
+// check) and /status report the failure. The user's liveness check runs on
+// every replica, leader or not.
 package healthz
 
 import (
@@ -34,9 +37,9 @@ type Options struct {
 	// Liveness, if set, is the user's check, served as "liveness" on
 	// /healthz and /livez on every replica.
 	Liveness func(*http.Request) error
-	// WatchdogTolerance is how long past LeaseDuration without a renewal
-	// the watchdog waits before failing a leader (default 10s, as
-	// client-go's healthz adaptor is usually configured).
+	// WatchdogTolerance is how long past its due time the watchdog lets
+	// the elector's loop, or a callback, be late before failing (default
+	// 10s, as client-go's healthz adaptor is usually configured).
 	WatchdogTolerance time.Duration
 	// Registry receives the metrics (default: a new registry with the Go
 	// and process collectors). /metrics serves it.
@@ -86,7 +89,7 @@ func New(opts Options) (*Server, error) {
 	mux := http.NewServeMux()
 	healthz.InstallHandler(mux, checks...)
 	healthz.InstallLivezHandler(mux, checks...)
-	healthz.InstallReadyzHandler(mux, checks...)
+	healthz.InstallReadyzHandler(mux, append(checks, StoreCheck(opts.Source))...)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -155,18 +158,38 @@ func (s *Server) Serve(ctx context.Context) error {
 // Close stops a server that was never served.
 func (s *Server) Close() error { return s.ln.Close() }
 
-// Watchdog returns the leader watchdog check ("leaderElection", as
-// client-go names it): it fails when src leads but has not renewed for its
-// LeaseDuration plus tolerance.
+// Watchdog returns the watchdog check ("leaderElection", as client-go
+// names it). It fails when src's loop has not come round by its
+// HeartbeatDue plus tolerance, or a callback is still running tolerance
+// after its Due: on a leader and on a follower alike.
 func Watchdog(src Source, tolerance time.Duration, clk clock.PassiveClock) healthz.HealthChecker {
 	return healthz.NamedCheck("leaderElection", func(*http.Request) error {
 		st := src.Status()
-		if !st.Leading || st.LastRenew.IsZero() {
+		now := clk.Now()
+		var errs []error
+		if !st.HeartbeatDue.IsZero() && now.After(st.HeartbeatDue.Add(tolerance)) {
+			errs = append(errs, fmt.Errorf("the elector of %s (%s) is wedged: its loop last came round %v ago and was due %v ago (tolerance %v)",
+				st.Lock, st.Identity, now.Sub(st.Heartbeat).Round(time.Millisecond), now.Sub(st.HeartbeatDue).Round(time.Millisecond), tolerance))
+		}
+		for _, c := range st.Callbacks {
+			if !c.Due.IsZero() && now.After(c.Due.Add(tolerance)) {
+				errs = append(errs, fmt.Errorf("%s of %s (%s) has been running for %v, %v past its deadline (tolerance %v)",
+					c.Name, st.Lock, st.Identity, now.Sub(c.Since).Round(time.Millisecond), now.Sub(c.Due).Round(time.Millisecond), tolerance))
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// StoreCheck returns the "store" readiness check: it fails while src's
+// last store call failed. It is on /readyz only: a store outage makes no
+// replica a better leader, and restarting would not help.
+func StoreCheck(src Source) healthz.HealthChecker {
+	return healthz.NamedCheck("store", func(*http.Request) error {
+		st := src.Status()
+		if st.StoreError == "" {
 			return nil
 		}
-		if since := clk.Since(st.LastRenew); since > st.LeaseDuration+tolerance {
-			return fmt.Errorf("leader %s of %s has not renewed for %v (lease %v, tolerance %v)", st.Identity, st.Lock, since.Round(time.Millisecond), st.LeaseDuration, tolerance)
-		}
-		return nil
+		return fmt.Errorf("the store of %s has failed since %s: %s", st.Lock, st.StoreErrorSince.Format(time.RFC3339), st.StoreError)
 	})
 }

@@ -27,6 +27,30 @@ type Status struct {
 	Expiry time.Time `json:"expiry,omitzero"`
 	// LeaseDuration is the configured lease duration.
 	LeaseDuration time.Duration `json:"leaseDuration"`
+
+	// Heartbeat is when the elector's loop last came round (campaigning or
+	// leading), and HeartbeatDue when it must come round again: its
+	// longest wait from then plus one bounded store call. A loop past due
+	// is wedged (a store call that ignores its context, for one).
+	Heartbeat    time.Time `json:"heartbeat,omitzero"`
+	HeartbeatDue time.Time `json:"heartbeatDue,omitzero"`
+	// Callbacks are the user's callbacks running now.
+	Callbacks []Callback `json:"callbacks,omitempty"`
+	// StoreError is the error of the last store call, if it failed, and
+	// StoreErrorSince when the calls began to fail.
+	StoreError      string    `json:"storeError,omitempty"`
+	StoreErrorSince time.Time `json:"storeErrorSince,omitzero"`
+}
+
+// Callback is a user callback that is running.
+type Callback struct {
+	// Name is the callback's name, such as "OnStoppedLeading".
+	Name string `json:"name"`
+	// Since is when it was called.
+	Since time.Time `json:"since"`
+	// Due is when it must have returned (zero: no bound yet, such as the
+	// leader's function before its context is cancelled).
+	Due time.Time `json:"due,omitzero"`
 }
 
 // Source is what the health server reads: an elector.
