@@ -116,7 +116,9 @@ func newCommon(name string, stderr io.Writer) *common {
 	c := &common{
 		fs:       pflag.NewFlagSet("leaderelection "+name, pflag.ContinueOnError),
 		backends: backendflags.New("leaderelection"),
-		opt:      leaderelection.Option{LeaseLockName: "leaderelection", LeaseLockNamespace: "default"},
+		// Release on a graceful stop, so another copy starts at once
+		// (--leader-elect-release-on-cancel=false to leave it to expire).
+		opt: leaderelection.Option{LeaseLockName: "leaderelection", LeaseLockNamespace: "default", ReleaseOnCancel: true},
 	}
 	c.fs.SetOutput(stderr)
 	c.backends.AddFlags(c.fs)

@@ -101,6 +101,15 @@ func (p *proc) wait(t *testing.T, within time.Duration) int {
 	}
 }
 
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // eventually polls cond every 10ms until it holds, failing t after d.
 func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()

@@ -27,7 +27,7 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) (int, erro
 	c.addIdentity()
 	var shell, recampaign bool
 	c.fs.BoolVar(&shell, "shell", false, "Run CMD through sh -c, its words joined by spaces.")
-	c.fs.BoolVar(&recampaign, "recampaign", false, "When CMD exits or leadership is lost, campaign again instead of exiting.")
+	c.fs.BoolVar(&recampaign, "recampaign", false, "When CMD exits or leadership is lost, campaign again instead of exiting (--leader-elect-recampaign covers only a lost lease).")
 	c.fs.IntVar(&c.opt.Port, "port", leaderelection.NoHealthServer, "Health server port (/healthz, /livez, /readyz, /metrics, /status, /leader); -1 for none.")
 	c.fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: leaderelection run [flags] -- CMD [ARGS...]\n\nFlags:\n%s", c.fs.FlagUsages())
@@ -55,6 +55,11 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) (int, erro
 	stop := c.opt.StopTimeout
 	if stop == 0 {
 		stop = c.opt.LeaseDuration - c.opt.RenewDeadline
+	}
+	if recampaign {
+		// A lost lease: the elector campaigns again itself, keeping the
+		// health server; the loop below handles CMD's own exit.
+		c.opt.Recampaign = true
 	}
 	r := &runner{argv: argv, id: c.opt.ID, lock: l.Describe(), stop: stop, renewDeadline: c.opt.RenewDeadline, stderr: stderr}
 	c.opt.Lock = timeRenewals(l, r.renewed)

@@ -299,3 +299,38 @@ func pauseOutsideFlock(t *testing.T, p *proc, flockFile string) {
 		p.signal(t, syscall.SIGCONT)
 	}
 }
+
+// TestRunRecampaignsAfterLosingTheLease: with --recampaign, a copy whose
+// store hung (another process holds the file's flock) stops its job at the
+// step-down, stays up, and runs the job again in the next term once the
+// store answers.
+func TestRunRecampaignsAfterLosingTheLease(t *testing.T) {
+	dir := t.TempDir()
+	job := writeScript(t, dir, "job.sh", jobScript)
+	sink := filepath.Join(dir, "sink")
+	lockFile := filepath.Join(dir, "leader.json")
+	a := start(t, dir, "a", append(append([]string{"run", "--id=a", "--lock-file=" + lockFile, "--recampaign", "--leader-elect-stop-timeout=1s"}, fast...), "--", job)...)
+	eventually(t, "term 1's job to write", 30*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 1 })
+	f, err := os.Open(lockFile + ".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "term 1's job to be stopped", 30*time.Second, func() bool {
+		for _, l := range readSink(t, sink) {
+			if l.term == 1 && l.what == "stopped" {
+				return true
+			}
+		}
+		return false
+	})
+	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	eventually(t, "term 2's job to write", 30*time.Second, func() bool { term, id := lastTerm(t, sink); return term == 2 && id == "a" })
+	if a.exited() {
+		t.Fatalf("a exited %d; with --recampaign it stays a candidate", a.code)
+	}
+	checkSink(t, readSink(t, sink))
+}
