@@ -127,3 +127,35 @@ func ExampleLeadership() {
 	// leader: true term: 1
 	// Run returned <nil>
 }
+
+// With Recampaign, a process that lost its lease campaigns again instead
+// of ending Run, provided its function returned. Here the record is
+// deleted under the leader (as by kubectl delete lease): it steps down at
+// its next renewal, waits out the lease it last saw, and leads again in a
+// higher term.
+func ExampleOption_recampaign() {
+	store := locktest.NewMemoryStore("example")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := leaderelection.Run(ctx, leaderelection.Option{
+		Lock:          store.Lock("replica-1"),
+		Port:          leaderelection.NoHealthServer,
+		Recampaign:    true,
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: time.Second,
+		Run: func(ctx context.Context) {
+			term, _ := leaderelection.TermFrom(ctx)
+			fmt.Println("leading in term", term)
+			if term == 1 {
+				store.Delete()
+			} else {
+				cancel()
+			}
+			<-ctx.Done()
+		},
+	})
+	fmt.Println("Run returned", err)
+	// Output:
+	// leading in term 1
+	// leading in term 2
+	// Run returned <nil>
+}
