@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
@@ -186,5 +190,77 @@ func TestStoreErrorsAreCounted(t *testing.T) {
 		_, body := httpGet(t, "http://127.0.0.1:"+strconv.Itoa(port)+"/metrics")
 		return strings.Contains(body, `leader_election_store_errors_total{name="memory://errs"} `) &&
 			!strings.Contains(body, `leader_election_store_errors_total{name="memory://errs"} 0`)
+	})
+}
+
+// lockedBuffer is a log sink the test reads while the elector writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Point 9: a corrupt record fails /readyz on every candidate, naming the
+// lock; counts as a store error; the log says which object to delete; the
+// record is never overwritten.
+func TestCorruptRecordFailsReadyzEverywhereAndIsKept(t *testing.T) {
+	store := locktest.NewMemoryStore("corrupt")
+	store.SetRaw([]byte("garbage"))
+	var logs lockedBuffer
+	logger := logr.FromSlogHandler(slog.NewJSONHandler(&logs, nil))
+	ports := []int{freePort(t), freePort(t)}
+	for i, id := range []string{"a", "b"} {
+		runBackground(t, Option{Lock: store.Lock(id), Port: ports[i], HealthBindAddress: "127.0.0.1", Logger: &logger,
+			LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: time.Second,
+			Run: func(ctx context.Context) { t.Error("led over a corrupt record"); <-ctx.Done() }})
+	}
+	for _, p := range ports {
+		base := "http://127.0.0.1:" + strconv.Itoa(p)
+		waitFor(t, "/readyz to fail naming the lock", func() bool {
+			code, body := httpGet(t, base+"/readyz?verbose")
+			return code == http.StatusInternalServerError && strings.Contains(body, "[-]store failed")
+		})
+		if _, body := httpGet(t, base+"/readyz/store"); !strings.Contains(body, "memory://corrupt") {
+			t.Errorf("/readyz/store does not name the lock: %s", body)
+		}
+		if _, body := httpGet(t, base+"/metrics"); strings.Contains(body, `leader_election_store_errors_total{name="memory://corrupt"} 0`) {
+			t.Error("the corrupt record is not counted as a store error")
+		}
+	}
+	waitFor(t, "the log to say what to delete", func() bool {
+		return strings.Contains(logs.String(), `"delete":"memory://corrupt"`)
+	})
+	if got := string(store.Raw()); got != "garbage" {
+		t.Fatalf("corrupt record overwritten with %q", got)
+	}
+}
+
+// Point 11: a candidate that finds the lock held under its own identity by
+// another process warns, naming the identity.
+func TestSharedIdentityIsWarned(t *testing.T) {
+	store := locktest.NewMemoryStore("shared")
+	var logs lockedBuffer
+	logger := logr.FromSlogHandler(slog.NewJSONHandler(&logs, nil))
+	leading := make(chan struct{})
+	runBackground(t, Option{Lock: store.Lock("pod-0"), Port: NoHealthServer,
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: time.Second,
+		Run: func(ctx context.Context) { close(leading); <-ctx.Done() }})
+	<-leading
+	runBackground(t, Option{Lock: store.Lock("pod-0"), Port: NoHealthServer, Logger: &logger,
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: time.Second,
+		Run: func(ctx context.Context) { <-ctx.Done() }})
+	waitFor(t, "a warning naming the shared identity", func() bool {
+		return strings.Contains(logs.String(), `"sharedIdentity":"pod-0"`)
 	})
 }

@@ -370,6 +370,24 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 	}
 }
 
+// warnIfIdentityShared logs a warning when a candidate that does not lead
+// reads a record under its own identity that it did not write: a term it
+// never held, or a renewal since it last looked. Another process (or an
+// earlier run of this one) uses the same identity, and two processes with
+// one identity each take the other's lease for their own.
+func (e *Elector) warnIfIdentityShared(log logr.Logger, rec lock.Record, raw []byte) {
+	if rec.HolderIdentity != e.identity {
+		return
+	}
+	e.mu.Lock()
+	foreignTerm := int64(rec.LeaderTransitions) > e.term
+	renewedBehindUs := e.observedRaw != nil && e.observed.HolderIdentity == e.identity && string(raw) != string(e.observedRaw)
+	e.mu.Unlock()
+	if foreignTerm || renewedBehindUs {
+		log.Info("Warning: the lock is held under this process's identity by another process (or an earlier run of this one); give every candidate a unique identity", "sharedIdentity", e.identity, "term", rec.LeaderTransitions)
+	}
+}
+
 // campaign returns true once this process holds the lock, false when ctx
 // ends.
 func (e *Elector) campaign(ctx context.Context, log logr.Logger) bool {
@@ -506,12 +524,20 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		}
 		next.LeaderTransitions = int(last) + 1
 		err = e.c.Lock.Create(actx, next)
+	case errors.Is(err, lock.ErrCorrupt):
+		// Never overwritten: it may be a newer writer's format, or a
+		// fault worth keeping for the post-mortem. /readyz fails (store)
+		// on every candidate until an operator acts.
+		e.storeFailed(err)
+		log.Error(err, "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (every candidate stops leading and a new term starts from 1)", "delete", e.desc)
+		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	case err != nil:
 		e.storeFailed(err)
 		log.Error(err, "Reading the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	default:
 		e.storeOK()
+		e.warnIfIdentityShared(log, *rec, raw)
 		e.observe(*rec, raw)
 		if held := e.heldFor(e.clock.Now()); held > 0 {
 			// Held (by another, or by an earlier incarnation of this

@@ -251,6 +251,12 @@ func (l *Lock) read() (*stored, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: read: %w", l.Describe(), err)
 	}
+	if len(raw) == 0 {
+		// An empty file (touch, or a directory created ahead) is no
+		// record: the writer replaces files whole by rename, so it never
+		// leaves one.
+		return nil, nil, lock.NewNotFound(l.Describe())
+	}
 	var st stored
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return nil, nil, lock.NewCorrupt(l.Describe(), err)

@@ -194,3 +194,25 @@ func TestPollingWatcherSignalsChange(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// An empty file, as `touch` leaves it, is no record: the first candidate
+// creates one.
+func TestEmptyFileIsNoRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.json")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(context.Background(), Options{Path: path, Identity: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Get(context.Background()); !lock.IsNotFound(err) {
+		t.Fatalf("Get of an empty file = %v, want not found", err)
+	}
+	if err := l.Create(context.Background(), locktest.NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create over an empty file: %v", err)
+	}
+	if rec, _, err := l.Get(context.Background()); err != nil || rec.HolderIdentity != "a" {
+		t.Fatalf("Get after Create = %+v, %v", rec, err)
+	}
+}
