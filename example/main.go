@@ -12,6 +12,11 @@
 // --fence-file its work goes through a fencing sink, a store that rejects
 // any write from a term lower than one it has accepted: what a paused
 // leader that wakes up late must meet downstream.
+//
+// Exit status: 0 after a graceful stop (SIGINT, SIGTERM) or --help; 2 for
+// bad input (a flag, an option or the lock's configuration), with the error
+// printed once, naming the flag; 1 for a failure while running (the health
+// port in use, a lost lease), logged once.
 package main
 
 import (
@@ -28,12 +33,20 @@ import (
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
 	"github.com/b3df926d/leaderelection/internal/fence"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
+// exitBadInput is the exit status for bad input, as for flag.ExitOnError.
+const exitBadInput = 2
+
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	if errors.Is(err, pflag.ErrHelp) {
+		return // the usage is printed; asking for it is not an error
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "example:", err)
-		os.Exit(2)
+		os.Exit(exitBadInput)
 	}
 }
 
@@ -49,8 +62,9 @@ func run(args []string) error {
 	)
 	backends := backendflags.New("example")
 	backends.AddFlags(fs)
-	fs.StringVar(&opt.ID, "id", "", "This replica's identity (default $POD_NAME).")
+	fs.StringVar(&opt.ID, "id", "", "This replica's identity (default $POD_NAME, else <hostname>_<pid>).")
 	fs.IntVar(&opt.Port, "port", leaderelection.DefaultPort, "Health server port (/healthz, /livez, /readyz, /metrics, /status).")
+	fs.BoolVar(&opt.LeaderOnlyReady, "leader-only-ready", false, "Fail /readyz on every replica but the leader, so a Service routes only to the leader (active/passive; see deploy/active-passive.yaml).")
 	fs.DurationVar(&interval, "work-interval", 500*time.Millisecond, "How often the leader does a unit of work.")
 	fs.StringVar(&workLog, "work-log", "", "If set, append each unit of work, stamped with the term, to this file.")
 	fs.StringVar(&fenceAt, "fence-file", "", "If set, write each unit of work through a fencing sink at this path (PATH and PATH.log, under flock): it rejects writes from a term lower than one it has accepted, and counts them.")
@@ -61,10 +75,7 @@ func run(args []string) error {
 		return err
 	}
 	if opt.ID == "" {
-		opt.ID = os.Getenv("POD_NAME")
-	}
-	if opt.ID == "" {
-		return fmt.Errorf("--id is empty and POD_NAME is not set: each replica needs a unique identity")
+		opt.ID = lock.DefaultIdentity()
 	}
 	l, err := backends.Lock(context.Background(), opt.ID, &opt)
 	if err != nil {
@@ -81,6 +92,9 @@ func run(args []string) error {
 	}
 	opt.Run = func(ctx context.Context) { work(ctx, id, interval, workLog, sink) }
 	opt.OnNewLeader = func(id string) { klog.InfoS("Observed leader", "leader", id) }
+	if err := opt.Validate(); err != nil {
+		return err
+	}
 	leaderelection.RunOrDie(opt)
 	klog.InfoS("Stopped gracefully")
 	klog.Flush()

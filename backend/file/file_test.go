@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
@@ -45,6 +46,13 @@ func (h harness) Stored(t *testing.T, name string) []byte {
 	return b
 }
 
+// Delete removes the record file, as an operator's rm would.
+func (h harness) Delete(t *testing.T, name string) {
+	if err := os.Remove(h.path(name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Block holds the exclusive flock, as a hung process would.
 func (h harness) Block(t *testing.T, name string) func() {
 	f, err := os.OpenFile(h.path(name)+".lock", os.O_RDWR|os.O_CREATE, 0o644)
@@ -59,6 +67,13 @@ func (h harness) Block(t *testing.T, name string) func() {
 
 func TestFileLockConformance(t *testing.T) {
 	locktest.RunConformanceTests(t, harness{dir: t.TempDir()}, locktest.Options{})
+}
+
+// The elector scenarios every backend passes: a record deleted under the
+// leader, TermLimit hand-overs. (Candidates on one host cannot be cut off
+// from a file, so the partition scenario is skipped.)
+func TestElectorScenarios(t *testing.T) {
+	leadertest.RunScenarios(t, harness{dir: t.TempDir()}, leadertest.Options{})
 }
 
 func TestNewRejectsBadPaths(t *testing.T) {
@@ -178,4 +193,26 @@ func TestPollingWatcherSignalsChange(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// An empty file, as `touch` leaves it, is no record: the first candidate
+// creates one.
+func TestEmptyFileIsNoRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l.json")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(context.Background(), Options{Path: path, Identity: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Get(context.Background()); !lock.IsNotFound(err) {
+		t.Fatalf("Get of an empty file = %v, want not found", err)
+	}
+	if err := l.Create(context.Background(), locktest.NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create over an empty file: %v", err)
+	}
+	if rec, _, err := l.Get(context.Background()); err != nil || rec.HolderIdentity != "a" {
+		t.Fatalf("Get after Create = %+v, %v", rec, err)
+	}
 }

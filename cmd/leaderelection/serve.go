@@ -29,12 +29,16 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) (int, er
 	if c.fs.NArg() > 0 {
 		return 0, usageErr("serve takes no arguments, got %q (to run a command while leading: leaderelection run -- CMD)", c.fs.Args())
 	}
-	l, err := c.lock(ctx)
+	l, closeLock, err := c.lock(ctx)
 	if err != nil {
 		return 0, err
 	}
+	defer closeLock()
 	c.opt.Lock = l
 	c.opt.Run = func(ctx context.Context) { <-ctx.Done() }
+	// A sidecar stays a candidate after a lost lease, answering 503
+	// meanwhile; its function never ignores its context.
+	c.opt.Recampaign = true
 	if err := c.opt.Validate(); err != nil {
 		return 0, usageErr("%w", err)
 	}
@@ -45,8 +49,8 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) (int, er
 		if !errors.Is(err, leaderelection.ErrLeaseLost) || ctx.Err() != nil {
 			return exitOK, err
 		}
-		// A sidecar stays a candidate: nothing of the app's ran under the
-		// lost lease but its own answer to /leader, now 503.
+		// Recampaign ends Run only if the function outlived StopTimeout,
+		// which this one cannot; campaign again all the same.
 		klog.InfoS("Campaigning again after losing the lease", "err", err)
 	}
 }

@@ -34,8 +34,15 @@ type GitRepo struct {
 	Dir string
 	// Name is its directory name, the path under every server's root.
 	Name string
-	root string
-	git  string
+	// Git251Refusals, set before ServeHTTP, makes the HTTP server word
+	// receive-pack's lost races as git 2.51 and later do ("reference already
+	// exists", "reference does not exist", "incorrect old value provided")
+	// rather than as Debian's older git does ("failed to update ref",
+	// "failed to lock"): a stub of a newer server around the real one.
+	// Only the words change; what git accepts and refuses does not.
+	Git251Refusals bool
+	root           string
+	git            string
 
 	mu         sync.Mutex
 	daemonPort int
@@ -141,11 +148,91 @@ func (r *GitRepo) ServeHTTP(t testing.TB, auth GitHTTPAuth) (addr string) {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
+		if r.Git251Refusals && req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/git-receive-pack") {
+			r.serveReworded(w, req, backend)
+			return
+		}
 		backend.ServeHTTP(w, req)
 	}))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
+}
+
+// serveReworded runs receive-pack through backend and rewrites the reason
+// of every command its ref transaction refused ("ng <ref> failed to update
+// ref" or "failed to lock" in the report-status pkt-lines) the way git 2.51
+// words it, from what the command asked (to create the ref, or to move it
+// from an old value) and whether the ref exists. Other reasons (a hook
+// declined) are git's own in every version, and stay.
+func (r *GitRepo) serveReworded(w http.ResponseWriter, req *http.Request, backend http.Handler) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	creates := map[string]bool{} // ref -> the command creates it
+	for _, line := range pktLines(body) {
+		if line == nil {
+			break // the flush before the pack
+		}
+		cmd, _, _ := strings.Cut(strings.TrimSuffix(string(line), "\n"), "\x00")
+		if f := strings.Fields(cmd); len(f) == 3 {
+			creates[f[2]] = strings.Trim(f[0], "0") == ""
+		}
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	rec := httptest.NewRecorder()
+	backend.ServeHTTP(rec, req)
+	var out bytes.Buffer
+	for _, line := range pktLines(rec.Body.Bytes()) {
+		if line == nil {
+			out.WriteString("0000")
+			continue
+		}
+		ref, old, ok := strings.Cut(strings.TrimPrefix(string(line), "ng "), " ")
+		if ok && strings.HasPrefix(string(line), "ng ") && strings.HasPrefix(old, "failed to ") {
+			reason := "incorrect old value provided"
+			switch {
+			case creates[ref]:
+				reason = "reference already exists"
+			default:
+				if _, err := r.TryGit(nil, "rev-parse", "--verify", "--quiet", ref); err != nil {
+					reason = "reference does not exist"
+				}
+			}
+			line = []byte("ng " + ref + " " + reason + "\n")
+		}
+		fmt.Fprintf(&out, "%04x%s", len(line)+4, line)
+	}
+	for k, v := range rec.Header() {
+		if k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(out.Bytes())
+}
+
+// pktLines splits git pkt-line data into payloads, with nil for a flush
+// packet; it stops at the first thing that is not a pkt-line (a pack).
+func pktLines(data []byte) [][]byte {
+	var lines [][]byte
+	for len(data) >= 4 {
+		var n int
+		if _, err := fmt.Sscanf(string(data[:4]), "%04x", &n); err != nil || (n > 0 && n < 4) || n > len(data) {
+			break
+		}
+		if n == 0 {
+			lines = append(lines, nil)
+			data = data[4:]
+			continue
+		}
+		lines = append(lines, data[4:n])
+		data = data[n:]
+	}
+	return lines
 }
 
 // ServeDaemon serves the repository's root by `git daemon
