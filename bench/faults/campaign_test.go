@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -25,11 +24,6 @@ func buildExample(t *testing.T) string {
 	return bin
 }
 
-// knownElectorBugs are faults the campaign excludes from CI until the
-// elector fixes that issue 9 tracks land (branch safety): a deleted record
-// restarts the term at 1 and lets two leaders overlap.
-var knownElectorBugs = []string{DeleteRecord}
-
 // TestShortCampaign runs every fault kind twice on every backend against
 // its real server, and fails on any safety violation: the CI campaign. The
 // full one (1,000 transitions per backend) is `go run ./bench/faults`.
@@ -41,11 +35,7 @@ func TestShortCampaign(t *testing.T) {
 	for _, backend := range backendNames() {
 		t.Run(backend, func(t *testing.T) {
 			cfg := DefaultConfig(backend)
-			for _, k := range backendFaults[backend] {
-				if !slices.Contains(knownElectorBugs, k) {
-					cfg.Faults = append(cfg.Faults, k)
-				}
-			}
+			cfg.Faults = backendFaults[backend]
 			cfg.Transitions = 1 << 30
 			cfg.MaxFaults = 2 * len(cfg.Faults)
 			cfg.Seed = 12
@@ -90,9 +80,9 @@ func TestBadInputIsRefusedWithAClearMessage(t *testing.T) {
 		{"one of several backends unknown", []string{"--backend=file,etcd"}, []string{`--backend="etcd"`}},
 		{"unknown fault", []string{"--faults=kill-leader,explode"}, []string{`--faults: "explode" is not a fault`, "kill-leader"}},
 		{"fault the backend lacks", []string{"--backend=file", "--faults=latency-high"}, []string{`"latency-high" does not apply to --backend=file`}},
-		{"lease not above renew deadline", []string{"--lease-duration=1s", "--renew-deadline=1s"}, []string{"--lease-duration=1s", "LeaseDuration (1s) must be greater than RenewDeadline (1s)"}},
-		{"retry period below 1s", []string{"--retry-period=500ms", "--renew-deadline=700ms"}, []string{"RetryPeriod (500ms) must be at least 1s"}},
-		{"renew deadline not above 1.2 retry periods", []string{"--renew-deadline=1100ms"}, []string{"RenewDeadline (1.1s) must be greater than RetryPeriod×1.2"}},
+		{"lease not above renew deadline", []string{"--lease-duration=1s", "--renew-deadline=1s"}, []string{"--lease-duration=1s", "LeaseDuration (1s", "must be greater than RenewDeadline (1s"}},
+		{"retry period below 1s", []string{"--retry-period=500ms", "--renew-deadline=700ms"}, []string{"--retry-period=500ms", "RetryPeriod (500ms", "must be at least 1s"}},
+		{"renew deadline not above 1.2 retry periods", []string{"--renew-deadline=1100ms"}, []string{"--renew-deadline=1.1s", "RenewDeadline (1.1s", "must be greater than RetryPeriod×1.2"}},
 		{"Lease rounds to whole seconds", []string{"--backend=k8s", "--lease-duration=2500ms", "--renew-deadline=2s"}, []string{"--lease-duration=2.5s", "whole seconds"}},
 		{"one replica", []string{"--replicas=1"}, []string{"--replicas=1: want at least 2"}},
 		{"no transitions", []string{"--transitions=0"}, []string{"--transitions=0"}},
