@@ -22,11 +22,12 @@ import (
 // Errors Run returns.
 var (
 	// ErrLeaseLost: this process led, and stopped because it could not
-	// renew within RenewDeadline (or another candidate holds the lock).
+	// renew within RenewDeadline, another candidate holds the lock, or the
+	// record was deleted.
 	ErrLeaseLost = errors.New("leaderelection: lease lost")
-	// ErrStopTimeout: the leader's function did not return within
-	// StopTimeout after its context was cancelled. The lock was not
-	// released.
+	// ErrStopTimeout: the leader's function, or OnStoppedLeading, did not
+	// return within StopTimeout after the term ended. The lock was not
+	// released. After a lost lease the error matches ErrLeaseLost too.
 	ErrStopTimeout = errors.New("leaderelection: leader function did not return in time")
 )
 
@@ -186,9 +187,12 @@ func (e *Elector) recordLease(rec lock.Record) time.Duration {
 
 // Run campaigns until ctx ends, leading whenever it holds the lock. It
 // returns nil after ctx ends or the leader's function returns by itself,
-// ErrLeaseLost (wrapped) after losing the lock, and ErrStopTimeout (wrapped)
-// if the leader's function ignored its cancelled context. Run may be called
-// once.
+// ErrLeaseLost (wrapped) after losing the lock (unless Config.Recampaign,
+// which campaigns again), and ErrStopTimeout (wrapped) if the leader's
+// function or OnStoppedLeading outlived StopTimeout; both after a lost
+// lease whose function ignored its cancelled context. Callbacks hold up
+// Run's return by at most StopTimeout after ctx ends (plus the release, one
+// bounded store call). Run may be called once.
 func (e *Elector) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.ran {

@@ -71,3 +71,35 @@ func ExampleOption_Validate() {
 	// Option.Port 70000 is out of range: want 1-65535, 0 for 8080, or -1 to disable the health server
 	// LeaseDuration (5s) must be greater than RenewDeadline (10s)
 }
+
+// With Recampaign, a process that lost its lease campaigns again instead
+// of ending Run, provided its function returned. Here the record is
+// deleted under the leader (as by kubectl delete lease): it steps down at
+// its next renewal, waits out the lease it last saw, and leads again in a
+// higher term.
+func ExampleOption_recampaign() {
+	store := locktest.NewMemoryStore("example")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := leaderelection.Run(ctx, leaderelection.Option{
+		Lock:          store.Lock("replica-1"),
+		Port:          leaderelection.NoHealthServer,
+		Recampaign:    true,
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: time.Second,
+		Run: func(ctx context.Context) {
+			term, _ := leaderelection.TermFrom(ctx)
+			fmt.Println("leading in term", term)
+			if term == 1 {
+				store.Delete()
+			} else {
+				cancel()
+			}
+			<-ctx.Done()
+		},
+	})
+	fmt.Println("Run returned", err)
+	// Output:
+	// leading in term 1
+	// leading in term 2
+	// Run returned <nil>
+}

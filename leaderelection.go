@@ -3,7 +3,7 @@
 // replaced fast and safely.
 //
 // RunOrDie (or Run) validates the options, starts a health server whose
-// watchdog fails a leader that can no longer renew, and runs the user's
+// watchdog fails a process whose elector is wedged, and runs the user's
 // function only while this process holds the lock. The lock is any backend's
 // (backend/file, backend/k8s, ...), or a Kubernetes Lease.
 //
@@ -29,7 +29,7 @@ import (
 // Run validates opt and runs the election until ctx ends (or opt.StopCh is
 // closed): opt.Run runs whenever this process holds the lock. It returns nil
 // after a graceful stop or when opt.Run returned by itself, an error wrapping
-// ErrLeaseLost after losing the lock, and a validation or health-server
+// ErrLeaseLost after losing the lock (unless opt.Recampaign), and a validation or health-server
 // error (such as a port in use) before anything starts.
 func Run(ctx context.Context, opt Option) error {
 	if err := opt.Validate(); err != nil {

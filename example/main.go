@@ -35,7 +35,7 @@ func main() {
 func run(args []string) error {
 	fs := pflag.NewFlagSet("example", pflag.ContinueOnError)
 	var (
-		opt      = leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default"}
+		opt      = leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default", ReleaseOnCancel: true}
 		interval time.Duration
 		workLog  string
 	)

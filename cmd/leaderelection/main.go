@@ -115,7 +115,7 @@ func newCommon(name string, stderr io.Writer) *common {
 	c := &common{
 		fs:       pflag.NewFlagSet("leaderelection "+name, pflag.ContinueOnError),
 		backends: backendflags.New("leaderelection"),
-		opt:      leaderelection.Option{LeaseLockName: "leaderelection", LeaseLockNamespace: "default"},
+		opt:      leaderelection.Option{LeaseLockName: "leaderelection", LeaseLockNamespace: "default", ReleaseOnCancel: true},
 	}
 	c.fs.SetOutput(stderr)
 	c.backends.AddFlags(c.fs)

@@ -62,7 +62,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return 0, err
 	}
 	if l == nil { // a Lease through the client the backend set up
-		kl, err := k8s.New(k8s.Config{Client: c.opt.KubeClient, Namespace: c.opt.LeaseLockNamespace, Name: c.opt.LeaseLockName, Identity: statusIdentity, DisableEvents: true})
+		kl, err := k8s.New(ctx, k8s.Options{Client: c.opt.KubeClient, Namespace: c.opt.LeaseLockNamespace, Name: c.opt.LeaseLockName, Identity: statusIdentity, DisableEvents: true})
 		if err != nil {
 			return 0, err
 		}

@@ -89,7 +89,8 @@ type weakening struct {
 	// answerAtOnce: a restarted acceptor answers at once with an empty
 	// record (rule b).
 	answerAtOnce bool
-	// ignoreFloor: recovery rounds may use any ballot (floor zero).
+	// ignoreFloor: recovery rounds may use any ballot (floor zero); the
+	// search also restarts the voter without its saved promise.
 	ignoreFloor bool
 	// answerOwnRecovery: a recovering acceptor takes part in its own
 	// recovery round (with Proposer.ownVote: rule c).

@@ -243,3 +243,32 @@ func TestReinitializeNeverRevivesAnOldToken(t *testing.T) {
 		t.Fatalf("swap against a token from before the re-initialisation: %+v; want a conflict", o)
 	}
 }
+
+func TestMajorityAmnesiaIsUnavailableNotUnsafe(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	p := newProposer(t, "p", 1, c.voters)
+	if o := c.run(p.Start(0, Create([]byte("x")))); o.Status != Chosen {
+		t.Fatalf("create: %+v", o)
+	}
+	// a and b restart without disk (clock-bounded floors): a majority forgot.
+	for i, v := range []string{"a", "b"} {
+		a, err := NewAcceptor(AcceptorConfig{Name: v, Voters: c.voters, Incarnation: uint64(20 + i), MaxAhead: 5, Now: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.acc[v] = a
+	}
+	c.now = 100
+	for _, v := range []string{"a", "b"} {
+		floor, _ := c.acc[v].Floor()
+		rp := newProposer(t, v, 99, c.voters)
+		if o := c.run(rp.Recover(c.now, floor)); o.Status == Chosen {
+			t.Fatalf("%s recovered with only one other voter answering: %+v", v, o)
+		}
+	}
+	for range 3 {
+		if o := c.run(p.Start(c.now, Read)); o.Status == Chosen {
+			t.Fatalf("a read completed with a majority of voters recovering: %+v", o)
+		}
+	}
+}

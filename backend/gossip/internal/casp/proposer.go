@@ -202,7 +202,9 @@ func (r *Round) Handle(m Message) ([]Message, error) {
 	}
 	switch m.Kind {
 	case KindNack:
-		r.p.Observe(m.Seen)
+		if m.Reason != NackAhead { // there Seen is a limit, not a ballot in use
+			r.p.Observe(m.Seen)
+		}
 	case KindPromise:
 		r.p.Observe(m.Accepted)
 	}
@@ -271,7 +273,7 @@ func (r *Round) nack(i int, m Message) {
 	// A refusal naming our own ballot answers a duplicate prepare: that
 	// acceptor did promise us (its promise may still arrive or be lost).
 	dupPrepare := m.Reason == NackBallot && m.Seen == r.ballot
-	if !dupPrepare {
+	if !dupPrepare && m.Reason != NackAhead {
 		r.out.Seen = maxBallot(r.out.Seen, m.Seen)
 	}
 	p := &r.peers[i]

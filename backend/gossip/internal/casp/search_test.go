@@ -176,6 +176,23 @@ func (s *searcher) dfs(w *world, depth int) bool {
 		s.trace = s.trace[:len(s.trace)-1]
 		return false
 	}
+	// Any message in flight is delivered (again).
+	for id := range len(s.table) {
+		if w.msgs[id/64]&(1<<(id%64)) == 0 {
+			continue
+		}
+		m := s.table[id]
+		var n *world
+		switch m.Kind {
+		case KindPrepare, KindAccept:
+			n = s.toAcceptor(w, m)
+		default:
+			n = s.toProposer(w, m)
+		}
+		if step(func() string { return describe(m) }, n) {
+			return true
+		}
+	}
 	// Clients start rounds.
 	for i := range 2 {
 		sl := &w.slots[i]
@@ -221,31 +238,17 @@ func (s *searcher) dfs(w *world, depth int) bool {
 			}
 		}
 	}
-	// Any message in flight is delivered (again).
-	for id := range len(s.table) {
-		if w.msgs[id/64]&(1<<(id%64)) == 0 {
-			continue
-		}
-		m := s.table[id]
-		var n *world
-		switch m.Kind {
-		case KindPrepare, KindAccept:
-			n = s.toAcceptor(w, m)
-		default:
-			n = s.toProposer(w, m)
-		}
-		if step(func() string { return describe(m) }, n) {
-			return true
-		}
-	}
 	return false
 }
 
 func (s *searcher) restart(w *world) *world {
 	n := w.clone()
 	n.restarted = true
-	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: searchVoters, Incarnation: 4,
-		Storage: floorStore{promised: w.acc[0].promised}})
+	cfg := AcceptorConfig{Name: "a", Voters: searchVoters, Incarnation: 4, Storage: floorStore{promised: w.acc[0].promised}}
+	if s.rules.weak.ignoreFloor {
+		cfg.Storage = nil // nothing survives: the new process starts with no promise at all
+	}
+	a, err := NewAcceptor(cfg)
 	if err != nil {
 		panic(err)
 	}
@@ -387,6 +390,9 @@ func (s *searcher) prune(w *world) {
 }
 
 func (s *searcher) dead(w *world, m Message) bool {
+	if m.To == "a" && !w.restarted && s.rules.weak.ignoreFloor && (m.Kind == KindPrepare || m.Kind == KindAccept) {
+		return false // without a floor, the restart forgets the promise that refuses it
+	}
 	switch m.Kind {
 	case KindPrepare:
 		return !w.acc[voterIndex(m.To)].promised.Less(m.Ballot)

@@ -45,6 +45,9 @@ const (
 	simMaxAhead  = 50_000 // µs: acceptors refuse counters further ahead of their clock
 	simMaxSkew   = 10_000 // µs: clocks differ by at most this
 	simOpTimeout = 400_000
+	// simCrashMidRound is the chance that a voter restarts right after it
+	// promised or accepted, so restarts land on every step of a round.
+	simCrashMidRound = 0.002
 )
 
 type simConfig struct {
@@ -250,8 +253,17 @@ func (s *sim) deliver(n *simNode, m Message) {
 		if err != nil {
 			s.t.Fatal(err)
 		}
+		// Now and then the voter dies right after a promise or an accept:
+		// after saving (if it saves) and before or after its reply leaves.
+		crash := reply != nil && reply.Kind != KindNack && s.rng.Float64() < simCrashMidRound
+		if crash && s.rng.IntN(2) == 0 && s.crashVoter(n) {
+			return
+		}
 		if reply != nil {
 			s.send(n, *reply)
+		}
+		if crash {
+			s.crashVoter(n)
 		}
 	default:
 		if r := n.recover; r != nil && r.Ballot() == m.Ballot {
@@ -422,8 +434,9 @@ func (s *sim) record(op *simOp, out casOutput, ret int64) {
 // crash restarts a voter without its memory. Only as many voters may be
 // recovering at once as leave a quorum of answering voters; with full disks
 // any number may restart.
-func (s *sim) crash() {
-	v := s.nodes[s.voters[s.rng.IntN(len(s.voters))]]
+func (s *sim) crash() { s.crashVoter(s.nodes[s.voters[s.rng.IntN(len(s.voters))]]) }
+
+func (s *sim) crashVoter(v *simNode) bool {
 	recovering := 0
 	for _, name := range s.voters {
 		if !s.nodes[name].acc.Ready() {
@@ -431,7 +444,7 @@ func (s *sim) crash() {
 		}
 	}
 	if s.cfg.disk != diskFull && (!v.acc.Ready() || recovering >= len(s.voters)-Quorum(len(s.voters))) {
-		return
+		return false
 	}
 	if op := v.op; op != nil {
 		if o := op.round.Outcome(); o.Status == Pending && o.Wrote {
@@ -445,6 +458,7 @@ func (s *sim) crash() {
 	}
 	s.restarts++
 	s.start(v, false)
+	return true
 }
 
 func (s *sim) partition() {
@@ -597,9 +611,16 @@ func simConfigFor(seed uint64) simConfig {
 	}
 }
 
-// simulate runs one seed and checks its history; it returns the number of
-// operations checked.
-func simulate(t testing.TB, seed uint64) int {
+// simTotals adds up the runs' figures for the test log.
+type simTotals struct{ ops, unknown, restarts, recoveries, msgs int }
+
+func (x simTotals) String() string {
+	return fmt.Sprintf("%d operations (%d with unknown outcome), %d amnesiac restarts, %d recoveries, %d messages",
+		x.ops, x.unknown, x.restarts, x.recoveries, x.msgs)
+}
+
+// simulate runs one seed, checks its history and adds its figures to tot.
+func simulate(t testing.TB, seed uint64, tot *simTotals) {
 	cfg := simConfigFor(seed)
 	s := newSim(t, cfg)
 	h := s.run()
@@ -613,28 +634,33 @@ func simulate(t testing.TB, seed uint64) int {
 		t.Logf("seed %d %+v: %d ops (%d unknown), %d restarts, %d recoveries, %d messages, %v virtual",
 			seed, cfg, len(h), s.unknown, s.restarts, s.recoveries, s.msgs, time.Duration(s.now)*time.Microsecond)
 	}
-	return len(h)
+	tot.ops += len(h)
+	tot.unknown += s.unknown
+	tot.restarts += s.restarts
+	tot.recoveries += s.recoveries
+	tot.msgs += s.msgs
 }
 
 func TestSimulationHistoriesAreLinearizable(t *testing.T) {
 	start := time.Now()
+	var tot simTotals
 	if *simSeed != 0 {
-		simulate(t, *simSeed)
+		simulate(t, *simSeed, &tot)
 		return
 	}
-	ops, seeds := 0, 0
-	for seed := uint64(1); ops < 10_000; seed++ {
-		ops += simulate(t, seed)
+	seeds := 0
+	for seed := uint64(1); tot.ops < 10_000; seed++ {
+		simulate(t, seed, &tot)
 		seeds++
 	}
-	t.Logf("%d operations over %d seeds checked linearizable in %v", ops, seeds, time.Since(start).Round(time.Millisecond))
+	t.Logf("%v over %d seeds checked linearizable in %v", tot, seeds, time.Since(start).Round(time.Millisecond))
 	if *simSoak > 0 {
 		deadline := time.Now().Add(*simSoak)
 		for seed := uint64(1_000_000); time.Now().Before(deadline); seed++ {
-			ops += simulate(t, seed)
+			simulate(t, seed, &tot)
 			seeds++
 		}
-		t.Logf("soak: %d operations over %d seeds checked linearizable in %v", ops, seeds, time.Since(start).Round(time.Millisecond))
+		t.Logf("soak: %v over %d seeds checked linearizable in %v", tot, seeds, time.Since(start).Round(time.Millisecond))
 	}
 }
 
