@@ -68,6 +68,7 @@ type Elector struct {
 	calls         map[string]pendingCall // callbacks running now
 	storeErr      error                  // the last store call failed (nil: it succeeded)
 	storeErrSince time.Time
+	storeErrors   int64     // failed store calls, for the error counter
 	stopBy        time.Time // Run's context ended: callbacks may hold Run up until then
 
 	// changes is the lock's watch (nil: none, or it ended); only the Run
@@ -161,6 +162,7 @@ func (e *Elector) Status() healthz.Status {
 		Callbacks:       calls,
 		StoreError:      storeErr,
 		StoreErrorSince: e.storeErrSince,
+		StoreErrors:     e.storeErrors,
 		Name:            e.c.Name,
 		Identity:        e.identity,
 		Lock:            e.desc,
@@ -327,6 +329,7 @@ func (e *Elector) storeFailed(err error) {
 		e.storeErrSince = now
 	}
 	e.storeErr = err
+	e.storeErrors++
 }
 
 func (e *Elector) storeOK() {

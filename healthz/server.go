@@ -35,8 +35,21 @@ type Options struct {
 	// Source is the elector whose state is served.
 	Source Source
 	// Liveness, if set, is the user's check, served as "liveness" on
-	// /healthz and /livez on every replica.
+	// /healthz and /livez on every replica. It is not on /readyz: a
+	// liveness probe that fails restarts the process.
 	Liveness func(*http.Request) error
+	// Readiness, if set, is the user's check, served as "readiness" on
+	// /readyz only, on every replica.
+	Readiness func(*http.Request) error
+	// LeaderOnlyReady adds the "leader" check to /readyz: it fails on every
+	// replica but the leader, so a Kubernetes Service whose readiness probe
+	// is /readyz routes only to the leader (active/passive). Liveness is
+	// unaffected: followers are healthy, just not ready.
+	LeaderOnlyReady bool
+	// Handlers are the application's own handlers, mounted on the health
+	// server by pattern (as http.ServeMux.Handle; for example "/work").
+	// They may not replace the server's own paths.
+	Handlers map[string]http.Handler
 	// WatchdogTolerance is how long past its due time the watchdog lets
 	// the elector's loop, or a callback, be late before failing (default
 	// 10s, as client-go's healthz adaptor is usually configured).
@@ -89,7 +102,14 @@ func New(opts Options) (*Server, error) {
 	mux := http.NewServeMux()
 	healthz.InstallHandler(mux, checks...)
 	healthz.InstallLivezHandler(mux, checks...)
-	healthz.InstallReadyzHandler(mux, append(checks, StoreCheck(opts.Source))...)
+	ready := append(append([]healthz.HealthChecker{}, checks[:2]...), StoreCheck(opts.Source))
+	if opts.Readiness != nil {
+		ready = append(ready, healthz.NamedCheck("readiness", opts.Readiness))
+	}
+	if opts.LeaderOnlyReady {
+		ready = append(ready, LeaderCheck(opts.Source))
+	}
+	healthz.InstallReadyzHandler(mux, ready...)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -98,11 +118,44 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("/leader", func(w http.ResponseWriter, _ *http.Request) {
 		serveLeader(w, opts.Source.Status())
 	})
+	for pattern, h := range opts.Handlers {
+		if err := mount(mux, pattern, h); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	return &Server{
 		ln:      ln,
 		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		metrics: m,
 	}, nil
+}
+
+// mount adds one of the application's handlers, turning ServeMux's panic on
+// a conflicting pattern into an error naming it.
+func mount(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("healthz: Options.Handlers[%q]: %v", pattern, r)
+		}
+	}()
+	if h == nil {
+		return fmt.Errorf("healthz: Options.Handlers[%q] is nil", pattern)
+	}
+	mux.Handle(pattern, h)
+	return nil
+}
+
+// LeaderCheck returns the "leader" readiness check: it fails on a replica
+// that does not lead.
+func LeaderCheck(src Source) healthz.HealthChecker {
+	return healthz.NamedCheck("leader", func(*http.Request) error {
+		st := src.Status()
+		if st.Leading {
+			return nil
+		}
+		return fmt.Errorf("%s does not lead %s (leader: %q)", st.Identity, st.Lock, st.Leader)
+	})
 }
 
 // Leader is the body of /leader: this replica's identity, whether it leads,

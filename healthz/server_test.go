@@ -219,3 +219,40 @@ func TestLeaderIs200OnTheLeaderAnd503Elsewhere(t *testing.T) {
 		t.Fatalf("leader: /leader = %d %+v, want 200 %+v", code, got, want)
 	}
 }
+
+// Point 5: the liveness check is not on /readyz (failing it would restart
+// a follower that is merely not ready), and the readiness check is only on
+// /readyz.
+func TestLivenessAndReadinessAreSeparate(t *testing.T) {
+	src := &fakeSource{st: Status{Name: "n", Identity: "b", Leader: "a"}}
+	base := start(t, Options{Source: src,
+		Liveness:  func(*http.Request) error { return errors.New("wedged") },
+		Readiness: func(*http.Request) error { return errors.New("warming up") },
+	})
+	if code, body := get(t, base+"/readyz"); code != http.StatusInternalServerError || strings.Contains(body, "liveness") || !strings.Contains(body, "[-]readiness failed") {
+		t.Errorf("/readyz: %d %q, want the readiness check failing and no liveness check", code, body)
+	}
+	if code, body := get(t, base+"/livez"); code != http.StatusInternalServerError || strings.Contains(body, "readiness") || !strings.Contains(body, "[-]liveness failed") {
+		t.Errorf("/livez: %d %q, want the liveness check failing and no readiness check", code, body)
+	}
+}
+
+func TestStatusDurationsAreText(t *testing.T) {
+	src := &fakeSource{st: Status{Name: "n", LeaseDuration: 15 * time.Second}}
+	base := start(t, Options{Source: src})
+	_, body := get(t, base+"/status")
+	if !strings.Contains(body, `"leaseDuration":"15s"`) {
+		t.Fatalf("/status = %s, want leaseDuration as text", body)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil || st.LeaseDuration != 15*time.Second {
+		t.Fatalf("decoding /status: %+v %v", st, err)
+	}
+}
+
+func TestHandlerOnAServerPathIsError(t *testing.T) {
+	_, err := New(Options{Addr: "127.0.0.1:0", Source: &fakeSource{}, Handlers: map[string]http.Handler{"/healthz": http.NotFoundHandler()}})
+	if err == nil || !strings.Contains(err.Error(), `Options.Handlers["/healthz"]`) {
+		t.Fatalf("New with a handler on /healthz = %v, want an error naming it", err)
+	}
+}

@@ -1,6 +1,10 @@
 package healthz
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // Status is a snapshot of an elector's state, as served on /status and read
 // by the watchdog and the metrics.
@@ -40,6 +44,40 @@ type Status struct {
 	// StoreErrorSince when the calls began to fail.
 	StoreError      string    `json:"storeError,omitempty"`
 	StoreErrorSince time.Time `json:"storeErrorSince,omitzero"`
+	// StoreErrors counts the store calls that failed since the elector
+	// started (leader_election_store_errors_total).
+	StoreErrors int64 `json:"storeErrors"`
+}
+
+// statusJSON is Status with its duration as text.
+type statusJSON struct {
+	plainStatus
+	LeaseDuration string `json:"leaseDuration"`
+}
+
+type plainStatus Status
+
+// MarshalJSON writes LeaseDuration as Go duration text ("15s"), not
+// nanoseconds, for people reading /status.
+func (s Status) MarshalJSON() ([]byte, error) {
+	return json.Marshal(statusJSON{plainStatus(s), s.LeaseDuration.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *Status) UnmarshalJSON(b []byte) error {
+	var j statusJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = Status(j.plainStatus)
+	if j.LeaseDuration != "" {
+		d, err := time.ParseDuration(j.LeaseDuration)
+		if err != nil {
+			return fmt.Errorf("leaseDuration: %w", err)
+		}
+		s.LeaseDuration = d
+	}
+	return nil
 }
 
 // Callback is a user callback that is running.

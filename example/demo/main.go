@@ -7,6 +7,10 @@
 //	go run ./example/demo
 //
 // --backend=git runs the same on a local bare repository it creates;
+// --backend=gossip on no store at all: five replicas that are also the
+// voters (five, so that a majority is still up after the demo has stopped
+// two of them), each with a StateDir, an encryption key it writes,
+// memberlist on 127.0.0.1;
 // --backend=s3 (or any backend) takes the backend's flags after "--":
 //
 //	go run ./example/demo --backend=s3 -- --s3-endpoint=http://127.0.0.1:7070 --s3-bucket=locks --s3-path-style
@@ -89,14 +93,27 @@ func run(keep bool, kind string, extra []string) error {
 			r.stop(syscall.SIGKILL)
 		}
 	}()
-	for i := 1; i <= 3; i++ {
-		r, err := start(bin, dir, "replica-"+strconv.Itoa(i), workLog, backendArgs)
+	n := 3
+	if kind == "gossip" {
+		n = len(gossipBinds)
+	}
+	for i := 1; i <= n; i++ {
+		id := "replica-" + strconv.Itoa(i)
+		args := backendArgs
+		if bind := gossipBinds[id]; bind != "" {
+			state := filepath.Join(dir, id+"-state")
+			if err := os.Mkdir(state, 0o700); err != nil {
+				return err
+			}
+			args = append(append([]string(nil), args...), "--gossip-bind="+bind, "--gossip-state-dir="+state)
+		}
+		r, err := start(bin, dir, id, workLog, args)
 		if err != nil {
 			return err
 		}
 		reps = append(reps, r)
 	}
-	say("Started 3 replicas on the %s backend (%s), lease %v, renew deadline %v, retry %v.", kind, where, lease, renew, retry)
+	say("Started %d replicas on the %s backend (%s), lease %v, renew deadline %v, retry %v.", n, kind, where, lease, renew, retry)
 
 	t0 := time.Now()
 	first, st, err := waitLeader(reps, nil)
@@ -155,6 +172,9 @@ func run(keep bool, kind string, extra []string) error {
 	return nil
 }
 
+// gossipBinds is each replica's --gossip-bind, for --backend=gossip.
+var gossipBinds map[string]string
+
 // backendArgs returns the example's flags for the chosen backend and a
 // description of where the lock lives.
 func backendArgs(kind, dir string, extra []string) ([]string, string, error) {
@@ -169,6 +189,26 @@ func backendArgs(kind, dir string, extra []string) ([]string, string, error) {
 			return nil, "", fmt.Errorf("git init --bare %s: %v: %s", repo, err, out)
 		}
 		return append(append(args, "--git-url="+repo), extra...), "bare repository " + repo, nil
+	case "gossip":
+		key := filepath.Join(dir, "gossip.key")
+		if err := os.WriteFile(key, []byte("ZGVtbyBrZXksIG5vdCBmb3IgcHJvZHVjdGlvbiEhISE="), 0o600); err != nil {
+			return nil, "", err
+		}
+		var voters, join []string
+		gossipBinds = map[string]string{}
+		for i := 1; i <= 5; i++ {
+			port, err := freePort()
+			if err != nil {
+				return nil, "", err
+			}
+			id := "replica-" + strconv.Itoa(i)
+			addr := "127.0.0.1:" + strconv.Itoa(port)
+			voters, join = append(voters, id), append(join, addr)
+			gossipBinds[id] = addr
+		}
+		args = append(args, "--gossip-voters="+strings.Join(voters, ","), "--gossip-join="+strings.Join(join, ","),
+			"--gossip-key-file="+key, "--gossip-preset=loopback")
+		return append(args, extra...), "no store: the replicas vote, memberlist on " + strings.Join(join, ","), nil
 	default:
 		if len(extra) == 0 {
 			return nil, "", fmt.Errorf("--backend=%s needs the backend's flags after --", kind)
@@ -184,6 +224,8 @@ func wakeUp(kind string) string {
 		return "the file watcher woke it"
 	case "k8s":
 		return "its watch on the Lease woke it"
+	case "gossip":
+		return "the release was pushed to it"
 	default:
 		return "at its next poll: this backend cannot watch"
 	}

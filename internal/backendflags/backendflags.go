@@ -31,10 +31,11 @@ type backend struct {
 // not collide between programs (the lock file, the S3 key).
 func all(prog string) map[string]*backend {
 	return map[string]*backend{
-		"file": fileBackend(prog),
-		"k8s":  kubeBackend(),
-		"git":  gitBackend(),
-		"s3":   s3Backend(prog),
+		"file":   fileBackend(prog),
+		"k8s":    kubeBackend(),
+		"git":    gitBackend(),
+		"s3":     s3Backend(prog),
+		"gossip": gossipBackend(prog),
 	}
 }
 

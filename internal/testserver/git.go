@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -42,6 +43,10 @@ type GitRepo struct {
 	Git251Refusals bool
 	root           string
 	git            string
+
+	mu         sync.Mutex
+	daemonPort int
+	daemonStop func()
 }
 
 // NewGitRepo creates an empty bare repository in a temporary directory,
@@ -237,9 +242,18 @@ func (r *GitRepo) ServeDaemon(t testing.TB) (addr string) {
 	t.Helper()
 	var lastErr error
 	for range 3 { // the free port may be taken before the daemon binds it
-		addr, err := r.startDaemon(t)
+		port := FreePort(t)
+		stop, err := r.startDaemon(port)
 		if err == nil {
-			return addr
+			r.mu.Lock()
+			r.daemonPort, r.daemonStop = port, stop
+			r.mu.Unlock()
+			t.Cleanup(func() {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				r.daemonStop()
+			})
+			return net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
 		}
 		lastErr = err
 	}
@@ -247,24 +261,45 @@ func (r *GitRepo) ServeDaemon(t testing.TB) (addr string) {
 	return ""
 }
 
-func (r *GitRepo) startDaemon(t testing.TB) (string, error) {
-	port := FreePort(t)
+// RestartDaemon kills the git daemon ServeDaemon started (SIGKILL, as a
+// crash) and starts it again on the same port, returning once it listens.
+func (r *GitRepo) RestartDaemon(t testing.TB) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.daemonStop()
+	var err error
+	for range 10 { // the port can stay busy for a moment after the kill
+		var stop func()
+		if stop, err = r.startDaemon(r.daemonPort); err == nil {
+			r.daemonStop = stop
+			return
+		}
+	}
+	r.daemonStop = func() {}
+	t.Fatalf("restarting git daemon: %v", err)
+}
+
+func (r *GitRepo) startDaemon(port int) (stop func(), err error) {
 	cmd := exec.Command(r.git, "daemon", "--verbose", "--reuseaddr", "--export-all", "--enable=receive-pack",
 		"--informative-errors", "--listen=127.0.0.1", fmt.Sprintf("--port=%d", port),
 		"--base-path="+r.root, r.root)
 	cmd.Env = gitEnv()
+	// Its own process group, so that stop also kills the per-connection
+	// children, which hold the listening socket too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// A pipe of our own rather than StderrPipe: the daemon's per-connection
 	// children inherit it, and Wait must not wait for them.
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cmd.Stderr = pw
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
 		pr.Close()
-		return "", err
+		return nil, err
 	}
 	// git daemon logs "Ready to rumble" once it listens.
 	ready := make(chan error, 1)
@@ -281,8 +316,8 @@ func (r *GitRepo) startDaemon(t testing.TB) (string, error) {
 		}
 		ready <- fmt.Errorf("exited before listening: %s", strings.Join(log, "\n"))
 	}()
-	stop := func() {
-		cmd.Process.Kill()
+	stop = func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 		pr.Close()
 	}
@@ -290,14 +325,13 @@ func (r *GitRepo) startDaemon(t testing.TB) (string, error) {
 	case err := <-ready:
 		if err != nil {
 			stop()
-			return "", err
+			return nil, err
 		}
 	case <-time.After(30 * time.Second):
 		stop()
-		return "", fmt.Errorf("not listening after 30s")
+		return nil, fmt.Errorf("not listening after 30s")
 	}
-	t.Cleanup(stop)
-	return net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), nil
+	return stop, nil
 }
 
 // ServeSSH serves the repository's root over ssh on a 127.0.0.1 port, until

@@ -1,0 +1,231 @@
+package gossip
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	leaderelection "github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/internal/leadertest"
+)
+
+// election runs the module's elector on candidates of a cluster and
+// records their terms.
+type election struct {
+	c   *cluster
+	cfg leaderelection.Config
+	tr  *leadertest.Tracker
+
+	mu    sync.Mutex
+	cands map[string]*candidate
+}
+
+type candidate struct {
+	id     string
+	lk     *Lock
+	e      *leaderelection.Elector
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// testDurations are the elector's durations in these tests: short, with
+// room for a loaded machine (2 cores shared by several test runs).
+var testDurations = leaderelection.Config{LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
+
+func newElection(c *cluster, cfg leaderelection.Config) *election {
+	el := &election{c: c, cfg: cfg, tr: leadertest.New(), cands: map[string]*candidate{}}
+	// Registered before any candidate starts, so it runs after they stop.
+	c.t.Cleanup(func() { el.tr.Check(c.t) })
+	return el
+}
+
+// run starts an elector on candidate id (which must be started in the
+// cluster).
+func (el *election) run(id string) *candidate {
+	t := el.c.t
+	t.Helper()
+	lk := el.c.lock(id)
+	cand := &candidate{id: id, lk: lk, done: make(chan error, 1)}
+	cfg := el.cfg
+	cfg.ReleaseOnCancel = true
+	discard := logr.Discard()
+	cfg.Lock, cfg.Logger = lk, &discard
+	cfg.Callbacks = leaderelection.Callbacks{
+		OnStartedLeading: func(ctx context.Context) {
+			term, _ := leaderelection.TermFrom(ctx)
+			i := el.tr.Begin(id, term)
+			<-ctx.Done()
+			el.tr.End(i)
+		},
+	}
+	e, err := leaderelection.NewElector(cfg)
+	if err != nil {
+		t.Fatalf("NewElector(%s): %v", id, err)
+	}
+	cand.e = e
+	ctx, cancel := context.WithCancel(context.Background())
+	cand.cancel = cancel
+	go func() { cand.done <- e.Run(ctx) }()
+	el.mu.Lock()
+	el.cands[id] = cand
+	el.mu.Unlock()
+	t.Cleanup(func() { cand.stop(t) })
+	return cand
+}
+
+// stop cancels the candidate's elector and waits for Run to return.
+func (c *candidate) stop(t testing.TB) {
+	c.cancel()
+	select {
+	case err := <-c.done:
+		c.done <- err
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s: Run did not return within 30s of cancel", c.id)
+	}
+}
+
+// leaderAmong waits until one of ids has an open term and returns it.
+func (el *election) leaderAmong(ids []string, within time.Duration) leadertest.Term {
+	el.c.t.Helper()
+	var got leadertest.Term
+	el.tr.WaitFor(el.c.t, "a leader among "+joinIDs(ids), within, func(terms []leadertest.Term) bool {
+		if len(terms) == 0 {
+			return false
+		}
+		last := terms[len(terms)-1]
+		if last.End.IsZero() && slices.Contains(ids, last.ID) {
+			got = last
+			return true
+		}
+		return false
+	})
+	return got
+}
+
+// ended waits until term index i has ended and returns when.
+func (el *election) ended(i int, within time.Duration) time.Time {
+	el.c.t.Helper()
+	terms := el.tr.WaitFor(el.c.t, "the term to end", within, func(terms []leadertest.Term) bool {
+		return !terms[i].End.IsZero()
+	})
+	return terms[i].End
+}
+
+func joinIDs(ids []string) string {
+	s := ""
+	for i, id := range ids {
+		if i > 0 {
+			s += ","
+		}
+		s += id
+	}
+	return s
+}
+
+// indexOf returns the index of the last term equal to tm.
+func indexOf(terms []leadertest.Term, tm leadertest.Term) int {
+	for i := len(terms) - 1; i >= 0; i-- {
+		if terms[i].ID == tm.ID && terms[i].Term == tm.Term {
+			return i
+		}
+	}
+	return -1
+}
+
+// votersElection starts n voters, each a candidate running the elector.
+func votersElection(t *testing.T, n int, stateDirs bool, tune func(*Options)) (*cluster, *election) {
+	c := newCluster(t, n, stateDirs, tune)
+	el := newElection(c, testDurations)
+	for _, v := range c.voters {
+		el.run(v)
+	}
+	return c, el
+}
+
+// observe lets d pass: a window in which the test checks that something
+// does NOT happen (it is not waiting for anything).
+func observe(d time.Duration) { <-time.After(d) }
+
+func others(all []string, not ...string) []string {
+	var out []string
+	for _, a := range all {
+		if !slices.Contains(not, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func TestMinorityLeaderStepsDownMajorityElects(t *testing.T) {
+	c, el := votersElection(t, 5, false, fastReinit)
+	cfg := el.cfg
+	first := el.leaderAmong(c.voters, 30*time.Second)
+	minority := []string{first.ID, others(c.voters, first.ID)[0]}
+	majority := others(c.voters, minority...)
+
+	cut := time.Now()
+	c.net.Partition(minority, majority)
+	terms := el.tr.Terms()
+	end := el.ended(indexOf(terms, first), cfg.RenewDeadline+10*time.Second)
+	t.Logf("minority leader %s stopped %v after the cut (RenewDeadline %v)", first.ID, end.Sub(cut).Round(time.Millisecond), cfg.RenewDeadline)
+	// The elector's own timer: RenewDeadline after the start of the last
+	// good renewal, which was before the cut. Slack for a loaded machine.
+	if end.Sub(cut) > cfg.RenewDeadline+time.Second {
+		t.Errorf("minority leader stopped %v after the cut; RenewDeadline is %v", end.Sub(cut), cfg.RenewDeadline)
+	}
+	next := el.leaderAmong(majority, cfg.LeaseDuration+20*time.Second)
+	t.Logf("majority elected %s (term %d) %v after the cut", next.ID, next.Term, next.Start.Sub(cut).Round(time.Millisecond))
+	if next.Term <= first.Term {
+		t.Errorf("term %d after term %d", next.Term, first.Term)
+	}
+	if next.Start.Before(end) {
+		t.Errorf("majority leader started at %v, before the minority leader stopped at %v", next.Start, end)
+	}
+	// Let the majority renew a while; the minority must never elect.
+	observe(2 * cfg.LeaseDuration)
+	for _, tm := range el.tr.Terms() {
+		if tm.Start.After(cut) && slices.Contains(minority, tm.ID) {
+			t.Errorf("%s, on the minority side, started term %d during the partition", tm.ID, tm.Term)
+		}
+	}
+
+	c.net.Heal()
+	healed := time.Now()
+	// After healing: still one leader at a time (the tracker checks), and
+	// a new term still goes up: make the leader hand over.
+	el.mu.Lock()
+	lead := el.cands[next.ID]
+	el.mu.Unlock()
+	lead.stop(t)
+	after := el.leaderAmong(others(c.voters, next.ID), cfg.LeaseDuration+20*time.Second)
+	t.Logf("after healing and a hand-over, %s leads term %d (%v after healing)", after.ID, after.Term, after.Start.Sub(healed).Round(time.Millisecond))
+	if after.Term <= next.Term {
+		t.Errorf("term %d after term %d", after.Term, next.Term)
+	}
+}
+
+func TestSymmetricPartitionNobodyLeads(t *testing.T) {
+	c, el := votersElection(t, 5, false, fastReinit)
+	cfg := el.cfg
+	first := el.leaderAmong(c.voters, 30*time.Second)
+	v := c.voters
+	cut := time.Now()
+	c.net.Partition(v[0:2], v[2:4], v[4:5])
+	el.ended(indexOf(el.tr.Terms(), first), cfg.RenewDeadline+10*time.Second)
+	// Nobody has a majority: for two leases, nobody may start a term.
+	observe(2*cfg.LeaseDuration + cfg.RenewDeadline - time.Since(cut))
+	for _, tm := range el.tr.Terms() {
+		if tm.Start.After(cut) {
+			t.Errorf("%s started term %d with no majority anywhere", tm.ID, tm.Term)
+		}
+	}
+	c.net.Heal()
+	next := el.leaderAmong(v, cfg.LeaseDuration+20*time.Second)
+	if next.Term <= first.Term {
+		t.Errorf("term %d after healing, after term %d", next.Term, first.Term)
+	}
+}

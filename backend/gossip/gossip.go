@@ -1,0 +1,708 @@
+// Package gossip is a leader-election lock with no store at all: the
+// candidates are the store. hashicorp/memberlist gives membership, failure
+// detection, an encrypted transport and a Label per election; a small
+// compare-and-swap register (CASPaxos, arXiv 1802.07000) among a static, odd
+// list of voters gives the lock its compare-and-swap.
+//
+// Every write is one CASPaxos round: prepare to the voters, promises from a
+// majority (each reporting the record it accepted last), the
+// compare-and-swap check against the version this handle last read, accept
+// to the same majority, accepted. A round that cannot gather a majority
+// within its context is an error, never a success, so a candidate cut off
+// from most voters cannot renew and steps down; only a side of a partition
+// that holds a majority of the voters can elect.
+//
+// Each chosen write is pushed to every member, so followers' Watcher wakes
+// within milliseconds of a renewal or a release. A follower's Get is served
+// from the last pushed record while the lease it names is live by this
+// candidate's clock, so followers send nothing while the leader renews; a
+// Get whose record could have expired, or after a lost race, reads a
+// majority. Update is a compare-and-swap whatever Get served.
+//
+// See docs/backends/gossip.md for the safety argument, what partitions and
+// restarts do, message counts and tuning.
+package gossip
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+
+	"github.com/b3df926d/leaderelection/backend/gossip/internal/casp"
+	"github.com/b3df926d/leaderelection/internal/notify"
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// Lock is one candidate in one election: a memberlist node, a proposer and,
+// on voters, an acceptor. It implements lock.Interface and lock.Watcher;
+// its methods are safe for concurrent use. Close it to leave the cluster.
+type Lock struct {
+	s    *settings
+	n    *node
+	log  logr.Logger
+	m    *metrics
+	desc string
+	hub  notify.Hub
+
+	acc   *casp.Acceptor // nil on a non-voter
+	accMu sync.Mutex
+	fresh bool // a voter whose StateDir held no state at start
+
+	prop   *casp.Proposer
+	propMu sync.Mutex    // guards prop and its rounds
+	rounds chan struct{} // one round at a time
+
+	resend  time.Duration // retransmission of unanswered messages
+	reinit  time.Duration
+	started time.Time
+
+	mu        sync.Mutex
+	token     casp.Token
+	haveToken bool
+	// maxTerm is the highest LeaderTransitions this candidate has seen;
+	// released is true when Get reported an empty register as a released
+	// record at that term (see remember).
+	maxTerm    int
+	released   bool
+	corrupt    error
+	unsure     []casp.Ballot // ballots of own writes whose outcome is unknown
+	latest     casp.Value    // newest chosen value known
+	latestRec  *lock.Record  // latest decoded; nil if empty or corrupt
+	latestAt   time.Time     // when latest was learned
+	haveLatest bool
+	distrust   bool          // a round failed: the next Get reads a majority
+	learned    chan struct{} // closed and replaced when latest changes
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	// replied, if set (by tests), is called after this voter's acceptor
+	// answered a request, with the reply's kind and the requester.
+	replied func(k kind, to string)
+}
+
+var (
+	_ lock.Interface = (*Lock)(nil)
+	_ lock.Watcher   = (*Lock)(nil)
+)
+
+// maxAhead bounds ballot counters (Unix milliseconds) to a voter's clock:
+// a proposer's clock may run at most this far ahead of a voter's, and a
+// voter restarted without StateDir takes its clock plus this as the floor
+// above every ballot it may have promised before (assuming its clock did not
+// step back across the restart).
+const maxAhead = 10 * time.Second
+
+// DefaultReinitializeAfter is how long a majority of the voters must have
+// been without their record (a full restart without StateDir) before they
+// start the register afresh: client-go's default LeaseDuration plus
+// RenewDeadline, so that any earlier leader has stepped down.
+const DefaultReinitializeAfter = 25 * time.Second
+
+// New validates opts, starts memberlist on Options.Bind, joins the seeds
+// and returns the lock. It returns once listening; members that are not up
+// yet are joined later (and seeds re-joined every RejoinInterval). A voter
+// that starts without its record (no StateDir, or an empty one) answers
+// nothing until it has recovered it from a majority of the other voters;
+// see Ready.
+func New(ctx context.Context, opts Options) (*Lock, error) {
+	s, err := opts.validate()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("gossip %s: %w", s.Name, err)
+	}
+	logger := klog.Background()
+	if s.Logger != nil {
+		logger = *s.Logger
+	}
+	desc := "gossip:" + s.Name
+	logger = logger.WithValues("lock", desc, "identity", s.Identity)
+	m, err := newMetrics(s.Registerer, s.Name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: Options.Registerer: %w", desc, err)
+	}
+	l := &Lock{
+		s: s, log: logger, m: m, desc: desc,
+		rounds:  make(chan struct{}, 1),
+		learned: make(chan struct{}),
+		reinit:  DefaultReinitializeAfter,
+		stop:    make(chan struct{}),
+		started: time.Now(),
+	}
+	if s.ReinitializeAfter > 0 {
+		l.reinit = s.ReinitializeAfter
+	}
+	mlc, _ := s.Preset.config()
+	l.resend = 2 * max(mlc.ProbeTimeout, 100*time.Millisecond)
+
+	n, err := newNode(s, logger, m)
+	if err != nil {
+		return nil, err
+	}
+	l.n = n
+	n.handle = l.handle
+	if len(s.key) == 0 {
+		logger.Info("WARNING: running without encryption (Options.Insecure): anyone who can reach this port can join the election and forge votes")
+	}
+	l.prop, err = casp.NewProposer(casp.ProposerConfig{Node: s.Identity, Incarnation: n.inc, Voters: s.Voters})
+	if err != nil {
+		n.close()
+		return nil, fmt.Errorf("%s: %w", desc, err)
+	}
+	if s.voter {
+		cfg := casp.AcceptorConfig{
+			Name: s.Identity, Voters: s.Voters, Incarnation: n.inc,
+			MaxAhead: uint64(maxAhead.Milliseconds()), Now: nowMillis(),
+		}
+		if s.StateDir != "" {
+			st := newFileStorage(s.StateDir, s.Name)
+			_, found, err := st.Load()
+			if err != nil {
+				n.close()
+				return nil, fmt.Errorf("%s: Options.StateDir: %w", desc, err)
+			}
+			l.fresh = !found
+			cfg.Storage = st
+			cfg.PersistRecord = true
+		}
+		l.acc, err = casp.NewAcceptor(cfg)
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("%s: Options.StateDir: %w", desc, err)
+		}
+	}
+	n.start()
+	if l.acc != nil && !l.acc.Ready() {
+		logger.Info("Voter starts without its record: recovering it from the other voters before answering")
+		l.wg.Add(1)
+		go l.recoverLoop()
+	}
+	return l, nil
+}
+
+func nowMillis() uint64 { return uint64(time.Now().UnixMilli()) }
+
+// Identity returns this candidate's identity (its memberlist node name).
+func (l *Lock) Identity() string { return l.s.Identity }
+
+// Describe names the lock: "gossip:" and the election's name.
+func (l *Lock) Describe() string { return l.desc }
+
+// RecordEvent logs a leadership event; there is no store to record it in.
+func (l *Lock) RecordEvent(s string) { l.log.Info("Leadership event", "event", s) }
+
+// Changes signals when a record written by another candidate reaches this
+// one (pushed by its writer), and once at the start.
+func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
+	ch := l.hub.Subscribe(ctx)
+	l.hub.Notify()
+	return ch
+}
+
+// Ready reports nil once this candidate can take part: a voter has its
+// record (restored from StateDir, recovered from the other voters, or the
+// register re-initialised). Use it as a readiness check, so that a rolling
+// restart waits for each voter to recover before restarting the next.
+func (l *Lock) Ready() error {
+	if l.acc == nil {
+		return nil
+	}
+	l.accMu.Lock()
+	defer l.accMu.Unlock()
+	if !l.acc.Ready() {
+		return fmt.Errorf("%s: voter %s is recovering its record from the other voters", l.desc, l.s.Identity)
+	}
+	return nil
+}
+
+// NumMembers is how many members memberlist sees alive, this one included.
+func (l *Lock) NumMembers() int { return l.n.ml.NumMembers() }
+
+// Addr is the "host:port" this candidate listens on, for Options.Join of
+// others.
+func (l *Lock) Addr() string { return l.n.addr }
+
+// Close leaves the cluster and stops every goroutine of the lock. It does
+// not release the record: the elector does that before.
+func (l *Lock) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		l.wg.Wait()
+		l.n.close()
+	})
+	return nil
+}
+
+// Get returns the record and remembers its version for Update. It is served
+// from the record last pushed to this candidate while that record is held
+// by another candidate whose lease is live by this candidate's clock;
+// otherwise it reads a majority of the voters.
+func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("%s: get: %w", l.desc, err)
+	}
+	if v, ok := l.cached(); ok {
+		return l.remember(v)
+	}
+	out, err := l.run(ctx, "get", func(now uint64) *casp.Round { return l.prop.Start(now, casp.Read) })
+	if err != nil {
+		return nil, nil, err
+	}
+	l.learn(out.Value, true, false)
+	return l.remember(out.Value)
+}
+
+// cached returns the latest value if Get may serve it.
+func (l *Lock) cached() (casp.Value, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.haveLatest || l.distrust || l.latestRec == nil || l.latestRec.HolderIdentity == "" || l.latestRec.HolderIdentity == l.s.Identity {
+		return casp.Value{}, false
+	}
+	lease := time.Duration(l.latestRec.LeaseDurationSeconds) * time.Second
+	if time.Since(l.latestAt) >= lease {
+		return casp.Value{}, false
+	}
+	return l.latest, true
+}
+
+// remember makes v the version Update compares with, and decodes it.
+//
+// An empty register after this candidate has seen a record means the
+// voters re-initialised it (all restarted without StateDir). Get then
+// reports a released record at the highest term seen, rather than no
+// record, so that the elector's next term continues above it instead of
+// starting again at 1; an Update from it writes only if the register is
+// still empty.
+func (l *Lock) remember(v casp.Value) (*lock.Record, []byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.released = false
+	if v.IsEmpty() {
+		l.token, l.haveToken, l.corrupt = v.Token(), false, nil
+		if l.maxTerm == 0 {
+			return nil, nil, lock.NewNotFound(l.desc)
+		}
+		rec := &lock.Record{LeaderTransitions: l.maxTerm}
+		raw, _ := json.Marshal(rec)
+		l.haveToken, l.released = true, true
+		return rec, raw, nil
+	}
+	rec, err := decodeRecord(v.Data)
+	if err != nil {
+		l.haveToken, l.corrupt = false, lock.NewCorrupt(l.desc, err)
+		return nil, nil, l.corrupt
+	}
+	l.token, l.haveToken, l.corrupt = v.Token(), true, nil
+	l.maxTerm = max(l.maxTerm, rec.LeaderTransitions)
+	return rec, bytes.Clone(v.Data), nil
+}
+
+func decodeRecord(data []byte) (*lock.Record, error) {
+	var rec lock.Record
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// Create writes rec if the register is empty.
+func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: create: %w", l.desc, err)
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("%s: create: encoding record: %w", l.desc, err)
+	}
+	return l.write(ctx, "create", data, func(cur casp.Value) bool { return cur.IsEmpty() })
+}
+
+// Update writes rec if the register still holds the version this handle
+// last read or wrote.
+func (l *Lock) Update(ctx context.Context, rec lock.Record) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: update: %w", l.desc, err)
+	}
+	l.mu.Lock()
+	token, have, corrupt := l.token, l.haveToken, l.corrupt
+	l.mu.Unlock()
+	if corrupt != nil {
+		return fmt.Errorf("refusing to overwrite: %w", corrupt)
+	}
+	if !have {
+		return fmt.Errorf("%s: update before get or create: no version to compare", l.desc)
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("%s: update: encoding record: %w", l.desc, err)
+	}
+	l.mu.Lock()
+	released := l.released
+	l.mu.Unlock()
+	return l.write(ctx, "update", data, func(cur casp.Value) bool {
+		return (released || !cur.IsEmpty()) && cur.Token() == token
+	})
+}
+
+// errMismatch refuses a write whose compare-and-swap check failed.
+var errMismatch = errors.New("the register holds another version")
+
+// write runs rounds until data is chosen (nil), another version is found
+// (a conflict), or ctx ends. ok is the compare-and-swap check. A value
+// written by an earlier write of this handle whose outcome was unknown
+// passes the check too: nobody else wrote since, so this write follows its
+// own.
+func (l *Lock) write(ctx context.Context, op string, data []byte, ok func(casp.Value) bool) error {
+	change := func(cur casp.Value) ([]byte, bool, error) {
+		l.mu.Lock()
+		mine := !cur.Written.IsZero() && slices.Contains(l.unsure, cur.Written)
+		l.mu.Unlock()
+		switch {
+		case mine && bytes.Equal(cur.Data, data):
+			return nil, false, nil // this very write, chosen by a later round
+		case mine || ok(cur):
+			return data, true, nil
+		}
+		if cur.IsEmpty() {
+			return nil, false, fmt.Errorf("%w: the record is gone", errMismatch)
+		}
+		return nil, false, fmt.Errorf("%w: %s", errMismatch, cur.Token())
+	}
+	// Between rounds lost to other proposers: a write pushed meanwhile
+	// that fails the check ends the race at once (it was chosen during
+	// this call, so losing to it is linearizable).
+	lost := func() error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		v := l.latest
+		if !l.haveLatest || v.IsEmpty() || slices.Contains(l.unsure, v.Written) || ok(v) {
+			return nil
+		}
+		return lock.NewConflict(l.desc, fmt.Errorf("%w: %s was written meanwhile", errMismatch, v.Token()))
+	}
+	out, err := l.runUntil(ctx, op, func(now uint64) *casp.Round { return l.prop.Start(now, change) }, lost)
+	if err != nil {
+		return err
+	}
+	if out.Err != nil {
+		// The round made the current value chosen: it is what Get returns.
+		l.learn(out.Value, true, false)
+		return lock.NewConflict(l.desc, out.Err)
+	}
+	l.mu.Lock()
+	l.token, l.haveToken, l.corrupt, l.unsure, l.released = out.Value.Token(), true, nil, nil, false
+	l.mu.Unlock()
+	l.learn(out.Value, true, true)
+	if out.Wrote || bytes.Equal(out.Value.Data, data) {
+		l.push(out.Value)
+	}
+	return nil
+}
+
+// push sends a chosen value to every other member.
+func (l *Lock) push(v casp.Value) {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	l.n.broadcast(l.n.envelope(kindPush, v.Written, payload))
+}
+
+// learn records a chosen value: from a round (authoritative: it is the
+// register's value at that point), or pushed (kept only if newer than what
+// is known). own is true for this handle's own writes, which wake no
+// watcher.
+func (l *Lock) learn(v casp.Value, authoritative, own bool) {
+	l.mu.Lock()
+	if !authoritative && l.haveLatest && !l.latest.Written.Less(v.Written) {
+		l.mu.Unlock()
+		return
+	}
+	changed := !l.haveLatest || !l.latest.Equal(v)
+	if changed {
+		close(l.learned)
+		l.learned = make(chan struct{})
+	}
+	l.latest, l.latestAt, l.haveLatest, l.distrust = v, time.Now(), true, false
+	l.latestRec = nil
+	if !v.IsEmpty() {
+		if rec, err := decodeRecord(v.Data); err == nil {
+			l.latestRec = rec
+			l.maxTerm = max(l.maxTerm, rec.LeaderTransitions)
+		}
+	}
+	l.mu.Unlock()
+	if changed && !own {
+		l.hub.Notify()
+	}
+}
+
+// run runs rounds made by start until one is chosen or ctx ends. A round
+// that fails (a higher ballot seen) is retried above it after a short
+// random pause, so that duelling proposers do not livelock.
+func (l *Lock) run(ctx context.Context, op string, start func(now uint64) *casp.Round) (casp.Outcome, error) {
+	return l.runUntil(ctx, op, start, nil)
+}
+
+// runUntil is run, where lost, if set, is asked before each retry whether
+// the call has lost its race already.
+func (l *Lock) runUntil(ctx context.Context, op string, start func(now uint64) *casp.Round, lost func() error) (casp.Outcome, error) {
+	select {
+	case l.rounds <- struct{}{}:
+	case <-ctx.Done():
+		return casp.Outcome{}, fmt.Errorf("%s: %s: %w", l.desc, op, ctx.Err())
+	}
+	defer func() { <-l.rounds }()
+	var pause time.Duration
+	for {
+		began := time.Now()
+		out, refusals, err := l.round(ctx, start, nil, lost)
+		if err != nil && lock.IsConflict(err) {
+			return out, err
+		}
+		if err != nil {
+			l.mu.Lock()
+			l.distrust = true
+			l.mu.Unlock()
+			if len(refusals) > 0 {
+				return out, fmt.Errorf("%s: %s: no quorum of voters %v (refused by %v: their voter list differs from %v): %w", l.desc, op, l.s.Voters, refusals, l.s.Voters, err)
+			}
+			return out, fmt.Errorf("%s: %s: no quorum of voters %v answered: %w", l.desc, op, l.s.Voters, err)
+		}
+		if out.Status == casp.Chosen {
+			return out, nil
+		}
+		l.log.V(3).Info("Round failed", "op", op, "ballot", out.Ballot.String(), "seen", out.Seen.String())
+		// Failed: another proposer's round is in the way. Give it time to
+		// finish (its push may end this call: see lost), a random pause
+		// that starts at twice a round's duration and doubles, so that
+		// duelling proposers drift apart; then go above what the
+		// refusals named.
+		pause = min(max(2*pause, 2*time.Since(began), time.Millisecond), 2*time.Second)
+		l.mu.Lock()
+		learned := l.learned
+		l.mu.Unlock()
+		t := time.NewTimer(pause/2 + rand.N(pause/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return out, fmt.Errorf("%s: %s: %w", l.desc, op, ctx.Err())
+		case <-t.C:
+		case <-learned:
+			t.Stop()
+		}
+		if lost != nil {
+			if err := lost(); err != nil {
+				return out, err
+			}
+		}
+	}
+}
+
+// round runs one round to its end or until ctx ends; unanswered messages
+// are sent again every l.resend. refusals names voters that refused for a
+// different voter list. seen, if set, sees every reply; it then also
+// waits, after a failure, until every voter asked has answered (or ctx
+// ends), so that it sees them all.
+//
+// lost, if set, is asked whenever a new value is learned during the prepare
+// phase; if it reports that the call has lost its race, the round ends with
+// that error (no accept has gone out, so nothing of it can be chosen).
+func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, seen func(*envelope, casp.Message), lost func() error) (out casp.Outcome, refusals []string, err error) {
+	l.propMu.Lock()
+	r := start(nowMillis())
+	pending := r.Prepares()
+	l.propMu.Unlock()
+	id, replies, done := l.n.open(4*len(l.s.Voters) + 4)
+	defer done()
+	answered, heard, asked := map[string]bool{}, map[string]bool{}, len(pending)
+	for _, m := range pending {
+		l.n.sendMsg(id, m)
+	}
+	// Unanswered messages are sent again after l.resend, then after twice
+	// as long, and so on: a slow voter is not buried in duplicates.
+	every := l.resend
+	tick := time.NewTimer(every)
+	defer tick.Stop()
+	var learned chan struct{}
+	for {
+		if lost != nil {
+			l.mu.Lock()
+			learned = l.learned
+			l.mu.Unlock()
+		}
+		select {
+		case <-learned:
+			if pending[0].Kind == casp.KindPrepare {
+				if err := lost(); err != nil {
+					l.propMu.Lock()
+					out = r.Outcome()
+					l.propMu.Unlock()
+					return out, refusals, err
+				}
+			}
+		case <-ctx.Done():
+			l.noteUnsure(r, pending)
+			l.propMu.Lock()
+			out = r.Outcome()
+			l.propMu.Unlock()
+			l.log.V(3).Info("Round ended without a quorum", "ballot", r.Ballot().String(), "answered", answered, "heard", heard, "phase", pending[0].Kind.String())
+			return out, refusals, ctx.Err()
+		case <-l.stop:
+			l.noteUnsure(r, pending)
+			l.propMu.Lock()
+			out = r.Outcome()
+			l.propMu.Unlock()
+			return out, refusals, errors.New("lock closed")
+		case e := <-replies:
+			if e.Kind == kindRefused {
+				if !slices.Contains(refusals, e.From) {
+					refusals = append(refusals, e.From)
+					l.log.Error(nil, "A voter refused this candidate's request: their voter list differs from Options.Voters; every candidate needs the same list", "voter", e.From, "voters", l.s.Voters)
+				}
+				continue
+			}
+			var m casp.Message
+			if err := json.Unmarshal(e.Payload, &m); err != nil {
+				continue
+			}
+			m.From = e.From // the name memberlist authenticated
+			if seen != nil {
+				seen(e, m)
+			}
+			l.propMu.Lock()
+			next, herr := r.Handle(m)
+			out = r.Outcome()
+			l.propMu.Unlock()
+			if herr != nil {
+				l.log.V(2).Info("Dropped a reply", "from", e.From, "err", herr)
+				continue
+			}
+			l.log.V(4).Info("Reply", "ballot", r.Ballot().String(), "from", m.From, "kind", m.Kind.String(), "reason", m.Reason.String(), "seen", m.Seen.String(), "status", out.Status.String())
+			answered[m.From], heard[m.From] = true, true
+			if len(next) > 0 {
+				pending, answered = next, map[string]bool{}
+				for _, m := range pending {
+					l.n.sendMsg(id, m)
+				}
+			}
+			switch out.Status {
+			case casp.Failed:
+				if out.Wrote {
+					l.addUnsure(out.Ballot)
+				}
+				if seen != nil && len(heard) < asked {
+					continue
+				}
+				return out, refusals, nil
+			case casp.Chosen:
+				return out, refusals, nil
+			}
+		case <-tick.C:
+			for _, m := range pending {
+				if !answered[m.To] {
+					l.n.sendMsg(id, m)
+				}
+			}
+			every = min(2*every, 4*l.resend)
+			tick.Reset(every)
+		}
+	}
+}
+
+// noteUnsure remembers the round's write if accepts carrying it went out.
+func (l *Lock) noteUnsure(r *casp.Round, sent []casp.Message) {
+	for _, m := range sent {
+		if m.Kind == casp.KindAccept && m.Value.Written == r.Ballot() {
+			l.addUnsure(r.Ballot())
+			return
+		}
+	}
+}
+
+func (l *Lock) addUnsure(b casp.Ballot) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.distrust = true
+	if len(l.unsure) >= 16 {
+		l.unsure = l.unsure[1:]
+	}
+	l.unsure = append(l.unsure, b)
+}
+
+// handle answers a request as this node's acceptor, or takes a push.
+func (l *Lock) handle(e *envelope) *envelope {
+	switch e.Kind {
+	case kindPush:
+		var v casp.Value
+		if err := json.Unmarshal(e.Payload, &v); err == nil {
+			l.learn(v, false, false)
+		}
+		return nil
+	case kindPrepare, kindAccept:
+	default:
+		return nil
+	}
+	if l.acc == nil {
+		return nil // not a voter
+	}
+	var m casp.Message
+	if err := json.Unmarshal(e.Payload, &m); err != nil {
+		return nil
+	}
+	m.From = e.From
+	l.accMu.Lock()
+	r, err := l.acc.Handle(nowMillis(), m)
+	if l.log.V(4).Enabled() {
+		st := l.acc.State()
+		rk := "none"
+		if r != nil {
+			rk = r.Kind.String() + "/" + r.Reason.String()
+		}
+		l.log.V(4).Info("Acceptor", "from", e.From, "kind", m.Kind.String(), "ballot", m.Ballot.String(), "inc", m.Incarnation, "promised", st.Promised.String(), "reply", rk, "err", err)
+	}
+	fresh := l.fresh && !l.acc.Ready()
+	l.accMu.Unlock()
+	if err != nil {
+		if errors.Is(err, casp.ErrVoterHash) {
+			l.m.refused.WithLabelValues("voters").Inc()
+		}
+		l.log.Error(err, "Could not answer", "from", e.From, "kind", e.Kind)
+		return nil
+	}
+	if r == nil {
+		return nil
+	}
+	payload, err := json.Marshal(r)
+	if err != nil {
+		return nil
+	}
+	if l.replied != nil {
+		defer l.replied(kindOf(r.Kind), e.From)
+	}
+	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Fresh: fresh, Payload: payload}
+}
+
+// WaitMembers waits until memberlist sees at least n members alive (this
+// one included), or ctx ends.
+func (l *Lock) WaitMembers(ctx context.Context, n int) error {
+	if err := l.n.waitMembers(ctx, n); err != nil {
+		return fmt.Errorf("%s: %w", l.desc, err)
+	}
+	return nil
+}

@@ -1,0 +1,303 @@
+package gossip
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+
+	"github.com/b3df926d/leaderelection/backend/gossip/gossiptest"
+	"github.com/b3df926d/leaderelection/backend/gossip/internal/casp"
+	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
+)
+
+// testKey is the encryption key of every test cluster.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// cluster is one election's candidates in this process: real memberlist
+// nodes on 127.0.0.1, encrypted, each on a transport of one fault-injecting
+// network.
+type cluster struct {
+	t      testing.TB
+	name   string
+	voters []string
+	net    *gossiptest.Network
+	tune   func(*Options)
+
+	// stateDirs gives each voter a StateDir, kept across its restarts.
+	stateDirs bool
+
+	base string // holds the StateDirs; removed after the candidates stop
+
+	mu    sync.Mutex
+	locks map[string]*Lock
+	seeds []string
+	dirs  map[string]string
+}
+
+// newCluster starts voters v1..vN of a fresh election and waits until they
+// see each other. tune, if set, adjusts every candidate's options.
+func newCluster(t testing.TB, voters int, stateDirs bool, tune func(*Options)) *cluster {
+	t.Helper()
+	c := &cluster{
+		t: t, name: fmt.Sprintf("e%d", time.Now().UnixNano()), net: gossiptest.NewNetwork(uint64(time.Now().UnixNano())),
+		tune: tune, stateDirs: stateDirs, locks: map[string]*Lock{}, dirs: map[string]string{},
+		base: t.TempDir(), // before the cleanup below, so removed after it
+	}
+	for i := 1; i <= voters; i++ {
+		c.voters = append(c.voters, fmt.Sprintf("v%d", i))
+	}
+	t.Cleanup(c.close)
+	for _, v := range c.voters {
+		c.start(v, nil)
+	}
+	c.waitMembers(voters)
+	for _, v := range c.voters {
+		c.waitReady(v, 30*time.Second)
+	}
+	return c
+}
+
+// options are the options of candidate id.
+func (c *cluster) options(id string) Options {
+	return Options{
+		Name:      c.name,
+		Identity:  id,
+		Voters:    c.voters,
+		NonVoter:  !slices.Contains(c.voters, id),
+		SecretKey: testKey,
+		Preset:    PresetLoopback,
+		Logger:    quietLogger(c.t),
+	}
+}
+
+// testVerbosity is the log verbosity of test candidates ($GOSSIP_TEST_V).
+var testVerbosity, _ = strconv.Atoi(os.Getenv("GOSSIP_TEST_V"))
+
+// quietLogger logs at V(0) only, into the test's log, until the test ends.
+func quietLogger(t testing.TB) *logr.Logger {
+	var mu sync.Mutex
+	done := false
+	t.Cleanup(func() { mu.Lock(); done = true; mu.Unlock() })
+	l := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			t.Log(prefix, args)
+		}
+	}, funcr.Options{Verbosity: testVerbosity})
+	return &l
+}
+
+// start starts candidate id (tune, if set, after the cluster's own tune)
+// joined to the candidates started before it.
+func (c *cluster) start(id string, tune func(*Options)) *Lock {
+	c.t.Helper()
+	tr, err := c.net.Transport(id)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	o := c.options(id)
+	o.Transport = tr
+	c.mu.Lock()
+	o.Join = slices.Clone(c.seeds)
+	if c.stateDirs && !o.NonVoter {
+		if c.dirs[id] == "" {
+			dir, err := os.MkdirTemp(c.base, id+"-")
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			c.dirs[id] = dir
+		}
+		o.StateDir = c.dirs[id]
+	}
+	c.mu.Unlock()
+	if c.tune != nil {
+		c.tune(&o)
+	}
+	if tune != nil {
+		tune(&o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := New(ctx, o)
+	if err != nil {
+		_ = tr.Shutdown()
+		c.t.Fatalf("New(%s): %v", id, err)
+	}
+	c.mu.Lock()
+	c.locks[id] = l
+	if !o.NonVoter {
+		c.seeds = append(c.seeds, tr.Addr())
+	}
+	c.mu.Unlock()
+	return l
+}
+
+// lock returns candidate id.
+func (c *cluster) lock(id string) *Lock {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.locks[id]
+}
+
+// stop closes candidate id, as if its process ended.
+func (c *cluster) stop(id string) {
+	c.mu.Lock()
+	l := c.locks[id]
+	delete(c.locks, id)
+	c.mu.Unlock()
+	if l != nil {
+		_ = l.Close()
+	}
+}
+
+// restart stops candidate id and starts it again: a new process, with its
+// StateDir if the cluster gives voters one, else with no state at all.
+func (c *cluster) restart(id string) *Lock {
+	c.t.Helper()
+	c.stop(id)
+	return c.start(id, nil)
+}
+
+// waitMembers waits until every candidate sees at least n members.
+func (c *cluster) waitMembers(n int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c.mu.Lock()
+	locks := make([]*Lock, 0, len(c.locks))
+	for _, l := range c.locks {
+		locks = append(locks, l)
+	}
+	c.mu.Unlock()
+	for _, l := range locks {
+		if err := l.WaitMembers(ctx, n); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// waitReady waits until candidate id is ready (a voter has its record).
+func (c *cluster) waitReady(id string, within time.Duration) {
+	c.t.Helper()
+	l := c.lock(id)
+	deadline := time.Now().Add(within)
+	for l.Ready() != nil {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s not ready after %v: %v", id, within, l.Ready())
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+func (c *cluster) close() {
+	c.mu.Lock()
+	locks := c.locks
+	c.locks = map[string]*Lock{}
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range locks {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = l.Close() }()
+	}
+	wg.Wait()
+	c.net.Close()
+}
+
+// harness runs lock/locktest: one cluster of voters per record name, and
+// one non-voting candidate per handle.
+type harness struct {
+	voters    int
+	stateDirs bool
+	tune      func(*Options)
+	mu        sync.Mutex
+	clusters  map[string]*cluster
+}
+
+func (h *harness) cluster(t *testing.T, name string) *cluster {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.clusters[name]
+	if c == nil {
+		c = newCluster(t, h.voters, h.stateDirs, h.tune)
+		h.clusters[name] = c
+	}
+	return c
+}
+
+func (h *harness) NewLock(t *testing.T, name, identity string) lock.Interface {
+	c := h.cluster(t, name)
+	l := c.start(identity, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.WaitMembers(ctx, h.voters+1); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// Corrupt has voter v1 write bytes that do not decode as a record.
+func (h *harness) Corrupt(t *testing.T, name string) {
+	c := h.cluster(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l := c.lock("v1")
+	out, err := l.run(ctx, "corrupt", func(now uint64) *casp.Round {
+		return l.prop.Start(now, func(casp.Value) ([]byte, bool, error) { return []byte("{not json"), true, nil })
+	})
+	if err != nil {
+		t.Fatalf("corrupting: %v", err)
+	}
+	l.push(out.Value)
+}
+
+// Stored reads the register through voter v1, by a quorum read.
+func (h *harness) Stored(t *testing.T, name string) []byte {
+	c := h.cluster(t, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l := c.lock("v1")
+	out, err := l.run(ctx, "stored", func(now uint64) *casp.Round { return l.prop.Start(now, casp.Read) })
+	if err != nil {
+		t.Fatalf("reading: %v", err)
+	}
+	return out.Value.Data
+}
+
+// Block cuts every link to and from the voters.
+func (h *harness) Block(t *testing.T, name string) func() {
+	c := h.cluster(t, name)
+	c.mu.Lock()
+	var all []string
+	for id := range c.locks {
+		all = append(all, id)
+	}
+	c.mu.Unlock()
+	for _, v := range c.voters {
+		c.net.Isolate(v, all)
+	}
+	var once sync.Once
+	return func() { once.Do(c.net.Heal) }
+}
+
+// fastReinit re-initialises a register whose voters all start without
+// state after a second, rather than client-go's lease plus renew deadline:
+// for tests whose clusters start afresh without StateDir.
+func fastReinit(o *Options) { o.ReinitializeAfter = time.Second }
+
+func TestConformance3Voters(t *testing.T) {
+	locktest.RunConformanceTests(t, &harness{voters: 3, tune: fastReinit, clusters: map[string]*cluster{}}, locktest.Options{StaleReads: 2 * time.Second})
+}
+
+func TestConformance5VotersWithStateDir(t *testing.T) {
+	locktest.RunConformanceTests(t, &harness{voters: 5, stateDirs: true, clusters: map[string]*cluster{}}, locktest.Options{StaleReads: 2 * time.Second})
+}

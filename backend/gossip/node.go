@@ -1,0 +1,441 @@
+package gossip
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"log"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/hashicorp/memberlist"
+
+	"github.com/b3df926d/leaderelection/backend/gossip/internal/casp"
+)
+
+// maxInflightSends bounds the goroutines sending messages; beyond it a
+// message is dropped, which the protocol tolerates like any loss.
+const maxInflightSends = 256
+
+// node is this process's membership and messaging: memberlist, the
+// envelope layer, request ids and reply routing.
+type node struct {
+	s    *settings
+	log  logr.Logger
+	m    *metrics
+	inc  uint64
+	ml   *memberlist.Memberlist
+	addr string // advertised host:port
+
+	// handle answers a request (nil reply: no answer) or takes a push.
+	handle func(*envelope) *envelope
+
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	pending map[uint64]chan *envelope
+	// addrs are the last known addresses by node name: memberlist's
+	// failure detector decides who gossips, not who may vote, so a voter
+	// it suspects (or declared dead during a partition) is still asked.
+	addrs   map[string]string
+	changed chan struct{} // closed and replaced when membership changes
+
+	sendSlots chan struct{}
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	stopped   atomic.Bool
+}
+
+func randUint64() uint64 {
+	var b [8]byte
+	if _, err := crand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// newNode creates the memberlist (listening, not yet joined).
+func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
+	n := &node{
+		s:         s,
+		log:       logger,
+		m:         m,
+		inc:       randUint64(),
+		pending:   map[uint64]chan *envelope{},
+		addrs:     map[string]string{},
+		changed:   make(chan struct{}),
+		sendSlots: make(chan struct{}, maxInflightSends),
+		stop:      make(chan struct{}),
+	}
+	n.nextID.Store(randUint64() >> 1)
+
+	c, _ := s.Preset.config()
+	c.Name = s.Identity
+	c.Label = s.Name
+	c.Delegate = delegate{n}
+	c.Conflict = delegate{n}
+	c.Events = delegate{n}
+	c.Logger = log.New(&mlLog{n: n}, "", 0)
+	if len(s.key) > 0 {
+		c.SecretKey = s.key
+	}
+	if s.Transport != nil {
+		c.Transport = s.Transport
+	} else {
+		t, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+			BindAddrs: []string{s.bindHost},
+			BindPort:  s.bindPort,
+			Logger:    c.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("gossip: Options.Bind %s: %w", net.JoinHostPort(s.bindHost, strconv.Itoa(s.bindPort)), err)
+		}
+		c.Transport = t
+		c.BindAddr, c.BindPort = s.bindHost, t.GetAutoBindPort()
+		c.AdvertisePort = c.BindPort
+	}
+	if s.advHost != "" {
+		c.AdvertiseAddr, c.AdvertisePort = s.advHost, s.advPort
+	}
+	if s.Memberlist != nil {
+		s.Memberlist(c)
+	}
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		_ = c.Transport.Shutdown()
+		return nil, fmt.Errorf("gossip: starting memberlist for %q: %w", s.Identity, err)
+	}
+	n.ml = ml
+	self := ml.LocalNode()
+	n.addr = net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
+	return n, nil
+}
+
+// start joins the seeds and keeps re-joining them.
+func (n *node) start() {
+	_, every := n.s.Preset.config()
+	if n.s.RejoinInterval > 0 {
+		every = n.s.RejoinInterval
+	}
+	n.join()
+	if len(n.s.Join) == 0 {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.stop:
+				return
+			case <-t.C:
+				n.join()
+			}
+		}
+	}()
+}
+
+// join contacts the seeds that are not alive members (nor this node).
+// memberlist never merges two halves of a healed partition by itself, so
+// this runs periodically; a seed already in the cluster costs nothing.
+func (n *node) join() {
+	alive := map[string]bool{n.addr: true}
+	for _, m := range n.ml.Members() {
+		alive[net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))] = true
+	}
+	var seeds []string
+	for _, s := range n.s.Join {
+		if !seedAlive(s, alive) {
+			seeds = append(seeds, s)
+		}
+	}
+	if len(seeds) == 0 {
+		return
+	}
+	if _, err := n.ml.Join(seeds); err != nil && !n.stopped.Load() {
+		n.m.joinFailures.Inc()
+		n.log.Error(err, "Could not reach any seed in Options.Join; retrying", "seeds", seeds, "members", n.ml.NumMembers())
+	}
+}
+
+// seedAlive reports whether every address seed resolves to is an alive
+// member.
+func seedAlive(seed string, alive map[string]bool) bool {
+	host, port, err := net.SplitHostPort(seed)
+	if err != nil {
+		host, port = seed, strconv.Itoa(DefaultPort)
+	}
+	if net.ParseIP(host) != nil {
+		return alive[net.JoinHostPort(host, port)]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if !alive[net.JoinHostPort(a, port)] {
+			return false
+		}
+	}
+	return true
+}
+
+func (n *node) close() {
+	if n.stopped.Swap(true) {
+		return
+	}
+	close(n.stop)
+	_ = n.ml.Leave(time.Second)
+	n.wg.Wait()
+	_ = n.ml.Shutdown()
+}
+
+// envelope returns a message from this node.
+func (n *node) envelope(k kind, b casp.Ballot, payload []byte) *envelope {
+	return &envelope{
+		Kind: k, From: n.s.Identity, Inc: n.inc, Addr: n.addr,
+		Election: n.s.Name, Voters: n.s.voterHash, Ballot: b, Payload: payload,
+	}
+}
+
+// sendMsg sends a protocol message as part of request id.
+func (n *node) sendMsg(id uint64, m casp.Message) {
+	payload, err := json.Marshal(m)
+	if err != nil {
+		n.log.Error(err, "Encoding a message", "kind", m.Kind)
+		return
+	}
+	e := n.envelope(kindOf(m.Kind), m.Ballot, payload)
+	e.ID = id
+	n.sendTo(m.To, "", e)
+}
+
+// sendTo sends e to the member called name (at addr if known) without
+// waiting; delivery is not guaranteed.
+func (n *node) sendTo(name, addr string, e *envelope) {
+	if name == n.s.Identity && (addr == "" || addr == n.addr) {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.receive(e) }()
+		return
+	}
+	to := n.member(name, addr)
+	if to == nil {
+		n.m.sendFailures.Inc()
+		n.log.V(4).Info("No address for member", "member", name)
+		return
+	}
+	b, err := e.encode()
+	if err != nil {
+		n.log.Error(err, "Encoding a message", "kind", e.Kind)
+		return
+	}
+	select {
+	case n.sendSlots <- struct{}{}:
+	default:
+		n.m.sendFailures.Inc()
+		n.log.V(3).Info("Too many sends in flight; dropped a message", "to", name, "kind", e.Kind)
+		return
+	}
+	if n.stopped.Load() {
+		<-n.sendSlots
+		return
+	}
+	n.m.sent.WithLabelValues(e.Kind.String()).Inc()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer func() { <-n.sendSlots }()
+		if err := n.ml.SendReliable(to, b); err != nil {
+			n.m.sendFailures.Inc()
+			n.log.V(3).Info("Sending failed", "to", name, "kind", e.Kind, "err", err)
+		}
+	}()
+}
+
+// member finds the node to send to: addr if given (the address a request
+// came from), else the address this node last heard name at (a message
+// from it, or memberlist's news of it), else memberlist's view.
+func (n *node) member(name, addr string) *memberlist.Node {
+	if addr == "" {
+		n.mu.Lock()
+		addr = n.addrs[name]
+		n.mu.Unlock()
+	}
+	if addr != "" {
+		host, p, err := net.SplitHostPort(addr)
+		if port, perr := strconv.Atoi(p); err == nil && perr == nil {
+			if ip := net.ParseIP(host); ip != nil {
+				return &memberlist.Node{Name: name, Addr: ip, Port: uint16(port)}
+			}
+		}
+	}
+	for _, m := range n.ml.Members() {
+		if m.Name == name {
+			return m
+		}
+	}
+	return nil
+}
+
+// broadcast sends e to every other live member.
+func (n *node) broadcast(e *envelope) {
+	for _, m := range n.ml.Members() {
+		if m.Name != n.s.Identity {
+			n.sendTo(m.Name, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), e)
+		}
+	}
+}
+
+// open starts a request: messages sent with sendMsg(id, ...) get their
+// replies on the returned channel. done must be called when the caller
+// stops listening.
+func (n *node) open(size int) (id uint64, replies <-chan *envelope, done func()) {
+	id = n.nextID.Add(1)
+	ch := make(chan *envelope, size)
+	n.mu.Lock()
+	n.pending[id] = ch
+	n.mu.Unlock()
+	return id, ch, func() {
+		n.mu.Lock()
+		delete(n.pending, id)
+		n.mu.Unlock()
+	}
+}
+
+// receive handles one message from the network (or from this node itself).
+func (n *node) receive(e *envelope) {
+	n.m.received.WithLabelValues(e.Kind.String()).Inc()
+	if e.Addr != "" && e.From != n.s.Identity && e.Election == n.s.Name {
+		n.mu.Lock()
+		n.addrs[e.From] = e.Addr
+		n.mu.Unlock()
+	}
+	if e.Election != n.s.Name {
+		// memberlist's label keeps elections apart already; this is a
+		// second line.
+		n.m.refused.WithLabelValues("election").Inc()
+		n.log.Error(nil, "Refused a message for another election", "from", e.From, "election", e.Election)
+		return
+	}
+	if e.Kind.isReply() {
+		if e.Inc != n.inc && e.Kind != kindRefused {
+			return // for an earlier process under this name
+		}
+		n.mu.Lock()
+		ch := n.pending[e.ID]
+		n.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- e:
+			default: // duplicates beyond what the caller can use
+				n.log.V(3).Info("Reply channel full; dropped a reply", "from", e.From, "kind", e.Kind)
+			}
+		}
+		return
+	}
+	if e.Voters != n.s.voterHash {
+		n.m.refused.WithLabelValues("voters").Inc()
+		n.log.Error(nil, "Refused a message from a candidate with a different voter list: every candidate must have the same Options.Voters", "from", e.From, "kind", e.Kind, "voters", n.s.Voters)
+		if e.Kind != kindPush {
+			r := n.envelope(kindRefused, casp.Ballot{}, []byte(strconv.Quote("voter list differs")))
+			r.ID, r.Inc = e.ID, e.Inc
+			n.sendTo(e.From, e.Addr, r)
+		}
+		return
+	}
+	if r := n.handle(e); r != nil {
+		r.ID = e.ID
+		r.Inc = e.Inc // the requester's incarnation: replies go to the process that asked
+		r.From, r.Addr, r.Election, r.Voters = n.s.Identity, n.addr, n.s.Name, n.s.voterHash
+		n.sendTo(e.From, e.Addr, r)
+	}
+}
+
+// delegate adapts node to memberlist's delegates.
+type delegate struct{ n *node }
+
+func (delegate) NodeMeta(int) []byte                 { return nil }
+func (delegate) GetBroadcasts(int, int) [][]byte     { return nil }
+func (delegate) LocalState(bool) []byte              { return nil }
+func (delegate) MergeRemoteState(buf []byte, _ bool) {}
+
+func (d delegate) NotifyMsg(b []byte) {
+	e, err := decodeEnvelope(b)
+	if err != nil {
+		d.n.m.refused.WithLabelValues("malformed").Inc()
+		d.n.log.V(2).Info("Dropped a malformed message", "err", err)
+		return
+	}
+	d.n.receive(e)
+}
+
+func (d delegate) NotifyJoin(m *memberlist.Node)   { d.n.memberChanged(m) }
+func (d delegate) NotifyLeave(m *memberlist.Node)  { d.n.memberChanged(nil) }
+func (d delegate) NotifyUpdate(m *memberlist.Node) { d.n.memberChanged(m) }
+
+func (n *node) memberChanged(m *memberlist.Node) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if m != nil && m.Addr != nil {
+		n.addrs[m.Name] = net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+	}
+	close(n.changed)
+	n.changed = make(chan struct{})
+}
+
+func (d delegate) NotifyConflict(existing, other *memberlist.Node) {
+	d.n.m.refused.WithLabelValues("duplicate_name").Inc()
+	d.n.log.Error(nil, "Two members claim one node name: every candidate needs its own Options.Identity; the newcomer is not admitted",
+		"name", existing.Name, "existing", existing.Address(), "other", other.Address())
+}
+
+// mlLog turns memberlist's log lines ("[ERR] memberlist: ...") into
+// structured logs, and says plainly when a peer's key differs.
+type mlLog struct{ n *node }
+
+func (w *mlLog) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	level, msg, _ := strings.Cut(line, " ")
+	msg = strings.TrimPrefix(msg, "memberlist: ")
+	lower := strings.ToLower(msg)
+	switch {
+	case strings.Contains(lower, "decrypt") || strings.Contains(lower, "no installed keys") || strings.Contains(lower, "encryption is configured but remote state is not encrypted"):
+		w.n.m.refused.WithLabelValues("key").Inc()
+		w.n.log.Error(nil, "Refused traffic this election's key cannot decrypt: a peer has a different Options.SecretKey (or none)", "detail", msg)
+	case level == "[ERR]" || level == "[WARN]":
+		// Mostly a member that did not answer in time: the failure
+		// detector's business, which it reports as membership changes.
+		w.n.log.V(1).Info("memberlist: "+msg, "level", strings.Trim(level, "[]"))
+	default:
+		w.n.log.V(4).Info("memberlist: " + msg)
+	}
+	return len(p), nil
+}
+
+// waitMembers waits until at least want members are alive or ctx ends.
+func (n *node) waitMembers(ctx context.Context, want int) error {
+	for {
+		n.mu.Lock()
+		ch := n.changed
+		n.mu.Unlock()
+		if n.ml.NumMembers() >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d members after waiting: %w", n.ml.NumMembers(), want, ctx.Err())
+		case <-ch:
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package gossip
+
+import (
+	"context"
+	"time"
+
+	"github.com/b3df926d/leaderelection/backend/gossip/internal/casp"
+)
+
+// recoverLoop runs this voter's recovery rounds until one is chosen (the
+// acceptor then adopts its ballot and record and starts answering) or the
+// register must be re-initialised: a majority of the voters, this one
+// included, has been without its record for ReinitializeAfter, so no round
+// could have succeeded, and any leader has stepped down, for that long.
+func (l *Lock) recoverLoop() {
+	defer l.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	quorum := casp.Quorum(len(l.s.Voters))
+	var since time.Time // a majority has been recovering since
+	for attempt := 0; ; attempt++ {
+		l.accMu.Lock()
+		floor, known := l.acc.Floor()
+		l.accMu.Unlock()
+		recovering, fresh := map[string]bool{}, map[string]bool{}
+		if known {
+			actx, acancel := context.WithTimeout(ctx, 4*l.resend)
+			l.rounds <- struct{}{}
+			out, _, err := l.round(actx, func(now uint64) *casp.Round { return l.prop.Recover(now, floor) }, func(e *envelope, m casp.Message) {
+				switch {
+				case m.Kind == casp.KindNack && m.Reason == casp.NackRecovering:
+					recovering[m.From] = true
+					if e.Fresh {
+						fresh[m.From] = true
+					}
+				case m.Kind == casp.KindPromise && m.Accepted.IsZero():
+					fresh[m.From] = true // answers, and holds nothing
+				}
+			}, nil)
+			<-l.rounds
+			acancel()
+			if err == nil && out.Status == casp.Chosen {
+				l.accMu.Lock()
+				rerr := l.acc.Recover(out)
+				l.accMu.Unlock()
+				if rerr == nil {
+					l.log.Info("Voter recovered its record from the other voters", "ballot", out.Ballot.String(), "version", out.Value.Token().String())
+					l.learn(out.Value, true, false)
+					return
+				}
+				l.log.Error(rerr, "Recovery round not usable; trying again")
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case l.fresh && len(fresh) == len(l.s.Voters)-1:
+			// Every other voter is new (an empty StateDir) or holds
+			// nothing: no value was ever chosen, so there is nothing to
+			// recover and no leader can exist.
+			l.accMu.Lock()
+			err := l.acc.Reinitialize()
+			l.accMu.Unlock()
+			if err == nil {
+				l.log.Info("New election: every voter starts with an empty StateDir; the register starts empty")
+				return
+			}
+		case len(recovering)+1 < quorum:
+			since = time.Time{}
+		case since.IsZero():
+			since = time.Now()
+			l.log.Info("A majority of the voters is without its record (a full restart without StateDir?); the register is re-initialised if this lasts", "recovering", len(recovering)+1, "after", l.reinit)
+		case time.Since(since) >= l.reinit:
+			l.accMu.Lock()
+			err := l.acc.Reinitialize()
+			l.accMu.Unlock()
+			if err == nil {
+				l.m.reinits.Inc()
+				l.log.Error(nil, "RE-INITIALISED THE REGISTER: a majority of the voters restarted without their state and none has seen a quorum since; the record is forgotten and the election starts afresh (use Options.StateDir to keep terms across full restarts)",
+					"recoveringFor", time.Since(since).Round(time.Millisecond))
+				return
+			}
+		}
+		t := time.NewTimer(l.resend)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
