@@ -103,7 +103,16 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 	reqs0 := c.store.requests()
 	start := time.Now()
 	logf("%d replicas of %s on %s; faults %v; seed %d", cfg.Replicas, c.bin, cfg.Backend, cfg.kinds(), cfg.Seed)
-	for c.res.Transitions < cfg.Transitions && c.res.FaultsTotal < cfg.MaxFaults {
+	stopped := func() bool {
+		select {
+		case <-cfg.Stop:
+			logf("stopping early, as asked")
+			return true
+		default:
+			return false
+		}
+	}
+	for c.res.Transitions < cfg.Transitions && c.res.FaultsTotal < cfg.MaxFaults && !stopped() {
 		if err := c.settle(); err != nil {
 			c.finish(start, reqs0)
 			return c.res, err

@@ -115,3 +115,22 @@ func TestBadInputIsRefusedWithAClearMessage(t *testing.T) {
 		})
 	}
 }
+
+// Stop ends a campaign after the current fault, with the results so far.
+func TestStopEndsTheCampaignWithResults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the example")
+	}
+	cfg := DefaultConfig("file")
+	cfg.ExampleBin = buildExample(t)
+	stop := make(chan struct{})
+	close(stop)
+	cfg.Stop = stop
+	res, err := Run(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res == nil || res.FaultsTotal != 0 || !res.Safe() || res.AcceptedWrites == 0 {
+		t.Fatalf("result %+v, want no fault, a leader that worked, no violation", res)
+	}
+}

@@ -88,6 +88,9 @@ type Config struct {
 	ExampleBin string
 	// Logf reports progress (nil: silent).
 	Logf func(format string, args ...any)
+	// Stop, when closed, ends the campaign after the current fault, with
+	// the results so far (nil: never).
+	Stop <-chan struct{}
 }
 
 // DefaultConfig is the campaign's fast preset: the shortest durations the

@@ -7,18 +7,22 @@
 //	go run ./bench/faults --backend=file --transitions=1000 --json=file.json
 //
 // It prints a markdown table per backend (docs/reliability.md holds the
-// published ones) and exits 1 if any safety violation was seen. The short
+// published ones) and exits 1 if any safety violation was seen; SIGINT
+// ends it early with the results so far. The short
 // campaign in this package's test runs on every backend in CI.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -71,12 +75,17 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 		cfgs = append(cfgs, c)
 	}
 
+	// SIGINT or SIGTERM ends the campaign after the current fault, and its
+	// results so far are printed.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var results []*Result
 	code := 0
 	for _, c := range cfgs {
 		c.Logf = func(format string, args ...any) {
 			fmt.Fprintf(stderr, "%s %s: %s\n", time.Now().Format("15:04:05"), c.Backend, fmt.Sprintf(format, args...))
 		}
+		c.Stop = ctx.Done()
 		res, err := runOne(c, *keep)
 		if res != nil {
 			res.Markdown(stdout)

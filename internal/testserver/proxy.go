@@ -41,8 +41,9 @@ func StartProxy(t testing.TB, target string) *Proxy {
 // Addr is the proxy's host:port.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-// SetDelay holds every chunk of data, in both directions, for d before
-// forwarding it.
+// SetDelay adds latency d to every chunk of data, in both directions: each
+// is forwarded d after it arrived, in order, so a round trip costs 2d
+// however many chunks it takes.
 func (p *Proxy) SetDelay(d time.Duration) {
 	p.mu.Lock()
 	p.delay = d
