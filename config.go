@@ -44,16 +44,28 @@ type Config struct {
 	// the leader's function has returned), so that watching followers take
 	// over at once instead of after LeaseDuration.
 	ReleaseOnCancel bool
-	// StopTimeout bounds how long the elector waits for OnStartedLeading to
-	// return after cancelling its context. While it waits, a leader that is
-	// stopping on purpose keeps renewing, so nobody else starts meanwhile.
-	// If the function does not return in time the lease is not released,
-	// and Run returns an error. Default: LeaseDuration.
+	// StopTimeout bounds how long the elector waits, after a term ends, for
+	// OnStartedLeading and then OnStoppedLeading to return (one deadline for
+	// both), and how long a callback may hold up Run's return after its
+	// context ends. While it waits, a leader that is stopping on purpose
+	// keeps renewing, so nobody else starts meanwhile. If a callback does
+	// not return in time the lease is not released, Run returns
+	// ErrStopTimeout, and the watchdog reports the callback. Default:
+	// LeaseDuration.
 	StopTimeout time.Duration
 	// TermLimit, if set, makes the leader hand over after leading this
 	// long: it stops its function, releases the lock, and stays a
-	// candidate.
+	// candidate, leaving the free lock to the others until one of them has
+	// taken it or one LeaseDuration has passed.
 	TermLimit time.Duration
+
+	// Recampaign, after a lost term whose function (and OnStoppedLeading)
+	// returned within StopTimeout, makes the elector campaign again in the
+	// same process instead of ending Run with ErrLeaseLost. A function that
+	// did not return still ends Run (ErrLeaseLost and ErrStopTimeout), since
+	// it may still be working. Off by default: exiting is the safe choice
+	// for code that may ignore its context.
+	Recampaign bool
 
 	// Callbacks are the user's hooks.
 	Callbacks Callbacks
@@ -78,12 +90,16 @@ type Callbacks struct {
 	// the function must return promptly then.
 	OnStartedLeading func(ctx context.Context)
 	// OnStoppedLeading is called after OnStartedLeading has returned (or
-	// StopTimeout passed), once per term, and before the lock is
-	// released, so no other candidate starts while it runs. Optional.
+	// StopTimeout passed), once per term that started the function. The
+	// leader keeps renewing while it runs and releases only after it has
+	// returned, so no other candidate starts meanwhile; it shares
+	// StopTimeout with the function. Optional.
 	OnStoppedLeading func()
 	// OnNewLeader is called, from one goroutine and in order, when the
 	// observed holder changes (with "" when the lock is released).
-	// Optional; a slow callback never delays renewals.
+	// Optional; a slow callback never delays renewals, and holds up Run's
+	// return by at most StopTimeout (a call running longer fails the
+	// watchdog).
 	OnNewLeader func(identity string)
 }
 

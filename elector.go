@@ -3,8 +3,9 @@ package leaderelection
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,11 +22,12 @@ import (
 // Errors Run returns.
 var (
 	// ErrLeaseLost: this process led, and stopped because it could not
-	// renew within RenewDeadline (or another candidate holds the lock).
+	// renew within RenewDeadline, another candidate holds the lock, or the
+	// record was deleted.
 	ErrLeaseLost = errors.New("leaderelection: lease lost")
-	// ErrStopTimeout: the leader's function did not return within
-	// StopTimeout after its context was cancelled. The lock was not
-	// released.
+	// ErrStopTimeout: the leader's function, or OnStoppedLeading, did not
+	// return within StopTimeout after the term ended. The lock was not
+	// released. After a lost lease the error matches ErrLeaseLost too.
 	ErrStopTimeout = errors.New("leaderelection: leader function did not return in time")
 )
 
@@ -58,7 +60,20 @@ type Elector struct {
 	acquiredAt    time.Time
 	lastGoodStart time.Time // start of the last successful acquire or renew
 	lastRenew     time.Time
-	holdOff       time.Time // after a term-limit hand-over: leave a free lock to others until then
+	holdOff       time.Time              // after a term-limit hand-over: leave a free lock to others until then
+	bootAtAcquire time.Duration          // boot time at the start of the acquisition ...
+	bootKnown     bool                   // ... if the platform has it
+	beatAt        time.Time              // the loop last came round
+	beatDue       time.Time              // ... and must come round again by then
+	calls         map[string]pendingCall // callbacks running now
+	storeErr      error                  // the last store call failed (nil: it succeeded)
+	storeErrSince time.Time
+	storeErrors   int64     // failed store calls, for the error counter
+	stopBy        time.Time // Run's context ended: callbacks may hold Run up until then
+
+	// changes is the lock's watch (nil: none, or it ended); only the Run
+	// goroutine uses it.
+	changes <-chan struct{}
 
 	leaders chan string // to the OnNewLeader goroutine
 	ran     bool
@@ -66,7 +81,14 @@ type Elector struct {
 	// park, if set (by tests), is called with true just before the elector
 	// blocks waiting for a timer or signal, and with false when it wakes.
 	park func(parked bool)
+	// boot returns the time since boot including suspended time, if the
+	// platform has such a clock (bootTime); tests replace it.
+	boot func() (time.Duration, bool)
 }
+
+// pendingCall is a user callback that is running: since when, and by when
+// it must return (zero: no bound yet).
+type pendingCall struct{ since, due time.Time }
 
 func (e *Elector) parked(p bool) {
 	if e.park != nil {
@@ -94,6 +116,8 @@ func NewElector(c Config) (*Elector, error) {
 		identity: c.Lock.Identity(),
 		desc:     c.Lock.Describe(),
 		leaseSec: int(math.Ceil(c.LeaseDuration.Seconds())),
+		calls:    map[string]pendingCall{},
+		boot:     bootTime,
 	}, nil
 }
 
@@ -123,16 +147,31 @@ func (e *Elector) Term() int64 {
 func (e *Elector) Status() healthz.Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	var calls []healthz.Callback
+	for name, c := range e.calls {
+		calls = append(calls, healthz.Callback{Name: name, Since: c.since, Due: c.due})
+	}
+	slices.SortFunc(calls, func(a, b healthz.Callback) int { return strings.Compare(a.Name, b.Name) })
+	var storeErr string
+	if e.storeErr != nil {
+		storeErr = e.storeErr.Error()
+	}
 	s := healthz.Status{
-		Name:          e.c.Name,
-		Identity:      e.identity,
-		Lock:          e.desc,
-		Leading:       e.leading,
-		Leader:        e.observed.HolderIdentity,
-		Term:          e.term,
-		Transitions:   int64(e.observed.LeaderTransitions),
-		LastRenew:     e.lastRenew,
-		LeaseDuration: e.c.LeaseDuration,
+		Heartbeat:       e.beatAt,
+		HeartbeatDue:    e.beatDue,
+		Callbacks:       calls,
+		StoreError:      storeErr,
+		StoreErrorSince: e.storeErrSince,
+		StoreErrors:     e.storeErrors,
+		Name:            e.c.Name,
+		Identity:        e.identity,
+		Lock:            e.desc,
+		Leading:         e.leading,
+		Leader:          e.observed.HolderIdentity,
+		Term:            e.term,
+		Transitions:     int64(e.observed.LeaderTransitions),
+		LastRenew:       e.lastRenew,
+		LeaseDuration:   e.c.LeaseDuration,
 	}
 	if !e.observedAt.IsZero() && e.observed.HolderIdentity != "" {
 		s.Expiry = e.observedAt.Add(e.recordLease(e.observed))
@@ -150,9 +189,12 @@ func (e *Elector) recordLease(rec lock.Record) time.Duration {
 
 // Run campaigns until ctx ends, leading whenever it holds the lock. It
 // returns nil after ctx ends or the leader's function returns by itself,
-// ErrLeaseLost (wrapped) after losing the lock, and ErrStopTimeout (wrapped)
-// if the leader's function ignored its cancelled context. Run may be called
-// once.
+// ErrLeaseLost (wrapped) after losing the lock (unless Config.Recampaign,
+// which campaigns again), and ErrStopTimeout (wrapped) if the leader's
+// function or OnStoppedLeading outlived StopTimeout; both after a lost
+// lease whose function ignored its cancelled context. Callbacks hold up
+// Run's return by at most StopTimeout after ctx ends (plus the release, one
+// bounded store call). Run may be called once.
 func (e *Elector) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.ran {
@@ -161,6 +203,13 @@ func (e *Elector) Run(ctx context.Context) error {
 	}
 	e.ran = true
 	e.mu.Unlock()
+	defer func() {
+		// The loop has ended: nothing is due any more. Callbacks still
+		// running stay on the watchdog.
+		e.mu.Lock()
+		e.beatDue = time.Time{}
+		e.mu.Unlock()
+	}()
 
 	log := klog.FromContext(ctx)
 	if e.c.Logger != nil {
@@ -172,22 +221,28 @@ func (e *Elector) Run(ctx context.Context) error {
 		e.leaders = make(chan string, 1)
 		done := make(chan struct{})
 		go e.deliverLeaders(done)
-		defer func() { close(e.leaders); <-done }()
+		defer func() { close(e.leaders); e.awaitLeaders(log, done) }()
 	}
+	stopAfter := context.AfterFunc(ctx, func() {
+		stopBy := e.clock.Now().Add(e.c.StopTimeout)
+		e.mu.Lock()
+		e.stopBy = stopBy
+		e.mu.Unlock()
+	})
+	defer stopAfter()
 
-	var changes <-chan struct{}
 	if w, ok := e.c.Lock.(lock.Watcher); ok {
 		watchCtx, stop := context.WithCancel(ctx)
 		defer stop()
-		changes = w.Changes(watchCtx)
+		e.changes = w.Changes(watchCtx)
 	}
 
 	for {
-		if !e.campaign(ctx, log, changes) {
+		if !e.campaign(ctx, log) {
 			return nil
 		}
-		handedOver, err := e.lead(ctx, log)
-		if err != nil || !handedOver {
+		again, err := e.lead(ctx, log)
+		if err != nil || !again {
 			return err
 		}
 	}
@@ -198,8 +253,97 @@ func (e *Elector) Run(ctx context.Context) error {
 func (e *Elector) deliverLeaders(done chan<- struct{}) {
 	defer close(done)
 	for id := range e.leaders {
+		end := e.callbackStarted("OnNewLeader", e.clock.Now().Add(e.c.StopTimeout))
 		e.c.Callbacks.OnNewLeader(id)
+		end()
 	}
+}
+
+// awaitLeaders waits for OnNewLeader's last call, but not past StopTimeout
+// after Run's context ended (or after now, if Run ends otherwise): a stuck
+// callback must not keep Run from returning. It stays on the watchdog.
+func (e *Elector) awaitLeaders(log logr.Logger, done <-chan struct{}) {
+	now := e.clock.Now()
+	e.mu.Lock()
+	stopBy := e.stopBy
+	e.mu.Unlock()
+	if stopBy.IsZero() {
+		stopBy = now.Add(e.c.StopTimeout)
+	}
+	t := e.newTimer(stopBy.Sub(now))
+	defer t.Stop()
+	e.beat(stopBy.Sub(now))
+	e.parked(true)
+	defer e.parked(false)
+	select {
+	case <-done:
+	case <-t.C():
+		log.Error(ErrStopTimeout, "OnNewLeader has not returned; Run returns without it", "stopTimeout", e.c.StopTimeout)
+	}
+}
+
+// beat stamps the heartbeat the watchdog reads: the loop has come round,
+// and will again within wait plus one store call (bounded by
+// RenewDeadline).
+func (e *Elector) beat(wait time.Duration) {
+	now := e.clock.Now()
+	e.mu.Lock()
+	e.beatAt, e.beatDue = now, now.Add(max(wait, 0)+e.c.RenewDeadline)
+	e.mu.Unlock()
+}
+
+// callbackStarted records that the named callback runs, and must return by
+// due (zero: no bound yet; see callbackDue). end removes the record.
+func (e *Elector) callbackStarted(name string, due time.Time) (end func()) {
+	now := e.clock.Now()
+	if due.IsZero() && name != "OnStartedLeading" {
+		due = now.Add(e.c.StopTimeout)
+	}
+	e.mu.Lock()
+	e.calls[name] = pendingCall{since: now, due: due}
+	e.mu.Unlock()
+	return func() {
+		e.mu.Lock()
+		delete(e.calls, name)
+		e.mu.Unlock()
+	}
+}
+
+// callbackDue sets when a running callback must return by.
+func (e *Elector) callbackDue(name string, due time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.calls[name]; ok {
+		c.due = due
+		e.calls[name] = c
+	}
+}
+
+// storeFailed and storeOK record the outcome of the last store call, for
+// /readyz and /status.
+func (e *Elector) storeFailed(err error) {
+	now := e.clock.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.storeErr == nil {
+		e.storeErrSince = now
+	}
+	e.storeErr = err
+	e.storeErrors++
+}
+
+func (e *Elector) storeOK() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.storeErr, e.storeErrSince = nil, time.Time{}
+}
+
+// bootTime is the elector's view of boot time (see Elector.boot).
+func (e *Elector) bootTime() (time.Duration, bool) {
+	if e.boot == nil {
+		return 0, false
+	}
+	return e.boot()
 }
 
 // observe records what was read or written; it resets the observation time
@@ -213,6 +357,9 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 	if changed {
 		e.observed, e.observedRaw, e.observedAt = rec, raw, now
 	}
+	if (rec.HolderIdentity != "" && rec.HolderIdentity != e.identity) || int64(rec.LeaderTransitions) > e.term {
+		e.holdOff = time.Time{} // another candidate took over (maybe already gone): the hand-over is done
+	}
 	e.mu.Unlock()
 	if rec.HolderIdentity != prev && e.leaders != nil {
 		select { // keep only the newest holder if the callback lags
@@ -225,14 +372,16 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 
 // campaign returns true once this process holds the lock, false when ctx
 // ends.
-func (e *Elector) campaign(ctx context.Context, log logr.Logger, changes <-chan struct{}) bool {
+func (e *Elector) campaign(ctx context.Context, log logr.Logger) bool {
 	log.Info("Campaigning for the lock")
 	for {
-		next, acquired := e.tryAcquire(ctx, log)
+		e.beat(0)
+		next, acquired := e.tryAcquire(ctx, log, e.watching())
 		if acquired {
 			return true
 		}
 		timer := e.newTimer(next)
+		e.beat(next)
 		e.parked(true)
 		select {
 		case <-ctx.Done():
@@ -241,20 +390,46 @@ func (e *Elector) campaign(ctx context.Context, log logr.Logger, changes <-chan 
 			return false
 		case <-timer.C():
 			e.parked(false)
-		case _, open := <-changes:
+		case _, open := <-e.changes:
 			e.parked(false)
 			timer.Stop()
 			if !open {
-				changes = nil
+				// The watch ended before Run did: poll from now on.
+				log.Info("The lock's watch ended; polling every RetryPeriod")
+				e.changes = nil
 			}
 		}
 	}
 }
 
+// heldFor is how long, from now, the last observed record keeps this
+// candidate from taking the lock: until the holder's lease, measured from
+// when this process saw the record change, runs out; for a free record,
+// until a term-limit hold-off ends. Not positive: it may be taken now.
+func (e *Elector) heldFor(now time.Time) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.observed.HolderIdentity != "" {
+		return e.observedAt.Add(e.recordLease(e.observed)).Sub(now)
+	}
+	return e.holdOff.Sub(now)
+}
+
+// watching reports whether the lock's watch signals changes now.
+func (e *Elector) watching() bool {
+	if e.changes == nil {
+		return false
+	}
+	if ws, ok := e.c.Lock.(lock.WatchState); ok {
+		return ws.Watching()
+	}
+	return true
+}
+
 // pollDelay is how long a follower waits before reading again when nothing
-// else will wake it.
-func (e *Elector) pollDelay(haveWatcher bool) time.Duration {
-	if haveWatcher {
+// else will wake it: a watch that is down or has ended counts as none.
+func (e *Elector) pollDelay(watching bool) time.Duration {
+	if watching {
 		// The watch wakes us; this read is only a safety net.
 		return e.c.LeaseDuration
 	}
@@ -299,9 +474,9 @@ func (e *Elector) attemptCtx(parent context.Context, d time.Duration) (context.C
 
 // tryAcquire reads the record and takes the lock if it is free or expired.
 // It returns how long to wait before trying again.
-func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger) (time.Duration, bool) {
-	_, haveWatcher := e.c.Lock.(lock.Watcher)
+func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool) (time.Duration, bool) {
 	start := e.clock.Now()
+	boot, bootKnown := e.bootTime()
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
 	defer cancel()
 	if ctx.Err() != nil {
@@ -316,27 +491,35 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger) (time.Duratio
 	}
 	switch {
 	case lock.IsNotFound(err):
-		next.LeaderTransitions = 1
+		// A record this candidate has seen may have been deleted under a
+		// leader that is still working (an operator, a restored store).
+		// Treat it as still there: wait out the lease last observed, and
+		// continue its term count so the fencing token keeps increasing.
+		// A candidate that never saw a record starts at term 1.
+		e.mu.Lock()
+		prev, seen := e.observed, !e.observedAt.IsZero()
+		last := max(int64(prev.LeaderTransitions), e.term)
+		e.mu.Unlock()
+		if held := e.heldFor(e.clock.Now()); seen && held > 0 {
+			log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
+			return min(held, e.pollDelay(watching)), false
+		}
+		next.LeaderTransitions = int(last) + 1
 		err = e.c.Lock.Create(actx, next)
 	case err != nil:
+		e.storeFailed(err)
 		log.Error(err, "Reading the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	default:
+		e.storeOK()
 		e.observe(*rec, raw)
-		e.mu.Lock()
-		expiry := e.observedAt.Add(e.recordLease(*rec))
-		holdOff := e.holdOff
-		e.mu.Unlock()
-		now := e.clock.Now()
-		if rec.HolderIdentity != "" && now.Before(expiry) {
+		if held := e.heldFor(e.clock.Now()); held > 0 {
 			// Held (by another, or by an earlier incarnation of this
-			// identity, which may still be running). Wake at the exact
-			// expiry instant if nothing else wakes us first.
-			log.V(4).Info("Lock is held", "holder", rec.HolderIdentity, "expiresIn", expiry.Sub(now))
-			return min(expiry.Sub(now), e.pollDelay(haveWatcher)), false
-		}
-		if rec.HolderIdentity == "" && now.Before(holdOff) {
-			return min(holdOff.Sub(now), e.pollDelay(haveWatcher)), false
+			// identity, which may still be running), or just handed over
+			// by this process. Wake at the exact expiry instant if nothing
+			// else wakes us first.
+			log.V(4).Info("Lock is held", "holder", rec.HolderIdentity, "expiresIn", held)
+			return min(held, e.pollDelay(watching)), false
 		}
 		next.LeaderTransitions = rec.LeaderTransitions + 1
 		err = e.c.Lock.Update(actx, next)
@@ -346,9 +529,11 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger) (time.Duratio
 			log.V(2).Info("Lost the race for the lock", "err", err)
 			return 0, false // read again at once: someone else wrote
 		}
+		e.storeFailed(err)
 		log.Error(err, "Acquiring the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	}
+	e.storeOK()
 	if ctx.Err() != nil {
 		// Acquired just as we were told to stop: give it back so nobody
 		// waits out a lease nobody uses.
@@ -357,274 +542,24 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger) (time.Duratio
 		e.term = int64(next.LeaderTransitions)
 		e.mu.Unlock()
 		if e.c.ReleaseOnCancel {
-			e.release(ctx, log, next)
+			(&term{e: e, log: log, n: int64(next.LeaderTransitions)}).release(ctx)
 		}
 		return 0, false
 	}
 	e.observe(next, nil)
 	now := e.clock.Now()
+	if took := now.Sub(start); took >= e.c.RenewDeadline {
+		// The lease is already as old as a leader may hold one without
+		// renewing: starting the function now would run it past the
+		// point where followers may take over. Wait it out instead.
+		log.Info("Acquiring the lock took longer than RenewDeadline; not leading this term", "took", took, "renewDeadline", e.c.RenewDeadline)
+		return 0, false
+	}
 	e.mu.Lock()
 	e.leading, e.term, e.acquiredAt, e.lastGoodStart, e.lastRenew = true, int64(next.LeaderTransitions), start, start, now
+	e.bootAtAcquire, e.bootKnown = boot, bootKnown
 	e.mu.Unlock()
 	log.Info("Acquired the lock", "term", next.LeaderTransitions)
 	e.c.Lock.RecordEvent("became leader")
 	return 0, true
-}
-
-// stopCause says why a term ends.
-type stopCause int
-
-const (
-	causeNone       stopCause = iota
-	causeCancelled            // Run's context ended
-	causeTermLimit            // TermLimit reached
-	causeFuncReturn           // the leader's function returned by itself
-)
-
-// lead runs the leader's function and renews until the term ends. It
-// returns handedOver=true when the term ended by TermLimit and the elector
-// should campaign again.
-func (e *Elector) lead(ctx context.Context, log logr.Logger) (handedOver bool, err error) {
-	e.mu.Lock()
-	term, acquiredAt, goodStart := e.term, e.acquiredAt, e.lastGoodStart
-	e.mu.Unlock()
-	log = log.WithValues("term", term)
-
-	leaderCtx, cancelLeader := context.WithCancel(context.WithValue(ctx, termKey{}, term))
-	defer cancelLeader()
-	fnDone := make(chan struct{})
-	go func() {
-		defer close(fnDone)
-		e.c.Callbacks.OnStartedLeading(leaderCtx)
-	}()
-
-	// The step-down timer fires RenewDeadline after the start of the last
-	// good renewal, independently of the renew loop, so the leader's
-	// context is cancelled on time even if a store call hangs.
-	lost := make(chan struct{})
-	var lostOnce sync.Once
-	stepDown := func() {
-		lostOnce.Do(func() {
-			e.mu.Lock()
-			e.leading = false
-			e.mu.Unlock()
-			// Mark the term lost before cancelling, so that the function's
-			// return is never mistaken for a voluntary end.
-			close(lost)
-			cancelLeader()
-		})
-	}
-	deadline := e.afterFunc(e.c.RenewDeadline-e.clock.Since(goodStart), stepDown)
-	defer func() { deadline.Stop() }()
-
-	renewTimer := e.clock.NewTimer(max(e.c.RetryPeriod-e.clock.Since(goodStart), time.Nanosecond))
-	defer renewTimer.Stop()
-	var termTimer clock.Timer
-	var termC <-chan time.Time
-	if e.c.TermLimit > 0 {
-		termTimer = e.newTimer(e.c.TermLimit - e.clock.Since(acquiredAt))
-		defer termTimer.Stop()
-		termC = termTimer.C()
-	}
-	var stopTimer clock.Timer
-	var stopTimeoutC <-chan time.Time
-	defer func() {
-		if stopTimer != nil {
-			stopTimer.Stop()
-		}
-	}()
-	ctxDone := ctx.Done()
-	cause := causeNone
-
-	beginStop := func(c stopCause) {
-		if cause != causeNone {
-			return
-		}
-		cause = c
-		cancelLeader()
-		stopTimer = e.clock.NewTimer(e.c.StopTimeout)
-		stopTimeoutC = stopTimer.C()
-		log.Info("Stopping the leader's function", "cause", c.String())
-	}
-	isLost := func() bool {
-		select {
-		case <-lost:
-			return true
-		default:
-			return false
-		}
-	}
-	lostErr := func() error {
-		log.Info("Could not renew within RenewDeadline; stepped down", "renewDeadline", e.c.RenewDeadline)
-		e.finishTerm(log, fnDone)
-		return fmt.Errorf("%s: %w", e.desc, ErrLeaseLost)
-	}
-
-	rec := lock.Record{
-		HolderIdentity:       e.identity,
-		LeaseDurationSeconds: e.leaseSec,
-		AcquireTime:          metav1.NewTime(acquiredAt),
-		LeaderTransitions:    int(term),
-	}
-
-	for {
-		e.parked(true)
-		select {
-		case <-lost:
-			e.parked(false)
-			return false, lostErr()
-		case <-ctxDone:
-			e.parked(false)
-			ctxDone = nil
-			beginStop(causeCancelled)
-		case <-termC:
-			e.parked(false)
-			beginStop(causeTermLimit)
-		case <-fnDone:
-			e.parked(false)
-			if isLost() {
-				return false, lostErr()
-			}
-			if cause == causeNone {
-				cause = causeFuncReturn
-				log.Info("The leader's function returned")
-			}
-			stepDown()
-			// Stopped before released: nobody else starts while
-			// OnStoppedLeading still runs.
-			e.reportStopped()
-			if cause == causeTermLimit || e.c.ReleaseOnCancel {
-				e.release(ctx, log, rec)
-			}
-			if cause == causeTermLimit {
-				holdOff := e.clock.Now().Add(time.Duration(2.5 * float64(e.c.RetryPeriod)))
-				e.mu.Lock()
-				e.holdOff = holdOff
-				e.mu.Unlock()
-				return true, nil
-			}
-			return false, nil
-		case <-stopTimeoutC:
-			e.parked(false)
-			stepDown()
-			log.Error(ErrStopTimeout, "Leaving the lock to expire", "stopTimeout", e.c.StopTimeout)
-			e.reportStopped()
-			return false, fmt.Errorf("%s: %w (after %v)", e.desc, ErrStopTimeout, e.c.StopTimeout)
-		case <-renewTimer.C():
-			e.parked(false)
-			start := e.clock.Now()
-			rec.RenewTime = metav1.NewTime(start)
-			err := e.renew(ctx, log, rec, goodStart)
-			switch {
-			case isLost():
-				// The step-down already happened; a late success does
-				// not undo it.
-			case err == nil:
-				goodStart = start
-				deadline.Stop()
-				deadline = e.afterFunc(e.c.RenewDeadline-e.clock.Since(goodStart), stepDown)
-				renewTimer.Reset(max(e.c.RetryPeriod-e.clock.Since(start), time.Nanosecond))
-			case lock.IsConflict(err):
-				log.Info("Another candidate holds the lock", "err", err)
-				stepDown()
-			default:
-				renewTimer.Reset(e.c.RetryPeriod)
-			}
-		}
-	}
-}
-
-func (c stopCause) String() string {
-	switch c {
-	case causeCancelled:
-		return "context cancelled"
-	case causeTermLimit:
-		return "term limit"
-	case causeFuncReturn:
-		return "function returned"
-	}
-	return "none"
-}
-
-// renew writes rec from the version this elector last wrote. On a conflict
-// it reads the record: if it is still this term's (an earlier write landed
-// after its caller gave up on it), it renews from the fresh version.
-func (e *Elector) renew(ctx context.Context, log logr.Logger, rec lock.Record, goodStart time.Time) error {
-	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline-e.clock.Since(goodStart))
-	defer cancel()
-	start := e.clock.Now()
-	err := e.c.Lock.Update(actx, rec)
-	if lock.IsConflict(err) {
-		cur, raw, gerr := e.c.Lock.Get(actx)
-		switch {
-		case gerr != nil:
-			err = gerr
-		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == int64(rec.LeaderTransitions):
-			err = e.c.Lock.Update(actx, rec)
-		default:
-			e.observe(*cur, raw)
-		}
-	}
-	took := e.clock.Since(start)
-	if e.c.Metrics != nil {
-		e.c.Metrics.ObserveRenew(e.c.Name, took, err)
-	}
-	if err != nil {
-		log.V(2).Info("Renewal failed", "err", err, "took", took)
-		return err
-	}
-	e.observe(rec, nil)
-	now := e.clock.Now()
-	e.mu.Lock()
-	e.lastRenew = now
-	e.mu.Unlock()
-	return nil
-}
-
-// finishTerm waits (bounded) for the leader's function after a step-down,
-// then reports it.
-func (e *Elector) finishTerm(log logr.Logger, fnDone <-chan struct{}) {
-	t := e.clock.NewTimer(e.c.StopTimeout)
-	defer t.Stop()
-	select {
-	case <-fnDone:
-	case <-t.C():
-		log.Error(ErrStopTimeout, "The leader's function is still running after losing the lock", "stopTimeout", e.c.StopTimeout)
-	}
-	e.reportStopped()
-}
-
-// reportStopped records the end of a term on the lock and calls
-// OnStoppedLeading.
-func (e *Elector) reportStopped() {
-	e.c.Lock.RecordEvent("stopped leading")
-	if e.c.Callbacks.OnStoppedLeading != nil {
-		e.c.Callbacks.OnStoppedLeading()
-	}
-}
-
-// release writes an empty holder, keeping the term, so that followers take
-// over at once. It is only called once the leader's function has returned.
-func (e *Elector) release(ctx context.Context, log logr.Logger, held lock.Record) {
-	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
-	defer cancel()
-	now := metav1.NewTime(e.clock.Now())
-	rec := lock.Record{LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now, LeaderTransitions: held.LeaderTransitions}
-	err := e.c.Lock.Update(actx, rec)
-	if lock.IsConflict(err) {
-		var cur *lock.Record
-		if cur, _, err = e.c.Lock.Get(actx); err == nil {
-			if cur.HolderIdentity != e.identity || cur.LeaderTransitions != held.LeaderTransitions {
-				log.Info("Not releasing: the lock has moved on", "holder", cur.HolderIdentity)
-				return
-			}
-			err = e.c.Lock.Update(actx, rec)
-		}
-	}
-	if err != nil {
-		log.Error(err, "Releasing the lock failed; followers take over when it expires")
-		return
-	}
-	e.observe(rec, nil)
-	log.Info("Released the lock")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/b3df926d/leaderelection/lock"
@@ -45,7 +46,8 @@ type election struct {
 
 	mu    sync.Mutex
 	cands []*candidate
-	terms []int64 // every term started, in order
+	terms []int64  // every term started, in order
+	who   []string // who started each of them
 }
 
 type candidate struct {
@@ -111,6 +113,7 @@ func (el *election) started(c *candidate, ctx context.Context) {
 		el.t.Errorf("%s: term %d does not increase on %d", c.id, term, el.terms[n-1])
 	}
 	el.terms = append(el.terms, term)
+	el.who = append(el.who, c.id)
 	for _, o := range el.cands {
 		if o != c && o.e != nil && o.e.IsLeader() {
 			el.t.Errorf("%s started leading (term %d) while %s still leads (term %d)", c.id, term, o.id, o.e.Term())
@@ -121,6 +124,12 @@ func (el *election) started(c *candidate, ctx context.Context) {
 // add starts a candidate; mod may adjust its config and lock.
 func (el *election) add(id string, mod func(*Config)) *candidate {
 	el.t.Helper()
+	return el.addElector(id, mod, nil)
+}
+
+// addElector is add, with emod adjusting the elector before it runs.
+func (el *election) addElector(id string, mod func(*Config), emod func(*Elector)) *candidate {
+	el.t.Helper()
 	c := &candidate{id: id, lk: el.store.Lock(id), done: make(chan error, 1), release: make(chan struct{})}
 	cfg := el.config(c)
 	if mod != nil {
@@ -130,6 +139,9 @@ func (el *election) add(id string, mod func(*Config)) *candidate {
 	e, err := NewElector(cfg)
 	if err != nil {
 		el.t.Fatalf("NewElector(%s): %v", id, err)
+	}
+	if emod != nil {
+		emod(e)
 	}
 	el.start(c, e)
 	cancel := c.cancel
@@ -144,9 +156,26 @@ func (el *election) add(id string, mod func(*Config)) *candidate {
 	return c
 }
 
+// parkingClock is the election's fake clock, seen by one candidate: a
+// timer of the candidate's that fires marks it as no longer parked, within
+// the clock step that fired it, so that settle waits for it to act.
+type parkingClock struct {
+	*clocktesting.FakeClock
+	c *candidate
+}
+
+func (p parkingClock) NewTimer(d time.Duration) clock.Timer {
+	return p.FakeClock.AfterFunc(d, func() { p.c.parked.Store(false) })
+}
+
+func (p parkingClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	return p.FakeClock.AfterFunc(d, func() { p.c.parked.Store(false); f() })
+}
+
 // start runs e for c.
 func (el *election) start(c *candidate, e *Elector) {
 	c.e = e
+	e.clock = parkingClock{el.clk, c}
 	e.park = func(p bool) { c.parked.Store(p) }
 	el.mu.Lock()
 	el.cands = append(el.cands, c)
@@ -252,6 +281,28 @@ func (f *failingLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 // blindLock hides the Watcher of the lock it wraps, as a store that
 // cannot notify.
 type blindLock struct{ lock.Interface }
+
+// endedWatchLock is a lock whose watch has ended for good: its Changes
+// channel is closed at once.
+type endedWatchLock struct{ lock.Interface }
+
+func (endedWatchLock) Changes(context.Context) <-chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}
+
+// downWatchLock is a lock whose watch is down for now: it reports so
+// through lock.WatchState and signals nothing.
+type downWatchLock struct{ lock.Interface }
+
+func (downWatchLock) Changes(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{})
+	context.AfterFunc(ctx, func() { close(ch) })
+	return ch
+}
+
+func (downWatchLock) Watching() bool { return false }
 
 func TestFirstCandidateAcquiresWithTermOne(t *testing.T) {
 	el := newElection(t)
@@ -504,11 +555,9 @@ func TestTermLimitHandsOverAndStaysCandidate(t *testing.T) {
 		t.Fatalf("a's Run returned (%v) after a term-limit hand-over; it should stay a candidate", err)
 	default:
 	}
-	// a is still campaigning: when b releases, a leads again (once its
-	// hold-off after the hand-over has passed).
+	// a is still campaigning: when b releases, a leads again at once (its
+	// hold-off ended when b took the lock).
 	b.cancel()
-	waitFor(t, "b to release", func() bool { return a.e.GetLeader() == "" })
-	el.step(t, 3*testRetry)
 	waitFor(t, "a to lead again", a.e.IsLeader)
 	if a.e.Term() != 3 {
 		t.Errorf("a's second term = %d, want 3", a.e.Term())
@@ -679,5 +728,326 @@ func TestRunTwiceIsAnError(t *testing.T) {
 	waitFor(t, "a to lead", a.e.IsLeader)
 	if err := a.e.Run(context.Background()); err == nil {
 		t.Fatal("second Run succeeded")
+	}
+}
+
+func TestDeletedRecordIsHeldUntilObservedLeaseExpires(t *testing.T) {
+	el := newElection(t)
+	a, b, _ := el.failingLeader(t, nil)
+	c := el.add("c", nil)
+	waitFor(t, "c to see a", func() bool { return c.e.GetLeader() == "a" })
+	el.step(t, testRetry)
+	renewed := el.clk.Now()
+	waitFor(t, "a renewal", func() bool { return a.e.Status().LastRenew.Equal(renewed) })
+	waitFor(t, "the followers to observe it", func() bool {
+		return b.e.Status().Expiry.Equal(renewed.Add(testLease)) && c.e.Status().Expiry.Equal(renewed.Add(testLease))
+	})
+
+	el.store.Delete() // kubectl delete lease, rm the lock file, ...
+	el.settle(t)
+	if b.e.IsLeader() || c.e.IsLeader() {
+		t.Fatal("a follower took over at once after the record was deleted under a live leader")
+	}
+	// a's next renewal finds the record gone: it steps down at once, not
+	// at RenewDeadline.
+	el.step(t, testRetry)
+	waitFor(t, "a to step down at its next renewal", func() bool { return !a.e.IsLeader() })
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+	}
+	el.setTime(t, renewed.Add(testLease-time.Millisecond))
+	if b.e.IsLeader() || c.e.IsLeader() {
+		t.Fatal("a follower took over before the lease it observed expired")
+	}
+	el.setTime(t, renewed.Add(testLease))
+	waitFor(t, "a follower to lead", func() bool { return b.e.IsLeader() || c.e.IsLeader() })
+	if rec := el.holder(t); rec.LeaderTransitions != 2 {
+		t.Fatalf("the recreated record has term %d, want 2 (the last observed + 1)", rec.LeaderTransitions)
+	}
+}
+
+func TestLeaderStepsDownWhenItsRenewalFindsTheRecordGone(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	el.store.Delete()
+	el.step(t, testRetry)
+	waitFor(t, "a to step down", func() bool { return !a.e.IsLeader() })
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Run = %v, want ErrLeaseLost", err)
+	}
+}
+
+// releasedThenPolled releases a's lock with b having just read it, and
+// returns how long after the release b leads.
+func releasedThenPolled(t *testing.T, wrap func(lock.Interface) lock.Interface) time.Duration {
+	t.Helper()
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", func(c *Config) { c.Lock = wrap(el.store.Lock("b")) })
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	a.cancel()
+	if err := a.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	released := el.clk.Now()
+	for !b.e.IsLeader() && el.clk.Since(released) <= testLease {
+		el.step(t, 100*time.Millisecond)
+		el.settle(t)
+	}
+	if !b.e.IsLeader() {
+		t.Fatalf("b does not lead %v after the release", el.clk.Since(released))
+	}
+	return el.clk.Since(released)
+}
+
+func TestFollowerPollsEveryRetryPeriodAfterItsWatchEnds(t *testing.T) {
+	took := releasedThenPolled(t, func(l lock.Interface) lock.Interface { return endedWatchLock{l} })
+	if limit := time.Duration((1 + JitterFactor) * float64(testRetry)); took > limit {
+		t.Fatalf("a follower whose watch ended took over %v after a release; polling every RetryPeriod with jitter bounds it by %v", took, limit)
+	}
+}
+
+func TestFollowerPollsEveryRetryPeriodWhileItsWatchIsDown(t *testing.T) {
+	took := releasedThenPolled(t, func(l lock.Interface) lock.Interface { return downWatchLock{l} })
+	if limit := time.Duration((1 + JitterFactor) * float64(testRetry)); took > limit {
+		t.Fatalf("a follower whose watch is down took over %v after a release; polling every RetryPeriod with jitter bounds it by %v", took, limit)
+	}
+}
+
+func TestTermLimitMovesLeadershipToAnotherCandidate(t *testing.T) {
+	el := newElection(t)
+	polling := func(c *Config) {
+		c.TermLimit = 5 * time.Second
+		c.Lock = endedWatchLock{c.Lock}
+	}
+	a := el.add("a", polling)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	for i := 0; i < 26; i++ { // the followers poll out of phase with the leader's renewals
+		el.step(t, 100*time.Millisecond)
+	}
+	el.add("b", polling)
+	el.add("c", polling)
+	const handOvers = 6
+	for n := 0; n <= handOvers; {
+		if el.clk.Since(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) > time.Minute {
+			t.Fatalf("only %d terms in a minute", n)
+		}
+		el.step(t, 100*time.Millisecond)
+		el.settle(t)
+		el.mu.Lock()
+		n = len(el.who)
+		el.mu.Unlock()
+	}
+	el.mu.Lock()
+	defer el.mu.Unlock()
+	for i := 1; i < len(el.who); i++ {
+		if el.who[i] == el.who[i-1] {
+			t.Errorf("term %d: %s took the lock back after its own term-limit hand-over (leaders %q)", el.terms[i], el.who[i], el.who)
+		}
+	}
+}
+
+// gate is a callback, or a store call, that blocks until opened, whatever
+// its context says.
+type gate struct {
+	ch      chan struct{}
+	once    sync.Once
+	entered atomic.Int32
+}
+
+func newGate(t *testing.T) *gate {
+	g := &gate{ch: make(chan struct{})}
+	t.Cleanup(g.open)
+	return g
+}
+
+func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
+
+// ctx is a context that ends when g opens.
+func (g *gate) ctx() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-g.ch; cancel() }()
+	return ctx
+}
+func (g *gate) wait() { g.entered.Add(1); <-g.ch }
+
+// hangingLock makes Create, or Update, hang on a gate, ignoring the call's
+// context, while armed.
+type hangingLock struct {
+	lock.Interface
+	create, update atomic.Pointer[gate]
+}
+
+func (h *hangingLock) Create(ctx context.Context, r lock.Record) error {
+	if g := h.create.Load(); g != nil {
+		g.wait()
+		ctx = context.WithoutCancel(ctx) // and then succeeds, late
+	}
+	return h.Interface.Create(ctx, r)
+}
+
+func (h *hangingLock) Update(ctx context.Context, r lock.Record) error {
+	if g := h.update.Load(); g != nil {
+		g.wait()
+		ctx = context.WithoutCancel(ctx)
+	}
+	return h.Interface.Update(ctx, r)
+}
+
+func TestLeaderRenewsUntilOnStoppedLeadingReturns(t *testing.T) {
+	el := newElection(t)
+	stopping := newGate(t)
+	a := el.add("a", func(c *Config) {
+		c.StopTimeout = 10 * time.Second
+		c.Callbacks.OnStoppedLeading = stopping.wait
+	})
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	a.cancel()
+	waitFor(t, "a's OnStoppedLeading to run", func() bool { return stopping.entered.Load() == 1 })
+	for i := 0; i < 5; i++ { // longer than the lease
+		el.step(t, testRetry)
+		now := el.clk.Now()
+		waitFor(t, "a to renew while OnStoppedLeading runs", func() bool { return a.e.Status().LastRenew.Equal(now) })
+		if b.e.IsLeader() {
+			t.Fatalf("b leads while a's OnStoppedLeading still runs")
+		}
+	}
+	stopping.open()
+	if err := a.wait(t); err != nil {
+		t.Fatalf("a's Run = %v", err)
+	}
+	waitFor(t, "b to lead once a released", b.e.IsLeader)
+}
+
+func TestSlowAcquisitionDoesNotStartTheFunction(t *testing.T) {
+	el := newElection(t)
+	slow := newGate(t)
+	hl := &hangingLock{Interface: el.store.Lock("a")}
+	hl.create.Store(slow)
+	a := el.add("a", func(c *Config) { c.Lock = hl })
+	waitFor(t, "a's Create to hang", func() bool { return slow.entered.Load() == 1 })
+	el.clk.Step(testRenew) // a is inside the call: nothing to settle
+	hl.create.Store(nil)
+	slow.open()
+	el.settle(t)
+	if a.started.Load() != 0 || a.e.IsLeader() {
+		t.Fatalf("an acquisition that took RenewDeadline started the function (started %d, leading %v)", a.started.Load(), a.e.IsLeader())
+	}
+	// The record it wrote is treated as any other holder's: a takes it
+	// once the lease has run out, with a new term.
+	el.step(t, testLease)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	if a.e.Term() != 2 {
+		t.Fatalf("term %d, want 2", a.e.Term())
+	}
+}
+
+func TestSuspendedLeaderStepsDownAtWakeUpWithoutRenewing(t *testing.T) {
+	el := newElection(t)
+	var suspended atomic.Int64
+	epoch := el.clk.Now()
+	a := el.addElector("a", nil, func(e *Elector) {
+		e.boot = func() (time.Duration, bool) { return el.clk.Since(epoch) + time.Duration(suspended.Load()), true }
+	})
+	waitFor(t, "a to lead", a.e.IsLeader)
+	before := el.holder(t)
+	// The host sleeps for an hour: boot time moves, the monotonic clock
+	// (the fake clock here) does not.
+	suspended.Store(int64(time.Hour))
+	el.step(t, testRetry)
+	waitFor(t, "a to step down at its first wake-up", func() bool { return !a.e.IsLeader() })
+	if rec := el.holder(t); !rec.RenewTime.Equal(&before.RenewTime) {
+		t.Errorf("a renewed (%v) after waking from a suspend longer than its lease", rec.RenewTime)
+	}
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Run = %v, want ErrLeaseLost", err)
+	}
+}
+
+func TestLostLeaseWithFunctionIgnoringContextReportsBothErrors(t *testing.T) {
+	el := newElection(t)
+	fa := &failingLock{Interface: el.store.Lock("a")}
+	ignoring := newGate(t)
+	a := el.add("a", func(c *Config) {
+		c.Lock, c.Recampaign = fa, true
+		work := c.Callbacks.OnStartedLeading
+		c.Callbacks.OnStartedLeading = func(ctx context.Context) {
+			ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // deaf to the elector
+			context.AfterFunc(ignoring.ctx(), cancel)
+			work(ctx)
+		}
+	})
+	defer ignoring.open()
+	waitFor(t, "a to lead", a.e.IsLeader)
+	fa.fail.Store(true)
+	el.step(t, testRenew)
+	waitFor(t, "a to step down", func() bool { return !a.e.IsLeader() })
+	waitFor(t, "a to wait for its function", func() bool {
+		cs := a.e.Status().Callbacks
+		return len(cs) == 1 && cs[0].Due.Equal(el.clk.Now().Add(testLease))
+	})
+	el.step(t, testLease) // StopTimeout
+	err := a.wait(t)
+	if !errors.Is(err, ErrLeaseLost) || !errors.Is(err, ErrStopTimeout) {
+		t.Fatalf("Run = %v, want both ErrLeaseLost and ErrStopTimeout (even with Recampaign)", err)
+	}
+	if a.fnExited.Load() != 0 {
+		t.Fatal("the function returned")
+	}
+}
+
+func TestRecampaignLeadsAgainAfterTheStoreReturns(t *testing.T) {
+	el := newElection(t)
+	fa := &failingLock{Interface: el.store.Lock("a")}
+	a := el.add("a", func(c *Config) { c.Lock = fa; c.Recampaign = true })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	fa.fail.Store(true)
+	el.step(t, testRenew)
+	waitFor(t, "a to step down", func() bool { return !a.e.IsLeader() })
+	waitFor(t, "a's function and OnStoppedLeading", func() bool { return a.fnExited.Load() == 1 && a.stopped.Load() == 1 })
+	for i := 0; i < 5; i++ {
+		el.step(t, testRetry)
+	}
+	if a.exited.Load() {
+		t.Fatalf("Run returned (%v) with Recampaign set", a.wait(t))
+	}
+	fa.fail.Store(false)
+	for i := 0; i < 10 && !a.e.IsLeader(); i++ {
+		el.step(t, testRetry)
+	}
+	waitFor(t, "a to lead again", a.e.IsLeader)
+	if a.e.Term() != 2 || a.started.Load() != 2 {
+		t.Fatalf("second term %d (function started %d times), want term 2", a.e.Term(), a.started.Load())
+	}
+}
+
+func TestStuckOnNewLeaderDoesNotHoldUpRun(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	stuck := newGate(t)
+	const stopTimeout = testRenew // unlike any wait of the campaign
+	b := el.add("b", func(c *Config) {
+		c.StopTimeout = stopTimeout
+		c.Callbacks.OnNewLeader = func(string) { stuck.wait() }
+	})
+	waitFor(t, "b's OnNewLeader to be called", func() bool { return stuck.entered.Load() == 1 })
+	cancelled := el.clk.Now()
+	b.cancel()
+	waitFor(t, "b to wait for OnNewLeader", func() bool {
+		return b.exited.Load() || b.e.Status().HeartbeatDue.Equal(cancelled.Add(stopTimeout+testRenew))
+	})
+	for el.settle(t); !b.exited.Load() && el.clk.Since(cancelled) < 2*testLease; el.settle(t) {
+		el.clk.Step(100 * time.Millisecond)
+	}
+	if d := el.clk.Since(cancelled); d > stopTimeout {
+		t.Errorf("Run returned %v after its context ended; StopTimeout is %v", d, stopTimeout)
+	}
+	if err := b.wait(t); err != nil {
+		t.Fatalf("b's Run = %v", err)
 	}
 }

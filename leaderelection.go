@@ -3,7 +3,7 @@
 // replaced fast and safely.
 //
 // RunOrDie (or Run) validates the options, starts a health server whose
-// watchdog fails a leader that can no longer renew, and runs the user's
+// watchdog fails a process whose elector is wedged, and runs the user's
 // function only while this process holds the lock. The lock is any backend's
 // (backend/file, backend/k8s, ...), or a Kubernetes Lease.
 //
@@ -14,11 +14,14 @@ package leaderelection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"k8s.io/klog/v2"
@@ -29,7 +32,7 @@ import (
 // Run validates opt and runs the election until ctx ends (or opt.StopCh is
 // closed): opt.Run runs whenever this process holds the lock. It returns nil
 // after a graceful stop or when opt.Run returned by itself, an error wrapping
-// ErrLeaseLost after losing the lock, and a validation or health-server
+// ErrLeaseLost after losing the lock (unless opt.Recampaign), and a validation or health-server
 // error (such as a port in use) before anything starts.
 func Run(ctx context.Context, opt Option) error {
 	if err := opt.Validate(); err != nil {
@@ -52,7 +55,9 @@ func Run(ctx context.Context, opt Option) error {
 		}()
 	}
 
-	var src healthz.Source = disabledSource{}
+	work, runErr := opt.work(cancel)
+	disabled := &disabledSource{name: opt.Name, id: opt.ID}
+	var src healthz.Source = disabled
 	var elector *Elector
 	if !opt.Disabled {
 		l := opt.Lock
@@ -65,7 +70,9 @@ func Run(ctx context.Context, opt Option) error {
 			l = kl
 		}
 		var err error
-		if elector, err = NewElector(opt.electorConfig(l)); err != nil {
+		c := opt.electorConfig(l)
+		c.Callbacks.OnStartedLeading = work
+		if elector, err = NewElector(c); err != nil {
 			return fmt.Errorf("leaderelection: %w", err)
 		}
 		src = elector
@@ -73,9 +80,12 @@ func Run(ctx context.Context, opt Option) error {
 
 	if opt.Port != NoHealthServer {
 		srv, err := healthz.New(healthz.Options{
-			Addr:     net.JoinHostPort(opt.HealthBindAddress, strconv.Itoa(opt.Port)),
-			Source:   src,
-			Liveness: opt.LivenessChecker,
+			Addr:            net.JoinHostPort(opt.HealthBindAddress, strconv.Itoa(opt.Port)),
+			Source:          src,
+			Liveness:        opt.LivenessChecker,
+			Readiness:       opt.ReadinessChecker,
+			LeaderOnlyReady: opt.LeaderOnlyReady,
+			Handlers:        opt.Handlers,
 		})
 		if err != nil {
 			return fmt.Errorf("leaderelection: %w", err)
@@ -95,13 +105,94 @@ func Run(ctx context.Context, opt Option) error {
 		go func() { serveErr <- srv.Serve(srvCtx) }()
 	}
 
+	if opt.Leadership != nil {
+		opt.Leadership.src.Store(&src)
+	}
+	var err error
 	if opt.Disabled {
 		log.Info("Leader election disabled; running")
-		opt.Run(ctx)
-		return nil
+		disabled.running.Store(true)
+		work(ctx)
+		disabled.running.Store(false)
+	} else {
+		err = elector.Run(klog.NewContext(ctx, log))
 	}
-	return elector.Run(klog.NewContext(ctx, log))
+	if rerr := runErr(); rerr != nil {
+		return fmt.Errorf("leaderelection: %w: %w", ErrRunFailed, rerr)
+	}
+	return err
 }
+
+// ErrRunFailed wraps the error Option.RunE returned.
+var ErrRunFailed = errors.New("the leader's function failed")
+
+// work returns the leader's function (Run, or RunE recording its error and
+// calling stop), and how to read the recorded error.
+func (o Option) work(stop context.CancelFunc) (func(context.Context), func() error) {
+	if o.RunE == nil {
+		return o.Run, func() error { return nil }
+	}
+	var mu sync.Mutex
+	var first error
+	return func(ctx context.Context) {
+			err := o.RunE(ctx)
+			if err == nil || errors.Is(err, context.Canceled) {
+				return
+			}
+			mu.Lock()
+			if first == nil {
+				first = err
+			}
+			mu.Unlock()
+			stop()
+		}, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			return first
+		}
+}
+
+// NewHealthServer returns the health server for e, as Run builds it, with
+// e's renewals feeding its metrics: the by-hand wiring of NewElector and
+// healthz.New. opts.Source is set to e. Call it before e.Run, then run
+// both (see the example).
+func NewHealthServer(e *Elector, opts healthz.Options) (*healthz.Server, error) {
+	opts.Source = e
+	srv, err := healthz.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if e.c.Metrics == nil {
+		e.c.Metrics = srv.Metrics()
+	}
+	return srv, nil
+}
+
+// Leadership is this process's election state, for the application: set
+// Option.Leadership to one, and read it from handlers and goroutines. The
+// zero value is ready and reports not leading until Run starts.
+type Leadership struct {
+	src atomic.Pointer[healthz.Source]
+}
+
+// Status returns the elector's state (the zero Status before Run starts).
+func (l *Leadership) Status() healthz.Status {
+	if p := l.src.Load(); p != nil {
+		return (*p).Status()
+	}
+	return healthz.Status{}
+}
+
+// IsLeader reports whether this process leads now (with Option.Disabled:
+// while the function runs).
+func (l *Leadership) IsLeader() bool { return l.Status().Leading }
+
+// Leader returns the last observed leader's identity ("" if none).
+func (l *Leadership) Leader() string { return l.Status().Leader }
+
+// Term returns the current term (fencing token) while leading, else the
+// last term this process held.
+func (l *Leadership) Term() int64 { return l.Status().Term }
 
 // RunOrDie is Run for a main function: it stops gracefully on SIGINT or
 // SIGTERM, returns after a graceful stop (so main can exit 0), and exits
@@ -112,13 +203,32 @@ func RunOrDie(opt Option) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := Run(ctx, opt); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		klog.ErrorS(err, "Exiting")
+		// Once, through the configured logger (klog's by default, which
+		// writes to stderr).
+		log := klog.Background()
+		if opt.Logger != nil {
+			log = *opt.Logger
+		}
+		log.Error(err, "Exiting")
 		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
 	}
 }
 
-// disabledSource is the health server's source without an election.
-type disabledSource struct{}
+// disabledSource is the health server's source without an election
+// (--leader-elect=false): the process leads while its function runs.
+type disabledSource struct {
+	name, id string
+	running  atomic.Bool
+}
 
-func (disabledSource) Status() healthz.Status { return healthz.Status{Name: "disabled"} }
+func (d *disabledSource) Status() healthz.Status {
+	name := d.name
+	if name == "" {
+		name = "disabled"
+	}
+	st := healthz.Status{Name: name, Identity: d.id, Lock: "none (leader election disabled)"}
+	if d.running.Load() {
+		st.Leading, st.Leader = true, d.id
+	}
+	return st
+}

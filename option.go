@@ -47,9 +47,27 @@ type Option struct {
 	// lock; its context carries the term (TermFrom) and is cancelled the
 	// moment leadership ends. It must return promptly then.
 	Run func(ctx context.Context)
+	// RunE is Run for work that can fail: set one of Run and RunE. An
+	// error it returns (one wrapping context.Canceled aside) ends the
+	// election: the lock is released if ReleaseOnCancel is set, Run returns
+	// the error wrapped in ErrRunFailed, and RunOrDie exits 1.
+	RunE func(ctx context.Context) error
 	// LivenessChecker, if set, is served as the "liveness" check on
 	// /healthz and /livez, on every replica.
 	LivenessChecker func(req *http.Request) error
+	// ReadinessChecker, if set, is served as the "readiness" check on
+	// /readyz only, on every replica.
+	ReadinessChecker func(req *http.Request) error
+	// LeaderOnlyReady makes /readyz fail on every replica but the leader,
+	// so a Kubernetes Service routes only to the leader (active/passive);
+	// see example/deploy/active-passive.yaml. /livez is unaffected.
+	LeaderOnlyReady bool
+	// Handlers are the application's own handlers, mounted on the health
+	// server by pattern (for example "/work"): no second HTTP server.
+	Handlers map[string]http.Handler
+	// Leadership, if set, is kept up to date with this process's election
+	// state, for the application's handlers and goroutines to read.
+	Leadership *Leadership
 	// Port is the health server's port: 0 means DefaultPort, NoHealthServer
 	// disables it.
 	Port int
@@ -76,6 +94,10 @@ type Option struct {
 	// StopTimeout and TermLimit: see Config.
 	StopTimeout time.Duration
 	TermLimit   time.Duration
+	// Recampaign makes a process that lost its lease (its function having
+	// returned within StopTimeout) campaign again instead of exiting: see
+	// Config.Recampaign.
+	Recampaign bool
 
 	// OnNewLeader and OnStoppedLeading: see Callbacks.
 	OnNewLeader      func(identity string)
@@ -122,8 +144,10 @@ func (o Option) withDefaults() Option {
 func (o Option) Validate() error {
 	o = o.withDefaults()
 	var errs []error
-	if o.Run == nil {
+	if o.Run == nil && o.RunE == nil {
 		errs = append(errs, errors.New("Run must not be nil"))
+	} else if o.Run != nil && o.RunE != nil {
+		errs = append(errs, errors.New("Run and RunE are both set: set one"))
 	}
 	if o.Port < NoHealthServer || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("Option.Port %d is out of range: want 1-65535, 0 for %d, or %d to disable the health server", o.Port, DefaultPort, NoHealthServer))
@@ -150,7 +174,11 @@ func (o Option) Validate() error {
 	} else if o.ID != "" && o.Lock.Identity() != o.ID {
 		errs = append(errs, fmt.Errorf("ID %q differs from the identity %q of Lock %s: leave ID empty to use the lock's identity, or give the lock's Options.Identity the same value", o.ID, o.Lock.Identity(), o.Lock.Describe()))
 	}
-	// The elector's own rules, on the durations.
+	// The elector's own rules, on the durations: first as the user set
+	// them (naming the flags and the fix), then the rest of Config's.
+	if derrs := o.durationErrors(); len(derrs) > 0 {
+		return errors.Join(append(errs, derrs...)...)
+	}
 	c := o.electorConfig(placeholderLock{id: "placeholder"})
 	c.Callbacks.OnStartedLeading = func(context.Context) {} // Run was checked above
 	if err := c.Validate(); err != nil {
@@ -164,6 +192,45 @@ func (o Option) Validate() error {
 	return errors.Join(errs...)
 }
 
+// durationErrors checks Config's rules on the three durations (defaults
+// applied), each error naming the field and its AddFlags flag and saying
+// what to change. The rules are client-go's, except that RetryPeriod must be
+// at least 1s.
+func (o Option) durationErrors() []error {
+	const (
+		leaseFlag = "--leader-elect-lease-duration"
+		renewFlag = "--leader-elect-renew-deadline"
+		retryFlag = "--leader-elect-retry-period"
+	)
+	var errs []error
+	for _, d := range []struct {
+		field, flag string
+		v           time.Duration
+	}{{"LeaseDuration", leaseFlag, o.LeaseDuration}, {"RenewDeadline", renewFlag, o.RenewDeadline}, {"RetryPeriod", retryFlag, o.RetryPeriod}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s (%v, %s) must be positive (0 means the default)", d.field, d.v, d.flag))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	l, r, p := o.LeaseDuration, o.RenewDeadline, o.RetryPeriod
+	if l <= r {
+		errs = append(errs, fmt.Errorf("LeaseDuration (%v, %s) must be greater than RenewDeadline (%v, %s): lower the renew deadline below %v (and the retry period below it ÷ %v), or raise the lease duration above %v",
+			l, leaseFlag, r, renewFlag, l, JitterFactor, r))
+	} else if float64(r) <= JitterFactor*float64(p) {
+		errs = append(errs, fmt.Errorf("RenewDeadline (%v, %s) must be greater than RetryPeriod×%v (%v, %s ×%v): lower the retry period below %v, or raise the renew deadline above %v (keeping it below the lease duration %v)",
+			r, renewFlag, JitterFactor, time.Duration(JitterFactor*float64(p)), retryFlag, JitterFactor, time.Duration(float64(r)/JitterFactor).Round(time.Millisecond), time.Duration(JitterFactor*float64(p)), l))
+	}
+	if l < time.Second {
+		errs = append(errs, fmt.Errorf("LeaseDuration (%v, %s) must be at least 1s: the record stores whole seconds", l, leaseFlag))
+	}
+	if p < time.Second {
+		errs = append(errs, fmt.Errorf("RetryPeriod (%v, %s) must be at least 1s (client-go allows less; here the record's whole-second renew times need it): raise it to 1s or more", p, retryFlag))
+	}
+	return errs
+}
+
 func (o Option) electorConfig(l lock.Interface) Config {
 	return Config{
 		Lock:            l,
@@ -173,6 +240,7 @@ func (o Option) electorConfig(l lock.Interface) Config {
 		ReleaseOnCancel: o.ReleaseOnCancel,
 		StopTimeout:     o.StopTimeout,
 		TermLimit:       o.TermLimit,
+		Recampaign:      o.Recampaign,
 		Name:            o.Name,
 		Logger:          o.Logger,
 		Callbacks: Callbacks{
@@ -203,12 +271,15 @@ func (p placeholderLock) Identity() string { return p.id }
 //
 // and this library's own:
 //
-//	--leader-elect-release-on-cancel    (default true)
-//	--leader-elect-stop-timeout         (default: the lease duration)
-//	--leader-elect-term-limit           (default 0: none)
-//	--health-bind-address               (default all interfaces)
+//	--leader-elect-release-on-cancel
+//	--leader-elect-stop-timeout         (0: the lease duration)
+//	--leader-elect-term-limit           (0: none)
+//	--leader-elect-recampaign
+//	--health-bind-address               (empty: all interfaces)
 //
-// Defaults are taken from o's fields where they are set.
+// Every flag's default is the value already in o (after filling in the
+// zero durations and lock type), so flags only override what the program
+// set; the defaults shown above are those of a zero Option.
 func (o *Option) AddFlags(fs *pflag.FlagSet) {
 	d := o.withDefaults()
 	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod, o.ResourceLock = d.LeaseDuration, d.RenewDeadline, d.RetryPeriod, d.ResourceLock
@@ -220,10 +291,10 @@ func (o *Option) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ResourceLock, "leader-elect-resource-lock", o.ResourceLock, "The type of resource object that is used for locking during leader election. Supported options are 'leases'.")
 	fs.StringVar(&o.LeaseLockName, "leader-elect-resource-name", o.LeaseLockName, "The name of resource object that is used for locking during leader election.")
 	fs.StringVar(&o.LeaseLockNamespace, "leader-elect-resource-namespace", o.LeaseLockNamespace, "The namespace of resource object that is used for locking during leader election.")
-	o.ReleaseOnCancel = true // the flag's default
 	fs.BoolVar(&o.ReleaseOnCancel, "leader-elect-release-on-cancel", o.ReleaseOnCancel, "Release the lock on a graceful stop, after the leader's work has returned, so another replica takes over at once.")
 	fs.DurationVar(&o.StopTimeout, "leader-elect-stop-timeout", o.StopTimeout, "How long to wait for the leader's work to return after leadership ends (0: the lease duration).")
 	fs.DurationVar(&o.TermLimit, "leader-elect-term-limit", o.TermLimit, "Hand leadership over after leading this long (0: never).")
+	fs.BoolVar(&o.Recampaign, "leader-elect-recampaign", o.Recampaign, "After losing the lease, campaign again in the same process (if the leader's work returned within the stop timeout) instead of exiting.")
 	fs.StringVar(&o.HealthBindAddress, "health-bind-address", o.HealthBindAddress, "The address the health server binds (default: all interfaces).")
 }
 

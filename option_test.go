@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,9 +48,11 @@ func TestOptionValidateNamesEveryBadField(t *testing.T) {
 		}, []string{`ResourceLock "configmaps"`}},
 		{"port too large", func(o *Option) { o.Port = 70000 }, []string{"Port 70000 is out of range"}},
 		{"port negative", func(o *Option) { o.Port = -5 }, []string{"Port -5 is out of range"}},
-		{"negative lease", func(o *Option) { o.LeaseDuration = -time.Second }, []string{"LeaseDuration (-1s)"}},
-		{"lease not above renew", func(o *Option) { o.LeaseDuration = 10 * time.Second }, []string{"LeaseDuration (10s) must be greater than RenewDeadline (10s)"}},
-		{"negative retry", func(o *Option) { o.RetryPeriod = -time.Second }, []string{"RetryPeriod (-1s) must be greater than zero"}},
+		{"negative lease", func(o *Option) { o.LeaseDuration = -time.Second }, []string{"LeaseDuration (-1s, --leader-elect-lease-duration) must be positive"}},
+		{"lease not above renew", func(o *Option) { o.LeaseDuration = 10 * time.Second }, []string{"LeaseDuration (10s, --leader-elect-lease-duration) must be greater than RenewDeadline (10s, --leader-elect-renew-deadline): lower the renew deadline below 10s"}},
+		{"negative retry", func(o *Option) { o.RetryPeriod = -time.Second }, []string{"RetryPeriod (-1s, --leader-elect-retry-period) must be positive"}},
+		{"retry below 1s", func(o *Option) { o.RetryPeriod = 500 * time.Millisecond }, []string{"RetryPeriod (500ms, --leader-elect-retry-period) must be at least 1s (client-go allows less"}},
+		{"retry too close to renew", func(o *Option) { o.RetryPeriod = 9 * time.Second }, []string{"--leader-elect-retry-period ×1.2): lower the retry period below 8.333s, or raise the renew deadline above 10.8s"}},
 		{"ID differs from lock", func(o *Option) { o.ID = "b" }, []string{`ID "b" differs from the identity "a" of Lock memory://v`, "leave ID empty"}},
 		{"several at once", func(o *Option) { o.Run = nil; o.Port = 70000; o.RenewDeadline = 20 * time.Second }, []string{"Run", "Port", "RenewDeadline"}},
 	}
@@ -142,14 +145,14 @@ func TestFlagsUseKubernetesNames(t *testing.T) {
 	err := fs.Parse([]string{
 		"--leader-elect-lease-duration=20s", "--leader-elect-renew-deadline=12s", "--leader-elect-retry-period=3s",
 		"--leader-elect-resource-lock=leases", "--leader-elect-resource-name=ctrl", "--leader-elect-resource-namespace=kube-system",
-		"--leader-elect-term-limit=1h",
+		"--leader-elect-term-limit=1h", "--leader-elect-recampaign",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.LeaseDuration != 20*time.Second || o.RenewDeadline != 12*time.Second || o.RetryPeriod != 3*time.Second ||
 		o.ResourceLock != "leases" || o.LeaseLockName != "ctrl" || o.LeaseLockNamespace != "kube-system" ||
-		o.TermLimit != time.Hour || !o.ReleaseOnCancel || o.Disabled {
+		o.TermLimit != time.Hour || o.ReleaseOnCancel || o.Disabled || !o.Recampaign {
 		t.Fatalf("parsed %+v", o)
 	}
 	if err := fs.Parse([]string{"--leader-elect=false"}); err != nil || !o.Disabled {
@@ -280,5 +283,31 @@ func TestLostLeaseMakesRunFail(t *testing.T) {
 		}
 	case <-time.After(testTimeout):
 		t.Fatal("Run did not fail after the store went down")
+	}
+}
+
+func TestFlagDefaultsAreTheValuesAlreadyInTheOption(t *testing.T) {
+	for _, release := range []bool{false, true} {
+		o := Option{
+			ReleaseOnCancel: release, Recampaign: release, Disabled: true, StopTimeout: 7 * time.Second, TermLimit: time.Hour,
+			LeaseDuration: 20 * time.Second, RenewDeadline: 12 * time.Second, RetryPeriod: 3 * time.Second,
+			LeaseLockName: "ctrl", LeaseLockNamespace: "ns", HealthBindAddress: "127.0.0.1",
+		}
+		want := o
+		want.ResourceLock = "leases"
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		o.AddFlags(fs)
+		if err := fs.Parse(nil); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(o, want) {
+			t.Errorf("AddFlags and no flags changed the options:\n got %+v\nwant %+v", o, want)
+		}
+		if got := fs.Lookup("leader-elect-release-on-cancel").DefValue; got != strconv.FormatBool(release) {
+			t.Errorf("--leader-elect-release-on-cancel shows default %s, want %v (the Option's value)", got, release)
+		}
+		if got := fs.Lookup("leader-elect").DefValue; got != "false" {
+			t.Errorf("--leader-elect shows default %s for a disabled Option", got)
+		}
 	}
 }

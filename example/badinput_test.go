@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -14,8 +15,9 @@ import (
 )
 
 // TestBadInputIsAClearErrorFromTheBinary runs the example with each kind of
-// bad input and checks that it exits non-zero with a message naming the
-// problem, and leaves the lock file alone.
+// bad input and checks that it exits with status 2 (1 for a port in use, a
+// failure at run time), prints the message naming the flag once, and
+// leaves the lock file alone.
 func TestBadInputIsAClearErrorFromTheBinary(t *testing.T) {
 	bin := buildExample(t)
 	dir := t.TempDir()
@@ -36,47 +38,100 @@ func TestBadInputIsAClearErrorFromTheBinary(t *testing.T) {
 		args []string
 		env  []string
 		want string
+		code int
 	}{
-		{"zero lease", []string{"--id=a", "--leader-elect-lease-duration=0s"}, nil, `--leader-elect-lease-duration`},
-		{"negative renew deadline", []string{"--id=a", "--leader-elect-renew-deadline=-1s"}, nil, `--leader-elect-renew-deadline`},
-		{"lease not above renew", []string{"--id=a", "--leader-elect-lease-duration=10s", "--leader-elect-renew-deadline=10s"}, nil, "LeaseDuration (10s) must be greater than RenewDeadline (10s)"},
-		{"retry too close to renew", []string{"--id=a", "--leader-elect-retry-period=9s"}, nil, "RenewDeadline (10s) must be greater than RetryPeriod"},
-		{"empty ID and no POD_NAME", nil, []string{"POD_NAME="}, "--id is empty and POD_NAME is not set"},
-		{"port out of range", []string{"--id=a", "--port=70000"}, nil, "Option.Port 70000 is out of range"},
-		{"port in use", []string{"--id=a", "--port=" + busyPort}, nil, "address already in use"},
-		{"lock directory is a file", []string{"--id=a", "--lock-file=" + filepath.Join(plain, "leader.json")}, nil, plain},
-		{"unknown backend", []string{"--id=a", "--backend=zookeeper"}, nil, `--backend="zookeeper"`},
+		{"zero lease", []string{"--id=a", "--leader-elect-lease-duration=0s"}, nil, `"--leader-elect-lease-duration" flag: must be positive`, exitBadInput},
+		{"negative renew deadline", []string{"--id=a", "--leader-elect-renew-deadline=-1s"}, nil, `"--leader-elect-renew-deadline" flag: must be positive`, exitBadInput},
+		{"lease below the default renew deadline", []string{"--id=a", "--leader-elect-lease-duration=5s"}, nil,
+			"LeaseDuration (5s, --leader-elect-lease-duration) must be greater than RenewDeadline (10s, --leader-elect-renew-deadline): lower the renew deadline below 5s", exitBadInput},
+		{"retry too close to renew", []string{"--id=a", "--leader-elect-retry-period=9s"}, nil,
+			"RenewDeadline (10s, --leader-elect-renew-deadline) must be greater than RetryPeriod×1.2 (10.8s, --leader-elect-retry-period ×1.2): lower the retry period below 8.333s", exitBadInput},
+		{"retry below 1s", []string{"--id=a", "--leader-elect-retry-period=500ms"}, nil, "RetryPeriod (500ms, --leader-elect-retry-period) must be at least 1s", exitBadInput},
+		{"unknown flag", []string{"--id=a", "--leader-elect-lease=5s"}, nil, "unknown flag: --leader-elect-lease", exitBadInput},
+		{"port out of range", []string{"--id=a", "--port=70000"}, nil, "Option.Port 70000 is out of range", exitBadInput},
+		{"lock directory is a file", []string{"--id=a", "--lock-file=" + filepath.Join(plain, "leader.json")}, nil, plain, exitBadInput},
+		{"unknown backend", []string{"--id=a", "--backend=zookeeper"}, nil, `--backend="zookeeper"`, exitBadInput},
+		{"port in use", []string{"--id=a", "--port=" + busyPort}, nil, "address already in use", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append(append([]string{}, base...), tc.args...)
-			cmd := exec.Command(bin, args...)
-			cmd.Env = append(os.Environ(), tc.env...)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			done := make(chan error, 1)
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
+			code, stderr := runExample(t, bin, tc.env, args...)
+			if code != tc.code {
+				t.Fatalf("exit status %d, want %d; stderr:\n%s", code, tc.code, stderr)
 			}
-			go func() { done <- cmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				cmd.Process.Kill()
-				<-done
-				t.Fatalf("still running after 30s; stderr:\n%s", stderr.String())
+			if n := strings.Count(stderr, tc.want); n != 1 {
+				t.Fatalf("stderr mentions %q %d times, want once:\n%s", tc.want, n, stderr)
 			}
-			if cmd.ProcessState.ExitCode() == 0 {
-				t.Fatalf("exit status 0; stderr:\n%s", stderr.String())
-			}
-			if !strings.Contains(stderr.String(), tc.want) {
-				t.Fatalf("stderr does not mention %q:\n%s", tc.want, stderr.String())
+			if strings.Contains(stderr, "Usage") {
+				t.Errorf("bad input printed the whole usage:\n%s", stderr)
 			}
 			if _, err := os.Stat(lockFile); err == nil {
 				t.Fatalf("bad input created or touched the lock file %s", lockFile)
 			}
 		})
 	}
+}
+
+// runExample runs the example to completion (bounded) and returns its exit
+// status and stderr.
+func runExample(t *testing.T, bin string, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("still running after 30s; stderr:\n%s", stderr.String())
+	}
+	return cmd.ProcessState.ExitCode(), stderr.String()
+}
+
+// TestHelpExitsZero: --help (and -h) print the flags and exit 0, without
+// pflag's "help requested" error.
+func TestHelpExitsZero(t *testing.T) {
+	bin := buildExample(t)
+	for _, arg := range []string{"--help", "-h"} {
+		code, stderr := runExample(t, bin, nil, arg)
+		if code != 0 || strings.Contains(stderr, "help requested") || !strings.Contains(stderr, "--leader-elect-lease-duration") {
+			t.Errorf("%s: exit status %d, stderr:\n%s", arg, code, stderr)
+		}
+	}
+}
+
+// TestIdentityDefaultsToHostAndPid: without --id and POD_NAME a replica
+// runs, as <hostname>_<pid>, so replicas on one host differ.
+func TestIdentityDefaultsToHostAndPid(t *testing.T) {
+	t.Setenv("POD_NAME", "")
+	bin := buildExample(t)
+	dir := t.TempDir()
+	p := startProc(t, bin, dir, "a", freePort(t), "--id=")
+	host, err := os.Hostname()
+	if err != nil {
+		t.Skip(err)
+	}
+	want := host + "_" + strconv.Itoa(p.cmd.Process.Pid)
+	waitUntil(t, "the replica to lead as "+want, 30*time.Second, func() bool {
+		resp, err := statusClient.Get("http://127.0.0.1:" + strconv.Itoa(p.port) + "/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var s struct {
+			Identity string `json:"identity"`
+			Leading  bool   `json:"leading"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&s) == nil && s.Leading && s.Identity == want
+	})
 }
 
 // TestCorruptLockFileIsReportedAndKept starts a replica on a corrupt lock

@@ -293,3 +293,34 @@ func loggedTerm(t *testing.T, path string) int64 {
 	term, _ := strconv.ParseInt(f[0], 10, 64)
 	return term
 }
+
+// SIGTERM stops the leader gracefully and releases the lock: the record is
+// left with no holder, so a follower takes over at once rather than after
+// the lease.
+func TestSIGTERMReleasesTheLock(t *testing.T) {
+	bin := buildExample(t)
+	dir := t.TempDir()
+	p := startProc(t, bin, dir, "solo", freePort(t))
+	waitUntil(t, "solo leads", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.exitCode(t, "SIGTERM"); code != 0 {
+		t.Fatalf("exited %d after SIGTERM, want 0", code)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "leader.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Record struct {
+			HolderIdentity string `json:"holderIdentity"`
+		} `json:"record"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatalf("lock file %s: %v", b, err)
+	}
+	if h := rec.Record.HolderIdentity; h != "" {
+		t.Fatalf("after SIGTERM the lock is still held by %q, want released (empty holder)", h)
+	}
+}

@@ -8,11 +8,20 @@
 // It logs "working" with its term only while it leads, and stops within a
 // second of losing the lock. With --work-log it also appends one line per
 // unit of work, stamped with its term, to a shared file: a downstream store
-// that can check fencing tokens (terms never go backwards).
+// that can check fencing tokens (terms never go backwards). With
+// --fence-file its work goes through a fencing sink, a store that rejects
+// any write from a term lower than one it has accepted: what a paused
+// leader that wakes up late must meet downstream.
+//
+// Exit status: 0 after a graceful stop (SIGINT, SIGTERM) or --help; 2 for
+// bad input (a flag, an option or the lock's configuration), with the error
+// printed once, naming the flag; 1 for a failure while running (the health
+// port in use, a lost lease), logged once.
 package main
 
 import (
 	"context"
+	"errors"
 	goflag "flag"
 	"fmt"
 	"os"
@@ -23,28 +32,42 @@ import (
 
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
+	"github.com/b3df926d/leaderelection/internal/fence"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
+// exitBadInput is the exit status for bad input, as for flag.ExitOnError.
+const exitBadInput = 2
+
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	if errors.Is(err, pflag.ErrHelp) {
+		return // the usage is printed; asking for it is not an error
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "example:", err)
-		os.Exit(2)
+		os.Exit(exitBadInput)
 	}
 }
 
 func run(args []string) error {
 	fs := pflag.NewFlagSet("example", pflag.ContinueOnError)
 	var (
-		opt      = leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default"}
+		// ReleaseOnCancel: on SIGTERM the next replica takes over at once
+		// (--leader-elect-release-on-cancel=false waits for the lease).
+		opt      = leaderelection.Option{LeaseLockName: "example", LeaseLockNamespace: "default", ReleaseOnCancel: true}
 		interval time.Duration
 		workLog  string
+		fenceAt  string
 	)
 	backends := backendflags.New("example")
 	backends.AddFlags(fs)
-	fs.StringVar(&opt.ID, "id", "", "This replica's identity (default $POD_NAME).")
+	fs.StringVar(&opt.ID, "id", "", "This replica's identity (default $POD_NAME, else <hostname>_<pid>).")
 	fs.IntVar(&opt.Port, "port", leaderelection.DefaultPort, "Health server port (/healthz, /livez, /readyz, /metrics, /status).")
+	fs.BoolVar(&opt.LeaderOnlyReady, "leader-only-ready", false, "Fail /readyz on every replica but the leader, so a Service routes only to the leader (active/passive; see deploy/active-passive.yaml).")
 	fs.DurationVar(&interval, "work-interval", 500*time.Millisecond, "How often the leader does a unit of work.")
 	fs.StringVar(&workLog, "work-log", "", "If set, append each unit of work, stamped with the term, to this file.")
+	fs.StringVar(&fenceAt, "fence-file", "", "If set, write each unit of work through a fencing sink at this path (PATH and PATH.log, under flock): it rejects writes from a term lower than one it has accepted, and counts them.")
 	opt.AddFlags(fs)
 	klogFlags := klogFlagSet()
 	fs.AddGoFlagSet(klogFlags)
@@ -52,10 +75,7 @@ func run(args []string) error {
 		return err
 	}
 	if opt.ID == "" {
-		opt.ID = os.Getenv("POD_NAME")
-	}
-	if opt.ID == "" {
-		return fmt.Errorf("--id is empty and POD_NAME is not set: each replica needs a unique identity")
+		opt.ID = lock.DefaultIdentity()
 	}
 	l, err := backends.Lock(context.Background(), opt.ID, &opt)
 	if err != nil {
@@ -66,8 +86,15 @@ func run(args []string) error {
 	if l != nil {
 		id = l.Identity()
 	}
-	opt.Run = func(ctx context.Context) { work(ctx, id, interval, workLog) }
+	var sink *fence.Sink
+	if fenceAt != "" {
+		sink = fence.Open(fenceAt)
+	}
+	opt.Run = func(ctx context.Context) { work(ctx, id, interval, workLog, sink) }
 	opt.OnNewLeader = func(id string) { klog.InfoS("Observed leader", "leader", id) }
+	if err := opt.Validate(); err != nil {
+		return err
+	}
 	leaderelection.RunOrDie(opt)
 	klog.InfoS("Stopped gracefully")
 	klog.Flush()
@@ -76,7 +103,7 @@ func run(args []string) error {
 
 // work is the controller's loop: it runs only while this process leads and
 // returns as soon as ctx is cancelled.
-func work(ctx context.Context, id string, interval time.Duration, workLog string) {
+func work(ctx context.Context, id string, interval time.Duration, workLog string, sink *fence.Sink) {
 	term, _ := leaderelection.TermFrom(ctx)
 	klog.InfoS("Started leading", "term", term)
 	var out *os.File
@@ -105,6 +132,15 @@ func work(ctx context.Context, id string, interval time.Duration, workLog string
 		if out != nil {
 			// One small O_APPEND write per unit: appends never interleave.
 			fmt.Fprintf(out, "%d %s %d\n", term, id, time.Now().UnixNano())
+		}
+		if sink != nil {
+			// The term is the fencing token: a sink that has seen a later
+			// term refuses this write, however late this leader woke up.
+			if err := sink.Write(term, id); errors.Is(err, fence.ErrStale) {
+				klog.InfoS("Write rejected by fencing: a later term has written", "term", term, "err", err)
+			} else if err != nil {
+				klog.ErrorS(err, "Writing to the fencing sink", "term", term)
+			}
 		}
 	}
 }

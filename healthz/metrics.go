@@ -15,6 +15,7 @@ import (
 //	leader_election_transitions{name}              the record's LeaderTransitions as last observed
 //	leader_election_renew_duration_seconds{name}   renewal latency
 //	leader_election_renew_failures_total{name}     failed renewal attempts
+//	leader_election_store_errors_total{name}       failed store calls, by any candidate (reads too)
 type Metrics struct {
 	renew    *prometheus.HistogramVec
 	failures *prometheus.CounterVec
@@ -47,6 +48,8 @@ func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
 			return 0
 		}),
 		gauge("leader_election_term", "This process's current or last term (fencing token).", func(s Status) float64 { return float64(s.Term) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "leader_election_store_errors_total", Help: "Store calls (reads and writes of the lock) that failed.", ConstLabels: labels},
+			func() float64 { return float64(src.Status().StoreErrors) }),
 		gauge("leader_election_transitions", "The lock's LeaderTransitions as last observed.", func(s Status) float64 { return float64(s.Transitions) }),
 		m.renew, m.failures,
 	} {

@@ -3,10 +3,13 @@
 // k8s.io/apiserver/pkg/server/healthz), /metrics (Prometheus), /status
 // (JSON) and /leader (200 on the leader, 503 on the others).
 //
-// The leader watchdog check fails on a process that believes it leads but
-// has not renewed for LeaseDuration plus a tolerance: its elector is wedged,
-// and a liveness probe on /livez gets it restarted. The user's liveness
-// check runs on every replica, leader or not.
+// The watchdog check fails when the elector's loop, leader or follower, has
+// not come round within its own longest wait plus a tolerance, or a user
+// callback has outlived its bound: the process is wedged, and a liveness
+// probe on /livez gets it restarted. A store that is down is not a wedge:
+// the loop keeps running, /livez stays healthy, and /readyz (the "store"
+// check) and /status report the failure. The user's liveness check runs on
+// every replica, leader or not.
 package healthz
 
 import (
@@ -32,11 +35,24 @@ type Options struct {
 	// Source is the elector whose state is served.
 	Source Source
 	// Liveness, if set, is the user's check, served as "liveness" on
-	// /healthz and /livez on every replica.
+	// /healthz and /livez on every replica. It is not on /readyz: a
+	// liveness probe that fails restarts the process.
 	Liveness func(*http.Request) error
-	// WatchdogTolerance is how long past LeaseDuration without a renewal
-	// the watchdog waits before failing a leader (default 10s, as
-	// client-go's healthz adaptor is usually configured).
+	// Readiness, if set, is the user's check, served as "readiness" on
+	// /readyz only, on every replica.
+	Readiness func(*http.Request) error
+	// LeaderOnlyReady adds the "leader" check to /readyz: it fails on every
+	// replica but the leader, so a Kubernetes Service whose readiness probe
+	// is /readyz routes only to the leader (active/passive). Liveness is
+	// unaffected: followers are healthy, just not ready.
+	LeaderOnlyReady bool
+	// Handlers are the application's own handlers, mounted on the health
+	// server by pattern (as http.ServeMux.Handle; for example "/work").
+	// They may not replace the server's own paths.
+	Handlers map[string]http.Handler
+	// WatchdogTolerance is how long past its due time the watchdog lets
+	// the elector's loop, or a callback, be late before failing (default
+	// 10s, as client-go's healthz adaptor is usually configured).
 	WatchdogTolerance time.Duration
 	// Registry receives the metrics (default: a new registry with the Go
 	// and process collectors). /metrics serves it.
@@ -86,7 +102,14 @@ func New(opts Options) (*Server, error) {
 	mux := http.NewServeMux()
 	healthz.InstallHandler(mux, checks...)
 	healthz.InstallLivezHandler(mux, checks...)
-	healthz.InstallReadyzHandler(mux, checks...)
+	ready := append(append([]healthz.HealthChecker{}, checks[:2]...), StoreCheck(opts.Source))
+	if opts.Readiness != nil {
+		ready = append(ready, healthz.NamedCheck("readiness", opts.Readiness))
+	}
+	if opts.LeaderOnlyReady {
+		ready = append(ready, LeaderCheck(opts.Source))
+	}
+	healthz.InstallReadyzHandler(mux, ready...)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -95,11 +118,44 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("/leader", func(w http.ResponseWriter, _ *http.Request) {
 		serveLeader(w, opts.Source.Status())
 	})
+	for pattern, h := range opts.Handlers {
+		if err := mount(mux, pattern, h); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
 	return &Server{
 		ln:      ln,
 		srv:     &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		metrics: m,
 	}, nil
+}
+
+// mount adds one of the application's handlers, turning ServeMux's panic on
+// a conflicting pattern into an error naming it.
+func mount(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("healthz: Options.Handlers[%q]: %v", pattern, r)
+		}
+	}()
+	if h == nil {
+		return fmt.Errorf("healthz: Options.Handlers[%q] is nil", pattern)
+	}
+	mux.Handle(pattern, h)
+	return nil
+}
+
+// LeaderCheck returns the "leader" readiness check: it fails on a replica
+// that does not lead.
+func LeaderCheck(src Source) healthz.HealthChecker {
+	return healthz.NamedCheck("leader", func(*http.Request) error {
+		st := src.Status()
+		if st.Leading {
+			return nil
+		}
+		return fmt.Errorf("%s does not lead %s (leader: %q)", st.Identity, st.Lock, st.Leader)
+	})
 }
 
 // Leader is the body of /leader: this replica's identity, whether it leads,
@@ -155,18 +211,38 @@ func (s *Server) Serve(ctx context.Context) error {
 // Close stops a server that was never served.
 func (s *Server) Close() error { return s.ln.Close() }
 
-// Watchdog returns the leader watchdog check ("leaderElection", as
-// client-go names it): it fails when src leads but has not renewed for its
-// LeaseDuration plus tolerance.
+// Watchdog returns the watchdog check ("leaderElection", as client-go
+// names it). It fails when src's loop has not come round by its
+// HeartbeatDue plus tolerance, or a callback is still running tolerance
+// after its Due: on a leader and on a follower alike.
 func Watchdog(src Source, tolerance time.Duration, clk clock.PassiveClock) healthz.HealthChecker {
 	return healthz.NamedCheck("leaderElection", func(*http.Request) error {
 		st := src.Status()
-		if !st.Leading || st.LastRenew.IsZero() {
+		now := clk.Now()
+		var errs []error
+		if !st.HeartbeatDue.IsZero() && now.After(st.HeartbeatDue.Add(tolerance)) {
+			errs = append(errs, fmt.Errorf("the elector of %s (%s) is wedged: its loop last came round %v ago and was due %v ago (tolerance %v)",
+				st.Lock, st.Identity, now.Sub(st.Heartbeat).Round(time.Millisecond), now.Sub(st.HeartbeatDue).Round(time.Millisecond), tolerance))
+		}
+		for _, c := range st.Callbacks {
+			if !c.Due.IsZero() && now.After(c.Due.Add(tolerance)) {
+				errs = append(errs, fmt.Errorf("%s of %s (%s) has been running for %v, %v past its deadline (tolerance %v)",
+					c.Name, st.Lock, st.Identity, now.Sub(c.Since).Round(time.Millisecond), now.Sub(c.Due).Round(time.Millisecond), tolerance))
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// StoreCheck returns the "store" readiness check: it fails while src's
+// last store call failed. It is on /readyz only: a store outage makes no
+// replica a better leader, and restarting would not help.
+func StoreCheck(src Source) healthz.HealthChecker {
+	return healthz.NamedCheck("store", func(*http.Request) error {
+		st := src.Status()
+		if st.StoreError == "" {
 			return nil
 		}
-		if since := clk.Since(st.LastRenew); since > st.LeaseDuration+tolerance {
-			return fmt.Errorf("leader %s of %s has not renewed for %v (lease %v, tolerance %v)", st.Identity, st.Lock, since.Round(time.Millisecond), st.LeaseDuration, tolerance)
-		}
-		return nil
+		return fmt.Errorf("the store of %s has failed since %s: %s", st.Lock, st.StoreErrorSince.Format(time.RFC3339), st.StoreError)
 	})
 }

@@ -57,28 +57,70 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func TestWatchdogFailsWedgedLeaderOnly(t *testing.T) {
+func TestWatchdogFailsWhenTheLoopIsPastDueOnLeadersAndFollowers(t *testing.T) {
+	for _, leading := range []bool{true, false} {
+		clk := clocktesting.NewFakePassiveClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		src := &fakeSource{st: Status{Name: "n", Identity: "a", Lock: "memory://x", Leading: leading,
+			Heartbeat: clk.Now(), HeartbeatDue: clk.Now().Add(15 * time.Second), LeaseDuration: 15 * time.Second}}
+		base := start(t, Options{Source: src, WatchdogTolerance: 5 * time.Second, Clock: clk})
+		for _, path := range []string{"/healthz", "/livez", "/readyz", "/healthz/leaderElection", "/livez/ping"} {
+			if code, body := get(t, base+path); code != http.StatusOK {
+				t.Errorf("leading=%v: %s on a running loop: %d %s", leading, path, code, body)
+			}
+		}
+		clk.SetTime(clk.Now().Add(20 * time.Second)) // exactly due + tolerance: still fine
+		if code, _ := get(t, base+"/livez"); code != http.StatusOK {
+			t.Errorf("leading=%v: /livez at exactly due+tolerance: %d", leading, code)
+		}
+		clk.SetTime(clk.Now().Add(time.Millisecond))
+		for _, path := range []string{"/healthz", "/livez", "/healthz/leaderElection", "/livez/leaderElection"} {
+			if code, body := get(t, base+path); code != http.StatusInternalServerError {
+				t.Errorf("leading=%v: %s on a wedged loop: %d %s, want 500", leading, path, code, body)
+			}
+		}
+		if _, body := get(t, base+"/livez/leaderElection"); !strings.Contains(body, "wedged") {
+			t.Errorf("leading=%v: /livez/leaderElection does not name the wedge: %s", leading, body)
+		}
+		src.set(func(s *Status) { s.Heartbeat, s.HeartbeatDue = clk.Now(), clk.Now().Add(time.Second) })
+		if code, body := get(t, base+"/livez"); code != http.StatusOK {
+			t.Errorf("leading=%v: /livez after the loop came round: %d %s", leading, code, body)
+		}
+	}
+}
+
+func TestWatchdogFailsOnACallbackPastItsDeadline(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	src := &fakeSource{st: Status{Name: "n", Identity: "a", Lock: "memory://x", Leading: true, LastRenew: clk.Now(), LeaseDuration: 15 * time.Second}}
-	base := start(t, Options{Source: src, WatchdogTolerance: 5 * time.Second, Clock: clk})
-	for _, path := range []string{"/healthz", "/livez", "/readyz", "/healthz/leaderElection", "/livez/ping"} {
-		if code, body := get(t, base+path); code != http.StatusOK {
-			t.Errorf("%s on a renewing leader: %d %s", path, code, body)
-		}
-	}
-	clk.SetTime(clk.Now().Add(20 * time.Second)) // exactly lease + tolerance: still fine
-	if code, _ := get(t, base+"/livez"); code != http.StatusOK {
-		t.Errorf("/livez at exactly lease+tolerance: %d", code)
-	}
-	clk.SetTime(clk.Now().Add(time.Millisecond))
-	for _, path := range []string{"/healthz", "/livez", "/healthz/leaderElection"} {
-		if code, body := get(t, base+path); code != http.StatusInternalServerError {
-			t.Errorf("%s on a wedged leader: %d %s, want 500", path, code, body)
-		}
-	}
-	src.set(func(s *Status) { s.Leading = false })
+	now := clk.Now()
+	src := &fakeSource{st: Status{Identity: "b", Lock: "memory://x", Heartbeat: now, HeartbeatDue: now.Add(time.Hour),
+		Callbacks: []Callback{{Name: "OnStartedLeading", Since: now}, {Name: "OnNewLeader", Since: now, Due: now.Add(time.Second)}}}}
+	base := start(t, Options{Source: src, WatchdogTolerance: time.Second, Clock: clk})
+	clk.SetTime(now.Add(2 * time.Second))
 	if code, body := get(t, base+"/livez"); code != http.StatusOK {
-		t.Errorf("/livez on a follower with an old renewal: %d %s", code, body)
+		t.Fatalf("/livez with callbacks within their deadlines: %d %s", code, body)
+	}
+	clk.SetTime(now.Add(2*time.Second + time.Millisecond))
+	if code, body := get(t, base+"/livez/leaderElection"); code != http.StatusInternalServerError || !strings.Contains(body, "OnNewLeader") || strings.Contains(body, "OnStartedLeading") {
+		t.Fatalf("/livez with OnNewLeader past its deadline: %d %s, want 500 naming it (and not the unbounded function)", code, body)
+	}
+}
+
+func TestStoreFailureShowsOnReadyzNotLivez(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	src := &fakeSource{st: Status{Identity: "b", Lock: "memory://x", Heartbeat: clk.Now(), HeartbeatDue: clk.Now().Add(time.Minute),
+		StoreError: "connection refused", StoreErrorSince: clk.Now()}}
+	base := start(t, Options{Source: src, Clock: clk})
+	if code, body := get(t, base+"/livez"); code != http.StatusOK {
+		t.Errorf("/livez with the store down: %d %s, want 200 (restarting does not help)", code, body)
+	}
+	if code, body := get(t, base+"/readyz"); code != http.StatusInternalServerError || !strings.Contains(body, "[-]store failed") {
+		t.Errorf("/readyz with the store down: %d %s", code, body)
+	}
+	if code, body := get(t, base+"/readyz/store"); code != http.StatusInternalServerError || !strings.Contains(body, "connection refused") {
+		t.Errorf("/readyz/store: %d %s", code, body)
+	}
+	src.set(func(s *Status) { s.StoreError = "" })
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after the store came back: %d %s", code, body)
 	}
 }
 
@@ -175,5 +217,42 @@ func TestLeaderIs200OnTheLeaderAnd503Elsewhere(t *testing.T) {
 	}
 	if want := (Leader{Identity: "a", Leading: true, Leader: "a", Term: 5}); code != http.StatusOK || got != want {
 		t.Fatalf("leader: /leader = %d %+v, want 200 %+v", code, got, want)
+	}
+}
+
+// Point 5: the liveness check is not on /readyz (failing it would restart
+// a follower that is merely not ready), and the readiness check is only on
+// /readyz.
+func TestLivenessAndReadinessAreSeparate(t *testing.T) {
+	src := &fakeSource{st: Status{Name: "n", Identity: "b", Leader: "a"}}
+	base := start(t, Options{Source: src,
+		Liveness:  func(*http.Request) error { return errors.New("wedged") },
+		Readiness: func(*http.Request) error { return errors.New("warming up") },
+	})
+	if code, body := get(t, base+"/readyz"); code != http.StatusInternalServerError || strings.Contains(body, "liveness") || !strings.Contains(body, "[-]readiness failed") {
+		t.Errorf("/readyz: %d %q, want the readiness check failing and no liveness check", code, body)
+	}
+	if code, body := get(t, base+"/livez"); code != http.StatusInternalServerError || strings.Contains(body, "readiness") || !strings.Contains(body, "[-]liveness failed") {
+		t.Errorf("/livez: %d %q, want the liveness check failing and no readiness check", code, body)
+	}
+}
+
+func TestStatusDurationsAreText(t *testing.T) {
+	src := &fakeSource{st: Status{Name: "n", LeaseDuration: 15 * time.Second}}
+	base := start(t, Options{Source: src})
+	_, body := get(t, base+"/status")
+	if !strings.Contains(body, `"leaseDuration":"15s"`) {
+		t.Fatalf("/status = %s, want leaseDuration as text", body)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil || st.LeaseDuration != 15*time.Second {
+		t.Fatalf("decoding /status: %+v %v", st, err)
+	}
+}
+
+func TestHandlerOnAServerPathIsError(t *testing.T) {
+	_, err := New(Options{Addr: "127.0.0.1:0", Source: &fakeSource{}, Handlers: map[string]http.Handler{"/healthz": http.NotFoundHandler()}})
+	if err == nil || !strings.Contains(err.Error(), `Options.Handlers["/healthz"]`) {
+		t.Fatalf("New with a handler on /healthz = %v, want an error naming it", err)
 	}
 }

@@ -1,6 +1,10 @@
 package healthz
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // Status is a snapshot of an elector's state, as served on /status and read
 // by the watchdog and the metrics.
@@ -27,6 +31,64 @@ type Status struct {
 	Expiry time.Time `json:"expiry,omitzero"`
 	// LeaseDuration is the configured lease duration.
 	LeaseDuration time.Duration `json:"leaseDuration"`
+
+	// Heartbeat is when the elector's loop last came round (campaigning or
+	// leading), and HeartbeatDue when it must come round again: its
+	// longest wait from then plus one bounded store call. A loop past due
+	// is wedged (a store call that ignores its context, for one).
+	Heartbeat    time.Time `json:"heartbeat,omitzero"`
+	HeartbeatDue time.Time `json:"heartbeatDue,omitzero"`
+	// Callbacks are the user's callbacks running now.
+	Callbacks []Callback `json:"callbacks,omitempty"`
+	// StoreError is the error of the last store call, if it failed, and
+	// StoreErrorSince when the calls began to fail.
+	StoreError      string    `json:"storeError,omitempty"`
+	StoreErrorSince time.Time `json:"storeErrorSince,omitzero"`
+	// StoreErrors counts the store calls that failed since the elector
+	// started (leader_election_store_errors_total).
+	StoreErrors int64 `json:"storeErrors"`
+}
+
+// statusJSON is Status with its duration as text.
+type statusJSON struct {
+	plainStatus
+	LeaseDuration string `json:"leaseDuration"`
+}
+
+type plainStatus Status
+
+// MarshalJSON writes LeaseDuration as Go duration text ("15s"), not
+// nanoseconds, for people reading /status.
+func (s Status) MarshalJSON() ([]byte, error) {
+	return json.Marshal(statusJSON{plainStatus(s), s.LeaseDuration.String()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *Status) UnmarshalJSON(b []byte) error {
+	var j statusJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*s = Status(j.plainStatus)
+	if j.LeaseDuration != "" {
+		d, err := time.ParseDuration(j.LeaseDuration)
+		if err != nil {
+			return fmt.Errorf("leaseDuration: %w", err)
+		}
+		s.LeaseDuration = d
+	}
+	return nil
+}
+
+// Callback is a user callback that is running.
+type Callback struct {
+	// Name is the callback's name, such as "OnStoppedLeading".
+	Name string `json:"name"`
+	// Since is when it was called.
+	Since time.Time `json:"since"`
+	// Due is when it must have returned (zero: no bound yet, such as the
+	// leader's function before its context is cancelled).
+	Due time.Time `json:"due,omitzero"`
 }
 
 // Source is what the health server reads: an elector.

@@ -23,6 +23,25 @@ type Record = resourcelock.LeaderElectionRecord
 // channel is closed when ctx is done. Implementations re-establish broken
 // watches themselves, and signal after re-establishing one, because a change
 // may have been missed meanwhile.
+//
+// A channel that is closed before ctx is done means the watch has ended for
+// good: the receiver must poll from then on. A watch that is only down for
+// now (the store unreachable, a watch being re-established) is reported
+// through [WatchState], if the lock implements it.
 type Watcher interface {
 	Changes(ctx context.Context) <-chan struct{}
+}
+
+// WatchState is optionally implemented by a [Watcher] whose watch can be
+// down for a while (a network watch being re-established). While Watching
+// reports false, changes may go unsignalled and a receiver polls as if the
+// lock could not watch. The lock signals on its Changes channels when the
+// watch goes down (so receivers learn to poll) and when it is back.
+//
+// A Watcher without WatchState is trusted to signal every change while its
+// channel is open.
+type WatchState interface {
+	Watcher
+	// Watching reports whether changes are being signalled now.
+	Watching() bool
 }

@@ -6,8 +6,15 @@
 // The record lives in PATH as JSON together with a version counter; writers
 // take an exclusive flock on PATH.lock, compare the counter with the one they
 // last saw (compare-and-swap), and replace PATH atomically (temporary file,
-// fsync, rename). Readers take a shared flock, so they never see a torn
-// write. Changes are watched with inotify (fsnotify), falling back to
+// fsync, rename, fsync of the directory, so that a power loss cannot revert
+// the rename). Readers take a shared flock, so they never see a torn
+// write. A record created after a deletion starts at a random version, so
+// that a version read before the deletion never matches again.
+//
+// Candidates may run as different users: the record is written with
+// Options.FileMode (default 0644) and the flock file is opened read-only,
+// so any user who can read both files and write the directory can take
+// over. See docs/backends/file.md for group setups. Changes are watched with inotify (fsnotify), falling back to
 // polling where inotify is unavailable.
 //
 // flock works between processes on one host (Unix only). On network file systems its
@@ -16,6 +23,8 @@ package file
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,7 +56,18 @@ type Options struct {
 	// LockRetry is how often a call waiting for another process's flock
 	// tries again (default 2ms). Calls give up when their context ends.
 	LockRetry time.Duration
+	// FileMode is the permission of the record file each write leaves
+	// (default 0644), set exactly, whatever the umask. Candidates running
+	// as other users must be able to read it (and to write the
+	// directory): 0644 lets every local user read the record; 0640 or
+	// 0660 with a shared group limits that to the group. The owner must
+	// be able to read and write it.
+	FileMode os.FileMode
 }
+
+// DefaultFileMode is the record file's permission unless Options.FileMode
+// says otherwise.
+const DefaultFileMode os.FileMode = 0o644
 
 // Lock is a lock.Interface and lock.Watcher on a local file.
 type Lock struct {
@@ -55,6 +75,9 @@ type Lock struct {
 	lockPath string
 	identity string
 	opts     Options
+	// syncDir makes a rename in dir durable; a field so that the package's
+	// tests can observe it (see TestWriteSyncsDirectoryAfterRename).
+	syncDir func(dir string) error
 
 	mu      sync.Mutex
 	version uint64 // last version seen or written; 0: none
@@ -101,20 +124,33 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("file lock %s: is a directory", abs)
 	}
-	// Probe that the lock file can be opened for writing: better a clear
-	// error now than a candidate that can never acquire.
-	f, err := os.OpenFile(abs+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if opts.FileMode == 0 {
+		opts.FileMode = DefaultFileMode
+	}
+	if opts.FileMode&^os.ModePerm != 0 || opts.FileMode&0o600 != 0o600 {
+		return nil, fmt.Errorf("file lock %s: Options.FileMode %#o: want permission bits only (at most 0777), with owner read and write (0600)", abs, uint32(opts.FileMode))
+	}
+	// Probe what every write needs, for a clear error now rather than a
+	// candidate that can never acquire: the flock file opens, and the
+	// directory takes a new file (the temporary file each write renames).
+	f, err := os.OpenFile(abs+".lock", os.O_RDONLY|os.O_CREATE, opts.FileMode)
+	if err != nil {
+		return nil, fmt.Errorf("file lock %s: cannot open the lock file: %w", abs, err)
+	}
+	f.Close()
+	probe, err := os.CreateTemp(dir, "."+filepath.Base(abs)+".probe-*")
 	if err != nil {
 		return nil, fmt.Errorf("file lock %s: lock directory %s is not writable: %w", abs, dir, err)
 	}
-	f.Close()
+	probe.Close()
+	os.Remove(probe.Name())
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 500 * time.Millisecond
 	}
 	if opts.LockRetry <= 0 {
 		opts.LockRetry = 2 * time.Millisecond
 	}
-	return &Lock{path: abs, lockPath: abs + ".lock", identity: identity, opts: opts}, nil
+	return &Lock{path: abs, lockPath: abs + ".lock", identity: identity, opts: opts, syncDir: syncDir}, nil
 }
 
 // Identity returns the candidate identity.
@@ -146,7 +182,11 @@ func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
 	return l.write(ctx, rec, func(cur *stored, err error) (uint64, error) {
 		switch {
 		case lock.IsNotFound(err):
-			return 1, nil
+			v, err := firstVersion()
+			if err != nil {
+				return 0, fmt.Errorf("%s: create: %w", l.Describe(), err)
+			}
+			return v, nil
 		case err != nil:
 			return 0, err
 		default:
@@ -221,16 +261,36 @@ func (l *Lock) read() (*stored, []byte, error) {
 	return &st, raw, nil
 }
 
-// replace writes data to a temporary file in the same directory, syncs it and
-// renames it over the record, so readers see the old or the new record, and
-// never a torn one, even after a crash.
+// firstVersion is the version of a newly created record: random, so that
+// a version a handle read before the record was deleted does not match the
+// new record's (a counter restarting at 1 would let a stale Update
+// overwrite it). It stays below 2^53, exact in any JSON reader, and leaves
+// room to count up.
+func firstVersion() (uint64, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(b[:])>>12 | 1, nil
+}
+
+// replace writes data to a temporary file in the same directory, syncs it,
+// renames it over the record and syncs the directory, so readers see the
+// old or the new record, never a torn one, and once replace returns, a
+// crash or power loss cannot bring the old record back.
 func (l *Lock) replace(data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(l.path), "."+filepath.Base(l.path)+".tmp-*")
+	dir := filepath.Dir(l.path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(l.path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("%s: %w", l.Describe(), err)
 	}
 	name := tmp.Name()
-	_, werr := tmp.Write(data)
+	// CreateTemp makes the file 0600; Chmod sets the mode exactly,
+	// whatever the umask.
+	werr := tmp.Chmod(l.opts.FileMode)
+	if werr == nil {
+		_, werr = tmp.Write(data)
+	}
 	if werr == nil {
 		werr = tmp.Sync()
 	}
@@ -244,7 +304,32 @@ func (l *Lock) replace(data []byte) error {
 		os.Remove(name)
 		return fmt.Errorf("%s: write: %w", l.Describe(), werr)
 	}
+	// The rename is visible now but lives in the directory, which is not
+	// on disk until synced. If the sync fails the write's fate is
+	// unknown: the error says so, and this handle keeps the version it
+	// had, so its next Update re-reads.
+	if err := l.syncDir(dir); err != nil {
+		return fmt.Errorf("%s: write: syncing directory %s after the rename: %w", l.Describe(), dir, err)
+	}
 	return nil
+}
+
+// syncDir fsyncs the directory dir. File systems that cannot sync a
+// directory (EINVAL, ENOTSUP: some FUSE and network file systems) offer
+// nothing better, and are not an error.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) {
+		return nil
+	}
+	return err
 }
 
 func (l *Lock) setVersion(v uint64) {
@@ -259,7 +344,9 @@ func (l *Lock) flock(ctx context.Context, how int) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", l.Describe(), err)
 	}
-	f, err := os.OpenFile(l.lockPath, os.O_RDWR|os.O_CREATE, 0o644)
+	// Read-only is enough for flock, so a lock file created by another
+	// user (with any umask) serves every user who can read it.
+	f, err := os.OpenFile(l.lockPath, os.O_RDONLY|os.O_CREATE, l.opts.FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("%s: open lock file: %w", l.Describe(), err)
 	}

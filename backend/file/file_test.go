@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
@@ -45,6 +46,13 @@ func (h harness) Stored(t *testing.T, name string) []byte {
 	return b
 }
 
+// Delete removes the record file, as an operator's rm would.
+func (h harness) Delete(t *testing.T, name string) {
+	if err := os.Remove(h.path(name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Block holds the exclusive flock, as a hung process would.
 func (h harness) Block(t *testing.T, name string) func() {
 	f, err := os.OpenFile(h.path(name)+".lock", os.O_RDWR|os.O_CREATE, 0o644)
@@ -59,6 +67,13 @@ func (h harness) Block(t *testing.T, name string) func() {
 
 func TestFileLockConformance(t *testing.T) {
 	locktest.RunConformanceTests(t, harness{dir: t.TempDir()}, locktest.Options{})
+}
+
+// The elector scenarios every backend passes: a record deleted under the
+// leader, TermLimit hand-overs. (Candidates on one host cannot be cut off
+// from a file, so the partition scenario is skipped.)
+func TestElectorScenarios(t *testing.T) {
+	leadertest.RunScenarios(t, harness{dir: t.TempDir()}, leadertest.Options{})
 }
 
 func TestNewRejectsBadPaths(t *testing.T) {

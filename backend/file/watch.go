@@ -15,7 +15,9 @@ import (
 // Changes signals after the record file is replaced or removed. It watches
 // the directory with inotify (renames replace the file's inode, so watching
 // the file itself would lose track), and polls the file's modification time,
-// size and inode where inotify is unavailable.
+// size and inode where inotify is unavailable, or once the directory's
+// inotify watch is lost (the directory removed or moved). The channel is
+// closed only when ctx ends.
 func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	signal := func() {
@@ -34,22 +36,31 @@ func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 		go l.poll(ctx, ch, signal)
 		return ch
 	}
+	dir := filepath.Clean(filepath.Dir(l.path))
 	go func() {
-		defer close(ch)
-		defer w.Close()
 		for {
 			select {
 			case <-ctx.Done():
+				w.Close()
+				close(ch)
 				return
 			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if filepath.Clean(ev.Name) == l.path {
+				if ok && filepath.Clean(ev.Name) == l.path {
 					signal()
+				}
+				if !ok || (filepath.Clean(ev.Name) == dir && ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0) {
+					// The directory's watch is gone (the directory was
+					// removed or moved): poll from now on, so that the
+					// channel stays a working watch until ctx ends.
+					w.Close()
+					signal()
+					l.poll(ctx, ch, signal)
+					return
 				}
 			case _, ok := <-w.Errors:
 				if !ok {
+					w.Close()
+					l.poll(ctx, ch, signal)
 					return
 				}
 				// An overflow may have dropped events: make the reader look.

@@ -233,13 +233,15 @@ func (l *Lock) write(ctx context.Context, op string, old plumbing.Hash, rec lock
 	}
 	err = l.remote.push(ctx, l.branch, old, c)
 	l.log.V(4).Info("git lock "+op, "lock", l.desc, "old", old.String(), "new", c.hash.String(), "took", time.Since(start), "err", l.remote.scrub(err))
-	if errors.Is(err, errRejected) {
-		// The local state is only the commit id last seen; it stays as it
-		// was, so a retry without a fresh Get loses again rather than
-		// overwriting the winner.
-		return lock.NewConflict(l.desc, err)
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errRejected):
+		if err = l.rejected(ctx, op, old, c.hash, err); err != nil {
+			// The local state is only the commit id last seen; it stays
+			// as it was, so a retry without a fresh Get loses again
+			// rather than overwriting the winner.
+			return err
+		}
+	case err != nil:
 		// The push may or may not have landed; if it did, the next Update
 		// from the old commit is refused and a Get resynchronises.
 		return fmt.Errorf("%s: %s: %w", l.desc, op, err)
@@ -248,6 +250,40 @@ func (l *Lock) write(ctx context.Context, op string, old plumbing.Hash, rec lock
 	l.seen, l.raw = c.hash, raw
 	l.mu.Unlock()
 	return nil
+}
+
+// rejected decides what a refused push means from the branch as the server
+// holds it afterwards, not from the server's wording: the branch is not at
+// the expected old commit (or exists when it was to be created), so
+// another writer won: a conflict; the branch is gone when an update
+// expected it: not-found (the record was deleted; Update never re-creates
+// it); the branch is still where the push expected it: the server refused
+// for another reason (a hook, branch protection, a concurrent push holding
+// the ref lock), a plain error.
+func (l *Lock) rejected(ctx context.Context, op string, old, pushed plumbing.Hash, rejection error) error {
+	now, err := l.remote.head(ctx, l.branch)
+	switch {
+	case errors.Is(err, errNoBranch) && old.IsZero():
+		return fmt.Errorf("%s: %s: %w (the branch does not exist, as the push expected)", l.desc, op, rejection)
+	case errors.Is(err, errNoBranch):
+		return lock.NewNotFound(fmt.Sprintf("%s: %s: the branch was deleted (%v)", l.desc, op, rejection))
+	case err != nil:
+		return fmt.Errorf("%s: %s: %w; re-reading the branch to tell why: %w", l.desc, op, rejection, err)
+	case now == pushed:
+		return nil // it landed after all
+	case now != old:
+		return lock.NewConflict(l.desc, fmt.Errorf("branch at %s, expected %s: %w", now, describeOld(old), rejection))
+	default:
+		return fmt.Errorf("%s: %s: %w (the branch is still at %s)", l.desc, op, rejection, now)
+	}
+}
+
+// describeOld names an expected old value in errors.
+func describeOld(old plumbing.Hash) string {
+	if old.IsZero() {
+		return "no branch"
+	}
+	return old.String()
 }
 
 // RecordEvent does nothing: a git repository has no event sink.

@@ -33,9 +33,14 @@ type harness struct {
 }
 
 func (h *harness) config(name, identity string) git.Options {
-	cfg := git.Options{URL: h.url, Name: name, Identity: identity}
-	if h.auth != nil {
-		h.auth(&cfg)
+	return config(h.url, h.auth, name, identity)
+}
+
+// config is a lock's configuration for the repository at url.
+func config(url string, auth func(*git.Options), name, identity string) git.Options {
+	cfg := git.Options{URL: url, Name: name, Identity: identity}
+	if auth != nil {
+		auth(&cfg)
 	}
 	return cfg
 }
@@ -84,6 +89,12 @@ func (h *harness) Stored(t *testing.T, name string) []byte {
 	return out
 }
 
+// Delete deletes the lock branch on the server, as an operator would.
+func (h *harness) Delete(t *testing.T, name string) {
+	t.Helper()
+	h.repo.Git(t, "update-ref", "-d", branch(name))
+}
+
 // blockingHarness reaches the server through a proxy it can stall.
 type blockingHarness struct{ *harness }
 
@@ -116,6 +127,11 @@ func (s served) proxy(t testing.TB) (*testserver.Proxy, string) {
 	return p, s.scheme + "://" + user + p.Addr() + "/" + s.repo.Name
 }
 
+// config is a lock's configuration for the repository at url, a proxy's.
+func (s served) config(url, name, identity string) git.Options {
+	return config(url, s.auth, name, identity)
+}
+
 func (s served) harness(t testing.TB) blockingHarness {
 	p, url := s.proxy(t)
 	return blockingHarness{&harness{repo: s.repo, url: url, auth: s.auth, proxy: p}}
@@ -124,6 +140,14 @@ func (s served) harness(t testing.TB) blockingHarness {
 func serveHTTP(t testing.TB, auth testserver.GitHTTPAuth, setAuth func(*git.Options)) served {
 	repo := testserver.NewGitRepo(t)
 	return served{repo: repo, addr: repo.ServeHTTP(t, auth), scheme: "http", auth: setAuth}
+}
+
+// serveGit251 serves by smart HTTP with refusals worded as git 2.51 and
+// later word them.
+func serveGit251(t testing.TB) served {
+	repo := testserver.NewGitRepo(t)
+	repo.Git251Refusals = true
+	return served{repo: repo, addr: repo.ServeHTTP(t, testserver.GitHTTPAuth{}), scheme: "http"}
 }
 
 func serveDaemon(t testing.TB) served {

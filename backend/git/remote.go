@@ -26,8 +26,12 @@ var (
 	errNoBranch = errors.New("no such branch")
 	// errCorruptCommit: the branch's commit does not hold the record file.
 	errCorruptCommit = errors.New("commit does not hold the record")
-	// errRejected: the server refused to move the branch because it did not
-	// hold the expected old commit (or another push held its ref lock).
+	// errRejected: the server answered the push, refusing to move the
+	// branch. Why is decided from the branch's state afterwards (see
+	// Lock.write), never from the wording of the server's reason, which
+	// changes between git versions ("failed to update ref", "failed to
+	// lock" before 2.51; "incorrect old value provided", "reference already
+	// exists" since).
 	errRejected = errors.New("push rejected")
 )
 
@@ -222,16 +226,9 @@ func (r *remote) read(ctx context.Context, branch plumbing.ReferenceName, file s
 		return head, nil, err
 	}
 	defer sess.Close()
-	ar, err := sess.AdvertisedReferencesContext(ctx)
-	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
-		return head, nil, errNoBranch
-	}
+	ar, head, err := branchHead(ctx, sess, branch)
 	if err != nil {
 		return head, nil, err
-	}
-	head, ok := ar.References[branch.String()]
-	if !ok {
-		return head, nil, errNoBranch
 	}
 	if head == known {
 		return head, nil, nil
@@ -267,6 +264,35 @@ func (r *remote) read(ctx context.Context, branch plumbing.ReferenceName, file s
 	return head, raw, err
 }
 
+// branchHead lists the session's advertised references and returns the
+// commit branch points at, or errNoBranch.
+func branchHead(ctx context.Context, sess transport.UploadPackSession, branch plumbing.ReferenceName) (*packp.AdvRefs, plumbing.Hash, error) {
+	ar, err := sess.AdvertisedReferencesContext(ctx)
+	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
+		return nil, plumbing.ZeroHash, errNoBranch
+	}
+	if err != nil {
+		return nil, plumbing.ZeroHash, err
+	}
+	head, ok := ar.References[branch.String()]
+	if !ok {
+		return ar, plumbing.ZeroHash, errNoBranch
+	}
+	return ar, head, nil
+}
+
+// head returns the commit branch points at on the server now, or
+// errNoBranch. It fetches nothing.
+func (r *remote) head(ctx context.Context, branch plumbing.ReferenceName) (plumbing.Hash, error) {
+	sess, err := open(ctx, func() (transport.UploadPackSession, error) { return r.tr.NewUploadPackSession(r.ep, r.auth) })
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	defer sess.Close()
+	_, head, err := branchHead(ctx, sess, branch)
+	return head, err
+}
+
 // push sends c and asks the server to move branch from old (zero: the branch
 // must not exist) to c. The server's receive-pack checks old under its ref
 // lock; that check is the compare-and-swap.
@@ -292,19 +318,24 @@ func (r *remote) push(ctx context.Context, branch plumbing.ReferenceName, old pl
 	}
 	if report != nil {
 		for _, cs := range report.CommandStatuses {
-			switch {
-			case cs.Status == "ok":
-			case strings.Contains(cs.Status, "failed to update ref"), strings.Contains(cs.Status, "failed to lock"):
-				// git receive-pack's reason when the ref transaction
-				// fails: the branch is not at old any more, already
-				// exists (create), or another push holds its lock.
-				return fmt.Errorf("%w: server: %s", errRejected, cs.Status)
-			case strings.Contains(cs.Status, "non-fast-forward"):
-				return fmt.Errorf("server refuses non-fast-forward pushes (receive.denyNonFastForwards, or branch protection); every write is an orphan commit: %s", cs.Status)
-			default:
-				return fmt.Errorf("server refused the push: %s", cs.Status)
+			if cs.Status != "ok" {
+				return &rejection{status: cs.Status}
 			}
 		}
 	}
 	return err
 }
+
+// rejection is the server's refusal of a push, with its reason as the
+// server worded it: for people, not for deciding what happened.
+type rejection struct{ status string }
+
+func (r *rejection) Error() string {
+	msg := "server refused the push: " + r.status
+	if strings.Contains(r.status, "non-fast-forward") {
+		msg += " (receive.denyNonFastForwards, or branch protection: every write is an orphan commit, so the lock branch must allow force pushes)"
+	}
+	return msg
+}
+
+func (r *rejection) Is(target error) bool { return target == errRejected }

@@ -3,8 +3,7 @@ package git_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,112 +17,61 @@ import (
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
-type candidate struct {
-	id     string
-	proxy  *testserver.Proxy
-	cancel context.CancelFunc
-	done   chan error
+// electionHarness gives every candidate's lock a proxy of its own to the
+// server, so that one candidate can be cut off.
+type electionHarness struct {
+	*harness // Delete
+	srv      served
+	mu       sync.Mutex
+	proxies  map[lock.Interface]*testserver.Proxy
 }
 
-// Three candidates, each reaching the real server through its own proxy:
-// one leads; when it releases, another takes over with a higher term; when
-// that one is cut off from the server, it steps down and the third takes
-// over after the lease, never overlapping.
-func TestThreeElectorsTakeOver(t *testing.T) {
+func newElectionHarness(srv served) *electionHarness {
+	return &electionHarness{harness: &harness{repo: srv.repo}, srv: srv, proxies: map[lock.Interface]*testserver.Proxy{}}
+}
+
+func (h *electionHarness) NewLock(t *testing.T, name, id string) lock.Interface {
+	t.Helper()
+	p, url := h.srv.proxy(t)
+	l, err := git.New(context.Background(), h.srv.config(url, name, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.proxies[l] = p
+	h.mu.Unlock()
+	return l
+}
+
+func (h *electionHarness) CutOff(t *testing.T, l lock.Interface) func() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.proxies[l].Stall()
+}
+
+// The shared elector scenarios (internal/leadertest): all of them over
+// smart HTTP (the branch deleted under a leader, TermLimit hand-overs, a
+// graceful release then a leader cut off by a stalled proxy then a
+// take-over), and the cut-off over git daemon and ssh too.
+func TestElectorScenarios(t *testing.T) {
+	// Every git call forks git on the server, and a renewal or take-over
+	// takes several calls: durations with room for a loaded machine.
+	opts := leadertest.Options{LeaseDuration: 10 * time.Second, RenewDeadline: 7 * time.Second, RetryPeriod: 2 * time.Second}
+	cutOff := opts
+	cutOff.Only = []string{"ReleaseThenCutOffThenTakeOver"}
 	for _, tr := range []struct {
 		name  string
 		serve func(testing.TB) served
+		opts  leadertest.Options
 	}{
-		{"smart-http", func(t testing.TB) served { return serveHTTP(t, testserver.GitHTTPAuth{}, nil) }},
-		{"git-daemon", serveDaemon},
-		{"ssh", func(t testing.TB) served { return serveSSH(t, false) }},
+		{"smart-http", func(t testing.TB) served { return serveHTTP(t, testserver.GitHTTPAuth{}, nil) }, opts},
+		{"git-daemon", serveDaemon, cutOff},
+		{"ssh", func(t testing.TB) served { return serveSSH(t, false) }, cutOff},
 	} {
-		t.Run(tr.name, func(t *testing.T) { testThreeElectorsTakeOver(t, tr.serve(t)) })
-	}
-}
-
-func testThreeElectorsTakeOver(t *testing.T, srv served) {
-	name := locktest.Name(t)
-	seen := leadertest.New()
-	// newLeader waits until a candidate other than not leads.
-	newLeader := func(not string, within time.Duration) (string, int64) {
-		t.Helper()
-		ts := seen.WaitFor(t, fmt.Sprintf("a leader other than %q", not), within, func(ts []leadertest.Term) bool {
-			n := len(ts)
-			return n > 0 && ts[n-1].End.IsZero() && ts[n-1].ID != not
+		t.Run(tr.name, func(t *testing.T) {
+			leadertest.RunScenarios(t, newElectionHarness(tr.serve(t)), tr.opts)
 		})
-		last := ts[len(ts)-1]
-		return last.ID, last.Term
 	}
-	cands := map[string]*candidate{}
-	for _, id := range []string{"a", "b", "c"} {
-		p, url := srv.proxy(t)
-		cfg := git.Options{URL: url, Name: name, Identity: id}
-		if srv.auth != nil {
-			srv.auth(&cfg)
-		}
-		l, err := git.New(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := leaderelection.NewElector(leaderelection.Config{
-			Lock: l, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: time.Second,
-			ReleaseOnCancel: true,
-			Callbacks: leaderelection.Callbacks{OnStartedLeading: func(ctx context.Context) {
-				term, _ := leaderelection.TermFrom(ctx)
-				i := seen.Begin(id, term)
-				<-ctx.Done()
-				seen.End(i)
-			}},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		c := &candidate{id: id, proxy: p, cancel: cancel, done: make(chan error, 1)}
-		go func() { c.done <- e.Run(ctx) }()
-		cands[id] = c
-	}
-	t.Cleanup(func() {
-		for _, c := range cands {
-			c.cancel()
-		}
-		for _, c := range cands {
-			<-c.done
-		}
-	})
-
-	first, term1 := newLeader("", 20*time.Second)
-	// Graceful hand-over: the leader releases; a follower polling every
-	// RetryPeriod takes over without waiting for the lease.
-	cands[first].cancel()
-	if err := <-cands[first].done; err != nil {
-		t.Fatalf("%s: Run after cancel: %v", first, err)
-	}
-	delete(cands, first)
-	second, term2 := newLeader(first, 20*time.Second)
-	if term2 <= term1 {
-		t.Fatalf("term went from %d to %d on take-over", term1, term2)
-	}
-	// Partition: the second leader cannot reach the server. It must step
-	// down (RenewDeadline) before the third takes over (LeaseDuration).
-	resume := cands[second].proxy.Stall()
-	defer resume()
-	third, term3 := newLeader(second, 30*time.Second)
-	if term3 <= term2 {
-		t.Fatalf("term went from %d to %d on take-over after a partition", term2, term3)
-	}
-	select {
-	case err := <-cands[second].done:
-		if !errors.Is(err, leaderelection.ErrLeaseLost) {
-			t.Fatalf("partitioned leader's Run returned %v, want ErrLeaseLost", err)
-		}
-		delete(cands, second)
-	case <-time.After(10 * time.Second):
-		t.Fatal("partitioned leader's Run did not return")
-	}
-	seen.Check(t)
-	t.Logf("leaders: %s (term %d), %s (term %d), %s (term %d)", first, term1, second, term2, third, term3)
 }
 
 // The git lock works under client-go's elector too, and a lock released by

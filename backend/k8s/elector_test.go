@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -148,15 +150,49 @@ func TestGracefulReleaseHandsOverThroughWatch(t *testing.T) {
 	tr.Check(t)
 }
 
-// When the leader's API calls stall or crawl, it steps down RenewDeadline
-// after its last good renewal, before anyone else takes over LeaseDuration
-// after observing that renewal: never two leaders.
+// electionHarness gives every candidate's lock a client and a proxy of its
+// own, so that one candidate can be cut off from the API server.
+type electionHarness struct {
+	*harness
+	mu      sync.Mutex
+	proxies map[lock.Interface]*testserver.Proxy
+}
+
+func (h *electionHarness) NewLock(t *testing.T, name, id string) lock.Interface {
+	p := testserver.StartProxy(t, h.s.kube.Addr)
+	l := newLock(t, h.s.kube.ConfigVia(h.s.kube.Config(), p.Addr()), h.namespace, name, id)
+	h.mu.Lock()
+	h.proxies[l] = p
+	h.mu.Unlock()
+	return l
+}
+
+func (h *electionHarness) CutOff(t *testing.T, l lock.Interface) func() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.proxies[l].Stall()
+}
+
+// The shared elector scenarios (internal/leadertest) against a real API
+// server: a graceful release, then a leader whose API calls stall (it
+// steps down RenewDeadline after its last good renewal, before anyone else
+// takes over LeaseDuration after observing that renewal), then a
+// take-over; the Lease deleted under a leader; TermLimit hand-overs.
+func TestElectorScenarios(t *testing.T) {
+	s := sharedServer(t)
+	h := &electionHarness{harness: &harness{s: s, namespace: s.namespace(t)}, proxies: map[lock.Interface]*testserver.Proxy{}}
+	leadertest.RunScenarios(t, h, leadertest.Options{LeaseDuration: fast.lease, RenewDeadline: fast.renew, RetryPeriod: fast.retry})
+}
+
+// When the leader's API calls crawl, it steps down RenewDeadline after its
+// last good renewal, before anyone else takes over LeaseDuration after
+// observing that renewal: never two leaders. (Calls that stall outright
+// are TestElectorScenarios' cut-off.)
 func TestSlowAPIMakesLeaderStepDownBeforeTakeover(t *testing.T) {
 	for _, fault := range []struct {
 		name   string
 		inject func(p *testserver.Proxy) (undo func())
 	}{
-		{"Stall", func(p *testserver.Proxy) func() { return p.Stall() }},
 		{"Delay", func(p *testserver.Proxy) func() {
 			p.SetDelay(fast.lease) // every chunk, both ways: no renewal fits in RenewDeadline
 			return func() { p.SetDelay(0) }

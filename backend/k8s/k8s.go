@@ -116,8 +116,9 @@ type snapshot struct {
 }
 
 var (
-	_ lock.Interface = (*Lock)(nil)
-	_ lock.Watcher   = (*Lock)(nil)
+	_ lock.Interface  = (*Lock)(nil)
+	_ lock.Watcher    = (*Lock)(nil)
+	_ lock.WatchState = (*Lock)(nil)
 )
 
 // New returns a lock on the Lease opts.Namespace/opts.Name. It makes no API
@@ -438,10 +439,26 @@ func (l *Lock) consume(ctx context.Context, w watch.Interface, rv string) (strin
 	}
 }
 
+// setLive records whether the watch is established. When it goes down,
+// subscribers are signalled so that they learn (through Watching) to poll
+// until it is back.
 func (l *Lock) setLive(live bool) {
 	l.mu.Lock()
+	was := l.live
 	l.live = live
 	l.mu.Unlock()
+	if was && !live {
+		l.hub.Notify()
+	}
+}
+
+// Watching reports whether the watch is established, so that changes are
+// signalled (lock.WatchState). It is false while the watch is being
+// re-established, and before the first subscriber.
+func (l *Lock) Watching() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.live
 }
 
 // observe records a state of the Lease if it is at least as new as what

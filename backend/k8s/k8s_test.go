@@ -139,6 +139,14 @@ func (h *harness) Stored(t *testing.T, name string) []byte {
 
 func (h *harness) Block(t *testing.T, name string) (unblock func()) { return h.proxy.Stall() }
 
+// Delete deletes the Lease through the API, as kubectl delete lease does.
+func (h *harness) Delete(t *testing.T, name string) {
+	t.Helper()
+	if err := h.s.admin.CoordinationV1().Leases(h.namespace).Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("deleting lease %s/%s: %v", h.namespace, name, err)
+	}
+}
+
 func TestConformance(t *testing.T) {
 	s := sharedServer(t)
 	proxy := testserver.StartProxy(t, s.kube.Addr)

@@ -182,3 +182,43 @@ func TestRecordEventCreatesEvent(t *testing.T) {
 	}
 	t.Fatalf("no event within %v", wait)
 }
+
+// While the watch is down (the API server unreachable), Watching reports
+// false and subscribers are signalled, so that an elector polls instead of
+// waiting for signals that cannot come; it reports true again once the
+// watch is re-established.
+func TestWatchingFollowsTheWatchDownAndBack(t *testing.T) {
+	s := sharedServer(t)
+	ns, name := s.namespace(t), locktest.Name(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	defer cancel()
+	p := testserver.StartProxy(t, s.kube.Addr)
+	l := newLock(t, s.kube.ConfigVia(s.kube.Config(), p.Addr()), ns, name, "follower")
+	var _ lock.WatchState = l
+	if l.Watching() {
+		t.Fatal("Watching before anyone subscribed")
+	}
+	changes := l.Changes(ctx)
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(wait)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond) // polling a state that has no change signal
+		}
+	}
+	until("the watch to be established", l.Watching)
+	for len(changes) > 0 {
+		<-changes
+	}
+	resume := p.Stall()
+	p.CutConnections()
+	waitSignal(t, changes, "the watch going down")
+	if l.Watching() {
+		t.Fatal("Watching after the watch's connection was cut, with the API server unreachable")
+	}
+	resume()
+	until("the watch to come back", l.Watching)
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,6 +135,41 @@ func (h *harness) Stored(t *testing.T, name string) []byte {
 		t.Fatalf("reading %s: %v", name, err)
 	}
 	return raw
+}
+
+// Delete deletes the lock object, as an operator's `aws s3 rm` would.
+func (h *harness) Delete(t *testing.T, name string) {
+	t.Helper()
+	if _, err := h.s.direct().DeleteObject(context.Background(), &awss3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key(name))}); err != nil {
+		t.Fatalf("deleting %s: %v", name, err)
+	}
+}
+
+// electionHarness gives every candidate's lock a client and a proxy of its
+// own, so that one candidate can be cut off from the store.
+type electionHarness struct {
+	harness
+	mu      sync.Mutex
+	proxies map[lock.Interface]*testserver.Proxy
+}
+
+func newElectionHarness(s *store) *electionHarness {
+	return &electionHarness{harness: harness{s: s}, proxies: map[lock.Interface]*testserver.Proxy{}}
+}
+
+func (h *electionHarness) NewLock(t *testing.T, name, identity string) lock.Interface {
+	p := testserver.StartProxy(t, h.s.addr)
+	l := newLock(t, h.s.client("http://"+p.Addr()), name, identity, h.tune)
+	h.mu.Lock()
+	h.proxies[l] = p
+	h.mu.Unlock()
+	return l
+}
+
+func (h *electionHarness) CutOff(t *testing.T, l lock.Interface) func() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.proxies[l].Stall()
 }
 
 // Block stalls the whole store, which covers the record called name.

@@ -24,6 +24,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -140,25 +141,28 @@ func (c *common) parse(args []string) error {
 	return nil
 }
 
-// addIdentity registers --id: default $POD_NAME, else host-pid, which is
-// unique for copies on one host.
+// addIdentity registers --id, by default lock.DefaultIdentity(): $POD_NAME,
+// else <hostname>_<pid>, which is unique for copies on one host.
 func (c *common) addIdentity() {
-	id := os.Getenv("POD_NAME")
-	if id == "" {
-		host, _ := os.Hostname()
-		id = fmt.Sprintf("%s-%d", host, os.Getpid())
-	}
-	c.fs.StringVar(&c.opt.ID, "id", id, "This candidate's identity, unique among the candidates (default $POD_NAME, else <hostname>-<pid>).")
+	c.fs.StringVar(&c.opt.ID, "id", lock.DefaultIdentity(), "This candidate's identity, unique among the candidates (default $POD_NAME, else <hostname>_<pid>).")
 }
 
-// lock builds the chosen backend's lock; a flag the backend needs and lacks
-// is a usage error.
-func (c *common) lock(ctx context.Context) (lock.Interface, error) {
-	l, err := c.backends.Lock(ctx, c.opt.ID, &c.opt)
+// lock builds the chosen backend's lock (for --backend=k8s, a Lease
+// through the client the flags configure); a flag the backend needs and
+// lacks is a usage error. The caller calls close when done.
+func (c *common) lock(ctx context.Context) (l lock.Interface, close func(), err error) {
+	l, err = c.backends.Lock(ctx, c.opt.ID, &c.opt)
 	if err != nil {
-		return nil, usageErr("%w", err)
+		return nil, nil, usageErr("%w", err)
 	}
-	return l, nil
+	if l != nil {
+		return l, func() {}, nil
+	}
+	kl, err := k8s.New(ctx, k8s.Options{Client: c.opt.KubeClient, Namespace: c.opt.LeaseLockNamespace, Name: c.opt.LeaseLockName, Identity: c.opt.ID})
+	if err != nil {
+		return nil, nil, usageErr("--backend=k8s: %w", err)
+	}
+	return kl, kl.Close, nil
 }
 
 func contains(list []string, s string) bool {

@@ -34,9 +34,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// Fast timings for tests: a lease of 3s, step-down 2s after the last good
-// renewal began, renewals every second (the minimum).
-var fast = []string{"--leader-elect-lease-duration=3s", "--leader-elect-renew-deadline=2s", "--leader-elect-retry-period=1s"}
+// Fast timings for tests: a lease of 4s, step-down 3s after the last good
+// renewal began, renewals every second (the minimum). The renew deadline
+// leaves room for slow store calls on a loaded machine.
+var fast = []string{"--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=1s"}
+
+// slow timings, for git over HTTP, where every call spawns git processes.
+var slow = []string{"--leader-elect-lease-duration=12s", "--leader-elect-renew-deadline=8s", "--leader-elect-retry-period=2s"}
 
 // proc is one leaderelection process under test; its output goes to
 // DIR/NAME.log.
@@ -146,14 +150,23 @@ func readStatus(t *testing.T, args ...string) (int, lockStatus) {
 
 // alive reports whether pid exists and is not a zombie.
 func alive(pid int) bool {
+	st := procState(pid)
+	return st != 0 && st != 'Z'
+}
+
+// procState is pid's state letter from /proc (R, S, T, Z, ...), 0 if gone.
+func procState(pid int) byte {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0
 	}
 	// pid (comm) STATE ...: comm may hold spaces, so find the last ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+	if i < 0 || i+2 >= len(s) {
+		return 0
+	}
+	return s[i+2]
 }
 
 func readPIDs(t *testing.T, pattern string) []int {

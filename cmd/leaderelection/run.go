@@ -39,10 +39,11 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	l, err := c.lock(ctx)
+	l, closeLock, err := c.lock(ctx)
 	if err != nil {
 		return 0, err
 	}
+	defer closeLock()
 	c.opt.Lock = l
 	c.opt.Run = func(context.Context) {}
 	if err := c.opt.Validate(); err != nil {
@@ -55,16 +56,13 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) (int, erro
 	if stop == 0 {
 		stop = c.opt.LeaseDuration - c.opt.RenewDeadline
 	}
-	desc := c.opt.LeaseLockNamespace + "/" + c.opt.LeaseLockName
-	if l != nil {
-		desc = l.Describe()
-	}
-	r := &runner{argv: argv, id: c.opt.ID, lock: desc, stop: stop, stderr: stderr}
+	r := &runner{argv: argv, id: c.opt.ID, lock: l.Describe(), stop: stop, renewDeadline: c.opt.RenewDeadline, stderr: stderr}
+	c.opt.Lock = timeRenewals(l, r.renewed)
 	c.opt.Run = r.lead
 	// The elector waits for r.lead, which waits for the supervisor to
-	// SIGKILL and reap the group after the stop timeout; give it a moment
+	// SIGKILL and reap the group after the stop timeout; give it time
 	// beyond that before the elector gives up on it.
-	c.opt.StopTimeout = stop + c.opt.RetryPeriod
+	c.opt.StopTimeout = stop + c.opt.RenewDeadline
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -76,6 +74,12 @@ func runCommand(ctx context.Context, args []string, stderr io.Writer) (int, erro
 	for {
 		err := leaderelection.Run(ctx, c.opt)
 		code, ran := r.result()
+		if r.isActive() {
+			// The elector gave up waiting (StopTimeout): the job's
+			// processes may live. Exiting closes the control pipe, so
+			// the supervisor SIGKILLs them; never start another term.
+			return 0, fmt.Errorf("the command's processes outlived the stop timeout (%v): %w", stop, err)
+		}
 		switch {
 		case ctx.Err() != nil && err == nil:
 			// Stopped by a signal: the child's status if one ran.
@@ -123,16 +127,24 @@ type runner struct {
 	stop   time.Duration
 	stderr io.Writer
 
-	mu      sync.Mutex
-	ctl     *os.File       // the running supervisor's control pipe
-	stopSig syscall.Signal // the signal that stopped leaderelection, if any
-	code    int            // the last child's status
-	ran     bool           // a child ran in the current campaign
+	// renewDeadline: the elector steps down this long after its last
+	// good renewal began, and so does the supervisor.
+	renewDeadline time.Duration
+
+	mu       sync.Mutex
+	lastGood time.Time      // start of the last good acquisition or renewal
+	ctl      *os.File       // the running supervisor's control pipe
+	stopSig  syscall.Signal // the signal that stopped leaderelection, if any
+	code     int            // the last child's status
+	ran      bool           // a child ran in the current campaign
+	active   bool           // lead is running
 }
 
 // lead runs CMD for one term; the elector cancels ctx the moment the term
 // ends.
 func (r *runner) lead(ctx context.Context) {
+	r.setActive(true)
+	defer r.setActive(false)
 	term, _ := leaderelection.TermFrom(ctx)
 	log := klog.FromContext(ctx).WithValues("term", term)
 	rd, wr, err := os.Pipe()
@@ -163,6 +175,7 @@ func (r *runner) lead(ctx context.Context) {
 	log.Info("Started the command", "pid", sup.Process.Pid, "command", r.argv[1:])
 	r.mu.Lock()
 	r.ctl = wr
+	r.sendDeadline()
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() { _ = sup.Wait(); close(done) }()
@@ -191,6 +204,29 @@ func (r *runner) lead(ctx context.Context) {
 	r.finish(code)
 }
 
+// renewed records the start of a good acquisition or renewal and tells
+// the supervisor its new deadline.
+func (r *runner) renewed(start time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if start.After(r.lastGood) {
+		r.lastGood = start
+	}
+	r.sendDeadline()
+}
+
+// sendDeadline tells the running supervisor how long the job may run
+// without a newer renewal: until the elector's own step-down instant. The
+// pipe takes microseconds; the lease's margin beyond RenewDeadline absorbs
+// that. Called with r.mu held.
+func (r *runner) sendDeadline() {
+	if r.ctl == nil || r.lastGood.IsZero() {
+		return
+	}
+	left := time.Until(r.lastGood.Add(r.renewDeadline))
+	_, _ = fmt.Fprintf(r.ctl, "deadline %d\n", int64(left))
+}
+
 // signal forwards sig to the running child's process group, if any.
 func (r *runner) signal(sig syscall.Signal) {
 	r.mu.Lock()
@@ -217,6 +253,18 @@ func (r *runner) handleSignals(sigc <-chan os.Signal, cancel context.CancelFunc)
 		}
 		r.signal(sig)
 	}
+}
+
+func (r *runner) setActive(a bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.active = a
+}
+
+func (r *runner) isActive() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.active
 }
 
 func (r *runner) finish(code int) {

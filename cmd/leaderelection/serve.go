@@ -29,10 +29,11 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer) (int, er
 	if c.fs.NArg() > 0 {
 		return 0, usageErr("serve takes no arguments, got %q (to run a command while leading: leaderelection run -- CMD)", c.fs.Args())
 	}
-	l, err := c.lock(ctx)
+	l, closeLock, err := c.lock(ctx)
 	if err != nil {
 		return 0, err
 	}
+	defer closeLock()
 	c.opt.Lock = l
 	c.opt.Run = func(ctx context.Context) { <-ctx.Done() }
 	if err := c.opt.Validate(); err != nil {

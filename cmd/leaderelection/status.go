@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -57,18 +56,11 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	l, err := c.lock(ctx)
+	l, closeLock, err := c.lock(ctx)
 	if err != nil {
 		return 0, err
 	}
-	if l == nil { // a Lease through the client the backend set up
-		kl, err := k8s.New(ctx, k8s.Options{Client: c.opt.KubeClient, Namespace: c.opt.LeaseLockNamespace, Name: c.opt.LeaseLockName, Identity: statusIdentity, DisableEvents: true})
-		if err != nil {
-			return 0, err
-		}
-		defer kl.Close()
-		l = kl
-	}
+	defer closeLock()
 	st := lockStatus{Lock: l.Describe()}
 	rec, _, err := l.Get(ctx)
 	switch {

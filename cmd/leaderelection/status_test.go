@@ -21,17 +21,18 @@ import (
 // stops (exit 3).
 func TestStatusOnEachBackend(t *testing.T) {
 	backends := []struct {
-		name  string
-		setup func(t *testing.T) (args, env []string)
+		name   string
+		timing []string // git over HTTP spawns processes per call: slower
+		setup  func(t *testing.T) (args, env []string)
 	}{
-		{"file", func(t *testing.T) ([]string, []string) {
+		{"file", fast, func(t *testing.T) ([]string, []string) {
 			return []string{"--backend=file", "--lock-file=" + filepath.Join(t.TempDir(), "leader.json")}, nil
 		}},
-		{"git", func(t *testing.T) ([]string, []string) {
+		{"git", slow, func(t *testing.T) ([]string, []string) {
 			repo := testserver.NewGitRepo(t)
 			return []string{"--backend=git", "--git-url=http://" + repo.ServeHTTP(t, testserver.GitHTTPAuth{}) + "/" + repo.Name}, nil
 		}},
-		{"s3", func(t *testing.T) ([]string, []string) {
+		{"s3", fast, func(t *testing.T) ([]string, []string) {
 			s := testserver.StartS3(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -41,7 +42,7 @@ func TestStatusOnEachBackend(t *testing.T) {
 			return []string{"--backend=s3", "--s3-endpoint=" + s.Endpoint, "--s3-bucket=locks", "--s3-path-style", "--s3-region=" + s.Region},
 				[]string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey}
 		}},
-		{"k8s", func(t *testing.T) ([]string, []string) {
+		{"k8s", fast, func(t *testing.T) ([]string, []string) {
 			kube := testserver.StartKube(t)
 			return []string{"--backend=k8s", "--kubeconfig=" + kube.Kubeconfig(t), "--leader-elect-resource-name=status-test"}, nil
 		}},
@@ -57,16 +58,17 @@ func TestStatusOnEachBackend(t *testing.T) {
 				t.Fatalf("before any candidate: status %d %+v, want %d and no record", code, st, exitFree)
 			}
 			dir := t.TempDir()
-			p := start(t, dir, "a", append(append([]string{"serve", "--id=a", "--health-bind-address=127.0.0.1", "--port=" + strconv.Itoa(testserver.FreePort(t))}, fast...), args...)...)
+			p := start(t, dir, "a", append(append([]string{"serve", "--id=a", "--health-bind-address=127.0.0.1", "--port=" + strconv.Itoa(testserver.FreePort(t))}, b.timing...), args...)...)
+			lease := strings.TrimPrefix(b.timing[0], "--leader-elect-lease-duration=")
 			eventually(t, "status to show a holding the lock", 60*time.Second, func() bool {
 				code, st := readStatus(t, args...)
-				return code == exitOK && st.Held && st.Holder == "a" && st.Term == 1 && !st.Expired && st.LeaseDuration == "3s" && !st.RenewTime.IsZero()
+				return code == exitOK && st.Held && st.Holder == "a" && st.Term == 1 && !st.Expired && st.LeaseDuration == lease && !st.RenewTime.IsZero()
 			})
 			code, out, stderr := leCommand(t, append([]string{"status"}, args...)...)
 			if code != exitOK {
 				t.Fatalf("status (text) exited %d: %s", code, stderr)
 			}
-			for _, want := range []string{"state:", "held", "holder:", " a\n", "term:", "acquired:", "renewed:", "lease duration:", "3s", "expired:", "false"} {
+			for _, want := range []string{"state:", "held", "holder:", " a\n", "term:", "acquired:", "renewed:", "lease duration:", lease, "expired:", "false"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("status output lacks %q:\n%s", want, out)
 				}

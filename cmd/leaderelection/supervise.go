@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,12 +25,15 @@ import (
 // reads commands from the pipe on fd 3, whose only writer is the
 // leaderelection process:
 //
-//	signal N   forward signal N to CMD's group (the term is ending)
+//	signal N     forward signal N to CMD's group (the term is ending)
+//	deadline D   the term lasts at most D (nanoseconds) more unless a
+//	             newer deadline comes: leaderelection's step-down instant
 //
 // End of file on fd 3 means leaderelection died (even by SIGKILL, since the
 // kernel closes its descriptors): the supervisor SIGKILLs the group and
 // every descendant at once. A forwarded signal, a signal sent to the
-// supervisor itself (TERM, INT, HUP), or CMD exiting by itself while
+// supervisor itself (TERM, INT, HUP), a deadline passing (leaderelection
+// is paused or wedged and cannot step down), or CMD exiting by itself while
 // others of its group live on, starts STOP-TIMEOUT, after which everything
 // left is SIGKILLed. The supervisor exits with CMD's status once CMD and
 // every descendant it can see are gone, so a term ends only when its
@@ -59,10 +63,13 @@ func supervise(args []string, stderr io.Writer) int {
 	sigc := make(chan os.Signal, 4)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 
+	// Pdeathsig (Linux) fires when the forking thread ends: keep this
+	// goroutine on it for the supervisor's life.
+	runtime.LockOSThread()
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: []uintptr{0, 1, 2},
-		Sys:   &syscall.SysProcAttr{Setpgid: true},
+		Sys:   jobAttr(),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "leaderelection: cannot run %s: %v\n", path, err)
@@ -74,8 +81,11 @@ func supervise(args []string, stderr io.Writer) int {
 	allGone := make(chan struct{})   // no child left (wait4: ECHILD)
 	go reap(pid, exited, reaped, allGone)
 	ctlSig := make(chan syscall.Signal)
+	ctlDeadline := make(chan time.Time)
 	ctlEOF := make(chan struct{})
-	go readControl(ctl, ctlSig, ctlEOF)
+	go readControl(ctl, ctlSig, ctlDeadline, ctlEOF)
+	var deadline *time.Timer
+	var deadlineC <-chan time.Time
 
 	code := -1
 	var stopTimer, killTicker <-chan time.Time
@@ -124,12 +134,29 @@ func supervise(args []string, stderr io.Writer) int {
 				stop(syscall.SIGTERM)
 			}
 		case <-allGone:
+			// reap reports CMD's status before it closes allGone.
+			select {
+			case code = <-exited:
+			default:
+			}
 			if code < 0 {
 				code = exitError
 			}
 			return code
 		case sig := <-ctlSig:
 			stop(sig)
+		case at := <-ctlDeadline:
+			if deadline == nil {
+				deadline = time.NewTimer(time.Until(at))
+				deadlineC = deadline.C
+			} else {
+				deadline.Reset(time.Until(at))
+			}
+		case <-deadlineC:
+			if stopSig == 0 {
+				fmt.Fprintln(stderr, "leaderelection: no renewal within the renew deadline and no word from leaderelection: stopping the job")
+				stop(syscall.SIGTERM)
+			}
 		case s := <-sigc:
 			stop(s.(syscall.Signal))
 		case <-ctlEOF:
@@ -182,15 +209,24 @@ func statusCode(ws syscall.WaitStatus) int {
 }
 
 // readControl reads leaderelection's commands from the control pipe until
-// end of file.
-func readControl(ctl *os.File, sigs chan<- syscall.Signal, eof chan<- struct{}) {
+// end of file. A deadline is taken as an instant on this process's clock
+// when it is read.
+func readControl(ctl *os.File, sigs chan<- syscall.Signal, deadlines chan<- time.Time, eof chan<- struct{}) {
 	sc := bufio.NewScanner(ctl)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == "signal" {
-			if n, err := strconv.Atoi(f[1]); err == nil {
-				sigs <- syscall.Signal(n)
-			}
+		if len(f) != 2 {
+			continue
+		}
+		n, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "signal":
+			sigs <- syscall.Signal(n)
+		case "deadline":
+			deadlines <- time.Now().Add(time.Duration(n))
 		}
 	}
 	close(eof)

@@ -20,6 +20,12 @@ func becomeSubreaper() {
 	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0)
 }
 
+// jobAttr puts CMD in a new process group, and SIGKILLs it should the
+// supervisor itself be killed (its grandchildren are then out of reach).
+func jobAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
 // children lists this process's children, from every thread's
 // /proc/self/task/TID/children.
 func children() []int {

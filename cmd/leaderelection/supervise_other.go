@@ -2,7 +2,10 @@
 
 package main
 
-import "os"
+import (
+	"os"
+	"syscall"
+)
 
 // selfExe is this binary; without /proc/self/exe, a file replaced since
 // start is not followed.
@@ -14,3 +17,6 @@ func becomeSubreaper() {}
 
 // children: only Linux lists a process's children cheaply.
 func children() []int { return nil }
+
+// jobAttr puts CMD in a new process group.
+func jobAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }

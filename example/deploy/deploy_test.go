@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -175,6 +176,41 @@ func TestDeploymentShape(t *testing.T) {
 		return
 	}
 	t.Fatal("no Deployment among the manifests")
+}
+
+// The active/passive manifest turns on leader-only readiness and puts a
+// Service over the Deployment's pods, so its endpoints are the ready pods.
+func TestActivePassiveServiceSelectsLeaderOnlyReadyPods(t *testing.T) {
+	var d *appsv1.Deployment
+	var svc *corev1.Service
+	for _, obj := range manifests(t) {
+		if obj.GetName() != "leaderelection-active-passive" {
+			continue
+		}
+		switch obj.GetKind() {
+		case "Deployment":
+			d = &appsv1.Deployment{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, d); err != nil {
+				t.Fatal(err)
+			}
+		case "Service":
+			svc = &corev1.Service{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, svc); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if d == nil || svc == nil {
+		t.Fatal("active-passive.yaml lacks its Deployment or Service")
+	}
+	if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--leader-only-ready") {
+		t.Error("the active/passive Deployment does not pass --leader-only-ready")
+	}
+	for k, v := range svc.Spec.Selector {
+		if d.Spec.Template.Labels[k] != v {
+			t.Errorf("Service selector %s=%s does not match the pods' labels %v", k, v, d.Spec.Template.Labels)
+		}
+	}
 }
 
 // With the ServiceAccount, Role and RoleBinding applied for real, the

@@ -46,6 +46,17 @@ func (c *RequestCounter) Count(method string) int {
 	return c.counts[method]
 }
 
+// Total returns how many requests were sent, of every method.
+func (c *RequestCounter) Total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.counts {
+		n += v
+	}
+	return n
+}
+
 // LastOK returns when a request of method last got a 2xx answer (zero if
 // never).
 func (c *RequestCounter) LastOK(method string) time.Time {

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,8 +34,19 @@ type GitRepo struct {
 	Dir string
 	// Name is its directory name, the path under every server's root.
 	Name string
-	root string
-	git  string
+	// Git251Refusals, set before ServeHTTP, makes the HTTP server word
+	// receive-pack's lost races as git 2.51 and later do ("reference already
+	// exists", "reference does not exist", "incorrect old value provided")
+	// rather than as Debian's older git does ("failed to update ref",
+	// "failed to lock"): a stub of a newer server around the real one.
+	// Only the words change; what git accepts and refuses does not.
+	Git251Refusals bool
+	root           string
+	git            string
+
+	mu         sync.Mutex
+	daemonPort int
+	daemonStop func()
 }
 
 // NewGitRepo creates an empty bare repository in a temporary directory,
@@ -136,11 +148,91 @@ func (r *GitRepo) ServeHTTP(t testing.TB, auth GitHTTPAuth) (addr string) {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
+		if r.Git251Refusals && req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/git-receive-pack") {
+			r.serveReworded(w, req, backend)
+			return
+		}
 		backend.ServeHTTP(w, req)
 	}))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
+}
+
+// serveReworded runs receive-pack through backend and rewrites the reason
+// of every command its ref transaction refused ("ng <ref> failed to update
+// ref" or "failed to lock" in the report-status pkt-lines) the way git 2.51
+// words it, from what the command asked (to create the ref, or to move it
+// from an old value) and whether the ref exists. Other reasons (a hook
+// declined) are git's own in every version, and stay.
+func (r *GitRepo) serveReworded(w http.ResponseWriter, req *http.Request, backend http.Handler) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	creates := map[string]bool{} // ref -> the command creates it
+	for _, line := range pktLines(body) {
+		if line == nil {
+			break // the flush before the pack
+		}
+		cmd, _, _ := strings.Cut(strings.TrimSuffix(string(line), "\n"), "\x00")
+		if f := strings.Fields(cmd); len(f) == 3 {
+			creates[f[2]] = strings.Trim(f[0], "0") == ""
+		}
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	rec := httptest.NewRecorder()
+	backend.ServeHTTP(rec, req)
+	var out bytes.Buffer
+	for _, line := range pktLines(rec.Body.Bytes()) {
+		if line == nil {
+			out.WriteString("0000")
+			continue
+		}
+		ref, old, ok := strings.Cut(strings.TrimPrefix(string(line), "ng "), " ")
+		if ok && strings.HasPrefix(string(line), "ng ") && strings.HasPrefix(old, "failed to ") {
+			reason := "incorrect old value provided"
+			switch {
+			case creates[ref]:
+				reason = "reference already exists"
+			default:
+				if _, err := r.TryGit(nil, "rev-parse", "--verify", "--quiet", ref); err != nil {
+					reason = "reference does not exist"
+				}
+			}
+			line = []byte("ng " + ref + " " + reason + "\n")
+		}
+		fmt.Fprintf(&out, "%04x%s", len(line)+4, line)
+	}
+	for k, v := range rec.Header() {
+		if k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(out.Bytes())
+}
+
+// pktLines splits git pkt-line data into payloads, with nil for a flush
+// packet; it stops at the first thing that is not a pkt-line (a pack).
+func pktLines(data []byte) [][]byte {
+	var lines [][]byte
+	for len(data) >= 4 {
+		var n int
+		if _, err := fmt.Sscanf(string(data[:4]), "%04x", &n); err != nil || (n > 0 && n < 4) || n > len(data) {
+			break
+		}
+		if n == 0 {
+			lines = append(lines, nil)
+			data = data[4:]
+			continue
+		}
+		lines = append(lines, data[4:n])
+		data = data[n:]
+	}
+	return lines
 }
 
 // ServeDaemon serves the repository's root by `git daemon
@@ -150,9 +242,18 @@ func (r *GitRepo) ServeDaemon(t testing.TB) (addr string) {
 	t.Helper()
 	var lastErr error
 	for range 3 { // the free port may be taken before the daemon binds it
-		addr, err := r.startDaemon(t)
+		port := FreePort(t)
+		stop, err := r.startDaemon(port)
 		if err == nil {
-			return addr
+			r.mu.Lock()
+			r.daemonPort, r.daemonStop = port, stop
+			r.mu.Unlock()
+			t.Cleanup(func() {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				r.daemonStop()
+			})
+			return net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
 		}
 		lastErr = err
 	}
@@ -160,24 +261,45 @@ func (r *GitRepo) ServeDaemon(t testing.TB) (addr string) {
 	return ""
 }
 
-func (r *GitRepo) startDaemon(t testing.TB) (string, error) {
-	port := FreePort(t)
+// RestartDaemon kills the git daemon ServeDaemon started (SIGKILL, as a
+// crash) and starts it again on the same port, returning once it listens.
+func (r *GitRepo) RestartDaemon(t testing.TB) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.daemonStop()
+	var err error
+	for range 10 { // the port can stay busy for a moment after the kill
+		var stop func()
+		if stop, err = r.startDaemon(r.daemonPort); err == nil {
+			r.daemonStop = stop
+			return
+		}
+	}
+	r.daemonStop = func() {}
+	t.Fatalf("restarting git daemon: %v", err)
+}
+
+func (r *GitRepo) startDaemon(port int) (stop func(), err error) {
 	cmd := exec.Command(r.git, "daemon", "--verbose", "--reuseaddr", "--export-all", "--enable=receive-pack",
 		"--informative-errors", "--listen=127.0.0.1", fmt.Sprintf("--port=%d", port),
 		"--base-path="+r.root, r.root)
 	cmd.Env = gitEnv()
+	// Its own process group, so that stop also kills the per-connection
+	// children, which hold the listening socket too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// A pipe of our own rather than StderrPipe: the daemon's per-connection
 	// children inherit it, and Wait must not wait for them.
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cmd.Stderr = pw
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
 		pr.Close()
-		return "", err
+		return nil, err
 	}
 	// git daemon logs "Ready to rumble" once it listens.
 	ready := make(chan error, 1)
@@ -194,8 +316,8 @@ func (r *GitRepo) startDaemon(t testing.TB) (string, error) {
 		}
 		ready <- fmt.Errorf("exited before listening: %s", strings.Join(log, "\n"))
 	}()
-	stop := func() {
-		cmd.Process.Kill()
+	stop = func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 		pr.Close()
 	}
@@ -203,14 +325,13 @@ func (r *GitRepo) startDaemon(t testing.TB) (string, error) {
 	case err := <-ready:
 		if err != nil {
 			stop()
-			return "", err
+			return nil, err
 		}
 	case <-time.After(30 * time.Second):
 		stop()
-		return "", fmt.Errorf("not listening after 30s")
+		return nil, fmt.Errorf("not listening after 30s")
 	}
-	t.Cleanup(stop)
-	return net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), nil
+	return stop, nil
 }
 
 // ServeSSH serves the repository's root over ssh on a 127.0.0.1 port, until

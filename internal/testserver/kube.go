@@ -1,6 +1,7 @@
 package testserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -42,15 +43,17 @@ type Kube struct {
 	// EtcdURL is etcd's client URL.
 	EtcdURL string
 
-	dir     string
-	tokens  map[string]string // user → bearer token
-	caData  []byte
-	args    []string
-	bin     string
-	mu      sync.Mutex
-	etcd    *proc
-	apisrv  *proc
-	stopped bool
+	dir      string
+	tokens   map[string]string // user → bearer token
+	caData   []byte
+	args     []string
+	bin      string
+	etcdBin  string
+	etcdArgs []string
+	mu       sync.Mutex
+	etcd     *proc
+	apisrv   *proc
+	stopped  bool
 }
 
 var shared struct {
@@ -119,17 +122,19 @@ func startKube(dir, etcdBin, apiBin string) (*Kube, error) {
 	k.EtcdURL = clientURL
 	k.Addr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 
-	k.etcd, err = k.spawn("etcd", etcdBin,
+	k.etcdBin = etcdBin
+	k.etcdArgs = []string{
 		"--name=le-test",
-		"--data-dir="+filepath.Join(dir, "etcd"),
-		"--listen-client-urls="+clientURL,
-		"--advertise-client-urls="+clientURL,
-		"--listen-peer-urls="+peerURL,
-		"--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=le-test="+peerURL,
+		"--data-dir=" + filepath.Join(dir, "etcd"),
+		"--listen-client-urls=" + clientURL,
+		"--advertise-client-urls=" + clientURL,
+		"--listen-peer-urls=" + peerURL,
+		"--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=le-test=" + peerURL,
 		"--unsafe-no-fsync",
 		"--log-level=warn",
-	)
+	}
+	k.etcd, err = k.spawn("etcd", k.etcdBin, k.etcdArgs...)
 	if err != nil {
 		return nil, err
 	}
@@ -332,6 +337,14 @@ func (k *Kube) configFor(user, addr string) *rest.Config {
 // path, for code under test that reads --kubeconfig.
 func (k *Kube) Kubeconfig(t testing.TB) string {
 	t.Helper()
+	return k.KubeconfigVia(t, k.Addr)
+}
+
+// KubeconfigVia is Kubeconfig for a client that connects through addr (a
+// Proxy in front of Addr, also on 127.0.0.1, so the certificate still
+// matches).
+func (k *Kube) KubeconfigVia(t testing.TB, addr string) string {
+	t.Helper()
 	k.mu.Lock()
 	ca := append([]byte(nil), k.caData...)
 	k.mu.Unlock()
@@ -352,7 +365,7 @@ contexts:
 - name: test
   context: {cluster: test, user: admin}
 current-context: test
-`, k.Addr, caFile, k.tokens["admin"])
+`, addr, caFile, k.tokens["admin"])
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -385,6 +398,70 @@ func (k *Kube) StartAPIServer(t testing.TB) {
 	t.Helper()
 	if err := k.startAPIServer(); err != nil {
 		t.Fatalf("starting kube-apiserver: %v", err)
+	}
+}
+
+// LeaseRequests returns how many requests on Leases the apiserver has
+// served since it started (its apiserver_request_total metric), to measure
+// what an election costs the store.
+func (k *Kube) LeaseRequests() (int64, error) {
+	cfg := k.Config()
+	tr, err := rest.TransportFor(cfg)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Host+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	var n int64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="leases"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("/metrics: %q: %w", line, err)
+		}
+		n += int64(v)
+	}
+	return n, sc.Err()
+}
+
+// RestartEtcd kills etcd (SIGKILL, as a crash) and starts it again on the
+// same ports and data, returning once the apiserver is ready through it
+// again. Use it only on a server from StartKube.
+func (k *Kube) RestartEtcd(t testing.TB) {
+	t.Helper()
+	k.mu.Lock()
+	old := k.etcd
+	k.etcd = nil
+	k.mu.Unlock()
+	old.kill(true)
+	p, err := k.spawn("etcd", k.etcdBin, k.etcdArgs...)
+	if err != nil {
+		t.Fatalf("restarting etcd: %v", err)
+	}
+	k.mu.Lock()
+	k.etcd = p
+	api := k.apisrv
+	k.mu.Unlock()
+	if err := k.waitReady(api, 90*time.Second); err != nil {
+		t.Fatalf("kube-apiserver not ready after an etcd restart: %v\n%s", err, k.logTail("etcd"))
 	}
 }
 

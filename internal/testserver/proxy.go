@@ -19,6 +19,7 @@ type Proxy struct {
 	delay  time.Duration
 	gate   chan struct{} // non-nil: data is held until it is closed
 	conns  map[net.Conn]struct{}
+	total  int // connections accepted
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -79,6 +80,14 @@ func (p *Proxy) CutConnections() {
 	}
 }
 
+// Connections returns how many connections the proxy has accepted: for a
+// protocol with one connection per operation (git://), the requests made.
+func (p *Proxy) Connections() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total
+}
+
 // Close stops accepting, closes every connection and waits for the copiers.
 func (p *Proxy) Close() {
 	p.mu.Lock()
@@ -118,6 +127,9 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
+		p.mu.Lock()
+		p.total++
+		p.mu.Unlock()
 		out, err := net.Dial("tcp", p.target)
 		if err != nil {
 			in.Close()
@@ -134,6 +146,10 @@ func (p *Proxy) accept() {
 	}
 }
 
+// pipe copies src to dst. A reader stamps each chunk with the time it may
+// be forwarded (now + delay) and a writer forwards chunks in order at that
+// time: a delay line, so that latency adds to each round trip once however
+// many chunks are in flight, as on a real network.
 func (p *Proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
 	defer func() {
@@ -144,12 +160,17 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 		delete(p.conns, src)
 		p.mu.Unlock()
 	}()
-	buf := make([]byte, 32*1024)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
+	type chunk struct {
+		data []byte
+		due  time.Time
+	}
+	queue := make(chan chunk, 256)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for c := range queue {
 			p.mu.Lock()
-			delay, gate, closed := p.delay, p.gate, p.closed
+			gate, closed := p.gate, p.closed
 			p.mu.Unlock()
 			if closed {
 				return
@@ -157,20 +178,36 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			if gate != nil {
 				<-gate
 			}
-			if delay > 0 {
-				time.Sleep(delay) // simulated network latency, not synchronisation
+			if d := time.Until(c.due); d > 0 {
+				time.Sleep(d) // simulated network latency, not synchronisation
 			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if _, err := dst.Write(c.data); err != nil {
+				src.Close() // stops the reader
+				return
+			}
+		}
+		if tc, ok := dst.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}()
+	defer func() { <-writerDone }()
+	defer close(queue)
+	for {
+		buf := make([]byte, 32*1024)
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			delay := p.delay
+			p.mu.Unlock()
+			select {
+			case queue <- chunk{data: buf[:n], due: time.Now().Add(delay)}:
+			case <-writerDone:
 				return
 			}
 		}
 		if err != nil {
 			if err != io.EOF {
-				return
-			}
-			if tc, ok := dst.(*net.TCPConn); ok {
-				tc.CloseWrite()
-				return
+				dst.Close() // a broken connection breaks the other side too
 			}
 			return
 		}

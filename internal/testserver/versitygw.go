@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,59 +28,80 @@ type S3 struct {
 	AccessKey, SecretKey string
 	// Region is the region the server signs for.
 	Region string
+
+	bin, root string
+	mu        sync.Mutex
+	stop      func() // stops the running process
 }
 
 // StartS3 starts versitygw (built by hack/deps/20-versitygw.sh) on a free
 // port and stops it when t ends. Buckets are made with CreateBucket.
 func StartS3(t testing.TB) *S3 {
 	t.Helper()
-	bin := LookBinary(t, "versitygw")
-	dir := t.TempDir()
-	root := filepath.Join(dir, "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
+	s := &S3{AccessKey: "leaderelection", SecretKey: "leaderelection-secret", Region: "us-east-1", bin: LookBinary(t, "versitygw")}
+	s.root = filepath.Join(t.TempDir(), "root")
+	if err := os.Mkdir(s.root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &S3{AccessKey: "leaderelection", SecretKey: "leaderelection-secret", Region: "us-east-1"}
-	var log bytes.Buffer
-	for attempt := 0; ; attempt++ {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
 		s.Endpoint = "http://" + s.Addr
-		cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--region", s.Region,
-			"--port", s.Addr, "--quiet", "posix", root)
-		log.Reset()
-		cmd.Stdout, cmd.Stderr = &log, &log
-		// Its own process group, so that stopping it cannot reach the test.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting versitygw: %v", err)
+		// Another process may take the port between FreePort and the bind.
+		if err = s.start(); err == nil {
+			break
 		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		stop := func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(5 * time.Second):
-				cmd.Process.Kill()
-				<-exited
-			}
-		}
-		if err := waitListening(s.Addr, exited, 15*time.Second); err != nil {
-			stop()
-			// Another process may have taken the port since FreePort.
-			if attempt < 2 {
-				continue
-			}
-			t.Fatalf("versitygw did not start: %v\n%s", err, log.String())
-		}
-		t.Cleanup(func() {
-			stop()
-			if t.Failed() {
-				t.Logf("versitygw output:\n%s", log.String())
-			}
-		})
-		return s
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.stop()
+	})
+	return s
+}
+
+// Restart kills versitygw (SIGKILL, as a crash) and starts it again on the
+// same port and directory, returning once it listens: buckets and objects
+// survive, connections do not.
+func (s *S3) Restart(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stop()
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = s.start(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("restarting versitygw: %v", err)
+}
+
+// start starts versitygw on s.Addr and sets s.stop.
+func (s *S3) start() error {
+	var log bytes.Buffer
+	cmd := exec.Command(s.bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--region", s.Region,
+		"--port", s.Addr, "--quiet", "posix", s.root)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	// Its own process group, so that stopping it cannot reach the test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting versitygw: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	s.stop = func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+	}
+	if err := waitListening(s.Addr, exited, 15*time.Second); err != nil {
+		s.stop()
+		return fmt.Errorf("versitygw did not start: %w\n%s", err, log.String())
+	}
+	return nil
 }
 
 func waitListening(addr string, exited <-chan struct{}, timeout time.Duration) error {

@@ -4,8 +4,8 @@
 // A backend's test provides a Harness that makes locks on a real server and
 // calls RunConformanceTests. Behaviour is specified here once, not re-tested
 // ad hoc per backend: compare-and-swap under contention, not-found, corrupt
-// records, context cancellation and timeouts, watch signals, and release
-// followed by re-acquisition.
+// records, context cancellation and timeouts, watch signals, release
+// followed by re-acquisition, and a record deleted under its handles.
 package locktest
 
 import (
@@ -46,6 +46,15 @@ type Blocker interface {
 	// Block makes calls on the record called name hang until unblock is
 	// called.
 	Block(t *testing.T, name string) (unblock func())
+}
+
+// Deleter is implemented by harnesses that can delete a record from the
+// store directly, the way an operator would (kubectl delete lease, rm,
+// deleting the object or the branch), so that the suite can check how
+// locks report a record that vanished under them.
+type Deleter interface {
+	// Delete removes the record called name from the store.
+	Delete(t *testing.T, name string)
 }
 
 // Options tune the suite for a backend.
@@ -95,6 +104,7 @@ func RunConformanceTests(t *testing.T, h Harness, opts Options) {
 	t.Run("BlockedStoreTimesOut", s.testBlockedStoreTimesOut)
 	t.Run("WatcherSignalsOtherWriter", s.testWatcherSignalsOtherWriter)
 	t.Run("ReleaseThenReacquire", s.testReleaseThenReacquire)
+	t.Run("DeletedRecordIsNotFoundAndNeverRecreatedByUpdate", s.testDeletedRecord)
 }
 
 type suite struct {
@@ -557,5 +567,73 @@ func (s *suite) testReleaseThenReacquire(t *testing.T) {
 	mustGet(t, ctx, a)
 	if err := a.Update(ctx, NewRecord("a", 3)); err != nil {
 		t.Fatalf("re-acquire by the first holder: %v", err)
+	}
+}
+
+// testDeletedRecord: an operator deletes the record under a holder and a
+// follower that have both read it. Get must then report not-found (after
+// at most StaleReads for a caching follower); an Update from the version
+// read before the deletion must fail with not-found or conflict and must
+// not write the record back (a blind re-create would restart the term
+// under a live leader); and once the record is created again, that old
+// version must still lose (no ABA on a version counter that restarts).
+func (s *suite) testDeletedRecord(t *testing.T) {
+	d, ok := s.h.(Deleter)
+	if !ok {
+		t.Skip("harness cannot delete a record")
+	}
+	ctx := s.ctx(t)
+	name := Name(t)
+	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
+	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	mustGet(t, ctx, b)
+	d.Delete(t, name)
+	if got := s.h.Stored(t, name); got != nil {
+		t.Fatalf("harness did not delete the record: %q", got)
+	}
+	for _, l := range []lock.Interface{a, b} {
+		deadline := time.Now().Add(s.o.StaleReads + s.o.Wait)
+		for {
+			rec, _, err := l.Get(ctx)
+			if lock.IsNotFound(err) {
+				if !apierrors.IsNotFound(err) {
+					t.Errorf("%s: Get of a deleted record: apierrors.IsNotFound(%v) = false", l.Identity(), err)
+				}
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: Get of a deleted record returned %v, want not-found", l.Identity(), err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: Get still returns %+v %v after the record was deleted (StaleReads %v)", l.Identity(), rec, s.o.StaleReads+s.o.Wait, s.o.StaleReads)
+			}
+			time.Sleep(20 * time.Millisecond) // polling a cache's expiry, as an elector would
+		}
+	}
+	for _, l := range []lock.Interface{a, b} {
+		err := l.Update(ctx, NewRecord(l.Identity(), 2))
+		if err == nil {
+			t.Fatalf("%s: Update of a deleted record succeeded", l.Identity())
+		}
+		if !lock.IsNotFound(err) && !lock.IsConflict(err) {
+			t.Errorf("%s: Update of a deleted record returned %v, want not-found or conflict", l.Identity(), err)
+		}
+		if got := s.h.Stored(t, name); got != nil {
+			t.Fatalf("%s: Update of a deleted record wrote it back: %q", l.Identity(), got)
+		}
+	}
+	c := s.h.NewLock(t, name, "c")
+	if err := c.Create(ctx, NewRecord("c", 2)); err != nil {
+		t.Fatalf("Create after the deletion: %v", err)
+	}
+	for _, l := range []lock.Interface{a, b} {
+		if err := l.Update(ctx, NewRecord(l.Identity(), 3)); !lock.IsConflict(err) {
+			t.Fatalf("%s: Update from a version read before the deletion, after a re-create, returned %v, want a conflict", l.Identity(), err)
+		}
+	}
+	if got := mustGet(t, ctx, c); got.HolderIdentity != "c" || got.LeaderTransitions != 2 {
+		t.Fatalf("record = %+v after stale updates, want c's", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"testing"
 
 	"github.com/b3df926d/leaderelection/internal/notify"
 	"github.com/b3df926d/leaderelection/lock"
@@ -78,6 +79,16 @@ func (s *MemoryStore) Blocked() int {
 func (s *MemoryStore) SetRaw(raw []byte) {
 	s.mu.Lock()
 	s.raw = append([]byte(nil), raw...)
+	s.version++
+	s.mu.Unlock()
+	s.hub.Notify()
+}
+
+// Delete removes the record, as an operator deleting the store object
+// would. Watchers are notified.
+func (s *MemoryStore) Delete() {
+	s.mu.Lock()
+	s.raw = nil
 	s.version++
 	s.mu.Unlock()
 	s.hub.Notify()
@@ -209,3 +220,40 @@ func (l *MemoryLock) Identity() string { return l.identity }
 
 // Describe names the lock, as memory://name.
 func (l *MemoryLock) Describe() string { return "memory://" + l.store.name }
+
+// MemoryHarness is a Harness (and Blocker and Deleter) over in-memory
+// stores, one per record name: for the suites' own tests.
+type MemoryHarness struct {
+	mu     sync.Mutex
+	stores map[string]*MemoryStore
+}
+
+// Store returns the store holding the record called name.
+func (h *MemoryHarness) Store(name string) *MemoryStore {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stores == nil {
+		h.stores = map[string]*MemoryStore{}
+	}
+	if h.stores[name] == nil {
+		h.stores[name] = NewMemoryStore(name)
+	}
+	return h.stores[name]
+}
+
+// NewLock returns a lock on the record called name.
+func (h *MemoryHarness) NewLock(_ *testing.T, name, identity string) lock.Interface {
+	return h.Store(name).Lock(identity)
+}
+
+// Corrupt stores bytes that are not a record.
+func (h *MemoryHarness) Corrupt(_ *testing.T, name string) { h.Store(name).SetRaw([]byte("{not json")) }
+
+// Stored returns the stored bytes.
+func (h *MemoryHarness) Stored(_ *testing.T, name string) []byte { return h.Store(name).Raw() }
+
+// Block makes calls on the record hang until unblocked.
+func (h *MemoryHarness) Block(_ *testing.T, name string) func() { return h.Store(name).Block() }
+
+// Delete removes the record.
+func (h *MemoryHarness) Delete(_ *testing.T, name string) { h.Store(name).Delete() }

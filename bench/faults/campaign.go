@@ -1,0 +1,487 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/b3df926d/leaderelection/internal/fence"
+	"github.com/b3df926d/leaderelection/internal/testserver"
+)
+
+// campaign is one run of faults against replicas on one backend.
+type campaign struct {
+	cfg      Config
+	tb       testing.TB
+	rng      *rand.Rand
+	bin, dir string
+	sinkPath string
+	store    store
+	obs      *observer
+	firsts   []string // the schedule's opening: every kind once
+
+	mu       sync.Mutex
+	slots    []*replica
+	paused   map[string]map[int64]bool // identity → terms in which it was paused
+	problems []string                  // unexpected exits, /livez failures
+	exits    int                       // unexpected exits
+	livez    int                       // /livez failures
+
+	res *Result
+}
+
+// settleTimeout bounds how long a campaign waits for a leader after a
+// fault before it reports the backend as stuck.
+const settleTimeout = 60 * time.Second
+
+// Run runs a campaign and returns what it measured. Servers and replicas
+// live until tb's cleanups run. An error means the campaign could not go
+// on (no leader for a minute, a server that would not start); violations of
+// safety are in the Result.
+func Run(tb testing.TB, cfg Config) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxFaults == 0 {
+		cfg.MaxFaults = 10 * cfg.Transitions
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		cfg.Logf = func(string, ...any) {}
+		logf = cfg.Logf
+	}
+	c := &campaign{cfg: cfg, tb: tb, rng: rand.New(rand.NewSource(cfg.Seed)), dir: tb.TempDir(), paused: map[string]map[int64]bool{}}
+	c.sinkPath = filepath.Join(c.dir, "fence")
+	c.bin = cfg.ExampleBin
+	if c.bin == "" {
+		c.bin = filepath.Join(c.dir, "example")
+		out, err := exec.Command("go", "build", "-o", c.bin, "github.com/b3df926d/leaderelection/example").CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("building the example: %v\n%s", err, out)
+		}
+	}
+	logf("starting the %s store", cfg.Backend)
+	st, err := newStore(tb, cfg.Backend, c.dir)
+	if err != nil {
+		return nil, err
+	}
+	c.store = st
+	c.res = newResult(cfg)
+	c.obs = newObserver(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.obs.run(ctx) }()
+	defer func() {
+		cancel()
+		wg.Wait()
+		c.mu.Lock()
+		for _, r := range c.slots {
+			if r != nil {
+				r.stop()
+			}
+		}
+		c.mu.Unlock()
+	}()
+
+	slots := make([]*replica, cfg.Replicas)
+	for i := range slots {
+		if slots[i], err = c.startReplica(i); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		c.slots = slots[:i+1]
+		c.mu.Unlock()
+	}
+	reqs0 := c.store.requests()
+	start := time.Now()
+	logf("%d replicas of %s on %s; faults %v; seed %d", cfg.Replicas, c.bin, cfg.Backend, cfg.kinds(), cfg.Seed)
+	for c.res.Transitions < cfg.Transitions && c.res.FaultsTotal < cfg.MaxFaults {
+		if err := c.settle(); err != nil {
+			c.finish(start, reqs0)
+			return c.res, err
+		}
+		kind := c.pick()
+		if err := c.inject(kind); err != nil {
+			c.finish(start, reqs0)
+			return c.res, fmt.Errorf("fault %d (%s): %w", c.res.FaultsTotal+1, kind, err)
+		}
+		if n := c.res.FaultsTotal; n%50 == 0 {
+			logf("%d faults, %d transitions, %v", n, c.res.Transitions, time.Since(start).Round(time.Second))
+		}
+	}
+	err = c.settle()
+	c.finish(start, reqs0)
+	return c.res, err
+}
+
+// weights make faults that change the leader more frequent, so a campaign
+// reaches its transitions sooner; every kind still occurs.
+var weights = map[string]int{KillLeader: 3, TermLeader: 2, PauseLong: 2, LatencyHigh: 2, DeleteRecord: 2}
+
+func (c *campaign) pick() string {
+	kinds := c.cfg.kinds()
+	// Every kind once first, in a seeded order, so that short campaigns
+	// cover them all.
+	if c.firsts == nil {
+		c.firsts = slices.Clone(kinds)
+		c.rng.Shuffle(len(c.firsts), func(i, j int) { c.firsts[i], c.firsts[j] = c.firsts[j], c.firsts[i] })
+	}
+	if c.res.FaultsTotal < len(c.firsts) {
+		return c.firsts[c.res.FaultsTotal]
+	}
+	total := 0
+	for _, k := range kinds {
+		total += max(weights[k], 1)
+	}
+	n := c.rng.Intn(total)
+	for _, k := range kinds {
+		if n -= max(weights[k], 1); n < 0 {
+			return k
+		}
+	}
+	return kinds[len(kinds)-1]
+}
+
+// live returns the replicas that are running now.
+func (c *campaign) live() []*replica {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*replica
+	for _, r := range c.slots {
+		if r != nil && !r.exited() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// pausedIn reports whether id was paused while leading term.
+func (c *campaign) pausedIn(id string, term int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paused[id][term]
+}
+
+func (c *campaign) problem(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	c.problems = append(c.problems, msg)
+	c.cfg.Logf("problem: %s", msg)
+}
+
+// settle restarts replicas that exited (recording unexpected exits), waits
+// until every replica answers /livez, and until a leader has written to the
+// fencing sink in its term.
+func (c *campaign) settle() error {
+	for {
+		restarted, err := c.restartExited()
+		if err != nil || !restarted {
+			return err
+		}
+		// Replicas came back: check them, and that none exited meanwhile.
+	}
+}
+
+// restartExited restarts replicas that exited and waits for a working
+// leader; it reports whether it restarted any.
+func (c *campaign) restartExited() (bool, error) {
+	restarted := false
+	for i := range c.slots {
+		c.mu.Lock()
+		r := c.slots[i]
+		c.mu.Unlock()
+		if !r.exited() {
+			continue
+		}
+		if p := r.exitProblem(); p != "" {
+			c.mu.Lock()
+			c.exits++
+			c.mu.Unlock()
+			c.problem("unexpected exit: %s", p)
+		}
+		nr, err := c.startReplica(i)
+		if err != nil {
+			return false, err
+		}
+		c.mu.Lock()
+		c.slots[i] = nr
+		c.mu.Unlock()
+		restarted = true
+	}
+	deadline := time.Now().Add(settleTimeout)
+	for _, r := range c.live() {
+		var err error
+		for err = r.livez(); err != nil && !r.exited() && time.Now().Before(deadline); err = r.livez() {
+			time.Sleep(10 * time.Millisecond) // polling a process that has no readiness signal
+		}
+		if err != nil && !r.exited() {
+			c.mu.Lock()
+			c.livez++
+			c.mu.Unlock()
+			c.problem("%s does not answer /livez: %v (log %s)", r.id, err, r.log)
+		}
+	}
+	sink := fence.Open(c.sinkPath)
+	for {
+		if n, t, _ := c.obs.current(); n > 0 {
+			if st, err := sink.ReadState(); err == nil && st.Highest >= t.term && c.stillLeads(t) {
+				return restarted, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			n, t, _ := c.obs.current()
+			return false, fmt.Errorf("no leader that works within %v of the last fault (%d tenures, last %+v); logs in %s", settleTimeout, n, t, c.dir)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the sink and the observer
+	}
+}
+
+// stillLeads reports whether the replica of tenure t is running and says
+// it leads in t's term.
+func (c *campaign) stillLeads(t tenure) bool {
+	i := c.leaderSlot(t.id)
+	if i < 0 {
+		return false
+	}
+	c.mu.Lock()
+	r := c.slots[i]
+	c.mu.Unlock()
+	st, ok := r.status(context.Background())
+	return ok && st.Leading && st.Term == t.term
+}
+
+// waitStopped waits until r has exited or no longer says it leads term.
+func (c *campaign) waitStopped(r *replica, term int64) error {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		if r.exited() {
+			return nil
+		}
+		if st, ok := r.status(context.Background()); ok && (!st.Leading || st.Term != term) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still leads term %d or does not answer %v after the fault (log %s)", r.id, term, settleTimeout, r.log)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a process that has no exit signal we can select on with /status
+	}
+}
+
+// leaderSlot returns the slot of the running replica with identity id, or -1.
+func (c *campaign) leaderSlot(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, r := range c.slots {
+		if r != nil && r.id == id && !r.exited() {
+			return i
+		}
+	}
+	return -1
+}
+
+// follower returns a running replica that does not lead.
+func (c *campaign) follower(leader string) *replica {
+	var fs []*replica
+	for _, r := range c.live() {
+		if r.id != leader {
+			fs = append(fs, r)
+		}
+	}
+	if len(fs) == 0 {
+		return nil
+	}
+	return fs[c.rng.Intn(len(fs))]
+}
+
+// expectsTransition lists the faults after which a new leader (or term)
+// must come; after the others the campaign watches one LeaseDuration for
+// a transition before it moves on.
+var expectsTransition = []string{KillLeader, TermLeader, PauseLong, LatencyHigh}
+
+func (c *campaign) inject(kind string) error {
+	n, cur, _ := c.obs.current()
+	slot := c.leaderSlot(cur.id)
+	if slot < 0 {
+		return fmt.Errorf("leader %s is not running", cur.id)
+	}
+	c.mu.Lock()
+	leader := c.slots[slot]
+	c.mu.Unlock()
+	t0 := time.Now()
+	hold := func(d time.Duration) {
+		time.Sleep(d) // the fault's duration, not synchronisation
+	}
+	// target is a replica the fault ended or woke: the campaign waits for it
+	// to exit, or to stop leading, before the next fault, so that faults do
+	// not pile up on a cluster with no replica left to take over.
+	var target *replica
+	switch kind {
+	case KillLeader:
+		leader.signal(syscall.SIGKILL)
+		target = leader
+	case TermLeader:
+		leader.signal(syscall.SIGTERM)
+		target = leader
+	case KillFollower, RestartFollower:
+		f := c.follower(cur.id)
+		if f == nil {
+			return fmt.Errorf("no follower is running")
+		}
+		if kind == KillFollower {
+			f.signal(syscall.SIGKILL)
+			break
+		}
+		f.signal(syscall.SIGTERM)
+		select {
+		case <-f.done:
+		case <-time.After(settleTimeout):
+			return fmt.Errorf("%s still running %v after SIGTERM", f.id, settleTimeout)
+		}
+		// settle restarts it before the next fault.
+	case PauseLong, PauseShort:
+		d := c.cfg.pauseShort()
+		if kind == PauseLong {
+			d = c.cfg.pauseLong()
+		}
+		c.mu.Lock()
+		if c.paused[leader.id] == nil {
+			c.paused[leader.id] = map[int64]bool{}
+		}
+		c.paused[leader.id][cur.term] = true
+		c.mu.Unlock()
+		leader.paused.Store(true)
+		leader.cmd.Process.Signal(syscall.SIGSTOP)
+		hold(d)
+		leader.cmd.Process.Signal(syscall.SIGCONT)
+		leader.paused.Store(false)
+		if kind == PauseLong {
+			target = leader
+		}
+	case StoreRestart:
+		if err := c.store.restart(); err != nil {
+			return err
+		}
+	case LatencyHigh, LatencyLow:
+		p := c.store.proxy()
+		d, how := c.cfg.latencyLow(), 2*c.cfg.LeaseDuration
+		if kind == LatencyHigh {
+			d, how = c.cfg.latencyHigh(), c.cfg.LeaseDuration+c.cfg.RenewDeadline
+		}
+		p.SetDelay(d)
+		hold(how)
+		p.SetDelay(0)
+	case DropConns:
+		c.store.proxy().CutConnections()
+	case DeleteRecord:
+		if err := c.store.deleteRecord(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown fault %q", kind)
+	}
+	c.res.FaultsTotal++
+	c.res.Faults[kind]++
+	if target != nil {
+		if err := c.waitStopped(target, cur.term); err != nil {
+			return err
+		}
+	}
+
+	wait := c.cfg.LeaseDuration
+	if slices.Contains(expectsTransition, kind) {
+		wait = settleTimeout
+	}
+	tn, ok := c.obs.waitTenure(n, time.Now().Add(wait))
+	if !ok {
+		if slices.Contains(expectsTransition, kind) {
+			return fmt.Errorf("no new leader within %v after %s of %s in term %d", wait, kind, cur.id, cur.term)
+		}
+		return nil
+	}
+	c.res.Transitions++
+	c.res.TransitionsBy[kind]++
+	c.res.takeover(kind, tn.first.Sub(t0))
+	if tn.term <= cur.term {
+		c.res.TermRegressions++
+		c.res.violation("term went from %d (%s) to %d (%s) after %s", cur.term, cur.id, tn.term, tn.id, kind)
+	}
+	return nil
+}
+
+// finish completes the result from the observer, the sink and the store.
+func (c *campaign) finish(start time.Time, reqs0 int64) {
+	r := c.res
+	r.Elapsed = time.Since(start).Round(time.Second).String()
+	if reqs := c.store.requests(); reqs >= 0 && reqs0 >= 0 {
+		r.StoreRequestsPerMinute = float64(reqs-reqs0) / time.Since(start).Minutes()
+	} else {
+		r.StoreRequestsPerMinute = -1
+	}
+	c.obs.mu.Lock()
+	r.Overlaps += len(c.obs.overlaps)
+	for _, o := range c.obs.overlaps {
+		r.violation("overlap: %s", o)
+	}
+	r.StaleLeaderReports = c.obs.stale
+	r.LongestGapMS = c.obs.longest.Milliseconds()
+	owners := c.obs.owners
+	r.Samples = c.obs.samples
+	c.obs.mu.Unlock()
+
+	log, err := fence.Open(c.sinkPath).ReadLog()
+	if err != nil {
+		r.violation("reading the sink: %v", err)
+	}
+	var last int64
+	for _, e := range log {
+		if owners[e.Term] == nil {
+			owners[e.Term] = map[string]bool{}
+		}
+		if !e.Accepted {
+			r.FencedWrites++
+			if !c.pausedIn(e.ID, e.Term) {
+				r.Overlaps++
+				r.violation("overlapping work: %s's write in term %d, never paused, was fenced at %s", e.ID, e.Term, e.At.Format(time.RFC3339Nano))
+			}
+			continue
+		}
+		owners[e.Term][e.ID] = true
+		r.AcceptedWrites++
+		if e.Term < last {
+			r.OutOfOrderWrites++
+			r.violation("sink accepted term %d after term %d (%s at %s)", e.Term, last, e.ID, e.At.Format(time.RFC3339Nano))
+		}
+		last = e.Term
+	}
+	for term, ids := range owners {
+		if len(ids) > 1 {
+			r.TermsHeldTwice++
+			r.violation("term %d held by %v", term, keys(ids))
+		}
+	}
+	c.mu.Lock()
+	r.UnexpectedExits, r.LivezFailures = c.exits, c.livez
+	r.Problems = append(r.Problems, c.problems...)
+	c.mu.Unlock()
+	r.Dir = c.dir
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func freePort(tb testing.TB) int { return testserver.FreePort(tb) }

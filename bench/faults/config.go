@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/backend/k8s"
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// Fault kinds. Replica faults act on the example processes; store faults on
+// the backend's server or the latency proxy in front of it.
+const (
+	KillLeader      = "kill-leader"      // SIGKILL the leader
+	KillFollower    = "kill-follower"    // SIGKILL a follower
+	TermLeader      = "term-leader"      // SIGTERM the leader (graceful release)
+	PauseLong       = "pause-long"       // SIGSTOP the leader for longer than LeaseDuration
+	PauseShort      = "pause-short"      // SIGSTOP the leader for less than LeaseDuration-RenewDeadline
+	RestartFollower = "restart-follower" // SIGTERM a follower and start it again
+	StoreRestart    = "store-restart"    // restart the store's server process mid-term
+	LatencyHigh     = "latency-high"     // delay every store packet by more than RenewDeadline
+	LatencyLow      = "latency-low"      // delay every store packet well below RenewDeadline
+	DropConns       = "drop-connections" // cut every open connection to the store
+	DeleteRecord    = "delete-record"    // delete the lock record behind the leader's back
+)
+
+var replicaFaults = []string{KillLeader, KillFollower, TermLeader, PauseLong, PauseShort, RestartFollower}
+
+// backendFaults lists, per backend, the faults that apply to it: the file
+// backend has no server and no network.
+var backendFaults = map[string][]string{
+	"file": append(slices.Clone(replicaFaults), DeleteRecord),
+	"k8s":  append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord),
+	"s3":   append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord),
+	"git":  append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord),
+}
+
+func backendNames() []string {
+	names := make([]string, 0, len(backendFaults))
+	for b := range backendFaults {
+		names = append(names, b)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func allFaults() []string {
+	seen := map[string]bool{}
+	var all []string
+	for _, fs := range backendFaults {
+		for _, f := range fs {
+			if !seen[f] {
+				seen[f] = true
+				all = append(all, f)
+			}
+		}
+	}
+	slices.Sort(all)
+	return all
+}
+
+// Config is one campaign on one backend.
+type Config struct {
+	// Backend is file, k8s, s3 or git.
+	Backend string
+	// Replicas is how many example processes compete (at least 2).
+	Replicas int
+	// Transitions ends the campaign after this many faults that changed
+	// the term.
+	Transitions int
+	// MaxFaults ends it after this many faults whatever happened (0: ten
+	// times Transitions).
+	MaxFaults int
+	// Faults are the kinds to inject (empty: every kind the backend has).
+	Faults []string
+	// Seed makes the schedule reproducible.
+	Seed int64
+	// The elector's durations, passed to every replica.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// WorkInterval is how often the leader writes to the fencing sink.
+	WorkInterval time.Duration
+	// ExampleBin is the example binary (empty: built from this module).
+	ExampleBin string
+	// Logf reports progress (nil: silent).
+	Logf func(format string, args ...any)
+}
+
+// DefaultConfig is the campaign's fast preset: the shortest durations the
+// elector accepts on every backend (the Lease stores whole seconds).
+func DefaultConfig(backend string) Config {
+	return Config{
+		Backend:       backend,
+		Replicas:      3,
+		Transitions:   1000,
+		Seed:          1,
+		LeaseDuration: 2 * time.Second,
+		RenewDeadline: 1500 * time.Millisecond,
+		RetryPeriod:   time.Second,
+		WorkInterval:  50 * time.Millisecond,
+	}
+}
+
+// Validate checks the configuration; each error names the flag at fault.
+func (c *Config) Validate() error {
+	kinds, ok := backendFaults[c.Backend]
+	if !ok {
+		return fmt.Errorf("--backend=%q is not a backend: want one of %s", c.Backend, strings.Join(backendNames(), ", "))
+	}
+	var errs []error
+	for _, f := range c.Faults {
+		if !slices.Contains(kinds, f) {
+			if slices.Contains(allFaults(), f) {
+				errs = append(errs, fmt.Errorf("--faults: %q does not apply to --backend=%s: it has %s", f, c.Backend, strings.Join(kinds, ", ")))
+			} else {
+				errs = append(errs, fmt.Errorf("--faults: %q is not a fault: want some of %s", f, strings.Join(allFaults(), ", ")))
+			}
+		}
+	}
+	if c.Replicas < 2 {
+		errs = append(errs, fmt.Errorf("--replicas=%d: want at least 2, or no one can take over", c.Replicas))
+	}
+	if c.Transitions < 1 {
+		errs = append(errs, fmt.Errorf("--transitions=%d: want at least 1", c.Transitions))
+	}
+	if c.MaxFaults < 0 {
+		errs = append(errs, fmt.Errorf("--max-faults=%d must not be negative", c.MaxFaults))
+	}
+	if c.WorkInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--work-interval=%v: want a positive duration", c.WorkInterval))
+	}
+	// The elector's own rules, through the same validation RunOrDie applies.
+	opt := leaderelection.Option{
+		ID: "campaign", Lock: placeholderLock{}, Run: func(context.Context) {},
+		LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod,
+		Port: leaderelection.NoHealthServer,
+	}
+	if err := opt.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("--lease-duration=%v --renew-deadline=%v --retry-period=%v: the elector rejects them: %w", c.LeaseDuration, c.RenewDeadline, c.RetryPeriod, err))
+	} else if c.Backend == "k8s" {
+		if err := k8s.ValidateDurations(c.LeaseDuration, c.RenewDeadline); err != nil {
+			errs = append(errs, fmt.Errorf("--lease-duration=%v --renew-deadline=%v: %w", c.LeaseDuration, c.RenewDeadline, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// placeholderLock lets Option.Validate check the durations; it is never
+// locked.
+type placeholderLock struct{ lock.Interface }
+
+func (placeholderLock) Identity() string { return "campaign" }
+func (placeholderLock) Describe() string { return "campaign" }
+
+// kinds returns the faults to draw from.
+func (c *Config) kinds() []string {
+	if len(c.Faults) > 0 {
+		return c.Faults
+	}
+	return backendFaults[c.Backend]
+}
+
+// pause durations: long enough that followers take over, or short enough
+// that the leader renews in time after it wakes.
+func (c *Config) pauseLong() time.Duration  { return c.LeaseDuration + c.RetryPeriod }
+func (c *Config) pauseShort() time.Duration { return (c.LeaseDuration - c.RenewDeadline) / 2 }
+
+// latencies per forwarded chunk: above RenewDeadline every request misses
+// it; below, a store round trip of a few chunks still fits well inside it.
+func (c *Config) latencyHigh() time.Duration { return c.RenewDeadline + c.RetryPeriod/4 }
+func (c *Config) latencyLow() time.Duration  { return c.RenewDeadline / 20 }

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// replica is one incarnation of an example process.
+type replica struct {
+	id   string
+	port int
+	log  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed once it has exited and state is set
+	// state is the exit status; read only after done.
+	state *os.ProcessState
+	// sent is the signal the campaign sent to end it (0: none).
+	sent atomic.Int32
+	// paused is true between SIGSTOP and SIGCONT.
+	paused atomic.Bool
+}
+
+func (c *campaign) startReplica(slot int) (*replica, error) {
+	id := fmt.Sprintf("r%d", slot)
+	port := freePort(c.tb)
+	logPath := filepath.Join(c.dir, id+".log")
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{
+		"--id=" + id, "--port=" + strconv.Itoa(port), "--health-bind-address=127.0.0.1",
+		"--fence-file=" + c.sinkPath, "--work-interval=" + c.cfg.WorkInterval.String(),
+		"--leader-elect-lease-duration=" + c.cfg.LeaseDuration.String(),
+		"--leader-elect-renew-deadline=" + c.cfg.RenewDeadline.String(),
+		"--leader-elect-retry-period=" + c.cfg.RetryPeriod.String(),
+	}, c.store.args()...)
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(os.Environ(), c.store.env()...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Killed with the campaign, should it die first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// A marker in the log between incarnations of one identity.
+	fmt.Fprintf(logf, "=== campaign: starting %s on port %d\n", id, port)
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting %s: %w", id, err)
+	}
+	logf.Close()
+	r := &replica{id: id, port: port, log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		r.state = cmd.ProcessState
+		close(r.done)
+	}()
+	return r, nil
+}
+
+func (r *replica) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *replica) signal(sig syscall.Signal) {
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		r.sent.Store(int32(sig))
+	}
+	r.cmd.Process.Signal(sig)
+}
+
+// stop kills the replica and waits for it.
+func (r *replica) stop() {
+	r.signal(syscall.SIGKILL)
+	r.cmd.Process.Signal(syscall.SIGCONT)
+	<-r.done
+}
+
+// ledThisIncarnation reports whether the replica's log shows it led since
+// it was last started: only a leader may exit on its own (a lost lease).
+func (r *replica) ledThisIncarnation() bool {
+	b, err := os.ReadFile(r.log)
+	if err != nil {
+		return false
+	}
+	if i := bytes.LastIndex(b, []byte("=== campaign: starting")); i >= 0 {
+		b = b[i:]
+	}
+	return bytes.Contains(b, []byte(`"Started leading"`))
+}
+
+// exitProblem describes an unexpected exit, or returns "".
+func (r *replica) exitProblem() string {
+	sent := syscall.Signal(r.sent.Load())
+	ws, _ := r.state.Sys().(syscall.WaitStatus)
+	switch {
+	case sent == syscall.SIGKILL && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+		return ""
+	case sent == syscall.SIGTERM && ws.Exited() && ws.ExitStatus() == 0:
+		return ""
+	case ws.Exited() && ws.ExitStatus() == 1 && r.ledThisIncarnation():
+		return "" // RunOrDie's exit after a lost lease (perhaps just before a signal)
+	}
+	return fmt.Sprintf("%s exited with %v (campaign sent %v; led: %v; log %s)", r.id, r.state, sent, r.ledThisIncarnation(), r.log)
+}
+
+// status is the part of /status the campaign reads.
+type status struct {
+	Leading bool   `json:"leading"`
+	Leader  string `json:"leader"`
+	Term    int64  `json:"term"`
+}
+
+var httpClient = &http.Client{Timeout: 250 * time.Millisecond, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+
+func (r *replica) status(ctx context.Context) (status, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(r.port)+"/status", nil)
+	if err != nil {
+		return status{}, false
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return status{}, false
+	}
+	defer resp.Body.Close()
+	var s status
+	return s, resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&s) == nil
+}
+
+// livez returns nil if /livez answers 200.
+func (r *replica) livez() error {
+	resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(r.port) + "/livez")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/livez: %s", resp.Status)
+	}
+	return nil
+}

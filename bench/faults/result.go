@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Result is what one campaign measured. The fields under "must be 0" are
+// safety violations; the campaign's test fails on any.
+type Result struct {
+	Backend       string `json:"backend"`
+	Seed          int64  `json:"seed"`
+	Replicas      int    `json:"replicas"`
+	LeaseDuration string `json:"leaseDuration"`
+	RenewDeadline string `json:"renewDeadline"`
+	RetryPeriod   string `json:"retryPeriod"`
+	Started       string `json:"started"`
+	Elapsed       string `json:"elapsed"`
+
+	FaultsTotal   int            `json:"faultsTotal"`
+	Faults        map[string]int `json:"faults"`
+	Transitions   int            `json:"transitions"`
+	TransitionsBy map[string]int `json:"transitionsByFault"`
+	// Takeover is, per fault kind, the time from the fault's start to the
+	// first /status of a new leader, for faults that changed the leader.
+	Takeover     map[string]Percentiles `json:"takeoverMs"`
+	LongestGapMS int64                  `json:"longestLeaderlessGapMs"`
+
+	// Must be 0.
+	TermsHeldTwice   int `json:"termsHeldByTwoIdentities"`
+	OutOfOrderWrites int `json:"writesAcceptedOutOfTermOrder"`
+	Overlaps         int `json:"overlappingWorkByLiveLeaders"`
+	TermRegressions  int `json:"termRegressions"`
+
+	// Reported.
+	FencedWrites           int     `json:"writesRejectedByFencing"`
+	AcceptedWrites         int     `json:"writesAccepted"`
+	StaleLeaderReports     int     `json:"staleLeaderReportsAfterPause"`
+	UnexpectedExits        int     `json:"unexpectedExits"`
+	LivezFailures          int     `json:"livezFailures"`
+	StoreRequestsPerMinute float64 `json:"storeRequestsPerMinute"`
+	Samples                int     `json:"statusRounds"`
+
+	Violations []string `json:"violations,omitempty"`
+	Problems   []string `json:"problems,omitempty"`
+	Dir        string   `json:"dir"`
+
+	takeovers map[string][]time.Duration
+}
+
+// Percentiles of a takeover time, in milliseconds.
+type Percentiles struct {
+	N   int   `json:"n"`
+	P50 int64 `json:"p50"`
+	P99 int64 `json:"p99"`
+	Max int64 `json:"max"`
+}
+
+func newResult(cfg Config) *Result {
+	return &Result{
+		Backend: cfg.Backend, Seed: cfg.Seed, Replicas: cfg.Replicas,
+		LeaseDuration: cfg.LeaseDuration.String(), RenewDeadline: cfg.RenewDeadline.String(), RetryPeriod: cfg.RetryPeriod.String(),
+		Started: time.Now().UTC().Format(time.RFC3339),
+		Faults:  map[string]int{}, TransitionsBy: map[string]int{}, Takeover: map[string]Percentiles{},
+		takeovers: map[string][]time.Duration{},
+	}
+}
+
+// maxViolations bounds the details kept; the counts stay exact.
+const maxViolations = 50
+
+func (r *Result) violation(format string, args ...any) {
+	if len(r.Violations) < maxViolations {
+		r.Violations = append(r.Violations, fmt.Sprintf(format, args...))
+	}
+}
+
+func (r *Result) takeover(kind string, d time.Duration) {
+	ds := append(r.takeovers[kind], d)
+	r.takeovers[kind] = ds
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
+	at := func(q float64) int64 {
+		i := int(q*float64(len(sorted))+0.5) - 1
+		return sorted[min(max(i, 0), len(sorted)-1)].Milliseconds()
+	}
+	r.Takeover[kind] = Percentiles{N: len(sorted), P50: at(0.5), P99: at(0.99), Max: sorted[len(sorted)-1].Milliseconds()}
+}
+
+// Safe reports whether no safety violation was seen.
+func (r *Result) Safe() bool {
+	return r.TermsHeldTwice == 0 && r.OutOfOrderWrites == 0 && r.Overlaps == 0 && r.TermRegressions == 0
+}
+
+// Markdown writes the result as a table.
+func (r *Result) Markdown(w io.Writer) {
+	fmt.Fprintf(w, "### %s\n\n", r.Backend)
+	fmt.Fprintf(w, "%d replicas, seed %d, LeaseDuration %s, RenewDeadline %s, RetryPeriod %s; started %s, ran %s.\n\n",
+		r.Replicas, r.Seed, r.LeaseDuration, r.RenewDeadline, r.RetryPeriod, r.Started, r.Elapsed)
+	fmt.Fprintf(w, "| fault | injected | transitions | takeover p50 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n")
+	kinds := make([]string, 0, len(r.Faults))
+	for k := range r.Faults {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		p, ok := r.Takeover[k]
+		if !ok {
+			fmt.Fprintf(w, "| %s | %d | %d | – | – | – |\n", k, r.Faults[k], r.TransitionsBy[k])
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d ms | %d ms | %d ms |\n", k, r.Faults[k], r.TransitionsBy[k], p.P50, p.P99, p.Max)
+	}
+	fmt.Fprintf(w, "| **all** | %d | %d | | | |\n\n", r.FaultsTotal, r.Transitions)
+	reqs := "n/a (local file)"
+	if r.StoreRequestsPerMinute >= 0 {
+		reqs = fmt.Sprintf("%.0f", r.StoreRequestsPerMinute)
+	}
+	rows := [][2]string{
+		{"terms held by two identities (must be 0)", fmt.Sprint(r.TermsHeldTwice)},
+		{"writes accepted out of term order by the sink (must be 0)", fmt.Sprint(r.OutOfOrderWrites)},
+		{"overlapping work by two live, unpaused leaders (must be 0)", fmt.Sprint(r.Overlaps)},
+		{"terms that went backwards (must be 0)", fmt.Sprint(r.TermRegressions)},
+		{"writes rejected by fencing (stale leaders after a pause)", fmt.Sprint(r.FencedWrites)},
+		{"writes accepted by the sink", fmt.Sprint(r.AcceptedWrites)},
+		{"a paused leader still said it led after it woke (observed)", fmt.Sprint(r.StaleLeaderReports)},
+		{"longest leaderless gap", fmt.Sprintf("%d ms", r.LongestGapMS)},
+		{"replicas that exited with an unexpected status", fmt.Sprint(r.UnexpectedExits)},
+		{"replicas that stopped answering /livez", fmt.Sprint(r.LivezFailures)},
+		{"store requests per minute", reqs},
+	}
+	fmt.Fprintf(w, "| measure | value |\n|---|---:|\n")
+	for _, row := range rows {
+		fmt.Fprintf(w, "| %s | %s |\n", row[0], row[1])
+	}
+	if len(r.Violations) > 0 {
+		fmt.Fprintf(w, "\nViolations:\n\n- %s\n", strings.Join(r.Violations, "\n- "))
+	}
+	if len(r.Problems) > 0 {
+		fmt.Fprintf(w, "\nProblems:\n\n- %s\n", strings.Join(r.Problems, "\n- "))
+	}
+	fmt.Fprintln(w)
+}

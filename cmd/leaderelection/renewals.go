@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// timedLock reports when each successful write of this candidate's own
+// record (an acquisition or a renewal) began. The elector steps down
+// RenewDeadline after the start of its last good renewal; run passes the
+// same deadline to the supervisor, which stops the job on its own if
+// leaderelection is paused or wedged and cannot step down.
+type timedLock struct {
+	lock.Interface
+	good func(start time.Time)
+}
+
+// watchingLock is a timedLock over a lock.Watcher, which the elector uses
+// to wake at once on changes.
+type watchingLock struct {
+	*timedLock
+	w lock.Watcher
+}
+
+func (l watchingLock) Changes(ctx context.Context) <-chan struct{} { return l.w.Changes(ctx) }
+
+// timeRenewals wraps l, calling good with the start of every successful
+// write that names this candidate as holder.
+func timeRenewals(l lock.Interface, good func(start time.Time)) lock.Interface {
+	t := &timedLock{Interface: l, good: good}
+	if w, ok := l.(lock.Watcher); ok {
+		return watchingLock{t, w}
+	}
+	return t
+}
+
+func (l *timedLock) Create(ctx context.Context, rec lock.Record) error {
+	start := time.Now()
+	err := l.Interface.Create(ctx, rec)
+	l.report(start, rec, err)
+	return err
+}
+
+func (l *timedLock) Update(ctx context.Context, rec lock.Record) error {
+	start := time.Now()
+	err := l.Interface.Update(ctx, rec)
+	l.report(start, rec, err)
+	return err
+}
+
+func (l *timedLock) report(start time.Time, rec lock.Record, err error) {
+	if err == nil && rec.HolderIdentity != "" && rec.HolderIdentity == l.Identity() {
+		l.good(start)
+	}
+}

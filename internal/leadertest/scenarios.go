@@ -1,0 +1,388 @@
+package leadertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+
+	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/locktest"
+)
+
+// Harness is what the elector scenarios need from one backend on its real
+// server.
+type Harness interface {
+	// NewLock returns a lock on the record called name for candidate id,
+	// with client state of its own, as a separate process would have.
+	NewLock(t *testing.T, name, id string) lock.Interface
+	// Delete removes the record called name from the store the way an
+	// operator would: kubectl delete lease, rm of the file, deleting the
+	// S3 object, deleting the git branch on the server.
+	Delete(t *testing.T, name string)
+}
+
+// Cutter is implemented by harnesses that can cut one candidate off from
+// the store (each lock reaching the server through a proxy of its own).
+type Cutter interface {
+	// CutOff makes every call of l, a lock NewLock returned, hang until
+	// resume is called, as a network partition would.
+	CutOff(t *testing.T, l lock.Interface) (resume func())
+}
+
+// Options tune the scenarios for a backend. The zero value is ready.
+type Options struct {
+	// LeaseDuration, RenewDeadline and RetryPeriod of every candidate
+	// (default 3s, 2s, 1s: the fastest the elector allows, with a 1s
+	// safety margin).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Wait bounds each wait for a leader (default 30s).
+	Wait time.Duration
+	// HandOvers is how many term-limit hand-overs TermLimitMovesLeadership
+	// watches (default 10).
+	HandOvers int
+	// Only, if set, names the scenarios to run (default: all).
+	Only []string
+}
+
+func (o Options) withDefaults() Options {
+	if o.LeaseDuration <= 0 {
+		o.LeaseDuration, o.RenewDeadline, o.RetryPeriod = 3*time.Second, 2*time.Second, time.Second
+	}
+	if o.Wait <= 0 {
+		o.Wait = 30 * time.Second
+	}
+	if o.HandOvers <= 0 {
+		o.HandOvers = 10
+	}
+	return o
+}
+
+// RunScenarios runs the elector scenarios every backend must pass against
+// its real server, with three candidates on one record each:
+//
+//   - DeletedRecordUnderLeader: the record is deleted under a leader with
+//     two followers. Nobody starts before the old leader has stopped, the
+//     next term is the last one + 1, and a new leader comes.
+//   - TermLimitMovesLeadership: with TermLimit, leadership moves to another
+//     candidate at nearly every hand-over (at least 80%).
+//   - ReleaseThenCutOffThenTakeOver (Cutter only): a graceful release hands
+//     over to another candidate before the released lease would have run
+//     out; a leader cut off from the store steps down, Run returns
+//     ErrLeaseLost, and the third candidate takes over only after the lease
+//     the cut-off leader last renewed has expired.
+//
+// Every scenario checks with a Tracker that two candidates never lead at
+// once and that terms strictly increase.
+func RunScenarios(t *testing.T, h Harness, opts Options) {
+	t.Helper()
+	o := opts.withDefaults()
+	run := func(name string, f func(t *testing.T)) {
+		if len(o.Only) == 0 || slices.Contains(o.Only, name) {
+			t.Run(name, f)
+		}
+	}
+	run("DeletedRecordUnderLeader", func(t *testing.T) { deletedRecordUnderLeader(t, h, o) })
+	run("TermLimitMovesLeadership", func(t *testing.T) { termLimitMovesLeadership(t, h, o) })
+	run("ReleaseThenCutOffThenTakeOver", func(t *testing.T) {
+		c, ok := h.(Cutter)
+		if !ok {
+			t.Skip("harness cannot cut a candidate off from the store")
+		}
+		releaseThenCutOffThenTakeOver(t, h, c, o)
+	})
+}
+
+// Candidate is one elector of a scenario, on a lock of its own.
+type Candidate struct {
+	ID      string
+	Lock    lock.Interface
+	Elector *leaderelection.Elector
+	cancel  context.CancelFunc
+	done    chan error
+	result  error
+	ended   bool
+}
+
+// Election is a set of candidates on one record whose leader functions
+// report to a Tracker.
+type Election struct {
+	t       *testing.T
+	h       Harness
+	o       Options
+	name    string
+	Tracker *Tracker
+	cands   []*Candidate
+	cfg     func(*leaderelection.Config)
+}
+
+// newElection returns an election on a fresh record. configure, if set,
+// adjusts every candidate's configuration.
+func newElection(t *testing.T, h Harness, o Options, configure func(*leaderelection.Config)) *Election {
+	el := &Election{t: t, h: h, o: o, name: locktest.Name(t), Tracker: New(), cfg: configure}
+	// Registered first, so that it runs after every candidate has stopped.
+	t.Cleanup(func() { el.Tracker.Check(t) })
+	return el
+}
+
+// Start runs a candidate called id until the test ends or it is stopped.
+// Its leader function records its term in the tracker and works until its
+// context ends.
+func (el *Election) Start(id string) *Candidate {
+	t := el.t
+	t.Helper()
+	c := &Candidate{ID: id, Lock: el.h.NewLock(t, el.name, id), done: make(chan error, 1)}
+	// The elector's log goes to the test's, shown when it fails.
+	log := testr.NewWithOptions(t, testr.Options{LogTimestamp: true})
+	cfg := leaderelection.Config{
+		Lock:          c.Lock,
+		LeaseDuration: el.o.LeaseDuration, RenewDeadline: el.o.RenewDeadline, RetryPeriod: el.o.RetryPeriod,
+		ReleaseOnCancel: true,
+		Logger:          &log,
+		Callbacks: leaderelection.Callbacks{OnStartedLeading: func(ctx context.Context) {
+			n, _ := leaderelection.TermFrom(ctx)
+			i := el.Tracker.Begin(id, n)
+			<-ctx.Done()
+			el.Tracker.End(i)
+		}},
+	}
+	if el.cfg != nil {
+		el.cfg(&cfg)
+	}
+	e, err := leaderelection.NewElector(cfg)
+	if err != nil {
+		t.Fatalf("NewElector(%s): %v", id, err)
+	}
+	c.Elector = e
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	go func() { c.done <- e.Run(ctx) }()
+	t.Cleanup(func() { c.Stop(t) })
+	el.cands = append(el.cands, c)
+	return c
+}
+
+// Stop cancels the candidate's Run and returns its result.
+func (c *Candidate) Stop(t *testing.T) error {
+	t.Helper()
+	c.cancel()
+	return c.Wait(t, time.Minute)
+}
+
+// Wait waits up to within for Run to return, and returns its result.
+func (c *Candidate) Wait(t *testing.T, within time.Duration) error {
+	t.Helper()
+	if c.ended {
+		return c.result
+	}
+	select {
+	case c.result = <-c.done:
+		c.ended = true
+		return c.result
+	case <-time.After(within):
+		t.Fatalf("%s: Run did not return within %v", c.ID, within)
+		return nil
+	}
+}
+
+// byID returns the candidate called id.
+func (el *Election) byID(id string) *Candidate {
+	for _, c := range el.cands {
+		if c.ID == id {
+			return c
+		}
+	}
+	el.t.Fatalf("no candidate %q", id)
+	return nil
+}
+
+// leaderAfter waits until a term after the first n has begun and is still
+// open, and returns all terms.
+func (el *Election) leaderAfter(n int, what string) []Term {
+	el.t.Helper()
+	return el.Tracker.WaitFor(el.t, what, el.o.Wait, func(ts []Term) bool {
+		return len(ts) > n && ts[len(ts)-1].End.IsZero()
+	})
+}
+
+// waitObserved waits until every candidate but the leader of term index
+// reports it as the leader: each has read the record, so each knows the
+// term and the lease it must respect. It returns false if that term ended
+// first.
+func (el *Election) waitObserved(index int) bool {
+	el.t.Helper()
+	deadline := time.Now().Add(el.o.Wait)
+	for _, c := range el.cands {
+		for {
+			tm := el.Tracker.Terms()[index]
+			if !tm.End.IsZero() {
+				return false
+			}
+			if c.ID == tm.ID || c.Elector.GetLeader() == tm.ID {
+				break
+			}
+			if time.Now().After(deadline) {
+				el.t.Fatalf("%s has not observed %s leading within %v", c.ID, tm.ID, el.o.Wait)
+			}
+			time.Sleep(10 * time.Millisecond) // polling the elector's state, not synchronising with it
+		}
+	}
+	return true
+}
+
+// deletedRecordUnderLeader: an operator deletes the record under a leader
+// with two followers that have read it. The followers must treat the
+// vanished record as held until the lease they saw has run out and then
+// create it with the next term; the leader must stop at its next renewal.
+// Before that, a follower created the record at term 1 at once, while the
+// old leader kept working.
+func deletedRecordUnderLeader(t *testing.T, h Harness, o Options) {
+	el := newElection(t, h, o, nil)
+	for _, id := range []string{"a", "b", "c"} {
+		el.Start(id)
+	}
+	// A leader that both followers have seen, still leading when the
+	// record goes (on a loaded machine a slow store can end a term early).
+	var n int
+	var old Term
+	for attempt := 0; ; attempt++ {
+		ts := el.leaderAfter(n, "a leader")
+		n, old = len(ts), ts[len(ts)-1]
+		if el.waitObserved(n - 1) {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("no term lasted long enough for the followers to see it: %+v", el.Tracker.Terms())
+		}
+	}
+
+	deletedAt := time.Now()
+	h.Delete(t, el.name)
+	ts := el.leaderAfter(n, "a new leader after the record was deleted")
+	old, next := ts[n-1], ts[n]
+	if old.End.IsZero() {
+		t.Fatalf("%s still leads term %d after the record was deleted and %s started term %d", old.ID, old.Term, next.ID, next.Term)
+	}
+	if next.Term != old.Term+1 {
+		t.Errorf("after the deletion %s led with term %d, want %d (the last observed term + 1)", next.ID, next.Term, old.Term+1)
+	}
+	el.Tracker.Check(t)
+
+	// The new leader's record is in the store.
+	reader := h.NewLock(t, el.name, "reader")
+	ctx, cancel := context.WithTimeout(context.Background(), o.Wait)
+	defer cancel()
+	rec, _, err := reader.Get(ctx)
+	if err != nil {
+		t.Fatalf("Get after the new leader took over: %v", err)
+	}
+	if int64(rec.LeaderTransitions) < next.Term {
+		t.Errorf("stored record %+v has a term below the new leader's %d", rec, next.Term)
+	}
+	t.Logf("record deleted under %s (term %d); it stopped %v later; %s led term %d %v after the deletion",
+		old.ID, old.Term, old.End.Sub(deletedAt).Round(time.Millisecond), next.ID, next.Term, next.Start.Sub(deletedAt).Round(time.Millisecond))
+}
+
+// termLimitMovesLeadership: with TermLimit, the leader hands over and the
+// lock goes to another candidate, not back to the one that released it.
+func termLimitMovesLeadership(t *testing.T, h Harness, o Options) {
+	limit := o.RetryPeriod
+	el := newElection(t, h, o, func(c *leaderelection.Config) { c.TermLimit = limit })
+	for _, id := range []string{"a", "b", "c"} {
+		el.Start(id)
+	}
+	want := o.HandOvers + 1
+	// Each term lasts TermLimit; a hand-over takes at most a lease (the
+	// releasing leader's hold-off) and a poll.
+	within := time.Duration(want)*(limit+o.LeaseDuration+2*o.RetryPeriod) + o.Wait
+	ts := el.Tracker.WaitFor(t, fmt.Sprintf("%d terms", want), within, func(ts []Term) bool { return len(ts) >= want })
+	ts = ts[:want]
+	moved := 0
+	var gaps time.Duration
+	for i := 1; i < len(ts); i++ {
+		if ts[i].ID != ts[i-1].ID {
+			moved++
+		}
+		if !ts[i-1].End.IsZero() {
+			gaps += ts[i].Start.Sub(ts[i-1].End)
+		}
+	}
+	t.Logf("TermLimit %v: leadership moved to another candidate at %d of %d hand-overs; mean gap %v",
+		limit, moved, o.HandOvers, (gaps / time.Duration(o.HandOvers)).Round(time.Millisecond))
+	if moved*5 < o.HandOvers*4 {
+		var seq []string
+		for _, tm := range ts {
+			seq = append(seq, fmt.Sprintf("%s:%d", tm.ID, tm.Term))
+		}
+		t.Errorf("leadership moved to another candidate at only %d of %d term-limit hand-overs (want at least 80%%): %v", moved, o.HandOvers, seq)
+	}
+	el.Tracker.Check(t)
+}
+
+// releaseThenCutOffThenTakeOver: one leads; when it releases, another
+// takes over with a higher term; when that one is cut off from the store,
+// it steps down (RenewDeadline) and the third takes over after the lease
+// (LeaseDuration), never overlapping.
+func releaseThenCutOffThenTakeOver(t *testing.T, h Harness, cut Cutter, o Options) {
+	el := newElection(t, h, o, nil)
+	for _, id := range []string{"a", "b", "c"} {
+		el.Start(id)
+	}
+	ts := el.leaderAfter(0, "a first leader")
+	first := ts[0]
+
+	// Graceful hand-over: the leader releases; a follower takes over
+	// without waiting for the lease.
+	releasedAt := time.Now()
+	if err := el.byID(first.ID).Stop(t); err != nil {
+		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
+	}
+	ts = el.leaderAfter(1, "a leader after the release")
+	second := ts[len(ts)-1]
+	if second.ID == first.ID || second.Term != first.Term+1 {
+		t.Fatalf("after %s released term %d, %s led term %d; want another candidate with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
+	}
+	released := second.Start.Sub(releasedAt)
+	if released >= o.LeaseDuration {
+		t.Errorf("%s took over %v after %s released: no sooner than the %v lease would have run out, so the release went unseen", second.ID, released, first.ID, o.LeaseDuration)
+	}
+
+	// Partition: the second leader cannot reach the store.
+	c2 := el.byID(second.ID)
+	resume := cut.CutOff(t, c2.Lock)
+	defer resume()
+	// The last renewal it made, read by a lock that still reaches the store.
+	ctx, cancel := context.WithTimeout(context.Background(), o.Wait)
+	defer cancel()
+	rec, _, err := h.NewLock(t, el.name, "reader").Get(ctx)
+	if err != nil {
+		t.Fatalf("reading the cut-off leader's last renewal: %v", err)
+	}
+	if rec.HolderIdentity != second.ID {
+		t.Fatalf("record %+v, want holder %s", rec, second.ID)
+	}
+	lastRenew := rec.RenewTime.Time // whole seconds, truncated: earlier than the renewal
+	if err := c2.Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
+		t.Errorf("cut-off leader %s: Run returned %v, want ErrLeaseLost", second.ID, err)
+	}
+	ts = el.leaderAfter(2, "a leader after the cut-off")
+	third := ts[len(ts)-1]
+	if third.ID == first.ID || third.ID == second.ID || third.Term != second.Term+1 {
+		t.Fatalf("after %s was cut off in term %d, %s led term %d; want the third candidate with term %d", second.ID, second.Term, third.ID, third.Term, second.Term+1)
+	}
+	if ts[1].End.IsZero() || third.Start.Before(ts[1].End) {
+		t.Errorf("%s started at %v, before the cut-off %s stopped at %v", third.ID, third.Start, second.ID, ts[1].End)
+	}
+	if expiry := lastRenew.Add(o.LeaseDuration); third.Start.Before(expiry) {
+		t.Errorf("%s took over at %v, before the lease %s renewed at %v expired at %v", third.ID, third.Start, second.ID, lastRenew, expiry)
+	}
+	el.Tracker.Check(t)
+	t.Logf("release: %s took over %v after %s released; cut-off: %s stopped %v and %s started %v after the last renewal (lease %v)",
+		second.ID, released.Round(time.Millisecond), first.ID, second.ID, ts[1].End.Sub(lastRenew).Round(time.Millisecond),
+		third.ID, third.Start.Sub(lastRenew).Round(time.Millisecond), o.LeaseDuration)
+}

@@ -1,0 +1,423 @@
+package leaderelection
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+// stopCause says why a term ends.
+type stopCause int
+
+const (
+	causeNone       stopCause = iota
+	causeCancelled            // Run's context ended
+	causeTermLimit            // TermLimit reached
+	causeFuncReturn           // the leader's function returned by itself
+	causeLost                 // the lease was lost
+)
+
+func (c stopCause) String() string {
+	switch c {
+	case causeCancelled:
+		return "context cancelled"
+	case causeTermLimit:
+		return "term limit"
+	case causeFuncReturn:
+		return "function returned"
+	case causeLost:
+		return "lease lost"
+	}
+	return "none"
+}
+
+// term is one period of leadership, from the acquisition to the release.
+// Its methods are the verbs of leading. Only the Run goroutine calls them,
+// except stepDown, which the step-down timer also calls.
+type term struct {
+	e   *Elector
+	log logr.Logger
+	n   int64
+	rec lock.Record // what every renewal writes
+
+	ctx    context.Context // the leader's context, carrying the term
+	cancel context.CancelFunc
+	fnDone chan struct{} // closed when OnStartedLeading has returned
+	ran    bool          // OnStartedLeading was started
+
+	acquiredAt time.Time
+
+	goodStart time.Time     // start of the last successful acquire or renew
+	bootStart time.Duration // boot time then (see Elector.boot) ...
+	bootKnown bool          // ... if the platform has it
+	deadline  clock.Timer   // steps down at goodStart + RenewDeadline
+	lost      chan struct{} // closed by stepDown
+	lostOnce  sync.Once
+}
+
+// newTerm describes the term this process has just acquired.
+func (e *Elector) newTerm(ctx context.Context, log logr.Logger) *term {
+	e.mu.Lock()
+	n, acquiredAt, goodStart := e.term, e.acquiredAt, e.lastGoodStart
+	e.mu.Unlock()
+	t := &term{
+		e:   e,
+		log: log.WithValues("term", n),
+		n:   n,
+		rec: lock.Record{
+			HolderIdentity:       e.identity,
+			LeaseDurationSeconds: e.leaseSec,
+			AcquireTime:          metav1.NewTime(acquiredAt),
+			LeaderTransitions:    int(n),
+		},
+		fnDone:     make(chan struct{}),
+		acquiredAt: acquiredAt,
+		goodStart:  goodStart,
+		bootStart:  e.bootAtAcquire,
+		bootKnown:  e.bootKnown,
+		lost:       make(chan struct{}),
+	}
+	t.ctx, t.cancel = context.WithCancel(context.WithValue(ctx, termKey{}, n))
+	return t
+}
+
+// start arms the step-down timer, then starts the leader's function, unless
+// the lease is already too old to start it.
+func (t *term) start() {
+	// The step-down timer fires RenewDeadline after the start of the last
+	// good renewal, independently of the renew loop, so the leader's
+	// context is cancelled on time even if a store call hangs.
+	t.deadline = t.e.afterFunc(t.e.c.RenewDeadline-t.e.clock.Since(t.goodStart), t.stepDown)
+	if t.isLost() {
+		close(t.fnDone)
+		return
+	}
+	t.ran = true
+	end := t.e.callbackStarted("OnStartedLeading", time.Time{}) // no bound until cancelled
+	go func() {
+		defer close(t.fnDone)
+		defer end()
+		t.e.c.Callbacks.OnStartedLeading(t.ctx)
+	}()
+}
+
+// close stops the term's timers and cancels the leader's context.
+func (t *term) close() {
+	t.deadline.Stop()
+	t.cancel()
+}
+
+// stepDown ends leadership at once: not leading, the leader's context
+// cancelled. The term is lost; it is safe to call more than once and from
+// any goroutine.
+func (t *term) stepDown() {
+	t.lostOnce.Do(func() {
+		t.e.mu.Lock()
+		t.e.leading = false
+		t.e.mu.Unlock()
+		// Mark the term lost before cancelling, so that the function's
+		// return is never mistaken for a voluntary end.
+		close(t.lost)
+		t.cancel()
+	})
+}
+
+func (t *term) isLost() bool {
+	select {
+	case <-t.lost:
+		return true
+	default:
+		return false
+	}
+}
+
+// suspended reports whether boot time, which keeps counting while the host
+// is suspended (unlike the monotonic clock Go's timers use), shows that
+// RenewDeadline has passed since the last good renewal started.
+func (t *term) suspended() bool {
+	now, ok := t.e.bootTime()
+	return ok && t.bootKnown && now-t.bootStart >= t.e.c.RenewDeadline
+}
+
+// renew writes the record from the version this elector last wrote, and
+// re-arms the step-down timer on success. On a conflict it reads the
+// record: if it is still this term's (an earlier write landed after its
+// caller gave up on it), it renews from the fresh version.
+func (t *term) renew(ctx context.Context) error {
+	e := t.e
+	start := e.clock.Now()
+	boot, bootKnown := e.bootTime()
+	t.rec.RenewTime = metav1.NewTime(start)
+	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline-e.clock.Since(t.goodStart))
+	defer cancel()
+	err := e.c.Lock.Update(actx, t.rec)
+	if lock.IsConflict(err) {
+		cur, raw, gerr := e.c.Lock.Get(actx)
+		switch {
+		case gerr != nil:
+			err = gerr
+		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n:
+			err = e.c.Lock.Update(actx, t.rec)
+		default:
+			e.observe(*cur, raw)
+		}
+	}
+	took := e.clock.Since(start)
+	if e.c.Metrics != nil {
+		e.c.Metrics.ObserveRenew(e.c.Name, took, err)
+	}
+	if err != nil {
+		if !lock.IsConflict(err) && !lock.IsNotFound(err) {
+			e.storeFailed(err)
+		}
+		t.log.V(2).Info("Renewal failed", "err", err, "took", took)
+		return err
+	}
+	e.storeOK()
+	if t.isLost() {
+		return nil // a late success does not undo a step-down
+	}
+	e.observe(t.rec, nil)
+	now := e.clock.Now()
+	e.mu.Lock()
+	e.lastRenew = now
+	e.mu.Unlock()
+	t.goodStart, t.bootStart, t.bootKnown = start, boot, bootKnown
+	t.deadline.Stop()
+	t.deadline = e.afterFunc(e.c.RenewDeadline-e.clock.Since(start), t.stepDown)
+	return nil
+}
+
+// release writes an empty holder, keeping the term, so that followers take
+// over at once. It is only called once the leader's function and
+// OnStoppedLeading have returned.
+func (t *term) release(ctx context.Context) {
+	e := t.e
+	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
+	defer cancel()
+	now := metav1.NewTime(e.clock.Now())
+	rec := lock.Record{LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now, LeaderTransitions: int(t.n)}
+	err := e.c.Lock.Update(actx, rec)
+	if lock.IsConflict(err) {
+		var cur *lock.Record
+		if cur, _, err = e.c.Lock.Get(actx); err == nil {
+			if cur.HolderIdentity != e.identity || int64(cur.LeaderTransitions) != t.n {
+				t.log.Info("Not releasing: the lock has moved on", "holder", cur.HolderIdentity)
+				return
+			}
+			err = e.c.Lock.Update(actx, rec)
+		}
+	}
+	if err != nil {
+		t.log.Error(err, "Releasing the lock failed; followers take over when it expires")
+		return
+	}
+	e.observe(rec, nil)
+	t.log.Info("Released the lock")
+}
+
+// stopped records the end of the term on the lock and calls
+// OnStoppedLeading in its own goroutine; the returned channel is closed
+// when it has returned.
+func (t *term) stopped(due time.Time) <-chan struct{} {
+	done := make(chan struct{})
+	if !t.ran {
+		close(done) // OnStoppedLeading only ever follows OnStartedLeading
+		return done
+	}
+	t.e.c.Lock.RecordEvent("stopped leading")
+	if t.e.c.Callbacks.OnStoppedLeading == nil {
+		close(done)
+		return done
+	}
+	end := t.e.callbackStarted("OnStoppedLeading", due)
+	go func() {
+		defer close(done)
+		defer end()
+		t.e.c.Callbacks.OnStoppedLeading()
+	}()
+	return done
+}
+
+// lead runs the leader's function and renews until the term ends. It
+// returns again=true when the elector should campaign again: after a
+// term-limit hand-over, or a lost term with Recampaign set.
+//
+// The end of a term, whatever its cause, goes: cancel the function and
+// wait for it; call OnStoppedLeading and wait for it; release (if the term
+// was not lost). Both waits share one deadline, StopTimeout after the end
+// began, and the leader keeps renewing through both, so nobody else starts
+// while either runs.
+func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err error) {
+	t := e.newTerm(ctx, log)
+	t.start()
+	defer t.close()
+
+	renewTimer := e.clock.NewTimer(max(e.c.RetryPeriod-e.clock.Since(t.goodStart), time.Nanosecond))
+	defer renewTimer.Stop()
+	renewC := renewTimer.C()
+	var termC <-chan time.Time
+	if e.c.TermLimit > 0 {
+		termTimer := e.newTimer(e.c.TermLimit - e.clock.Since(t.acquiredAt))
+		defer termTimer.Stop()
+		termC = termTimer.C()
+	}
+	var stopTimer clock.Timer
+	var stopC <-chan time.Time
+	var stopDue time.Time
+	defer func() {
+		if stopTimer != nil {
+			stopTimer.Stop()
+		}
+	}()
+	ctxDone, lostC, fnDone := ctx.Done(), (<-chan struct{})(t.lost), (<-chan struct{})(t.fnDone)
+	var stoppedDone <-chan struct{}
+	cause := causeNone
+	lost := false
+
+	// beginStop starts the end of the term: the function's context is
+	// cancelled and the stop deadline armed.
+	beginStop := func(c stopCause) {
+		if cause != causeNone {
+			return
+		}
+		cause = c
+		t.cancel()
+		stopDue = e.clock.Now().Add(e.c.StopTimeout)
+		stopTimer = e.clock.NewTimer(e.c.StopTimeout)
+		stopC = stopTimer.C()
+		e.callbackDue("OnStartedLeading", stopDue)
+		if c != causeLost {
+			t.log.Info("Stopping the leader's function", "cause", c.String())
+		}
+	}
+
+	// noteLost handles a step-down (by the timer, a conflict, a deleted
+	// record) before anything else that woke the loop at the same time.
+	noteLost := func() {
+		if lost || !t.isLost() {
+			return
+		}
+		lostC, renewC, lost = nil, nil, true
+		renewTimer.Stop()
+		t.log.Info("Could not renew within RenewDeadline, or the lock moved on; stepped down", "renewDeadline", e.c.RenewDeadline)
+		beginStop(causeLost) // unless already stopping: that deadline stands
+	}
+
+	for {
+		wait := e.c.RetryPeriod // the renew timer
+		if renewC == nil {
+			wait = e.c.StopTimeout // the stop timer
+		}
+		e.beat(wait)
+		e.parked(true)
+		select {
+		case <-lostC:
+			e.parked(false)
+			noteLost()
+		case <-ctxDone:
+			e.parked(false)
+			noteLost()
+			ctxDone = nil
+			beginStop(causeCancelled)
+		case <-termC:
+			e.parked(false)
+			noteLost()
+			termC = nil
+			beginStop(causeTermLimit)
+		case <-fnDone:
+			e.parked(false)
+			noteLost()
+			fnDone = nil
+			if !lost && cause == causeNone {
+				t.log.Info("The leader's function returned")
+				beginStop(causeFuncReturn)
+			}
+			e.mu.Lock()
+			e.leading = false // the work has stopped; the lock is still held
+			e.mu.Unlock()
+			stoppedDone = t.stopped(stopDue)
+		case <-stoppedDone:
+			e.parked(false)
+			noteLost()
+			stopTimer.Stop()
+			if lost {
+				if e.c.Recampaign {
+					t.log.Info("Campaigning again (Recampaign)")
+					return true, nil
+				}
+				return false, fmt.Errorf("%s: %w", e.desc, ErrLeaseLost)
+			}
+			t.stepDown()
+			if cause == causeTermLimit || e.c.ReleaseOnCancel {
+				e.beat(0)
+				t.release(ctx)
+			}
+			if cause == causeTermLimit {
+				// Leave the free lock to the others until one of them has
+				// taken it, or for one LeaseDuration: followers that poll,
+				// or whose reads are cached, see the release late.
+				holdOff := e.clock.Now().Add(e.c.LeaseDuration)
+				e.mu.Lock()
+				e.holdOff = holdOff
+				e.mu.Unlock()
+				return true, nil
+			}
+			return false, nil
+		case <-stopC:
+			e.parked(false)
+			noteLost()
+			t.stepDown()
+			what := "the leader's function"
+			if fnDone == nil {
+				what = "OnStoppedLeading"
+			}
+			if lost {
+				t.log.Error(ErrStopTimeout, "Still running after losing the lock", "callback", what, "stopTimeout", e.c.StopTimeout)
+				return false, fmt.Errorf("%s: %w, and %w: %s still runs (after %v)", e.desc, ErrLeaseLost, ErrStopTimeout, what, e.c.StopTimeout)
+			}
+			t.log.Error(ErrStopTimeout, "Leaving the lock to expire", "callback", what, "stopTimeout", e.c.StopTimeout)
+			if fnDone != nil {
+				// Called, as documented, once StopTimeout has passed, but
+				// not awaited: Run returns now.
+				t.stopped(time.Time{})
+			}
+			return false, fmt.Errorf("%s: %w: %s still runs (after %v)", e.desc, ErrStopTimeout, what, e.c.StopTimeout)
+		case <-renewC:
+			e.parked(false)
+			if t.suspended() {
+				t.log.Info("The host was suspended past RenewDeadline; stepping down")
+				t.stepDown()
+				continue
+			}
+			err := t.renew(ctx)
+			switch {
+			case t.isLost():
+			case err == nil:
+				renewTimer.Reset(max(e.c.RetryPeriod-e.clock.Since(t.goodStart), time.Nanosecond))
+			case lock.IsConflict(err):
+				t.log.Info("Another candidate holds the lock", "err", err)
+				t.stepDown()
+			case lock.IsNotFound(err):
+				// The record was deleted: followers that saw it wait out
+				// its lease, but this term's lock is gone.
+				t.log.Info("The lock's record is gone", "err", err)
+				t.stepDown()
+			default:
+				renewTimer.Reset(e.c.RetryPeriod)
+			}
+			continue
+		}
+		if !lost && t.suspended() {
+			t.log.Info("The host was suspended past RenewDeadline; stepping down")
+			t.stepDown()
+		}
+	}
+}
