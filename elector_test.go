@@ -1019,8 +1019,8 @@ func TestRecampaignLeadsAgainAfterTheStoreReturns(t *testing.T) {
 	for i := 0; i < 10 && !a.e.IsLeader(); i++ {
 		el.step(t, testRetry)
 	}
-	waitFor(t, "a to lead again", a.e.IsLeader)
-	if a.e.Term() != 2 || a.started.Load() != 2 {
+	waitFor(t, "a to lead again", func() bool { return a.e.IsLeader() && a.started.Load() == 2 })
+	if a.e.Term() != 2 {
 		t.Fatalf("second term %d (function started %d times), want term 2", a.e.Term(), a.started.Load())
 	}
 }

@@ -158,7 +158,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	}
 	l.prop, err = casp.NewProposer(casp.ProposerConfig{Node: s.Identity, Incarnation: n.inc, Voters: s.Voters})
 	if err != nil {
-		n.close()
+		n.close(true)
 		return nil, fmt.Errorf("%s: %w", desc, err)
 	}
 	if s.voter {
@@ -170,7 +170,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 			st := newFileStorage(s.StateDir, s.Name)
 			_, found, err := st.Load()
 			if err != nil {
-				n.close()
+				n.close(true)
 				return nil, fmt.Errorf("%s: Options.StateDir: %w", desc, err)
 			}
 			l.fresh = !found
@@ -179,7 +179,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 		}
 		l.acc, err = casp.NewAcceptor(cfg)
 		if err != nil {
-			n.close()
+			n.close(true)
 			return nil, fmt.Errorf("%s: Options.StateDir: %w", desc, err)
 		}
 	}
@@ -237,12 +237,18 @@ func (l *Lock) Addr() string { return l.n.addr }
 // Close leaves the cluster and stops every goroutine of the lock. It does
 // not release the record: the elector does that before.
 func (l *Lock) Close() error {
+	l.shutdown(true)
+	return nil
+}
+
+// shutdown stops the lock; without leave it vanishes as a crashed process
+// does, and the others notice by failure detection.
+func (l *Lock) shutdown(leave bool) {
 	l.closeOnce.Do(func() {
 		close(l.stop)
 		l.wg.Wait()
-		l.n.close()
+		l.n.close(leave)
 	})
-	return nil
 }
 
 // Get returns the record and remembers its version for Update. It is served

@@ -191,12 +191,14 @@ func seedAlive(seed string, alive map[string]bool) bool {
 	return true
 }
 
-func (n *node) close() {
+func (n *node) close(leave bool) {
 	if n.stopped.Swap(true) {
 		return
 	}
 	close(n.stop)
-	_ = n.ml.Leave(time.Second)
+	if leave {
+		_ = n.ml.Leave(time.Second)
+	}
 	n.wg.Wait()
 	_ = n.ml.Shutdown()
 }
@@ -229,8 +231,8 @@ func (n *node) sendTo(name, addr string, e *envelope) {
 		go func() { defer n.wg.Done(); n.receive(e) }()
 		return
 	}
-	to := n.member(name, addr)
-	if to == nil {
+	tos := n.members(name, addr)
+	if len(tos) == 0 {
 		n.m.sendFailures.Inc()
 		n.log.V(4).Info("No address for member", "member", name)
 		return
@@ -240,52 +242,73 @@ func (n *node) sendTo(name, addr string, e *envelope) {
 		n.log.Error(err, "Encoding a message", "kind", e.Kind)
 		return
 	}
+	for _, to := range tos {
+		n.send(name, to, e.Kind, b)
+	}
+}
+
+// send sends b to one address in the background.
+func (n *node) send(name string, to *memberlist.Node, k kind, b []byte) {
 	select {
 	case n.sendSlots <- struct{}{}:
 	default:
 		n.m.sendFailures.Inc()
-		n.log.V(3).Info("Too many sends in flight; dropped a message", "to", name, "kind", e.Kind)
+		n.log.V(3).Info("Too many sends in flight; dropped a message", "to", name, "kind", k)
 		return
 	}
 	if n.stopped.Load() {
 		<-n.sendSlots
 		return
 	}
-	n.m.sent.WithLabelValues(e.Kind.String()).Inc()
+	n.m.sent.WithLabelValues(k.String()).Inc()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		defer func() { <-n.sendSlots }()
 		if err := n.ml.SendReliable(to, b); err != nil {
 			n.m.sendFailures.Inc()
-			n.log.V(3).Info("Sending failed", "to", name, "kind", e.Kind, "err", err)
+			n.log.V(3).Info("Sending failed", "to", name, "kind", k, "err", err)
 		}
 	}()
 }
 
-// member finds the node to send to: addr if given (the address a request
-// came from), else the address this node last heard name at (a message
-// from it, or memberlist's news of it), else memberlist's view.
-func (n *node) member(name, addr string) *memberlist.Node {
-	if addr == "" {
-		n.mu.Lock()
-		addr = n.addrs[name]
-		n.mu.Unlock()
-	}
-	if addr != "" {
-		host, p, err := net.SplitHostPort(addr)
-		if port, perr := strconv.Atoi(p); err == nil && perr == nil {
-			if ip := net.ParseIP(host); ip != nil {
-				return &memberlist.Node{Name: name, Addr: ip, Port: uint16(port)}
+// members finds where to send to name: addr if given (the address a
+// request came from); else both memberlist's view of name, if alive, and
+// the address this node last heard name at (a message from it, or
+// memberlist's news of it), when they differ. A process restarted at a new
+// address is reached by whichever is current; the other send fails
+// harmlessly, and duplicates are harmless to the protocol.
+func (n *node) members(name, addr string) []*memberlist.Node {
+	var out []*memberlist.Node
+	add := func(a string) {
+		host, p, err := net.SplitHostPort(a)
+		port, perr := strconv.Atoi(p)
+		if err != nil || perr != nil || net.ParseIP(host) == nil {
+			return
+		}
+		for _, o := range out {
+			if o.Address() == a {
+				return
 			}
 		}
+		out = append(out, &memberlist.Node{Name: name, Addr: net.ParseIP(host), Port: uint16(port)})
+	}
+	if addr != "" {
+		add(addr)
+		return out
 	}
 	for _, m := range n.ml.Members() {
 		if m.Name == name {
-			return m
+			add(m.Address())
 		}
 	}
-	return nil
+	n.mu.Lock()
+	heard := n.addrs[name]
+	n.mu.Unlock()
+	if heard != "" {
+		add(heard)
+	}
+	return out
 }
 
 // broadcast sends e to every other live member.

@@ -29,7 +29,7 @@ func TestBadInputIsAClearErrorAndTheLockIsNeverTaken(t *testing.T) {
 		{"command without --", []string{"run", lock, "true"}, exitUsage, "put the command after --"},
 		{"command not found", []string{"run", lock, "--", "no-such-command-here", "x"}, exitNotFound, `cannot run "no-such-command-here"`},
 		{"command not executable", []string{"run", lock, "--", plain}, exitNotFound, "permission denied"},
-		{"unknown backend", []string{"run", "--backend=zookeeper", "--", "true"}, exitUsage, `--backend="zookeeper": want one of file, git, k8s, s3`},
+		{"unknown backend", []string{"run", "--backend=zookeeper", "--", "true"}, exitUsage, `--backend="zookeeper": want one of file, git, gossip, k8s, s3`},
 		{"git without url", []string{"run", "--backend=git", "--", "true"}, exitUsage, "--git-url is required"},
 		{"s3 without bucket", []string{"run", "--backend=s3", "--", "true"}, exitUsage, "--s3-bucket is required"},
 		{"serve: unknown backend", []string{"serve", "--backend=zookeeper"}, exitUsage, `--backend="zookeeper"`},
