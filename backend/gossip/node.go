@@ -44,7 +44,7 @@ type node struct {
 	// addrs are the last known addresses by node name: memberlist's
 	// failure detector decides who gossips, not who may vote, so a voter
 	// it suspects (or declared dead during a partition) is still asked.
-	addrs   map[string]string
+	addrs map[string]string
 	// alive is memberlist's view (name → address), kept from its event
 	// callbacks: the *Node values Members() returns are updated in place
 	// under memberlist's lock, so they are read only inside its callbacks.
