@@ -44,7 +44,11 @@ type node struct {
 	// addrs are the last known addresses by node name: memberlist's
 	// failure detector decides who gossips, not who may vote, so a voter
 	// it suspects (or declared dead during a partition) is still asked.
-	addrs   map[string]string
+	addrs map[string]string
+	// alive is memberlist's view (name → address), kept from its event
+	// callbacks: the *Node values Members() returns are updated in place
+	// under memberlist's lock, so they are read only inside its callbacks.
+	alive   map[string]string
 	changed chan struct{} // closed and replaced when membership changes
 
 	sendSlots chan struct{}
@@ -70,6 +74,7 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 		inc:       randUint64(),
 		pending:   map[uint64]chan *envelope{},
 		addrs:     map[string]string{},
+		alive:     map[string]string{},
 		changed:   make(chan struct{}),
 		sendSlots: make(chan struct{}, maxInflightSends),
 		stop:      make(chan struct{}),
@@ -149,9 +154,11 @@ func (n *node) start() {
 // this runs periodically; a seed already in the cluster costs nothing.
 func (n *node) join() {
 	alive := map[string]bool{n.addr: true}
-	for _, m := range n.ml.Members() {
-		alive[net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))] = true
+	n.mu.Lock()
+	for _, a := range n.alive {
+		alive[a] = true
 	}
+	n.mu.Unlock()
 	var seeds []string
 	for _, s := range n.s.Join {
 		if !seedAlive(s, alive) {
@@ -297,14 +304,12 @@ func (n *node) members(name, addr string) []*memberlist.Node {
 		add(addr)
 		return out
 	}
-	for _, m := range n.ml.Members() {
-		if m.Name == name {
-			add(m.Address())
-		}
-	}
 	n.mu.Lock()
-	heard := n.addrs[name]
+	known, heard := n.alive[name], n.addrs[name]
 	n.mu.Unlock()
+	if known != "" {
+		add(known)
+	}
 	if heard != "" {
 		add(heard)
 	}
@@ -313,9 +318,15 @@ func (n *node) members(name, addr string) []*memberlist.Node {
 
 // broadcast sends e to every other live member.
 func (n *node) broadcast(e *envelope) {
-	for _, m := range n.ml.Members() {
-		if m.Name != n.s.Identity {
-			n.sendTo(m.Name, net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), e)
+	n.mu.Lock()
+	alive := make(map[string]string, len(n.alive))
+	for name, a := range n.alive {
+		alive[name] = a
+	}
+	n.mu.Unlock()
+	for name, a := range alive {
+		if name != n.s.Identity {
+			n.sendTo(name, a, e)
 		}
 	}
 }
@@ -403,15 +414,21 @@ func (d delegate) NotifyMsg(b []byte) {
 	d.n.receive(e)
 }
 
-func (d delegate) NotifyJoin(m *memberlist.Node)   { d.n.memberChanged(m) }
-func (d delegate) NotifyLeave(m *memberlist.Node)  { d.n.memberChanged(nil) }
-func (d delegate) NotifyUpdate(m *memberlist.Node) { d.n.memberChanged(m) }
+func (d delegate) NotifyJoin(m *memberlist.Node)   { d.n.memberChanged(m, true) }
+func (d delegate) NotifyLeave(m *memberlist.Node)  { d.n.memberChanged(m, false) }
+func (d delegate) NotifyUpdate(m *memberlist.Node) { d.n.memberChanged(m, true) }
 
-func (n *node) memberChanged(m *memberlist.Node) {
+// memberChanged runs inside memberlist's callbacks, where m may be read.
+func (n *node) memberChanged(m *memberlist.Node, up bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if m != nil && m.Addr != nil {
-		n.addrs[m.Name] = net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+		a := net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+		if up {
+			n.addrs[m.Name], n.alive[m.Name] = a, a
+		} else if n.alive[m.Name] == a {
+			delete(n.alive, m.Name)
+		}
 	}
 	close(n.changed)
 	n.changed = make(chan struct{})
