@@ -36,7 +36,7 @@ func TestBadInputIsAClearErrorAndTheLockIsNeverTaken(t *testing.T) {
 		{"serve: an argument", []string{"serve", lock, "extra"}, exitUsage, "serve takes no arguments"},
 		{"status: git without url", []string{"status", "--backend=git"}, exitUsage, "--git-url is required"},
 		{"status: bad output", []string{"status", lock, "-o", "yaml"}, exitUsage, `-o "yaml"`},
-		{"lease not above renew", []string{"run", lock, "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=2s", "--", "true"}, exitUsage, "LeaseDuration (2s) must be greater than RenewDeadline (2s)"},
+		{"lease not above renew", []string{"run", lock, "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=2s", "--", "true"}, exitUsage, "LeaseDuration (2s, --leader-elect-lease-duration) must be greater than RenewDeadline (2s, --leader-elect-renew-deadline)"},
 		{"zero lease", []string{"run", lock, "--leader-elect-lease-duration=0s", "--", "true"}, exitUsage, "--leader-elect-lease-duration"},
 		{"unknown flag", []string{"run", lock, "--no-such-flag", "--", "true"}, exitUsage, "no-such-flag"},
 		{"unknown command", []string{"lead"}, exitUsage, `unknown command "lead"`},
