@@ -61,6 +61,7 @@ type Elector struct {
 	lastGoodStart time.Time // start of the last successful acquire or renew
 	lastRenew     time.Time
 	holdOff       time.Time              // after a term-limit hand-over: leave a free lock to others until then
+	goneAt        time.Time              // when this candidate first found a record it had seen gone (zero while one exists)
 	bootAtAcquire time.Duration          // boot time at the start of the acquisition ...
 	bootKnown     bool                   // ... if the platform has it
 	beatAt        time.Time              // the loop last came round
@@ -357,6 +358,7 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 	if changed {
 		e.observed, e.observedRaw, e.observedAt = rec, raw, now
 	}
+	e.goneAt = time.Time{}
 	if (rec.HolderIdentity != "" && rec.HolderIdentity != e.identity) || int64(rec.LeaderTransitions) > e.term {
 		e.holdOff = time.Time{} // another candidate took over (maybe already gone): the hand-over is done
 	}
@@ -514,11 +516,22 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// Treat it as still there: wait out the lease last observed, and
 		// continue its term count so the fencing token keeps increasing.
 		// A candidate that never saw a record starts at term 1.
+		// The disappearance itself counts as a change: a follower whose
+		// view lagged (a read cache, a poll between an acquisition and
+		// the deletion) may never have seen the current holder, so the
+		// lease is also measured from the moment the record was first
+		// found gone, whoever held it last. Any leader renewing before the
+		// deletion steps down within RenewDeadline < LeaseDuration of it.
+		now := e.clock.Now()
 		e.mu.Lock()
 		prev, seen := e.observed, !e.observedAt.IsZero()
 		last := max(int64(prev.LeaderTransitions), e.term)
+		if seen && e.goneAt.IsZero() {
+			e.goneAt = now
+		}
+		goneFor := e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
 		e.mu.Unlock()
-		if held := e.heldFor(e.clock.Now()); seen && held > 0 {
+		if held := max(e.heldFor(now), goneFor); seen && held > 0 {
 			log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
 			return min(held, e.pollDelay(watching)), false
 		}

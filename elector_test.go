@@ -759,7 +759,9 @@ func TestDeletedRecordIsHeldUntilObservedLeaseExpires(t *testing.T) {
 	if b.e.IsLeader() || c.e.IsLeader() {
 		t.Fatal("a follower took over before the lease it observed expired")
 	}
-	el.setTime(t, renewed.Add(testLease))
+	// The lease also runs from the moment a follower first found the
+	// record gone (at the latest a's renewal step above), whoever held it.
+	el.setTime(t, renewed.Add(testRetry+testLease))
 	waitFor(t, "a follower to lead", func() bool { return b.e.IsLeader() || c.e.IsLeader() })
 	if rec := el.holder(t); rec.LeaderTransitions != 2 {
 		t.Fatalf("the recreated record has term %d, want 2 (the last observed + 1)", rec.LeaderTransitions)

@@ -38,10 +38,10 @@ func buildExample(t *testing.T) string {
 // from 9 (r2) to 9 (r0)" and r0 and r2 both led for about 600 ms. The
 // follower's read cache hid r2's acquisition of term 9; after the deletion
 // r0 measured the lease from its last observed *change* (term 8, long
-// expired) and created at once. Fix to make in the elector: treat the
-// first not-found after a seen record as a change (wait a whole lease from
-// that moment, whatever the last holder), which bounds the overlap to zero
-// since the old leader steps down within RenewDeadline of the deletion.
+// expired) and created at once. The elector now treats the first
+// not-found after a seen record as a change (a whole lease from that
+// moment, whatever the last holder); the term reuse remains, so this stays
+// out until both are confirmed by the campaign.
 var knownBugs = map[string][]string{"git": {DeleteRecord}, "s3": {DeleteRecord}}
 
 // TestShortCampaign runs every fault kind twice on every backend against
