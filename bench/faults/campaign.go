@@ -79,9 +79,10 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); c.obs.run(ctx) }()
+	// The observer must have stopped before finish reads what it wrote.
+	stopObserver := sync.OnceFunc(func() { cancel(); wg.Wait() })
 	defer func() {
-		cancel()
-		wg.Wait()
+		stopObserver()
 		c.mu.Lock()
 		for _, r := range c.slots {
 			if r != nil {
@@ -114,11 +115,13 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 	}
 	for c.res.Transitions < cfg.Transitions && c.res.FaultsTotal < cfg.MaxFaults && !stopped() {
 		if err := c.settle(); err != nil {
+			stopObserver()
 			c.finish(start, reqs0)
 			return c.res, err
 		}
 		kind := c.pick()
 		if err := c.inject(kind); err != nil {
+			stopObserver()
 			c.finish(start, reqs0)
 			return c.res, fmt.Errorf("fault %d (%s): %w", c.res.FaultsTotal+1, kind, err)
 		}
@@ -127,6 +130,7 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 		}
 	}
 	err = c.settle()
+	stopObserver()
 	c.finish(start, reqs0)
 	return c.res, err
 }
