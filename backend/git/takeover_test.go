@@ -3,7 +3,6 @@ package git_test
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,12 +21,11 @@ import (
 type electionHarness struct {
 	*harness // Delete
 	srv      served
-	mu       sync.Mutex
-	proxies  map[lock.Interface]*testserver.Proxy
+	leadertest.ProxyCutter
 }
 
 func newElectionHarness(srv served) *electionHarness {
-	return &electionHarness{harness: &harness{repo: srv.repo}, srv: srv, proxies: map[lock.Interface]*testserver.Proxy{}}
+	return &electionHarness{harness: &harness{repo: srv.repo}, srv: srv}
 }
 
 func (h *electionHarness) NewLock(t *testing.T, name, id string) lock.Interface {
@@ -37,16 +35,8 @@ func (h *electionHarness) NewLock(t *testing.T, name, id string) lock.Interface 
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.mu.Lock()
-	h.proxies[l] = p
-	h.mu.Unlock()
+	h.Track(l, p)
 	return l
-}
-
-func (h *electionHarness) CutOff(t *testing.T, l lock.Interface) func() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.proxies[l].Stall()
 }
 
 // The shared elector scenarios (internal/leadertest): all of them over

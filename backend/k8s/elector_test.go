@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -154,23 +153,14 @@ func TestGracefulReleaseHandsOverThroughWatch(t *testing.T) {
 // own, so that one candidate can be cut off from the API server.
 type electionHarness struct {
 	*harness
-	mu      sync.Mutex
-	proxies map[lock.Interface]*testserver.Proxy
+	leadertest.ProxyCutter
 }
 
 func (h *electionHarness) NewLock(t *testing.T, name, id string) lock.Interface {
 	p := testserver.StartProxy(t, h.s.kube.Addr)
 	l := newLock(t, h.s.kube.ConfigVia(h.s.kube.Config(), p.Addr()), h.namespace, name, id)
-	h.mu.Lock()
-	h.proxies[l] = p
-	h.mu.Unlock()
+	h.Track(l, p)
 	return l
-}
-
-func (h *electionHarness) CutOff(t *testing.T, l lock.Interface) func() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.proxies[l].Stall()
 }
 
 // The shared elector scenarios (internal/leadertest) against a real API
@@ -180,7 +170,7 @@ func (h *electionHarness) CutOff(t *testing.T, l lock.Interface) func() {
 // take-over; the Lease deleted under a leader; TermLimit hand-overs.
 func TestElectorScenarios(t *testing.T) {
 	s := sharedServer(t)
-	h := &electionHarness{harness: &harness{s: s, namespace: s.namespace(t)}, proxies: map[lock.Interface]*testserver.Proxy{}}
+	h := &electionHarness{harness: &harness{s: s, namespace: s.namespace(t)}}
 	leadertest.RunScenarios(t, h, leadertest.Options{LeaseDuration: fast.lease, RenewDeadline: fast.renew, RetryPeriod: fast.retry})
 }
 

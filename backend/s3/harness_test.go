@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	s3lock "github.com/b3df926d/leaderelection/backend/s3"
+	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -149,27 +149,18 @@ func (h *harness) Delete(t *testing.T, name string) {
 // own, so that one candidate can be cut off from the store.
 type electionHarness struct {
 	harness
-	mu      sync.Mutex
-	proxies map[lock.Interface]*testserver.Proxy
+	leadertest.ProxyCutter
 }
 
 func newElectionHarness(s *store) *electionHarness {
-	return &electionHarness{harness: harness{s: s}, proxies: map[lock.Interface]*testserver.Proxy{}}
+	return &electionHarness{harness: harness{s: s}}
 }
 
 func (h *electionHarness) NewLock(t *testing.T, name, identity string) lock.Interface {
 	p := testserver.StartProxy(t, h.s.addr)
 	l := newLock(t, h.s.client("http://"+p.Addr()), name, identity, h.tune)
-	h.mu.Lock()
-	h.proxies[l] = p
-	h.mu.Unlock()
+	h.Track(l, p)
 	return l
-}
-
-func (h *electionHarness) CutOff(t *testing.T, l lock.Interface) func() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.proxies[l].Stall()
 }
 
 // Block stalls the whole store, which covers the record called name.
