@@ -31,7 +31,7 @@ type replica struct {
 }
 
 func (c *campaign) startReplica(slot int) (*replica, error) {
-	id := fmt.Sprintf("r%d", slot)
+	id := replicaID(slot)
 	port := freePort(c.tb)
 	logPath := filepath.Join(c.dir, id+".log")
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -45,6 +45,9 @@ func (c *campaign) startReplica(slot int) (*replica, error) {
 		"--leader-elect-renew-deadline=" + c.cfg.RenewDeadline.String(),
 		"--leader-elect-retry-period=" + c.cfg.RetryPeriod.String(),
 	}, c.store.args()...)
+	if pr, ok := c.store.(perReplica); ok {
+		args = append(args, pr.replicaArgs(slot)...)
+	}
 	cmd := exec.Command(c.bin, args...)
 	cmd.Env = append(os.Environ(), c.store.env()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -64,6 +67,15 @@ func (c *campaign) startReplica(slot int) (*replica, error) {
 		close(r.done)
 	}()
 	return r, nil
+}
+
+// replicaID is the identity of the replicas in slot.
+func replicaID(slot int) string { return fmt.Sprintf("r%d", slot) }
+
+// perReplica is a store whose replicas each need flags of their own
+// (gossip: a bind address, a state directory), kept across restarts.
+type perReplica interface {
+	replicaArgs(slot int) []string
 }
 
 func (r *replica) exited() bool {
