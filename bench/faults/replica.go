@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -153,14 +154,21 @@ func (r *replica) status(ctx context.Context) (status, bool) {
 }
 
 // livez returns nil if /livez answers 200.
-func (r *replica) livez() error {
-	resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(r.port) + "/livez")
+func (r *replica) livez() error { return r.get200("/livez") }
+
+// readiness returns nil if the example's readiness check passes (gossip: a
+// voter that has its record).
+func (r *replica) readiness() error { return r.get200("/readyz/readiness") }
+
+func (r *replica) get200(path string) error {
+	resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(r.port) + path)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/livez: %s", resp.Status)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, bytes.TrimSpace(b))
 	}
 	return nil
 }
