@@ -214,6 +214,57 @@ func (c *campaign) settle() error {
 // restartExited restarts replicas that exited and waits for a working
 // leader; it reports whether it restarted any.
 func (c *campaign) restartExited() (bool, error) {
+	restarted, err := c.restartSlots()
+	if err != nil {
+		return false, err
+	}
+	deadline := time.Now().Add(settleTimeout)
+	c.checkReplicas(deadline)
+	sink := fence.Open(c.sinkPath)
+	for {
+		if n, t, _ := c.obs.current(); n > 0 {
+			if st, err := sink.ReadState(); err == nil && st.Highest >= t.term && c.stillLeads(t) {
+				// A replica that exited while we waited (a leader that
+				// lost its lease exits) is restarted before the next
+				// fault too: settle goes round again.
+				return restarted || c.anyExited(), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			n, t, _ := c.obs.current()
+			return false, fmt.Errorf("no leader that works within %v of the last fault (%d tenures, last %+v); logs in %s", settleTimeout, n, t, c.dir)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the sink and the observer
+	}
+}
+
+// superviseDuring restarts replicas that exit until the returned function
+// is called, as a Deployment would while a fault lasts: during a partition,
+// a leader that lost its lease on the majority side exits, and without it
+// the side has no quorum left (two faults at once).
+func (c *campaign) superviseDuring() (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			if _, err := c.restartSlots(); err != nil {
+				c.problem("restarting a replica during a fault: %v", err)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// restartSlots starts again every replica that exited, recording
+// unexpected exits; it reports whether it restarted any.
+func (c *campaign) restartSlots() (bool, error) {
 	restarted := false
 	for i := range c.slots {
 		c.mu.Lock()
@@ -237,12 +288,16 @@ func (c *campaign) restartExited() (bool, error) {
 		c.mu.Unlock()
 		restarted = true
 	}
-	deadline := time.Now().Add(settleTimeout)
+	return restarted, nil
+}
+
+// checkReplicas waits until every running replica answers /livez (and,
+// for gossip, is ready: a voter restarted without its state must have
+// recovered its record, or a partition right after an amnesia restart is
+// two faults at once), counting those that do not by the deadline.
+func (c *campaign) checkReplicas(deadline time.Time) {
 	checks := []func(*replica) error{(*replica).livez}
 	if c.cfg.Backend == "gossip" {
-		// A voter that restarted without its state must have recovered
-		// its record before the next fault, or a partition after an
-		// amnesia restart is two faults at once.
 		checks = append(checks, (*replica).readiness)
 	}
 	for _, r := range c.live() {
@@ -259,19 +314,18 @@ func (c *campaign) restartExited() (bool, error) {
 			}
 		}
 	}
-	sink := fence.Open(c.sinkPath)
-	for {
-		if n, t, _ := c.obs.current(); n > 0 {
-			if st, err := sink.ReadState(); err == nil && st.Highest >= t.term && c.stillLeads(t) {
-				return restarted, nil
-			}
+}
+
+// anyExited reports whether a replica's process has exited.
+func (c *campaign) anyExited() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.slots {
+		if r.exited() {
+			return true
 		}
-		if time.Now().After(deadline) {
-			n, t, _ := c.obs.current()
-			return false, fmt.Errorf("no leader that works within %v of the last fault (%d tenures, last %+v); logs in %s", settleTimeout, n, t, c.dir)
-		}
-		time.Sleep(10 * time.Millisecond) // polling the sink and the observer
 	}
+	return false
 }
 
 // stillLeads reports whether the replica of tenure t is running and says
@@ -506,10 +560,12 @@ func (c *campaign) partition(kind string, n int, leader string) (heal func() err
 	} else {
 		minority, majority = others[:k], append([]string{leader}, others[k:]...)
 	}
+	stopSupervising := c.superviseDuring()
 	heal = func() error {
 		if kind == PartitionMinority {
 			time.Sleep(c.cfg.LeaseDuration) // the fault's duration, not synchronisation
 		}
+		stopSupervising()
 		healed := time.Now()
 		err := gs.partition(nil, c.live())
 		for _, t := range c.obs.tenuresFrom(n) {
