@@ -112,6 +112,20 @@ func (f *Fleet) StopAll() {
 	}
 }
 
+// Current returns the latest start of leading the fleet has seen, leader
+// or a later one still queued (leadership may have moved by itself, on a
+// machine too loaded to renew in time).
+func (f *Fleet) Current(leader Leadership) Leadership {
+	for {
+		select {
+		case l := <-f.leaders:
+			leader = l
+		default:
+			return leader
+		}
+	}
+}
+
 // NextLeader waits for the next start of leading.
 func (f *Fleet) NextLeader() Leadership {
 	f.tb.Helper()
@@ -131,6 +145,7 @@ func (f *Fleet) NextLeader() Leadership {
 func (f *Fleet) Handovers(leader Leadership, n int, settle time.Duration) ([]time.Duration, Leadership) {
 	var out []time.Duration
 	for range n {
+		leader = f.Current(leader)
 		start := time.Now()
 		f.Stop(leader.ID)
 		next := f.NextLeader()
@@ -151,6 +166,7 @@ func (f *Fleet) Crashes(leader Leadership, n int, lease, settle time.Duration, l
 	var out []time.Duration
 	for range n {
 		time.Sleep(settle) // let the leader renew at least once; not synchronisation
+		leader = f.Current(leader)
 		f.Stop(leader.ID)
 		renewed := lastRenew()
 		next := f.NextLeader()

@@ -2,6 +2,8 @@ package benchtest
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,6 +113,9 @@ type LeaseResult struct {
 	PerMinute float64
 }
 
+// namespaces numbers MeasureLease's namespaces: one per call.
+var namespaces atomic.Int64
+
 // MeasureLease measures el on kube, in a namespace of its own: API
 // requests per minute for 1 leader and the rest following (counted by a
 // rest.Config.WrapTransport round-tripper), graceful hand-overs (the
@@ -124,7 +129,7 @@ func MeasureLease(tb testing.TB, kube *testserver.Kube, el LeaseElector, p Lease
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ns := "bench-" + el.Name
+	ns := fmt.Sprintf("bench-%s-%d", el.Name, namespaces.Add(1))
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		tb.Fatal(err)
 	}
