@@ -24,7 +24,6 @@ import (
 	"errors"
 	goflag "flag"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
 
@@ -83,12 +82,6 @@ func run(args []string) error {
 		return err
 	}
 	opt.Lock = l
-	if r, ok := l.(interface{ Ready() error }); ok {
-		// gossip: a voter restarted without its state is not ready until
-		// it has recovered its record from the other voters, so that a
-		// rolling restart waits for it (/readyz/readiness).
-		opt.ReadinessChecker = func(*http.Request) error { return r.Ready() }
-	}
 	id := opt.ID
 	if l != nil {
 		id = l.Identity()

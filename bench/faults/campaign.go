@@ -298,7 +298,7 @@ func (c *campaign) restartSlots() (bool, error) {
 func (c *campaign) checkReplicas(deadline time.Time) {
 	checks := []func(*replica) error{(*replica).livez}
 	if c.cfg.Backend == "gossip" {
-		checks = append(checks, (*replica).readiness)
+		checks = append(checks, (*replica).gossipReady)
 	}
 	for _, r := range c.live() {
 		for _, check := range checks {

@@ -156,9 +156,9 @@ func (r *replica) status(ctx context.Context) (status, bool) {
 // livez returns nil if /livez answers 200.
 func (r *replica) livez() error { return r.get200("/livez") }
 
-// readiness returns nil if the example's readiness check passes (gossip: a
-// voter that has its record).
-func (r *replica) readiness() error { return r.get200("/readyz/readiness") }
+// gossipReady returns nil if the gossip lock's readiness check passes: a
+// voter that has its record (lock.ReadinessChecker, /readyz/gossip).
+func (r *replica) gossipReady() error { return r.get200("/readyz/gossip") }
 
 func (r *replica) get200(path string) error {
 	resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(r.port) + path)
