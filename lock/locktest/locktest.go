@@ -218,21 +218,7 @@ func (s *suite) testCreateRaceHasOneWinner(t *testing.T) {
 		locks[i] = s.h.NewLock(t, name, "racer-"+string(rune('a'+i)))
 	}
 	errs := race(locks, func(l lock.Interface) error { return l.Create(ctx, NewRecord(l.Identity(), 1)) })
-	winner := ""
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			if winner != "" {
-				t.Fatalf("both %s and %s created the record", winner, locks[i].Identity())
-			}
-			winner = locks[i].Identity()
-		case !lock.IsConflict(err):
-			t.Errorf("%s lost the create race with %v; lock.IsConflict is false", locks[i].Identity(), err)
-		}
-	}
-	if winner == "" {
-		t.Fatal("no racer created the record")
-	}
+	winner := oneWinner(t, "create", locks, errs)
 	for _, l := range locks {
 		if got := mustGet(t, ctx, l); got.HolderIdentity != winner {
 			t.Errorf("%s reads holder %q, want the winner %q", l.Identity(), got.HolderIdentity, winner)
@@ -252,24 +238,32 @@ func (s *suite) testUpdateRaceHasOneWinner(t *testing.T) {
 		mustGet(t, ctx, locks[i])
 	}
 	errs := race(locks, func(l lock.Interface) error { return l.Update(ctx, NewRecord(l.Identity(), 2)) })
+	winner := oneWinner(t, "update", locks, errs)
+	if got := mustGet(t, ctx, locks[0]); got.HolderIdentity != winner {
+		t.Fatalf("holder = %q, want the winner %q", got.HolderIdentity, winner)
+	}
+}
+
+// oneWinner checks that exactly one racer's write (verb) succeeded and that
+// every loser got a conflict, and returns the winner's identity.
+func oneWinner(t *testing.T, verb string, locks []lock.Interface, errs []error) string {
+	t.Helper()
 	winner := ""
 	for i, err := range errs {
 		switch {
 		case err == nil:
 			if winner != "" {
-				t.Fatalf("both %s and %s updated from the same version", winner, locks[i].Identity())
+				t.Fatalf("both %s and %s won the %s race", winner, locks[i].Identity(), verb)
 			}
 			winner = locks[i].Identity()
 		case !lock.IsConflict(err):
-			t.Errorf("%s lost the update race with %v; lock.IsConflict is false", locks[i].Identity(), err)
+			t.Errorf("%s lost the %s race with %v; lock.IsConflict is false", locks[i].Identity(), verb, err)
 		}
 	}
 	if winner == "" {
-		t.Fatal("no racer updated the record")
+		t.Fatalf("no racer won the %s race", verb)
 	}
-	if got := mustGet(t, ctx, locks[0]); got.HolderIdentity != winner {
-		t.Fatalf("holder = %q, want the winner %q", got.HolderIdentity, winner)
-	}
+	return winner
 }
 
 // race runs f for every lock at once and returns the errors in order.
