@@ -176,7 +176,12 @@ func (p parkingClock) AfterFunc(d time.Duration, f func()) clock.Timer {
 // start runs e for c.
 func (el *election) start(c *candidate, e *Elector) {
 	c.e = e
-	e.clock = parkingClock{el.clk, c}
+	var clk clock.WithDelayedExecution = parkingClock{el.clk, c}
+	if sc, ok := e.clock.(*steppedClock); ok {
+		sc.WithDelayedExecution = clk
+		clk = sc
+	}
+	e.clock = clk
 	e.park = func(p bool) { c.parked.Store(p) }
 	el.mu.Lock()
 	el.cands = append(el.cands, c)
@@ -1293,5 +1298,42 @@ func TestSteppedClockOfTheHolderNeitherShortensNorLengthensTheLease(t *testing.T
 			}
 			el.takesOverAt(t, b, renewed.Add(testLease), "a lease after a's last renewal")
 		})
+	}
+}
+
+// steppedClock is a candidate's clock (Config.Clock) whose wall reading is
+// off by step from the election's, as after an NTP or operator step. Its
+// timers run on the election's clock, as Go's run on the monotonic one.
+// (Since follows the wall reading here, so unlike Go's it is off by a step
+// made within the interval it measures.)
+type steppedClock struct {
+	clock.WithDelayedExecution // set by election.start
+	step                       atomic.Int64
+}
+
+func (s *steppedClock) Now() time.Time {
+	return s.WithDelayedExecution.Now().Add(time.Duration(s.step.Load()))
+}
+
+func (s *steppedClock) Since(t time.Time) time.Duration { return s.Now().Sub(t) }
+
+// The leader's wall clock steps back by one RetryPeriod before each
+// renewal: each renewal would store the same RenewTime (whole seconds) as
+// the one before, a record that did not change, which followers cannot
+// tell from no renewal at all. Within a term RenewTime strictly increases,
+// so every renewal moves the follower's expiry.
+func TestLeaderClockSteppedBackStillChangesTheRecordAtEveryRenewal(t *testing.T) {
+	el := newElection(t)
+	sc := &steppedClock{}
+	a := el.add("a", func(c *Config) { c.Clock = sc })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	for range 4 {
+		sc.step.Add(-int64(testRetry))
+		el.step(t, testRetry)
+		renewed := el.clk.Now()
+		waitFor(t, "a renewal", func() bool { return a.e.Status().LastRenew.Equal(renewed.Add(time.Duration(sc.step.Load()))) })
+		waitFor(t, "b to see the renewal", func() bool { return b.e.Status().Expiry.Equal(renewed.Add(testLease)) })
 	}
 }

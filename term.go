@@ -76,6 +76,7 @@ func (e *Elector) newTerm(ctx context.Context, log logr.Logger) *term {
 			HolderIdentity:       e.identity,
 			LeaseDurationSeconds: e.leaseSec,
 			AcquireTime:          metav1.NewTime(acquiredAt),
+			RenewTime:            metav1.NewTime(acquiredAt), // as the acquisition wrote it
 			LeaderTransitions:    int(n),
 		},
 		fnDone:     make(chan struct{}),
@@ -147,6 +148,20 @@ func (t *term) suspended() bool {
 	return ok && t.bootKnown && now-t.bootStart >= t.e.c.RenewDeadline
 }
 
+// renewTime is the RenewTime a renewal starting at now writes after one
+// that wrote prev: now, unless the wall clock was stepped back so far that
+// the record (which stores whole seconds) would not change. Followers only
+// see a renewal that changes the record; an unchanged one would make them
+// measure the lease from an earlier renewal. So within a term RenewTime
+// strictly increases, whatever the wall clock does; nothing compares it
+// with another clock.
+func renewTime(now time.Time, prev metav1.Time) metav1.Time {
+	if !prev.IsZero() && now.Unix() <= prev.Unix() {
+		return metav1.NewTime(prev.Truncate(time.Second).Add(time.Second))
+	}
+	return metav1.NewTime(now)
+}
+
 // renew writes the record from the version this elector last wrote, and
 // re-arms the step-down timer on success. On a conflict it reads the
 // record: if it is still this term's (an earlier write landed after its
@@ -155,7 +170,7 @@ func (t *term) renew(ctx context.Context) error {
 	e := t.e
 	start := e.clock.Now()
 	boot, bootKnown := e.bootTime()
-	t.rec.RenewTime = metav1.NewTime(start)
+	t.rec.RenewTime = renewTime(start, t.rec.RenewTime)
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline-e.clock.Since(t.goodStart))
 	defer cancel()
 	err := e.c.Lock.Update(actx, t.rec)
