@@ -27,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection/healthz"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // Run validates opt and runs the election until ctx ends (or opt.StopCh is
@@ -59,6 +60,7 @@ func Run(ctx context.Context, opt Option) error {
 	disabled := &disabledSource{name: opt.Name, id: opt.ID}
 	var src healthz.Source = disabled
 	var elector *Elector
+	var lockReady lock.ReadinessChecker
 	if !opt.Disabled {
 		l := opt.Lock
 		if l == nil {
@@ -69,6 +71,7 @@ func Run(ctx context.Context, opt Option) error {
 			defer kl.Close()
 			l = kl
 		}
+		lockReady = readinessOf(l)
 		var err error
 		c := opt.electorConfig(l)
 		c.Callbacks.OnStartedLeading = work
@@ -84,6 +87,7 @@ func Run(ctx context.Context, opt Option) error {
 			Source:          src,
 			Liveness:        opt.LivenessChecker,
 			Readiness:       opt.ReadinessChecker,
+			LockReadiness:   lockReady,
 			LeaderOnlyReady: opt.LeaderOnlyReady,
 			Handlers:        opt.Handlers,
 		})
@@ -123,6 +127,12 @@ func Run(ctx context.Context, opt Option) error {
 	return err
 }
 
+// readinessOf returns l's own readiness check, if it has one.
+func readinessOf(l lock.Interface) lock.ReadinessChecker {
+	rc, _ := l.(lock.ReadinessChecker)
+	return rc
+}
+
 // ErrRunFailed wraps the error Option.RunE returned.
 var ErrRunFailed = errors.New("the leader's function failed")
 
@@ -154,10 +164,14 @@ func (o Option) work(stop context.CancelFunc) (func(context.Context), func() err
 
 // NewHealthServer returns the health server for e, as Run builds it, with
 // e's renewals feeding its metrics: the by-hand wiring of NewElector and
-// healthz.New. opts.Source is set to e. Call it before e.Run, then run
+// healthz.New. opts.Source is set to e, and opts.LockReadiness, if unset, to
+// e's lock if it is a lock.ReadinessChecker. Call it before e.Run, then run
 // both (see the example).
 func NewHealthServer(e *Elector, opts healthz.Options) (*healthz.Server, error) {
 	opts.Source = e
+	if opts.LockReadiness == nil {
+		opts.LockReadiness = readinessOf(e.c.Lock)
+	}
 	srv, err := healthz.New(opts)
 	if err != nil {
 		return nil, err

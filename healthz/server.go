@@ -9,7 +9,9 @@
 // probe on /livez gets it restarted. A store that is down is not a wedge:
 // the loop keeps running, /livez stays healthy, and /readyz (the "store"
 // check) and /status report the failure. The user's liveness check runs on
-// every replica, leader or not.
+// every replica, leader or not. A lock that can be unfit to take part for a
+// while (lock.ReadinessChecker: a gossip voter recovering its record) adds
+// its own check to /readyz.
 package healthz
 
 import (
@@ -26,6 +28,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/utils/clock"
+
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // Options configure a Server.
@@ -41,6 +45,10 @@ type Options struct {
 	// Readiness, if set, is the user's check, served as "readiness" on
 	// /readyz only, on every replica.
 	Readiness func(*http.Request) error
+	// LockReadiness, if set, is the lock's own readiness (a gossip voter
+	// recovering its record), served on /readyz only under its
+	// ReadinessName (/readyz/gossip), on every replica.
+	LockReadiness lock.ReadinessChecker
 	// LeaderOnlyReady adds the "leader" check to /readyz: it fails on every
 	// replica but the leader, so a Kubernetes Service whose readiness probe
 	// is /readyz routes only to the leader (active/passive). Liveness is
@@ -105,6 +113,10 @@ func New(opts Options) (*Server, error) {
 	ready := append(append([]healthz.HealthChecker{}, checks[:2]...), StoreCheck(opts.Source))
 	if opts.Readiness != nil {
 		ready = append(ready, healthz.NamedCheck("readiness", opts.Readiness))
+	}
+	if opts.LockReadiness != nil {
+		lr := opts.LockReadiness
+		ready = append(ready, healthz.NamedCheck(lr.ReadinessName(), func(*http.Request) error { return lr.Ready() }))
 	}
 	if opts.LeaderOnlyReady {
 		ready = append(ready, LeaderCheck(opts.Source))

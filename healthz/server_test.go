@@ -256,3 +256,34 @@ func TestHandlerOnAServerPathIsError(t *testing.T) {
 		t.Fatalf("New with a handler on /healthz = %v, want an error naming it", err)
 	}
 }
+
+// recovering is a lock's readiness (lock.ReadinessChecker) that an edge
+// case test switches.
+type recovering struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (r *recovering) ReadinessName() string { return "gossip" }
+func (r *recovering) Ready() error          { r.mu.Lock(); defer r.mu.Unlock(); return r.err }
+
+func TestLockReadinessIsOnReadyzUnderItsNameNotLivez(t *testing.T) {
+	src := &fakeSource{st: Status{Name: "n", Identity: "v3", Leader: "v1"}}
+	rc := &recovering{err: errors.New("voter v3 is recovering its record")}
+	base := start(t, Options{Source: src, LockReadiness: rc})
+	if code, body := get(t, base+"/readyz/gossip"); code != http.StatusInternalServerError || !strings.Contains(body, "recovering") {
+		t.Errorf("/readyz/gossip while recovering: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/readyz"); code != http.StatusInternalServerError {
+		t.Errorf("/readyz while recovering: %d", code)
+	}
+	if code, _ := get(t, base+"/livez"); code != http.StatusOK {
+		t.Errorf("/livez while recovering: %d, want 200", code)
+	}
+	rc.mu.Lock()
+	rc.err = nil
+	rc.mu.Unlock()
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz once recovered: %d %q", code, body)
+	}
+}

@@ -45,3 +45,18 @@ type WatchState interface {
 	// Watching reports whether changes are being signalled now.
 	Watching() bool
 }
+
+// ReadinessChecker is optionally implemented by a lock whose handle can be
+// unfit to take part for a while, though its process is healthy: a gossip
+// voter that started without its record answers no other candidate until it
+// has recovered it from the others. leaderelection.Run and
+// leaderelection.NewHealthServer serve it on /readyz only (not /livez:
+// restarting would start the recovery again), as the check
+// /readyz/<ReadinessName>, so that a rolling restart waits for each such
+// replica before restarting the next.
+type ReadinessChecker interface {
+	// ReadinessName names the check ("gossip").
+	ReadinessName() string
+	// Ready returns nil when the handle can take part, else why not.
+	Ready() error
+}

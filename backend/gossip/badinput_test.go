@@ -182,7 +182,7 @@ func TestDuplicateNodeNameIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := c.options("v2")
-	o.Transport, o.Join, o.Logger = tr, c.seeds, logs.logger()
+	o.Transport, o.Join, o.Logger = tr, c.seedsExcept(""), logs.logger()
 	o.Voters = c.voters
 	twin, err := New(context.Background(), o)
 	if err != nil {

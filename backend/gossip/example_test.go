@@ -41,3 +41,25 @@ func ExampleNew() {
 	}
 	_ = e.Run(ctx)
 }
+
+// A voter restarted without its state is not ready until it has recovered
+// its record from the other voters: Ready is the lock's readiness check
+// (lock.ReadinessChecker), which leaderelection.Run and NewHealthServer
+// serve as /readyz/gossip.
+func ExampleLock_Ready() {
+	lk, err := gossip.New(context.Background(), gossip.Options{
+		Name:          "my-controller",
+		Voters:        []string{"ctl-0", "ctl-1", "ctl-2"},
+		Join:          []string{"ctl-gossip.default.svc:7946"},
+		SecretKeyFile: "/etc/gossip/key",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer lk.Close()
+	leaderelection.RunOrDie(leaderelection.Option{
+		Lock:            lk, // /readyz/gossip fails until lk.Ready() is nil
+		ReleaseOnCancel: true,
+		Run:             func(ctx context.Context) { <-ctx.Done() },
+	})
+}

@@ -213,7 +213,8 @@ func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 
 // Ready reports nil once this candidate can take part: a voter has its
 // record (restored from StateDir, recovered from the other voters, or the
-// register re-initialised). Use it as a readiness check, so that a rolling
+// register re-initialised). leaderelection.Run and NewHealthServer serve it
+// as the /readyz check "gossip" (lock.ReadinessChecker), so that a rolling
 // restart waits for each voter to recover before restarting the next.
 func (l *Lock) Ready() error {
 	if l.acc == nil {
@@ -226,6 +227,11 @@ func (l *Lock) Ready() error {
 	}
 	return nil
 }
+
+// ReadinessName names Ready's check on /readyz: /readyz/gossip.
+func (l *Lock) ReadinessName() string { return "gossip" }
+
+var _ lock.ReadinessChecker = (*Lock)(nil)
 
 // NumMembers is how many members memberlist sees alive, this one included.
 func (l *Lock) NumMembers() int { return l.n.ml.NumMembers() }

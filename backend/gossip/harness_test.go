@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -39,7 +40,7 @@ type cluster struct {
 
 	mu    sync.Mutex
 	locks map[string]*Lock
-	seeds []string
+	seeds map[string]string // voter → its current address (a restart moves it)
 	dirs  map[string]string
 }
 
@@ -49,7 +50,7 @@ func newCluster(t testing.TB, voters int, stateDirs bool, tune func(*Options)) *
 	t.Helper()
 	c := &cluster{
 		t: t, name: fmt.Sprintf("e%d", time.Now().UnixNano()), net: gossiptest.NewNetwork(uint64(time.Now().UnixNano())),
-		tune: tune, stateDirs: stateDirs, locks: map[string]*Lock{}, dirs: map[string]string{},
+		tune: tune, stateDirs: stateDirs, locks: map[string]*Lock{}, seeds: map[string]string{}, dirs: map[string]string{},
 		base: t.TempDir(), // before the cleanup below, so removed after it
 	}
 	for i := 1; i <= voters; i++ {
@@ -108,7 +109,7 @@ func (c *cluster) start(id string, tune func(*Options)) *Lock {
 	o := c.options(id)
 	o.Transport = tr
 	c.mu.Lock()
-	o.Join = slices.Clone(c.seeds)
+	o.Join = c.seedsExcept(id)
 	if c.stateDirs && !o.NonVoter {
 		if c.dirs[id] == "" {
 			dir, err := os.MkdirTemp(c.base, id+"-")
@@ -136,10 +137,24 @@ func (c *cluster) start(id string, tune func(*Options)) *Lock {
 	c.mu.Lock()
 	c.locks[id] = l
 	if !o.NonVoter {
-		c.seeds = append(c.seeds, tr.Addr())
+		c.seeds[id] = tr.Addr()
 	}
 	c.mu.Unlock()
 	return l
+}
+
+// seedsExcept returns the current addresses of the voters started so far,
+// but for id's own (a restarted voter does not dial its old address), in
+// voter order. A restart replaces a voter's address, so a long run of
+// restarts does not grow the list of seeds every re-join dials.
+func (c *cluster) seedsExcept(id string) []string {
+	var seeds []string
+	for _, v := range slices.Sorted(maps.Keys(c.seeds)) {
+		if v != id {
+			seeds = append(seeds, c.seeds[v])
+		}
+	}
+	return seeds
 }
 
 // lock returns candidate id.

@@ -9,10 +9,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,7 +135,7 @@ func TestManifestsPassServerSideDryRun(t *testing.T) {
 			t.Errorf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
 		}
 	}
-	for _, k := range []string{"Deployment", "ServiceAccount", "Role", "RoleBinding"} {
+	for _, k := range []string{"Deployment", "ServiceAccount", "Role", "RoleBinding", "StatefulSet", "Service"} {
 		if !kinds[k] {
 			t.Errorf("no %s among the manifests", k)
 		}
@@ -210,6 +212,137 @@ func TestActivePassiveServiceSelectsLeaderOnlyReadyPods(t *testing.T) {
 		if d.Spec.Template.Labels[k] != v {
 			t.Errorf("Service selector %s=%s does not match the pods' labels %v", k, v, d.Spec.Template.Labels)
 		}
+	}
+}
+
+// The gossip StatefulSet's voters are its own stable pod names for its
+// replica count, its pods join through a headless Service that publishes
+// them before they are ready (a recovering voter must be reachable), the
+// readiness probe is /readyz (where /readyz/gossip fails while a voter
+// recovers), the key comes from a Secret and the state from a volume.
+func TestGossipStatefulSetShape(t *testing.T) {
+	var sts *appsv1.StatefulSet
+	services := map[string]*corev1.Service{}
+	for _, obj := range manifests(t) {
+		switch obj.GetKind() {
+		case "StatefulSet":
+			sts = &appsv1.StatefulSet{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, sts); err != nil {
+				t.Fatal(err)
+			}
+		case "Service":
+			svc := &corev1.Service{}
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, svc); err != nil {
+				t.Fatal(err)
+			}
+			services[svc.Name] = svc
+		}
+	}
+	if sts == nil {
+		t.Fatal("no StatefulSet among the manifests")
+	}
+	pod := sts.Spec.Template.Spec
+	ctr := pod.Containers[0]
+	flags := map[string]string{}
+	for _, a := range ctr.Args {
+		k, v, _ := strings.Cut(a, "=")
+		flags[k] = v
+	}
+	if flags["--backend"] != "gossip" {
+		t.Errorf("--backend = %q, want gossip", flags["--backend"])
+	}
+
+	replicas := int32(1)
+	if sts.Spec.Replicas != nil {
+		replicas = *sts.Spec.Replicas
+	}
+	var want []string
+	for i := range replicas {
+		want = append(want, fmt.Sprintf("%s-%d", sts.Name, i))
+	}
+	if got := strings.Split(flags["--gossip-voters"], ","); !slices.Equal(got, want) {
+		t.Errorf("--gossip-voters = %v; the StatefulSet's %d stable pod names are %v", got, replicas, want)
+	}
+	if replicas%2 == 0 {
+		t.Errorf("replicas = %d: the voters must be an odd number", replicas)
+	}
+	podName := false
+	for _, e := range ctr.Env {
+		if e.Name == "POD_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name" {
+			podName = true
+		}
+	}
+	if !podName || flags["--id"] != "" {
+		t.Error("the identity is not the pod name (POD_NAME from metadata.name, no --id)")
+	}
+
+	svc := services[sts.Spec.ServiceName]
+	switch {
+	case svc == nil:
+		t.Errorf("serviceName %q is not a Service among the manifests", sts.Spec.ServiceName)
+	default:
+		if svc.Spec.ClusterIP != corev1.ClusterIPNone {
+			t.Errorf("Service %s is not headless (clusterIP %q)", svc.Name, svc.Spec.ClusterIP)
+		}
+		if !svc.Spec.PublishNotReadyAddresses {
+			t.Errorf("Service %s does not publish not-ready pods: a recovering voter could not be joined", svc.Name)
+		}
+		for k, v := range svc.Spec.Selector {
+			if sts.Spec.Template.Labels[k] != v {
+				t.Errorf("Service selector %s=%s does not match the pods' labels %v", k, v, sts.Spec.Template.Labels)
+			}
+		}
+		if join := flags["--gossip-join"]; !strings.HasPrefix(join, svc.Name+".") {
+			t.Errorf("--gossip-join = %q does not name the headless Service %s", join, svc.Name)
+		}
+		_, port, _ := strings.Cut(flags["--gossip-bind"], ":")
+		protocols := map[corev1.Protocol]bool{}
+		for _, p := range svc.Spec.Ports {
+			if fmt.Sprint(p.Port) == port {
+				protocols[p.Protocol] = true
+			}
+		}
+		if !protocols[corev1.ProtocolTCP] || !protocols[corev1.ProtocolUDP] {
+			t.Errorf("Service %s does not expose the gossip port %s on TCP and UDP: %v", svc.Name, port, svc.Spec.Ports)
+		}
+	}
+
+	if p := ctr.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" {
+		t.Error("readiness probe is not an HTTP GET of /readyz")
+	}
+	if p := ctr.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/livez" {
+		t.Error("liveness probe is not an HTTP GET of /livez")
+	}
+
+	// The key: a file on a volume from a Secret.
+	mountOf := func(path string) (corev1.VolumeMount, bool) {
+		for _, m := range ctr.VolumeMounts {
+			if path == m.MountPath || strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/") {
+				return m, true
+			}
+		}
+		return corev1.VolumeMount{}, false
+	}
+	keyFile := flags["--gossip-key-file"]
+	if m, ok := mountOf(keyFile); !ok {
+		t.Errorf("--gossip-key-file %q is on no volume mount", keyFile)
+	} else {
+		secret := false
+		for _, v := range pod.Volumes {
+			if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName != "" {
+				secret = true
+			}
+		}
+		if !secret {
+			t.Errorf("--gossip-key-file %q is on volume %q, which is not a Secret", keyFile, m.Name)
+		}
+	}
+	// The state: a volume per pod, kept across restarts.
+	stateDir := flags["--gossip-state-dir"]
+	if m, ok := mountOf(stateDir); !ok {
+		t.Errorf("--gossip-state-dir %q is on no volume mount", stateDir)
+	} else if !slices.ContainsFunc(sts.Spec.VolumeClaimTemplates, func(c corev1.PersistentVolumeClaim) bool { return c.Name == m.Name }) {
+		t.Errorf("--gossip-state-dir %q is on volume %q, which is no volumeClaimTemplate", stateDir, m.Name)
 	}
 }
 
