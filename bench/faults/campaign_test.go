@@ -42,7 +42,17 @@ func buildExample(t *testing.T) string {
 // out before ("10 (r1) to 10 (r0)" on git, "9 (r2) to 9 (r0)" on S3) is
 // fixed by the tombstone (DeletedRecordWithALaggingFollower in
 // internal/leadertest, on every backend).
-var knownBugs = map[string][]string{"git": {DeleteRecord}, "s3": {DeleteRecord}}
+//
+// file and k8s, delete-record: the same fresh candidate, even when the
+// leader is alive and puts a tombstone back: the full k8s campaign
+// (2026-12-02, before the tombstone) saw 19 of 149 deletions restart the
+// count at 1, the fresh process creating term 1 within milliseconds of the
+// deletion while the old leader worked on until its next renewal (up to
+// RetryPeriod of overlap; its tombstone's Create then loses to the fresh
+// record). CI passed with it by luck of timing. The fix (the fresh
+// candidate waits RenewDeadline before it creates term 1) is sketched on a
+// local branch, freshwait; not in main yet (its fake-clock tests need work).
+var knownBugs = map[string][]string{"file": {DeleteRecord}, "git": {DeleteRecord}, "k8s": {DeleteRecord}, "s3": {DeleteRecord}}
 
 // TestShortCampaign runs every fault kind twice on every backend against
 // its real server, and fails on any safety violation: the CI campaign. The
