@@ -3,6 +3,7 @@ package leaderelection
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,7 +176,12 @@ func (p parkingClock) AfterFunc(d time.Duration, f func()) clock.Timer {
 // start runs e for c.
 func (el *election) start(c *candidate, e *Elector) {
 	c.e = e
-	e.clock = parkingClock{el.clk, c}
+	var clk clock.WithDelayedExecution = parkingClock{el.clk, c}
+	if sc, ok := e.clock.(*steppedClock); ok {
+		sc.WithDelayedExecution = clk
+		clk = sc
+	}
+	e.clock = clk
 	e.park = func(p bool) { c.parked.Store(p) }
 	el.mu.Lock()
 	el.cands = append(el.cands, c)
@@ -220,6 +226,19 @@ func (el *election) setTime(t *testing.T, to time.Time) {
 	el.clk.SetTime(to)
 }
 
+// takesOverAt checks that c does not lead just before at (when, says
+// why, it may take over), and leads at at.
+func (el *election) takesOverAt(t *testing.T, c *candidate, at time.Time, why string) {
+	t.Helper()
+	el.setTime(t, at.Add(-time.Millisecond))
+	el.settle(t)
+	if c.e.IsLeader() {
+		t.Fatalf("%s took over before %v: %s", c.id, at, why)
+	}
+	el.setTime(t, at)
+	waitFor(t, c.id+" to take over at "+why, c.e.IsLeader)
+}
+
 // wait returns Run's result.
 func (c *candidate) wait(t *testing.T) error {
 	t.Helper()
@@ -255,11 +274,21 @@ func (el *election) failingLeader(t *testing.T, bmod func(*Config)) (a, b *candi
 	return a, b, fa
 }
 
-// failingLock makes Get and Update fail while fail is set.
+// failingLock makes Get and Update fail while fail is set, and Create
+// while failCreate is.
 type failingLock struct {
 	lock.Interface
-	fail     atomic.Bool
-	attempts atomic.Int32
+	fail       atomic.Bool
+	failCreate atomic.Bool
+	attempts   atomic.Int32
+}
+
+func (f *failingLock) Create(ctx context.Context, r lock.Record) error {
+	if f.failCreate.Load() {
+		f.attempts.Add(1)
+		return errors.New("injected store failure")
+	}
+	return f.Interface.Create(ctx, r)
 }
 
 func (f *failingLock) Update(ctx context.Context, r lock.Record) error {
@@ -731,9 +760,14 @@ func TestRunTwiceIsAnError(t *testing.T) {
 	}
 }
 
+// Without a tombstone (the leader's Create fails here; a leader that is
+// dead or cut off writes none either), followers treat the vanished record
+// as held: a whole lease from what they observed, and from when they first
+// found it gone.
 func TestDeletedRecordIsHeldUntilObservedLeaseExpires(t *testing.T) {
 	el := newElection(t)
-	a, b, _ := el.failingLeader(t, nil)
+	a, b, fa := el.failingLeader(t, nil)
+	fa.failCreate.Store(true)
 	c := el.add("c", nil)
 	waitFor(t, "c to see a", func() bool { return c.e.GetLeader() == "a" })
 	el.step(t, testRetry)
@@ -778,6 +812,153 @@ func TestLeaderStepsDownWhenItsRenewalFindsTheRecordGone(t *testing.T) {
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Run = %v, want ErrLeaseLost", err)
 	}
+}
+
+// A follower that polls (git has no watch) last read term 1; c then took
+// term 2 without it reading again, and the record was deleted. c's renewal
+// finds the record gone: it steps down and recreates the record with its
+// own term (a tombstone), so b continues from term 3. Without the
+// tombstone b waited out the deletion and created "the last term it saw +
+// 1", term 2 again: one fencing token held by two identities.
+func TestDeletedRecordIsNotRecreatedWithATermALaggingFollowerNeverSaw(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", func(c *Config) { c.Lock = blindLock{el.store.Lock("b")} })
+	c := el.add("c", nil)
+	waitFor(t, "b and c to see a", func() bool { return b.e.GetLeader() == "a" && c.e.GetLeader() == "a" })
+	el.settle(t)
+
+	// The clock stands still: b, which only polls, reads nothing until it
+	// moves. a releases term 1, c (watching) takes term 2 at once, and an
+	// operator deletes the record.
+	a.cancel()
+	if err := a.wait(t); err != nil {
+		t.Fatalf("a's Run = %v", err)
+	}
+	waitFor(t, "c to lead", c.e.IsLeader)
+	el.store.Delete()
+	el.settle(t)
+	if got := b.e.Status().Transitions; got != 1 {
+		t.Fatalf("b has read term %d; the test needs it to have seen only term 1", got)
+	}
+
+	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*testLease; {
+		el.step(t, testRetry/4)
+	}
+	if !b.e.IsLeader() {
+		t.Fatalf("b does not lead %v after the deletion", 4*testLease)
+	}
+	if err := c.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("c's Run = %v, want ErrLeaseLost", err)
+	}
+	waitFor(t, "b's function to start", func() bool { return b.started.Load() == 1 })
+	el.mu.Lock()
+	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
+	el.mu.Unlock()
+	if !slices.Equal(terms, []int64{1, 2, 3}) || !slices.Equal(who, []string{"a", "c", "b"}) {
+		t.Fatalf("terms %v led by %v; want 1, 2, 3 led by a, c, b: the term after the deletion must be above every term used", terms, who)
+	}
+}
+
+// The tombstone is written as soon as the renewal finds the record gone,
+// without waiting for a leader's function that ignores its context: it is
+// a held record, so nobody takes over while the function still runs (for
+// a lease), and it is released as soon as the function has returned.
+func TestDeletedRecordTombstoneIsHeldUntilTheFunctionReturns(t *testing.T) {
+	el := newElection(t)
+	deaf := newGate(t)
+	a := el.add("a", func(c *Config) { deafUntil(deaf, c) })
+	defer deaf.open()
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+
+	el.store.Delete()
+	el.step(t, testRetry) // a's renewal finds the record gone
+	waitFor(t, "a to step down", func() bool { return !a.e.IsLeader() })
+	el.settle(t)
+	if a.fnExited.Load() != 0 {
+		t.Fatal("a's function returned; the test needs it to run on")
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 || rec.LeaseDurationSeconds != int(testLease/time.Second) {
+		t.Fatalf("record after a's renewal found it gone: %+v; want a tombstone held by a with term 1 and a full lease, written while a's function still runs", rec)
+	}
+	stepped := el.clk.Now()
+	el.setTime(t, stepped.Add(testLease-time.Millisecond))
+	el.settle(t)
+	if b.e.IsLeader() {
+		t.Fatal("b took over while a's function still ran, less than a lease after a stepped down")
+	}
+
+	deaf.open()
+	waitFor(t, "a's Run to end", func() bool { return a.exited.Load() })
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+	}
+	// The release after the function returned wakes b (watching) at once.
+	waitFor(t, "b to lead after the tombstone's release", b.e.IsLeader)
+	if b.e.Term() != 2 {
+		t.Fatalf("b leads term %d, want 2", b.e.Term())
+	}
+}
+
+// A follower whose view lagged never saw the current holder: c took term 2
+// and the record was deleted before b's next poll. b's last observed
+// change (a's record) is almost a lease old, but the disappearance counts
+// as a change: b waits a whole lease from its first not-found, long enough
+// for any holder it missed to have stepped down (within RenewDeadline of
+// its last renewal). c here is a bare writer that leaves no tombstone.
+func TestDeletedRecordAfterAHiddenAcquisitionIsHeldALeaseFromItsDisappearance(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	rec := lock.Record{HolderIdentity: "a", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
+	if err := el.store.Lock("a").Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	var goneAt atomic.Pointer[time.Time]
+	b := el.add("b", func(c *Config) {
+		c.Lock = &goneClockLock{Interface: el.store.Lock("b"), clk: el.clk, goneAt: &goneAt}
+	})
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	el.settle(t)
+
+	// Between two of b's polls: c takes term 2, and the record is deleted.
+	w := el.store.Lock("c")
+	if _, _, err := w.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec.HolderIdentity, rec.LeaderTransitions = "c", 2
+	if err := w.Update(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	el.store.Delete()
+
+	for goneAt.Load() == nil {
+		el.step(t, testRetry/10)
+	}
+	gone := *goneAt.Load()
+	if !gone.Before(b.e.Status().Expiry) {
+		t.Fatalf("b first found the record gone at %v, after a's lease it observed (%v): the test needs it before", gone, b.e.Status().Expiry)
+	}
+	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it first found the record gone (a holder it never saw may still work)")
+}
+
+// goneClockLock hides the watch of the lock it wraps (a polling follower)
+// and notes the fake time of the first Get that found no record.
+type goneClockLock struct {
+	lock.Interface
+	clk    clock.PassiveClock
+	goneAt *atomic.Pointer[time.Time]
+}
+
+func (g *goneClockLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	rec, raw, err := g.Interface.Get(ctx)
+	if lock.IsNotFound(err) && g.goneAt.Load() == nil {
+		now := g.clk.Now()
+		g.goneAt.Store(&now)
+	}
+	return rec, raw, err
 }
 
 // releasedThenPolled releases a's lock with b having just read it, and
@@ -874,6 +1055,17 @@ func (g *gate) ctx() context.Context {
 	return ctx
 }
 func (g *gate) wait() { g.entered.Add(1); <-g.ch }
+
+// deafUntil makes the leader's function in c ignore the elector's
+// cancellation until g opens.
+func deafUntil(g *gate, c *Config) {
+	work := c.Callbacks.OnStartedLeading
+	c.Callbacks.OnStartedLeading = func(ctx context.Context) {
+		ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		context.AfterFunc(g.ctx(), cancel)
+		work(ctx)
+	}
+}
 
 // hangingLock makes Create, or Update, hang on a gate, ignoring the call's
 // context, while armed.
@@ -976,12 +1168,7 @@ func TestLostLeaseWithFunctionIgnoringContextReportsBothErrors(t *testing.T) {
 	ignoring := newGate(t)
 	a := el.add("a", func(c *Config) {
 		c.Lock, c.Recampaign = fa, true
-		work := c.Callbacks.OnStartedLeading
-		c.Callbacks.OnStartedLeading = func(ctx context.Context) {
-			ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // deaf to the elector
-			context.AfterFunc(ignoring.ctx(), cancel)
-			work(ctx)
-		}
+		deafUntil(ignoring, c)
 	})
 	defer ignoring.open()
 	waitFor(t, "a to lead", a.e.IsLeader)
@@ -1051,5 +1238,102 @@ func TestStuckOnNewLeaderDoesNotHoldUpRun(t *testing.T) {
 	}
 	if err := b.wait(t); err != nil {
 		t.Fatalf("b's Run = %v", err)
+	}
+}
+
+// skewedLock writes records whose timestamps are shifted by skew, as a
+// holder whose wall clock was stepped (NTP, an operator) writes them; its
+// timers, on the monotonic clock, are unaffected.
+type skewedLock struct {
+	lock.Interface
+	skew atomic.Int64 // a time.Duration
+}
+
+func (s *skewedLock) shifted(r lock.Record) lock.Record {
+	d := time.Duration(s.skew.Load())
+	r.AcquireTime = metav1.NewTime(r.AcquireTime.Add(d))
+	r.RenewTime = metav1.NewTime(r.RenewTime.Add(d))
+	return r
+}
+
+func (s *skewedLock) Create(ctx context.Context, r lock.Record) error {
+	return s.Interface.Create(ctx, s.shifted(r))
+}
+
+func (s *skewedLock) Update(ctx context.Context, r lock.Record) error {
+	return s.Interface.Update(ctx, s.shifted(r))
+}
+
+// The leader's wall clock is stepped hours back (its records look long
+// expired) or forward (they look valid for hours): a follower, which
+// measures the lease on its own clock from when it saw the record change,
+// neither takes over while the leader renews nor waits longer than a lease
+// once the renewals stop.
+func TestSteppedClockOfTheHolderNeitherShortensNorLengthensTheLease(t *testing.T) {
+	for _, step := range []time.Duration{-6 * time.Hour, 6 * time.Hour} {
+		t.Run(step.String(), func(t *testing.T) {
+			el := newElection(t)
+			sa := &skewedLock{Interface: el.store.Lock("a")}
+			a := el.add("a", func(c *Config) { c.Lock, c.ReleaseOnCancel = sa, false })
+			waitFor(t, "a to lead", a.e.IsLeader)
+			b := el.add("b", nil)
+			waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+
+			sa.skew.Store(int64(step))
+			for range 3 * testLease / testRetry {
+				el.step(t, testRetry)
+				if b.e.IsLeader() {
+					t.Fatalf("b took over from a leader that renews, whose record says it was renewed at %v (the follower's clock: %v)", el.holder(t).RenewTime, el.clk.Now())
+				}
+			}
+			renewed := el.clk.Now()
+			if rec := el.holder(t); rec.RenewTime.Sub(renewed).Abs() < time.Hour {
+				t.Fatalf("the record's RenewTime %v is not hours away from %v: the step did not reach the record", rec.RenewTime, renewed)
+			}
+			waitFor(t, "b to observe a's last renewal", func() bool { return b.e.Status().Expiry.Equal(renewed.Add(testLease)) })
+
+			a.cancel() // a crashes: it leaves the lock to expire
+			if err := a.wait(t); err != nil {
+				t.Fatalf("a's Run = %v", err)
+			}
+			el.takesOverAt(t, b, renewed.Add(testLease), "a lease after a's last renewal")
+		})
+	}
+}
+
+// steppedClock is a candidate's clock (Config.Clock) whose wall reading is
+// off by step from the election's, as after an NTP or operator step. Its
+// timers run on the election's clock, as Go's run on the monotonic one.
+// (Since follows the wall reading here, so unlike Go's it is off by a step
+// made within the interval it measures.)
+type steppedClock struct {
+	clock.WithDelayedExecution // set by election.start
+	step                       atomic.Int64
+}
+
+func (s *steppedClock) Now() time.Time {
+	return s.WithDelayedExecution.Now().Add(time.Duration(s.step.Load()))
+}
+
+func (s *steppedClock) Since(t time.Time) time.Duration { return s.Now().Sub(t) }
+
+// The leader's wall clock steps back by one RetryPeriod before each
+// renewal: each renewal would store the same RenewTime (whole seconds) as
+// the one before, a record that did not change, which followers cannot
+// tell from no renewal at all. Within a term RenewTime strictly increases,
+// so every renewal moves the follower's expiry.
+func TestLeaderClockSteppedBackStillChangesTheRecordAtEveryRenewal(t *testing.T) {
+	el := newElection(t)
+	sc := &steppedClock{}
+	a := el.add("a", func(c *Config) { c.Clock = sc })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	for range 4 {
+		sc.step.Add(-int64(testRetry))
+		el.step(t, testRetry)
+		renewed := el.clk.Now()
+		waitFor(t, "a renewal", func() bool { return a.e.Status().LastRenew.Equal(renewed.Add(time.Duration(sc.step.Load()))) })
+		waitFor(t, "b to see the renewal", func() bool { return b.e.Status().Expiry.Equal(renewed.Add(testLease)) })
 	}
 }

@@ -60,6 +60,7 @@ type term struct {
 	deadline  clock.Timer   // steps down at goodStart + RenewDeadline
 	lost      chan struct{} // closed by stepDown
 	lostOnce  sync.Once
+	buried    bool // this term's tombstone is in the store (see tombstone)
 }
 
 // newTerm describes the term this process has just acquired.
@@ -75,6 +76,7 @@ func (e *Elector) newTerm(ctx context.Context, log logr.Logger) *term {
 			HolderIdentity:       e.identity,
 			LeaseDurationSeconds: e.leaseSec,
 			AcquireTime:          metav1.NewTime(acquiredAt),
+			RenewTime:            metav1.NewTime(acquiredAt), // as the acquisition wrote it
 			LeaderTransitions:    int(n),
 		},
 		fnDone:     make(chan struct{}),
@@ -146,6 +148,20 @@ func (t *term) suspended() bool {
 	return ok && t.bootKnown && now-t.bootStart >= t.e.c.RenewDeadline
 }
 
+// renewTime is the RenewTime a renewal starting at now writes after one
+// that wrote prev: now, unless the wall clock was stepped back so far that
+// the record (which stores whole seconds) would not change. Followers only
+// see a renewal that changes the record; an unchanged one would make them
+// measure the lease from an earlier renewal. So within a term RenewTime
+// strictly increases, whatever the wall clock does; nothing compares it
+// with another clock.
+func renewTime(now time.Time, prev metav1.Time) metav1.Time {
+	if !prev.IsZero() && now.Unix() <= prev.Unix() {
+		return metav1.NewTime(prev.Truncate(time.Second).Add(time.Second))
+	}
+	return metav1.NewTime(now)
+}
+
 // renew writes the record from the version this elector last wrote, and
 // re-arms the step-down timer on success. On a conflict it reads the
 // record: if it is still this term's (an earlier write landed after its
@@ -154,7 +170,7 @@ func (t *term) renew(ctx context.Context) error {
 	e := t.e
 	start := e.clock.Now()
 	boot, bootKnown := e.bootTime()
-	t.rec.RenewTime = metav1.NewTime(start)
+	t.rec.RenewTime = renewTime(start, t.rec.RenewTime)
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline-e.clock.Since(t.goodStart))
 	defer cancel()
 	err := e.c.Lock.Update(actx, t.rec)
@@ -221,6 +237,57 @@ func (t *term) release(ctx context.Context) {
 	}
 	e.observe(rec, nil)
 	t.log.Info("Released the lock")
+}
+
+// tombstone recreates the record a renewal of this term found deleted,
+// still naming this term and its holder, so that no later term reuses this
+// one. A candidate whose view lagged (it polls, reads through a cache, or
+// a coalesced watch signal showed it only the deletion) may never have read
+// this term; without the tombstone it would wait out the deletion and
+// create "the last term it saw + 1", this very term, and a fencing sink
+// could not tell this leader's late writes from the next one's. Reading the
+// tombstone, it continues from this term + 1 instead.
+//
+// Ordering. The caller has already stepped down (the leader's context is
+// cancelled), and calls this at once, without waiting for the leader's
+// function or OnStoppedLeading: the tombstone must be in the store before
+// any candidate ends its wait, a whole LeaseDuration after it first found
+// the record gone. It is a held record (this holder, a full lease), not a
+// released one, so it invites nobody while the function winds down:
+// candidates that read it wait a whole lease from then, as for any lost
+// lease; lead releases it once the function and OnStoppedLeading have
+// returned (with ReleaseOnCancel). It is a Create, which only succeeds if
+// no record exists: it never overwrites a record another candidate wrote.
+// And it must land no later than this term's renewal deadline (goodStart +
+// RenewDeadline, before any candidate can create after the deletion): a
+// tombstone landing after a newer term was created and deleted again would
+// take the term count backwards. So it gets only what is left of that
+// window, and none once the step-down timer has fired.
+//
+// What it cannot cover: a leader that is dead, paused or cut off from the
+// store between the deletion and its renewal deadline writes no tombstone
+// (see docs/elector.md, "A deleted record").
+func (t *term) tombstone(ctx context.Context) {
+	e := t.e
+	left := e.c.RenewDeadline - e.clock.Since(t.goodStart)
+	if left <= 0 {
+		return
+	}
+	actx, cancel := e.attemptCtx(ctx, left)
+	defer cancel()
+	rec := t.rec
+	rec.RenewTime = metav1.NewTime(e.clock.Now())
+	if err := e.c.Lock.Create(actx, rec); err != nil {
+		if lock.IsConflict(err) {
+			t.log.Info("Not recreating the deleted record: another candidate already created one", "err", err)
+		} else {
+			t.log.Error(err, "Recreating the deleted record with this term failed; a candidate that never read this term may reuse it")
+		}
+		return
+	}
+	t.buried = true
+	e.observe(rec, nil)
+	t.log.Info("Recreated the deleted record with this term (held, not leading), so that the next term is higher")
 }
 
 // stopped records the end of the term on the lock and calls
@@ -307,6 +374,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 		}
 		lostC, renewC, lost = nil, nil, true
 		renewTimer.Stop()
+		t.deadline.Stop() // stepped down already: nothing left for it to do
 		t.log.Info("Could not renew within RenewDeadline, or the lock moved on; stepped down", "renewDeadline", e.c.RenewDeadline)
 		beginStop(causeLost) // unless already stopping: that deadline stands
 	}
@@ -348,6 +416,12 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 			e.parked(false)
 			noteLost()
 			stopTimer.Stop()
+			if lost && t.buried && e.c.ReleaseOnCancel {
+				// The function and OnStoppedLeading have returned: the
+				// tombstone need not keep anyone waiting any more.
+				e.beat(0)
+				t.release(ctx)
+			}
 			if lost {
 				if e.c.Recampaign {
 					t.log.Info("Campaigning again (Recampaign)")
@@ -407,9 +481,13 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 				t.stepDown()
 			case lock.IsNotFound(err):
 				// The record was deleted: followers that saw it wait out
-				// its lease, but this term's lock is gone.
+				// its lease, but this term's lock is gone. Stop the work
+				// first, then leave this term in the store at once (see
+				// tombstone for the order).
 				t.log.Info("The lock's record is gone", "err", err)
 				t.stepDown()
+				e.beat(0)
+				t.tombstone(ctx)
 			default:
 				renewTimer.Reset(e.c.RetryPeriod)
 			}

@@ -88,12 +88,15 @@ type cluster struct {
 	locks    map[string]*gossip.Lock
 	regs     map[string]*prometheus.Registry
 	renewals map[string]*atomic.Int64
+	// lastRenewed is when each candidate last acquired or renewed (the
+	// start of the call: its record's RenewTime).
+	lastRenewed map[string]time.Time
 }
 
 func newCluster(tb testing.TB, name string, tm benchtest.Timing) *cluster {
 	c := &cluster{tb: tb, name: name, tm: tm, net: gossiptest.NewNetwork(uint64(time.Now().UnixNano())),
 		dirs: map[string]string{}, addrs: map[string]string{}, locks: map[string]*gossip.Lock{},
-		regs: map[string]*prometheus.Registry{}, renewals: map[string]*atomic.Int64{}}
+		regs: map[string]*prometheus.Registry{}, renewals: map[string]*atomic.Int64{}, lastRenewed: map[string]time.Time{}}
 	if *stateDirs {
 		for _, v := range voters {
 			c.dirs[v] = tb.TempDir()
@@ -112,12 +115,27 @@ func names() []string {
 	return out
 }
 
-// renewCounter counts a leader's successful renewals (Config.Metrics).
-type renewCounter struct{ n *atomic.Int64 }
+// renewCounter counts a leader's successful renewals (Config.Metrics) and
+// notes when the last one started: the record's RenewTime.
+type renewCounter struct {
+	n  *atomic.Int64
+	c  *cluster
+	id string
+}
 
-func (r renewCounter) ObserveRenew(_ string, _ time.Duration, err error) {
+func (r renewCounter) ObserveRenew(_ string, took time.Duration, err error) {
 	if err == nil {
 		r.n.Add(1)
+		r.c.renewed(r.id, time.Now().Add(-took))
+	}
+}
+
+// renewed notes that id's record was (re)written at about at.
+func (c *cluster) renewed(id string, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at.After(c.lastRenewed[id]) {
+		c.lastRenewed[id] = at
 	}
 }
 
@@ -159,8 +177,9 @@ func (c *cluster) start(tb testing.TB, id string, release bool, led func(string)
 	c.mu.Unlock()
 	e, err := leaderelection.NewElector(leaderelection.Config{
 		Lock: lk, LeaseDuration: c.tm.LeaseDuration, RenewDeadline: c.tm.RenewDeadline, RetryPeriod: c.tm.RetryPeriod,
-		ReleaseOnCancel: release, Logger: &discard, Metrics: renewCounter{renewals},
+		ReleaseOnCancel: release, Logger: &discard, Metrics: renewCounter{n: renewals, c: c, id: id},
 		Callbacks: leaderelection.Callbacks{OnStartedLeading: func(ctx context.Context) {
+			c.renewed(id, time.Now()) // just after its record's RenewTime, until it renews
 			led(id)
 			<-ctx.Done()
 		}},
@@ -203,23 +222,17 @@ func (c *cluster) fleet(release bool) *benchtest.Fleet {
 	return f
 }
 
-// lastRenew reads the record's RenewTime through a running candidate
-// (from the record its writer pushed to it).
-func (c *cluster) lastRenew() time.Time {
+// lastRenew is the RenewTime of id's last renewal (or acquisition),
+// noted as it happened: after a crash, reading the record would be a
+// quorum round racing the followers' own.
+func (c *cluster) lastRenew(id string) time.Time {
 	c.mu.Lock()
-	var lk *gossip.Lock
-	for _, l := range c.locks {
-		lk = l
-		break
+	defer c.mu.Unlock()
+	at, ok := c.lastRenewed[id]
+	if !ok {
+		c.tb.Fatalf("%s led without a renewal noted", id)
 	}
-	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	rec, _, err := lk.Get(ctx)
-	if err != nil {
-		c.tb.Fatalf("reading the record after a crash: %v", err)
-	}
-	return rec.RenewTime.Time
+	return at
 }
 
 // waitMembers waits until every candidate sees all of them.

@@ -159,16 +159,17 @@ func (f *Fleet) Handovers(leader Leadership, n int, settle time.Duration) ([]tim
 
 // Crashes makes the leader vanish n times without releasing (the fleet
 // must not release) and returns each fail-over beyond the lease: from the
-// RenewTime of the leader's last renewal (lastRenew, read after the crash)
+// RenewTime of the leader's last renewal (lastRenew of its id, read after
+// the crash)
 // to the next leader's OnStartedLeading, minus lease. Before each crash
 // the leader holds for settle, so it has renewed at least once.
-func (f *Fleet) Crashes(leader Leadership, n int, lease, settle time.Duration, lastRenew func() time.Time) ([]time.Duration, Leadership) {
+func (f *Fleet) Crashes(leader Leadership, n int, lease, settle time.Duration, lastRenew func(id string) time.Time) ([]time.Duration, Leadership) {
 	var out []time.Duration
 	for range n {
 		time.Sleep(settle) // let the leader renew at least once; not synchronisation
 		leader = f.Current(leader)
 		f.Stop(leader.ID)
-		renewed := lastRenew()
+		renewed := lastRenew(leader.ID)
 		next := f.NextLeader()
 		out = append(out, next.At.Sub(renewed)-lease)
 		f.Add(f.Restart(leader.ID))

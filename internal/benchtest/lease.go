@@ -160,7 +160,7 @@ func MeasureLease(tb testing.TB, kube *testserver.Kube, el LeaseElector, p Lease
 	}
 	leader = f.NextLeader()
 	leases := admin.CoordinationV1().Leases(ns)
-	r.Failover, _ = f.Crashes(leader, p.Crashes, p.LeaseDuration, 2*p.RetryPeriod, func() time.Time {
+	r.Failover, _ = f.Crashes(leader, p.Crashes, p.LeaseDuration, 2*p.RetryPeriod, func(string) time.Time {
 		lease, err := leases.Get(ctx, "crash", metav1.GetOptions{})
 		if err != nil {
 			tb.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,6 +70,10 @@ func (o Options) withDefaults() Options {
 //   - DeletedRecordUnderLeader: the record is deleted under a leader with
 //     two followers. Nobody starts before the old leader has stopped, the
 //     next term is the last one + 1, and a new leader comes.
+//   - DeletedRecordWithALaggingFollower: a follower that polls misses a
+//     hand-over (it last read the term before), then the record is deleted
+//     under the new leader. The term after the deletion is above every
+//     term used: no term is held by two identities.
 //   - TermLimitMovesLeadership: with TermLimit, leadership moves to another
 //     candidate at nearly every hand-over (at least 80%).
 //   - ReleaseThenCutOffThenTakeOver (Cutter only): a graceful release hands
@@ -88,6 +93,7 @@ func RunScenarios(t *testing.T, h Harness, opts Options) {
 		}
 	}
 	run("DeletedRecordUnderLeader", func(t *testing.T) { deletedRecordUnderLeader(t, h, o) })
+	run("DeletedRecordWithALaggingFollower", func(t *testing.T) { deletedRecordWithALaggingFollower(t, h, o) })
 	run("TermLimitMovesLeadership", func(t *testing.T) { termLimitMovesLeadership(t, h, o) })
 	run("ReleaseThenCutOffThenTakeOver", func(t *testing.T) {
 		c, ok := h.(Cutter)
@@ -134,9 +140,18 @@ func newElection(t *testing.T, h Harness, o Options, configure func(*leaderelect
 // Its leader function records its term in the tracker and works until its
 // context ends.
 func (el *Election) Start(id string) *Candidate {
+	el.t.Helper()
+	return el.start(id, nil)
+}
+
+// start is Start with the candidate's lock wrapped by wrap, if set.
+func (el *Election) start(id string, wrap func(lock.Interface) lock.Interface) *Candidate {
 	t := el.t
 	t.Helper()
 	c := &Candidate{ID: id, Lock: el.h.NewLock(t, el.name, id), done: make(chan error, 1)}
+	if wrap != nil {
+		c.Lock = wrap(c.Lock)
+	}
 	// The elector's log goes to the test's, shown when it fails.
 	log := testr.NewWithOptions(t, testr.Options{LogTimestamp: true})
 	cfg := leaderelection.Config{
@@ -385,4 +400,90 @@ func releaseThenCutOffThenTakeOver(t *testing.T, h Harness, cut Cutter, o Option
 	t.Logf("release: %s took over %v after %s released; cut-off: %s stopped %v and %s started %v after the last renewal (lease %v)",
 		second.ID, released.Round(time.Millisecond), first.ID, second.ID, ts[1].End.Sub(lastRenew).Round(time.Millisecond),
 		third.ID, third.Start.Sub(lastRenew).Round(time.Millisecond), o.LeaseDuration)
+}
+
+// deletedRecordWithALaggingFollower: c polls (it cannot watch, as on git)
+// and misses a hand-over: its last read shows the first leader's term n,
+// the second leader takes n+1, and an operator deletes the record under
+// it. The second leader's renewal finds the record gone: it steps down and
+// leaves its term in the store, so c continues from n+2. Before that, c
+// waited out the deletion and created n+1 again: one fencing token held by
+// two identities, which a sink refusing only lower terms cannot tell apart.
+func deletedRecordWithALaggingFollower(t *testing.T, h Harness, o Options) {
+	el := newElection(t, h, o, nil)
+	el.Start("a")
+	el.Start("b")
+	first := el.leaderAfter(0, "a first leader")[0]
+	lagging := &laggingLock{}
+	el.start("c", func(l lock.Interface) lock.Interface { lagging.Interface = l; return lagging })
+	if !el.waitObserved(0) {
+		t.Fatalf("%s's term %d ended before c read it (a slow store?)", first.ID, first.Term)
+	}
+
+	// From here c reads nothing: it misses the hand-over.
+	lagging.stalled.Store(true)
+	if err := el.byID(first.ID).Stop(t); err != nil {
+		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
+	}
+	second := el.leaderAfter(1, "a leader after the release")[1]
+	deletedAt := time.Now()
+	h.Delete(t, el.name)
+	lagging.stalled.Store(false)
+	if second.ID == "c" || second.Term != first.Term+1 {
+		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
+	}
+	if err := el.byID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
+		t.Errorf("%s, whose record was deleted: Run returned %v, want ErrLeaseLost", second.ID, err)
+	}
+	ts := el.leaderAfter(2, "c to lead after the deletion")
+	if end := ts[1].End; end.Before(deletedAt) {
+		t.Fatalf("%s's term %d ended at %v, before the record was deleted at %v (a slow store?): nothing was tested", second.ID, second.Term, end, deletedAt)
+	}
+	third := ts[2]
+	holders := map[int64]string{}
+	for _, tm := range ts {
+		if id, ok := holders[tm.Term]; ok && id != tm.ID {
+			t.Errorf("term %d held by %s and by %s: a sink fencing on terms cannot tell their writes apart", tm.Term, id, tm.ID)
+		}
+		holders[tm.Term] = tm.ID
+	}
+	if third.ID != "c" || third.Term <= second.Term {
+		t.Errorf("after the deletion %s led term %d; want c with a term above %d, the last one used", third.ID, third.Term, second.Term)
+	}
+	el.Tracker.Check(t)
+	t.Logf("c last read term %d; %s led term %d; record deleted; c led term %d %v later",
+		first.Term, second.ID, second.Term, third.Term, third.Start.Sub(deletedAt).Round(time.Millisecond))
+}
+
+// laggingLock is a candidate's lock that cannot watch, so the candidate
+// polls, and whose store calls fail while stalled is set, as if the store
+// were out of its reach: the candidate misses whatever happens meanwhile.
+type laggingLock struct {
+	lock.Interface
+	stalled atomic.Bool
+}
+
+func (l *laggingLock) stall() error {
+	return fmt.Errorf("%s: the test keeps this candidate from reaching the store", l.Describe())
+}
+
+func (l *laggingLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	if l.stalled.Load() {
+		return nil, nil, l.stall()
+	}
+	return l.Interface.Get(ctx)
+}
+
+func (l *laggingLock) Create(ctx context.Context, rec lock.Record) error {
+	if l.stalled.Load() {
+		return l.stall()
+	}
+	return l.Interface.Create(ctx, rec)
+}
+
+func (l *laggingLock) Update(ctx context.Context, rec lock.Record) error {
+	if l.stalled.Load() {
+		return l.stall()
+	}
+	return l.Interface.Update(ctx, rec)
 }
