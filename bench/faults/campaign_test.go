@@ -43,7 +43,10 @@ func buildExample(t *testing.T) string {
 // to 1 (r2)"). The term reuse by a lagging follower that kept the fault
 // out before ("10 (r1) to 10 (r0)" on git, "9 (r2) to 9 (r0)" on S3) is
 // fixed by the tombstone (DeletedRecordWithALaggingFollower in
-// internal/leadertest, on every backend).
+// internal/leadertest, on every backend), and its variant after two
+// deletions, where every read of the follower fell while the record was
+// gone ("41 (r1) to 40 (r0)" on S3), by the claim
+// (DeletedRecordRecreatedByAFollowerThatMissedATerm).
 //
 // file and k8s, delete-record: the same fresh candidate, even when the
 // leader is alive and puts a tombstone back: the full k8s campaign
