@@ -1042,6 +1042,56 @@ func TestFollowerThatMissedATermBetweenTwoDeletionsDoesNotReuseIt(t *testing.T) 
 	}
 }
 
+// The other way a claim meets the leader whose term it missed: the
+// leader's renewal finds the record gone, and the claim lands between that
+// read and the tombstone's Create. The Create loses; the record it lost to
+// has a term not above the leader's, so the leader replaces it with its
+// tombstone. Before, the leader left it ("another candidate already
+// created one"), and the claimant would have led a term in use.
+func TestTombstoneReplacesARecordWithALowerTermThatBeatItsCreate(t *testing.T) {
+	el := newElection(t)
+	deaf := newGate(t)
+	claimant := el.store.Lock("b")
+	hook := &beforeCreateLock{before: func() {
+		rec := lock.Record{HolderIdentity: "b", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
+		if err := claimant.Create(context.Background(), rec); err != nil {
+			t.Errorf("b's claim: %v", err)
+		}
+	}}
+	a := el.add("a", func(c *Config) {
+		deafUntil(deaf, c)
+		hook.Interface = c.Lock
+		c.Lock = hook
+	})
+	defer deaf.open()
+	waitFor(t, "a to lead", a.e.IsLeader)
+	hook.armed.Store(true)
+
+	el.store.Delete()
+	el.step(t, testRetry) // a's renewal finds the record gone
+	waitFor(t, "a to step down", func() bool { return !a.e.IsLeader() })
+	el.settle(t)
+	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 {
+		t.Fatalf("record %+v after a's tombstone lost its Create to b's record with term 1; want a's term 1 in its place", rec)
+	}
+}
+
+// beforeCreateLock calls before, once, ahead of the first Create after
+// armed is set.
+type beforeCreateLock struct {
+	lock.Interface
+	before func()
+	armed  atomic.Bool
+	once   sync.Once
+}
+
+func (l *beforeCreateLock) Create(ctx context.Context, rec lock.Record) error {
+	if l.armed.Load() {
+		l.once.Do(l.before)
+	}
+	return l.Interface.Create(ctx, rec)
+}
+
 // signalLock replaces the watch of the lock it wraps by ch: the candidate
 // reads when the test signals, or when its own timers fire. gone counts
 // the reads that found no record.
