@@ -1076,6 +1076,37 @@ func TestTombstoneReplacesARecordWithALowerTermThatBeatItsCreate(t *testing.T) {
 	}
 }
 
+// A leader that stops gracefully just after its record was deleted and
+// recreated with a lower term (here a fresh candidate's term 1, as the S3
+// campaign saw: "term went from 40 (r2) to 1 (r0)", the leader stopped
+// by the next fault) releases over that record, so the count goes on from
+// its term. Before, it left it ("the lock has moved on"), and the count
+// restarted at 1.
+func TestReleaseReplacesARecordWithALowerTerm(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	if err := el.store.Lock("x").Create(ctx, lock.Record{LeaderTransitions: 1, LeaseDurationSeconds: 1}); err != nil {
+		t.Fatal(err)
+	}
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	if a.e.Term() != 2 {
+		t.Fatalf("a leads term %d, want 2", a.e.Term())
+	}
+	el.store.Delete()
+	fresh := lock.Record{HolderIdentity: "b", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
+	if err := el.store.Lock("b").Create(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	a.cancel()
+	if err := a.wait(t); err != nil {
+		t.Fatalf("a's Run = %v", err)
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "" || rec.LeaderTransitions != 2 {
+		t.Fatalf("record %+v after a's release; want a's term 2, released, in place of b's term 1", rec)
+	}
+}
+
 // beforeCreateLock calls before, once, ahead of the first Create after
 // armed is set.
 type beforeCreateLock struct {

@@ -225,7 +225,8 @@ func (t *term) renew(ctx context.Context) error {
 
 // release writes an empty holder, keeping the term, so that followers take
 // over at once. It is only called once the leader's function and
-// OnStoppedLeading have returned.
+// OnStoppedLeading have returned. Like renew and tombstone, it replaces a
+// record whose term is not above this one.
 func (t *term) release(ctx context.Context) {
 	e := t.e
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
@@ -236,9 +237,16 @@ func (t *term) release(ctx context.Context) {
 	if lock.IsConflict(err) {
 		var cur *lock.Record
 		if cur, _, err = e.c.Lock.Get(actx); err == nil {
-			if cur.HolderIdentity != e.identity || int64(cur.LeaderTransitions) != t.n {
+			ours := cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n
+			if !ours && int64(cur.LeaderTransitions) > t.n {
 				t.log.Info("Not releasing: the lock has moved on", "holder", cur.HolderIdentity)
 				return
+			}
+			if !ours {
+				// Recreated after a deletion by a candidate that never
+				// saw this term (see tombstone): the released record
+				// replaces it, so that the count goes on from this term.
+				t.log.Info("Releasing over a record with a term not above this one", "holder", cur.HolderIdentity, "recordTerm", cur.LeaderTransitions)
 			}
 			err = e.c.Lock.Update(actx, rec)
 		}
