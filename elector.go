@@ -515,24 +515,40 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// leader that is still working (an operator, a restored store).
 		// Treat it as still there: wait out the lease last observed, and
 		// continue its term count so the fencing token keeps increasing.
-		// A candidate that never saw a record starts at term 1.
 		// The disappearance itself counts as a change: a follower whose
 		// view lagged (a read cache, a poll between an acquisition and
 		// the deletion) may never have seen the current holder, so the
 		// lease is also measured from the moment the record was first
 		// found gone, whoever held it last. Any leader renewing before the
 		// deletion steps down within RenewDeadline < LeaseDuration of it.
+		//
+		// A candidate that never saw a record cannot tell a lock that
+		// never existed from one deleted a moment ago under a working
+		// leader (a process started, or restarted, around the deletion).
+		// It waits RenewDeadline from its first not-found before it
+		// creates term 1: by then any leader that renewed before the
+		// deletion has stepped down, and, if it could still reach the
+		// store, put its record back as a tombstone (term.tombstone),
+		// which this candidate then reads and continues from. The cost:
+		// the first leader of a brand-new lock starts RenewDeadline late.
 		now := e.clock.Now()
 		e.mu.Lock()
 		prev, seen := e.observed, !e.observedAt.IsZero()
 		last := max(int64(prev.LeaderTransitions), e.term)
-		if seen && e.goneAt.IsZero() {
+		if e.goneAt.IsZero() {
 			e.goneAt = now
 		}
-		goneFor := e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
+		goneFor := e.goneAt.Add(e.c.RenewDeadline).Sub(now)
+		if seen {
+			goneFor = e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
+		}
 		e.mu.Unlock()
-		if held := max(e.heldFor(now), goneFor); seen && held > 0 {
-			log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
+		if held := max(e.heldFor(now), goneFor); held > 0 {
+			if seen {
+				log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
+			} else {
+				log.V(2).Info("No record yet; waiting RenewDeadline in case one was just deleted under a leader", "createsIn", held)
+			}
 			return min(held, e.pollDelay(watching)), false
 		}
 		next.LeaderTransitions = int(last) + 1
