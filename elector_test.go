@@ -193,6 +193,18 @@ func (el *election) start(c *candidate, e *Elector) {
 		c.exited.Store(true)
 		c.done <- err
 	}()
+	el.passFirstWait()
+}
+
+// passFirstWait steps the clock by RenewDeadline if the store has no
+// record: a candidate that finds none waits that long before it creates
+// the first one (a record may have just been deleted under a leader), as
+// on the first start of a new lock.
+func (el *election) passFirstWait() {
+	el.t.Helper()
+	if _, _, err := el.store.Lock("reader").Get(context.Background()); lock.IsNotFound(err) {
+		el.step(el.t, testRenew)
+	}
 }
 
 // settle waits until every running candidate is blocked with its timers
@@ -635,6 +647,11 @@ func TestFunctionReturningEndsRunAndReleases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		// Run blocks: pass the first-record wait once it is waiting.
+		waitFor(t, "a to wait for the first record", el.clk.HasWaiters)
+		el.clk.Step(testRenew)
+	}()
 	if err := e.Run(context.Background()); err != nil {
 		t.Fatalf("Run = %v, want nil when the function returns", err)
 	}
