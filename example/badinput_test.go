@@ -51,6 +51,8 @@ func TestBadInputIsAClearErrorFromTheBinary(t *testing.T) {
 		{"port out of range", []string{"--id=a", "--port=70000"}, nil, "Option.Port 70000 is out of range", exitBadInput},
 		{"lock directory is a file", []string{"--id=a", "--lock-file=" + filepath.Join(plain, "leader.json")}, nil, plain, exitBadInput},
 		{"unknown backend", []string{"--id=a", "--backend=zookeeper"}, nil, `--backend="zookeeper"`, exitBadInput},
+		// Only the fault campaign's build (-tags lefaultinject) has it.
+		{"gossip fault hook absent from the default build", []string{"--id=a", "--gossip-fault-file=" + plain}, nil, "unknown flag: --gossip-fault-file", exitBadInput},
 		{"port in use", []string{"--id=a", "--port=" + busyPort}, nil, "address already in use", 1},
 	}
 	for _, tc := range cases {

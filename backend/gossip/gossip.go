@@ -183,6 +183,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 			return nil, fmt.Errorf("%s: Options.StateDir: %w", desc, err)
 		}
 	}
+	n.ready.Store(true) // after handle, acc and prop: receive may use them now
 	n.start()
 	if l.acc != nil && !l.acc.Ready() {
 		logger.Info("Voter starts without its record: recovering it from the other voters before answering")

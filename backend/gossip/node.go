@@ -37,6 +37,11 @@ type node struct {
 
 	// handle answers a request (nil reply: no answer) or takes a push.
 	handle func(*envelope) *envelope
+	// ready is set once New has set handle and everything it uses:
+	// memberlist listens as soon as it is created, and a restarted
+	// voter's peers keep sending to its address, so messages arrive
+	// before; they are dropped, as lost ones are.
+	ready atomic.Bool
 
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -405,6 +410,9 @@ func (delegate) LocalState(bool) []byte              { return nil }
 func (delegate) MergeRemoteState(buf []byte, _ bool) {}
 
 func (d delegate) NotifyMsg(b []byte) {
+	if !d.n.ready.Load() {
+		return
+	}
 	e, err := decodeEnvelope(b)
 	if err != nil {
 		d.n.m.refused.WithLabelValues("malformed").Inc()

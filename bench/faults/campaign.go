@@ -62,13 +62,13 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 	c.bin = cfg.ExampleBin
 	if c.bin == "" {
 		c.bin = filepath.Join(c.dir, "example")
-		out, err := exec.Command("go", "build", "-o", c.bin, "github.com/b3df926d/leaderelection/example").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", faultTag, "-o", c.bin, "github.com/b3df926d/leaderelection/example").CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("building the example: %v\n%s", err, out)
 		}
 	}
 	logf("starting the %s store", cfg.Backend)
-	st, err := newStore(tb, cfg.Backend, c.dir)
+	st, err := newStore(tb, cfg.Backend, cfg.Replicas, c.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +101,13 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 		c.slots = slots[:i+1]
 		c.mu.Unlock()
 	}
+	if gs, ok := c.store.(*gossipStore); ok {
+		// Every replica follows the partition plan, or the example
+		// lacks the fault hook.
+		if err := gs.applied(slots, false); err != nil {
+			return nil, err
+		}
+	}
 	reqs0 := c.store.requests()
 	start := time.Now()
 	logf("%d replicas of %s on %s; faults %v; seed %d", cfg.Replicas, c.bin, cfg.Backend, cfg.kinds(), cfg.Seed)
@@ -119,11 +126,11 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 			c.finish(start, reqs0)
 			return c.res, err
 		}
-		kind := c.pick()
+		kind, num := c.pick(), c.res.FaultsTotal+1
 		if err := c.inject(kind); err != nil {
 			stopObserver()
 			c.finish(start, reqs0)
-			return c.res, fmt.Errorf("fault %d (%s): %w", c.res.FaultsTotal+1, kind, err)
+			return c.res, fmt.Errorf("fault %d (%s): %w", num, kind, err)
 		}
 		if n := c.res.FaultsTotal; n%50 == 0 {
 			logf("%d faults, %d transitions, %v", n, c.res.Transitions, time.Since(start).Round(time.Second))
@@ -137,7 +144,7 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 
 // weights make faults that change the leader more frequent, so a campaign
 // reaches its transitions sooner; every kind still occurs.
-var weights = map[string]int{KillLeader: 3, TermLeader: 2, PauseLong: 2, LatencyHigh: 2, DeleteRecord: 2}
+var weights = map[string]int{KillLeader: 3, TermLeader: 2, PauseLong: 2, LatencyHigh: 2, DeleteRecord: 2, PartitionMinority: 2}
 
 func (c *campaign) pick() string {
 	kinds := c.cfg.kinds()
@@ -207,6 +214,57 @@ func (c *campaign) settle() error {
 // restartExited restarts replicas that exited and waits for a working
 // leader; it reports whether it restarted any.
 func (c *campaign) restartExited() (bool, error) {
+	restarted, err := c.restartSlots()
+	if err != nil {
+		return false, err
+	}
+	deadline := time.Now().Add(settleTimeout)
+	c.checkReplicas(deadline)
+	sink := fence.Open(c.sinkPath)
+	for {
+		if n, t, _ := c.obs.current(); n > 0 {
+			if st, err := sink.ReadState(); err == nil && st.Highest >= t.term && c.stillLeads(t) {
+				// A replica that exited while we waited (a leader that
+				// lost its lease exits) is restarted before the next
+				// fault too: settle goes round again.
+				return restarted || c.anyExited(), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			n, t, _ := c.obs.current()
+			return false, fmt.Errorf("no leader that works within %v of the last fault (%d tenures, last %+v); logs in %s", settleTimeout, n, t, c.dir)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the sink and the observer
+	}
+}
+
+// superviseDuring restarts replicas that exit until the returned function
+// is called, as a Deployment would while a fault lasts: during a partition,
+// a leader that lost its lease on the majority side exits, and without it
+// the side has no quorum left (two faults at once).
+func (c *campaign) superviseDuring() (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			if _, err := c.restartSlots(); err != nil {
+				c.problem("restarting a replica during a fault: %v", err)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// restartSlots starts again every replica that exited, recording
+// unexpected exits; it reports whether it restarted any.
+func (c *campaign) restartSlots() (bool, error) {
 	restarted := false
 	for i := range c.slots {
 		c.mu.Lock()
@@ -230,32 +288,44 @@ func (c *campaign) restartExited() (bool, error) {
 		c.mu.Unlock()
 		restarted = true
 	}
-	deadline := time.Now().Add(settleTimeout)
-	for _, r := range c.live() {
-		var err error
-		for err = r.livez(); err != nil && !r.exited() && time.Now().Before(deadline); err = r.livez() {
-			time.Sleep(10 * time.Millisecond) // polling a process that has no readiness signal
-		}
-		if err != nil && !r.exited() {
-			c.mu.Lock()
-			c.livez++
-			c.mu.Unlock()
-			c.problem("%s does not answer /livez: %v (log %s)", r.id, err, r.log)
-		}
+	return restarted, nil
+}
+
+// checkReplicas waits until every running replica answers /livez (and,
+// for gossip, is ready: a voter restarted without its state must have
+// recovered its record, or a partition right after an amnesia restart is
+// two faults at once), counting those that do not by the deadline.
+func (c *campaign) checkReplicas(deadline time.Time) {
+	checks := []func(*replica) error{(*replica).livez}
+	if c.cfg.Backend == "gossip" {
+		checks = append(checks, (*replica).gossipReady)
 	}
-	sink := fence.Open(c.sinkPath)
-	for {
-		if n, t, _ := c.obs.current(); n > 0 {
-			if st, err := sink.ReadState(); err == nil && st.Highest >= t.term && c.stillLeads(t) {
-				return restarted, nil
+	for _, r := range c.live() {
+		for _, check := range checks {
+			var err error
+			for err = check(r); err != nil && !r.exited() && time.Now().Before(deadline); err = check(r) {
+				time.Sleep(10 * time.Millisecond) // polling a process that has no readiness signal
+			}
+			if err != nil && !r.exited() {
+				c.mu.Lock()
+				c.livez++
+				c.mu.Unlock()
+				c.problem("%s: %v (log %s)", r.id, err, r.log)
 			}
 		}
-		if time.Now().After(deadline) {
-			n, t, _ := c.obs.current()
-			return false, fmt.Errorf("no leader that works within %v of the last fault (%d tenures, last %+v); logs in %s", settleTimeout, n, t, c.dir)
-		}
-		time.Sleep(10 * time.Millisecond) // polling the sink and the observer
 	}
+}
+
+// anyExited reports whether a replica's process has exited.
+func (c *campaign) anyExited() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.slots {
+		if r.exited() {
+			return true
+		}
+	}
+	return false
 }
 
 // stillLeads reports whether the replica of tenure t is running and says
@@ -318,9 +388,9 @@ func (c *campaign) follower(leader string) *replica {
 // expectsTransition lists the faults after which a new leader (or term)
 // must come; after the others the campaign watches one LeaseDuration for
 // a transition before it moves on.
-var expectsTransition = []string{KillLeader, TermLeader, PauseLong, LatencyHigh}
+var expectsTransition = []string{KillLeader, TermLeader, PauseLong, LatencyHigh, PartitionMinority}
 
-func (c *campaign) inject(kind string) error {
+func (c *campaign) inject(kind string) (err error) {
 	n, cur, _ := c.obs.current()
 	slot := c.leaderSlot(cur.id)
 	if slot < 0 {
@@ -398,6 +468,39 @@ func (c *campaign) inject(kind string) error {
 		if err := c.store.deleteRecord(); err != nil {
 			return err
 		}
+	case PartitionMinority, PartitionMajority:
+		heal, perr := c.partition(kind, n, leader.id)
+		if perr != nil {
+			return perr
+		}
+		// Healed once the campaign has seen what followed the cut.
+		defer func() {
+			if herr := heal(); err == nil {
+				err = herr
+			}
+		}()
+		if kind == PartitionMinority {
+			// It steps down (within RenewDeadline; RunOrDie then
+			// exits), the majority elects.
+			target = leader
+		}
+	case RestartAmnesia:
+		f := c.follower(cur.id)
+		if f == nil {
+			return fmt.Errorf("no follower is running")
+		}
+		slot := c.leaderSlot(f.id)
+		f.signal(syscall.SIGKILL)
+		select {
+		case <-f.done:
+		case <-time.After(settleTimeout):
+			return fmt.Errorf("%s still running %v after SIGKILL", f.id, settleTimeout)
+		}
+		if err := c.store.(*gossipStore).wipe(slot); err != nil {
+			return err
+		}
+		// settle starts it again, with no state: it must recover from
+		// a quorum of the others before it answers.
 	default:
 		return fmt.Errorf("unknown fault %q", kind)
 	}
@@ -412,14 +515,18 @@ func (c *campaign) inject(kind string) error {
 	wait := c.cfg.LeaseDuration
 	if slices.Contains(expectsTransition, kind) {
 		wait = settleTimeout
+	} else if kind == PartitionMajority {
+		wait = c.cfg.partitionHold()
 	}
 	tn, ok := c.obs.waitTenure(n, time.Now().Add(wait))
 	if !ok {
 		if slices.Contains(expectsTransition, kind) {
 			return fmt.Errorf("no new leader within %v after %s of %s in term %d", wait, kind, cur.id, cur.term)
 		}
+		c.cfg.Logf("fault %d: %s; %s still leads term %d", c.res.FaultsTotal, kind, cur.id, cur.term)
 		return nil
 	}
+	c.cfg.Logf("fault %d: %s; %s (term %d) took over from %s (term %d) in %v", c.res.FaultsTotal, kind, tn.id, tn.term, cur.id, cur.term, tn.first.Sub(t0).Round(time.Millisecond))
 	c.res.Transitions++
 	c.res.TransitionsBy[kind]++
 	c.res.takeover(kind, tn.first.Sub(t0))
@@ -428,6 +535,49 @@ func (c *campaign) inject(kind string) error {
 		c.res.violation("term went from %d (%s) to %d (%s) after %s", cur.term, cur.id, tn.term, tn.id, kind)
 	}
 	return nil
+}
+
+// partition cuts the voters in two: the leader with a minority
+// (partition-leader-minority) or with a majority (partition-leader-majority).
+// heal, called once the campaign has seen what followed, keeps a
+// minority-leader partition one LeaseDuration more (by then the minority's
+// followers have seen the lease run out too), heals, and counts as a
+// violation every tenure that a replica of the minority began while cut
+// off (n: the tenures before the fault).
+func (c *campaign) partition(kind string, n int, leader string) (heal func() error, err error) {
+	gs := c.store.(*gossipStore)
+	var others []string
+	for _, id := range gs.ids {
+		if id != leader {
+			others = append(others, id)
+		}
+	}
+	c.rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+	k := len(gs.ids) / 2 // the largest minority
+	var minority, majority []string
+	if kind == PartitionMinority {
+		minority, majority = append([]string{leader}, others[:k-1]...), others[k-1:]
+	} else {
+		minority, majority = others[:k], append([]string{leader}, others[k:]...)
+	}
+	stopSupervising := c.superviseDuring()
+	heal = func() error {
+		if kind == PartitionMinority {
+			time.Sleep(c.cfg.LeaseDuration) // the fault's duration, not synchronisation
+		}
+		stopSupervising()
+		healed := time.Now()
+		err := gs.partition(nil, c.live())
+		for _, t := range c.obs.tenuresFrom(n) {
+			if t.first.Before(healed) && slices.Contains(minority, t.id) {
+				c.res.MinorityElections++
+				c.res.violation("%s led term %d (first seen %s) while cut off in the minority %v of %s",
+					t.id, t.term, t.first.Format(time.RFC3339Nano), minority, kind)
+			}
+		}
+		return err
+	}
+	return heal, gs.partition([][]string{minority, majority}, c.live())
 }
 
 // finish completes the result from the observer, the sink and the store.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -9,7 +10,8 @@ import (
 	"testing"
 )
 
-// buildExample builds the example binary the campaigns run.
+// buildExample builds the example binary the campaigns run, with the
+// gossip fault hook (inert on the other backends: its flag is not given).
 func buildExample(t *testing.T) string {
 	t.Helper()
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
@@ -17,7 +19,7 @@ func buildExample(t *testing.T) string {
 		t.Fatalf("go env GOMOD: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "example")
-	cmd := exec.Command("go", "build", "-o", bin, "./example")
+	cmd := exec.Command("go", "build", "-tags", faultTag, "-o", bin, "./example")
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(gomod)))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the example: %v\n%s", err, out)
@@ -110,10 +112,14 @@ func TestBadInputIsRefusedWithAClearMessage(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"unknown backend", []string{"--backend=zookeeper"}, []string{`--backend="zookeeper" is not a backend`, "file, git, k8s, s3"}},
+		{"unknown backend", []string{"--backend=zookeeper"}, []string{`--backend="zookeeper" is not a backend`, "file, git, gossip, k8s, s3"}},
 		{"one of several backends unknown", []string{"--backend=file,etcd"}, []string{`--backend="etcd"`}},
 		{"unknown fault", []string{"--faults=kill-leader,explode"}, []string{`--faults: "explode" is not a fault`, "kill-leader"}},
 		{"fault the backend lacks", []string{"--backend=file", "--faults=latency-high"}, []string{`"latency-high" does not apply to --backend=file`}},
+		{"store fault on gossip", []string{"--backend=gossip", "--faults=kill-leader,store-restart"}, []string{`"store-restart" does not apply to --backend=gossip`, "partition-leader-minority"}},
+		{"partition on a backend with a store", []string{"--backend=k8s", "--faults=partition-leader-majority"}, []string{`"partition-leader-majority" does not apply to --backend=k8s`}},
+		{"even number of gossip voters", []string{"--backend=gossip", "--replicas=4"}, []string{"--replicas=4", "odd number, at least 3"}},
+		{"one gossip voter", []string{"--backend=gossip", "--replicas=1"}, []string{"--replicas=1: want at least 2"}},
 		{"lease not above renew deadline", []string{"--lease-duration=1s", "--renew-deadline=1s"}, []string{"--lease-duration=1s", "LeaseDuration (1s", "must be greater than RenewDeadline (1s"}},
 		{"retry period below 1s", []string{"--retry-period=500ms", "--renew-deadline=700ms"}, []string{"--retry-period=500ms", "RetryPeriod (500ms", "must be at least 1s"}},
 		{"renew deadline not above 1.2 retry periods", []string{"--renew-deadline=1100ms"}, []string{"--renew-deadline=1.1s", "RenewDeadline (1.1s", "must be greater than RetryPeriod×1.2"}},
@@ -156,5 +162,45 @@ func TestStopEndsTheCampaignWithResults(t *testing.T) {
 	}
 	if res == nil || res.FaultsTotal != 0 || !res.Safe() || res.AcceptedWrites == 0 {
 		t.Fatalf("result %+v, want no fault, a leader that worked, no violation", res)
+	}
+}
+
+// The gossip campaign partitions the replicas through a hook that only the
+// example built with -tags lefaultinject has: the default build carries
+// neither the hook nor gossiptest. (example's
+// TestBadInputIsAClearErrorFromTheBinary checks that its default binary
+// refuses --gossip-fault-file.)
+func TestDefaultBuildHasNoGossipFaultHook(t *testing.T) {
+	deps := func(tags ...string) string {
+		args := append([]string{"list", "-deps"}, tags...)
+		out, err := exec.Command("go", append(args, "github.com/b3df926d/leaderelection/example")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go %q: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	const hook = "github.com/b3df926d/leaderelection/backend/gossip/gossiptest"
+	if strings.Contains(deps(), hook) {
+		t.Errorf("the default build of the example links %s", hook)
+	}
+	if !strings.Contains(deps("-tags", faultTag), hook) {
+		t.Errorf("the -tags %s build of the example does not link %s: the campaign cannot partition", faultTag, hook)
+	}
+}
+
+// A gossip campaign on an example without the hook (here a stand-in that
+// refuses the flag as the default build does) stops at once, saying how to
+// build it, instead of waiting for a leader.
+func TestGossipCampaignRefusesAnExampleWithoutTheHook(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "example")
+	script := "#!/bin/sh\necho 'example: unknown flag: --gossip-fault-file' >&2\nexit 2\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig("gossip")
+	cfg.ExampleBin = bin
+	_, err := Run(t, cfg)
+	if err == nil || !strings.Contains(err.Error(), "-tags "+faultTag) || !strings.Contains(err.Error(), "unknown flag: --gossip-fault-file") {
+		t.Fatalf("Run = %v, want an error that names -tags %s and shows the replica's log", err, faultTag)
 	}
 }

@@ -27,6 +27,11 @@ const (
 	LatencyLow      = "latency-low"      // delay every store packet well below RenewDeadline
 	DropConns       = "drop-connections" // cut every open connection to the store
 	DeleteRecord    = "delete-record"    // delete the lock record behind the leader's back
+
+	// gossip: the replicas are the voters, and the store.
+	PartitionMinority = "partition-leader-minority" // cut the leader and a minority off from the rest, then heal
+	PartitionMajority = "partition-leader-majority" // cut a minority off from the leader's majority, then heal
+	RestartAmnesia    = "restart-follower-amnesia"  // SIGKILL a follower, wipe its StateDir, start it again
 )
 
 var replicaFaults = []string{KillLeader, KillFollower, TermLeader, PauseLong, PauseShort, RestartFollower}
@@ -38,6 +43,9 @@ var backendFaults = map[string][]string{
 	"k8s":  append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord),
 	"s3":   append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord),
 	"git":  append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord),
+	// gossip has no store apart from the replicas: store faults do not
+	// apply; partitions and voter restarts without state do.
+	"gossip": append(slices.Clone(replicaFaults), PartitionMinority, PartitionMajority, RestartAmnesia),
 }
 
 func backendNames() []string {
@@ -66,9 +74,10 @@ func allFaults() []string {
 
 // Config is one campaign on one backend.
 type Config struct {
-	// Backend is file, k8s, s3 or git.
+	// Backend is file, k8s, s3, git or gossip.
 	Backend string
-	// Replicas is how many example processes compete (at least 2).
+	// Replicas is how many example processes compete (at least 2; for
+	// gossip they are also the voters: an odd number, at least 3).
 	Replicas int
 	// Transitions ends the campaign after this many faults that changed
 	// the term.
@@ -94,11 +103,13 @@ type Config struct {
 }
 
 // DefaultConfig is the campaign's fast preset: the shortest durations the
-// elector accepts on every backend (the Lease stores whole seconds).
+// elector accepts on every backend (the Lease stores whole seconds). gossip
+// runs 5 replicas, all voters, so that a majority survives a partition or
+// two replicas down.
 func DefaultConfig(backend string) Config {
 	return Config{
 		Backend:       backend,
-		Replicas:      3,
+		Replicas:      defaultReplicas(backend),
 		Transitions:   1000,
 		Seed:          1,
 		LeaseDuration: 2 * time.Second,
@@ -126,6 +137,8 @@ func (c *Config) Validate() error {
 	}
 	if c.Replicas < 2 {
 		errs = append(errs, fmt.Errorf("--replicas=%d: want at least 2, or no one can take over", c.Replicas))
+	} else if c.Backend == "gossip" && (c.Replicas < 3 || c.Replicas%2 == 0) {
+		errs = append(errs, fmt.Errorf("--replicas=%d: --backend=gossip's replicas are its voters: want an odd number, at least 3", c.Replicas))
 	}
 	if c.Transitions < 1 {
 		errs = append(errs, fmt.Errorf("--transitions=%d: want at least 1", c.Transitions))
@@ -152,6 +165,13 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+func defaultReplicas(backend string) int {
+	if backend == "gossip" {
+		return 5
+	}
+	return 3
+}
+
 // placeholderLock lets Option.Validate check the durations; it is never
 // locked.
 type placeholderLock struct{ lock.Interface }
@@ -176,3 +196,10 @@ func (c *Config) pauseShort() time.Duration { return (c.LeaseDuration - c.RenewD
 // it; below, a store round trip of a few chunks still fits well inside it.
 func (c *Config) latencyHigh() time.Duration { return c.RenewDeadline + c.RetryPeriod/4 }
 func (c *Config) latencyLow() time.Duration  { return c.RenewDeadline / 20 }
+
+// partitionHold is how long a partition with the leader on the majority
+// side lasts: long enough for the minority to have tried to elect (its
+// lease ran out by its clock) had it been able to.
+func (c *Config) partitionHold() time.Duration {
+	return c.LeaseDuration + c.RenewDeadline + c.RetryPeriod
+}

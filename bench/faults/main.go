@@ -47,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 		keep     = fs.Bool("keep", false, "Keep the working directory (replica logs, the fencing sink) and print its path.")
 		cfg      = def
 	)
-	fs.IntVar(&cfg.Replicas, "replicas", def.Replicas, "Example processes competing for the lock.")
+	fs.IntVar(&cfg.Replicas, "replicas", def.Replicas, "Example processes competing for the lock; 5 for gossip unless set (there they are the voters).")
 	fs.IntVar(&cfg.Transitions, "transitions", def.Transitions, "Stop after this many faults that changed the leader.")
 	fs.IntVar(&cfg.MaxFaults, "max-faults", 0, "Stop after this many faults whatever happened (0: ten times --transitions).")
 	fs.Int64Var(&cfg.Seed, "seed", time.Now().UnixNano(), "Seed of the random fault schedule (printed, to replay a run).")
@@ -65,10 +65,15 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 	if *faults != "" {
 		cfg.Faults = strings.Split(*faults, ",")
 	}
+	replicasSet := false
+	fs.Visit(func(f *flag.Flag) { replicasSet = replicasSet || f.Name == "replicas" })
 	var cfgs []Config
 	for _, b := range strings.Split(*backends, ",") {
 		c := cfg
 		c.Backend = b
+		if !replicasSet {
+			c.Replicas = defaultReplicas(b)
+		}
 		if err := c.Validate(); err != nil {
 			return 2, err
 		}

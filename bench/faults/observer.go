@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -153,6 +154,16 @@ func (o *observer) tenureAt(i int) tenure {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.tenures[i]
+}
+
+// tenuresFrom returns the tenures after the first n.
+func (o *observer) tenuresFrom(n int) []tenure {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n >= len(o.tenures) {
+		return nil
+	}
+	return slices.Clone(o.tenures[n:])
 }
 
 // waitTenure waits until there are more than n tenures, or until the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,7 +32,7 @@ type replica struct {
 }
 
 func (c *campaign) startReplica(slot int) (*replica, error) {
-	id := fmt.Sprintf("r%d", slot)
+	id := replicaID(slot)
 	port := freePort(c.tb)
 	logPath := filepath.Join(c.dir, id+".log")
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
@@ -45,6 +46,9 @@ func (c *campaign) startReplica(slot int) (*replica, error) {
 		"--leader-elect-renew-deadline=" + c.cfg.RenewDeadline.String(),
 		"--leader-elect-retry-period=" + c.cfg.RetryPeriod.String(),
 	}, c.store.args()...)
+	if pr, ok := c.store.(perReplica); ok {
+		args = append(args, pr.replicaArgs(slot)...)
+	}
 	cmd := exec.Command(c.bin, args...)
 	cmd.Env = append(os.Environ(), c.store.env()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -64,6 +68,15 @@ func (c *campaign) startReplica(slot int) (*replica, error) {
 		close(r.done)
 	}()
 	return r, nil
+}
+
+// replicaID is the identity of the replicas in slot.
+func replicaID(slot int) string { return fmt.Sprintf("r%d", slot) }
+
+// perReplica is a store whose replicas each need flags of their own
+// (gossip: a bind address, a state directory), kept across restarts.
+type perReplica interface {
+	replicaArgs(slot int) []string
 }
 
 func (r *replica) exited() bool {
@@ -141,14 +154,21 @@ func (r *replica) status(ctx context.Context) (status, bool) {
 }
 
 // livez returns nil if /livez answers 200.
-func (r *replica) livez() error {
-	resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(r.port) + "/livez")
+func (r *replica) livez() error { return r.get200("/livez") }
+
+// gossipReady returns nil if the gossip lock's readiness check passes: a
+// voter that has its record (lock.ReadinessChecker, /readyz/gossip).
+func (r *replica) gossipReady() error { return r.get200("/readyz/gossip") }
+
+func (r *replica) get200(path string) error {
+	resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(r.port) + path)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/livez: %s", resp.Status)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, bytes.TrimSpace(b))
 	}
 	return nil
 }

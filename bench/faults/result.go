@@ -34,6 +34,8 @@ type Result struct {
 	OutOfOrderWrites int `json:"writesAcceptedOutOfTermOrder"`
 	Overlaps         int `json:"overlappingWorkByLiveLeaders"`
 	TermRegressions  int `json:"termRegressions"`
+	// gossip: a replica cut off in a minority began a tenure.
+	MinorityElections int `json:"minorityElections"`
 
 	// Reported.
 	FencedWrites           int     `json:"writesRejectedByFencing"`
@@ -92,7 +94,7 @@ func (r *Result) takeover(kind string, d time.Duration) {
 
 // Safe reports whether no safety violation was seen.
 func (r *Result) Safe() bool {
-	return r.TermsHeldTwice == 0 && r.OutOfOrderWrites == 0 && r.Overlaps == 0 && r.TermRegressions == 0
+	return r.TermsHeldTwice == 0 && r.OutOfOrderWrites == 0 && r.Overlaps == 0 && r.TermRegressions == 0 && r.MinorityElections == 0
 }
 
 // Markdown writes the result as a table.
@@ -116,6 +118,9 @@ func (r *Result) Markdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "| **all** | %d | %d | | | |\n\n", r.FaultsTotal, r.Transitions)
 	reqs := "n/a (local file)"
+	if r.Backend == "gossip" {
+		reqs = "n/a (no store: the replicas vote)"
+	}
 	if r.StoreRequestsPerMinute >= 0 {
 		reqs = fmt.Sprintf("%.0f", r.StoreRequestsPerMinute)
 	}
@@ -124,6 +129,11 @@ func (r *Result) Markdown(w io.Writer) {
 		{"writes accepted out of term order by the sink (must be 0)", fmt.Sprint(r.OutOfOrderWrites)},
 		{"overlapping work by two live, unpaused leaders (must be 0)", fmt.Sprint(r.Overlaps)},
 		{"terms that went backwards (must be 0)", fmt.Sprint(r.TermRegressions)},
+	}
+	if r.Backend == "gossip" {
+		rows = append(rows, [2]string{"tenures begun by a replica cut off in a minority (must be 0)", fmt.Sprint(r.MinorityElections)})
+	}
+	rows = append(rows, [][2]string{
 		{"writes rejected by fencing (stale leaders after a pause)", fmt.Sprint(r.FencedWrites)},
 		{"writes accepted by the sink", fmt.Sprint(r.AcceptedWrites)},
 		{"a paused leader still said it led after it woke (observed)", fmt.Sprint(r.StaleLeaderReports)},
@@ -131,7 +141,7 @@ func (r *Result) Markdown(w io.Writer) {
 		{"replicas that exited with an unexpected status", fmt.Sprint(r.UnexpectedExits)},
 		{"replicas that stopped answering /livez", fmt.Sprint(r.LivezFailures)},
 		{"store requests per minute", reqs},
-	}
+	}...)
 	fmt.Fprintf(w, "| measure | value |\n|---|---:|\n")
 	for _, row := range rows {
 		fmt.Fprintf(w, "| %s | %s |\n", row[0], row[1])

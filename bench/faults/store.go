@@ -39,8 +39,10 @@ type store interface {
 
 const lockName = "faults"
 
-func newStore(tb testing.TB, backend, dir string) (store, error) {
+func newStore(tb testing.TB, backend string, replicas int, dir string) (store, error) {
 	switch backend {
+	case "gossip":
+		return newGossipStore(tb, replicas, dir)
 	case "file":
 		return &fileStore{path: filepath.Join(dir, "leader.json")}, nil
 	case "k8s":

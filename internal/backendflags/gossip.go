@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/spf13/pflag"
 
 	"github.com/b3df926d/leaderelection"
@@ -24,9 +25,16 @@ func gossipBackend(prog string) *backend {
 		o        gossip.Options
 		preset   string
 		nonVoter bool
+		faults   faultHook
 	)
+	if newFaultHook != nil {
+		faults = newFaultHook()
+	}
 	return &backend{
 		addFlags: func(fs *pflag.FlagSet) {
+			if faults != nil {
+				faults.addFlags(fs)
+			}
 			fs.StringVar(&o.Name, "gossip-name", prog, "--backend=gossip: the election's name (memberlist's label; every candidate the same).")
 			fs.StringVar(&o.Bind, "gossip-bind", "0.0.0.0:7946", "--backend=gossip: host:port memberlist listens on (TCP and UDP).")
 			fs.StringVar(&o.Advertise, "gossip-advertise", "", "--backend=gossip: host:port the others reach this candidate at (default: from --gossip-bind).")
@@ -53,11 +61,35 @@ func gossipBackend(prog string) *backend {
 					o.SecretKey = key
 				}
 			}
+			if faults != nil {
+				t, err := faults.transport(ctx, id, o.Bind)
+				if err != nil {
+					return nil, err
+				}
+				if t != nil {
+					o.Transport = t
+				}
+			}
 			l, err := gossip.New(ctx, o)
 			if err != nil {
+				if o.Transport != nil {
+					_ = o.Transport.Shutdown()
+				}
 				return nil, fmt.Errorf("%w (flags: --gossip-voters, --gossip-key-file or $%s, --gossip-bind, --gossip-state-dir)", err, GossipKeyEnv)
 			}
 			return l, nil
 		},
 	}
 }
+
+// faultHook lets the fault campaign cut the network between the example's
+// processes. newFaultHook is nil, and no build has the hook, except one
+// with the lefaultinject tag (gossip_faultinject.go).
+type faultHook interface {
+	addFlags(fs *pflag.FlagSet)
+	// transport returns memberlist's transport for candidate id bound to
+	// bind, or nil for the default one.
+	transport(ctx context.Context, id, bind string) (memberlist.NodeAwareTransport, error)
+}
+
+var newFaultHook func() faultHook

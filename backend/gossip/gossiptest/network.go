@@ -6,9 +6,11 @@
 //
 // Faults are applied where a message leaves its sender, so a link from A to
 // B is cut by A's transport; every node of a test must therefore use a
-// Transport of the same Network. A cut stream dial hangs until its timeout,
-// as a dial into a partition does, and a stream whose reply direction is
-// cut fails its reads.
+// Transport of the same Network, or, with nodes in separate processes, each
+// process a Network of its own given the same faults (TransportAt,
+// Register). A cut stream dial hangs until its timeout, as a dial into a
+// partition does, and a stream whose reply direction is cut fails its
+// reads.
 package gossiptest
 
 import (
@@ -78,8 +80,17 @@ func NewNetwork(seed uint64) *Network {
 // chosen by the kernel, wrapped so that this network's faults apply to
 // what it sends. Pass it as memberlist.Config.Transport.
 func (n *Network) Transport(name string) (*Transport, error) {
+	return n.TransportAt(name, 0)
+}
+
+// TransportAt is Transport on 127.0.0.1:port (0: a port chosen by the
+// kernel), for a node that others must find again at a known address after
+// a restart: one process per node, each with a Network of its own (the
+// fault campaign's example build, see Register).
+func (n *Network) TransportAt(name string, port int) (*Transport, error) {
 	inner, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{"127.0.0.1"},
+		BindPort:  port,
 		Logger:    log.New(io.Discard, "", 0),
 	})
 	if err != nil {
@@ -90,6 +101,17 @@ func (n *Network) Transport(name string) (*Transport, error) {
 	n.names[t.Addr()] = name
 	n.mu.Unlock()
 	return t, nil
+}
+
+// Register records that node name listens at addr ("127.0.0.1:port"), so
+// that faults also apply to what memberlist sends to that address alone (a
+// join of a seed) when name's transport is not on this Network: when each
+// node is a process of its own, every process gives the same faults to its
+// own Network, and each applies them to what it sends.
+func (n *Network) Register(name, addr string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.names[addr] = name
 }
 
 // Set replaces the behaviour of the link from → to.
