@@ -146,15 +146,20 @@ func neverLeads(t *testing.T, el *election, id string) {
 	}
 }
 
+// refusedByVoters sums what the voters counted as refused for reason.
+func (c *cluster) refusedByVoters(reason string) float64 {
+	var n float64
+	for _, v := range c.voters {
+		n += testutil.ToFloat64(c.lock(v).m.refused.WithLabelValues(reason))
+	}
+	return n
+}
+
 func TestWrongKeyIsRefusedAndSaysSo(t *testing.T) {
 	c, el, logs := misconfigured(t, func(o *Options) { o.SecretKey = []byte("another key, 32 bytes long......") })
 	logs.waitLine(t, "Could not reach any seed", 20*time.Second)
 	neverLeads(t, el, "odd")
-	var refused float64
-	for _, v := range c.voters {
-		refused += testutil.ToFloat64(c.lock(v).m.refused.WithLabelValues("key"))
-	}
-	if refused == 0 {
+	if c.refusedByVoters("key") == 0 {
 		t.Error("no voter counted traffic it could not decrypt")
 	}
 }
@@ -163,11 +168,7 @@ func TestWrongVoterListIsRefusedWithALogAndAMetric(t *testing.T) {
 	c, el, logs := misconfigured(t, func(o *Options) { o.Voters = []string{"v1", "v2", "x"} })
 	logs.waitLine(t, "their voter list differs", 20*time.Second)
 	neverLeads(t, el, "odd")
-	var refused float64
-	for _, v := range c.voters {
-		refused += testutil.ToFloat64(c.lock(v).m.refused.WithLabelValues("voters"))
-	}
-	if refused == 0 {
+	if c.refusedByVoters("voters") == 0 {
 		t.Error("no voter counted a message with another voter list")
 	}
 }
