@@ -523,31 +523,43 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// deletion steps down within RenewDeadline < LeaseDuration of it.
 		//
 		// A candidate that never saw a record cannot tell a lock that
-		// never existed from one deleted a moment ago under a working
-		// leader (a process started, or restarted, around the deletion).
-		// It waits RenewDeadline from its first not-found before it
-		// creates term 1: by then any leader that renewed before the
-		// deletion has stepped down, and, if it could still reach the
-		// store, put its record back as a tombstone (term.tombstone),
-		// which this candidate then reads and continues from. The cost:
-		// the first leader of a brand-new lock starts RenewDeadline late.
+		// never existed from one deleted a moment ago (a process started,
+		// or restarted, around an operator's deletion). It waits
+		// LeaseDuration + RenewDeadline from its first not-found before
+		// it creates term 1. By then any leader that renewed before the
+		// deletion has stepped down (RenewDeadline), and, if it could
+		// still reach the store, put its record back as a tombstone
+		// (term.tombstone); and any candidate that did see the record
+		// has waited out its lease (LeaseDuration from a first not-found
+		// at most RetryPeriod×JitterFactor < RenewDeadline earlier than
+		// this one's) and created the next term. Either way this
+		// candidate then reads a record and continues from its term, so
+		// neither the work nor the term count restarts while a candidate
+		// that knew the record lives. The cost: the first leader of a
+		// brand-new lock is elected LeaseDuration + RenewDeadline late,
+		// unless the store proves that no record was ever written
+		// (lock.ErrNeverWritten).
 		now := e.clock.Now()
 		e.mu.Lock()
 		prev, seen := e.observed, !e.observedAt.IsZero()
 		last := max(int64(prev.LeaderTransitions), e.term)
-		if e.goneAt.IsZero() {
+		neverWritten := !seen && errors.Is(err, lock.ErrNeverWritten)
+		if e.goneAt.IsZero() && !neverWritten {
 			e.goneAt = now
 		}
-		goneFor := e.goneAt.Add(e.c.RenewDeadline).Sub(now)
-		if seen {
+		var goneFor time.Duration
+		switch {
+		case seen:
 			goneFor = e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
+		case !neverWritten:
+			goneFor = e.goneAt.Add(e.c.LeaseDuration + e.c.RenewDeadline).Sub(now)
 		}
 		e.mu.Unlock()
 		if held := max(e.heldFor(now), goneFor); held > 0 {
 			if seen {
 				log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
 			} else {
-				log.V(2).Info("No record yet; waiting RenewDeadline in case one was just deleted under a leader", "createsIn", held)
+				log.V(2).Info("No record yet; waiting LeaseDuration + RenewDeadline in case one was just deleted under a leader", "createsIn", held)
 			}
 			return min(held, e.pollDelay(watching)), false
 		}
