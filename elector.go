@@ -570,7 +570,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// fault worth keeping for the post-mortem. /readyz fails (store)
 		// on every candidate until an operator acts.
 		e.storeFailed(err)
-		log.Error(err, "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (every candidate stops leading and a new term starts from 1)", "delete", e.desc)
+		log.Error(err, "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (a candidate takes over a lease later, continuing from the last term it saw)", "delete", e.desc)
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	case err != nil:
 		e.storeFailed(err)
