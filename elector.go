@@ -515,24 +515,52 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// leader that is still working (an operator, a restored store).
 		// Treat it as still there: wait out the lease last observed, and
 		// continue its term count so the fencing token keeps increasing.
-		// A candidate that never saw a record starts at term 1.
 		// The disappearance itself counts as a change: a follower whose
 		// view lagged (a read cache, a poll between an acquisition and
 		// the deletion) may never have seen the current holder, so the
 		// lease is also measured from the moment the record was first
 		// found gone, whoever held it last. Any leader renewing before the
 		// deletion steps down within RenewDeadline < LeaseDuration of it.
+		//
+		// A candidate that never saw a record cannot tell a lock that
+		// never existed from one deleted a moment ago (a process started,
+		// or restarted, around an operator's deletion). It waits
+		// LeaseDuration + RenewDeadline from its first not-found before
+		// it creates term 1. By then any leader that renewed before the
+		// deletion has stepped down (RenewDeadline), and, if it could
+		// still reach the store, put its record back as a tombstone
+		// (term.tombstone); and any candidate that did see the record
+		// has waited out its lease (LeaseDuration from a first not-found
+		// at most RetryPeriod×JitterFactor < RenewDeadline earlier than
+		// this one's) and created the next term. Either way this
+		// candidate then reads a record and continues from its term, so
+		// neither the work nor the term count restarts while a candidate
+		// that knew the record lives. The cost: the first leader of a
+		// brand-new lock is elected LeaseDuration + RenewDeadline late,
+		// unless the store proves that no record was ever written
+		// (lock.ErrNeverWritten).
 		now := e.clock.Now()
 		e.mu.Lock()
 		prev, seen := e.observed, !e.observedAt.IsZero()
 		last := max(int64(prev.LeaderTransitions), e.term)
-		if seen && e.goneAt.IsZero() {
+		neverWritten := !seen && errors.Is(err, lock.ErrNeverWritten)
+		if e.goneAt.IsZero() && !neverWritten {
 			e.goneAt = now
 		}
-		goneFor := e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
+		var goneFor time.Duration
+		switch {
+		case seen:
+			goneFor = e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
+		case !neverWritten:
+			goneFor = e.goneAt.Add(e.c.LeaseDuration + e.c.RenewDeadline).Sub(now)
+		}
 		e.mu.Unlock()
-		if held := max(e.heldFor(now), goneFor); seen && held > 0 {
-			log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
+		if held := max(e.heldFor(now), goneFor); held > 0 {
+			if seen {
+				log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
+			} else {
+				log.V(2).Info("No record yet; waiting LeaseDuration + RenewDeadline in case one was just deleted under a leader", "createsIn", held)
+			}
 			return min(held, e.pollDelay(watching)), false
 		}
 		next.LeaderTransitions = int(last) + 1
@@ -542,7 +570,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// fault worth keeping for the post-mortem. /readyz fails (store)
 		// on every candidate until an operator acts.
 		e.storeFailed(err)
-		log.Error(err, "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (every candidate stops leading and a new term starts from 1)", "delete", e.desc)
+		log.Error(err, "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (a candidate takes over a lease later, continuing from the last term it saw)", "delete", e.desc)
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	case err != nil:
 		e.storeFailed(err)

@@ -944,6 +944,95 @@ func TestDeletedRecordAfterAHiddenAcquisitionIsHeldALeaseFromItsDisappearance(t 
 	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it first found the record gone (a holder it never saw may still work)")
 }
 
+// A candidate that never saw the record starts just after an operator
+// deleted it under a working leader. It cannot tell that from a new lock,
+// so it waits before it creates term 1; meanwhile the leader's next
+// renewal finds the record gone and puts back its tombstone, which the
+// candidate reads and continues from. Without the wait it created term 1
+// at once, beside the leader still working in term 1.
+func TestFreshCandidateDoesNotLeadBesideALeaderWhoseRecordWasJustDeleted(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	el.store.Delete()
+	b := el.add("b", nil)
+	el.settle(t)
+	if b.e.IsLeader() {
+		t.Fatal("b, which never saw the record, created it at once beside a")
+	}
+	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*(testLease+testRenew); {
+		el.step(t, testRetry/4)
+	}
+	if !b.e.IsLeader() {
+		t.Fatalf("b does not lead %v after the deletion", 4*(testLease+testRenew))
+	}
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+	}
+	el.mu.Lock()
+	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
+	el.mu.Unlock()
+	if !slices.Equal(terms, []int64{1, 2}) || !slices.Equal(who, []string{"a", "b"}) {
+		t.Fatalf("terms %v led by %v; want 1, 2 led by a, b", terms, who)
+	}
+}
+
+// The leader crashed and its record was then deleted, so no tombstone
+// comes back. b saw the record: it waits a lease from the disappearance
+// and creates term 2. c, started after the deletion, never saw it and
+// waits longer (LeaseDuration + RenewDeadline), so it reads b's record
+// instead of creating term 1 again, a token a fencing store would reject
+// for as long as c led. With a shorter wait (RenewDeadline) c led term 1.
+func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.T) {
+	el := newElection(t)
+	a, b, fa := el.failingLeader(t, nil)
+	fa.fail.Store(true) // a crashes: no renewal, no tombstone, no release
+	fa.failCreate.Store(true)
+	el.store.Delete()
+	gone := el.clk.Now()
+	c := el.add("c", nil)
+	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it found the record gone")
+	if b.e.Term() != 2 {
+		t.Fatalf("b leads term %d, want 2", b.e.Term())
+	}
+	for el.clk.Since(gone) < 2*(testLease+testRenew) {
+		el.step(t, testRetry/4)
+	}
+	if c.e.IsLeader() || c.e.GetLeader() != "b" {
+		t.Fatalf("c leads: %v, sees %q; want b's record followed", c.e.IsLeader(), c.e.GetLeader())
+	}
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+	}
+}
+
+// A store that cannot prove it never held a record (every real backend)
+// gets its first leader LeaseDuration + RenewDeadline after the first
+// candidate found none: the price of never leading beside a leader whose
+// record was just deleted. An in-memory store proves it, and leads at once
+// (every other test here).
+func TestFirstLeaderOfANewLockWaitsUnlessTheStoreProvesItIsNew(t *testing.T) {
+	el := newElection(t)
+	start := el.clk.Now()
+	b := el.add("b", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("b")} })
+	el.takesOverAt(t, b, start.Add(testLease+testRenew), "LeaseDuration + RenewDeadline after its first not-found")
+	if b.e.Term() != 1 {
+		t.Fatalf("b leads term %d, want 1", b.e.Term())
+	}
+}
+
+// plainNotFound hides the watch of the lock it wraps and turns a
+// never-written not-found into a plain one, as a real store returns.
+type plainNotFound struct{ lock.Interface }
+
+func (p plainNotFound) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	rec, raw, err := p.Interface.Get(ctx)
+	if lock.IsNotFound(err) {
+		err = lock.NewNotFound(p.Describe())
+	}
+	return rec, raw, err
+}
+
 // goneClockLock hides the watch of the lock it wraps (a polling follower)
 // and notes the fake time of the first Get that found no record.
 type goneClockLock struct {
