@@ -57,6 +57,7 @@ type Elector struct {
 	observedAt    time.Time
 	leading       bool
 	term          int64
+	maxTerm       int64 // the highest term this process has read or held
 	acquiredAt    time.Time
 	lastGoodStart time.Time // start of the last successful acquire or renew
 	lastRenew     time.Time
@@ -358,6 +359,7 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 	if changed {
 		e.observed, e.observedRaw, e.observedAt = rec, raw, now
 	}
+	e.maxTerm = max(e.maxTerm, int64(rec.LeaderTransitions))
 	e.goneAt = time.Time{}
 	if (rec.HolderIdentity != "" && rec.HolderIdentity != e.identity) || int64(rec.LeaderTransitions) > e.term {
 		e.holdOff = time.Time{} // another candidate took over (maybe already gone): the hand-over is done
@@ -542,7 +544,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		now := e.clock.Now()
 		e.mu.Lock()
 		prev, seen := e.observed, !e.observedAt.IsZero()
-		last := max(int64(prev.LeaderTransitions), e.term)
+		last := max(int64(prev.LeaderTransitions), e.term, e.maxTerm)
 		neverWritten := !seen && errors.Is(err, lock.ErrNeverWritten)
 		if e.goneAt.IsZero() && !neverWritten {
 			e.goneAt = now
@@ -588,7 +590,16 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			log.V(4).Info("Lock is held", "holder", rec.HolderIdentity, "expiresIn", held)
 			return min(held, e.pollDelay(watching)), false
 		}
-		next.LeaderTransitions = rec.LeaderTransitions + 1
+		// Continue from the highest term this process has seen, not only
+		// the record's: a record recreated after a deletion by a
+		// candidate that never saw the old one (possible when every
+		// candidate that did was too slow to create first) restarted
+		// the count, and the next term must still be above every term
+		// a fencing store may have accepted.
+		e.mu.Lock()
+		last := max(int64(rec.LeaderTransitions), e.maxTerm)
+		e.mu.Unlock()
+		next.LeaderTransitions = int(last) + 1
 		err = e.c.Lock.Update(actx, next)
 	}
 	if err != nil {
@@ -624,6 +635,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 	}
 	e.mu.Lock()
 	e.leading, e.term, e.acquiredAt, e.lastGoodStart, e.lastRenew = true, int64(next.LeaderTransitions), start, start, now
+	e.maxTerm = max(e.maxTerm, e.term)
 	e.bootAtAcquire, e.bootKnown = boot, bootKnown
 	e.mu.Unlock()
 	log.Info("Acquired the lock", "term", next.LeaderTransitions)

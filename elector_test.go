@@ -1006,6 +1006,38 @@ func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.
 	}
 }
 
+// A record recreated after a deletion by a candidate that never saw the
+// old one restarts the count (possible when the store was slower than
+// every candidate that saw it: docs/elector.md, "A deleted record"). b saw
+// term 5; after the deletion c created term 1 and crashed. b takes over
+// with term 6, above every term a fencing store may have accepted, not 2,
+// which the store would refuse for as long as b led.
+func TestTermContinuesAboveTheHighestSeenAfterARestartedCount(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	rec := lock.Record{HolderIdentity: "x", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 5}
+	if err := el.store.Lock("x").Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	b := el.add("b", nil)
+	waitFor(t, "b to see x", func() bool { return b.e.GetLeader() == "x" })
+	el.store.Delete()
+	rec.HolderIdentity, rec.LeaderTransitions = "c", 1
+	if err := el.store.Lock("c").Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b to see c", func() bool { return b.e.GetLeader() == "c" })
+	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*testLease; {
+		el.step(t, testRetry/4)
+	}
+	if !b.e.IsLeader() {
+		t.Fatalf("b does not lead %v after c stopped renewing", 4*testLease)
+	}
+	if got := b.e.Term(); got != 6 {
+		t.Fatalf("b leads term %d, want 6 (above the term 5 it saw before the count restarted)", got)
+	}
+}
+
 // A store that cannot prove it never held a record (every real backend)
 // gets its first leader LeaseDuration + RenewDeadline after the first
 // candidate found none: the price of never leading beside a leader whose
