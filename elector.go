@@ -62,7 +62,8 @@ type Elector struct {
 	lastGoodStart time.Time // start of the last successful acquire or renew
 	lastRenew     time.Time
 	holdOff       time.Time              // after a term-limit hand-over: leave a free lock to others until then
-	goneAt        time.Time              // when this candidate first found a record it had seen gone (zero while one exists)
+	goneAt        time.Time              // when this candidate first found no record (zero while one exists)
+	slowestGone   time.Duration          // the slowest read that found no record since goneAt
 	bootAtAcquire time.Duration          // boot time at the start of the acquisition ...
 	bootKnown     bool                   // ... if the platform has it
 	beatAt        time.Time              // the loop last came round
@@ -360,7 +361,7 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 		e.observed, e.observedRaw, e.observedAt = rec, raw, now
 	}
 	e.maxTerm = max(e.maxTerm, int64(rec.LeaderTransitions))
-	e.goneAt = time.Time{}
+	e.goneAt, e.slowestGone = time.Time{}, 0
 	if (rec.HolderIdentity != "" && rec.HolderIdentity != e.identity) || int64(rec.LeaderTransitions) > e.term {
 		e.holdOff = time.Time{} // another candidate took over (maybe already gone): the hand-over is done
 	}
@@ -528,19 +529,21 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// never existed from one deleted a moment ago (a process started,
 		// or restarted, around an operator's deletion). It waits
 		// LeaseDuration + RenewDeadline from its first not-found before
-		// it creates term 1. By then any leader that renewed before the
-		// deletion has stepped down (RenewDeadline), and, if it could
-		// still reach the store, put its record back as a tombstone
-		// (term.tombstone); and any candidate that did see the record
-		// has waited out its lease (LeaseDuration from a first not-found
-		// at most RetryPeriod×JitterFactor < RenewDeadline earlier than
-		// this one's) and created the next term. Either way this
-		// candidate then reads a record and continues from its term, so
-		// neither the work nor the term count restarts while a candidate
-		// that knew the record lives. The cost: the first leader of a
-		// brand-new lock is elected LeaseDuration + RenewDeadline late,
-		// unless the store proves that no record was ever written
-		// (lock.ErrNeverWritten).
+		// it creates term 1, plus three times its slowest read meanwhile.
+		// By then any leader that renewed before the deletion has stepped
+		// down (RenewDeadline), and, if it could still reach the store,
+		// put its record back as a tombstone (term.tombstone); and any
+		// candidate that did see the record has waited out its lease and
+		// created the next term: it found the record gone at most one
+		// poll (RetryPeriod×JitterFactor < RenewDeadline) and two reads
+		// later than this one, and its Create took a third read's time,
+		// the store being as slow for it as for this candidate. Either
+		// way this candidate then reads a record and continues from its
+		// term, so neither the work nor the term count restarts while a
+		// candidate that knew the record lives. The cost: the first
+		// leader of a brand-new lock is elected LeaseDuration +
+		// RenewDeadline late, unless the store proves that no record was
+		// ever written (lock.ErrNeverWritten).
 		now := e.clock.Now()
 		e.mu.Lock()
 		prev, seen := e.observed, !e.observedAt.IsZero()
@@ -549,19 +552,20 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		if e.goneAt.IsZero() && !neverWritten {
 			e.goneAt = now
 		}
+		e.slowestGone = max(e.slowestGone, now.Sub(start))
 		var goneFor time.Duration
 		switch {
 		case seen:
 			goneFor = e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
 		case !neverWritten:
-			goneFor = e.goneAt.Add(e.c.LeaseDuration + e.c.RenewDeadline).Sub(now)
+			goneFor = e.goneAt.Add(e.c.LeaseDuration + e.c.RenewDeadline + 3*e.slowestGone).Sub(now)
 		}
 		e.mu.Unlock()
 		if held := max(e.heldFor(now), goneFor); held > 0 {
 			if seen {
 				log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
 			} else {
-				log.V(2).Info("No record yet; waiting LeaseDuration + RenewDeadline in case one was just deleted under a leader", "createsIn", held)
+				log.V(2).Info("No record yet; waiting LeaseDuration + RenewDeadline (+ 3 slowest reads) in case one was just deleted under a leader", "createsIn", held)
 			}
 			return min(held, e.pollDelay(watching)), false
 		}

@@ -1053,6 +1053,50 @@ func TestFirstLeaderOfANewLockWaitsUnlessTheStoreProvesItIsNew(t *testing.T) {
 	}
 }
 
+// On a slow store the candidates that saw a deleted record find it gone,
+// and create the next term, late by a few reads' time; a candidate that
+// never saw it waits that much longer too (three times its slowest read),
+// so that it does not end its wait first and restart the count at 1.
+func TestFreshCandidateWaitsLongerOnASlowStore(t *testing.T) {
+	el := newElection(t)
+	sl := &slowReadLock{plainNotFound: plainNotFound{el.store.Lock("b")}, clk: el.clk, read: testRetry}
+	b := el.add("b", func(c *Config) { c.Lock = sl })
+	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*(testLease+testRenew+3*testRetry); {
+		el.step(t, testRetry/4)
+	}
+	if !b.e.IsLeader() {
+		t.Fatal("b does not lead")
+	}
+	gone, created := sl.firstGone.Load(), sl.created.Load()
+	if want := gone.Add(testLease + testRenew + 3*testRetry); created.Before(want) {
+		t.Fatalf("b created the record at %v, %v after its first not-found; want no earlier than %v (LeaseDuration + RenewDeadline + 3 reads of %v)", created, created.Sub(*gone), want, testRetry)
+	}
+}
+
+// slowReadLock is a polling lock whose reads take read on the fake clock;
+// it notes the time of its first not-found and of its Create.
+type slowReadLock struct {
+	plainNotFound
+	clk                *clocktesting.FakeClock
+	read               time.Duration
+	firstGone, created atomic.Pointer[time.Time]
+}
+
+func (s *slowReadLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	s.clk.Step(s.read)
+	rec, raw, err := s.plainNotFound.Get(ctx)
+	if now := s.clk.Now(); lock.IsNotFound(err) && s.firstGone.Load() == nil {
+		s.firstGone.Store(&now)
+	}
+	return rec, raw, err
+}
+
+func (s *slowReadLock) Create(ctx context.Context, r lock.Record) error {
+	now := s.clk.Now()
+	s.created.Store(&now)
+	return s.plainNotFound.Create(ctx, r)
+}
+
 // plainNotFound hides the watch of the lock it wraps and turns a
 // never-written not-found into a plain one, as a real store returns.
 type plainNotFound struct{ lock.Interface }
