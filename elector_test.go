@@ -1034,6 +1034,7 @@ func TestFollowerThatMissedATermBetweenTwoDeletionsDoesNotReuseIt(t *testing.T) 
 	}
 	el.step(t, testRenew)
 	waitFor(t, "b to lead", b.e.IsLeader)
+	waitFor(t, "b's function to start", func() bool { return b.started.Load() == 1 })
 	el.mu.Lock()
 	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
 	el.mu.Unlock()
@@ -1189,7 +1190,7 @@ func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.
 	el.store.Delete()
 	gone := el.clk.Now()
 	c := el.add("c", nil)
-	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it found the record gone")
+	el.claimsAt(t, b, gone.Add(testLease), "a lease after it found the record gone")
 	if b.e.Term() != 2 {
 		t.Fatalf("b leads term %d, want 2", b.e.Term())
 	}
