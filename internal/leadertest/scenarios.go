@@ -489,6 +489,9 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, o
 	// RenewDeadline leave c time to recreate the record before that
 	// leader steps down (and LeaseDuration keeps its margin).
 	o.LeaseDuration, o.RenewDeadline = o.LeaseDuration+3*o.RetryPeriod, o.RenewDeadline+3*o.RetryPeriod
+	// The first leader of the new record waits LeaseDuration +
+	// RenewDeadline (and a few reads) before creating it: on top of Wait.
+	o.Wait += o.LeaseDuration + o.RenewDeadline
 	el := newElection(t, h, o, nil)
 	gated := map[string]*gatedLock{}
 	for _, id := range []string{"a", "b"} {
