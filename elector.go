@@ -74,6 +74,12 @@ type Elector struct {
 	storeErrors   int64     // failed store calls, for the error counter
 	stopBy        time.Time // Run's context ended: callbacks may hold Run up until then
 
+	// claim is the record this candidate created after one it had seen
+	// vanished, written at claimAt; it leads only once the claim has stood
+	// RenewDeadline (see confirmClaim). Only the Run goroutine uses them.
+	claim   *lock.Record
+	claimAt time.Time
+
 	// changes is the lock's watch (nil: none, or it ended); only the Run
 	// goroutine uses it.
 	changes <-chan struct{}
@@ -505,7 +511,11 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 	if ctx.Err() != nil {
 		return 0, false
 	}
+	if e.claim != nil {
+		return e.confirmClaim(ctx, actx, log, start, boot, bootKnown)
+	}
 	rec, raw, err := e.c.Lock.Get(actx)
+	recreated := lock.IsNotFound(err) && e.sawRecord() // see the end of tryAcquire
 	next := lock.Record{
 		HolderIdentity:       e.identity,
 		LeaseDurationSeconds: e.leaseSec,
@@ -615,6 +625,73 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		log.Error(err, "Acquiring the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	}
+	if recreated {
+		// This candidate saw a record, found it gone, and has just
+		// created the next one: a claim, not yet a lease (see
+		// confirmClaim).
+		e.storeOK()
+		e.claim, e.claimAt = &next, e.clock.Now()
+		log.Info("Recreated the lock's vanished record; leading only if it still stands after RenewDeadline", "term", next.LeaderTransitions, "renewDeadline", e.c.RenewDeadline)
+		return e.c.RenewDeadline, false
+	}
+	return e.acquired(ctx, log, next, start, boot, bootKnown)
+}
+
+// sawRecord reports whether this candidate has ever read or written a
+// record of the lock.
+func (e *Elector) sawRecord() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.observedAt.IsZero()
+}
+
+// confirmClaim turns a claim into a lease once it has stood RenewDeadline:
+// an Update from the claim's version, which fails if anyone wrote since.
+//
+// Why a claim. The term a candidate creates after a record vanished is
+// the last one it saw + 1, but a candidate that polls or reads through a
+// cache may have missed terms: when the record is deleted, recreated (a
+// tombstone, then a new leader) and deleted again between two of its
+// reads, all its reads find nothing, the wait from its first not-found
+// runs out, and it creates a term that a leader it never saw holds now,
+// before that leader's next renewal (within RetryPeriod) could put its
+// tombstone back. Two leaders at once, with one fencing token. A leader
+// whose renewal finds a record with a term not above its own replaces it
+// with its tombstone (term.tombstone), and does so before its renewal
+// deadline, which ends (RenewDeadline after its last good renewal started,
+// before the deletion) before the claim has stood RenewDeadline. So the
+// claim stands only if no such leader is alive and reaching the store:
+// then this candidate leads; else its Update fails, and it reads that
+// leader's term and continues from it.
+func (e *Elector) confirmClaim(ctx, actx context.Context, log logr.Logger, start time.Time, boot time.Duration, bootKnown bool) (time.Duration, bool) {
+	if wait := e.claimAt.Add(e.c.RenewDeadline).Sub(start); wait > 0 {
+		return wait, false
+	}
+	next := *e.claim
+	next.AcquireTime, next.RenewTime = metav1.NewTime(start), metav1.NewTime(start)
+	err := e.c.Lock.Update(actx, next)
+	switch {
+	case lock.IsConflict(err) || lock.IsNotFound(err):
+		// Replaced (by the tombstone of a leader this candidate never
+		// saw, most likely) or deleted again: read what is there.
+		e.claim = nil
+		log.Info("The record this candidate recreated did not stand; reading the lock again", "term", next.LeaderTransitions, "err", err)
+		return 0, false
+	case err != nil:
+		// Keep the claim: the next try is again a compare-and-swap on its
+		// version, and fails if this write landed after all.
+		e.storeFailed(err)
+		log.Error(err, "Confirming the recreated record failed")
+		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
+	}
+	e.claim = nil
+	return e.acquired(ctx, log, next, start, boot, bootKnown)
+}
+
+// acquired completes an acquisition of next whose write, started at start,
+// has succeeded: the elector leads, unless Run's context has ended or the
+// acquisition took RenewDeadline or more.
+func (e *Elector) acquired(ctx context.Context, log logr.Logger, next lock.Record, start time.Time, boot time.Duration, bootKnown bool) (time.Duration, bool) {
 	e.storeOK()
 	if ctx.Err() != nil {
 		// Acquired just as we were told to stop: give it back so nobody

@@ -795,11 +795,41 @@ func TestDeletedRecordIsHeldUntilObservedLeaseExpires(t *testing.T) {
 	}
 	// The lease also runs from the moment a follower first found the
 	// record gone (at the latest a's renewal step above), whoever held it.
+	// Then a follower recreates the record, and leads once it has stood
+	// RenewDeadline (no leader it never saw put its term back meanwhile).
 	el.setTime(t, renewed.Add(testRetry+testLease))
+	waitFor(t, "a follower to recreate the record", func() bool { return el.store.Raw() != nil })
+	el.settle(t)
+	if b.e.IsLeader() || c.e.IsLeader() {
+		t.Fatal("a follower led as soon as it recreated the record, before it had stood RenewDeadline")
+	}
+	el.step(t, testRenew)
 	waitFor(t, "a follower to lead", func() bool { return b.e.IsLeader() || c.e.IsLeader() })
 	if rec := el.holder(t); rec.LeaderTransitions != 2 {
 		t.Fatalf("the recreated record has term %d, want 2 (the last observed + 1)", rec.LeaderTransitions)
 	}
+}
+
+// claimsAt checks that c does not recreate the vanished record just
+// before at (when, says why, it may), recreates it at at without leading
+// yet, and leads RenewDeadline later (see Elector.confirmClaim).
+func (el *election) claimsAt(t *testing.T, c *candidate, at time.Time, why string) {
+	t.Helper()
+	el.setTime(t, at.Add(-time.Millisecond))
+	el.settle(t)
+	if el.store.Raw() != nil {
+		t.Fatalf("the record was recreated before %v: %s", at, why)
+	}
+	el.setTime(t, at)
+	waitFor(t, c.id+" to recreate the record at "+why, func() bool { return el.store.Raw() != nil })
+	if rec := el.holder(t); rec.HolderIdentity != c.id {
+		t.Fatalf("the record was recreated by %s, want %s", rec.HolderIdentity, c.id)
+	}
+	el.settle(t)
+	if c.e.IsLeader() {
+		t.Fatalf("%s led as soon as it recreated the record, before it had stood RenewDeadline", c.id)
+	}
+	el.takesOverAt(t, c, at.Add(testRenew), "RenewDeadline after it recreated the record")
 }
 
 func TestLeaderStepsDownWhenItsRenewalFindsTheRecordGone(t *testing.T) {
@@ -941,7 +971,176 @@ func TestDeletedRecordAfterAHiddenAcquisitionIsHeldALeaseFromItsDisappearance(t 
 	if !gone.Before(b.e.Status().Expiry) {
 		t.Fatalf("b first found the record gone at %v, after a's lease it observed (%v): the test needs it before", gone, b.e.Status().Expiry)
 	}
-	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it first found the record gone (a holder it never saw may still work)")
+	el.claimsAt(t, b, gone.Add(testLease), "a lease after it first found the record gone (a holder it never saw may still work)")
+}
+
+// The failure the S3 fault campaign found ("term went from 41 (r1) to 40
+// (r0) after delete-record"). b reads rarely (it polls, or reads through a
+// cache) and every read of its falls while the record is gone: it finds
+// the record gone, then misses it being put back and taken by c (term 3),
+// and after a second deletion finds it gone again, a whole lease after the
+// first time. It creates "the last term it saw + 1", term 2, before c's
+// next renewal could put c's term back. b must not lead on that record:
+// c's renewal replaces it with c's tombstone, and b continues from term 3.
+// Before, b led term 2 at once, while c still led term 3.
+func TestFollowerThatMissedATermBetweenTwoDeletionsDoesNotReuseIt(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	rec := lock.Record{HolderIdentity: "a", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
+	if err := el.store.Lock("a").Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	bLock := &signalLock{Interface: el.store.Lock("b"), ch: make(chan struct{}, 1)}
+	b := el.add("b", func(c *Config) { c.Lock = bLock })
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	t0 := el.clk.Now()
+
+	el.store.Delete()
+	bLock.ch <- struct{}{} // b reads now, and finds the record gone
+	waitFor(t, "b to find the record gone", func() bool { return bLock.gone.Load() > 0 })
+	el.step(t, testLease-testRetry/2)
+
+	// While b reads nothing: a's tombstone, released (as a's would be
+	// once its function returned); c takes term 3 at once; an operator
+	// deletes the record again.
+	rec.HolderIdentity, rec.LeaseDurationSeconds, rec.LeaderTransitions = "", 1, 2
+	if err := el.store.Lock("a").Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	c := el.add("c", nil)
+	waitFor(t, "c to lead", c.e.IsLeader)
+	if c.e.Term() != 3 {
+		t.Fatalf("c leads term %d, want 3", c.e.Term())
+	}
+	el.store.Delete()
+
+	// A lease after b first found the record gone, before c's renewal.
+	el.setTime(t, t0.Add(testLease))
+	waitFor(t, "b to recreate the record", func() bool { return el.store.Raw() != nil })
+	if got := el.holder(t); got.HolderIdentity != "b" || got.LeaderTransitions != 2 {
+		t.Fatalf("record %+v; the test needs b to have recreated it with term 2", got)
+	}
+	el.settle(t)
+	if b.e.IsLeader() {
+		t.Fatal("b leads term 2, which c holds")
+	}
+	el.step(t, testRetry/2) // c's renewal
+	waitFor(t, "c to step down", func() bool { return !c.e.IsLeader() })
+	if err := c.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("c's Run = %v, want ErrLeaseLost", err)
+	}
+	if got := el.holder(t); got.LeaderTransitions != 3 {
+		t.Fatalf("after c's renewal the record is %+v, want c's term 3 back (released, as c's function returned)", got)
+	}
+	el.step(t, testRenew)
+	waitFor(t, "b to lead", b.e.IsLeader)
+	waitFor(t, "b's function to start", func() bool { return b.started.Load() == 1 })
+	el.mu.Lock()
+	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
+	el.mu.Unlock()
+	if !slices.Equal(terms, []int64{3, 4}) || !slices.Equal(who, []string{"c", "b"}) {
+		t.Fatalf("terms %v led by %v; want 3 and 4 led by c and b", terms, who)
+	}
+}
+
+// The other way a claim meets the leader whose term it missed: the
+// leader's renewal finds the record gone, and the claim lands between that
+// read and the tombstone's Create. The Create loses; the record it lost to
+// has a term not above the leader's, so the leader replaces it with its
+// tombstone. Before, the leader left it ("another candidate already
+// created one"), and the claimant would have led a term in use.
+func TestTombstoneReplacesARecordWithALowerTermThatBeatItsCreate(t *testing.T) {
+	el := newElection(t)
+	deaf := newGate(t)
+	claimant := el.store.Lock("b")
+	hook := &beforeCreateLock{before: func() {
+		rec := lock.Record{HolderIdentity: "b", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
+		if err := claimant.Create(context.Background(), rec); err != nil {
+			t.Errorf("b's claim: %v", err)
+		}
+	}}
+	a := el.add("a", func(c *Config) {
+		deafUntil(deaf, c)
+		hook.Interface = c.Lock
+		c.Lock = hook
+	})
+	defer deaf.open()
+	waitFor(t, "a to lead", a.e.IsLeader)
+	hook.armed.Store(true)
+
+	el.store.Delete()
+	el.step(t, testRetry) // a's renewal finds the record gone
+	waitFor(t, "a to step down", func() bool { return !a.e.IsLeader() })
+	el.settle(t)
+	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 {
+		t.Fatalf("record %+v after a's tombstone lost its Create to b's record with term 1; want a's term 1 in its place", rec)
+	}
+}
+
+// A leader that stops gracefully just after its record was deleted and
+// recreated with a lower term (here a fresh candidate's term 1, as the S3
+// campaign saw: "term went from 40 (r2) to 1 (r0)", the leader stopped
+// by the next fault) releases over that record, so the count goes on from
+// its term. Before, it left it ("the lock has moved on"), and the count
+// restarted at 1.
+func TestReleaseReplacesARecordWithALowerTerm(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	if err := el.store.Lock("x").Create(ctx, lock.Record{LeaderTransitions: 1, LeaseDurationSeconds: 1}); err != nil {
+		t.Fatal(err)
+	}
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	if a.e.Term() != 2 {
+		t.Fatalf("a leads term %d, want 2", a.e.Term())
+	}
+	el.store.Delete()
+	fresh := lock.Record{HolderIdentity: "b", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
+	if err := el.store.Lock("b").Create(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	a.cancel()
+	if err := a.wait(t); err != nil {
+		t.Fatalf("a's Run = %v", err)
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "" || rec.LeaderTransitions != 2 {
+		t.Fatalf("record %+v after a's release; want a's term 2, released, in place of b's term 1", rec)
+	}
+}
+
+// beforeCreateLock calls before, once, ahead of the first Create after
+// armed is set.
+type beforeCreateLock struct {
+	lock.Interface
+	before func()
+	armed  atomic.Bool
+	once   sync.Once
+}
+
+func (l *beforeCreateLock) Create(ctx context.Context, rec lock.Record) error {
+	if l.armed.Load() {
+		l.once.Do(l.before)
+	}
+	return l.Interface.Create(ctx, rec)
+}
+
+// signalLock replaces the watch of the lock it wraps by ch: the candidate
+// reads when the test signals, or when its own timers fire. gone counts
+// the reads that found no record.
+type signalLock struct {
+	lock.Interface
+	ch   chan struct{}
+	gone atomic.Int32
+}
+
+func (s *signalLock) Changes(context.Context) <-chan struct{} { return s.ch }
+
+func (s *signalLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	rec, raw, err := s.Interface.Get(ctx)
+	if lock.IsNotFound(err) {
+		s.gone.Add(1)
+	}
+	return rec, raw, err
 }
 
 // A candidate that never saw the record starts just after an operator
@@ -991,7 +1190,7 @@ func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.
 	el.store.Delete()
 	gone := el.clk.Now()
 	c := el.add("c", nil)
-	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it found the record gone")
+	el.claimsAt(t, b, gone.Add(testLease), "a lease after it found the record gone")
 	if b.e.Term() != 2 {
 		t.Fatalf("b leads term %d, want 2", b.e.Term())
 	}
