@@ -1168,6 +1168,7 @@ func TestFreshCandidateDoesNotLeadBesideALeaderWhoseRecordWasJustDeleted(t *test
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
 	}
+	waitFor(t, "b's function to start", func() bool { return b.started.Load() == 1 })
 	el.mu.Lock()
 	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
 	el.mu.Unlock()
