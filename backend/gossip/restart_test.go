@@ -52,7 +52,7 @@ func testVoterRestart(t *testing.T, crashOn kind) {
 
 	var once sync.Once
 	restarted := make(chan struct{})
-	c.lock("v3").replied = func(k kind, to string) {
+	replied := func(k kind, to string) {
 		if k == crashOn && to == "w" {
 			once.Do(func() {
 				go func() {
@@ -62,6 +62,7 @@ func testVoterRestart(t *testing.T, crashOn kind) {
 			})
 		}
 	}
+	c.lock("v3").replied.Store(&replied)
 	errB := w.Update(ctx, locktest.NewRecord("B", 2))
 	t.Logf("Update B across the restart: %v", errB)
 	select {
