@@ -239,6 +239,31 @@ func (el *election) takesOverAt(t *testing.T, c *candidate, at time.Time, why st
 	waitFor(t, c.id+" to take over at "+why, c.e.IsLeader)
 }
 
+// stepUntilLeads moves the clock a quarter RetryPeriod at a time until c
+// leads, and fails the test (saying when: after) if it does not within.
+func (el *election) stepUntilLeads(t *testing.T, c *candidate, within time.Duration, after string) {
+	t.Helper()
+	for start := el.clk.Now(); !c.e.IsLeader() && el.clk.Since(start) < within; {
+		el.step(t, testRetry/4)
+	}
+	if !c.e.IsLeader() {
+		t.Fatalf("%s does not lead %v %s", c.id, within, after)
+	}
+}
+
+// wantTerms waits for last's function to start, then checks the terms
+// started so far and who led them (want explains the expectation).
+func (el *election) wantTerms(t *testing.T, last *candidate, terms []int64, who []string, want string) {
+	t.Helper()
+	waitFor(t, last.id+"'s function to start", func() bool { return last.started.Load() > 0 })
+	el.mu.Lock()
+	gotTerms, gotWho := slices.Clone(el.terms), slices.Clone(el.who)
+	el.mu.Unlock()
+	if !slices.Equal(gotTerms, terms) || !slices.Equal(gotWho, who) {
+		t.Fatalf("terms %v led by %v; %s", gotTerms, gotWho, want)
+	}
+}
+
 // wait returns Run's result.
 func (c *candidate) wait(t *testing.T) error {
 	t.Helper()
@@ -873,22 +898,11 @@ func TestDeletedRecordIsNotRecreatedWithATermALaggingFollowerNeverSaw(t *testing
 		t.Fatalf("b has read term %d; the test needs it to have seen only term 1", got)
 	}
 
-	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*testLease; {
-		el.step(t, testRetry/4)
-	}
-	if !b.e.IsLeader() {
-		t.Fatalf("b does not lead %v after the deletion", 4*testLease)
-	}
+	el.stepUntilLeads(t, b, 4*testLease, "after the deletion")
 	if err := c.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("c's Run = %v, want ErrLeaseLost", err)
 	}
-	waitFor(t, "b's function to start", func() bool { return b.started.Load() == 1 })
-	el.mu.Lock()
-	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
-	el.mu.Unlock()
-	if !slices.Equal(terms, []int64{1, 2, 3}) || !slices.Equal(who, []string{"a", "c", "b"}) {
-		t.Fatalf("terms %v led by %v; want 1, 2, 3 led by a, c, b: the term after the deletion must be above every term used", terms, who)
-	}
+	el.wantTerms(t, b, []int64{1, 2, 3}, []string{"a", "c", "b"}, "want 1, 2, 3 led by a, c, b: the term after the deletion must be above every term used")
 }
 
 // The tombstone is written as soon as the renewal finds the record gone,
@@ -1034,13 +1048,7 @@ func TestFollowerThatMissedATermBetweenTwoDeletionsDoesNotReuseIt(t *testing.T) 
 	}
 	el.step(t, testRenew)
 	waitFor(t, "b to lead", b.e.IsLeader)
-	waitFor(t, "b's function to start", func() bool { return b.started.Load() == 1 })
-	el.mu.Lock()
-	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
-	el.mu.Unlock()
-	if !slices.Equal(terms, []int64{3, 4}) || !slices.Equal(who, []string{"c", "b"}) {
-		t.Fatalf("terms %v led by %v; want 3 and 4 led by c and b", terms, who)
-	}
+	el.wantTerms(t, b, []int64{3, 4}, []string{"c", "b"}, "want 3 and 4 led by c and b")
 }
 
 // The other way a claim meets the leader whose term it missed: the
@@ -1159,22 +1167,11 @@ func TestFreshCandidateDoesNotLeadBesideALeaderWhoseRecordWasJustDeleted(t *test
 	if b.e.IsLeader() {
 		t.Fatal("b, which never saw the record, created it at once beside a")
 	}
-	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*(testLease+testRenew); {
-		el.step(t, testRetry/4)
-	}
-	if !b.e.IsLeader() {
-		t.Fatalf("b does not lead %v after the deletion", 4*(testLease+testRenew))
-	}
+	el.stepUntilLeads(t, b, 4*(testLease+testRenew), "after the deletion")
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
 	}
-	waitFor(t, "b's function to start", func() bool { return b.started.Load() == 1 })
-	el.mu.Lock()
-	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
-	el.mu.Unlock()
-	if !slices.Equal(terms, []int64{1, 2}) || !slices.Equal(who, []string{"a", "b"}) {
-		t.Fatalf("terms %v led by %v; want 1, 2 led by a, b", terms, who)
-	}
+	el.wantTerms(t, b, []int64{1, 2}, []string{"a", "b"}, "want 1, 2 led by a, b")
 }
 
 // The leader crashed and its record was then deleted, so no tombstone
@@ -1227,12 +1224,7 @@ func TestTermContinuesAboveTheHighestSeenAfterARestartedCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "b to see c", func() bool { return b.e.GetLeader() == "c" })
-	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*testLease; {
-		el.step(t, testRetry/4)
-	}
-	if !b.e.IsLeader() {
-		t.Fatalf("b does not lead %v after c stopped renewing", 4*testLease)
-	}
+	el.stepUntilLeads(t, b, 4*testLease, "after c stopped renewing")
 	if got := b.e.Term(); got != 6 {
 		t.Fatalf("b leads term %d, want 6 (above the term 5 it saw before the count restarted)", got)
 	}
@@ -1261,12 +1253,7 @@ func TestFreshCandidateWaitsLongerOnASlowStore(t *testing.T) {
 	el := newElection(t)
 	sl := &slowReadLock{plainNotFound: plainNotFound{el.store.Lock("b")}, clk: el.clk, read: testRetry}
 	b := el.add("b", func(c *Config) { c.Lock = sl })
-	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*(testLease+testRenew+3*testRetry); {
-		el.step(t, testRetry/4)
-	}
-	if !b.e.IsLeader() {
-		t.Fatal("b does not lead")
-	}
+	el.stepUntilLeads(t, b, 4*(testLease+testRenew+3*testRetry), "")
 	gone, created := sl.firstGone.Load(), sl.created.Load()
 	if want := gone.Add(testLease + testRenew + 3*testRetry); created.Before(want) {
 		t.Fatalf("b created the record at %v, %v after its first not-found; want no earlier than %v (LeaseDuration + RenewDeadline + 3 reads of %v)", created, created.Sub(*gone), want, testRetry)
