@@ -1175,11 +1175,12 @@ func TestFreshCandidateDoesNotLeadBesideALeaderWhoseRecordWasJustDeleted(t *test
 }
 
 // The leader crashed and its record was then deleted, so no tombstone
-// comes back. b saw the record: it waits a lease from the disappearance
-// and creates term 2. c, started after the deletion, never saw it and
-// waits longer (LeaseDuration + RenewDeadline), so it reads b's record
-// instead of creating term 1 again, a token a fencing store would reject
-// for as long as c led. With a shorter wait (RenewDeadline) c led term 1.
+// comes back. c, started after the deletion, never saw the record: it
+// claims term 1 at once. b saw term 1: reading c's claim, it replaces it
+// with its own for term 2, which stands as long as b would have waited
+// after finding the record gone (a lease). c's confirmation fails, and b
+// leads term 2. c never leads term 1 again, a token a fencing store would
+// reject for as long as c led.
 func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.T) {
 	el := newElection(t)
 	a, b, fa := el.failingLeader(t, nil)
@@ -1187,20 +1188,59 @@ func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.
 	fa.failCreate.Store(true)
 	el.store.Delete()
 	gone := el.clk.Now()
-	c := el.add("c", nil)
-	el.claimsAt(t, b, gone.Add(testLease), "a lease after it found the record gone")
-	if b.e.Term() != 2 {
-		t.Fatalf("b leads term %d, want 2", b.e.Term())
+	c := el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
+	waitFor(t, "b to replace c's claim", func() bool {
+		rec, _, err := el.store.Lock("x").Get(context.Background())
+		return err == nil && rec.HolderIdentity == "b"
+	})
+	if rec := el.holder(t); rec.LeaderTransitions != 2 || !isClaim(rec) {
+		t.Fatalf("record %+v; want b's claim for term 2", rec)
 	}
+	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it found c's claim in place of a's record")
 	for el.clk.Since(gone) < 2*(testLease+testRenew) {
 		el.step(t, testRetry/4)
 	}
 	if c.e.IsLeader() || c.e.GetLeader() != "b" {
 		t.Fatalf("c leads: %v, sees %q; want b's record followed", c.e.IsLeader(), c.e.GetLeader())
 	}
+	el.wantTerms(t, b, []int64{1, 2}, []string{"a", "b"}, "want 1, 2 led by a, b")
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
 	}
+}
+
+// The git campaign's case: b knew term 5 but polls, and its reads failed
+// (or were slow) around an operator's deletion; c, restarted meanwhile,
+// never saw the record. b's first read after the deletion comes
+// RenewDeadline after c's first: too late to end its own wait (a lease
+// from then) before c's (LeaseDuration + RenewDeadline). Before, c created
+// term 1 then and led it: the count restarted beside a candidate that knew
+// it. Now c's claim is in the store from the start and stands that long;
+// b reads it, replaces it with term 6, and leads that.
+func TestFreshClaimIsReplacedByAPollingFollowerThatKnewTheTerm(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	x := lock.Record{HolderIdentity: "x", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 5}
+	if err := el.store.Lock("x").Create(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	fb := &failingLock{Interface: el.store.Lock("b")}
+	bLock := &signalLock{Interface: fb, ch: make(chan struct{}, 1)}
+	b := el.add("b", func(c *Config) { c.Lock = bLock })
+	waitFor(t, "b to see x", func() bool { return b.e.GetLeader() == "x" })
+	fb.fail.Store(true)
+
+	el.store.Delete()
+	gone := el.clk.Now()
+	c := el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
+	el.setTime(t, gone.Add(testRenew+testRetry/4))
+	fb.fail.Store(false)
+	bLock.ch <- struct{}{}
+	el.stepUntilLeads(t, b, 3*(testLease+testRenew), "after the deletion")
+	if c.e.IsLeader() {
+		t.Fatal("c leads beside b")
+	}
+	el.wantTerms(t, b, []int64{6}, []string{"b"}, "want only term 6, led by b (c's claim for term 1 replaced)")
 }
 
 // A record recreated after a deletion by a candidate that never saw the
@@ -1231,32 +1271,40 @@ func TestTermContinuesAboveTheHighestSeenAfterARestartedCount(t *testing.T) {
 }
 
 // A store that cannot prove it never held a record (every real backend)
-// gets its first leader LeaseDuration + RenewDeadline after the first
-// candidate found none: the price of never leading beside a leader whose
-// record was just deleted. An in-memory store proves it, and leads at once
-// (every other test here).
+// gets its first leader RenewDeadline + LeaseDuration after the first
+// candidate found none: its claim stands that long (Elector.freshClaim),
+// the price of never leading beside a leader whose record was just deleted
+// nor restarting the count beside a candidate that knew it. An in-memory
+// store proves it, and leads at once (every other test here).
 func TestFirstLeaderOfANewLockWaitsUnlessTheStoreProvesItIsNew(t *testing.T) {
 	el := newElection(t)
 	start := el.clk.Now()
 	b := el.add("b", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("b")} })
+	waitFor(t, "b to claim the lock", func() bool { return el.store.Raw() != nil })
+	if rec := el.holder(t); !isClaim(rec) || rec.LeaderTransitions != 1 {
+		t.Fatalf("record %+v; want b's claim for term 1", rec)
+	}
 	el.takesOverAt(t, b, start.Add(testLease+testRenew), "LeaseDuration + RenewDeadline after its first not-found")
 	if b.e.Term() != 1 {
 		t.Fatalf("b leads term %d, want 1", b.e.Term())
 	}
+	if rec := el.holder(t); isClaim(rec) || rec.LeaseDurationSeconds != int(testLease/time.Second) {
+		t.Fatalf("record %+v once b leads; want a lease (AcquireTime set, LeaseDurationSeconds %d)", rec, int(testLease/time.Second))
+	}
 }
 
-// On a slow store the candidates that saw a deleted record find it gone,
-// and create the next term, late by a few reads' time; a candidate that
-// never saw it waits that much longer too (three times its slowest read),
-// so that it does not end its wait first and restart the count at 1.
-func TestFreshCandidateWaitsLongerOnASlowStore(t *testing.T) {
+// On a slow store the candidates that knew a deleted record read a fresh
+// candidate's claim late by a few reads' time; that claim stands that much
+// longer (three times its writer's slowest read), so that they still read
+// it before it is confirmed.
+func TestFreshClaimStandsLongerOnASlowStore(t *testing.T) {
 	el := newElection(t)
 	sl := &slowReadLock{plainNotFound: plainNotFound{el.store.Lock("b")}, clk: el.clk, read: testRetry}
 	b := el.add("b", func(c *Config) { c.Lock = sl })
 	el.stepUntilLeads(t, b, 4*(testLease+testRenew+3*testRetry), "")
-	gone, created := sl.firstGone.Load(), sl.created.Load()
-	if want := gone.Add(testLease + testRenew + 3*testRetry); created.Before(want) {
-		t.Fatalf("b created the record at %v, %v after its first not-found; want no earlier than %v (LeaseDuration + RenewDeadline + 3 reads of %v)", created, created.Sub(*gone), want, testRetry)
+	created := sl.created.Load()
+	if want := created.Add(testLease + testRenew + 3*testRetry); b.e.Status().LastRenew.Before(want) {
+		t.Fatalf("b led at %v, %v after it created its claim; want no earlier than %v (LeaseDuration + RenewDeadline + 3 reads of %v)", b.e.Status().LastRenew, b.e.Status().LastRenew.Sub(*created), want, testRetry)
 	}
 }
 

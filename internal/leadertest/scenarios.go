@@ -480,9 +480,10 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, o
 	// RenewDeadline leave c time to recreate the record before that
 	// leader steps down (and LeaseDuration keeps its margin).
 	o.LeaseDuration, o.RenewDeadline = o.LeaseDuration+3*o.RetryPeriod, o.RenewDeadline+3*o.RetryPeriod
-	// The first leader of the new record waits LeaseDuration +
-	// RenewDeadline (and a few reads) before creating it: on top of Wait.
-	o.Wait += o.LeaseDuration + o.RenewDeadline
+	// The first leader of the new record claims it and leads only once
+	// the claim has stood RenewDeadline + max(LeaseDuration, 2.2 ×
+	// RetryPeriod) (and a few reads): on top of Wait.
+	o.Wait += o.RenewDeadline + max(o.LeaseDuration, o.RetryPeriod*22/10)
 	el := newElection(t, h, o, nil)
 	gated := map[string]*gatedLock{}
 	for _, id := range []string{"a", "b"} {
