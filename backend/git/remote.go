@@ -217,6 +217,39 @@ func open[S io.Closer](ctx context.Context, mk func() (S, error)) (S, error) {
 	}
 }
 
+// refs lists sess's advertised references, giving up when ctx ends. When
+// the server closes the connection without a word (a git daemon
+// restarting, a dropped connection), go-git waits up to ten seconds for an
+// error line, ignoring ctx (transport/internal/common, checkNotFoundError):
+// a whole RenewDeadline and more of a candidate's loop. If refs gives up,
+// it returns abandoned: the call goes on, and closes sess once it has
+// returned (closing it meanwhile would race with it), so the caller must
+// not close it.
+func refs(ctx context.Context, sess interface {
+	AdvertisedReferencesContext(context.Context) (*packp.AdvRefs, error)
+	io.Closer
+}) (ar *packp.AdvRefs, abandoned bool, err error) {
+	type result struct {
+		ar  *packp.AdvRefs
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		ar, err := sess.AdvertisedReferencesContext(ctx)
+		ch <- result{ar, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.ar, false, r.err
+	case <-ctx.Done():
+		go func() {
+			<-ch
+			sess.Close()
+		}()
+		return nil, true, fmt.Errorf("listing references: %w", ctx.Err())
+	}
+}
+
 // read returns the branch's commit and the record file in it. If the commit
 // is known (the caller already holds its record), it fetches nothing and
 // returns a nil raw.
@@ -225,8 +258,10 @@ func (r *remote) read(ctx context.Context, branch plumbing.ReferenceName, file s
 	if err != nil {
 		return head, nil, err
 	}
-	defer sess.Close()
-	ar, head, err := branchHead(ctx, sess, branch)
+	ar, head, abandoned, err := branchHead(ctx, sess, branch)
+	if !abandoned {
+		defer sess.Close()
+	}
 	if err != nil {
 		return head, nil, err
 	}
@@ -265,20 +300,20 @@ func (r *remote) read(ctx context.Context, branch plumbing.ReferenceName, file s
 }
 
 // branchHead lists the session's advertised references and returns the
-// commit branch points at, or errNoBranch.
-func branchHead(ctx context.Context, sess transport.UploadPackSession, branch plumbing.ReferenceName) (*packp.AdvRefs, plumbing.Hash, error) {
-	ar, err := sess.AdvertisedReferencesContext(ctx)
+// commit branch points at, or errNoBranch. abandoned: as for refs.
+func branchHead(ctx context.Context, sess transport.UploadPackSession, branch plumbing.ReferenceName) (*packp.AdvRefs, plumbing.Hash, bool, error) {
+	ar, abandoned, err := refs(ctx, sess)
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
-		return nil, plumbing.ZeroHash, errNoBranch
+		return nil, plumbing.ZeroHash, abandoned, errNoBranch
 	}
 	if err != nil {
-		return nil, plumbing.ZeroHash, err
+		return nil, plumbing.ZeroHash, abandoned, err
 	}
 	head, ok := ar.References[branch.String()]
 	if !ok {
-		return ar, plumbing.ZeroHash, errNoBranch
+		return ar, plumbing.ZeroHash, false, errNoBranch
 	}
-	return ar, head, nil
+	return ar, head, false, nil
 }
 
 // head returns the commit branch points at on the server now, or
@@ -288,8 +323,10 @@ func (r *remote) head(ctx context.Context, branch plumbing.ReferenceName) (plumb
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	defer sess.Close()
-	_, head, err := branchHead(ctx, sess, branch)
+	_, head, abandoned, err := branchHead(ctx, sess, branch)
+	if !abandoned {
+		sess.Close()
+	}
 	return head, err
 }
 
@@ -301,8 +338,10 @@ func (r *remote) push(ctx context.Context, branch plumbing.ReferenceName, old pl
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
-	ar, err := sess.AdvertisedReferencesContext(ctx)
+	ar, abandoned, err := refs(ctx, sess)
+	if !abandoned {
+		defer sess.Close()
+	}
 	if err != nil {
 		return err
 	}
