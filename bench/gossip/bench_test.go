@@ -303,7 +303,7 @@ func (t traffic) lockTotal() float64 {
 }
 
 // replies are the kinds a voter sends only in answer to another's round.
-var replies = []string{"promise", "accepted", "nack"}
+var replies = []string{"promise", "accepted", "nack", "report"}
 
 // steady are the figures of the steady-state window.
 type steady struct {
