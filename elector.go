@@ -57,11 +57,13 @@ type Elector struct {
 	observedAt    time.Time
 	leading       bool
 	term          int64
+	maxTerm       int64 // the highest term this process has read or held
 	acquiredAt    time.Time
 	lastGoodStart time.Time // start of the last successful acquire or renew
 	lastRenew     time.Time
 	holdOff       time.Time              // after a term-limit hand-over: leave a free lock to others until then
-	goneAt        time.Time              // when this candidate first found a record it had seen gone (zero while one exists)
+	goneAt        time.Time              // when this candidate first found no record (zero while one exists)
+	slowestGone   time.Duration          // the slowest read that found no record since goneAt
 	bootAtAcquire time.Duration          // boot time at the start of the acquisition ...
 	bootKnown     bool                   // ... if the platform has it
 	beatAt        time.Time              // the loop last came round
@@ -358,7 +360,8 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 	if changed {
 		e.observed, e.observedRaw, e.observedAt = rec, raw, now
 	}
-	e.goneAt = time.Time{}
+	e.maxTerm = max(e.maxTerm, int64(rec.LeaderTransitions))
+	e.goneAt, e.slowestGone = time.Time{}, 0
 	if (rec.HolderIdentity != "" && rec.HolderIdentity != e.identity) || int64(rec.LeaderTransitions) > e.term {
 		e.holdOff = time.Time{} // another candidate took over (maybe already gone): the hand-over is done
 	}
@@ -515,24 +518,55 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// leader that is still working (an operator, a restored store).
 		// Treat it as still there: wait out the lease last observed, and
 		// continue its term count so the fencing token keeps increasing.
-		// A candidate that never saw a record starts at term 1.
 		// The disappearance itself counts as a change: a follower whose
 		// view lagged (a read cache, a poll between an acquisition and
 		// the deletion) may never have seen the current holder, so the
 		// lease is also measured from the moment the record was first
 		// found gone, whoever held it last. Any leader renewing before the
 		// deletion steps down within RenewDeadline < LeaseDuration of it.
+		//
+		// A candidate that never saw a record cannot tell a lock that
+		// never existed from one deleted a moment ago (a process started,
+		// or restarted, around an operator's deletion). It waits
+		// LeaseDuration + RenewDeadline from its first not-found before
+		// it creates term 1, plus three times its slowest read meanwhile.
+		// By then any leader that renewed before the deletion has stepped
+		// down (RenewDeadline), and, if it could still reach the store,
+		// put its record back as a tombstone (term.tombstone); and any
+		// candidate that did see the record has waited out its lease and
+		// created the next term: it found the record gone at most one
+		// poll (RetryPeriod×JitterFactor < RenewDeadline) and two reads
+		// later than this one, and its Create took a third read's time,
+		// the store being as slow for it as for this candidate. Either
+		// way this candidate then reads a record and continues from its
+		// term, so neither the work nor the term count restarts while a
+		// candidate that knew the record lives. The cost: the first
+		// leader of a brand-new lock is elected LeaseDuration +
+		// RenewDeadline late, unless the store proves that no record was
+		// ever written (lock.ErrNeverWritten).
 		now := e.clock.Now()
 		e.mu.Lock()
 		prev, seen := e.observed, !e.observedAt.IsZero()
-		last := max(int64(prev.LeaderTransitions), e.term)
-		if seen && e.goneAt.IsZero() {
+		last := max(int64(prev.LeaderTransitions), e.term, e.maxTerm)
+		neverWritten := !seen && errors.Is(err, lock.ErrNeverWritten)
+		if e.goneAt.IsZero() && !neverWritten {
 			e.goneAt = now
 		}
-		goneFor := e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
+		e.slowestGone = max(e.slowestGone, now.Sub(start))
+		var goneFor time.Duration
+		switch {
+		case seen:
+			goneFor = e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
+		case !neverWritten:
+			goneFor = e.goneAt.Add(e.c.LeaseDuration + e.c.RenewDeadline + 3*e.slowestGone).Sub(now)
+		}
 		e.mu.Unlock()
-		if held := max(e.heldFor(now), goneFor); seen && held > 0 {
-			log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
+		if held := max(e.heldFor(now), goneFor); held > 0 {
+			if seen {
+				log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
+			} else {
+				log.V(2).Info("No record yet; waiting LeaseDuration + RenewDeadline (+ 3 slowest reads) in case one was just deleted under a leader", "createsIn", held)
+			}
 			return min(held, e.pollDelay(watching)), false
 		}
 		next.LeaderTransitions = int(last) + 1
@@ -542,7 +576,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// fault worth keeping for the post-mortem. /readyz fails (store)
 		// on every candidate until an operator acts.
 		e.storeFailed(err)
-		log.Error(err, "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (every candidate stops leading and a new term starts from 1)", "delete", e.desc)
+		log.Error(err, "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (a candidate takes over a lease later, continuing from the last term it saw)", "delete", e.desc)
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	case err != nil:
 		e.storeFailed(err)
@@ -560,7 +594,16 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			log.V(4).Info("Lock is held", "holder", rec.HolderIdentity, "expiresIn", held)
 			return min(held, e.pollDelay(watching)), false
 		}
-		next.LeaderTransitions = rec.LeaderTransitions + 1
+		// Continue from the highest term this process has seen, not only
+		// the record's: a record recreated after a deletion by a
+		// candidate that never saw the old one (possible when every
+		// candidate that did was too slow to create first) restarted
+		// the count, and the next term must still be above every term
+		// a fencing store may have accepted.
+		e.mu.Lock()
+		last := max(int64(rec.LeaderTransitions), e.maxTerm)
+		e.mu.Unlock()
+		next.LeaderTransitions = int(last) + 1
 		err = e.c.Lock.Update(actx, next)
 	}
 	if err != nil {
@@ -596,6 +639,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 	}
 	e.mu.Lock()
 	e.leading, e.term, e.acquiredAt, e.lastGoodStart, e.lastRenew = true, int64(next.LeaderTransitions), start, start, now
+	e.maxTerm = max(e.maxTerm, e.term)
 	e.bootAtAcquire, e.bootKnown = boot, bootKnown
 	e.mu.Unlock()
 	log.Info("Acquired the lock", "term", next.LeaderTransitions)

@@ -944,6 +944,171 @@ func TestDeletedRecordAfterAHiddenAcquisitionIsHeldALeaseFromItsDisappearance(t 
 	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it first found the record gone (a holder it never saw may still work)")
 }
 
+// A candidate that never saw the record starts just after an operator
+// deleted it under a working leader. It cannot tell that from a new lock,
+// so it waits before it creates term 1; meanwhile the leader's next
+// renewal finds the record gone and puts back its tombstone, which the
+// candidate reads and continues from. Without the wait it created term 1
+// at once, beside the leader still working in term 1.
+func TestFreshCandidateDoesNotLeadBesideALeaderWhoseRecordWasJustDeleted(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	el.store.Delete()
+	b := el.add("b", nil)
+	el.settle(t)
+	if b.e.IsLeader() {
+		t.Fatal("b, which never saw the record, created it at once beside a")
+	}
+	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*(testLease+testRenew); {
+		el.step(t, testRetry/4)
+	}
+	if !b.e.IsLeader() {
+		t.Fatalf("b does not lead %v after the deletion", 4*(testLease+testRenew))
+	}
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+	}
+	el.mu.Lock()
+	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
+	el.mu.Unlock()
+	if !slices.Equal(terms, []int64{1, 2}) || !slices.Equal(who, []string{"a", "b"}) {
+		t.Fatalf("terms %v led by %v; want 1, 2 led by a, b", terms, who)
+	}
+}
+
+// The leader crashed and its record was then deleted, so no tombstone
+// comes back. b saw the record: it waits a lease from the disappearance
+// and creates term 2. c, started after the deletion, never saw it and
+// waits longer (LeaseDuration + RenewDeadline), so it reads b's record
+// instead of creating term 1 again, a token a fencing store would reject
+// for as long as c led. With a shorter wait (RenewDeadline) c led term 1.
+func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.T) {
+	el := newElection(t)
+	a, b, fa := el.failingLeader(t, nil)
+	fa.fail.Store(true) // a crashes: no renewal, no tombstone, no release
+	fa.failCreate.Store(true)
+	el.store.Delete()
+	gone := el.clk.Now()
+	c := el.add("c", nil)
+	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it found the record gone")
+	if b.e.Term() != 2 {
+		t.Fatalf("b leads term %d, want 2", b.e.Term())
+	}
+	for el.clk.Since(gone) < 2*(testLease+testRenew) {
+		el.step(t, testRetry/4)
+	}
+	if c.e.IsLeader() || c.e.GetLeader() != "b" {
+		t.Fatalf("c leads: %v, sees %q; want b's record followed", c.e.IsLeader(), c.e.GetLeader())
+	}
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+	}
+}
+
+// A record recreated after a deletion by a candidate that never saw the
+// old one restarts the count (possible when the store was slower than
+// every candidate that saw it: docs/elector.md, "A deleted record"). b saw
+// term 5; after the deletion c created term 1 and crashed. b takes over
+// with term 6, above every term a fencing store may have accepted, not 2,
+// which the store would refuse for as long as b led.
+func TestTermContinuesAboveTheHighestSeenAfterARestartedCount(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	rec := lock.Record{HolderIdentity: "x", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 5}
+	if err := el.store.Lock("x").Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	b := el.add("b", nil)
+	waitFor(t, "b to see x", func() bool { return b.e.GetLeader() == "x" })
+	el.store.Delete()
+	rec.HolderIdentity, rec.LeaderTransitions = "c", 1
+	if err := el.store.Lock("c").Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b to see c", func() bool { return b.e.GetLeader() == "c" })
+	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*testLease; {
+		el.step(t, testRetry/4)
+	}
+	if !b.e.IsLeader() {
+		t.Fatalf("b does not lead %v after c stopped renewing", 4*testLease)
+	}
+	if got := b.e.Term(); got != 6 {
+		t.Fatalf("b leads term %d, want 6 (above the term 5 it saw before the count restarted)", got)
+	}
+}
+
+// A store that cannot prove it never held a record (every real backend)
+// gets its first leader LeaseDuration + RenewDeadline after the first
+// candidate found none: the price of never leading beside a leader whose
+// record was just deleted. An in-memory store proves it, and leads at once
+// (every other test here).
+func TestFirstLeaderOfANewLockWaitsUnlessTheStoreProvesItIsNew(t *testing.T) {
+	el := newElection(t)
+	start := el.clk.Now()
+	b := el.add("b", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("b")} })
+	el.takesOverAt(t, b, start.Add(testLease+testRenew), "LeaseDuration + RenewDeadline after its first not-found")
+	if b.e.Term() != 1 {
+		t.Fatalf("b leads term %d, want 1", b.e.Term())
+	}
+}
+
+// On a slow store the candidates that saw a deleted record find it gone,
+// and create the next term, late by a few reads' time; a candidate that
+// never saw it waits that much longer too (three times its slowest read),
+// so that it does not end its wait first and restart the count at 1.
+func TestFreshCandidateWaitsLongerOnASlowStore(t *testing.T) {
+	el := newElection(t)
+	sl := &slowReadLock{plainNotFound: plainNotFound{el.store.Lock("b")}, clk: el.clk, read: testRetry}
+	b := el.add("b", func(c *Config) { c.Lock = sl })
+	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*(testLease+testRenew+3*testRetry); {
+		el.step(t, testRetry/4)
+	}
+	if !b.e.IsLeader() {
+		t.Fatal("b does not lead")
+	}
+	gone, created := sl.firstGone.Load(), sl.created.Load()
+	if want := gone.Add(testLease + testRenew + 3*testRetry); created.Before(want) {
+		t.Fatalf("b created the record at %v, %v after its first not-found; want no earlier than %v (LeaseDuration + RenewDeadline + 3 reads of %v)", created, created.Sub(*gone), want, testRetry)
+	}
+}
+
+// slowReadLock is a polling lock whose reads take read on the fake clock;
+// it notes the time of its first not-found and of its Create.
+type slowReadLock struct {
+	plainNotFound
+	clk                *clocktesting.FakeClock
+	read               time.Duration
+	firstGone, created atomic.Pointer[time.Time]
+}
+
+func (s *slowReadLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	s.clk.Step(s.read)
+	rec, raw, err := s.plainNotFound.Get(ctx)
+	if now := s.clk.Now(); lock.IsNotFound(err) && s.firstGone.Load() == nil {
+		s.firstGone.Store(&now)
+	}
+	return rec, raw, err
+}
+
+func (s *slowReadLock) Create(ctx context.Context, r lock.Record) error {
+	now := s.clk.Now()
+	s.created.Store(&now)
+	return s.plainNotFound.Create(ctx, r)
+}
+
+// plainNotFound hides the watch of the lock it wraps and turns a
+// never-written not-found into a plain one, as a real store returns.
+type plainNotFound struct{ lock.Interface }
+
+func (p plainNotFound) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	rec, raw, err := p.Interface.Get(ctx)
+	if lock.IsNotFound(err) {
+		err = lock.NewNotFound(p.Describe())
+	}
+	return rec, raw, err
+}
+
 // goneClockLock hides the watch of the lock it wraps (a polling follower)
 // and notes the fake time of the first Get that found no record.
 type goneClockLock struct {

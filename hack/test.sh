@@ -24,6 +24,11 @@ for m in "${modules[@]}"; do
   echo "== staticcheck ($m)"
   (cd "$m" && staticcheck ./...)
 done
+# The fault campaign's build of the example (bench/faults) carries a hook
+# behind a build tag: check that build too.
+echo "== go vet, staticcheck (-tags lefaultinject)"
+go vet -tags lefaultinject ./example/... ./internal/backendflags/...
+staticcheck -tags lefaultinject ./example/... ./internal/backendflags/...
 for m in "${modules[@]}"; do
   echo "== go test -race ($m)"
   (cd "$m" && go test -race -count=1 -timeout 40m ./...)

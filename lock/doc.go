@@ -16,6 +16,12 @@
 //     record one for which [IsNotFound] is true. Both are also recognised by
 //     k8s.io/apimachinery/pkg/api/errors, which is what client-go's elector
 //     tests for.
+//   - A store that can prove no record was ever written for the lock (not
+//     merely that none is stored now) may say so with [NewNeverWritten];
+//     after a deletion it must return a plain not-found. The elector lets a
+//     candidate create the first record at once only on such proof, and
+//     otherwise waits in case the record was just deleted under a working
+//     leader.
 //   - A record that cannot be decoded is an error that wraps [ErrCorrupt] and
 //     names the store object. It is never silently overwritten.
 //   - Every call honours its context.

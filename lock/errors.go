@@ -20,6 +20,12 @@ var (
 	ErrNotFound = errors.New("lock: record not found")
 	// ErrCorrupt: the stored record cannot be decoded. It is left in place.
 	ErrCorrupt = errors.New("lock: corrupt record")
+	// ErrNeverWritten: no record is stored, and the store can prove that
+	// none ever was for this lock, so it cannot have just been deleted
+	// under a working leader. Errors that wrap it are also not-found
+	// ([IsNotFound]). Only a store that knows its whole history (an
+	// in-memory store) returns it; the others return plain not-found.
+	ErrNeverWritten = errors.New("lock: no record was ever written")
 )
 
 // IsConflict reports whether err means another writer won a compare-and-swap
@@ -43,6 +49,14 @@ func NewConflict(desc string, cause error) error {
 // desc.
 func NewNotFound(desc string) error {
 	return &statusError{desc: desc, sentinel: ErrNotFound, reason: metav1.StatusReasonNotFound, code: http.StatusNotFound}
+}
+
+// NewNeverWritten returns a not-found error for the lock described by desc
+// that also wraps [ErrNeverWritten]: the store can prove that no record was
+// ever written for this lock. A store must not return it once a record has
+// been written, even after the record was deleted.
+func NewNeverWritten(desc string) error {
+	return &statusError{desc: desc, sentinel: ErrNotFound, reason: metav1.StatusReasonNotFound, code: http.StatusNotFound, cause: ErrNeverWritten}
 }
 
 // NewCorrupt returns an error for an undecodable record in the store object

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/b3df926d/leaderelection"
@@ -76,6 +77,20 @@ func startCandidates(t *testing.T, n int, cfg *rest.Config, ns, name string, tm 
 	return cands
 }
 
+// seedReleased creates the Lease as a released record (no holder, term 0),
+// as a graceful stop leaves it, so that the first candidate takes it at once
+// instead of waiting LeaseDuration + RenewDeadline, as it must when it finds
+// no record (it may have just been deleted under a leader): with the slow
+// timing that wait is longer than the tests wait.
+func seedReleased(t *testing.T, cfg *rest.Config, ns, name string) {
+	t.Helper()
+	now := metav1.Now()
+	rec := lock.Record{LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now}
+	if err := newLock(t, cfg, ns, name, "seed").Create(context.Background(), rec); err != nil {
+		t.Fatalf("creating a released Lease: %v", err)
+	}
+}
+
 // stop cancels the candidate's Run and waits for it to return.
 func (c *candidate) stop(t *testing.T) error {
 	t.Helper()
@@ -137,6 +152,7 @@ func TestGracefulReleaseHandsOverThroughWatch(t *testing.T) {
 	s := sharedServer(t)
 	ns, name := s.namespace(t), locktest.Name(t)
 	tr := leadertest.New()
+	seedReleased(t, s.kube.Config(), ns, name)
 	cands := startCandidates(t, 3, s.kube.Config(), ns, name, slow, true, tr)
 	for round := 1; round <= 3; round++ {
 		ts := tr.WaitFor(t, fmt.Sprintf("leader %d", round), wait, func(ts []leadertest.Term) bool { return len(ts) == round })
@@ -225,6 +241,7 @@ func TestAPIServerRestartMidTerm(t *testing.T) {
 	s := &server{kube: kube, admin: clientset(t, kube.Config())}
 	ns, name := s.namespace(t), locktest.Name(t)
 	tr := leadertest.New()
+	seedReleased(t, kube.Config(), ns, name)
 	cands := startCandidates(t, 3, kube.Config(), ns, name, slow, true, tr)
 	first := tr.WaitFor(t, "a leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 1 })[0]
 	leader := leaderOf(cands, first.ID)

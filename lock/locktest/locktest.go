@@ -597,6 +597,9 @@ func (s *suite) testDeletedRecord(t *testing.T) {
 				if !apierrors.IsNotFound(err) {
 					t.Errorf("%s: Get of a deleted record: apierrors.IsNotFound(%v) = false", l.Identity(), err)
 				}
+				if errors.Is(err, lock.ErrNeverWritten) {
+					t.Errorf("%s: Get of a deleted record = %v: a record was written; a candidate told so would lead at once beside the leader the record was deleted under", l.Identity(), err)
+				}
 				break
 			}
 			if err != nil {

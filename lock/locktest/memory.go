@@ -154,6 +154,9 @@ func (l *MemoryLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	}
 	raw, version := append([]byte(nil), s.raw...), s.version
 	s.mu.Unlock()
+	if raw == nil && version == 0 {
+		return nil, nil, lock.NewNeverWritten(l.Describe())
+	}
 	if raw == nil {
 		return nil, nil, lock.NewNotFound(l.Describe())
 	}
