@@ -296,9 +296,11 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 		// longer, before reading by a round.
 		out, ok = l.query(ctx, 2*l.resend)
 	}
-	if !ok && l.knowsNothing() {
-		// Candidates that start together read an empty register together
-		// (a query cannot answer for it): take turns for the round too.
+	if !ok {
+		// Candidates that start together, or that lost one race
+		// together, read together: take turns for the round too (a
+		// round pre-empts the others', and the leader's), and serve a
+		// write pushed meanwhile (it is newer than anything known).
 		waited = true
 		if l.takeTurn(ctx, func() bool { _, ok := l.cached(); return ok }) {
 			if v, ok := l.cached(); ok {
@@ -411,7 +413,7 @@ func (l *Lock) knowsNothing() bool {
 // is wrong (views differ, the first ranked is gone) costs time, not safety.
 const (
 	maxTurns       = 4
-	maxTurnStep    = time.Second
+	maxTurnStep    = 500 * time.Millisecond
 	defaultTurnEst = 20 * time.Millisecond
 )
 
@@ -514,7 +516,9 @@ func (l *Lock) noteTook(d time.Duration) {
 		l.est = d
 		return
 	}
-	l.est += (d - l.est) / 4
+	// A write that duelled (seconds under load) would size every turn by
+	// it: a sample counts at most twice the estimate.
+	l.est += (min(d, 2*l.est) - l.est) / 4
 }
 
 // cached returns the latest value if Get may serve it (see Get).

@@ -25,8 +25,8 @@
 //     protocol message is one TCP stream, so memberlist's own traffic
 //     (probes, gossip: UDP; push/pull: streams) is the transport's count
 //     minus the lock's. Followers' messages are split into replies to the
-//     leader's rounds (promise, accepted, nack) and messages of their own
-//     (prepare, accept, push, refused), which must be zero.
+//     leader's rounds (promise, accepted, nack, report) and messages of
+//     their own (prepare, accept, query, push, refused), which must be zero.
 //
 // Flags set the sample counts and the window; -clientgo=false skips the
 // comparison (and kube-apiserver).
