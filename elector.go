@@ -55,9 +55,10 @@ type Elector struct {
 	observed      lock.Record
 	observedRaw   []byte
 	observedAt    time.Time
+	announced     string // the holder last passed to OnNewLeader
 	leading       bool
 	term          int64
-	maxTerm       int64 // the highest term this process has read or held
+	maxTerm       int64 // the highest term this process has read (claims aside) or held
 	acquiredAt    time.Time
 	lastGoodStart time.Time // start of the last successful acquire or renew
 	lastRenew     time.Time
@@ -73,6 +74,12 @@ type Elector struct {
 	storeErrSince time.Time
 	storeErrors   int64     // failed store calls, for the error counter
 	stopBy        time.Time // Run's context ended: callbacks may hold Run up until then
+
+	// claim is the record this candidate wrote as a claim (see
+	// confirmClaim); it leads only if the claim still stands at
+	// claimUntil. Only the Run goroutine uses them.
+	claim      *lock.Record
+	claimUntil time.Time
 
 	// changes is the lock's watch (nil: none, or it ended); only the Run
 	// goroutine uses it.
@@ -356,17 +363,26 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 	now := e.clock.Now() // never call the clock under e.mu: fake clocks run callbacks under their lock
 	e.mu.Lock()
 	changed := raw == nil || string(raw) != string(e.observedRaw)
-	prev := e.observed.HolderIdentity
+	// A claim's writer does not lead yet (and may never): announce holders
+	// of leases only.
+	announce := !isClaim(rec) && rec.HolderIdentity != e.announced
+	if announce {
+		e.announced = rec.HolderIdentity
+	}
 	if changed {
 		e.observed, e.observedRaw, e.observedAt = rec, raw, now
 	}
-	e.maxTerm = max(e.maxTerm, int64(rec.LeaderTransitions))
+	if !isClaim(rec) {
+		// A claim's term is not in use until its writer confirms it (and
+		// a claim with a term already in use is replaced: tryAcquire).
+		e.maxTerm = max(e.maxTerm, int64(rec.LeaderTransitions))
+	}
 	e.goneAt, e.slowestGone = time.Time{}, 0
 	if (rec.HolderIdentity != "" && rec.HolderIdentity != e.identity) || int64(rec.LeaderTransitions) > e.term {
 		e.holdOff = time.Time{} // another candidate took over (maybe already gone): the hand-over is done
 	}
 	e.mu.Unlock()
-	if rec.HolderIdentity != prev && e.leaders != nil {
+	if announce && e.leaders != nil {
 		select { // keep only the newest holder if the callback lags
 		case <-e.leaders:
 		default:
@@ -505,6 +521,9 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 	if ctx.Err() != nil {
 		return 0, false
 	}
+	if e.claim != nil {
+		return e.confirmClaim(ctx, actx, log, start, boot, bootKnown)
+	}
 	rec, raw, err := e.c.Lock.Get(actx)
 	next := lock.Record{
 		HolderIdentity:       e.identity,
@@ -512,6 +531,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		AcquireTime:          metav1.NewTime(start),
 		RenewTime:            metav1.NewTime(start),
 	}
+	var stand time.Duration // > 0: next is a claim, which must stand this long (see confirmClaim)
 	switch {
 	case lock.IsNotFound(err):
 		// A record this candidate has seen may have been deleted under a
@@ -524,32 +544,24 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// lease is also measured from the moment the record was first
 		// found gone, whoever held it last. Any leader renewing before the
 		// deletion steps down within RenewDeadline < LeaseDuration of it.
+		// The record it then creates is a claim that must stand
+		// RenewDeadline (confirmClaim): it may have missed terms.
 		//
 		// A candidate that never saw a record cannot tell a lock that
 		// never existed from one deleted a moment ago (a process started,
-		// or restarted, around an operator's deletion). It waits
-		// LeaseDuration + RenewDeadline from its first not-found before
-		// it creates term 1, plus three times its slowest read meanwhile.
-		// By then any leader that renewed before the deletion has stepped
-		// down (RenewDeadline), and, if it could still reach the store,
-		// put its record back as a tombstone (term.tombstone); and any
-		// candidate that did see the record has waited out its lease and
-		// created the next term: it found the record gone at most one
-		// poll (RetryPeriod×JitterFactor < RenewDeadline) and two reads
-		// later than this one, and its Create took a third read's time,
-		// the store being as slow for it as for this candidate. Either
-		// way this candidate then reads a record and continues from its
-		// term, so neither the work nor the term count restarts while a
-		// candidate that knew the record lives. The cost: the first
-		// leader of a brand-new lock is elected LeaseDuration +
-		// RenewDeadline late, unless the store proves that no record was
-		// ever written (lock.ErrNeverWritten).
+		// or restarted, around an operator's deletion), nor know the term
+		// count. It creates term 1 at once, as a claim that must stand
+		// longer (freshClaim), so that a candidate that knew the count
+		// reads it meanwhile and replaces it with the next term (see the
+		// default case), and a leader still renewing replaces it with its
+		// tombstone. Only a store that proves no record was ever written
+		// (lock.ErrNeverWritten) gets a leader at once.
 		now := e.clock.Now()
 		e.mu.Lock()
 		prev, seen := e.observed, !e.observedAt.IsZero()
 		last := max(int64(prev.LeaderTransitions), e.term, e.maxTerm)
 		neverWritten := !seen && errors.Is(err, lock.ErrNeverWritten)
-		if e.goneAt.IsZero() && !neverWritten {
+		if e.goneAt.IsZero() {
 			e.goneAt = now
 		}
 		e.slowestGone = max(e.slowestGone, now.Sub(start))
@@ -557,19 +569,19 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		switch {
 		case seen:
 			goneFor = e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
+			stand = e.c.RenewDeadline
 		case !neverWritten:
-			goneFor = e.goneAt.Add(e.c.LeaseDuration + e.c.RenewDeadline + 3*e.slowestGone).Sub(now)
+			stand = e.freshClaim(e.slowestGone)
 		}
 		e.mu.Unlock()
 		if held := max(e.heldFor(now), goneFor); held > 0 {
-			if seen {
-				log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
-			} else {
-				log.V(2).Info("No record yet; waiting LeaseDuration + RenewDeadline (+ 3 slowest reads) in case one was just deleted under a leader", "createsIn", held)
-			}
+			log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
 			return min(held, e.pollDelay(watching)), false
 		}
 		next.LeaderTransitions = int(last) + 1
+		if stand > 0 {
+			next = e.asClaim(next, stand)
+		}
 		err = e.c.Lock.Create(actx, next)
 	case errors.Is(err, lock.ErrCorrupt):
 		// Never overwritten: it may be a newer writer's format, or a
@@ -585,6 +597,26 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 	default:
 		e.storeOK()
 		e.warnIfIdentityShared(log, *rec, raw)
+		if until, replace := e.replacesClaim(*rec); replace {
+			// A claim with a term this candidate has already seen: its
+			// writer missed terms (it never saw the record, or missed a
+			// term between two deletions), and must not lead with a
+			// token a fencing store may have accepted. It does not lead
+			// yet, so replace it (compare-and-swap on the version just
+			// read) with this candidate's own claim for the next term;
+			// the writer's confirmation then fails and it reads this one.
+			// The new claim stands as long as this candidate would have
+			// waited after finding the record gone.
+			e.mu.Lock()
+			last := e.maxTerm
+			e.mu.Unlock()
+			next.LeaderTransitions = int(last) + 1
+			stand = until.Sub(start)
+			next = e.asClaim(next, stand)
+			log.Info("Replacing a claim whose term this candidate has already seen", "holder", rec.HolderIdentity, "claimTerm", rec.LeaderTransitions, "term", next.LeaderTransitions)
+			err = e.c.Lock.Update(actx, next)
+			break
+		}
 		e.observe(*rec, raw)
 		if held := e.heldFor(e.clock.Now()); held > 0 {
 			// Held (by another, or by an earlier incarnation of this
@@ -597,9 +629,9 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// Continue from the highest term this process has seen, not only
 		// the record's: a record recreated after a deletion by a
 		// candidate that never saw the old one (possible when every
-		// candidate that did was too slow to create first) restarted
-		// the count, and the next term must still be above every term
-		// a fencing store may have accepted.
+		// candidate that did was too slow to read its claim) restarted
+		// the count, and the next term must still be above every term a
+		// fencing store may have accepted.
 		e.mu.Lock()
 		last := max(int64(rec.LeaderTransitions), e.maxTerm)
 		e.mu.Unlock()
@@ -615,6 +647,133 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		log.Error(err, "Acquiring the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	}
+	if stand > 0 {
+		e.storeOK()
+		// Measured from now, when the write has landed: not from start,
+		// which may precede the deletion this claim follows.
+		e.claim, e.claimUntil = &next, e.clock.Now().Add(stand)
+		log.Info("Claimed the lock; leading only if the claim still stands", "term", next.LeaderTransitions, "standsFor", stand)
+		return stand, false
+	}
+	return e.acquired(ctx, log, next, start, boot, bootKnown)
+}
+
+// A claim is a record whose writer does not lead yet: a holder and a
+// RenewTime, but no AcquireTime until its writer confirms it
+// (confirmClaim). Claims are written where the writer may not know the
+// term count: after a record it saw vanished, or on a lock it never saw a
+// record of. (Every elector that writes both times writes them together;
+// a record written by hand with neither is not a claim.)
+func isClaim(rec lock.Record) bool {
+	return rec.HolderIdentity != "" && rec.AcquireTime.IsZero() && !rec.RenewTime.IsZero()
+}
+
+// asClaim turns next into a claim that must stand for stand: no
+// AcquireTime, and a lease that covers the whole wait, so that no
+// candidate that reads it takes it over as expired first.
+func (e *Elector) asClaim(next lock.Record, stand time.Duration) lock.Record {
+	next.AcquireTime = metav1.Time{}
+	next.LeaseDurationSeconds = max(e.leaseSec, int(math.Ceil(stand.Seconds())))
+	return next
+}
+
+// freshClaim is how long the claim of a candidate that never saw a record
+// must stand, given its slowest read that found none: long enough for
+// every other candidate to read it at least once. A candidate polls every
+// RetryPeriod×(1+JitterFactor) at most (a watching one reads at once), and
+// one that knew the term count waits LeaseDuration after finding the
+// record gone; the store is taken to be as slow for them as for this one
+// (three reads: theirs, a Create, and slack). RenewDeadline on top, as for
+// any claim (confirmClaim).
+func (e *Elector) freshClaim(slowestRead time.Duration) time.Duration {
+	poll := time.Duration(float64(e.c.RetryPeriod) * (1 + JitterFactor))
+	return e.c.RenewDeadline + max(e.c.LeaseDuration, poll) + 3*slowestRead
+}
+
+// replacesClaim reports whether rec, just read, is another candidate's
+// claim with a term this candidate has already seen, and if so until when
+// this candidate's own claim in its place must stand: as long as it would
+// wait after finding the record gone (from when it first found it gone, or
+// from now), and at least RenewDeadline.
+func (e *Elector) replacesClaim(rec lock.Record) (time.Time, bool) {
+	if !isClaim(rec) || rec.HolderIdentity == e.identity {
+		return time.Time{}, false
+	}
+	now := e.clock.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.maxTerm == 0 || int64(rec.LeaderTransitions) > e.maxTerm {
+		return time.Time{}, false
+	}
+	from := now
+	if !e.goneAt.IsZero() {
+		from = e.goneAt
+	}
+	until := from.Add(max(e.c.LeaseDuration, e.recordLease(e.observed)))
+	return later(until, now.Add(e.c.RenewDeadline)), true
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// confirmClaim turns a claim into a lease once it has stood until
+// claimUntil: an Update from the claim's version, which fails if anyone
+// wrote since, and which sets AcquireTime: from then on it is a lease.
+//
+// Why a claim. The term a candidate creates after a record vanished is
+// the last one it saw + 1, but a candidate that polls or reads through a
+// cache may have missed terms: when the record is deleted, recreated (a
+// tombstone, then a new leader) and deleted again between two of its
+// reads, all its reads find nothing, the wait from its first not-found
+// runs out, and it creates a term that a leader it never saw holds now,
+// before that leader's next renewal (within RetryPeriod) could put its
+// tombstone back. A candidate that never saw a record at all creates term
+// 1. Two leaders at once, or one fencing token twice. A leader whose
+// renewal finds a record with a term not above its own replaces it with
+// its tombstone (term.tombstone), and does so before its renewal deadline,
+// which ends (RenewDeadline after its last good renewal started, before
+// the deletion) before the claim has stood RenewDeadline; a candidate that
+// reads a claim whose term it has already seen replaces it with its own
+// claim for the next term (tryAcquire). So the claim stands only if no such
+// leader is alive and reaching the store, and no candidate that knew a
+// higher term read it meanwhile: then this candidate leads; else its
+// Update fails, and it reads the record that replaced it and continues
+// from its term.
+func (e *Elector) confirmClaim(ctx, actx context.Context, log logr.Logger, start time.Time, boot time.Duration, bootKnown bool) (time.Duration, bool) {
+	if wait := e.claimUntil.Sub(start); wait > 0 {
+		return wait, false
+	}
+	next := *e.claim
+	next.AcquireTime, next.RenewTime = metav1.NewTime(start), metav1.NewTime(start)
+	next.LeaseDurationSeconds = e.leaseSec
+	err := e.c.Lock.Update(actx, next)
+	switch {
+	case lock.IsConflict(err) || lock.IsNotFound(err):
+		// Replaced (by the tombstone of a leader this candidate never
+		// saw, or by a candidate that knew a higher term) or deleted
+		// again: read what is there.
+		e.claim = nil
+		log.Info("The claim did not stand; reading the lock again", "term", next.LeaderTransitions, "err", err)
+		return 0, false
+	case err != nil:
+		// Keep the claim: the next try is again a compare-and-swap on its
+		// version, and fails if this write landed after all.
+		e.storeFailed(err)
+		log.Error(err, "Confirming the claim failed")
+		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
+	}
+	e.claim = nil
+	return e.acquired(ctx, log, next, start, boot, bootKnown)
+}
+
+// acquired completes an acquisition of next whose write, started at start,
+// has succeeded: the elector leads, unless Run's context has ended or the
+// acquisition took RenewDeadline or more.
+func (e *Elector) acquired(ctx context.Context, log logr.Logger, next lock.Record, start time.Time, boot time.Duration, bootKnown bool) (time.Duration, bool) {
 	e.storeOK()
 	if ctx.Err() != nil {
 		// Acquired just as we were told to stop: give it back so nobody

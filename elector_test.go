@@ -239,6 +239,31 @@ func (el *election) takesOverAt(t *testing.T, c *candidate, at time.Time, why st
 	waitFor(t, c.id+" to take over at "+why, c.e.IsLeader)
 }
 
+// stepUntilLeads moves the clock a quarter RetryPeriod at a time until c
+// leads, and fails the test (saying when: after) if it does not within.
+func (el *election) stepUntilLeads(t *testing.T, c *candidate, within time.Duration, after string) {
+	t.Helper()
+	for start := el.clk.Now(); !c.e.IsLeader() && el.clk.Since(start) < within; {
+		el.step(t, testRetry/4)
+	}
+	if !c.e.IsLeader() {
+		t.Fatalf("%s does not lead %v %s", c.id, within, after)
+	}
+}
+
+// wantTerms waits for last's function to start, then checks the terms
+// started so far and who led them (want explains the expectation).
+func (el *election) wantTerms(t *testing.T, last *candidate, terms []int64, who []string, want string) {
+	t.Helper()
+	waitFor(t, last.id+"'s function to start", func() bool { return last.started.Load() > 0 })
+	el.mu.Lock()
+	gotTerms, gotWho := slices.Clone(el.terms), slices.Clone(el.who)
+	el.mu.Unlock()
+	if !slices.Equal(gotTerms, terms) || !slices.Equal(gotWho, who) {
+		t.Fatalf("terms %v led by %v; %s", gotTerms, gotWho, want)
+	}
+}
+
 // wait returns Run's result.
 func (c *candidate) wait(t *testing.T) error {
 	t.Helper()
@@ -795,11 +820,41 @@ func TestDeletedRecordIsHeldUntilObservedLeaseExpires(t *testing.T) {
 	}
 	// The lease also runs from the moment a follower first found the
 	// record gone (at the latest a's renewal step above), whoever held it.
+	// Then a follower recreates the record, and leads once it has stood
+	// RenewDeadline (no leader it never saw put its term back meanwhile).
 	el.setTime(t, renewed.Add(testRetry+testLease))
+	waitFor(t, "a follower to recreate the record", func() bool { return el.store.Raw() != nil })
+	el.settle(t)
+	if b.e.IsLeader() || c.e.IsLeader() {
+		t.Fatal("a follower led as soon as it recreated the record, before it had stood RenewDeadline")
+	}
+	el.step(t, testRenew)
 	waitFor(t, "a follower to lead", func() bool { return b.e.IsLeader() || c.e.IsLeader() })
 	if rec := el.holder(t); rec.LeaderTransitions != 2 {
 		t.Fatalf("the recreated record has term %d, want 2 (the last observed + 1)", rec.LeaderTransitions)
 	}
+}
+
+// claimsAt checks that c does not recreate the vanished record just
+// before at (when, says why, it may), recreates it at at without leading
+// yet, and leads RenewDeadline later (see Elector.confirmClaim).
+func (el *election) claimsAt(t *testing.T, c *candidate, at time.Time, why string) {
+	t.Helper()
+	el.setTime(t, at.Add(-time.Millisecond))
+	el.settle(t)
+	if el.store.Raw() != nil {
+		t.Fatalf("the record was recreated before %v: %s", at, why)
+	}
+	el.setTime(t, at)
+	waitFor(t, c.id+" to recreate the record at "+why, func() bool { return el.store.Raw() != nil })
+	if rec := el.holder(t); rec.HolderIdentity != c.id {
+		t.Fatalf("the record was recreated by %s, want %s", rec.HolderIdentity, c.id)
+	}
+	el.settle(t)
+	if c.e.IsLeader() {
+		t.Fatalf("%s led as soon as it recreated the record, before it had stood RenewDeadline", c.id)
+	}
+	el.takesOverAt(t, c, at.Add(testRenew), "RenewDeadline after it recreated the record")
 }
 
 func TestLeaderStepsDownWhenItsRenewalFindsTheRecordGone(t *testing.T) {
@@ -843,22 +898,11 @@ func TestDeletedRecordIsNotRecreatedWithATermALaggingFollowerNeverSaw(t *testing
 		t.Fatalf("b has read term %d; the test needs it to have seen only term 1", got)
 	}
 
-	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*testLease; {
-		el.step(t, testRetry/4)
-	}
-	if !b.e.IsLeader() {
-		t.Fatalf("b does not lead %v after the deletion", 4*testLease)
-	}
+	el.stepUntilLeads(t, b, 4*testLease, "after the deletion")
 	if err := c.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("c's Run = %v, want ErrLeaseLost", err)
 	}
-	waitFor(t, "b's function to start", func() bool { return b.started.Load() == 1 })
-	el.mu.Lock()
-	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
-	el.mu.Unlock()
-	if !slices.Equal(terms, []int64{1, 2, 3}) || !slices.Equal(who, []string{"a", "c", "b"}) {
-		t.Fatalf("terms %v led by %v; want 1, 2, 3 led by a, c, b: the term after the deletion must be above every term used", terms, who)
-	}
+	el.wantTerms(t, b, []int64{1, 2, 3}, []string{"a", "c", "b"}, "want 1, 2, 3 led by a, c, b: the term after the deletion must be above every term used")
 }
 
 // The tombstone is written as soon as the renewal finds the record gone,
@@ -941,7 +985,170 @@ func TestDeletedRecordAfterAHiddenAcquisitionIsHeldALeaseFromItsDisappearance(t 
 	if !gone.Before(b.e.Status().Expiry) {
 		t.Fatalf("b first found the record gone at %v, after a's lease it observed (%v): the test needs it before", gone, b.e.Status().Expiry)
 	}
-	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it first found the record gone (a holder it never saw may still work)")
+	el.claimsAt(t, b, gone.Add(testLease), "a lease after it first found the record gone (a holder it never saw may still work)")
+}
+
+// The failure the S3 fault campaign found ("term went from 41 (r1) to 40
+// (r0) after delete-record"). b reads rarely (it polls, or reads through a
+// cache) and every read of its falls while the record is gone: it finds
+// the record gone, then misses it being put back and taken by c (term 3),
+// and after a second deletion finds it gone again, a whole lease after the
+// first time. It creates "the last term it saw + 1", term 2, before c's
+// next renewal could put c's term back. b must not lead on that record:
+// c's renewal replaces it with c's tombstone, and b continues from term 3.
+// Before, b led term 2 at once, while c still led term 3.
+func TestFollowerThatMissedATermBetweenTwoDeletionsDoesNotReuseIt(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	rec := lock.Record{HolderIdentity: "a", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
+	if err := el.store.Lock("a").Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	bLock := &signalLock{Interface: el.store.Lock("b"), ch: make(chan struct{}, 1)}
+	b := el.add("b", func(c *Config) { c.Lock = bLock })
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	t0 := el.clk.Now()
+
+	el.store.Delete()
+	bLock.ch <- struct{}{} // b reads now, and finds the record gone
+	waitFor(t, "b to find the record gone", func() bool { return bLock.gone.Load() > 0 })
+	el.step(t, testLease-testRetry/2)
+
+	// While b reads nothing: a's tombstone, released (as a's would be
+	// once its function returned); c takes term 3 at once; an operator
+	// deletes the record again.
+	rec.HolderIdentity, rec.LeaseDurationSeconds, rec.LeaderTransitions = "", 1, 2
+	if err := el.store.Lock("a").Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	c := el.add("c", nil)
+	waitFor(t, "c to lead", c.e.IsLeader)
+	if c.e.Term() != 3 {
+		t.Fatalf("c leads term %d, want 3", c.e.Term())
+	}
+	el.store.Delete()
+
+	// A lease after b first found the record gone, before c's renewal.
+	el.setTime(t, t0.Add(testLease))
+	waitFor(t, "b to recreate the record", func() bool { return el.store.Raw() != nil })
+	if got := el.holder(t); got.HolderIdentity != "b" || got.LeaderTransitions != 2 {
+		t.Fatalf("record %+v; the test needs b to have recreated it with term 2", got)
+	}
+	el.settle(t)
+	if b.e.IsLeader() {
+		t.Fatal("b leads term 2, which c holds")
+	}
+	el.step(t, testRetry/2) // c's renewal
+	waitFor(t, "c to step down", func() bool { return !c.e.IsLeader() })
+	if err := c.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("c's Run = %v, want ErrLeaseLost", err)
+	}
+	if got := el.holder(t); got.LeaderTransitions != 3 {
+		t.Fatalf("after c's renewal the record is %+v, want c's term 3 back (released, as c's function returned)", got)
+	}
+	el.step(t, testRenew)
+	waitFor(t, "b to lead", b.e.IsLeader)
+	el.wantTerms(t, b, []int64{3, 4}, []string{"c", "b"}, "want 3 and 4 led by c and b")
+}
+
+// The other way a claim meets the leader whose term it missed: the
+// leader's renewal finds the record gone, and the claim lands between that
+// read and the tombstone's Create. The Create loses; the record it lost to
+// has a term not above the leader's, so the leader replaces it with its
+// tombstone. Before, the leader left it ("another candidate already
+// created one"), and the claimant would have led a term in use.
+func TestTombstoneReplacesARecordWithALowerTermThatBeatItsCreate(t *testing.T) {
+	el := newElection(t)
+	deaf := newGate(t)
+	claimant := el.store.Lock("b")
+	hook := &beforeCreateLock{before: func() {
+		rec := lock.Record{HolderIdentity: "b", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
+		if err := claimant.Create(context.Background(), rec); err != nil {
+			t.Errorf("b's claim: %v", err)
+		}
+	}}
+	a := el.add("a", func(c *Config) {
+		deafUntil(deaf, c)
+		hook.Interface = c.Lock
+		c.Lock = hook
+	})
+	defer deaf.open()
+	waitFor(t, "a to lead", a.e.IsLeader)
+	hook.armed.Store(true)
+
+	el.store.Delete()
+	el.step(t, testRetry) // a's renewal finds the record gone
+	waitFor(t, "a to step down", func() bool { return !a.e.IsLeader() })
+	el.settle(t)
+	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 {
+		t.Fatalf("record %+v after a's tombstone lost its Create to b's record with term 1; want a's term 1 in its place", rec)
+	}
+}
+
+// A leader that stops gracefully just after its record was deleted and
+// recreated with a lower term (here a fresh candidate's term 1, as the S3
+// campaign saw: "term went from 40 (r2) to 1 (r0)", the leader stopped
+// by the next fault) releases over that record, so the count goes on from
+// its term. Before, it left it ("the lock has moved on"), and the count
+// restarted at 1.
+func TestReleaseReplacesARecordWithALowerTerm(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	if err := el.store.Lock("x").Create(ctx, lock.Record{LeaderTransitions: 1, LeaseDurationSeconds: 1}); err != nil {
+		t.Fatal(err)
+	}
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	if a.e.Term() != 2 {
+		t.Fatalf("a leads term %d, want 2", a.e.Term())
+	}
+	el.store.Delete()
+	fresh := lock.Record{HolderIdentity: "b", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
+	if err := el.store.Lock("b").Create(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	a.cancel()
+	if err := a.wait(t); err != nil {
+		t.Fatalf("a's Run = %v", err)
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "" || rec.LeaderTransitions != 2 {
+		t.Fatalf("record %+v after a's release; want a's term 2, released, in place of b's term 1", rec)
+	}
+}
+
+// beforeCreateLock calls before, once, ahead of the first Create after
+// armed is set.
+type beforeCreateLock struct {
+	lock.Interface
+	before func()
+	armed  atomic.Bool
+	once   sync.Once
+}
+
+func (l *beforeCreateLock) Create(ctx context.Context, rec lock.Record) error {
+	if l.armed.Load() {
+		l.once.Do(l.before)
+	}
+	return l.Interface.Create(ctx, rec)
+}
+
+// signalLock replaces the watch of the lock it wraps by ch: the candidate
+// reads when the test signals, or when its own timers fire. gone counts
+// the reads that found no record.
+type signalLock struct {
+	lock.Interface
+	ch   chan struct{}
+	gone atomic.Int32
+}
+
+func (s *signalLock) Changes(context.Context) <-chan struct{} { return s.ch }
+
+func (s *signalLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	rec, raw, err := s.Interface.Get(ctx)
+	if lock.IsNotFound(err) {
+		s.gone.Add(1)
+	}
+	return rec, raw, err
 }
 
 // A candidate that never saw the record starts just after an operator
@@ -960,29 +1167,20 @@ func TestFreshCandidateDoesNotLeadBesideALeaderWhoseRecordWasJustDeleted(t *test
 	if b.e.IsLeader() {
 		t.Fatal("b, which never saw the record, created it at once beside a")
 	}
-	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*(testLease+testRenew); {
-		el.step(t, testRetry/4)
-	}
-	if !b.e.IsLeader() {
-		t.Fatalf("b does not lead %v after the deletion", 4*(testLease+testRenew))
-	}
+	el.stepUntilLeads(t, b, 4*(testLease+testRenew), "after the deletion")
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
 	}
-	el.mu.Lock()
-	terms, who := slices.Clone(el.terms), slices.Clone(el.who)
-	el.mu.Unlock()
-	if !slices.Equal(terms, []int64{1, 2}) || !slices.Equal(who, []string{"a", "b"}) {
-		t.Fatalf("terms %v led by %v; want 1, 2 led by a, b", terms, who)
-	}
+	el.wantTerms(t, b, []int64{1, 2}, []string{"a", "b"}, "want 1, 2 led by a, b")
 }
 
 // The leader crashed and its record was then deleted, so no tombstone
-// comes back. b saw the record: it waits a lease from the disappearance
-// and creates term 2. c, started after the deletion, never saw it and
-// waits longer (LeaseDuration + RenewDeadline), so it reads b's record
-// instead of creating term 1 again, a token a fencing store would reject
-// for as long as c led. With a shorter wait (RenewDeadline) c led term 1.
+// comes back. c, started after the deletion, never saw the record: it
+// claims term 1 at once. b saw term 1: reading c's claim, it replaces it
+// with its own for term 2, which stands as long as b would have waited
+// after finding the record gone (a lease). c's confirmation fails, and b
+// leads term 2. c never leads term 1 again, a token a fencing store would
+// reject for as long as c led.
 func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.T) {
 	el := newElection(t)
 	a, b, fa := el.failingLeader(t, nil)
@@ -990,20 +1188,59 @@ func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.
 	fa.failCreate.Store(true)
 	el.store.Delete()
 	gone := el.clk.Now()
-	c := el.add("c", nil)
-	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it found the record gone")
-	if b.e.Term() != 2 {
-		t.Fatalf("b leads term %d, want 2", b.e.Term())
+	c := el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
+	waitFor(t, "b to replace c's claim", func() bool {
+		rec, _, err := el.store.Lock("x").Get(context.Background())
+		return err == nil && rec.HolderIdentity == "b"
+	})
+	if rec := el.holder(t); rec.LeaderTransitions != 2 || !isClaim(rec) {
+		t.Fatalf("record %+v; want b's claim for term 2", rec)
 	}
+	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it found c's claim in place of a's record")
 	for el.clk.Since(gone) < 2*(testLease+testRenew) {
 		el.step(t, testRetry/4)
 	}
 	if c.e.IsLeader() || c.e.GetLeader() != "b" {
 		t.Fatalf("c leads: %v, sees %q; want b's record followed", c.e.IsLeader(), c.e.GetLeader())
 	}
+	el.wantTerms(t, b, []int64{1, 2}, []string{"a", "b"}, "want 1, 2 led by a, b")
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
 	}
+}
+
+// The git campaign's case: b knew term 5 but polls, and its reads failed
+// (or were slow) around an operator's deletion; c, restarted meanwhile,
+// never saw the record. b's first read after the deletion comes
+// RenewDeadline after c's first: too late to end its own wait (a lease
+// from then) before c's (LeaseDuration + RenewDeadline). Before, c created
+// term 1 then and led it: the count restarted beside a candidate that knew
+// it. Now c's claim is in the store from the start and stands that long;
+// b reads it, replaces it with term 6, and leads that.
+func TestFreshClaimIsReplacedByAPollingFollowerThatKnewTheTerm(t *testing.T) {
+	el := newElection(t)
+	ctx := context.Background()
+	x := lock.Record{HolderIdentity: "x", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 5}
+	if err := el.store.Lock("x").Create(ctx, x); err != nil {
+		t.Fatal(err)
+	}
+	fb := &failingLock{Interface: el.store.Lock("b")}
+	bLock := &signalLock{Interface: fb, ch: make(chan struct{}, 1)}
+	b := el.add("b", func(c *Config) { c.Lock = bLock })
+	waitFor(t, "b to see x", func() bool { return b.e.GetLeader() == "x" })
+	fb.fail.Store(true)
+
+	el.store.Delete()
+	gone := el.clk.Now()
+	c := el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
+	el.setTime(t, gone.Add(testRenew+testRetry/4))
+	fb.fail.Store(false)
+	bLock.ch <- struct{}{}
+	el.stepUntilLeads(t, b, 3*(testLease+testRenew), "after the deletion")
+	if c.e.IsLeader() {
+		t.Fatal("c leads beside b")
+	}
+	el.wantTerms(t, b, []int64{6}, []string{"b"}, "want only term 6, led by b (c's claim for term 1 replaced)")
 }
 
 // A record recreated after a deletion by a candidate that never saw the
@@ -1027,49 +1264,47 @@ func TestTermContinuesAboveTheHighestSeenAfterARestartedCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "b to see c", func() bool { return b.e.GetLeader() == "c" })
-	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*testLease; {
-		el.step(t, testRetry/4)
-	}
-	if !b.e.IsLeader() {
-		t.Fatalf("b does not lead %v after c stopped renewing", 4*testLease)
-	}
+	el.stepUntilLeads(t, b, 4*testLease, "after c stopped renewing")
 	if got := b.e.Term(); got != 6 {
 		t.Fatalf("b leads term %d, want 6 (above the term 5 it saw before the count restarted)", got)
 	}
 }
 
 // A store that cannot prove it never held a record (every real backend)
-// gets its first leader LeaseDuration + RenewDeadline after the first
-// candidate found none: the price of never leading beside a leader whose
-// record was just deleted. An in-memory store proves it, and leads at once
-// (every other test here).
+// gets its first leader RenewDeadline + LeaseDuration after the first
+// candidate found none: its claim stands that long (Elector.freshClaim),
+// the price of never leading beside a leader whose record was just deleted
+// nor restarting the count beside a candidate that knew it. An in-memory
+// store proves it, and leads at once (every other test here).
 func TestFirstLeaderOfANewLockWaitsUnlessTheStoreProvesItIsNew(t *testing.T) {
 	el := newElection(t)
 	start := el.clk.Now()
 	b := el.add("b", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("b")} })
+	waitFor(t, "b to claim the lock", func() bool { return el.store.Raw() != nil })
+	if rec := el.holder(t); !isClaim(rec) || rec.LeaderTransitions != 1 {
+		t.Fatalf("record %+v; want b's claim for term 1", rec)
+	}
 	el.takesOverAt(t, b, start.Add(testLease+testRenew), "LeaseDuration + RenewDeadline after its first not-found")
 	if b.e.Term() != 1 {
 		t.Fatalf("b leads term %d, want 1", b.e.Term())
 	}
+	if rec := el.holder(t); isClaim(rec) || rec.LeaseDurationSeconds != int(testLease/time.Second) {
+		t.Fatalf("record %+v once b leads; want a lease (AcquireTime set, LeaseDurationSeconds %d)", rec, int(testLease/time.Second))
+	}
 }
 
-// On a slow store the candidates that saw a deleted record find it gone,
-// and create the next term, late by a few reads' time; a candidate that
-// never saw it waits that much longer too (three times its slowest read),
-// so that it does not end its wait first and restart the count at 1.
-func TestFreshCandidateWaitsLongerOnASlowStore(t *testing.T) {
+// On a slow store the candidates that knew a deleted record read a fresh
+// candidate's claim late by a few reads' time; that claim stands that much
+// longer (three times its writer's slowest read), so that they still read
+// it before it is confirmed.
+func TestFreshClaimStandsLongerOnASlowStore(t *testing.T) {
 	el := newElection(t)
 	sl := &slowReadLock{plainNotFound: plainNotFound{el.store.Lock("b")}, clk: el.clk, read: testRetry}
 	b := el.add("b", func(c *Config) { c.Lock = sl })
-	for start := el.clk.Now(); !b.e.IsLeader() && el.clk.Since(start) < 4*(testLease+testRenew+3*testRetry); {
-		el.step(t, testRetry/4)
-	}
-	if !b.e.IsLeader() {
-		t.Fatal("b does not lead")
-	}
-	gone, created := sl.firstGone.Load(), sl.created.Load()
-	if want := gone.Add(testLease + testRenew + 3*testRetry); created.Before(want) {
-		t.Fatalf("b created the record at %v, %v after its first not-found; want no earlier than %v (LeaseDuration + RenewDeadline + 3 reads of %v)", created, created.Sub(*gone), want, testRetry)
+	el.stepUntilLeads(t, b, 4*(testLease+testRenew+3*testRetry), "")
+	created := sl.created.Load()
+	if want := created.Add(testLease + testRenew + 3*testRetry); b.e.Status().LastRenew.Before(want) {
+		t.Fatalf("b led at %v, %v after it created its claim; want no earlier than %v (LeaseDuration + RenewDeadline + 3 reads of %v)", b.e.Status().LastRenew, b.e.Status().LastRenew.Sub(*created), want, testRetry)
 	}
 }
 
@@ -1495,6 +1730,9 @@ func TestLeaderClockSteppedBackStillChangesTheRecordAtEveryRenewal(t *testing.T)
 	b := el.add("b", nil)
 	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
 	for range 4 {
+		// Settle first: a that reads its clock while arming its renewal
+		// timer as the step moves would arm it a step late.
+		el.settle(t)
 		sc.step.Add(-int64(testRetry))
 		el.step(t, testRetry)
 		renewed := el.clk.Now()

@@ -86,8 +86,9 @@ func TestIDDefaultsFromPodName(t *testing.T) {
 	go func() {
 		errc <- Run(ctx, Option{
 			KubeClient: client, LeaseLockName: "lk", LeaseLockNamespace: "ns", Port: NoHealthServer,
-			// A new Lease gets its first leader LeaseDuration + RenewDeadline
-			// after the first not-found: keep that short.
+			// A new Lease gets its first leader when its first claim has
+			// stood RenewDeadline + max(LeaseDuration, 2.2 × RetryPeriod):
+			// keep that short.
 			LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: time.Second,
 			Run: func(ctx context.Context) { term, _ := TermFrom(ctx); started <- term; <-ctx.Done() },
 		})

@@ -61,6 +61,10 @@ type term struct {
 	lost      chan struct{} // closed by stepDown
 	lostOnce  sync.Once
 	buried    bool // this term's tombstone is in the store (see tombstone)
+	// usurped: a renewal found, in place of this term's record, one whose
+	// term is not above this one: written after a deletion by a candidate
+	// that never saw this term (see renew). The tombstone replaces it.
+	usurped bool
 }
 
 // newTerm describes the term this process has just acquired.
@@ -165,7 +169,13 @@ func renewTime(now time.Time, prev metav1.Time) metav1.Time {
 // renew writes the record from the version this elector last wrote, and
 // re-arms the step-down timer on success. On a conflict it reads the
 // record: if it is still this term's (an earlier write landed after its
-// caller gave up on it), it renews from the fresh version.
+// caller gave up on it), it renews from the fresh version. If it holds a
+// term that is not above this one, the record was deleted and recreated
+// by a candidate that never saw this term (it polls, or reads through a
+// cache, and missed it): renew reports the conflict with usurped set, and
+// the caller puts this term back in its place (tombstone), so that the
+// count goes on from this term. Terms only increase, so no record a
+// candidate wrote after reading this term can carry a term this low.
 func (t *term) renew(ctx context.Context) error {
 	e := t.e
 	start := e.clock.Now()
@@ -181,6 +191,8 @@ func (t *term) renew(ctx context.Context) error {
 			err = gerr
 		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n:
 			err = e.c.Lock.Update(actx, t.rec)
+		case int64(cur.LeaderTransitions) <= t.n:
+			t.usurped = true
 		default:
 			e.observe(*cur, raw)
 		}
@@ -213,7 +225,8 @@ func (t *term) renew(ctx context.Context) error {
 
 // release writes an empty holder, keeping the term, so that followers take
 // over at once. It is only called once the leader's function and
-// OnStoppedLeading have returned.
+// OnStoppedLeading have returned. Like renew and tombstone, it replaces a
+// record whose term is not above this one.
 func (t *term) release(ctx context.Context) {
 	e := t.e
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
@@ -224,9 +237,16 @@ func (t *term) release(ctx context.Context) {
 	if lock.IsConflict(err) {
 		var cur *lock.Record
 		if cur, _, err = e.c.Lock.Get(actx); err == nil {
-			if cur.HolderIdentity != e.identity || int64(cur.LeaderTransitions) != t.n {
+			ours := cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n
+			if !ours && int64(cur.LeaderTransitions) > t.n {
 				t.log.Info("Not releasing: the lock has moved on", "holder", cur.HolderIdentity)
 				return
+			}
+			if !ours {
+				// Recreated after a deletion by a candidate that never
+				// saw this term (see tombstone): the released record
+				// replaces it, so that the count goes on from this term.
+				t.log.Info("Releasing over a record with a term not above this one", "holder", cur.HolderIdentity, "recordTerm", cur.LeaderTransitions)
 			}
 			err = e.c.Lock.Update(actx, rec)
 		}
@@ -257,12 +277,25 @@ func (t *term) release(ctx context.Context) {
 // candidates that read it wait a whole lease from then, as for any lost
 // lease; lead releases it once the function and OnStoppedLeading have
 // returned (with ReleaseOnCancel). It is a Create, which only succeeds if
-// no record exists: it never overwrites a record another candidate wrote.
-// And it must land no later than this term's renewal deadline (goodStart +
-// RenewDeadline, before any candidate can create after the deletion): a
-// tombstone landing after a newer term was created and deleted again would
-// take the term count backwards. So it gets only what is left of that
-// window, and none once the step-down timer has fired.
+// no record exists: it never overwrites a record another candidate wrote
+// after reading this term. And it must land no later than this term's
+// renewal deadline (goodStart + RenewDeadline, before any candidate can
+// create after the deletion): a tombstone landing after a newer term was
+// created and deleted again would take the term count backwards. So it
+// gets only what is left of that window, and none once the step-down
+// timer has fired.
+//
+// A record already there whose term is not above this one (the renewal
+// found it: usurped; or it beat the Create) was written by a candidate
+// that never read this term: a follower whose reads all fell while the
+// record was gone, so it missed this term's acquisition between two
+// deletions, and created "the last term it saw + 1" before this renewal
+// came. Such a candidate does not lead yet: a record it creates after one
+// it saw vanished becomes its lease only if it still stands RenewDeadline
+// later (Elector.confirmClaim), and this renewal deadline ends before
+// that. The tombstone replaces that record (compare-and-swap on the
+// version just read), so its writer's confirmation fails and it reads this
+// term instead.
 //
 // What it cannot cover: a leader that is dead, paused or cut off from the
 // store between the deletion and its renewal deadline writes no tombstone
@@ -277,16 +310,38 @@ func (t *term) tombstone(ctx context.Context) {
 	defer cancel()
 	rec := t.rec
 	rec.RenewTime = metav1.NewTime(e.clock.Now())
-	if err := e.c.Lock.Create(actx, rec); err != nil {
-		if lock.IsConflict(err) {
-			t.log.Info("Not recreating the deleted record: another candidate already created one", "err", err)
-		} else {
-			t.log.Error(err, "Recreating the deleted record with this term failed; a candidate that never read this term may reuse it")
+	var err error
+	if t.usurped {
+		err = e.c.Lock.Update(actx, rec) // from the version renew read
+	} else {
+		err = e.c.Lock.Create(actx, rec)
+	}
+	if lock.IsConflict(err) {
+		cur, raw, gerr := e.c.Lock.Get(actx)
+		switch {
+		case gerr != nil:
+			err = gerr
+		case int64(cur.LeaderTransitions) > t.n:
+			e.observe(*cur, raw)
+			t.log.Info("Not recreating the deleted record: another candidate already created one with a higher term", "holder", cur.HolderIdentity, "term", cur.LeaderTransitions)
+			return
+		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n:
+			err = nil // an earlier attempt landed
+		default:
+			t.usurped = true
+			err = e.c.Lock.Update(actx, rec)
 		}
+	}
+	if err != nil {
+		t.log.Error(err, "Recreating the deleted record with this term failed; a candidate that never read this term may reuse it")
 		return
 	}
 	t.buried = true
 	e.observe(rec, nil)
+	if t.usurped {
+		t.log.Info("Replaced a record with a term not above this one (written after a deletion by a candidate that never saw this term) by this term (held, not leading), so that the next term is higher")
+		return
+	}
 	t.log.Info("Recreated the deleted record with this term (held, not leading), so that the next term is higher")
 }
 
@@ -476,6 +531,14 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 			case t.isLost():
 			case err == nil:
 				renewTimer.Reset(max(e.c.RetryPeriod-e.clock.Since(t.goodStart), time.Nanosecond))
+			case lock.IsConflict(err) && t.usurped:
+				// The record was deleted and recreated with a term not
+				// above this one: put this term back in its place (see
+				// tombstone), after stopping the work.
+				t.log.Info("The lock's record was recreated with a term not above this one", "err", err)
+				t.stepDown()
+				e.beat(0)
+				t.tombstone(ctx)
 			case lock.IsConflict(err):
 				t.log.Info("Another candidate holds the lock", "err", err)
 				t.stepDown()

@@ -36,6 +36,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -100,7 +101,7 @@ type Lock struct {
 
 	// replied, if set (by tests), is called after this voter's acceptor
 	// answered a request, with the reply's kind and the requester.
-	replied func(k kind, to string)
+	replied atomic.Pointer[func(k kind, to string)]
 }
 
 var (
@@ -973,8 +974,8 @@ func (l *Lock) handle(e *envelope) *envelope {
 	if err != nil {
 		return nil
 	}
-	if l.replied != nil {
-		defer l.replied(kindOf(r.Kind), e.From)
+	if f := l.replied.Load(); f != nil {
+		defer (*f)(kindOf(r.Kind), e.From)
 	}
 	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Fresh: fresh, Payload: payload}
 }

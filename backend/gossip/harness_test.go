@@ -201,6 +201,31 @@ func (c *cluster) waitMembers(n int) {
 	}
 }
 
+// waitHeard waits until candidate from can reach id at id's current
+// address (memberlist's view or the address it last heard id at): a
+// process restarted at a new address is admitted by memberlist only once
+// its old incarnation is declared dead, which can take seconds.
+func (c *cluster) waitHeard(from, id string, within time.Duration) {
+	c.t.Helper()
+	c.mu.Lock()
+	want := c.seeds[id]
+	c.mu.Unlock()
+	n := c.lock(from).n
+	deadline := time.Now().Add(within)
+	for {
+		n.mu.Lock()
+		ok := n.alive[id] == want || n.addrs[id] == want
+		n.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s did not learn %s's address %s within %v", from, id, want, within)
+		}
+		time.Sleep(20 * time.Millisecond) // polling memberlist's view
+	}
+}
+
 // waitReady waits until candidate id is ready (a voter has its record).
 func (c *cluster) waitReady(id string, within time.Duration) {
 	c.t.Helper()

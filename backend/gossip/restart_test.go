@@ -52,7 +52,7 @@ func testVoterRestart(t *testing.T, crashOn kind) {
 
 	var once sync.Once
 	restarted := make(chan struct{})
-	c.lock("v3").replied = func(k kind, to string) {
+	replied := func(k kind, to string) {
 		if k == crashOn && to == "w" {
 			once.Do(func() {
 				go func() {
@@ -62,6 +62,7 @@ func testVoterRestart(t *testing.T, crashOn kind) {
 			})
 		}
 	}
+	c.lock("v3").replied.Store(&replied)
 	errB := w.Update(ctx, locktest.NewRecord("B", 2))
 	t.Logf("Update B across the restart: %v", errB)
 	select {
@@ -83,6 +84,10 @@ func testVoterRestart(t *testing.T, crashOn kind) {
 			t.Skipf("write B was not chosen (%s holds); nothing to lose", holder(t, v))
 		}
 	}
+	// The read below needs w to reach the restarted v3 at its new address:
+	// wait for memberlist to tell w (what this test checks is that the
+	// chosen write survives, not how soon w learns the address).
+	c.waitHeard("w", "v3", 30*time.Second)
 	c.net.Isolate("v1", []string{"v2", "v3", "w"})
 	v, err := quorumRead(w, 10*time.Second)
 	if err != nil {

@@ -79,9 +79,10 @@ func startCandidates(t *testing.T, n int, cfg *rest.Config, ns, name string, tm 
 
 // seedReleased creates the Lease as a released record (no holder, term 0),
 // as a graceful stop leaves it, so that the first candidate takes it at once
-// instead of waiting LeaseDuration + RenewDeadline, as it must when it finds
-// no record (it may have just been deleted under a leader): with the slow
-// timing that wait is longer than the tests wait.
+// instead of leading only once its claim has stood RenewDeadline +
+// max(LeaseDuration, 2.2 × RetryPeriod), as it must when it finds no record
+// (it may have just been deleted under a leader): with the slow timing that
+// wait is longer than the tests wait.
 func seedReleased(t *testing.T, cfg *rest.Config, ns, name string) {
 	t.Helper()
 	now := metav1.Now()

@@ -123,7 +123,10 @@ func (el *s3Election) stopped(c *s3Candidate) {
 // leader waits until one of cands leads and returns it.
 func (el *s3Election) leader(cands ...*s3Candidate) *s3Candidate {
 	el.t.Helper()
-	deadline := time.Now().Add(el.cfg.LeaseDuration + 10*time.Second)
+	// A new lock gets its first leader when its first claim has stood
+	// RenewDeadline + max(LeaseDuration, 2.2 × RetryPeriod) (and three
+	// reads); a held one within a lease.
+	deadline := time.Now().Add(el.cfg.RenewDeadline + max(el.cfg.LeaseDuration, el.cfg.RetryPeriod*22/10) + 10*time.Second)
 	for time.Now().Before(deadline) {
 		for _, c := range cands {
 			if c.e.IsLeader() {

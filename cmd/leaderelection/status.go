@@ -31,6 +31,11 @@ type lockStatus struct {
 	Expired bool `json:"expired"`
 	// Exists is false when the store holds no record at all.
 	Exists bool `json:"exists"`
+	// Claim: the holder has claimed the lock (a record with no
+	// acquireTime) but does not lead yet; it leads once it confirms the
+	// claim, unless another candidate replaces it first (docs/elector.md,
+	// "A deleted record").
+	Claim bool `json:"claim,omitempty"`
 }
 
 // statusCommand is "leaderelection status [flags]": read the lock once.
@@ -77,6 +82,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		st.LeaseDuration = lease.String()
 		st.Expired = time.Now().After(st.RenewTime.Add(lease))
 		st.Held = st.Holder != "" && !st.Expired
+		st.Claim = st.Holder != "" && st.AcquireTime.IsZero() && !st.RenewTime.IsZero()
 	}
 	if output == "json" {
 		enc := json.NewEncoder(stdout)
@@ -105,6 +111,8 @@ func printStatus(w io.Writer, st lockStatus) {
 		state = "free (released)"
 	case st.Expired:
 		state = "expired (not renewed within the lease, by this host's clock)"
+	case st.Claim:
+		state = "claimed (held; the holder leads once it confirms the claim)"
 	}
 	fmt.Fprintf(tw, "state:\t%s\n", state)
 	if !st.Exists {

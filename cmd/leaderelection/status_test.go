@@ -11,8 +11,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	filelock "github.com/b3df926d/leaderelection/backend/file"
 	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // TestStatusOnEachBackend reads a lock with "status" on every backend
@@ -81,6 +84,37 @@ func TestStatusOnEachBackend(t *testing.T) {
 				t.Fatalf("after release: status %d %+v, want %d, no holder, term 1", code, st, exitFree)
 			}
 		})
+	}
+}
+
+// TestStatusShowsAClaim: a record with a holder and no acquireTime is a
+// claim (its writer does not lead yet): held (exit 0), shown as claimed.
+func TestStatusShowsAClaim(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "leader.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := filelock.New(ctx, filelock.Options{Path: path, Identity: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := lock.Record{HolderIdentity: "a", LeaseDurationSeconds: 60, RenewTime: metav1.Now(), LeaderTransitions: 1}
+	if err := l.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--backend=file", "--lock-file=" + path}
+	if code, st := readStatus(t, args...); code != exitOK || !st.Held || !st.Claim || st.Holder != "a" {
+		t.Fatalf("status %d %+v, want %d, held, a claim by a", code, st, exitOK)
+	}
+	code, out, stderr := leCommand(t, append([]string{"status"}, args...)...)
+	if code != exitOK || !strings.Contains(out, "claimed") {
+		t.Fatalf("status (text) exited %d, output:\n%s\n%s\nwant 0 and the state claimed", code, out, stderr)
+	}
+	claim.AcquireTime = claim.RenewTime
+	if err := l.Update(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	if code, st := readStatus(t, args...); code != exitOK || st.Claim {
+		t.Fatalf("status %d %+v once confirmed, want %d, not a claim", code, st, exitOK)
 	}
 }
 

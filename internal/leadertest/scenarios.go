@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,6 +75,13 @@ func (o Options) withDefaults() Options {
 //     hand-over (it last read the term before), then the record is deleted
 //     under the new leader. The term after the deletion is above every
 //     term used: no term is held by two identities.
+//   - DeletedRecordRecreatedByAFollowerThatMissedATerm: every read of a
+//     follower falls while the record is gone, across a hand-over: it
+//     misses a term, and after a second deletion recreates the record
+//     with "the last term it saw + 1" before the current leader's next
+//     renewal. That leader replaces the record with its own term, and the
+//     follower leads only later, with a higher term: never two leaders, no
+//     term held twice.
 //   - TermLimitMovesLeadership: with TermLimit, leadership moves to another
 //     candidate at nearly every hand-over (at least 80%).
 //   - ReleaseThenCutOffThenTakeOver (Cutter only): a graceful release hands
@@ -94,6 +102,7 @@ func RunScenarios(t *testing.T, h Harness, opts Options) {
 	}
 	run("DeletedRecordUnderLeader", func(t *testing.T) { deletedRecordUnderLeader(t, h, o) })
 	run("DeletedRecordWithALaggingFollower", func(t *testing.T) { deletedRecordWithALaggingFollower(t, h, o) })
+	run("DeletedRecordRecreatedByAFollowerThatMissedATerm", func(t *testing.T) { deletedRecordRecreatedByAFollowerThatMissedATerm(t, h, o) })
 	run("TermLimitMovesLeadership", func(t *testing.T) { termLimitMovesLeadership(t, h, o) })
 	run("ReleaseThenCutOffThenTakeOver", func(t *testing.T) {
 		c, ok := h.(Cutter)
@@ -440,6 +449,95 @@ func deletedRecordWithALaggingFollower(t *testing.T, h Harness, o Options) {
 		t.Fatalf("%s's term %d ended at %v, before the record was deleted at %v (a slow store?): nothing was tested", second.ID, second.Term, end, deletedAt)
 	}
 	third := ts[2]
+	checkCLedAbove(t, ts, second)
+	el.Tracker.Check(t)
+	t.Logf("c last read term %d; %s led term %d; record deleted; c led term %d %v later",
+		first.Term, second.ID, second.Term, third.Term, third.Start.Sub(deletedAt).Round(time.Millisecond))
+}
+
+// deletedRecordRecreatedByAFollowerThatMissedATerm: the failure the S3
+// fault campaign found ("term went from 41 (r1) to 40 (r0) after
+// delete-record"). c reads rarely (it polls, or reads through a cache),
+// and each of its reads falls while the record is gone: the record is
+// deleted under the first leader, put back, released and taken by a
+// second leader between two of c's reads. c, which last read the first
+// term n, finds the record gone, waits a lease, and when an operator
+// deletes the second leader's record too, creates it with n+1, the second
+// leader's term, before that leader's next renewal. Before, c led at once:
+// two leaders, one fencing token. Now c's record is only a claim until it
+// has stood RenewDeadline; the second leader's renewal, which comes first,
+// replaces it with its own term, and c leads later with a higher one.
+//
+// The test makes c's reads "fall while the record is gone" by having its
+// lock report no record (and fail its writes) while blind is set, and the
+// race with the second leader's renewal deterministic by holding that
+// renewal until c has recreated the record (well within the leader's
+// renewal deadline, which the test lengthens for that).
+func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, o Options) {
+	// c reads again at most 2.2 RetryPeriods (jitter) after its last
+	// blind write; the second leader's last good renewal started up to a
+	// RetryPeriod before its renewals are held. Three RetryPeriods more of
+	// RenewDeadline leave c time to recreate the record before that
+	// leader steps down (and LeaseDuration keeps its margin).
+	o.LeaseDuration, o.RenewDeadline = o.LeaseDuration+3*o.RetryPeriod, o.RenewDeadline+3*o.RetryPeriod
+	// The first leader of the new record claims it and leads only once
+	// the claim has stood RenewDeadline + max(LeaseDuration, 2.2 ×
+	// RetryPeriod) (and a few reads): on top of Wait.
+	o.Wait += o.RenewDeadline + max(o.LeaseDuration, o.RetryPeriod*22/10)
+	el := newElection(t, h, o, nil)
+	gated := map[string]*gatedLock{}
+	for _, id := range []string{"a", "b"} {
+		g := &gatedLock{}
+		el.start(id, func(l lock.Interface) lock.Interface { g.Interface = l; return g })
+		gated[id] = g
+	}
+	first := el.leaderAfter(0, "a first leader")[0]
+	c := &laggingLock{}
+	el.start("c", func(l lock.Interface) lock.Interface { c.Interface = l; return c })
+	if !el.waitObserved(0) {
+		t.Fatalf("%s's term %d ended before c read it (a slow store?)", first.ID, first.Term)
+	}
+
+	// From here c's reads find no record.
+	c.blind.Store(true)
+	waitUntil(t, o.Wait, "c to find the record gone", func() bool { return c.blindReads.Load() > 0 })
+	if err := el.byID(first.ID).Stop(t); err != nil {
+		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
+	}
+	second := el.leaderAfter(1, "a leader after the release")[1]
+	if second.ID == "c" || second.Term != first.Term+1 {
+		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
+	}
+	// c's wait from its first not-found is over once it tries to write.
+	waitUntil(t, o.Wait+o.LeaseDuration, "c to try to create the record", func() bool { return c.blindWrites.Load() > 0 })
+
+	resume := gated[second.ID].hold()
+	defer resume()
+	h.Delete(t, el.name)
+	c.blind.Store(false)
+	waitUntil(t, o.Wait, "c to recreate the record", c.created.Load)
+	recreatedAt := time.Now()
+	resume()
+
+	if err := el.byID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
+		t.Errorf("%s, whose record was deleted and recreated by c: Run returned %v, want ErrLeaseLost", second.ID, err)
+	}
+	ts := el.leaderAfter(2, "c to lead after the deletion")
+	if end := ts[1].End; end.Before(recreatedAt) {
+		t.Fatalf("%s's term %d ended at %v, before c recreated the record at %v (a slow store?): nothing was tested", second.ID, second.Term, end, recreatedAt)
+	}
+	third := ts[2]
+	checkCLedAbove(t, ts, second)
+	el.Tracker.Check(t)
+	t.Logf("c last read term %d; %s led term %d; c recreated the record; c led term %d %v later",
+		first.Term, second.ID, second.Term, third.Term, third.Start.Sub(recreatedAt).Round(time.Millisecond))
+}
+
+// checkCLedAbove checks that no term in ts was held by two identities, and
+// that the third tenure was c's, with a term above second's, the last one
+// used before the deletion.
+func checkCLedAbove(t *testing.T, ts []Term, second Term) {
+	t.Helper()
 	holders := map[int64]string{}
 	for _, tm := range ts {
 		if id, ok := holders[tm.Term]; ok && id != tm.ID {
@@ -447,20 +545,36 @@ func deletedRecordWithALaggingFollower(t *testing.T, h Harness, o Options) {
 		}
 		holders[tm.Term] = tm.ID
 	}
-	if third.ID != "c" || third.Term <= second.Term {
+	if third := ts[2]; third.ID != "c" || third.Term <= second.Term {
 		t.Errorf("after the deletion %s led term %d; want c with a term above %d, the last one used", third.ID, third.Term, second.Term)
 	}
-	el.Tracker.Check(t)
-	t.Logf("c last read term %d; %s led term %d; record deleted; c led term %d %v later",
-		first.Term, second.ID, second.Term, third.Term, third.Start.Sub(deletedAt).Round(time.Millisecond))
+}
+
+// waitUntil polls cond until it holds, and fails the test after within.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising with it
+	}
 }
 
 // laggingLock is a candidate's lock that cannot watch, so the candidate
 // polls, and whose store calls fail while stalled is set, as if the store
 // were out of its reach: the candidate misses whatever happens meanwhile.
+// While blind is set, Get reports no record (as if every read fell while
+// the record was gone) and writes fail.
 type laggingLock struct {
 	lock.Interface
 	stalled atomic.Bool
+	blind   atomic.Bool
+	// blindReads and blindWrites count the calls made while blind;
+	// created is set once a Create has succeeded.
+	blindReads, blindWrites atomic.Int32
+	created                 atomic.Bool
 }
 
 func (l *laggingLock) stall() error {
@@ -468,6 +582,10 @@ func (l *laggingLock) stall() error {
 }
 
 func (l *laggingLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	if l.blind.Load() {
+		l.blindReads.Add(1)
+		return nil, nil, lock.NewNotFound(l.Describe())
+	}
 	if l.stalled.Load() {
 		return nil, nil, l.stall()
 	}
@@ -475,15 +593,67 @@ func (l *laggingLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 }
 
 func (l *laggingLock) Create(ctx context.Context, rec lock.Record) error {
+	if l.blind.Load() {
+		l.blindWrites.Add(1)
+		return l.stall()
+	}
 	if l.stalled.Load() {
 		return l.stall()
 	}
-	return l.Interface.Create(ctx, rec)
+	err := l.Interface.Create(ctx, rec)
+	if err == nil {
+		l.created.Store(true)
+	}
+	return err
 }
 
 func (l *laggingLock) Update(ctx context.Context, rec lock.Record) error {
+	if l.blind.Load() {
+		l.blindWrites.Add(1)
+		return l.stall()
+	}
 	if l.stalled.Load() {
 		return l.stall()
 	}
 	return l.Interface.Update(ctx, rec)
+}
+
+// gatedLock is a candidate's lock (that cannot watch) whose Updates wait
+// while the test holds them, as a renewal slowed down on its way to the
+// store would, until resumed or their context ends.
+type gatedLock struct {
+	lock.Interface
+	mu   sync.Mutex
+	gate chan struct{} // nil: Updates go through
+}
+
+// hold makes Updates wait until resume is called (more than once is fine).
+func (g *gatedLock) hold() (resume func()) {
+	gate := make(chan struct{})
+	g.mu.Lock()
+	g.gate = gate
+	g.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			g.gate = nil
+			g.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+func (g *gatedLock) Update(ctx context.Context, rec lock.Record) error {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return fmt.Errorf("%s: update held by the test: %w", g.Describe(), ctx.Err())
+		}
+	}
+	return g.Interface.Update(ctx, rec)
 }

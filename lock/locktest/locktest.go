@@ -99,6 +99,7 @@ func RunConformanceTests(t *testing.T, h Harness, opts Options) {
 	t.Run("UpdateRaceHasOneWinner", s.testUpdateRaceHasOneWinner)
 	t.Run("StaleUpdateLoses", s.testStaleUpdateLoses)
 	t.Run("RecordRoundTrips", s.testRecordRoundTrips)
+	t.Run("ClaimRoundTrips", s.testClaimRoundTrips)
 	t.Run("CorruptRecordIsErrorAndKept", s.testCorruptRecordIsErrorAndKept)
 	t.Run("CancelledContextIsHonoured", s.testCancelledContextIsHonoured)
 	t.Run("BlockedStoreTimesOut", s.testBlockedStoreTimesOut)
@@ -340,6 +341,46 @@ func (s *suite) testRecordRoundTrips(t *testing.T) {
 		got.LeaderTransitions != want.LeaderTransitions ||
 		!got.AcquireTime.Equal(&want.AcquireTime) || !got.RenewTime.Equal(&want.RenewTime) {
 		t.Fatalf("read back %+v, want %+v", got, want)
+	}
+}
+
+// The elector marks a record whose writer does not lead yet (a claim) by
+// leaving AcquireTime empty; the store must keep it empty, and keep
+// RenewTime, so that other candidates recognise the claim.
+func (s *suite) testClaimRoundTrips(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	a := s.h.NewLock(t, name, "a")
+	claim := NewRecord("a", 3)
+	claim.AcquireTime = metav1.Time{}
+	if err := a.Create(ctx, claim); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	b := s.h.NewLock(t, name, "b")
+	got := mustGet(t, ctx, b)
+	if !got.AcquireTime.IsZero() || !got.RenewTime.Equal(&claim.RenewTime) || got.HolderIdentity != "a" || got.LeaderTransitions != 3 {
+		t.Fatalf("read back %+v, want %+v (AcquireTime empty)", got, claim)
+	}
+	confirmed := claim
+	confirmed.AcquireTime = metav1.NewTime(claim.RenewTime.Add(time.Second))
+	confirmed.RenewTime = confirmed.AcquireTime
+	if err := a.Update(ctx, confirmed); err != nil {
+		t.Fatalf("Update confirming the claim: %v", err)
+	}
+	// Read through a new handle: this checks what the store keeps, not
+	// how soon a cache sees a renewal (a caching follower may serve the
+	// claim for a while, though for StaleReads at most after a new Get).
+	c := s.h.NewLock(t, name, "c")
+	deadline := time.Now().Add(s.o.StaleReads + 5*time.Second)
+	for {
+		got := mustGet(t, ctx, c)
+		if got.AcquireTime.Equal(&confirmed.AcquireTime) {
+			break
+		}
+		if !got.AcquireTime.IsZero() || time.Now().After(deadline) {
+			t.Fatalf("read back %+v after the confirmation (StaleReads %v), want AcquireTime %v", got, s.o.StaleReads, confirmed.AcquireTime)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a cache's expiry, as an elector would
 	}
 }
 
