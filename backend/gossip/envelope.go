@@ -23,9 +23,13 @@ const (
 	kindRefused // the receiver would not consider the request (voter list, election)
 	// kindPush carries a chosen value to every member; nobody answers.
 	kindPush
+	// kindQuery asks a voter what it accepted, promising nothing (a read);
+	// kindReport is the answer.
+	kindQuery
+	kindReport
 )
 
-var kindNames = [...]string{"invalid", "prepare", "accept", "promise", "accepted", "nack", "refused", "push"}
+var kindNames = [...]string{"invalid", "prepare", "accept", "promise", "accepted", "nack", "refused", "push", "query", "report"}
 
 func (k kind) String() string {
 	if int(k) < len(kindNames) {
@@ -34,7 +38,7 @@ func (k kind) String() string {
 	return fmt.Sprintf("kind(%d)", k)
 }
 
-func (k kind) isReply() bool { return k >= kindPromise && k <= kindRefused }
+func (k kind) isReply() bool { return (k >= kindPromise && k <= kindRefused) || k == kindReport }
 
 // envelopeVersion is the first byte of every message; a node refuses
 // versions it does not know.
@@ -60,6 +64,9 @@ type envelope struct {
 	// stored any state in its StateDir: a new voter. When every voter is
 	// new, the register starts empty at once.
 	Fresh bool `json:"fr,omitempty"`
+	// Took, on a push, is how long the write took its proposer, in
+	// microseconds: followers size their turns by it (see Lock.turn).
+	Took int64 `json:"tk,omitempty"`
 	// Payload is a casp.Message (requests and replies), a casp.Value
 	// (push), or a reason (refused).
 	Payload json.RawMessage `json:"p,omitempty"`
@@ -78,6 +85,10 @@ func kindOf(k casp.Kind) kind {
 		return kindAccepted
 	case casp.KindNack:
 		return kindNack
+	case casp.KindQuery:
+		return kindQuery
+	case casp.KindReport:
+		return kindReport
 	}
 	return kindInvalid
 }

@@ -14,10 +14,13 @@
 //
 // Each chosen write is pushed to every member, so followers' Watcher wakes
 // within milliseconds of a renewal or a release. A follower's Get is served
-// from the last pushed record while the lease it names is live by this
-// candidate's clock, so followers send nothing while the leader renews; a
-// Get whose record could have expired, or after a lost race, reads a
-// majority. Update is a compare-and-swap whatever Get served.
+// from the newest pushed record another candidate wrote, so followers send
+// nothing while the leader renews; after a failed call or a lost race it
+// reads a majority, by a query that promises nothing (readers pre-empt no
+// round) and, if the voters' reports disagree, by a round. Update is a
+// compare-and-swap whatever Get served. Candidates taking a released or
+// expired record over take turns (a rank from a hash of their name and the
+// record's version), so that one round, not a duel of many, takes it.
 //
 // See docs/backends/gossip.md for the safety argument, what partitions and
 // restarts do, message counts and tuning.
@@ -29,6 +32,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -82,6 +86,14 @@ type Lock struct {
 	haveLatest bool
 	distrust   bool          // a round failed: the next Get reads a majority
 	learned    chan struct{} // closed and replaced when latest changes
+	// est is a running estimate of how long a write takes its proposer
+	// (this candidate's own writes and those pushed by others): the unit
+	// of a turn (see turn). Zero until the first sample.
+	est time.Duration
+	// turnTaken is the token of the record a Get waited its turn for and
+	// then read, so that the Update that follows does not wait again.
+	turnTaken     casp.Token
+	haveTurnTaken bool
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -260,9 +272,15 @@ func (l *Lock) shutdown(leave bool) {
 }
 
 // Get returns the record and remembers its version for Update. It is served
-// from the record last pushed to this candidate while that record is held
-// by another candidate whose lease is live by this candidate's clock;
-// otherwise it reads a majority of the voters.
+// from the newest record pushed to this candidate (or learned by its own
+// rounds) when another candidate wrote it: held, released, or with its
+// lease run out. Update is a compare-and-swap whatever Get served, so a
+// stale record costs a lost race, never a second leader, and that lost
+// race learns the register's value. After a failed call or a lost race
+// decided by a push, before anything is known, and for this candidate's
+// own records, Get reads a majority: a query first, which promises nothing
+// (so many readers duel with nobody), then a round if the voters' reports
+// do not agree.
 func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("%s: get: %w", l.desc, err)
@@ -270,23 +288,246 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	if v, ok := l.cached(); ok {
 		return l.remember(v)
 	}
-	out, err := l.run(ctx, "get", func(now uint64) *casp.Round { return l.prop.Start(now, casp.Read) })
-	if err != nil {
-		return nil, nil, err
+	waited := false
+	out, ok := l.query(ctx, l.resend)
+	if !ok && !l.knowsNothing() {
+		// The reports disagreed (most often: a write in flight, say the
+		// new leader's first renewal, which the losers of a take-over
+		// would pre-empt by a round) or came late: ask once more, for
+		// longer, before reading by a round.
+		out, ok = l.query(ctx, 2*l.resend)
+	}
+	if !ok {
+		// Candidates that start together, or that lost one race
+		// together, read together: take turns for the round too (a
+		// round pre-empts the others', and the leader's), and serve a
+		// write pushed meanwhile (it is newer than anything known).
+		waited = true
+		if l.takeTurn(ctx, func() bool { _, ok := l.cached(); return ok }) {
+			if v, ok := l.cached(); ok {
+				return l.remember(v)
+			}
+		}
+	}
+	if !ok {
+		var err error
+		out, err = l.run(ctx, "get", func(now uint64) *casp.Round { return l.prop.Start(now, casp.Read) })
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 	l.learn(out.Value, true, false)
+	if waited {
+		l.mu.Lock()
+		l.turnTaken, l.haveTurnTaken = out.Value.Token(), true
+		l.mu.Unlock()
+	}
 	return l.remember(out.Value)
 }
 
-// cached returns the latest value if Get may serve it.
+// query reads the register without a promise (casp.Proposer.Query), so
+// that many candidates reading at once pre-empt nobody. It reports false if
+// the voters' reports do not agree (a write in flight, voters behind, a
+// voter down) soon after a quorum has reported, or within the given time:
+// the caller then asks again or reads by a round.
+func (l *Lock) query(ctx context.Context, within time.Duration) (casp.Outcome, bool) {
+	qctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	select {
+	case l.rounds <- struct{}{}:
+	case <-qctx.Done():
+		return casp.Outcome{}, false
+	}
+	defer func() { <-l.rounds }()
+	l.propMu.Lock()
+	r := l.prop.Query(nowMillis())
+	qs := r.Prepares()
+	l.propMu.Unlock()
+	id, replies, done := l.n.open(2*len(l.s.Voters) + 2)
+	defer done()
+	for _, m := range qs {
+		l.n.sendMsg(id, m)
+	}
+	began := time.Now()
+	heard := map[string]bool{}
+	var late <-chan time.Time // once a quorum reported without agreeing
+	for {
+		select {
+		case <-qctx.Done():
+			return casp.Outcome{}, false
+		case <-l.stop:
+			return casp.Outcome{}, false
+		case <-late:
+			return casp.Outcome{}, false
+		case e := <-replies:
+			var m casp.Message
+			if e.Kind == kindRefused || json.Unmarshal(e.Payload, &m) != nil {
+				continue
+			}
+			m.From = e.From
+			l.propMu.Lock()
+			_, err := r.Handle(m)
+			out := r.Outcome()
+			l.propMu.Unlock()
+			if err != nil {
+				continue
+			}
+			heard[m.From] = true
+			switch out.Status {
+			case casp.Chosen:
+				return out, true
+			case casp.Failed:
+				return out, false
+			}
+			if late == nil && len(heard) >= casp.Quorum(len(l.s.Voters)) {
+				// The reports disagree so far (a write in flight, a voter
+				// behind): the rest get as long again to agree, not the
+				// whole interval (a voter may be down).
+				t := time.NewTimer(max(time.Since(began), time.Millisecond))
+				defer t.Stop()
+				late = t.C
+			}
+		}
+	}
+}
+
+// knowsNothing reports whether this candidate has learned no value yet.
+func (l *Lock) knowsNothing() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.haveLatest
+}
+
+// Turns. When a record is released or its lease runs out, every follower
+// learns it at about the same instant; if all ran a round at once, their
+// prepares would pre-empt each other's accepts (duelling proposers) for
+// many rounds. Instead each waits its turn: the candidates rank themselves
+// by a hash of their name and the token of that record, so that all rank
+// alike (from the same pushed record and memberlist's view of who is
+// alive) and the first changes with every write; the record's holder and
+// its writer rank last. Rank k waits k steps of three writes' duration
+// (est: measured by the writers and carried on their pushes), at most
+// maxTurns steps, or half what is left of the call's context. A chosen
+// write pushed meanwhile ends the wait: a Get serves it, a write that it
+// refuses ends as a conflict without a round. Turns only order attempts:
+// every write is still a compare-and-swap round, so a candidate whose turn
+// is wrong (views differ, the first ranked is gone) costs time, not safety.
+const (
+	maxTurns       = 4
+	maxTurnStep    = 500 * time.Millisecond
+	defaultTurnEst = 20 * time.Millisecond
+)
+
+// turn is how long this candidate lets others go first before it runs a
+// round to take over from the newest record it knows.
+func (l *Lock) turn(ctx context.Context) time.Duration {
+	l.mu.Lock()
+	v, rec, est := l.latest, l.latestRec, l.est
+	l.mu.Unlock()
+	if est == 0 {
+		est = defaultTurnEst
+	}
+	last := map[string]bool{v.Written.Node: true}
+	if rec != nil {
+		last[rec.HolderIdentity] = true
+	}
+	seed, self := v.Token().String(), l.s.Identity
+	rank := 0
+	for _, name := range l.n.aliveNames() {
+		if name != self && !last[name] && (last[self] || turnBefore(seed, name, self)) {
+			rank++
+		}
+	}
+	d := time.Duration(min(rank, maxTurns)) * min(3*est+time.Millisecond, maxTurnStep)
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)/2)
+	}
+	return d
+}
+
+// turnBefore reports whether candidate a's turn comes before b's for the
+// record whose token is seed.
+func turnBefore(seed, a, b string) bool {
+	ha, hb := turnHash(seed, a), turnHash(seed, b)
+	return ha < hb || (ha == hb && a < b)
+}
+
+func turnHash(seed, name string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(seed))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	return h.Sum64()
+}
+
+// takeTurn waits this candidate's turn (see turn), ending early when done,
+// asked whenever a new value is learned, reports true; it returns done's
+// last answer.
+func (l *Lock) takeTurn(ctx context.Context, done func() bool) bool {
+	d := l.turn(ctx)
+	if d <= 0 {
+		return done()
+	}
+	l.log.V(4).Info("Waiting for candidates whose turn comes first", "wait", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		l.mu.Lock()
+		learned := l.learned
+		l.mu.Unlock()
+		if done() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-l.stop:
+			return false
+		case <-t.C:
+			return done()
+		case <-learned:
+		}
+	}
+}
+
+// takingOver reports whether a write of this handle takes the record over
+// from another candidate (or from a release, or an empty register) rather
+// than renewing or releasing the record this candidate holds, and has not
+// waited its turn in Get already.
+func (l *Lock) takingOver() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.haveTurnTaken && l.haveToken && l.turnTaken == l.token {
+		l.haveTurnTaken = false
+		return false
+	}
+	held := l.haveToken && l.haveLatest && l.latest.Token() == l.token &&
+		l.latestRec != nil && l.latestRec.HolderIdentity == l.s.Identity
+	return !held
+}
+
+// noteTook adds a write's duration to the estimate turns are sized by.
+func (l *Lock) noteTook(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.est == 0 {
+		l.est = d
+		return
+	}
+	// A write that duelled (seconds under load) would size every turn by
+	// it: a sample counts at most twice the estimate.
+	l.est += (min(d, 2*l.est) - l.est) / 4
+}
+
+// cached returns the latest value if Get may serve it (see Get).
 func (l *Lock) cached() (casp.Value, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.haveLatest || l.distrust || l.latestRec == nil || l.latestRec.HolderIdentity == "" || l.latestRec.HolderIdentity == l.s.Identity {
-		return casp.Value{}, false
-	}
-	lease := time.Duration(l.latestRec.LeaseDurationSeconds) * time.Second
-	if time.Since(l.latestAt) >= lease {
+	if !l.haveLatest || l.distrust || l.latestRec == nil || l.latestRec.HolderIdentity == l.s.Identity ||
+		(l.latestRec.HolderIdentity == "" && l.latest.Written.Node == l.s.Identity) {
 		return casp.Value{}, false
 	}
 	return l.latest, true
@@ -397,9 +638,12 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, ok func(casp.V
 		}
 		return nil, false, fmt.Errorf("%w: %s", errMismatch, cur.Token())
 	}
-	// Between rounds lost to other proposers: a write pushed meanwhile
-	// that fails the check ends the race at once (it was chosen during
-	// this call, so losing to it is linearizable).
+	// While waiting its turn, and between rounds lost to other proposers:
+	// a chosen write known (pushed) that fails the check ends the race at
+	// once. It is newer than the version compared (pushes are kept only
+	// when their ballot is higher, and chosen values' ballots grow along
+	// the chain of writes), so the register no longer holds that version:
+	// losing to it is linearizable.
 	lost := func() error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -407,7 +651,20 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, ok func(casp.V
 		if !l.haveLatest || v.IsEmpty() || slices.Contains(l.unsure, v.Written) || ok(v) {
 			return nil
 		}
+		// Other writes may have followed v: until one is pushed, the next
+		// Get reads a majority, so that a Get and Update after this lost
+		// race need not lose again to a write already chosen.
+		l.distrust = true
 		return lock.NewConflict(l.desc, fmt.Errorf("%w: %s was written meanwhile", errMismatch, v.Token()))
+	}
+	began := time.Now()
+	if l.takingOver() {
+		var lostErr error
+		l.takeTurn(ctx, func() bool { lostErr = lost(); return lostErr != nil })
+		if lostErr != nil {
+			return lostErr
+		}
+		began = time.Now()
 	}
 	out, err := l.runUntil(ctx, op, func(now uint64) *casp.Round { return l.prop.Start(now, change) }, lost)
 	if err != nil {
@@ -423,18 +680,23 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, ok func(casp.V
 	l.mu.Unlock()
 	l.learn(out.Value, true, true)
 	if out.Wrote || bytes.Equal(out.Value.Data, data) {
-		l.push(out.Value)
+		took := time.Since(began)
+		l.noteTook(took)
+		l.push(out.Value, took)
 	}
 	return nil
 }
 
-// push sends a chosen value to every other member.
-func (l *Lock) push(v casp.Value) {
+// push sends a chosen value to every other member, with how long its write
+// took.
+func (l *Lock) push(v casp.Value, took time.Duration) {
 	payload, err := json.Marshal(v)
 	if err != nil {
 		return
 	}
-	l.n.broadcast(l.n.envelope(kindPush, v.Written, payload))
+	e := l.n.envelope(kindPush, v.Written, payload)
+	e.Took = took.Microseconds()
+	l.n.broadcast(e)
 }
 
 // learn records a chosen value: from a round (authoritative: it is the
@@ -665,10 +927,16 @@ func (l *Lock) handle(e *envelope) *envelope {
 	case kindPush:
 		var v casp.Value
 		if err := json.Unmarshal(e.Payload, &v); err == nil {
+			l.noteTook(time.Duration(min(max(e.Took, 0), int64(time.Hour/time.Microsecond))) * time.Microsecond)
 			l.learn(v, false, false)
+			// The voters promised the push's ballot: this candidate's
+			// next round starts above it instead of being refused.
+			l.propMu.Lock()
+			l.prop.Observe(v.Written)
+			l.propMu.Unlock()
 		}
 		return nil
-	case kindPrepare, kindAccept:
+	case kindPrepare, kindAccept, kindQuery:
 	default:
 		return nil
 	}

@@ -336,6 +336,21 @@ func (n *node) broadcast(e *envelope) {
 	}
 }
 
+// aliveNames returns the names of the members memberlist sees alive, this
+// node included.
+func (n *node) aliveNames() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]string, 0, len(n.alive)+1)
+	out = append(out, n.s.Identity)
+	for name := range n.alive {
+		if name != n.s.Identity {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // open starts a request: messages sent with sendMsg(id, ...) get their
 // replies on the returned channel. done must be called when the caller
 // stops listening.

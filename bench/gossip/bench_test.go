@@ -25,8 +25,8 @@
 //     protocol message is one TCP stream, so memberlist's own traffic
 //     (probes, gossip: UDP; push/pull: streams) is the transport's count
 //     minus the lock's. Followers' messages are split into replies to the
-//     leader's rounds (promise, accepted, nack) and messages of their own
-//     (prepare, accept, push, refused), which must be zero.
+//     leader's rounds (promise, accepted, nack, report) and messages of
+//     their own (prepare, accept, query, push, refused), which must be zero.
 //
 // Flags set the sample counts and the window; -clientgo=false skips the
 // comparison (and kube-apiserver).
@@ -303,7 +303,7 @@ func (t traffic) lockTotal() float64 {
 }
 
 // replies are the kinds a voter sends only in answer to another's round.
-var replies = []string{"promise", "accepted", "nack"}
+var replies = []string{"promise", "accepted", "nack", "report"}
 
 // steady are the figures of the steady-state window.
 type steady struct {

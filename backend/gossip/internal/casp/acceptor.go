@@ -153,7 +153,7 @@ func (a *Acceptor) State() State {
 	return State{Promised: a.promised, HasRecord: a.ready, Accepted: a.accepted, Value: a.value}
 }
 
-// Handle processes a Prepare or an Accept received at time now (same unit as
+// Handle processes a Prepare, an Accept or a Query received at time now (same unit as
 // ballot counters; ignored without MaxAhead) and returns the reply to send to
 // m.From. If the reply depends on new state, Storage.Save has returned
 // before Handle returns; if Save fails, the state is unchanged, the error is
@@ -171,6 +171,13 @@ func (a *Acceptor) Handle(now uint64, m Message) (*Message, error) {
 		return a.prepare(now, m)
 	case KindAccept:
 		return a.accept(m)
+	case KindQuery:
+		if !a.answers(m) {
+			return a.nack(m, NackRecovering, Ballot{}), nil
+		}
+		r := a.reply(m, KindReport)
+		r.Accepted, r.Value = a.accepted, a.value
+		return r, nil
 	}
 	return nil, nil
 }

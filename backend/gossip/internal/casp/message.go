@@ -15,17 +15,21 @@ var ErrVoterHash = errors.New("casp: message carries another voter list's hash")
 // Kind is a message's type.
 type Kind uint8
 
-// Message kinds. A proposer sends Prepare and Accept; an acceptor answers
-// with Promise, Accepted or Nack.
+// Message kinds. A proposer sends Prepare and Accept, or Query for a read;
+// an acceptor answers with Promise, Accepted, Report or Nack.
 const (
 	KindPrepare Kind = iota + 1
 	KindPromise
 	KindAccept
 	KindAccepted
 	KindNack
+	// KindQuery asks what the acceptor accepted last, promising nothing.
+	KindQuery
+	// KindReport answers a Query.
+	KindReport
 )
 
-var kindNames = [...]string{"invalid", "prepare", "promise", "accept", "accepted", "nack"}
+var kindNames = [...]string{"invalid", "prepare", "promise", "accept", "accepted", "nack", "query", "report"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -72,6 +76,9 @@ func (r NackReason) String() string {
 //     any other refuses), Value.
 //   - Accepted: Ballot, Incarnation.
 //   - Nack: Ballot (the refused one), Incarnation, Reason, Seen.
+//   - Query: Ballot (only to match the reports to the query; no acceptor
+//     promises or remembers it).
+//   - Report: Ballot (the query's), Incarnation, Accepted and Value.
 //
 // From and To are voter or proposer node names; the glue routes by To and
 // must set From to the name the peer authenticated as (memberlist's node

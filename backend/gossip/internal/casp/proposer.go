@@ -29,7 +29,26 @@ type Proposer struct {
 	// ownVote lets a recovery round count its own acceptor (rule c); only
 	// the tests' exhaustive search sets it.
 	ownVote bool
+	// weakRead answers a round that keeps the value from its promises
+	// without the agreement the read rule asks for; only the tests set it,
+	// to show the simulation catches it.
+	weakRead weakReadRule
 }
+
+// weakReadRule names a weakening of the read rule (see Round.promise).
+type weakReadRule uint8
+
+const (
+	readRuleShipped weakReadRule = iota
+	// readHighest: finish at the promises' highest accepted ballot even
+	// when the quorum does not agree on it.
+	readHighest
+	// readZero: finish also when the quorum agrees on the zero ballot
+	// (nothing accepted, or re-initialised voters).
+	readZero
+	// queryHighest: readHighest for queries only.
+	queryHighest
+)
 
 // NewProposer returns a proposer.
 func NewProposer(cfg ProposerConfig) (*Proposer, error) {
@@ -53,7 +72,27 @@ func (p *Proposer) Observe(b Ballot) { p.last = maxBallot(p.last, b) }
 // round's counter is at least now and above every ballot seen. Send
 // [Round.Prepares] to every voter.
 func (p *Proposer) Start(now uint64, change Change) *Round {
-	return p.start(now, Ballot{}, "", change)
+	return p.start(now, Ballot{}, "", change, true)
+}
+
+// Query begins a read that promises nothing, so that it pre-empts no other
+// round (many candidates reading at once do not duel): [Round.Prepares]
+// returns a query to every voter, each answered with the ballot and value it
+// accepted last. The query is chosen once a quorum of the reports name one
+// accepted ballot other than the zero ballot. That ballot's value is then
+// chosen (a quorum accepted it), and no value chosen before the query began
+// is newer: its quorum meets this one, whose members would report its
+// ballot or a later one. A quorum at the zero ballot proves nothing (it may
+// be re-initialised voters while a value survives elsewhere), unless every
+// voter reports it: then no voter holds a value and the register is empty.
+// The query fails once every voter has answered without such a quorum; the caller
+// then reads by a round ([Proposer.Start] with [Read]), as it does when the
+// query takes too long (a voter down, reports that disagree because a
+// write is in flight).
+func (p *Proposer) Query(now uint64) *Round {
+	r := p.start(now, Ballot{}, "", Read, false)
+	r.query = true
+	return r
 }
 
 // Recover begins this voter's recovery round: a read at a ballot above floor
@@ -66,14 +105,14 @@ func (p *Proposer) Recover(now uint64, floor Ballot) *Round {
 	if p.ownVote {
 		exclude = ""
 	}
-	return p.start(now, floor, exclude, Read)
+	return p.start(now, floor, exclude, Read, false)
 }
 
-func (p *Proposer) start(now uint64, above Ballot, exclude string, change Change) *Round {
+func (p *Proposer) start(now uint64, above Ballot, exclude string, change Change, fastRead bool) *Round {
 	c := max(p.last.Counter+1, now, above.Counter+1)
 	b := Ballot{Counter: c, Node: p.cfg.Node, Incarnation: p.cfg.Incarnation}
 	p.last = b
-	r := &Round{p: p, ballot: b, change: change}
+	r := &Round{p: p, ballot: b, change: change, fastRead: fastRead}
 	for _, v := range p.cfg.Voters {
 		if v != exclude {
 			r.peers = append(r.peers, peer{name: v})
@@ -140,6 +179,11 @@ type Round struct {
 	change Change
 	// peers are the voters taking part (all, or all but a recovering one).
 	peers []peer
+	// fastRead: a round that keeps the value may finish on its promises
+	// alone (see promise); not recovery rounds.
+	fastRead bool
+	// query: a Query, not a round (see Proposer.Query).
+	query bool
 	// order lists the promisers in order of arrival, up to the quorum: the
 	// promises the value is computed from and the accepts go to.
 	order    []int
@@ -170,9 +214,13 @@ func (r *Round) Ballot() Ballot { return r.ballot }
 
 // Prepares returns the prepare messages, one per voter taking part.
 func (r *Round) Prepares() []Message {
+	k := KindPrepare
+	if r.query {
+		k = KindQuery
+	}
 	ms := make([]Message, 0, len(r.peers))
 	for _, v := range r.peers {
-		ms = append(ms, Message{Kind: KindPrepare, From: r.p.cfg.Node, To: v.name, VoterHash: r.p.hash, Ballot: r.ballot})
+		ms = append(ms, Message{Kind: k, From: r.p.cfg.Node, To: v.name, VoterHash: r.p.hash, Ballot: r.ballot})
 	}
 	return ms
 }
@@ -205,11 +253,15 @@ func (r *Round) Handle(m Message) ([]Message, error) {
 		if m.Reason != NackAhead { // there Seen is a limit, not a ballot in use
 			r.p.Observe(m.Seen)
 		}
-	case KindPromise:
+	case KindPromise, KindReport:
 		r.p.Observe(m.Accepted)
 	}
 	i := slices.IndexFunc(r.peers, func(p peer) bool { return p.name == m.From })
 	if r.out.Status != Pending || m.Ballot != r.ballot || i < 0 {
+		return nil, nil
+	}
+	if r.query {
+		r.report(i, m)
 		return nil, nil
 	}
 	switch m.Kind {
@@ -235,16 +287,28 @@ func (r *Round) promise(i int, m Message) []Message {
 	}
 	var cur Value
 	var at Ballot
+	agree := true
 	for _, j := range r.order {
-		if q := &r.peers[j]; at.Less(q.at) {
+		q := &r.peers[j]
+		if at.Less(q.at) {
 			at, cur = q.at, q.value
 		}
+		agree = agree && q.at == r.peers[r.order[0]].at
 	}
 	data, write, err := r.change(cur)
 	r.value, r.err = cur, err
 	if err == nil && write {
 		r.value = Value{Version: cur.Version + 1, Written: r.ballot, Data: data}
 		r.wrote = true
+	}
+	if !r.wrote && r.fastRead && r.readDone(agree, at) {
+		// A read, or a refused change, whose promise quorum all accepted
+		// the same ballot: that ballot's value is chosen already (a
+		// quorum accepted it) and no value chosen before this round
+		// began is newer (its quorum meets this one), so it is the
+		// register's value now. No accept phase.
+		r.out = Outcome{Status: Chosen, Value: cur, Err: err}
+		return nil
 	}
 	r.sent = true
 	ms := make([]Message, 0, len(r.order))
@@ -255,6 +319,79 @@ func (r *Round) promise(i int, m Message) []Message {
 			Ballot: r.ballot, Incarnation: q.inc, Value: r.value})
 	}
 	return ms
+}
+
+// report takes a query's answer (a Report, or a Nack from a recovering
+// voter).
+func (r *Round) report(i int, m Message) {
+	p := &r.peers[i]
+	if p.promised || p.refused {
+		return
+	}
+	switch m.Kind {
+	case KindReport:
+		p.promised, p.at, p.value = true, m.Accepted, m.Value
+		r.order = append(r.order, i)
+	case KindNack:
+		p.refused = true
+		r.refused++
+	default:
+		return
+	}
+	highest := r.p.weakRead == readHighest || r.p.weakRead == queryHighest
+	var best Ballot
+	var cur Value
+	for _, j := range r.order {
+		q := &r.peers[j]
+		n := 0
+		for _, k := range r.order {
+			if r.peers[k].at == q.at {
+				n++
+			}
+		}
+		if highest && len(r.order) >= r.quorum() && best.Less(q.at) {
+			best, cur = q.at, q.value
+		}
+		if n >= r.quorum() && r.readDone(true, q.at) && !highest {
+			r.out = Outcome{Status: Chosen, Value: q.value}
+			return
+		}
+	}
+	if highest && len(r.order) >= r.quorum() {
+		r.out = Outcome{Status: Chosen, Value: cur}
+		return
+	}
+	if len(r.order) == len(r.peers) {
+		// Every voter answered with the zero ballot: no voter holds a
+		// value, so none was chosen that survives; the register is empty.
+		zero := true
+		for _, j := range r.order {
+			zero = zero && r.peers[j].at.IsZero()
+		}
+		if zero {
+			r.out = Outcome{Status: Chosen}
+			return
+		}
+	}
+	if len(r.order)+r.refused == len(r.peers) {
+		r.fail(false)
+	}
+}
+
+// readDone reports whether a round that keeps the value may finish on its
+// promises: the quorum agrees on one accepted ballot, and it is not the zero
+// ballot. A quorum at the zero ballot has accepted nothing (or was
+// re-initialised) while a value may survive on other voters: the accept
+// phase must then make the empty register chosen above it, or a later read
+// through those voters would see the old value again.
+func (r *Round) readDone(agree bool, at Ballot) bool {
+	switch r.p.weakRead {
+	case readHighest:
+		return true
+	case readZero:
+		return agree
+	}
+	return agree && !at.IsZero()
 }
 
 func (r *Round) acceptedBy(i int, m Message) {

@@ -27,8 +27,12 @@ var (
 	simSeed = flag.Uint64("casp.seed", 0, "run only this simulation seed (with -v: its faults and results)")
 )
 
-// simWeak weakens the acceptors' rules, to show the simulation catches it.
-var simWeak weakening
+// simWeak weakens the acceptors' rules, and simWeakRead the proposers' read
+// rule, to show the simulation catches it.
+var (
+	simWeak     weakening
+	simWeakRead weakReadRule
+)
 
 // Persistence modes of the voters in one run.
 type simDisk int
@@ -45,6 +49,9 @@ const (
 	simMaxAhead  = 50_000 // µs: acceptors refuse counters further ahead of their clock
 	simMaxSkew   = 10_000 // µs: clocks differ by at most this
 	simOpTimeout = 400_000
+	// simQueryTimeout: a read whose query has not finished by then reads
+	// by a round.
+	simQueryTimeout = 20_000
 	// simCrashMidRound is the chance that a voter restarts right after it
 	// promised or accepted, so restarts land on every step of a round.
 	simCrashMidRound = 0.002
@@ -137,6 +144,8 @@ type sim struct {
 	started int
 	// figures
 	restarts, recoveries, unknown, msgs int
+	fastReads                           int              // rounds finished on their promises alone
+	queries                             int              // reads answered by a query
 	tokens                              map[string]Token // what each client last saw
 }
 
@@ -180,6 +189,7 @@ func (s *sim) start(n *simNode, fresh bool) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	p.weakRead = simWeakRead
 	n.prop, n.recover, n.op = p, nil, nil
 	if n.voter {
 		cfg := AcceptorConfig{Name: n.name, Voters: s.voters, Incarnation: inc, MaxAhead: simMaxAhead, Now: s.clock(n)}
@@ -245,7 +255,7 @@ func (s *sim) deliver(n *simNode, m Message) {
 		return
 	}
 	switch m.Kind {
-	case KindPrepare, KindAccept:
+	case KindPrepare, KindAccept, KindQuery:
 		if n.acc == nil {
 			return
 		}
@@ -310,8 +320,21 @@ func (s *sim) nextOp(n *simNode) {
 	}
 	n.op = op
 	op.change = s.change(op)
-	s.runRound(n, op)
 	gen := n.gen
+	if op.in.kind == opRead && s.rng.IntN(4) != 0 {
+		// Most reads query first, as the glue's Get does, and read by a
+		// round if the query fails or takes too long.
+		q := n.prop.Query(s.clock(n))
+		op.round = q
+		s.sendAll(n, q.Prepares())
+		s.after(n, simQueryTimeout, func() {
+			if n.gen == gen && n.op == op && op.round == q && q.Outcome().Status == Pending {
+				s.runRound(n, op)
+			}
+		})
+	} else {
+		s.runRound(n, op)
+	}
 	s.after(n, simOpTimeout, func() {
 		if n.gen == gen && n.op == op {
 			s.giveUp(n, op)
@@ -358,6 +381,11 @@ func (s *sim) roundProgress(n *simNode, op *simOp) {
 	o := op.round.Outcome()
 	switch o.Status {
 	case Chosen:
+		if op.round.query {
+			s.queries++
+		} else if !op.round.sent {
+			s.fastReads++
+		}
 		out := casOutput{value: stateOf(o.Value)}
 		switch {
 		case errors.Is(o.Err, errMine) || (o.Err == nil && o.Wrote):
@@ -612,11 +640,11 @@ func simConfigFor(seed uint64) simConfig {
 }
 
 // simTotals adds up the runs' figures for the test log.
-type simTotals struct{ ops, unknown, restarts, recoveries, msgs int }
+type simTotals struct{ ops, unknown, restarts, recoveries, msgs, fastReads, queries int }
 
 func (x simTotals) String() string {
-	return fmt.Sprintf("%d operations (%d with unknown outcome), %d amnesiac restarts, %d recoveries, %d messages",
-		x.ops, x.unknown, x.restarts, x.recoveries, x.msgs)
+	return fmt.Sprintf("%d operations (%d with unknown outcome, %d reads answered by a query, %d rounds finished on agreeing promises), %d amnesiac restarts, %d recoveries, %d messages",
+		x.ops, x.unknown, x.queries, x.fastReads, x.restarts, x.recoveries, x.msgs)
 }
 
 // simulate runs one seed, checks its history and adds its figures to tot.
@@ -639,6 +667,8 @@ func simulate(t testing.TB, seed uint64, tot *simTotals) {
 	tot.restarts += s.restarts
 	tot.recoveries += s.recoveries
 	tot.msgs += s.msgs
+	tot.fastReads += s.fastReads
+	tot.queries += s.queries
 }
 
 func TestSimulationHistoriesAreLinearizable(t *testing.T) {
@@ -670,11 +700,27 @@ func TestSimulationCatchesAnswerAtOnce(t *testing.T) {
 	simFindsViolation(t)
 }
 
+// TestSimulationCatchesReadWithoutAgreement weakens the read rule: a read
+// (or a refused change) finishes on its promises whether or not the quorum
+// agrees on one accepted ballot, reporting the highest. A value accepted by
+// a minority is then reported although it may never be chosen.
+func TestSimulationCatchesReadWithoutAgreement(t *testing.T) {
+	t.Cleanup(func() { simWeakRead = readRuleShipped })
+	for name, w := range map[string]weakReadRule{"rounds and queries": readHighest, "queries only": queryHighest} {
+		t.Run(name, func(t *testing.T) {
+			simWeakRead = w
+			simFindsViolation(t, true)
+		})
+	}
+}
+
 // simFindsViolation runs seeds until one history is not linearizable.
-func simFindsViolation(t *testing.T) {
+// withFullDisks also runs seeds where voters keep all their state (for
+// weakenings that need no amnesia).
+func simFindsViolation(t *testing.T, withFullDisks ...bool) {
 	for seed := uint64(1); seed <= 200; seed++ {
 		cfg := simConfigFor(seed)
-		if cfg.disk == diskFull {
+		if cfg.disk == diskFull && len(withFullDisks) == 0 {
 			continue // nothing is forgotten: the weakened rule never applies
 		}
 		s := newSim(t, cfg)
