@@ -204,7 +204,8 @@ func (e *Elector) recordLease(rec lock.Record) time.Duration {
 // function or OnStoppedLeading outlived StopTimeout; both after a lost
 // lease whose function ignored its cancelled context. Callbacks hold up
 // Run's return by at most StopTimeout after ctx ends (plus the release, one
-// bounded store call). Run may be called once.
+// bounded store call; after a lost lease, a last look at the lock instead,
+// see docs/elector.md, "A deleted record"). Run may be called once.
 func (e *Elector) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.ran {

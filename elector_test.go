@@ -468,6 +468,12 @@ func TestHangingStoreCallStillStepsDownOnTime(t *testing.T) {
 	}
 	waitFor(t, "a to step down while its renewal hangs", func() bool { return !a.e.IsLeader() })
 	waitFor(t, "a's leader context to be cancelled", func() bool { return a.fnExited.Load() == 1 })
+	// Run's last look at the lock (term.buryOverClaim) hangs too, for at
+	// most RenewDeadline on the elector's clock.
+	for lookStart := el.clk.Now(); !a.exited.Load() && el.clk.Since(lookStart) <= testRenew; {
+		waitFor(t, "a's last look at the lock to hang, or Run to return", func() bool { return el.store.Blocked() > 0 || a.exited.Load() })
+		el.clk.Step(testRetry / 10)
+	}
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Run returned %v, want ErrLeaseLost", err)
 	}
@@ -1241,6 +1247,47 @@ func TestFreshClaimIsReplacedByAPollingFollowerThatKnewTheTerm(t *testing.T) {
 		t.Fatal("c leads beside b")
 	}
 	el.wantTerms(t, b, []int64{6}, []string{"b"}, "want only term 6, led by b (c's claim for term 1 replaced)")
+}
+
+// The git campaign's other case: the leader's renewals were too slow, so
+// its step-down timer fired before any renewal found the record deleted,
+// and it wrote no tombstone (too late: see term.tombstone). A fresh
+// candidate claimed term 1 meanwhile. The leader was the one process that
+// knew the count, and Run was about to return (the example then exits).
+// On its way out it reads the lock, finds a claim with a term not above
+// its own, and replaces it with its tombstone; the claim's confirmation
+// fails and the count goes on. Before, the claim stood and c led term 1.
+func TestLeaderLeavingReplacesALowerClaimWithItsTombstone(t *testing.T) {
+	el := newElection(t)
+	deaf := newGate(t)
+	fa := &failingLock{Interface: el.store.Lock("a")}
+	a := el.add("a", func(c *Config) {
+		c.Lock = fa
+		deafUntil(deaf, c)
+	})
+	waitFor(t, "a to lead", a.e.IsLeader)
+	fa.fail.Store(true) // renewals (and the tombstone) fail: a slow store
+	fa.failCreate.Store(true)
+	for a.e.IsLeader() {
+		el.step(t, testRetry/4)
+	}
+	el.store.Delete()
+	c := el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
+	waitFor(t, "c to claim the lock", func() bool {
+		rec, _, err := el.store.Lock("x").Get(context.Background())
+		return err == nil && rec.HolderIdentity == "c" && isClaim(*rec)
+	})
+	fa.fail.Store(false)
+	fa.failCreate.Store(false)
+	deaf.open() // a's function returns: Run is about to return
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 || isClaim(rec) {
+		t.Fatalf("record %+v after a left; want a's tombstone for term 1 in place of c's claim", rec)
+	}
+	el.stepUntilLeads(t, c, 4*(testLease+testRenew), "after a left")
+	el.wantTerms(t, c, []int64{1, 2}, []string{"a", "c"}, "want 1, 2 led by a, c (not term 1 twice)")
 }
 
 // A record recreated after a deletion by a candidate that never saw the

@@ -345,6 +345,42 @@ func (t *term) tombstone(ctx context.Context) {
 	t.log.Info("Recreated the deleted record with this term (held, not leading), so that the next term is higher")
 }
 
+// buryOverClaim is a lost term's last look at the lock, when Run is about
+// to return: a claim (a record whose writer does not lead yet, see
+// Elector.confirmClaim) whose term is not above this one was written by a
+// candidate that never saw this term; it is replaced by this term's
+// tombstone (compare-and-swap on the claim's version), so that the count
+// goes on from this term, and everyone waits a lease from reading it. This
+// process is the one that knew the term, and it is leaving: without this,
+// a fresh candidate that claimed term 1 after a deletion (a leader whose
+// renewals were too slow to write its tombstone in time, then exited)
+// leads term 1. Unlike the tombstone, this needs no deadline: it replaces
+// only a claim, which nobody leads, with a higher or equal term, so it
+// cannot take the count backwards, and a claim confirmed meanwhile makes
+// the compare-and-swap fail. A Recampaign does the same by campaigning
+// (Elector.replacesClaim).
+func (t *term) buryOverClaim(ctx context.Context) {
+	e := t.e
+	if t.buried {
+		return
+	}
+	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
+	defer cancel()
+	cur, _, err := e.c.Lock.Get(actx)
+	if err != nil || !isClaim(*cur) || cur.HolderIdentity == e.identity || int64(cur.LeaderTransitions) > t.n {
+		return
+	}
+	rec := t.rec
+	rec.RenewTime = metav1.NewTime(e.clock.Now())
+	if err := e.c.Lock.Update(actx, rec); err != nil {
+		t.log.Info("Could not replace a claim with a term not above this one", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions, "err", err)
+		return
+	}
+	t.buried = true
+	e.observe(rec, nil)
+	t.log.Info("Replaced a claim with a term not above this one (written after a deletion by a candidate that never saw this term) by this term (held, not leading), so that the next term is higher", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions)
+}
+
 // stopped records the end of the term on the lock and calls
 // OnStoppedLeading in its own goroutine; the returned channel is closed
 // when it has returned.
@@ -482,6 +518,8 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 					t.log.Info("Campaigning again (Recampaign)")
 					return true, nil
 				}
+				e.beat(0)
+				t.buryOverClaim(ctx)
 				return false, fmt.Errorf("%s: %w", e.desc, ErrLeaseLost)
 			}
 			t.stepDown()
@@ -510,6 +548,8 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 			}
 			if lost {
 				t.log.Error(ErrStopTimeout, "Still running after losing the lock", "callback", what, "stopTimeout", e.c.StopTimeout)
+				e.beat(0)
+				t.buryOverClaim(ctx)
 				return false, fmt.Errorf("%s: %w, and %w: %s still runs (after %v)", e.desc, ErrLeaseLost, ErrStopTimeout, what, e.c.StopTimeout)
 			}
 			t.log.Error(ErrStopTimeout, "Leaving the lock to expire", "callback", what, "stopTimeout", e.c.StopTimeout)

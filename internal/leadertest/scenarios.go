@@ -624,14 +624,22 @@ func (l *laggingLock) Update(ctx context.Context, rec lock.Record) error {
 type gatedLock struct {
 	lock.Interface
 	mu   sync.Mutex
+	cond *sync.Cond    // on mu: busy went down
 	gate chan struct{} // nil: Updates go through
+	busy int           // Updates past the gate, not yet returned
 }
 
 // hold makes Updates wait until resume is called (more than once is fine).
+// It returns once no Update that went through before is still running, so
+// that no renewal the caller did not hold sees what it does next (a
+// deletion, say).
 func (g *gatedLock) hold() (resume func()) {
 	gate := make(chan struct{})
 	g.mu.Lock()
 	g.gate = gate
+	for g.busy > 0 {
+		g.waitBusy()
+	}
 	g.mu.Unlock()
 	var once sync.Once
 	return func() {
@@ -644,16 +652,37 @@ func (g *gatedLock) hold() (resume func()) {
 	}
 }
 
+// waitBusy waits, with g.mu held, until busy may have gone down.
+func (g *gatedLock) waitBusy() {
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+	g.cond.Wait()
+}
+
 func (g *gatedLock) Update(ctx context.Context, rec lock.Record) error {
-	g.mu.Lock()
-	gate := g.gate
-	g.mu.Unlock()
-	if gate != nil {
+	for {
+		g.mu.Lock()
+		gate := g.gate
+		if gate == nil {
+			g.busy++
+			g.mu.Unlock()
+			break
+		}
+		g.mu.Unlock()
 		select {
 		case <-gate:
 		case <-ctx.Done():
 			return fmt.Errorf("%s: update held by the test: %w", g.Describe(), ctx.Err())
 		}
 	}
+	defer func() {
+		g.mu.Lock()
+		g.busy--
+		if g.cond != nil {
+			g.cond.Broadcast()
+		}
+		g.mu.Unlock()
+	}()
 	return g.Interface.Update(ctx, rec)
 }
