@@ -366,14 +366,14 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 	changed := raw == nil || string(raw) != string(e.observedRaw)
 	// A claim's writer does not lead yet (and may never): announce holders
 	// of leases only.
-	announce := !isClaim(rec) && rec.HolderIdentity != e.announced
+	announce := !lock.IsClaim(rec) && rec.HolderIdentity != e.announced
 	if announce {
 		e.announced = rec.HolderIdentity
 	}
 	if changed {
 		e.observed, e.observedRaw, e.observedAt = rec, raw, now
 	}
-	if !isClaim(rec) {
+	if !lock.IsClaim(rec) {
 		// A claim's term is not in use until its writer confirms it (and
 		// a claim with a term already in use is replaced: tryAcquire).
 		e.maxTerm = max(e.maxTerm, int64(rec.LeaderTransitions))
@@ -659,16 +659,6 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 	return e.acquired(ctx, log, next, start, boot, bootKnown)
 }
 
-// A claim is a record whose writer does not lead yet: a holder and a
-// RenewTime, but no AcquireTime until its writer confirms it
-// (confirmClaim). Claims are written where the writer may not know the
-// term count: after a record it saw vanished, or on a lock it never saw a
-// record of. (Every elector that writes both times writes them together;
-// a record written by hand with neither is not a claim.)
-func isClaim(rec lock.Record) bool {
-	return rec.HolderIdentity != "" && rec.AcquireTime.IsZero() && !rec.RenewTime.IsZero()
-}
-
 // asClaim turns next into a claim that must stand for stand: no
 // AcquireTime, and a lease that covers the whole wait, so that no
 // candidate that reads it takes it over as expired first.
@@ -697,7 +687,7 @@ func (e *Elector) freshClaim(slowestRead time.Duration) time.Duration {
 // wait after finding the record gone (from when it first found it gone, or
 // from now), and at least RenewDeadline.
 func (e *Elector) replacesClaim(rec lock.Record) (time.Time, bool) {
-	if !isClaim(rec) || rec.HolderIdentity == e.identity {
+	if !lock.IsClaim(rec) || rec.HolderIdentity == e.identity {
 		return time.Time{}, false
 	}
 	now := e.clock.Now()

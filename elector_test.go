@@ -1199,7 +1199,7 @@ func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.
 		rec, _, err := el.store.Lock("x").Get(context.Background())
 		return err == nil && rec.HolderIdentity == "b"
 	})
-	if rec := el.holder(t); rec.LeaderTransitions != 2 || !isClaim(rec) {
+	if rec := el.holder(t); rec.LeaderTransitions != 2 || !lock.IsClaim(rec) {
 		t.Fatalf("record %+v; want b's claim for term 2", rec)
 	}
 	el.takesOverAt(t, b, gone.Add(testLease), "a lease after it found c's claim in place of a's record")
@@ -1275,7 +1275,7 @@ func TestLeaderLeavingReplacesALowerClaimWithItsTombstone(t *testing.T) {
 	c := el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
 	waitFor(t, "c to claim the lock", func() bool {
 		rec, _, err := el.store.Lock("x").Get(context.Background())
-		return err == nil && rec.HolderIdentity == "c" && isClaim(*rec)
+		return err == nil && rec.HolderIdentity == "c" && lock.IsClaim(*rec)
 	})
 	fa.fail.Store(false)
 	fa.failCreate.Store(false)
@@ -1283,7 +1283,7 @@ func TestLeaderLeavingReplacesALowerClaimWithItsTombstone(t *testing.T) {
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
 	}
-	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 || isClaim(rec) {
+	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 || lock.IsClaim(rec) {
 		t.Fatalf("record %+v after a left; want a's tombstone for term 1 in place of c's claim", rec)
 	}
 	el.stepUntilLeads(t, c, 4*(testLease+testRenew), "after a left")
@@ -1328,14 +1328,14 @@ func TestFirstLeaderOfANewLockWaitsUnlessTheStoreProvesItIsNew(t *testing.T) {
 	start := el.clk.Now()
 	b := el.add("b", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("b")} })
 	waitFor(t, "b to claim the lock", func() bool { return el.store.Raw() != nil })
-	if rec := el.holder(t); !isClaim(rec) || rec.LeaderTransitions != 1 {
+	if rec := el.holder(t); !lock.IsClaim(rec) || rec.LeaderTransitions != 1 {
 		t.Fatalf("record %+v; want b's claim for term 1", rec)
 	}
 	el.takesOverAt(t, b, start.Add(testLease+testRenew), "LeaseDuration + RenewDeadline after its first not-found")
 	if b.e.Term() != 1 {
 		t.Fatalf("b leads term %d, want 1", b.e.Term())
 	}
-	if rec := el.holder(t); isClaim(rec) || rec.LeaseDurationSeconds != int(testLease/time.Second) {
+	if rec := el.holder(t); lock.IsClaim(rec) || rec.LeaseDurationSeconds != int(testLease/time.Second) {
 		t.Fatalf("record %+v once b leads; want a lease (AcquireTime set, LeaseDurationSeconds %d)", rec, int(testLease/time.Second))
 	}
 }

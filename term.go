@@ -367,7 +367,7 @@ func (t *term) buryOverClaim(ctx context.Context) {
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
 	defer cancel()
 	cur, _, err := e.c.Lock.Get(actx)
-	if err != nil || !isClaim(*cur) || cur.HolderIdentity == e.identity || int64(cur.LeaderTransitions) > t.n {
+	if err != nil || !lock.IsClaim(*cur) || cur.HolderIdentity == e.identity || int64(cur.LeaderTransitions) > t.n {
 		return
 	}
 	rec := t.rec

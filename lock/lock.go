@@ -14,6 +14,17 @@ type Interface = resourcelock.Interface
 // Record is the leader-election record a lock stores.
 type Record = resourcelock.LeaderElectionRecord
 
+// IsClaim reports whether rec is a claim: a record whose writer does not
+// lead yet. It names a holder and has a RenewTime but no AcquireTime, which
+// its writer sets when it confirms the claim. The elector writes claims
+// where it may not know the term count (after a record vanished, or on a
+// lock it never saw a record of); a record written by hand with neither
+// time is not a claim. Stores keep an empty AcquireTime empty
+// (locktest: ClaimRoundTrips).
+func IsClaim(rec Record) bool {
+	return rec.HolderIdentity != "" && rec.AcquireTime.IsZero() && !rec.RenewTime.IsZero()
+}
+
 // Watcher is implemented by locks whose store can notify about changes.
 //
 // Changes returns a channel that receives a value soon after the stored record

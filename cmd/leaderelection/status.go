@@ -82,7 +82,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		st.LeaseDuration = lease.String()
 		st.Expired = time.Now().After(st.RenewTime.Add(lease))
 		st.Held = st.Holder != "" && !st.Expired
-		st.Claim = st.Holder != "" && st.AcquireTime.IsZero() && !st.RenewTime.IsZero()
+		st.Claim = lock.IsClaim(*rec)
 	}
 	if output == "json" {
 		enc := json.NewEncoder(stdout)
