@@ -362,6 +362,15 @@ func (e *Elector) bootTime() (time.Duration, bool) {
 // last change seen.
 func (e *Elector) observe(rec lock.Record, raw []byte) {
 	now := e.clock.Now() // never call the clock under e.mu: fake clocks run callbacks under their lock
+	// A lock that knows how old the record is (lock.Aged: a gossip voter
+	// accepted it that long ago) dates the change back to no later than
+	// its write: a renewal learned late expires as if seen at once.
+	observedAt := now
+	if a, ok := e.c.Lock.(lock.Aged); ok && raw != nil {
+		if age, ok := a.Age(raw); ok && age > 0 {
+			observedAt = now.Add(-age)
+		}
+	}
 	e.mu.Lock()
 	changed := raw == nil || string(raw) != string(e.observedRaw)
 	// A claim's writer does not lead yet (and may never): announce holders
@@ -371,7 +380,7 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 		e.announced = rec.HolderIdentity
 	}
 	if changed {
-		e.observed, e.observedRaw, e.observedAt = rec, raw, now
+		e.observed, e.observedRaw, e.observedAt = rec, raw, observedAt
 	}
 	if !lock.IsClaim(rec) {
 		// A claim's term is not in use until its writer confirms it (and

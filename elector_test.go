@@ -411,6 +411,51 @@ func TestFollowerWaitsForLeaseThenTakesOverAtExpiry(t *testing.T) {
 	}
 }
 
+// agedLock is a lock.Aged that reports, for the record first written at
+// writtenAt, the true time since then on the election's clock: the most a
+// correct lock may report.
+type agedLock struct {
+	lock.Interface
+	el        *election
+	writtenAt time.Time
+	raw       []byte
+}
+
+func (a *agedLock) Age(raw []byte) (time.Duration, bool) {
+	if string(raw) != string(a.raw) {
+		return 0, false
+	}
+	return a.el.clk.Since(a.writtenAt), true
+}
+
+func TestFollowerMeasuresTheLeaseFromTheWriteWhenTheLockKnowsItsAge(t *testing.T) {
+	el := newElection(t)
+	fa := &failingLock{Interface: el.store.Lock("a")}
+	a := el.add("a", func(c *Config) { c.Lock = fa })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	acquired := el.clk.Now()
+	_, raw, err := el.store.Lock("reader").Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a crashes before its first renewal; b reads its record only later
+	// (it started late, or its view lagged), from a lock that knows when
+	// the record was written.
+	fa.fail.Store(true)
+	el.step(t, testRetry/2)
+	b := el.add("b", func(c *Config) {
+		c.Lock = &agedLock{Interface: c.Lock, el: el, writtenAt: acquired, raw: raw}
+	})
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	// a steps down RenewDeadline after its write began; b, which would
+	// have taken over a LeaseDuration after its own read, takes over a
+	// LeaseDuration after the write.
+	el.takesOverAt(t, b, acquired.Add(testLease), "a lease after the write its lock dated")
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("a's Run returned %v, want ErrLeaseLost", err)
+	}
+}
+
 func TestRenewFailureStepsDownBeforeAnotherCandidateCanAcquire(t *testing.T) {
 	el := newElection(t)
 	a, b, fa := el.failingLeader(t, nil)

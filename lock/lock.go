@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"time"
 
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
@@ -23,6 +24,23 @@ type Record = resourcelock.LeaderElectionRecord
 // (locktest: ClaimRoundTrips).
 func IsClaim(rec Record) bool {
 	return rec.HolderIdentity != "" && rec.AcquireTime.IsZero() && !rec.RenewTime.IsZero()
+}
+
+// Aged is optionally implemented by a lock that can tell how old a record
+// it returned is, by durations measured on the store's side rather than by
+// the timestamps in the record (which are the writer's clock). The elector
+// measures a lease from its own read of a changed record; from a lock with
+// Aged it measures it from that many earlier, so that a renewal it learns
+// late (its writer was cut off before announcing it: a crash mid-write)
+// expires when it would have had it been seen at once, not a whole lease
+// after the late read.
+type Aged interface {
+	// Age is called right after Get returned raw. It returns a duration no
+	// longer than the time since the write that stored raw began, and
+	// true; false if it does not know. An Age too long would let a
+	// candidate take over a lease that is still held: when unsure,
+	// report less, or false.
+	Age(raw []byte) (time.Duration, bool)
 }
 
 // Watcher is implemented by locks whose store can notify about changes.

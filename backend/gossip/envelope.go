@@ -67,6 +67,11 @@ type envelope struct {
 	// Took, on a push, is how long the write took its proposer, in
 	// microseconds: followers size their turns by it (see Lock.turn).
 	Took int64 `json:"tk,omitempty"`
+	// Age, on a promise or a report, is how long ago (in microseconds, by
+	// the voter's clock) the voter accepted the value it carries; zero if
+	// it does not know (a value loaded from its StateDir). The write began
+	// no later than that: see Lock.Age.
+	Age int64 `json:"ag,omitempty"`
 	// Payload is a casp.Message (requests and replies), a casp.Value
 	// (push), or a reason (refused).
 	Payload json.RawMessage `json:"p,omitempty"`

@@ -60,7 +60,14 @@ type Lock struct {
 
 	acc   *casp.Acceptor // nil on a non-voter
 	accMu sync.Mutex
-	fresh bool // a voter whose StateDir held no state at start
+	// accWritten is the write the acceptor holds, accSince when this
+	// process first saw it hold that write (for a write loaded from
+	// StateDir: at the first request after the start, later than it was
+	// accepted), so that its replies can say how long ago, at most, the
+	// write began (see Age).
+	accWritten casp.Ballot
+	accSince   time.Time
+	fresh      bool // a voter whose StateDir held no state at start
 
 	prop   *casp.Proposer
 	propMu sync.Mutex    // guards prop and its rounds
@@ -76,13 +83,19 @@ type Lock struct {
 	// maxTerm is the highest LeaderTransitions this candidate has seen;
 	// released is true when Get reported an empty register as a released
 	// record at that term (see remember).
-	maxTerm    int
-	released   bool
-	corrupt    error
-	unsure     []casp.Ballot // ballots of own writes whose outcome is unknown
-	latest     casp.Value    // newest chosen value known
-	latestRec  *lock.Record  // latest decoded; nil if empty or corrupt
-	latestAt   time.Time     // when latest was learned
+	maxTerm   int
+	released  bool
+	corrupt   error
+	unsure    []casp.Ballot // ballots of own writes whose outcome is unknown
+	latest    casp.Value    // newest chosen value known
+	latestRec *lock.Record  // latest decoded; nil if empty or corrupt
+	// latestBy is a time on this process's clock no earlier than the
+	// start of latest's write: when it was learned, or earlier when the
+	// voters said how long ago they accepted it (see Age).
+	latestBy time.Time
+	// bounds are such times for values the replies of a running read or
+	// round reported, by their write's ballot, until one is learned.
+	bounds     map[casp.Ballot]time.Time
 	haveLatest bool
 	distrust   bool          // a round failed: the next Get reads a majority
 	learned    chan struct{} // closed and replaced when latest changes
@@ -107,6 +120,7 @@ type Lock struct {
 var (
 	_ lock.Interface = (*Lock)(nil)
 	_ lock.Watcher   = (*Lock)(nil)
+	_ lock.Aged      = (*Lock)(nil)
 )
 
 // maxAhead bounds ballot counters (Unix milliseconds) to a voter's clock:
@@ -365,6 +379,7 @@ func (l *Lock) query(ctx context.Context, within time.Duration) (casp.Outcome, b
 				continue
 			}
 			m.From = e.From
+			l.noteAge(e, m)
 			l.propMu.Lock()
 			_, err := r.Handle(m)
 			out := r.Outcome()
@@ -713,8 +728,13 @@ func (l *Lock) learn(v casp.Value, authoritative, own bool) {
 	if changed {
 		close(l.learned)
 		l.learned = make(chan struct{})
+		l.latestBy = time.Now()
+		if b, ok := l.bounds[v.Written]; ok && b.Before(l.latestBy) {
+			l.latestBy = b
+		}
 	}
-	l.latest, l.latestAt, l.haveLatest, l.distrust = v, time.Now(), true, false
+	clear(l.bounds)
+	l.latest, l.haveLatest, l.distrust = v, true, false
 	l.latestRec = nil
 	if !v.IsEmpty() {
 		if rec, err := decodeRecord(v.Data); err == nil {
@@ -726,6 +746,45 @@ func (l *Lock) learn(v casp.Value, authoritative, own bool) {
 	if changed && !own {
 		l.hub.Notify()
 	}
+}
+
+// bound notes that the write with ballot w began no later than at.
+func (l *Lock) bound(w casp.Ballot, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b, ok := l.bounds[w]; ok && !at.Before(b) {
+		return
+	}
+	if l.bounds == nil || len(l.bounds) >= 4*len(l.s.Voters) {
+		l.bounds = map[casp.Ballot]time.Time{}
+	}
+	l.bounds[w] = at
+}
+
+// noteAge takes a voter's word of how long ago it accepted the value its
+// promise or report carries (Age, measured by its own clock as a duration):
+// that write began no later than that long before this reply arrived.
+func (l *Lock) noteAge(e *envelope, m casp.Message) {
+	if e.Age > 0 && !m.Value.IsEmpty() && (m.Kind == casp.KindPromise || m.Kind == casp.KindReport) {
+		l.bound(m.Value.Written, time.Now().Add(-time.Duration(min(e.Age, int64(time.Hour/time.Microsecond)))*time.Microsecond))
+	}
+}
+
+// Age implements lock.Aged: for the record Get returned as raw, it returns
+// a duration no longer than the time since that record's write began, as
+// this candidate knows it: since the voters accepted it, by their replies
+// (each says how long ago, by its own clock, it accepted the write), or
+// since the push that announced it, less the write's duration. A renewal
+// whose writer was cut off before pushing it (a crash mid-round) is thus
+// learned, at its reader's expiry, with its age: the reader's lease runs
+// from the write, as if it had been pushed, not from the late read.
+func (l *Lock) Age(raw []byte) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.haveLatest || l.latestBy.IsZero() || !bytes.Equal(raw, l.latest.Data) {
+		return 0, false
+	}
+	return time.Since(l.latestBy), true
 }
 
 // run runs rounds made by start until one is chosen or ctx ends. A round
@@ -858,6 +917,7 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 				continue
 			}
 			m.From = e.From // the name memberlist authenticated
+			l.noteAge(e, m)
 			if seen != nil {
 				seen(e, m)
 			}
@@ -927,7 +987,10 @@ func (l *Lock) handle(e *envelope) *envelope {
 	case kindPush:
 		var v casp.Value
 		if err := json.Unmarshal(e.Payload, &v); err == nil {
-			l.noteTook(time.Duration(min(max(e.Took, 0), int64(time.Hour/time.Microsecond))) * time.Microsecond)
+			took := time.Duration(min(max(e.Took, 0), int64(time.Hour/time.Microsecond))) * time.Microsecond
+			l.noteTook(took)
+			// Pushed once chosen, so it began at least took before now.
+			l.bound(v.Written, time.Now().Add(-took))
 			l.learn(v, false, false)
 			// The voters promised the push's ballot: this candidate's
 			// next round starts above it instead of being refused.
@@ -959,6 +1022,16 @@ func (l *Lock) handle(e *envelope) *envelope {
 		l.log.V(4).Info("Acceptor", "from", e.From, "kind", m.Kind.String(), "ballot", m.Ballot.String(), "inc", m.Incarnation, "promised", st.Promised.String(), "reply", rk, "err", err)
 	}
 	fresh := l.fresh && !l.acc.Ready()
+	var age time.Duration
+	if st := l.acc.State(); st.Value.Written != l.accWritten {
+		// Accepted a new write now (or adopted it recovering): the write
+		// began no later than this.
+		l.accWritten, l.accSince = st.Value.Written, time.Now()
+	}
+	if r != nil && (r.Kind == casp.KindPromise || r.Kind == casp.KindReport) &&
+		!r.Value.IsEmpty() && r.Value.Written == l.accWritten && !l.accSince.IsZero() {
+		age = time.Since(l.accSince)
+	}
 	l.accMu.Unlock()
 	if err != nil {
 		if errors.Is(err, casp.ErrVoterHash) {
@@ -977,7 +1050,7 @@ func (l *Lock) handle(e *envelope) *envelope {
 	if f := l.replied.Load(); f != nil {
 		defer (*f)(kindOf(r.Kind), e.From)
 	}
-	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Fresh: fresh, Payload: payload}
+	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Fresh: fresh, Age: age.Microseconds(), Payload: payload}
 }
 
 // WaitMembers waits until memberlist sees at least n members alive (this

@@ -67,6 +67,19 @@ func newCluster(t testing.TB, voters int, stateDirs bool, tune func(*Options)) *
 	return c
 }
 
+// threeVotersAnd starts three voters without StateDir and candidate id
+// beside them, waits until all four see each other, and returns id's lock
+// and a context for the test's calls.
+func threeVotersAnd(t *testing.T, id string) (*cluster, *Lock, context.Context) {
+	t.Helper()
+	c := newCluster(t, 3, false, fastReinit)
+	l := c.start(id, nil)
+	c.waitMembers(4)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c, l, ctx
+}
+
 // options are the options of candidate id.
 func (c *cluster) options(id string) Options {
 	return Options{

@@ -110,11 +110,7 @@ func TestVoterRestartedWithoutStateAfterAcceptKeepsChosenWrite(t *testing.T) {
 // from a majority of the others: with the others cut off it stays
 // unavailable, it never answers with an empty record.
 func TestRestartedVoterIsUnavailableNotUnsafe(t *testing.T) {
-	c := newCluster(t, 3, false, fastReinit)
-	w := c.start("w", nil)
-	c.waitMembers(4)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	c, w, ctx := threeVotersAnd(t, "w")
 	if err := w.Create(ctx, locktest.NewRecord("A", 1)); err != nil {
 		t.Fatal(err)
 	}

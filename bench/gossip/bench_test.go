@@ -34,6 +34,7 @@ package gossip_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -47,12 +48,14 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
 
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/backend/gossip"
 	"github.com/b3df926d/leaderelection/backend/gossip/gossiptest"
 	"github.com/b3df926d/leaderelection/internal/benchtest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 var (
@@ -64,13 +67,30 @@ var (
 	shortCrashes   = flag.Int("short-crashes", 30, "crash fail-overs measured at 2s/1.5s/1s")
 	clientGo       = flag.Bool("clientgo", true, "also measure client-go's elector on a Lease (needs kube-apiserver and etcd)")
 	stateDirs      = flag.Bool("state-dir", true, "give each voter a StateDir (as the StatefulSet does)")
+	logFile        = flag.String("log", "", "write every candidate's elector and lock logs (verbosity 4) and each crash to this file, to analyse a slow sample")
 )
+
+// candidateLog is where candidates log: nowhere, or the -log file.
+var candidateLog = logr.Discard()
 
 func TestMain(m *testing.M) {
 	klog.SetLogger(logr.Discard()) // client-go's elector logs every attempt; the table is the output
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
+	flag.Parse()
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	defer testserver.StopSharedKube()
+	if *logFile != "" {
+		f, err := os.Create(*logFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		defer f.Close() //nolint:errcheck // best effort, after the run
+		candidateLog = textlogger.NewLogger(textlogger.NewConfig(textlogger.Verbosity(4), textlogger.Output(f)))
+	}
+	return m.Run()
 }
 
 var voters = []string{"v1", "v2", "v3"}
@@ -88,15 +108,20 @@ type cluster struct {
 	locks    map[string]*gossip.Lock
 	regs     map[string]*prometheus.Registry
 	renewals map[string]*atomic.Int64
-	// lastRenewed is when each candidate last acquired or renewed (the
-	// start of the call: its record's RenewTime).
-	lastRenewed map[string]time.Time
+	// written is when each record any candidate wrote was written (the
+	// start of the Create or Update, by its encoding: the record's exact
+	// RenewTime, which the encoding keeps to the second only); lastRead is
+	// the record each candidate's last Get returned; replaced is the
+	// record each candidate's last take-over replaced.
+	written            map[string]time.Time
+	lastRead, replaced map[string]string
 }
 
 func newCluster(tb testing.TB, name string, tm benchtest.Timing) *cluster {
 	c := &cluster{tb: tb, name: name, tm: tm, net: gossiptest.NewNetwork(uint64(time.Now().UnixNano())),
 		dirs: map[string]string{}, addrs: map[string]string{}, locks: map[string]*gossip.Lock{},
-		regs: map[string]*prometheus.Registry{}, renewals: map[string]*atomic.Int64{}, lastRenewed: map[string]time.Time{}}
+		regs: map[string]*prometheus.Registry{}, renewals: map[string]*atomic.Int64{},
+		written: map[string]time.Time{}, lastRead: map[string]string{}, replaced: map[string]string{}}
 	if *stateDirs {
 		for _, v := range voters {
 			c.dirs[v] = tb.TempDir()
@@ -115,27 +140,65 @@ func names() []string {
 	return out
 }
 
-// renewCounter counts a leader's successful renewals (Config.Metrics) and
-// notes when the last one started: the record's RenewTime.
-type renewCounter struct {
-	n  *atomic.Int64
+// renewCounter counts a leader's successful renewals (Config.Metrics).
+type renewCounter struct{ n *atomic.Int64 }
+
+func (r renewCounter) ObserveRenew(_ string, _ time.Duration, err error) {
+	if err == nil {
+		r.n.Add(1)
+	}
+}
+
+// tracedLock is the gossip lock as the elector sees it, noting what each
+// candidate writes and reads, so that a crash's fail-over is measured from
+// the write that was in the register when the next leader took over: the
+// leader's last renewal that took effect, even when the leader was cut off
+// before it learned so (a crash mid-round).
+type tracedLock struct {
+	*gossip.Lock
 	c  *cluster
 	id string
 }
 
-func (r renewCounter) ObserveRenew(_ string, took time.Duration, err error) {
+func (t tracedLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	rec, raw, err := t.Lock.Get(ctx)
 	if err == nil {
-		r.n.Add(1)
-		r.c.renewed(r.id, time.Now().Add(-took))
+		t.c.mu.Lock()
+		t.c.lastRead[t.id] = string(raw)
+		t.c.mu.Unlock()
 	}
+	return rec, raw, err
 }
 
-// renewed notes that id's record was (re)written at about at.
-func (c *cluster) renewed(id string, at time.Time) {
+func (t tracedLock) Create(ctx context.Context, rec lock.Record) error {
+	t.c.wrote(rec)
+	return t.Lock.Create(ctx, rec)
+}
+
+func (t tracedLock) Update(ctx context.Context, rec lock.Record) error {
+	t.c.wrote(rec)
+	t.c.mu.Lock()
+	prev := t.c.lastRead[t.id]
+	t.c.mu.Unlock()
+	err := t.Lock.Update(ctx, rec)
+	if err == nil && !strings.Contains(prev, fmt.Sprintf(`"holderIdentity":%q`, t.id)) {
+		t.c.mu.Lock()
+		t.c.replaced[t.id] = prev // a take-over: compared with prev
+		t.c.mu.Unlock()
+	}
+	return err
+}
+
+// wrote notes when rec, encoded as the gossip lock encodes it, was written.
+func (c *cluster) wrote(rec lock.Record) {
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if at.After(c.lastRenewed[id]) {
-		c.lastRenewed[id] = at
+	if _, ok := c.written[string(raw)]; !ok {
+		c.written[string(raw)] = time.Now()
 	}
 }
 
@@ -146,7 +209,7 @@ func (c *cluster) start(tb testing.TB, id string, release bool, led func(string)
 		tb.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	discard := logr.Discard()
+	lg := candidateLog.WithName(id)
 	voter := slices.Contains(voters, id)
 	c.mu.Lock()
 	var join []string
@@ -162,7 +225,7 @@ func (c *cluster) start(tb testing.TB, id string, release bool, led func(string)
 		Name: c.name, Identity: id, Voters: voters, NonVoter: !voter,
 		SecretKey: []byte("0123456789abcdef0123456789abcdef"),
 		Preset:    gossip.PresetLoopback, Transport: tr, Join: join,
-		StateDir: c.dirs[id], Logger: &discard, Registerer: reg,
+		StateDir: c.dirs[id], Logger: &lg, Registerer: reg,
 	})
 	if err != nil {
 		_ = tr.Shutdown()
@@ -176,10 +239,9 @@ func (c *cluster) start(tb testing.TB, id string, release bool, led func(string)
 	c.locks[id], c.regs[id], c.renewals[id] = lk, reg, renewals
 	c.mu.Unlock()
 	e, err := leaderelection.NewElector(leaderelection.Config{
-		Lock: lk, LeaseDuration: c.tm.LeaseDuration, RenewDeadline: c.tm.RenewDeadline, RetryPeriod: c.tm.RetryPeriod,
-		ReleaseOnCancel: release, Logger: &discard, Metrics: renewCounter{n: renewals, c: c, id: id},
+		Lock: tracedLock{Lock: lk, c: c, id: id}, LeaseDuration: c.tm.LeaseDuration, RenewDeadline: c.tm.RenewDeadline, RetryPeriod: c.tm.RetryPeriod,
+		ReleaseOnCancel: release, Logger: &lg, Metrics: renewCounter{n: renewals},
 		Callbacks: leaderelection.Callbacks{OnStartedLeading: func(ctx context.Context) {
-			c.renewed(id, time.Now()) // just after its record's RenewTime, until it renews
 			led(id)
 			<-ctx.Done()
 		}},
@@ -222,16 +284,17 @@ func (c *cluster) fleet(release bool) *benchtest.Fleet {
 	return f
 }
 
-// lastRenew is the RenewTime of id's last renewal (or acquisition),
-// noted as it happened: after a crash, reading the record would be a
-// quorum round racing the followers' own.
-func (c *cluster) lastRenew(id string) time.Time {
+// lastRenew is when the record the next leader took over was written:
+// the crashed leader's last renewal that took effect.
+func (c *cluster) lastRenew(crashed, next string) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	at, ok := c.lastRenewed[id]
-	if !ok {
-		c.tb.Fatalf("%s led without a renewal noted", id)
+	raw := c.replaced[next]
+	at, ok := c.written[raw]
+	if !ok || !strings.Contains(raw, fmt.Sprintf(`"holderIdentity":%q`, crashed)) {
+		c.tb.Fatalf("%s took over from a record not written by %s: %s", next, crashed, raw)
 	}
+	candidateLog.Info("BENCH: took over from a crashed leader", "crashed", crashed, "next", next, "lastRenew", at)
 	return at
 }
 
@@ -397,7 +460,9 @@ func measureGossip(b *testing.B, tm benchtest.Timing, nHandovers, nCrashes int) 
 	c = newCluster(b, fmt.Sprintf("bench-crash-%d", time.Now().UnixNano()), tm)
 	f = c.fleet(false)
 	leader = f.NextLeader()
-	r.failover, _ = f.Crashes(leader, nCrashes, tm.LeaseDuration, 2*tm.RetryPeriod, c.lastRenew)
+	r.failover, _ = f.Crashes(leader, nCrashes, tm.LeaseDuration, 2*tm.RetryPeriod, func(crashed string) func(string) time.Time {
+		return func(next string) time.Time { return c.lastRenew(crashed, next) }
+	})
 	f.StopAll()
 	return r
 }

@@ -8,6 +8,7 @@ package benchtest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -159,19 +160,23 @@ func (f *Fleet) Handovers(leader Leadership, n int, settle time.Duration) ([]tim
 
 // Crashes makes the leader vanish n times without releasing (the fleet
 // must not release) and returns each fail-over beyond the lease: from the
-// RenewTime of the leader's last renewal (lastRenew of its id, read after
-// the crash)
-// to the next leader's OnStartedLeading, minus lease. Before each crash
-// the leader holds for settle, so it has renewed at least once.
-func (f *Fleet) Crashes(leader Leadership, n int, lease, settle time.Duration, lastRenew func(id string) time.Time) ([]time.Duration, Leadership) {
+// RenewTime of the crashed leader's last renewal that took effect
+// (lastRenew: asked with the crashed leader's id once it has stopped, it
+// returns that time given the next leader's id) to the next leader's
+// OnStartedLeading, minus lease. Before each crash the leader holds for
+// settle, so it has renewed at least once, and then for a random part of
+// settle/2 (a RetryPeriod when settle is two), so that crashes land at
+// random points of its renew cycle as real ones do, not always just after
+// a renewal began.
+func (f *Fleet) Crashes(leader Leadership, n int, lease, settle time.Duration, lastRenew func(crashed string) func(next string) time.Time) ([]time.Duration, Leadership) {
 	var out []time.Duration
 	for range n {
-		time.Sleep(settle) // let the leader renew at least once; not synchronisation
+		time.Sleep(settle + rand.N(settle/2)) // let the leader renew at least once; not synchronisation
 		leader = f.Current(leader)
 		f.Stop(leader.ID)
 		renewed := lastRenew(leader.ID)
 		next := f.NextLeader()
-		out = append(out, next.At.Sub(renewed)-lease)
+		out = append(out, next.At.Sub(renewed(next.ID))-lease)
 		f.Add(f.Restart(leader.ID))
 		leader = next
 	}

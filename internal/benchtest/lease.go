@@ -160,12 +160,13 @@ func MeasureLease(tb testing.TB, kube *testserver.Kube, el LeaseElector, p Lease
 	}
 	leader = f.NextLeader()
 	leases := admin.CoordinationV1().Leases(ns)
-	r.Failover, _ = f.Crashes(leader, p.Crashes, p.LeaseDuration, 2*p.RetryPeriod, func(string) time.Time {
+	r.Failover, _ = f.Crashes(leader, p.Crashes, p.LeaseDuration, 2*p.RetryPeriod, func(string) func(string) time.Time {
+		// Read as the crashed leader stopped: its last write is in.
 		lease, err := leases.Get(ctx, "crash", metav1.GetOptions{})
 		if err != nil {
 			tb.Fatal(err)
 		}
-		return lease.Spec.RenewTime.Time
+		return func(string) time.Time { return lease.Spec.RenewTime.Time }
 	})
 	f.StopAll()
 	return r
