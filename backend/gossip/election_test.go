@@ -11,6 +11,7 @@ import (
 
 	leaderelection "github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/internal/leadertest"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // election runs the module's elector on candidates of a cluster and
@@ -227,5 +228,34 @@ func TestSymmetricPartitionNobodyLeads(t *testing.T) {
 	next := el.leaderAmong(v, cfg.LeaseDuration+20*time.Second)
 	if next.Term <= first.Term {
 		t.Errorf("term %d after healing, after term %d", next.Term, first.Term)
+	}
+}
+
+// A release is pushed first to the member whose turn comes first, and to
+// the others a turn step later. Here most members are voters that run no
+// elector, so the first in turn is usually one that never takes over: the
+// release must still reach the candidate that does, and it must take over
+// at once. The lease is an hour, so only the release can move leadership.
+func TestReleaseReachesEveryCandidateWhenTheFirstInTurnDoesNotCampaign(t *testing.T) {
+	c := newCluster(t, 3, false, fastReinit)
+	c.start("a", nil)
+	c.start("b", nil)
+	c.waitMembers(5)
+	// A released record to start from: a lock with no record would make
+	// the first candidate claim it for a lease (an hour) first.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.lock("v1").Create(ctx, lock.Record{LeaderTransitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	el := newElection(c, leaderelection.Config{LeaseDuration: time.Hour, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second})
+	cands := map[string]*candidate{"a": el.run("a")}
+	lead := el.leaderAmong([]string{"a"}, 30*time.Second)
+	cands["b"] = el.run("b")
+	for range 6 {
+		next := others([]string{"a", "b"}, lead.ID)[0]
+		cands[lead.ID].stop(t) // releases
+		lead = el.leaderAmong([]string{next}, 30*time.Second)
+		cands[others([]string{"a", "b"}, next)[0]] = el.run(others([]string{"a", "b"}, next)[0])
 	}
 }

@@ -437,11 +437,8 @@ const (
 // round to take over from the newest record it knows.
 func (l *Lock) turn(ctx context.Context) time.Duration {
 	l.mu.Lock()
-	v, rec, est := l.latest, l.latestRec, l.est
+	v, rec := l.latest, l.latestRec
 	l.mu.Unlock()
-	if est == 0 {
-		est = defaultTurnEst
-	}
 	last := map[string]bool{v.Written.Node: true}
 	if rec != nil {
 		last[rec.HolderIdentity] = true
@@ -453,11 +450,38 @@ func (l *Lock) turn(ctx context.Context) time.Duration {
 			rank++
 		}
 	}
-	d := time.Duration(min(rank, maxTurns)) * min(3*est+time.Millisecond, maxTurnStep)
+	d := time.Duration(min(rank, maxTurns)) * l.turnStep()
 	if dl, ok := ctx.Deadline(); ok {
 		d = min(d, time.Until(dl)/2)
 	}
 	return d
+}
+
+// turnStep is how long each rank waits for the one before it.
+func (l *Lock) turnStep() time.Duration {
+	l.mu.Lock()
+	est := l.est
+	l.mu.Unlock()
+	if est == 0 {
+		est = defaultTurnEst
+	}
+	return min(3*est+time.Millisecond, maxTurnStep)
+}
+
+// firstTurn is the live member whose turn comes first to take over from
+// v, as every member ranks it (see turn); "" if there is none.
+func (l *Lock) firstTurn(v casp.Value) string {
+	last := map[string]bool{v.Written.Node: true}
+	if rec, err := decodeRecord(v.Data); err == nil {
+		last[rec.HolderIdentity] = true
+	}
+	seed, first := v.Token().String(), ""
+	for _, name := range l.n.aliveNames() {
+		if !last[name] && (first == "" || turnBefore(seed, name, first)) {
+			first = name
+		}
+	}
+	return first
 }
 
 // turnBefore reports whether candidate a's turn comes before b's for the
@@ -711,7 +735,17 @@ func (l *Lock) push(v casp.Value, took time.Duration) {
 	}
 	e := l.n.envelope(kindPush, v.Written, payload)
 	e.Took = took.Microseconds()
-	l.n.broadcast(e)
+	// A release goes first to the candidate whose turn is first, and to
+	// the others one turn step later: they would wait at least that long
+	// anyway, and the first's take-over round then has the voters to
+	// itself instead of sharing them with a dozen pushes and the wake-ups
+	// they cause. Usually the others learn the new holder's push first
+	// and drop the release as older.
+	first, later := "", time.Duration(0)
+	if rec, err := decodeRecord(v.Data); err == nil && rec.HolderIdentity == "" {
+		first, later = l.firstTurn(v), l.turnStep()
+	}
+	l.n.broadcast(e, first, later)
 }
 
 // learn records a chosen value: from a round (authoritative: it is the

@@ -321,18 +321,32 @@ func (n *node) members(name, addr string) []*memberlist.Node {
 	return out
 }
 
-// broadcast sends e to every other live member.
-func (n *node) broadcast(e *envelope) {
+// broadcast sends e to every other live member. If first is one of them
+// and later is positive, e goes to first at once and to the others later
+// (even if the node stops meanwhile: close waits for them).
+func (n *node) broadcast(e *envelope, first string, later time.Duration) {
 	n.mu.Lock()
 	alive := make(map[string]string, len(n.alive))
 	for name, a := range n.alive {
 		alive[name] = a
 	}
 	n.mu.Unlock()
+	delete(alive, n.s.Identity)
+	if a, ok := alive[first]; ok && later > 0 {
+		n.sendTo(first, a, e)
+		delete(alive, first)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			<-time.After(later)
+			for name, a := range alive {
+				n.sendTo(name, a, e)
+			}
+		}()
+		return
+	}
 	for name, a := range alive {
-		if name != n.s.Identity {
-			n.sendTo(name, a, e)
-		}
+		n.sendTo(name, a, e)
 	}
 }
 
