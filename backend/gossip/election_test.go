@@ -253,9 +253,12 @@ func TestReleaseReachesEveryCandidateWhenTheFirstInTurnDoesNotCampaign(t *testin
 	lead := el.leaderAmong([]string{"a"}, 30*time.Second)
 	cands["b"] = el.run("b")
 	for range 6 {
-		next := others([]string{"a", "b"}, lead.ID)[0]
-		cands[lead.ID].stop(t) // releases
+		prev, next := lead.ID, others([]string{"a", "b"}, lead.ID)[0]
+		cands[prev].stop(t) // releases
+		c.stop(prev)        // and the process exits at once
 		lead = el.leaderAmong([]string{next}, 30*time.Second)
-		cands[others([]string{"a", "b"}, next)[0]] = el.run(others([]string{"a", "b"}, next)[0])
+		c.start(prev, nil) // a new process, at a new address
+		c.waitMembers(5)   // known to all (a release reaches the members the leader knows)
+		cands[prev] = el.run(prev)
 	}
 }

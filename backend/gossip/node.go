@@ -236,8 +236,14 @@ func (n *node) sendMsg(id uint64, m casp.Message) {
 }
 
 // sendTo sends e to the member called name (at addr if known) without
-// waiting; delivery is not guaranteed.
+// waiting; delivery is not guaranteed. Nothing is sent once the node stops.
 func (n *node) sendTo(name, addr string, e *envelope) {
+	n.sendToWhileClosing(name, addr, e, false)
+}
+
+// sendToWhileClosing is sendTo; with closing, it sends even when the node
+// is stopping (close waits for it before memberlist shuts down).
+func (n *node) sendToWhileClosing(name, addr string, e *envelope, closing bool) {
 	if name == n.s.Identity && (addr == "" || addr == n.addr) {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.receive(e) }()
@@ -255,12 +261,12 @@ func (n *node) sendTo(name, addr string, e *envelope) {
 		return
 	}
 	for _, to := range tos {
-		n.send(name, to, e.Kind, b)
+		n.send(name, to, e.Kind, b, closing)
 	}
 }
 
 // send sends b to one address in the background.
-func (n *node) send(name string, to *memberlist.Node, k kind, b []byte) {
+func (n *node) send(name string, to *memberlist.Node, k kind, b []byte, closing bool) {
 	select {
 	case n.sendSlots <- struct{}{}:
 	default:
@@ -268,7 +274,7 @@ func (n *node) send(name string, to *memberlist.Node, k kind, b []byte) {
 		n.log.V(3).Info("Too many sends in flight; dropped a message", "to", name, "kind", k)
 		return
 	}
-	if n.stopped.Load() {
+	if n.stopped.Load() && !closing {
 		<-n.sendSlots
 		return
 	}
@@ -322,8 +328,9 @@ func (n *node) members(name, addr string) []*memberlist.Node {
 }
 
 // broadcast sends e to every other live member. If first is one of them
-// and later is positive, e goes to first at once and to the others later
-// (even if the node stops meanwhile: close waits for them).
+// and later is positive, e goes to first at once and to the others later,
+// even if the node stops meanwhile (a leader that releases and exits):
+// close waits for them.
 func (n *node) broadcast(e *envelope, first string, later time.Duration) {
 	n.mu.Lock()
 	alive := make(map[string]string, len(n.alive))
@@ -340,7 +347,7 @@ func (n *node) broadcast(e *envelope, first string, later time.Duration) {
 			defer n.wg.Done()
 			<-time.After(later)
 			for name, a := range alive {
-				n.sendTo(name, a, e)
+				n.sendToWhileClosing(name, a, e, true)
 			}
 		}()
 		return
