@@ -1302,12 +1302,19 @@ func TestFreshClaimIsReplacedByAPollingFollowerThatKnewTheTerm(t *testing.T) {
 // On its way out it reads the lock, finds a claim with a term not above
 // its own, and replaces it with its tombstone; the claim's confirmation
 // fails and the count goes on. Before, the claim stood and c led term 1.
-func TestLeaderLeavingReplacesALowerClaimWithItsTombstone(t *testing.T) {
-	el := newElection(t)
-	deaf := newGate(t)
-	fa := &failingLock{Interface: el.store.Lock("a")}
-	a := el.add("a", func(c *Config) {
+// claimedUnderALostLeader: a leads (on a failingLock, wrapped by wrap if
+// set) until its store fails, and stays deaf to cancellation (its function
+// returns when deaf opens); it loses its term, the record is deleted, and
+// c, a fresh candidate, claims term 1.
+func (el *election) claimedUnderALostLeader(t *testing.T, wrap func(lock.Interface) lock.Interface) (a *candidate, fa *failingLock, deaf *gate, c *candidate) {
+	t.Helper()
+	deaf = newGate(t)
+	fa = &failingLock{Interface: el.store.Lock("a")}
+	a = el.add("a", func(c *Config) {
 		c.Lock = fa
+		if wrap != nil {
+			c.Lock = wrap(fa)
+		}
 		deafUntil(deaf, c)
 	})
 	waitFor(t, "a to lead", a.e.IsLeader)
@@ -1317,11 +1324,17 @@ func TestLeaderLeavingReplacesALowerClaimWithItsTombstone(t *testing.T) {
 		el.step(t, testRetry/4)
 	}
 	el.store.Delete()
-	c := el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
+	c = el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
 	waitFor(t, "c to claim the lock", func() bool {
 		rec, _, err := el.store.Lock("x").Get(context.Background())
 		return err == nil && rec.HolderIdentity == "c" && lock.IsClaim(*rec)
 	})
+	return a, fa, deaf, c
+}
+
+func TestLeaderLeavingReplacesALowerClaimWithItsTombstone(t *testing.T) {
+	el := newElection(t)
+	a, fa, deaf, c := el.claimedUnderALostLeader(t, nil)
 	fa.fail.Store(false)
 	fa.failCreate.Store(false)
 	deaf.open() // a's function returns: Run is about to return
@@ -1330,6 +1343,63 @@ func TestLeaderLeavingReplacesALowerClaimWithItsTombstone(t *testing.T) {
 	}
 	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 || lock.IsClaim(rec) {
 		t.Fatalf("record %+v after a left; want a's tombstone for term 1 in place of c's claim", rec)
+	}
+	el.stepUntilLeads(t, c, 4*(testLease+testRenew), "after a left")
+	el.wantTerms(t, c, []int64{1, 2}, []string{"a", "c"}, "want 1, 2 led by a, c (not term 1 twice)")
+}
+
+// interposedLock runs before (once, if set) just before the next Update
+// reaches the lock it wraps: another writer that gets in between.
+type interposedLock struct {
+	lock.Interface
+	before atomic.Pointer[func()]
+}
+
+func (l *interposedLock) Update(ctx context.Context, r lock.Record) error {
+	if f := l.before.Swap(nil); f != nil {
+		(*f)()
+	}
+	return l.Interface.Update(ctx, r)
+}
+
+// The git campaign's term held twice (fault 257): the leaving leader's
+// last look read a fresh claim for term 1, but before its tombstone
+// landed, a follower that had not seen the leader's term replaced that
+// claim with its own for the leader's term. The tombstone's
+// compare-and-swap failed, and the follower led the leader's term again.
+// The last look must read again and replace that claim too.
+func TestLeaderLeavingReplacesEveryClaimNotAboveItsTermThatWinsARace(t *testing.T) {
+	el := newElection(t)
+	var il *interposedLock
+	a, fa, deaf, c := el.claimedUnderALostLeader(t, func(l lock.Interface) lock.Interface {
+		il = &interposedLock{Interface: l}
+		return il
+	})
+	// Just before a's last look replaces c's claim, d (which saw term 0
+	// only) replaces it with its claim for term 1: a's term.
+	cut := func() {
+		d := el.store.Lock("d")
+		if _, _, err := d.Get(context.Background()); err != nil {
+			t.Error(err)
+			return
+		}
+		claim := lock.Record{HolderIdentity: "d", LeaseDurationSeconds: int(testLease / time.Second), RenewTime: metav1.NewTime(el.clk.Now()), LeaderTransitions: 1}
+		if err := d.Update(context.Background(), claim); err != nil {
+			t.Error(err)
+		}
+	}
+	il.before.Store(&cut)
+	fa.fail.Store(false)
+	fa.failCreate.Store(false)
+	deaf.open() // a's function returns: Run is about to return
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+	}
+	if il.before.Load() != nil {
+		t.Fatal("a's last look wrote nothing: the race was not run")
+	}
+	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 || lock.IsClaim(rec) {
+		t.Fatalf("record %+v after a left; want a's tombstone for term 1 in place of d's claim", rec)
 	}
 	el.stepUntilLeads(t, c, 4*(testLease+testRenew), "after a left")
 	el.wantTerms(t, c, []int64{1, 2}, []string{"a", "c"}, "want 1, 2 led by a, c (not term 1 twice)")

@@ -316,7 +316,9 @@ func (t *term) tombstone(ctx context.Context) {
 	} else {
 		err = e.c.Lock.Create(actx, rec)
 	}
-	if lock.IsConflict(err) {
+	// A conflict: someone wrote first. Read again, as often as another
+	// write gets in between (claims replacing claims), until the deadline.
+	for lock.IsConflict(err) && actx.Err() == nil {
 		cur, raw, gerr := e.c.Lock.Get(actx)
 		switch {
 		case gerr != nil:
@@ -366,19 +368,30 @@ func (t *term) buryOverClaim(ctx context.Context) {
 	}
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
 	defer cancel()
-	cur, _, err := e.c.Lock.Get(actx)
-	if err != nil || !lock.IsClaim(*cur) || cur.HolderIdentity == e.identity || int64(cur.LeaderTransitions) > t.n {
+	for {
+		cur, _, err := e.c.Lock.Get(actx)
+		if err != nil || !lock.IsClaim(*cur) || cur.HolderIdentity == e.identity || int64(cur.LeaderTransitions) > t.n {
+			return
+		}
+		rec := t.rec
+		rec.RenewTime = metav1.NewTime(e.clock.Now())
+		err = e.c.Lock.Update(actx, rec)
+		if lock.IsConflict(err) && actx.Err() == nil {
+			// Another write got in first: maybe a candidate that did not
+			// see this term replacing that claim with its own for this
+			// term (fault campaign, git). Look again.
+			t.log.V(2).Info("The lock changed while replacing a claim; reading it again", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions)
+			continue
+		}
+		if err != nil {
+			t.log.Info("Could not replace a claim with a term not above this one", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions, "err", err)
+			return
+		}
+		t.buried = true
+		e.observe(rec, nil)
+		t.log.Info("Replaced a claim with a term not above this one (written after a deletion by a candidate that never saw this term) by this term (held, not leading), so that the next term is higher", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions)
 		return
 	}
-	rec := t.rec
-	rec.RenewTime = metav1.NewTime(e.clock.Now())
-	if err := e.c.Lock.Update(actx, rec); err != nil {
-		t.log.Info("Could not replace a claim with a term not above this one", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions, "err", err)
-		return
-	}
-	t.buried = true
-	e.observe(rec, nil)
-	t.log.Info("Replaced a claim with a term not above this one (written after a deletion by a candidate that never saw this term) by this term (held, not leading), so that the next term is higher", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions)
 }
 
 // stopped records the end of the term on the lock and calls
