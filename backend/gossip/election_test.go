@@ -258,7 +258,9 @@ func TestReleaseReachesEveryCandidateWhenTheFirstInTurnDoesNotCampaign(t *testin
 		c.stop(prev)        // and the process exits at once
 		lead = el.leaderAmong([]string{next}, 30*time.Second)
 		c.start(prev, nil) // a new process, at a new address
-		c.waitMembers(5)   // known to all (a release reaches the members the leader knows)
+		// A release reaches the members the leader knows: wait until the
+		// leader knows this process, not only its old address.
+		c.waitHeard(next, prev, 30*time.Second)
 		cands[prev] = el.run(prev)
 	}
 }

@@ -223,6 +223,9 @@ func (c *cluster) waitHeard(from, id string, within time.Duration) {
 	c.mu.Lock()
 	want := c.seeds[id]
 	c.mu.Unlock()
+	if want == "" { // not a voter
+		want = c.lock(id).Addr()
+	}
 	n := c.lock(from).n
 	deadline := time.Now().Add(within)
 	for {
