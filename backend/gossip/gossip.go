@@ -439,11 +439,8 @@ func (l *Lock) turn(ctx context.Context) time.Duration {
 	l.mu.Lock()
 	v, rec := l.latest, l.latestRec
 	l.mu.Unlock()
-	last := map[string]bool{v.Written.Node: true}
-	if rec != nil {
-		last[rec.HolderIdentity] = true
-	}
-	seed, self := v.Token().String(), l.s.Identity
+	seed, last := turnOrder(v, rec)
+	self := l.s.Identity
 	rank := 0
 	for _, name := range l.n.aliveNames() {
 		if name != self && !last[name] && (last[self] || turnBefore(seed, name, self)) {
@@ -468,14 +465,23 @@ func (l *Lock) turnStep() time.Duration {
 	return min(3*est+time.Millisecond, maxTurnStep)
 }
 
-// firstTurn is the live member whose turn comes first to take over from
-// v, as every member ranks it (see turn); "" if there is none.
-func (l *Lock) firstTurn(v casp.Value) string {
-	last := map[string]bool{v.Written.Node: true}
-	if rec, err := decodeRecord(v.Data); err == nil {
+// turnOrder is what every member ranks turns by to take over from v
+// (decoded as rec, nil if it is not a record): the seed of turnBefore, and
+// the names that rank last (its writer and its holder).
+func turnOrder(v casp.Value, rec *lock.Record) (seed string, last map[string]bool) {
+	last = map[string]bool{v.Written.Node: true}
+	if rec != nil {
 		last[rec.HolderIdentity] = true
 	}
-	seed, first := v.Token().String(), ""
+	return v.Token().String(), last
+}
+
+// firstTurn is the live member whose turn comes first to take over from
+// v (decoded as rec), as every member ranks it (see turn); "" if there is
+// none.
+func (l *Lock) firstTurn(v casp.Value, rec *lock.Record) string {
+	seed, last := turnOrder(v, rec)
+	first := ""
 	for _, name := range l.n.aliveNames() {
 		if !last[name] && (first == "" || turnBefore(seed, name, first)) {
 			first = name
@@ -743,7 +749,7 @@ func (l *Lock) push(v casp.Value, took time.Duration) {
 	// and drop the release as older.
 	first, later := "", time.Duration(0)
 	if rec, err := decodeRecord(v.Data); err == nil && rec.HolderIdentity == "" {
-		first, later = l.firstTurn(v), l.turnStep()
+		first, later = l.firstTurn(v, rec), l.turnStep()
 	}
 	l.n.broadcast(e, first, later)
 }
@@ -800,8 +806,14 @@ func (l *Lock) bound(w casp.Ballot, at time.Time) {
 // that write began no later than that long before this reply arrived.
 func (l *Lock) noteAge(e *envelope, m casp.Message) {
 	if e.Age > 0 && !m.Value.IsEmpty() && (m.Kind == casp.KindPromise || m.Kind == casp.KindReport) {
-		l.bound(m.Value.Written, time.Now().Add(-time.Duration(min(e.Age, int64(time.Hour/time.Microsecond)))*time.Microsecond))
+		l.bound(m.Value.Written, time.Now().Add(-micros(e.Age)))
 	}
+}
+
+// micros is a duration an envelope carries in microseconds (Took, Age),
+// kept between zero and an hour whatever a peer sent.
+func micros(us int64) time.Duration {
+	return time.Duration(min(max(us, 0), int64(time.Hour/time.Microsecond))) * time.Microsecond
 }
 
 // Age implements lock.Aged: for the record Get returned as raw, it returns
@@ -1021,7 +1033,7 @@ func (l *Lock) handle(e *envelope) *envelope {
 	case kindPush:
 		var v casp.Value
 		if err := json.Unmarshal(e.Payload, &v); err == nil {
-			took := time.Duration(min(max(e.Took, 0), int64(time.Hour/time.Microsecond))) * time.Microsecond
+			took := micros(e.Took)
 			l.noteTook(took)
 			// Pushed once chosen, so it began at least took before now.
 			l.bound(v.Written, time.Now().Add(-took))
