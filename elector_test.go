@@ -1405,6 +1405,136 @@ func TestLeaderLeavingReplacesEveryClaimNotAboveItsTermThatWinsARace(t *testing.
 	el.wantTerms(t, c, []int64{1, 2}, []string{"a", "c"}, "want 1, 2 led by a, c (not term 1 twice)")
 }
 
+// lateLock makes Create, or Update, hang on a gate while armed, ignoring
+// the call's context, and then fail if that context has ended meanwhile
+// (as go-git does: "listing references: context canceled"). creates
+// counts the Creates that have returned.
+type lateLock struct {
+	lock.Interface
+	create, update atomic.Pointer[gate]
+	creates        atomic.Int32
+}
+
+func (l *lateLock) Create(ctx context.Context, r lock.Record) error {
+	defer l.creates.Add(1)
+	if g := l.create.Load(); g != nil {
+		g.wait()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return l.Interface.Create(ctx, r)
+}
+
+func (l *lateLock) Update(ctx context.Context, r lock.Record) error {
+	if g := l.update.Load(); g != nil {
+		g.wait()
+		ctx = context.WithoutCancel(ctx) // the server answers, late
+	}
+	return l.Interface.Update(ctx, r)
+}
+
+// deafLeader starts a on l, its function deaf to cancellation until deaf
+// opens, and waits for it to lead; good is when its acquisition started
+// (its last good renewal so far).
+func (el *election) deafLeader(t *testing.T, l lock.Interface) (a *candidate, deaf *gate, good time.Time) {
+	t.Helper()
+	deaf = newGate(t)
+	a = el.add("a", func(c *Config) { c.Lock = l; deafUntil(deaf, c) })
+	waitFor(t, "a to lead", a.e.IsLeader)
+	el.settle(t)
+	return a, deaf, a.e.Status().LastRenew
+}
+
+// The git campaign's term 541 held twice: the leader's renewal found the
+// record gone with 40 ms of its renewal deadline left, its tombstone's
+// Create was cancelled at that deadline, it exited, and its restart (a
+// fresh candidate) claimed term 1, which a follower that knew only the
+// term before replaced with its claim for the leader's term, and led it.
+// The tombstone has until LeaseDuration after the last good renewal: no
+// candidate that knew the term can have led the next one before that.
+// Here the Create lands after the renewal deadline, and a fresh candidate
+// continues from term 2. Before, the record stayed gone and it led term 1
+// again.
+func TestTombstoneMayLandAfterTheRenewalDeadline(t *testing.T) {
+	el := newElection(t)
+	ll := &lateLock{Interface: el.store.Lock("a")}
+	a, deaf, good := el.deafLeader(t, ll)
+
+	renewal, create := newGate(t), newGate(t)
+	ll.update.Store(renewal)
+	el.step(t, testRetry)
+	waitFor(t, "a's renewal to hang", func() bool { return renewal.entered.Load() == 1 })
+	el.clk.SetTime(good.Add(testRenew - time.Millisecond)) // a is inside the call: nothing to settle
+	el.store.Delete()
+	created := ll.creates.Load()
+	ll.create.Store(create)
+	renewal.open() // the renewal finds the record gone, 1ms before the deadline
+	waitFor(t, "a's tombstone Create to hang", func() bool { return create.entered.Load() == 1 })
+	el.clk.SetTime(good.Add(testRenew + time.Millisecond))
+	create.open()
+	waitFor(t, "a's tombstone Create to return", func() bool { return ll.creates.Load() == created+1 })
+	if rec, _, err := el.store.Lock("x").Get(context.Background()); err != nil || rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 {
+		t.Fatalf("record %+v (%v) after a's tombstone landed after its renewal deadline; want a's term 1", rec, err)
+	}
+
+	deaf.open()
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+	}
+	r := el.add("a-restarted", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("a-restarted")} })
+	el.stepUntilLeads(t, r, 4*(testLease+testRenew), "after a left")
+	el.wantTerms(t, r, []int64{1, 2}, []string{"a", "a-restarted"}, "want 1, 2 (not term 1 twice)")
+}
+
+// A leader whose renewals were too slow steps down at its deadline
+// without finding the record gone; an operator deletes it. When Run is
+// about to return (the example then exits), its last look finds no
+// record and creates its tombstone, if it is still within LeaseDuration
+// of its last good renewal; a fresh candidate then continues the count.
+// Later, it must not: a candidate that knew the term may have led the
+// next one and lost it to another deletion meanwhile.
+func TestLeaderLeavingRecreatesTheDeletedRecordOnlyInTime(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after time.Duration // from the last good renewal to the function's return
+		want  []int64
+	}{
+		{"within LeaseDuration", testRenew + testRetry/2, []int64{1, 2}},
+		{"after LeaseDuration", testLease + testRetry/4, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			el := newElection(t)
+			fa := &failingLock{Interface: el.store.Lock("a")}
+			a, deaf, good := el.deafLeader(t, fa)
+			fa.fail.Store(true) // a slow store: renewals fail
+			for a.e.IsLeader() {
+				el.step(t, testRetry/4)
+			}
+			el.store.Delete()
+			fa.fail.Store(false)
+			el.setTime(t, good.Add(tc.after))
+			deaf.open() // the function returns: Run is about to return
+			if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+				t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
+			}
+			rec, _, err := el.store.Lock("x").Get(context.Background())
+			if tc.want == nil {
+				if !lock.IsNotFound(err) {
+					t.Fatalf("a left %v after its last good renewal and wrote %+v (%v); want no record (too late for a tombstone)", tc.after, rec, err)
+				}
+				return
+			}
+			if err != nil || rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 {
+				t.Fatalf("record %+v (%v) after a left; want a's tombstone for term 1", rec, err)
+			}
+			r := el.add("a-restarted", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("a-restarted")} })
+			el.stepUntilLeads(t, r, 4*(testLease+testRenew), "after a left")
+			el.wantTerms(t, r, tc.want, []string{"a", "a-restarted"}, "want 1, 2 (not term 1 twice)")
+		})
+	}
+}
+
 // A record recreated after a deletion by a candidate that never saw the
 // old one restarts the count (possible when the store was slower than
 // every candidate that saw it: docs/elector.md, "A deleted record"). b saw

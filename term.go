@@ -63,8 +63,11 @@ type term struct {
 	buried    bool // this term's tombstone is in the store (see tombstone)
 	// usurped: a renewal found, in place of this term's record, one whose
 	// term is not above this one: written after a deletion by a candidate
-	// that never saw this term (see renew). The tombstone replaces it.
-	usurped bool
+	// that never saw this term (see renew), found (as raw). The tombstone
+	// replaces it.
+	usurped  bool
+	found    *lock.Record
+	foundRaw []byte
 }
 
 // newTerm describes the term this process has just acquired.
@@ -192,7 +195,7 @@ func (t *term) renew(ctx context.Context) error {
 		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n:
 			err = e.c.Lock.Update(actx, t.rec)
 		case int64(cur.LeaderTransitions) <= t.n:
-			t.usurped = true
+			t.usurped, t.found, t.foundRaw = true, cur, raw
 		default:
 			e.observe(*cur, raw)
 		}
@@ -270,20 +273,13 @@ func (t *term) release(ctx context.Context) {
 //
 // Ordering. The caller has already stepped down (the leader's context is
 // cancelled), and calls this at once, without waiting for the leader's
-// function or OnStoppedLeading: the tombstone must be in the store before
-// any candidate ends its wait, a whole LeaseDuration after it first found
-// the record gone. It is a held record (this holder, a full lease), not a
-// released one, so it invites nobody while the function winds down:
-// candidates that read it wait a whole lease from then, as for any lost
-// lease; lead releases it once the function and OnStoppedLeading have
-// returned (with ReleaseOnCancel). It is a Create, which only succeeds if
-// no record exists: it never overwrites a record another candidate wrote
-// after reading this term. And it must land no later than this term's
-// renewal deadline (goodStart + RenewDeadline, before any candidate can
-// create after the deletion): a tombstone landing after a newer term was
-// created and deleted again would take the term count backwards. So it
-// gets only what is left of that window, and none once the step-down
-// timer has fired.
+// function or OnStoppedLeading. It is a held record (this holder, a full
+// lease), not a released one, so it invites nobody while the function
+// winds down: candidates that read it wait a whole lease from then, as for
+// any lost lease; lead releases it once the function and OnStoppedLeading
+// have returned (with ReleaseOnCancel). What it may replace, and until
+// when, is putBack's: it never overwrites a record another candidate
+// wrote after reading this term.
 //
 // A record already there whose term is not above this one (the renewal
 // found it: usurped; or it beat the Create) was written by a candidate
@@ -292,105 +288,139 @@ func (t *term) release(ctx context.Context) {
 // deletions, and created "the last term it saw + 1" before this renewal
 // came. Such a candidate does not lead yet: a record it creates after one
 // it saw vanished becomes its lease only if it still stands RenewDeadline
-// later (Elector.confirmClaim), and this renewal deadline ends before
-// that. The tombstone replaces that record (compare-and-swap on the
-// version just read), so its writer's confirmation fails and it reads this
-// term instead.
+// later (Elector.confirmClaim). The tombstone replaces that claim
+// (compare-and-swap on the version just read), so its writer's
+// confirmation fails and it reads this term instead.
 //
 // What it cannot cover: a leader that is dead, paused or cut off from the
-// store between the deletion and its renewal deadline writes no tombstone
-// (see docs/elector.md, "A deleted record").
+// store from the deletion until LeaseDuration after its last good renewal
+// writes no tombstone (see docs/elector.md, "A deleted record").
 func (t *term) tombstone(ctx context.Context) {
 	e := t.e
-	left := e.c.RenewDeadline - e.clock.Since(t.goodStart)
+	left := t.goodStart.Add(e.c.LeaseDuration).Sub(e.clock.Now())
 	if left <= 0 {
-		return
+		return // too late to create; Run's last look still replaces a claim
 	}
+	e.beat(left)
 	actx, cancel := e.attemptCtx(ctx, left)
 	defer cancel()
-	rec := t.rec
-	rec.RenewTime = metav1.NewTime(e.clock.Now())
-	var err error
+	var cur *lock.Record // nil: no record, create it
+	var raw []byte
 	if t.usurped {
-		err = e.c.Lock.Update(actx, rec) // from the version renew read
-	} else {
-		err = e.c.Lock.Create(actx, rec)
+		cur, raw = t.found, t.foundRaw // renew read it; the lock holds its version
 	}
-	// A conflict: someone wrote first. Read again, as often as another
-	// write gets in between (claims replacing claims), until the deadline.
-	for lock.IsConflict(err) && actx.Err() == nil {
-		cur, raw, gerr := e.c.Lock.Get(actx)
-		switch {
-		case gerr != nil:
-			err = gerr
-		case int64(cur.LeaderTransitions) > t.n:
-			e.observe(*cur, raw)
-			t.log.Info("Not recreating the deleted record: another candidate already created one with a higher term", "holder", cur.HolderIdentity, "term", cur.LeaderTransitions)
-			return
-		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n:
-			err = nil // an earlier attempt landed
-		default:
-			t.usurped = true
-			err = e.c.Lock.Update(actx, rec)
-		}
-	}
-	if err != nil {
-		t.log.Error(err, "Recreating the deleted record with this term failed; a candidate that never read this term may reuse it")
-		return
-	}
-	t.buried = true
-	e.observe(rec, nil)
-	if t.usurped {
-		t.log.Info("Replaced a record with a term not above this one (written after a deletion by a candidate that never saw this term) by this term (held, not leading), so that the next term is higher")
-		return
-	}
-	t.log.Info("Recreated the deleted record with this term (held, not leading), so that the next term is higher")
+	t.putBack(actx, cur, raw)
 }
 
-// buryOverClaim is a lost term's last look at the lock, when Run is about
-// to return: a claim (a record whose writer does not lead yet, see
-// Elector.confirmClaim) whose term is not above this one was written by a
-// candidate that never saw this term; it is replaced by this term's
-// tombstone (compare-and-swap on the claim's version), so that the count
-// goes on from this term, and everyone waits a lease from reading it. This
-// process is the one that knew the term, and it is leaving: without this,
-// a fresh candidate that claimed term 1 after a deletion (a leader whose
-// renewals were too slow to write its tombstone in time, then exited)
-// leads term 1. Unlike the tombstone, this needs no deadline: it replaces
-// only a claim, which nobody leads, with a higher or equal term, so it
-// cannot take the count backwards, and a claim confirmed meanwhile makes
-// the compare-and-swap fail. A Recampaign does the same by campaigning
+// lastLook is a lost term's last look at the lock, when Run is about to
+// return, unless this term's tombstone is already in the store. This
+// process is the one that knew the term, and it is leaving: if the record
+// is gone, or is a claim (a record whose writer does not lead yet, see
+// Elector.confirmClaim) with a term not above this one, written by a
+// candidate that never saw this term, it puts this term's tombstone in its
+// place (putBack), so that the count goes on from this term, and everyone
+// waits a lease from reading it. Without it, a leader whose renewals were
+// too slow to write the tombstone in time, or that found the record gone
+// just before its renewal deadline, then exited (the example does), leaves
+// nobody who knows the term: a fresh candidate (it, restarted) claims term
+// 1, and a follower that saw only the term before replaces that claim
+// with its own claim for this very term, and leads it (the git fault
+// campaign, term 541). A Recampaign does the same by campaigning
 // (Elector.replacesClaim).
-func (t *term) buryOverClaim(ctx context.Context) {
+func (t *term) lastLook(ctx context.Context) {
 	e := t.e
 	if t.buried {
 		return
 	}
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
 	defer cancel()
-	for {
-		cur, _, err := e.c.Lock.Get(actx)
-		if err != nil || !lock.IsClaim(*cur) || cur.HolderIdentity == e.identity || int64(cur.LeaderTransitions) > t.n {
-			return
-		}
-		rec := t.rec
-		rec.RenewTime = metav1.NewTime(e.clock.Now())
-		err = e.c.Lock.Update(actx, rec)
-		if lock.IsConflict(err) && actx.Err() == nil {
-			// Another write got in first: maybe a candidate that did not
-			// see this term replacing that claim with its own for this
-			// term (fault campaign, git). Look again.
-			t.log.V(2).Info("The lock changed while replacing a claim; reading it again", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions)
-			continue
-		}
-		if err != nil {
-			t.log.Info("Could not replace a claim with a term not above this one", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions, "err", err)
-			return
-		}
-		t.buried = true
-		e.observe(rec, nil)
-		t.log.Info("Replaced a claim with a term not above this one (written after a deletion by a candidate that never saw this term) by this term (held, not leading), so that the next term is higher", "holder", cur.HolderIdentity, "claimTerm", cur.LeaderTransitions)
+	cur, raw, err := e.c.Lock.Get(actx)
+	switch {
+	case lock.IsNotFound(err):
+		cur = nil
+	case err != nil:
 		return
+	}
+	t.putBack(actx, cur, raw)
+}
+
+// putBack writes this term's tombstone (t.rec, held, renewed now) in place
+// of cur, the record just read (nil: none), if this term may replace it,
+// and again in place of whatever got in first, until the tombstone lands
+// or actx ends. May replace:
+//
+//   - no record, by a Create (compare-and-swap on "none exists"), until
+//     LeaseDuration after this term's last good renewal started. A
+//     candidate that knew this term creates its claim for the next one no
+//     sooner than LeaseDuration after finding the record gone (after the
+//     deletion, so after that renewal), and leads it RenewDeadline later
+//     at the earliest; a tombstone landing after that term was also
+//     deleted would take the count backwards. The margin of RenewDeadline
+//     covers a Create still in flight when actx ends.
+//   - a claim whose term is not above this one, at any time: nobody leads
+//     it, the tombstone's term is at least as high, and a claim confirmed
+//     meanwhile makes the compare-and-swap fail.
+//   - any other record whose term is not above this one, only until this
+//     term's renewal deadline (goodStart + RenewDeadline): a claim written
+//     after the deletion cannot have been confirmed by then. Later it may
+//     be a lease confirmed by a candidate that missed this term; this
+//     process has stepped down, and that leader finds its own term.
+func (t *term) putBack(actx context.Context, cur *lock.Record, raw []byte) {
+	e := t.e
+	createBy := t.goodStart.Add(e.c.LeaseDuration)
+	overBy := t.goodStart.Add(e.c.RenewDeadline)
+	var replaced *lock.Record
+	for {
+		now := e.clock.Now()
+		rec := t.rec
+		rec.RenewTime = metav1.NewTime(now)
+		var err error
+		switch {
+		case cur == nil && now.Before(createBy):
+			err = e.c.Lock.Create(actx, rec)
+		case cur == nil:
+			t.log.Info("Not recreating the deleted record: too late, a candidate that knew this term may have led the next one meanwhile", "lateBy", now.Sub(createBy))
+			return
+		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n:
+			err = nil // an earlier attempt landed
+			rec = *cur
+		case int64(cur.LeaderTransitions) > t.n:
+			e.observe(*cur, raw)
+			t.log.Info("Not putting this term back: the lock has moved on", "holder", cur.HolderIdentity, "term", cur.LeaderTransitions)
+			return
+		case lock.IsClaim(*cur) || now.Before(overBy):
+			replaced = cur
+			err = e.c.Lock.Update(actx, rec) // from the version just read
+		default:
+			t.log.Info("Not replacing a record with a term not above this one: it may lead now", "holder", cur.HolderIdentity, "recordTerm", cur.LeaderTransitions)
+			return
+		}
+		if err == nil {
+			t.buried = true
+			e.observe(rec, nil)
+			if replaced != nil {
+				t.log.Info("Replaced a record with a term not above this one (written after a deletion by a candidate that never saw this term) by this term (held, not leading), so that the next term is higher", "holder", replaced.HolderIdentity, "recordTerm", replaced.LeaderTransitions, "claim", lock.IsClaim(*replaced))
+			} else {
+				t.log.Info("Recreated the deleted record with this term (held, not leading), so that the next term is higher")
+			}
+			return
+		}
+		if (!lock.IsConflict(err) && !lock.IsNotFound(err)) || actx.Err() != nil {
+			t.log.Error(err, "Putting this term back in the lock failed; a candidate that never read this term may reuse it")
+			return
+		}
+		// Someone wrote first (a claim replacing a claim, say: the git
+		// campaign found it), or deleted it again: read what is there.
+		t.log.V(2).Info("The lock changed while putting this term back; reading it again", "err", err)
+		var gerr error
+		cur, raw, gerr = e.c.Lock.Get(actx)
+		switch {
+		case lock.IsNotFound(gerr):
+			cur = nil
+		case gerr != nil:
+			t.log.Error(gerr, "Putting this term back in the lock failed; a candidate that never read this term may reuse it")
+			return
+		}
 	}
 }
 
@@ -532,7 +562,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 					return true, nil
 				}
 				e.beat(0)
-				t.buryOverClaim(ctx)
+				t.lastLook(ctx)
 				return false, fmt.Errorf("%s: %w", e.desc, ErrLeaseLost)
 			}
 			t.stepDown()
@@ -562,7 +592,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 			if lost {
 				t.log.Error(ErrStopTimeout, "Still running after losing the lock", "callback", what, "stopTimeout", e.c.StopTimeout)
 				e.beat(0)
-				t.buryOverClaim(ctx)
+				t.lastLook(ctx)
 				return false, fmt.Errorf("%s: %w, and %w: %s still runs (after %v)", e.desc, ErrLeaseLost, ErrStopTimeout, what, e.c.StopTimeout)
 			}
 			t.log.Error(ErrStopTimeout, "Leaving the lock to expire", "callback", what, "stopTimeout", e.c.StopTimeout)
@@ -581,8 +611,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 			}
 			err := t.renew(ctx)
 			switch {
-			case t.isLost():
-			case err == nil:
+			case err == nil && !t.isLost():
 				renewTimer.Reset(max(e.c.RetryPeriod-e.clock.Since(t.goodStart), time.Nanosecond))
 			case lock.IsConflict(err) && t.usurped:
 				// The record was deleted and recreated with a term not
@@ -600,10 +629,14 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 				// its lease, but this term's lock is gone. Stop the work
 				// first, then leave this term in the store at once (see
 				// tombstone for the order).
+				// Also when the step-down timer fired while this renewal
+				// ran: the tombstone has until LeaseDuration after the
+				// last good renewal (see putBack).
 				t.log.Info("The lock's record is gone", "err", err)
 				t.stepDown()
 				e.beat(0)
 				t.tombstone(ctx)
+			case t.isLost():
 			default:
 				renewTimer.Reset(e.c.RetryPeriod)
 			}
