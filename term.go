@@ -382,8 +382,12 @@ func (t *term) putBack(actx context.Context, cur *lock.Record, raw []byte) {
 			t.log.Info("Not recreating the deleted record: too late, a candidate that knew this term may have led the next one meanwhile", "lateBy", now.Sub(createBy))
 			return
 		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n:
-			err = nil // an earlier attempt landed
-			rec = *cur
+			// This term is in the lock already: an earlier attempt
+			// landed, or (a last look) nobody has written since.
+			t.buried = true
+			e.observe(*cur, raw)
+			t.log.V(2).Info("This term's record is in the lock; nothing to put back")
+			return
 		case int64(cur.LeaderTransitions) > t.n:
 			e.observe(*cur, raw)
 			t.log.Info("Not putting this term back: the lock has moved on", "holder", cur.HolderIdentity, "term", cur.LeaderTransitions)
