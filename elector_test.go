@@ -1308,16 +1308,12 @@ func TestFreshClaimIsReplacedByAPollingFollowerThatKnewTheTerm(t *testing.T) {
 // c, a fresh candidate, claims term 1.
 func (el *election) claimedUnderALostLeader(t *testing.T, wrap func(lock.Interface) lock.Interface) (a *candidate, fa *failingLock, deaf *gate, c *candidate) {
 	t.Helper()
-	deaf = newGate(t)
 	fa = &failingLock{Interface: el.store.Lock("a")}
-	a = el.add("a", func(c *Config) {
-		c.Lock = fa
-		if wrap != nil {
-			c.Lock = wrap(fa)
-		}
-		deafUntil(deaf, c)
-	})
-	waitFor(t, "a to lead", a.e.IsLeader)
+	var l lock.Interface = fa
+	if wrap != nil {
+		l = wrap(fa)
+	}
+	a, deaf, _ = el.deafLeader(t, l)
 	fa.fail.Store(true) // renewals (and the tombstone) fail: a slow store
 	fa.failCreate.Store(true)
 	for a.e.IsLeader() {
@@ -1405,14 +1401,14 @@ func TestLeaderLeavingReplacesEveryClaimNotAboveItsTermThatWinsARace(t *testing.
 	el.wantTerms(t, c, []int64{1, 2}, []string{"a", "c"}, "want 1, 2 led by a, c (not term 1 twice)")
 }
 
-// lateLock makes Create, or Update, hang on a gate while armed, ignoring
-// the call's context, and then fail if that context has ended meanwhile
-// (as go-git does: "listing references: context canceled"). creates
-// counts the Creates that have returned.
+// lateLock makes Create hang on a gate while armed, ignoring the call's
+// context, and then fail if that context has ended meanwhile (as go-git
+// does: "listing references: context canceled"). creates counts the
+// Creates that have returned.
 type lateLock struct {
 	lock.Interface
-	create, update atomic.Pointer[gate]
-	creates        atomic.Int32
+	create  atomic.Pointer[gate]
+	creates atomic.Int32
 }
 
 func (l *lateLock) Create(ctx context.Context, r lock.Record) error {
@@ -1424,14 +1420,6 @@ func (l *lateLock) Create(ctx context.Context, r lock.Record) error {
 		}
 	}
 	return l.Interface.Create(ctx, r)
-}
-
-func (l *lateLock) Update(ctx context.Context, r lock.Record) error {
-	if g := l.update.Load(); g != nil {
-		g.wait()
-		ctx = context.WithoutCancel(ctx) // the server answers, late
-	}
-	return l.Interface.Update(ctx, r)
 }
 
 // deafLeader starts a on l, its function deaf to cancellation until deaf
@@ -1458,11 +1446,12 @@ func (el *election) deafLeader(t *testing.T, l lock.Interface) (a *candidate, de
 // again.
 func TestTombstoneMayLandAfterTheRenewalDeadline(t *testing.T) {
 	el := newElection(t)
-	ll := &lateLock{Interface: el.store.Lock("a")}
+	hl := &hangingLock{Interface: el.store.Lock("a")} // the renewal answers, late
+	ll := &lateLock{Interface: hl}
 	a, deaf, good := el.deafLeader(t, ll)
 
 	renewal, create := newGate(t), newGate(t)
-	ll.update.Store(renewal)
+	hl.update.Store(renewal)
 	el.step(t, testRetry)
 	waitFor(t, "a's renewal to hang", func() bool { return renewal.entered.Load() == 1 })
 	el.clk.SetTime(good.Add(testRenew - time.Millisecond)) // a is inside the call: nothing to settle

@@ -61,13 +61,12 @@ type term struct {
 	lost      chan struct{} // closed by stepDown
 	lostOnce  sync.Once
 	buried    bool // this term's tombstone is in the store (see tombstone)
-	// usurped: a renewal found, in place of this term's record, one whose
-	// term is not above this one: written after a deletion by a candidate
-	// that never saw this term (see renew), found (as raw). The tombstone
-	// replaces it.
-	usurped  bool
-	found    *lock.Record
-	foundRaw []byte
+	// usurped is what a renewal found in place of this term's record (as
+	// usurpedRaw), if anything: a record whose term is not above this one,
+	// written after a deletion by a candidate that never saw this term (see
+	// renew). The tombstone replaces it.
+	usurped    *lock.Record
+	usurpedRaw []byte
 }
 
 // newTerm describes the term this process has just acquired.
@@ -195,7 +194,7 @@ func (t *term) renew(ctx context.Context) error {
 		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n:
 			err = e.c.Lock.Update(actx, t.rec)
 		case int64(cur.LeaderTransitions) <= t.n:
-			t.usurped, t.found, t.foundRaw = true, cur, raw
+			t.usurped, t.usurpedRaw = cur, raw
 		default:
 			e.observe(*cur, raw)
 		}
@@ -304,12 +303,9 @@ func (t *term) tombstone(ctx context.Context) {
 	e.beat(left)
 	actx, cancel := e.attemptCtx(ctx, left)
 	defer cancel()
-	var cur *lock.Record // nil: no record, create it
-	var raw []byte
-	if t.usurped {
-		cur, raw = t.found, t.foundRaw // renew read it; the lock holds its version
-	}
-	t.putBack(actx, cur, raw)
+	// Without a usurper, nil: no record, create it. With one, renew read
+	// it; the lock holds its version.
+	t.putBack(actx, t.usurped, t.usurpedRaw)
 }
 
 // lastLook is a lost term's last look at the lock, when Run is about to
@@ -617,14 +613,13 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 			switch {
 			case err == nil && !t.isLost():
 				renewTimer.Reset(max(e.c.RetryPeriod-e.clock.Since(t.goodStart), time.Nanosecond))
-			case lock.IsConflict(err) && t.usurped:
+			case lock.IsConflict(err) && t.usurped != nil:
 				// The record was deleted and recreated with a term not
 				// above this one: put this term back in its place (see
 				// tombstone), after stopping the work.
 				t.log.Info("The lock's record was recreated with a term not above this one", "err", err)
 				t.stepDown()
-				e.beat(0)
-				t.tombstone(ctx)
+				t.tombstone(ctx) // tells the watchdog how long it may take
 			case lock.IsConflict(err):
 				t.log.Info("Another candidate holds the lock", "err", err)
 				t.stepDown()
@@ -638,8 +633,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 				// last good renewal (see putBack).
 				t.log.Info("The lock's record is gone", "err", err)
 				t.stepDown()
-				e.beat(0)
-				t.tombstone(ctx)
+				t.tombstone(ctx) // tells the watchdog how long it may take
 			case t.isLost():
 			default:
 				renewTimer.Reset(e.c.RetryPeriod)
