@@ -72,6 +72,11 @@ type envelope struct {
 	// it does not know (a value loaded from its StateDir). The write began
 	// no later than that: see Lock.Age.
 	Age int64 `json:"ag,omitempty"`
+	// Gift, on a release's push to the candidate whose turn is first, is
+	// the prepare phase the release's accepts ran for it
+	// (casp.Proposer.StartFor): its take-over round starts with its
+	// accepts.
+	Gift *casp.Prepared `json:"g,omitempty"`
 	// Payload is a casp.Message (requests and replies), a casp.Value
 	// (push), or a reason (refused).
 	Payload json.RawMessage `json:"p,omitempty"`

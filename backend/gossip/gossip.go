@@ -629,7 +629,7 @@ func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
 	if err != nil {
 		return fmt.Errorf("%s: create: encoding record: %w", l.desc, err)
 	}
-	return l.write(ctx, "create", data, func(cur casp.Value) bool { return cur.IsEmpty() })
+	return l.write(ctx, "create", data, false, func(cur casp.Value) bool { return cur.IsEmpty() })
 }
 
 // Update writes rec if the register still holds the version this handle
@@ -654,7 +654,7 @@ func (l *Lock) Update(ctx context.Context, rec lock.Record) error {
 	l.mu.Lock()
 	released := l.released
 	l.mu.Unlock()
-	return l.write(ctx, "update", data, func(cur casp.Value) bool {
+	return l.write(ctx, "update", data, rec.HolderIdentity == "", func(cur casp.Value) bool {
 		return (released || !cur.IsEmpty()) && cur.Token() == token
 	})
 }
@@ -666,8 +666,9 @@ var errMismatch = errors.New("the register holds another version")
 // (a conflict), or ctx ends. ok is the compare-and-swap check. A value
 // written by an earlier write of this handle whose outcome was unknown
 // passes the check too: nobody else wrote since, so this write follows its
-// own.
-func (l *Lock) write(ctx context.Context, op string, data []byte, ok func(casp.Value) bool) error {
+// own. A release (no holder) hands the prepare phase of the next round
+// to the candidate whose turn comes first to take it over (see push).
+func (l *Lock) write(ctx context.Context, op string, data []byte, release bool, ok func(casp.Value) bool) error {
 	change := func(cur casp.Value) ([]byte, bool, error) {
 		l.mu.Lock()
 		mine := !cur.Written.IsZero() && slices.Contains(l.unsure, cur.Written)
@@ -711,7 +712,11 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, ok func(casp.V
 		}
 		began = time.Now()
 	}
-	out, err := l.runUntil(ctx, op, func(now uint64) *casp.Round { return l.prop.Start(now, change) }, lost)
+	start := func(now uint64) *casp.Round { return l.prop.Start(now, change) }
+	if release {
+		start = func(now uint64) *casp.Round { return l.prop.StartFor(now, change, l.heir) }
+	}
+	out, err := l.runUntil(ctx, op, start, lost)
 	if err != nil {
 		return err
 	}
@@ -727,14 +732,30 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, ok func(casp.V
 	if out.Wrote || bytes.Equal(out.Value.Data, data) {
 		took := time.Since(began)
 		l.noteTook(took)
-		l.push(out.Value, took)
+		l.push(out.Value, took, out.Prepared)
 	}
 	return nil
 }
 
+// heir is the candidate (name and process incarnation) whose turn comes
+// first to take over from the released value v: a release's accepts
+// prepare its take-over round. "" if there is none, or its incarnation is
+// unknown.
+func (l *Lock) heir(v casp.Value) (string, uint64) {
+	rec, err := decodeRecord(v.Data)
+	if err != nil {
+		return "", 0
+	}
+	first := l.firstTurn(v, rec)
+	if first == "" {
+		return "", 0
+	}
+	return first, l.n.incOf(first)
+}
+
 // push sends a chosen value to every other member, with how long its write
-// took.
-func (l *Lock) push(v casp.Value, took time.Duration) {
+// took; gift, if set, goes to its heir only.
+func (l *Lock) push(v casp.Value, took time.Duration, gift *casp.Prepared) {
 	payload, err := json.Marshal(v)
 	if err != nil {
 		return
@@ -751,7 +772,13 @@ func (l *Lock) push(v casp.Value, took time.Duration) {
 	if rec, err := decodeRecord(v.Data); err == nil && rec.HolderIdentity == "" {
 		first, later = l.firstTurn(v, rec), l.turnStep()
 	}
-	l.n.broadcast(e, first, later)
+	var heir *envelope
+	if gift != nil && gift.Ballot.Node == first {
+		c := *e
+		c.Gift = gift
+		heir = &c
+	}
+	l.n.broadcast(e, first, later, heir)
 }
 
 // learn records a chosen value: from a round (authoritative: it is the
@@ -996,6 +1023,37 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 				return out, refusals, nil
 			}
 		case <-tick.C:
+			l.propMu.Lock()
+			o := r.Outcome()
+			refused := r.Ballot().Less(o.Seen) && seen == nil
+			stalled := o.Status == casp.Pending && (r.SkipsPrepare() || refused)
+			var was casp.Outcome
+			if stalled {
+				// A round that skipped its prepare phase sent its
+				// accepts only to the voters that promised: one of them
+				// is down or cut off. A round that a voter refused
+				// (it promised a higher ballot) waits for one that does
+				// not answer. Either way a full round above every ballot
+				// seen, to every voter, replaces it (the write, if it
+				// went out, is unsure).
+				r.Abandon()
+				was = r.Outcome()
+				r = start(nowMillis())
+				pending = r.Prepares()
+			}
+			l.propMu.Unlock()
+			if stalled {
+				if was.Wrote {
+					l.addUnsure(was.Ballot)
+				}
+				l.log.V(3).Info("Round stalled; running a full one above it", "ballot", was.Ballot.String(), "skippedPrepare", !refused, "next", r.Ballot().String())
+				answered, asked = map[string]bool{}, len(pending)
+				for _, m := range pending {
+					l.n.sendMsg(id, m)
+				}
+				tick.Reset(every)
+				continue
+			}
 			for _, m := range pending {
 				if !answered[m.To] {
 					l.n.sendMsg(id, m)
@@ -1037,12 +1095,17 @@ func (l *Lock) handle(e *envelope) *envelope {
 			l.noteTook(took)
 			// Pushed once chosen, so it began at least took before now.
 			l.bound(v.Written, time.Now().Add(-took))
-			l.learn(v, false, false)
+			l.propMu.Lock()
+			if e.Gift != nil && l.prop.Adopt(*e.Gift) {
+				// Before learn wakes the elector: its take-over
+				// round spends the hand-over.
+				l.log.V(4).Info("Adopted the release's prepare phase", "ballot", e.Gift.Ballot.String(), "from", e.From)
+			}
 			// The voters promised the push's ballot: this candidate's
 			// next round starts above it instead of being refused.
-			l.propMu.Lock()
 			l.prop.Observe(v.Written)
 			l.propMu.Unlock()
+			l.learn(v, false, false)
 		}
 		return nil
 	case kindPrepare, kindAccept, kindQuery:

@@ -313,7 +313,7 @@ func (h *harness) Corrupt(t *testing.T, name string) {
 	if err != nil {
 		t.Fatalf("corrupting: %v", err)
 	}
-	l.push(out.Value, 0)
+	l.push(out.Value, 0, nil)
 }
 
 // Stored reads the register through voter v1, by a quorum read.

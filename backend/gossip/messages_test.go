@@ -1,10 +1,14 @@
 package gossip
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // sentBy returns how many messages of each kind l has sent.
@@ -62,5 +66,65 @@ func TestFollowersSendNothingWhileTheLeaderRenews(t *testing.T) {
 				t.Errorf("follower %s sent %v %s messages of its own while %s renewed", id, d[k], k, lead.ID)
 			}
 		}
+	}
+}
+
+// A graceful hand-over is two round trips apart from the push: the
+// release's accepts also prepare the take-over round of the candidate
+// whose turn is first, and the release's push hands that prepare phase to
+// it, so its take-over sends accepts and no prepare. The leader here is a
+// non-voter (a voter leaves its own acceptor out of a hand-over, and with 3
+// voters that leaves too few), and every member campaigns, so whoever is
+// first in turn takes over.
+func TestHandOverTakesOverWithoutAPreparePhase(t *testing.T) {
+	c := newCluster(t, 3, false, fastReinit)
+	for _, id := range []string{"f1", "f2", "f3"} {
+		c.start(id, nil)
+	}
+	c.waitMembers(6)
+	// A released record to start from: with no record the first candidate
+	// would claim it for a lease (an hour) first.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.lock("v1").Create(ctx, lock.Record{LeaderTransitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	el := newElection(c, leaderelection.Config{LeaseDuration: time.Hour, RenewDeadline: 10 * time.Second, RetryPeriod: time.Second})
+	cands := map[string]*candidate{"f1": el.run("f1")}
+	el.leaderAmong([]string{"f1"}, 30*time.Second)
+	rest := append([]string{"f2", "f3"}, c.voters...)
+	for _, id := range rest {
+		cands[id] = el.run(id)
+	}
+	// Every candidate knows f1's record (first reads, pushes) before the
+	// release, so that none of them reads while it is handed over.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, id := range rest {
+		for {
+			l := c.lock(id)
+			l.mu.Lock()
+			knows := l.latestRec != nil && l.latestRec.HolderIdentity == "f1" && !l.distrust
+			l.mu.Unlock()
+			if knows {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not learn f1's record", id)
+			}
+			time.Sleep(20 * time.Millisecond) // polling the lock's state
+		}
+	}
+	before := map[string]map[string]float64{}
+	for _, id := range rest {
+		before[id] = sentBy(c.lock(id))
+	}
+	cands["f1"].stop(t) // releases; the lease is an hour, so only the release moves leadership
+	next := el.leaderAmong(rest, 30*time.Second)
+	after := sentBy(c.lock(next.ID))
+	prepares := after["prepare"] - before[next.ID]["prepare"]
+	accepts := after["accept"] - before[next.ID]["accept"]
+	t.Logf("%s took over term %d, sending %v prepares and %v accepts", next.ID, next.Term, prepares, accepts)
+	if prepares != 0 || accepts == 0 {
+		t.Fatalf("%s's take-over sent %v prepares and %v accepts: the release's prepare phase was not handed over", next.ID, prepares, accepts)
 	}
 }

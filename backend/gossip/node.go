@@ -53,7 +53,11 @@ type node struct {
 	// alive is memberlist's view (name → address), kept from its event
 	// callbacks: the *Node values Members() returns are updated in place
 	// under memberlist's lock, so they are read only inside its callbacks.
-	alive   map[string]string
+	alive map[string]string
+	// incs are the members' process incarnations, from their memberlist
+	// metadata (see delegate.NodeMeta): a release hands its next prepare
+	// phase to one process, not to a name.
+	incs    map[string]uint64
 	changed chan struct{} // closed and replaced when membership changes
 
 	sendSlots chan struct{}
@@ -80,6 +84,7 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 		pending:   map[uint64]chan *envelope{},
 		addrs:     map[string]string{},
 		alive:     map[string]string{},
+		incs:      map[string]uint64{},
 		changed:   make(chan struct{}),
 		sendSlots: make(chan struct{}, maxInflightSends),
 		stop:      make(chan struct{}),
@@ -331,7 +336,9 @@ func (n *node) members(name, addr string) []*memberlist.Node {
 // and later is positive, e goes to first at once and to the others later,
 // even if the node stops meanwhile (a leader that releases and exits):
 // close waits for them.
-func (n *node) broadcast(e *envelope, first string, later time.Duration) {
+//
+// If heir is set, first gets it instead of e (e with a hand-over).
+func (n *node) broadcast(e *envelope, first string, later time.Duration, heir *envelope) {
 	n.mu.Lock()
 	alive := make(map[string]string, len(n.alive))
 	for name, a := range n.alive {
@@ -339,6 +346,10 @@ func (n *node) broadcast(e *envelope, first string, later time.Duration) {
 	}
 	n.mu.Unlock()
 	delete(alive, n.s.Identity)
+	if a, ok := alive[first]; ok && heir != nil {
+		n.sendTo(first, a, heir)
+		delete(alive, first)
+	}
 	if a, ok := alive[first]; ok && later > 0 {
 		n.sendTo(first, a, e)
 		delete(alive, first)
@@ -355,6 +366,14 @@ func (n *node) broadcast(e *envelope, first string, later time.Duration) {
 	for name, a := range alive {
 		n.sendTo(name, a, e)
 	}
+}
+
+// incOf returns the process incarnation of the alive member name, 0 if
+// unknown.
+func (n *node) incOf(name string) uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.incs[name]
 }
 
 // aliveNames returns the names of the members memberlist sees alive, this
@@ -440,7 +459,15 @@ func (n *node) receive(e *envelope) {
 // delegate adapts node to memberlist's delegates.
 type delegate struct{ n *node }
 
-func (delegate) NodeMeta(int) []byte                 { return nil }
+// NodeMeta is this process's incarnation (8 bytes, little-endian): the
+// others learn it with its membership.
+func (d delegate) NodeMeta(limit int) []byte {
+	if limit < 8 {
+		return nil
+	}
+	return binary.LittleEndian.AppendUint64(nil, d.n.inc)
+}
+
 func (delegate) GetBroadcasts(int, int) [][]byte     { return nil }
 func (delegate) LocalState(bool) []byte              { return nil }
 func (delegate) MergeRemoteState(buf []byte, _ bool) {}
@@ -470,8 +497,14 @@ func (n *node) memberChanged(m *memberlist.Node, up bool) {
 		a := net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
 		if up {
 			n.addrs[m.Name], n.alive[m.Name] = a, a
+			if len(m.Meta) == 8 {
+				n.incs[m.Name] = binary.LittleEndian.Uint64(m.Meta)
+			} else {
+				delete(n.incs, m.Name)
+			}
 		} else if n.alive[m.Name] == a {
 			delete(n.alive, m.Name)
+			delete(n.incs, m.Name)
 		}
 	}
 	close(n.changed)

@@ -170,7 +170,7 @@ func (a *Acceptor) Handle(now uint64, m Message) (*Message, error) {
 	case KindPrepare:
 		return a.prepare(now, m)
 	case KindAccept:
-		return a.accept(m)
+		return a.accept(now, m)
 	case KindQuery:
 		if !a.answers(m) {
 			return a.nack(m, NackRecovering, Ballot{}), nil
@@ -211,7 +211,17 @@ func (a *Acceptor) prepare(now uint64, m Message) (*Message, error) {
 	return r, nil
 }
 
-func (a *Acceptor) accept(m Message) (*Message, error) {
+func (a *Acceptor) accept(now uint64, m Message) (*Message, error) {
+	if a.answers(m) && m.Incarnation == a.cfg.Incarnation && !m.Ballot.IsZero() && a.accepted == m.Ballot {
+		// A duplicate: the same ballot always carries the same value. If
+		// the next ballot it asked for is still the promise, nothing was
+		// accepted since: say so again.
+		r := a.reply(m, KindAccepted)
+		if !m.Next.IsZero() && a.promised == m.Next {
+			r.Next = m.Next
+		}
+		return r, nil
+	}
 	ok := a.answers(m) && m.Incarnation == a.cfg.Incarnation && m.Ballot == a.promised
 	if a.weak.acceptAnyIncarnation {
 		ok = !m.Ballot.Less(a.promised)
@@ -223,15 +233,26 @@ func (a *Acceptor) accept(m Message) (*Message, error) {
 		return a.nack(m, NackBallot, a.promised), nil
 	}
 	if a.accepted == m.Ballot {
-		// A duplicate: the same ballot always carries the same value.
+		// A duplicate (weakened rules only reach here).
 		return a.reply(m, KindAccepted), nil
 	}
-	if err := a.save(State{Promised: maxBallot(a.promised, m.Ballot), HasRecord: true, Accepted: m.Ballot, Value: m.Value}, false); err != nil {
+	promised := maxBallot(a.promised, m.Ballot)
+	// The next round's prepare, carried by this accept: promised with the
+	// acceptance, in one step, so the promise reports exactly this value.
+	next := promised.Less(m.Next) && (a.cfg.MaxAhead == 0 || m.Next.Counter <= now+a.cfg.MaxAhead)
+	if next {
+		promised = m.Next
+	}
+	if err := a.save(State{Promised: promised, HasRecord: true, Accepted: m.Ballot, Value: m.Value}, next); err != nil {
 		return nil, err
 	}
-	a.promised = maxBallot(a.promised, m.Ballot)
+	a.promised = promised
 	a.accepted, a.value = m.Ballot, m.Value
-	return a.reply(m, KindAccepted), nil
+	r := a.reply(m, KindAccepted)
+	if next {
+		r.Next = m.Next
+	}
+	return r, nil
 }
 
 // save persists st if storage is configured; promiseChanged says whether the

@@ -91,12 +91,41 @@ func TestRoundCreateReadSwapConflict(t *testing.T) {
 	if o.Status != Chosen || !errors.Is(o.Err, ErrConflict) || string(o.Value.Data) != "x" {
 		t.Fatalf("second create with one voter down: %+v", o)
 	}
+	// The round before re-accepted x through b and c, whose accepts also promised p's next ballot. This swap spends that
+	// promise and sends its accepts to b and c only: with c down it stalls
+	// until abandoned; the full round after it needs no c.
+	r := p.Start(0, Swap(tok, []byte("z")))
+	if !r.SkipsPrepare() || r.Prepares()[0].Kind != KindAccept {
+		t.Fatalf("a write after a chosen round did not skip its prepare phase: %+v", r.Prepares())
+	}
+	if o = c.run(r, "c"); o.Status != Pending || !o.Wrote {
+		t.Fatalf("prepared swap with a promiser down: %+v", o)
+	}
+	r.Abandon()
+	if o = r.Outcome(); o.Status != Failed || !o.Wrote {
+		t.Fatalf("abandoned: %+v", o)
+	}
 	o = c.run(p.Start(0, Swap(tok, []byte("z"))), "c")
 	if o.Status != Chosen || string(o.Value.Data) != "z" || o.Value.Version != 2 {
 		t.Fatalf("swap: %+v", o)
 	}
+	// Chosen through a and b, who promised the next ballot: the next write
+	// skips its prepare phase and is chosen in one round trip.
+	tok2 := o.Value.Token()
+	r = p.Start(0, Swap(tok2, []byte("z2")))
+	if !r.SkipsPrepare() {
+		t.Fatal("second write did not skip its prepare phase")
+	}
+	if o = c.run(r); o.Status != Chosen || string(o.Value.Data) != "z2" || o.Value.Version != 3 || o.Value.Written != r.Ballot() {
+		t.Fatalf("prepared swap: %+v", o)
+	}
+	o = c.run(p.Start(0, Swap(tok2, []byte("z3"))))
+	if !errors.Is(o.Err, ErrConflict) || string(o.Value.Data) != "z2" {
+		t.Fatalf("stale swap after a prepared one: %+v", o)
+	}
+	tok = tok2
 	o = c.run(p.Start(0, Swap(tok, []byte("w"))))
-	if !errors.Is(o.Err, ErrConflict) || string(o.Value.Data) != "z" {
+	if !errors.Is(o.Err, ErrConflict) || string(o.Value.Data) != "z2" {
 		t.Fatalf("stale swap: %+v", o)
 	}
 	o = c.run(p.Start(0, Read), "a", "b")
@@ -444,5 +473,49 @@ func TestQueryReadsWithoutPromising(t *testing.T) {
 	// One report is no quorum.
 	if o := c.query(p, "b", "c").Outcome(); o.Status != Pending {
 		t.Fatalf("query with one report: %+v; want pending", o)
+	}
+}
+
+// A release hands its next prepare phase to the heir: the heir's write is
+// one round trip, the hand-over is spent once, and nobody else can use it.
+func TestPrepareHandedOverIsSpentOnceByItsHeirOnly(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	p := newProposer(t, "p", 9, c.voters)
+	q := newProposer(t, "q", 7, c.voters)
+	o := c.run(p.StartFor(0, Create([]byte("x")), func(Value) (string, uint64) { return "q", 7 }))
+	if o.Status != Chosen || o.Prepared == nil {
+		t.Fatalf("release: %+v", o)
+	}
+	rd := *o.Prepared
+	if rd.Ballot.Node != "q" || rd.Ballot.Incarnation != 7 || !o.Value.Written.Less(rd.Ballot) || !rd.Value.Equal(o.Value) {
+		t.Fatalf("prepared: %+v for %+v", rd, o.Value)
+	}
+	other := newProposer(t, "q", 8, c.voters) // q restarted
+	if other.Adopt(rd) || p.Adopt(rd) {
+		t.Fatal("a prepare phase adopted by a process it was not handed to")
+	}
+	if !q.Adopt(rd) || q.Adopt(rd) {
+		t.Fatal("the heir must adopt the hand-over once, and only once")
+	}
+	r := q.Start(0, Swap(o.Value.Token(), []byte("y")))
+	if !r.SkipsPrepare() || r.Ballot() != rd.Ballot {
+		t.Fatalf("the heir's write did not spend the hand-over: %s", r.Ballot())
+	}
+	if o = c.run(r); o.Status != Chosen || string(o.Value.Data) != "y" {
+		t.Fatalf("heir's write: %+v", o)
+	}
+	heirs := o.Value.Token()
+	// The releaser's own next round is a full one, above.
+	r = p.Start(0, Swap(o.Value.Token(), []byte("z")))
+	if r.SkipsPrepare() || !rd.Ballot.Less(r.Ballot()) {
+		t.Fatalf("releaser's round after its hand-over: %s skips prepare %v", r.Ballot(), r.SkipsPrepare())
+	}
+	// The heir's accepts promised its own next ballot: the releaser's first
+	// round is refused, the one above what the refusal named is chosen.
+	if o = c.run(r); o.Status != Failed {
+		t.Fatalf("releaser's write below the heir's promise: %+v", o)
+	}
+	if o = c.run(p.Start(0, Swap(heirs, []byte("z")))); o.Status != Chosen || string(o.Value.Data) != "z" {
+		t.Fatalf("releaser's write after the heir's: %+v", o)
 	}
 }

@@ -73,8 +73,11 @@ func (r NackReason) String() string {
 //   - Promise: Ballot (the one promised), Incarnation (the acceptor's),
 //     Accepted and Value (what it accepted last; zero if nothing).
 //   - Accept: Ballot, Incarnation (the acceptor incarnation that promised;
-//     any other refuses), Value.
-//   - Accepted: Ballot, Incarnation.
+//     any other refuses), Value, and Next if set: a ballot above Ballot
+//     that the acceptor promises at once after accepting (the proposer's
+//     next round, whose prepare phase this is; see [Proposer.Start]).
+//   - Accepted: Ballot, Incarnation, and Next if the acceptor promised the
+//     accept's Next with it (its accepted value is then the accept's).
 //   - Nack: Ballot (the refused one), Incarnation, Reason, Seen.
 //   - Query: Ballot (only to match the reports to the query; no acceptor
 //     promises or remembers it).
@@ -93,6 +96,7 @@ type Message struct {
 	Accepted    Ballot     `json:"a,omitzero"`
 	Value       Value      `json:"v,omitzero"`
 	Seen        Ballot     `json:"s,omitzero"`
+	Next        Ballot     `json:"x,omitzero"`
 	Reason      NackReason `json:"r,omitempty"`
 }
 

@@ -25,6 +25,10 @@ type Proposer struct {
 	hash string
 	// last is the highest ballot this proposer has used or seen.
 	last Ballot
+	// ready is a prepare phase done in advance for ballot last: by the
+	// accepts of this proposer's last chosen round, or handed over by a
+	// releasing one (Adopt). Start spends it on a write.
+	ready *Prepared
 
 	// ownVote lets a recovery round count its own acceptor (rule c); only
 	// the tests' exhaustive search sets it.
@@ -71,8 +75,102 @@ func (p *Proposer) Observe(b Ballot) { p.last = maxBallot(p.last, b) }
 // ballot counter's unit (it may be zero without clock-bounded floors): the
 // round's counter is at least now and above every ballot seen. Send
 // [Round.Prepares] to every voter.
+//
+// The one-round-trip optimisation (CASPaxos §2.2.1): the accepts of a
+// round carry the prepare of this proposer's next ballot, which the
+// acceptors promise in the same step as they accept (see [Message]). If a
+// quorum did so, the next Start whose change writes on the value chosen
+// skips the prepare phase: [Round.Prepares] then returns the accepts, at
+// that ballot, to that quorum. It is spent once, and only if no higher
+// ballot was seen since; a change that does not write on it (a conflict,
+// a read) runs a full round instead, since the value may be stale.
 func (p *Proposer) Start(now uint64, change Change) *Round {
+	if r := p.startPrepared(change); r != nil {
+		return r
+	}
 	return p.start(now, Ballot{}, "", change, true)
+}
+
+// Prepared is a prepare phase done in advance: a quorum of voters
+// promised Ballot, each having accepted Value, at ballot At, last.
+type Prepared struct {
+	Ballot Ballot
+	At     Ballot
+	Value  Value
+	Voters []PreparedVoter
+}
+
+// PreparedVoter is one voter that promised a Prepared ballot, and the
+// acceptor incarnation that did.
+type PreparedVoter struct {
+	Name        string `json:"n"`
+	Incarnation uint64 `json:"i"`
+}
+
+// startPrepared spends the prepared ballot, if any, on change.
+func (p *Proposer) startPrepared(change Change) *Round {
+	rd := p.ready
+	p.ready = nil
+	if rd == nil || rd.Ballot != p.last {
+		return nil // a higher ballot was seen: the promises are broken
+	}
+	data, write, err := change(rd.Value)
+	if err != nil || !write {
+		return nil
+	}
+	r := &Round{p: p, ballot: rd.Ballot, change: change, fastRead: true, prepared: true}
+	for _, v := range p.cfg.Voters {
+		r.peers = append(r.peers, peer{name: v})
+	}
+	for _, pv := range rd.Voters {
+		i := slices.IndexFunc(r.peers, func(q peer) bool { return q.name == pv.Name })
+		if i < 0 || r.peers[i].promised {
+			return nil
+		}
+		q := &r.peers[i]
+		q.promised, q.inc, q.at, q.value = true, pv.Incarnation, rd.At, rd.Value
+		r.order = append(r.order, i)
+	}
+	if len(r.order) < r.quorum() {
+		return nil
+	}
+	r.value = Value{Version: rd.Value.Version + 1, Written: r.ballot, Data: data}
+	r.wrote = true
+	return r
+}
+
+// DropPrepared forgets a prepare phase done in advance: the next round is
+// a full one.
+func (p *Proposer) DropPrepared() { p.ready = nil }
+
+// Adopt takes a prepare phase a releasing proposer ran for this one (see
+// [Proposer.StartFor]): the next Start that writes on its value spends it.
+// It reports false, and changes nothing, unless the ballot is this
+// proposer's own (its node and incarnation) and above every ballot it has
+// used or seen: a ballot is never spent twice, even if the hand-over is
+// delivered twice.
+func (p *Proposer) Adopt(rd Prepared) bool {
+	if rd.Ballot.Node != p.cfg.Node || rd.Ballot.Incarnation != p.cfg.Incarnation || !p.last.Less(rd.Ballot) ||
+		len(rd.Voters) < Quorum(len(p.cfg.Voters)) {
+		return false
+	}
+	p.last = rd.Ballot
+	p.ready = &rd
+	return true
+}
+
+// StartFor is Start, where the round's accepts carry the prepare of a
+// ballot of another proposer instead of this one's: a release that hands
+// the next round's prepare phase over. The hand-over counts only voters
+// other than this proposer's own node (a releasing leader usually exits). heir is asked, once the value the
+// accepts carry is known, for that proposer's node name and process
+// incarnation; "" or 0 (or this proposer's own name) keeps this
+// proposer's. If the round is chosen and a quorum promised the heir's
+// ballot, Outcome.Prepared is that phase, for the heir's [Proposer.Adopt].
+func (p *Proposer) StartFor(now uint64, change Change, heir func(v Value) (node string, inc uint64)) *Round {
+	r := p.Start(now, change)
+	r.heirOf = heir
+	return r
 }
 
 // Query begins a read that promises nothing, so that it pre-empts no other
@@ -170,6 +268,10 @@ type Outcome struct {
 	Err error
 	// Seen is the highest ballot any refusal named (Failed).
 	Seen Ballot
+	// Prepared, when Chosen by a round started with StartFor, is the
+	// prepare phase its accepts ran for the heir (nil if too few voters
+	// promised it).
+	Prepared *Prepared
 }
 
 // Round is one prepare/accept round of a proposer.
@@ -184,6 +286,16 @@ type Round struct {
 	fastRead bool
 	// query: a Query, not a round (see Proposer.Query).
 	query bool
+	// prepared: the round spends a prepare phase done in advance; it
+	// starts with its accepts.
+	prepared bool
+	// heirOf, if set, names the proposer (node, incarnation) whose
+	// ballot the accepts ask to be promised, instead of this proposer's
+	// next; heir is its answer.
+	heirOf func(Value) (string, uint64)
+	heir   *Ballot
+	// next is the ballot the accepts ask to be promised (zero: none).
+	next Ballot
 	// order lists the promisers in order of arrival, up to the quorum: the
 	// promises the value is computed from and the accepts go to.
 	order    []int
@@ -207,13 +319,32 @@ type peer struct {
 	value             Value
 	// sent: an accept went to this voter (naming inc); accepted: it said yes.
 	sent, accepted bool
+	// nextOK: with its acceptance it promised the round's next ballot.
+	nextOK bool
 }
 
 // Ballot returns the round's ballot.
 func (r *Round) Ballot() Ballot { return r.ballot }
 
+// SkipsPrepare reports whether the round spends a prepare phase done in
+// advance (see [Proposer.Start]): its accepts go only to the voters that
+// promised, so one of them down stalls it. The caller abandons such a
+// round soon (see [Round.Abandon]) and starts a full one.
+func (r *Round) SkipsPrepare() bool { return r.prepared }
+
+// Abandon ends a pending round as Failed, as a refusal would: its write,
+// if accepts carrying it went out, is of unknown outcome.
+func (r *Round) Abandon() {
+	if r.out.Status == Pending {
+		r.fail(r.sent)
+	}
+}
+
 // Prepares returns the prepare messages, one per voter taking part.
 func (r *Round) Prepares() []Message {
+	if r.prepared {
+		return r.accepts()
+	}
 	k := KindPrepare
 	if r.query {
 		k = KindQuery
@@ -231,6 +362,10 @@ func (r *Round) Prepares() []Message {
 func (r *Round) Outcome() Outcome {
 	o := r.out
 	o.Ballot = r.ballot
+	if o.Prepared != nil {
+		c := *o.Prepared
+		o.Prepared = &c
+	}
 	if o.Status == Pending {
 		o.Wrote = r.sent && r.wrote
 	}
@@ -310,13 +445,34 @@ func (r *Round) promise(i int, m Message) []Message {
 		r.out = Outcome{Status: Chosen, Value: cur, Err: err}
 		return nil
 	}
+	return r.accepts()
+}
+
+// accepts marks the accept phase begun and returns its messages, to the
+// promisers. A round that is not a recovery round asks, with them, for the
+// promise of the next ballot (this proposer's, or the heir's).
+func (r *Round) accepts() []Message {
 	r.sent = true
+	if r.heirOf != nil && r.wrote {
+		if node, inc := r.heirOf(r.value); node != "" && node != r.p.cfg.Node && inc != 0 {
+			r.heir = &Ballot{Node: node, Incarnation: inc}
+		}
+	}
+	if r.fastRead {
+		r.next = Ballot{Counter: r.ballot.Counter + 1, Node: r.p.cfg.Node, Incarnation: r.p.cfg.Incarnation}
+		if r.heir != nil {
+			r.next.Node, r.next.Incarnation = r.heir.Node, r.heir.Incarnation
+		}
+		// Never used for a full round of this proposer: a later Start
+		// goes above it.
+		r.p.last = maxBallot(r.p.last, r.next)
+	}
 	ms := make([]Message, 0, len(r.order))
 	for _, j := range r.order {
 		q := &r.peers[j]
 		q.sent = true
 		ms = append(ms, Message{Kind: KindAccept, From: r.p.cfg.Node, To: q.name, VoterHash: r.p.hash,
-			Ballot: r.ballot, Incarnation: q.inc, Value: r.value})
+			Ballot: r.ballot, Incarnation: q.inc, Value: r.value, Next: r.next})
 	}
 	return ms
 }
@@ -400,9 +556,28 @@ func (r *Round) acceptedBy(i int, m Message) {
 		return
 	}
 	p.accepted = true
+	p.nextOK = !r.next.IsZero() && m.Next == r.next
 	r.accepted++
-	if r.accepted >= r.quorum() {
-		r.out = Outcome{Status: Chosen, Value: r.value, Wrote: r.wrote, Err: r.err}
+	if r.accepted < r.quorum() {
+		return
+	}
+	r.out = Outcome{Status: Chosen, Value: r.value, Wrote: r.wrote, Err: r.err}
+	rd := Prepared{Ballot: r.next, At: r.ballot, Value: r.value}
+	for _, q := range r.peers {
+		// A hand-over leaves out this proposer's own acceptor: a leader
+		// that releases is usually about to exit, and the heir's round,
+		// sent only to the voters in the hand-over, would wait for it.
+		if q.accepted && q.nextOK && (r.heir == nil || q.name != r.p.cfg.Node) {
+			rd.Voters = append(rd.Voters, PreparedVoter{Name: q.name, Incarnation: q.inc})
+		}
+	}
+	if len(rd.Voters) < r.quorum() {
+		return
+	}
+	if r.heir != nil {
+		r.out.Prepared = &rd
+	} else if r.p.last == r.next {
+		r.p.ready = &rd
 	}
 }
 

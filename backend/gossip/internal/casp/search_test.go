@@ -10,7 +10,8 @@ import (
 )
 
 // The exhaustive search: every interleaving of 3 voters (a, b, c), two
-// client proposers (p creates "x", q creates "y") and one amnesiac restart of
+// client proposers (p writes "x", q writes "y", each on top of the value its
+// round found) and one amnesiac restart of
 // voter a at any step, with the restarted voter's recovery round as a third
 // proposer. Messages live in a set that only grows, so any message can be
 // delivered at any time, any number of times, in any order, or never:
@@ -19,20 +20,27 @@ import (
 // each at any counter it may use (a proposer can abandon a round at any
 // time, as on a timeout).
 //
-// Two reductions keep the space small without losing behaviours. Nacks are
+// Accepts carry the prepare of the proposer's next ballot (the one-round-
+// trip optimisation); each is delivered both as sent and without it (as an
+// acceptor whose clock bound refuses the next ballot handles it). A client
+// whose round was chosen with a quorum of those promises spends them on its
+// next round, which starts with its accepts. q's rounds hand their next
+// prepare over to p instead (Proposer.StartFor, the way a release does),
+// delivered to p as a message like any other.
+//
+// One reduction keeps the space small without losing behaviours: nacks are
 // never delivered (every nack lost is a real schedule; a nack only narrows a
-// proposer's choices). Accepted replies to clients are dropped: only the
-// observer below decides what is chosen, and a client's next round may start
-// at any time anyway. The recovery proposer gets its Accepted replies, since
-// its outcome changes the recovered voter.
+// proposer's choices).
 //
 // Voter a is the only one restarted: the voters are symmetric.
 //
 // The invariant, checked after every acceptance: a value is chosen at a
 // ballot when a quorum of voters accepted that ballot; for any two chosen
 // ballots b1 < b2 with a non-empty value v1 at b1, the value at b2 is v1 (the
-// same write: same data, version and writing ballot). Since both clients
-// only create, a second write, or the empty register after a write, is a
+// same write: same data, version and writing ballot) or a write made on top
+// of it, directly or through others: every write's data names the value it
+// was made on, so the chain of writes is in the data. Anything else (a
+// write made on an older value, or the empty register after a write) is a
 // lost write.
 
 var (
@@ -75,6 +83,10 @@ type world struct {
 	votes     []vote // sorted by ballot
 }
 
+// kindGift is the search's message that hands a Prepared from q to p; its
+// Incarnation indexes searcher.gifts.
+const kindGift Kind = 100
+
 // msgSet is the set of messages ever sent, as bits over the searcher's
 // table of distinct messages.
 type msgSet [16]uint64
@@ -108,6 +120,21 @@ type searcher struct {
 	buf     []byte
 	table   []Message      // every distinct message sent, by id
 	ids     map[string]int // encoded message → id
+	gifts   []Prepared     // the prepare phases q handed p, by index
+	giftIDs map[string]int // encoded Prepared → index
+}
+
+// gift returns the index of rd in s.gifts, adding it if new.
+func (s *searcher) gift(rd Prepared) uint64 {
+	var e encoder
+	e.prepared(&rd)
+	id, ok := s.giftIDs[string(e.b)]
+	if !ok {
+		id = len(s.gifts)
+		s.gifts = append(s.gifts, rd)
+		s.giftIDs[string(e.b)] = id
+	}
+	return uint64(id)
 }
 
 func newWorld(r searchRules) *world {
@@ -133,13 +160,28 @@ func newWorld(r searchRules) *world {
 	return w
 }
 
-var clientChange = [2]Change{Create([]byte("x")), Create([]byte("y"))}
+var clientChange = [2]Change{appendChange("x"), appendChange("y")}
+
+// appendChange writes, on top of any value, its data followed by the token
+// of that value and the letter.
+func appendChange(letter string) Change {
+	return func(cur Value) ([]byte, bool, error) {
+		return []byte(string(cur.Data) + "<" + cur.Token().String() + ">" + letter), true, nil
+	}
+}
+
+// descends reports whether v was written on top of lo, directly or
+// through other writes.
+func descends(v, lo Value) bool {
+	return strings.HasPrefix(string(v.Data), string(lo.Data)+"<"+lo.Token().String()+">")
+}
 
 // search explores every state reachable within bounds and returns whether
 // a violation was found.
 func (s *searcher) search() bool {
 	s.visited = map[uint64]int{}
 	s.ids = map[string]int{}
+	s.giftIDs = map[string]int{}
 	return s.dfs(newWorld(s.rules), 0)
 }
 
@@ -186,29 +228,51 @@ func (s *searcher) dfs(w *world, depth int) bool {
 		switch m.Kind {
 		case KindPrepare, KindAccept:
 			n = s.toAcceptor(w, m)
+		case kindGift:
+			n = s.toHeir(w, m)
 		default:
 			n = s.toProposer(w, m)
 		}
 		if step(func() string { return describe(m) }, n) {
 			return true
 		}
+		if m.Kind == KindAccept && !m.Next.IsZero() {
+			m.Next = Ballot{}
+			if step(func() string { return describe(m) + " (next ballot refused)" }, s.toAcceptor(w, m)) {
+				return true
+			}
+		}
 	}
-	// Clients start rounds.
+	// Clients start rounds: any counter they may use, or, holding a
+	// prepare phase done in advance, the round that spends it.
 	for i := range 2 {
 		sl := &w.slots[i]
 		if sl.rounds >= s.bounds.clientRounds[i] {
 			continue
 		}
-		for c := sl.p.last.Counter + 1; c <= s.bounds.maxCounter; c++ {
+		first := sl.p.last.Counter + 1
+		if sl.p.ready != nil {
+			first = sl.p.last.Counter // one round: Start spends it
+		}
+		for c := first; c <= max(s.bounds.maxCounter, first); c++ {
 			n := w.clone()
 			ns := &n.slots[i]
-			ns.r = ns.p.Start(c, clientChange[i])
+			if i == 1 {
+				ns.r = ns.p.StartFor(c, clientChange[i], func(Value) (string, uint64) { return "p", 1 })
+			} else {
+				ns.r = ns.p.Start(c, clientChange[i])
+			}
 			ns.rounds++
 			for _, m := range ns.r.Prepares() {
 				s.add(n, m)
 			}
-			if step(func() string { return fmt.Sprintf("%s starts round %s", ns.p.cfg.Node, ns.r.ballot) }, n) {
+			if step(func() string {
+				return fmt.Sprintf("%s starts round %s (skips prepare: %v)", ns.p.cfg.Node, ns.r.ballot, ns.r.prepared)
+			}, n) {
 				return true
+			}
+			if sl.p.ready != nil {
+				break
 			}
 		}
 	}
@@ -282,9 +346,6 @@ func (s *searcher) toAcceptor(w *world, m Message) *world {
 	n.acc[i] = a
 	if reply.Kind == KindAccepted {
 		s.vote(n, m.Ballot, i, m.Value)
-		if reply.To != "a" {
-			return n
-		}
 	}
 	s.add(n, *reply)
 	return n
@@ -319,6 +380,18 @@ func (s *searcher) toProposer(w *world, m Message) *world {
 			_ = n.acc[0].Recover(o) // a no-op error if the weakened voter already answers
 		}
 	}
+	if o := nr.Outcome(); o.Prepared != nil {
+		s.add(n, Message{Kind: kindGift, From: "q", To: "p", Ballot: o.Prepared.Ballot, Incarnation: s.gift(*o.Prepared)})
+	}
+	return n
+}
+
+// toHeir delivers a prepare phase q handed over to p.
+func (s *searcher) toHeir(w *world, m Message) *world {
+	n := w.clone()
+	if !n.slots[0].p.Adopt(s.gifts[m.Incarnation]) {
+		return nil
+	}
 	return n
 }
 
@@ -348,7 +421,7 @@ func (s *searcher) vote(w *world, b Ballot, i int, v Value) {
 		if b.Less(y.ballot) {
 			lo, hi = *x, y
 		}
-		if !lo.value.IsEmpty() && !hi.value.Equal(lo.value) {
+		if !lo.value.IsEmpty() && !hi.value.Equal(lo.value) && !descends(hi.value, lo.value) {
 			s.why = fmt.Sprintf("chosen %s at %s, then %s at %s", show(lo.value), lo.ballot, show(hi.value), hi.ballot)
 			return
 		}
@@ -403,6 +476,9 @@ func (s *searcher) dead(w *world, m Message) bool {
 		}
 		return !a.weak.acceptAnyIncarnation && m.Incarnation != a.cfg.Incarnation
 	}
+	if m.Kind == kindGift {
+		return !w.slots[0].p.last.Less(m.Ballot)
+	}
 	i := slices.Index([]string{"p", "q", "a"}, m.To)
 	r := w.slots[i].r
 	if r == nil || r.ballot != m.Ballot || r.out.Status != Pending {
@@ -452,6 +528,7 @@ func (s *searcher) key(w *world) uint64 {
 	for i := range w.slots {
 		sl := &w.slots[i]
 		e.ballot(sl.p.last)
+		e.prepared(sl.p.ready)
 		e.u64(uint64(sl.rounds))
 		e.round(sl.r)
 	}
@@ -487,6 +564,21 @@ func (e *encoder) message(m Message) {
 	e.u64(m.Incarnation)
 	e.ballot(m.Accepted)
 	e.value(m.Value)
+	e.ballot(m.Next)
+}
+func (e *encoder) prepared(rd *Prepared) {
+	if rd == nil {
+		e.bool(false)
+		return
+	}
+	e.bool(true)
+	e.ballot(rd.Ballot)
+	e.ballot(rd.At)
+	e.value(rd.Value)
+	for _, v := range rd.Voters {
+		e.str(v.Name)
+		e.u64(v.Incarnation)
+	}
 }
 func (e *encoder) round(r *Round) {
 	if r == nil {
@@ -504,8 +596,11 @@ func (e *encoder) round(r *Round) {
 		e.value(p.value)
 	}
 	e.bool(r.sent)
+	e.bool(r.prepared)
+	e.ballot(r.next)
 	for _, p := range r.peers {
 		e.bool(p.accepted)
+		e.bool(p.nextOK)
 	}
 	e.value(r.value)
 }
