@@ -258,9 +258,12 @@ func TestReleaseReachesEveryCandidateWhenTheFirstInTurnDoesNotCampaign(t *testin
 		c.stop(prev)        // and the process exits at once
 		lead = el.leaderAmong([]string{next}, 30*time.Second)
 		c.start(prev, nil) // a new process, at a new address
-		// A release reaches the members the leader knows: wait until the
-		// leader knows this process, not only its old address.
-		c.waitHeard(next, prev, 30*time.Second)
+		// A release reaches the members the leader's memberlist sees
+		// alive: wait until it sees this process, not its old address
+		// (memberlist admits a name at a new address only once the old
+		// one has left or been dead DeadNodeReclaimTime; see
+		// docs/backends/gossip.md, the memberlist caveats).
+		c.waitAlive(next, prev, 30*time.Second)
 		cands[prev] = el.run(prev)
 	}
 }

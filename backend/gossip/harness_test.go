@@ -220,6 +220,18 @@ func (c *cluster) waitMembers(n int) {
 // its old incarnation is declared dead, which can take seconds.
 func (c *cluster) waitHeard(from, id string, within time.Duration) {
 	c.t.Helper()
+	c.waitAddr(from, id, within, false)
+}
+
+// waitAlive waits until memberlist tells from that id is alive at its
+// current address: pushes go to the members memberlist sees alive.
+func (c *cluster) waitAlive(from, id string, within time.Duration) {
+	c.t.Helper()
+	c.waitAddr(from, id, within, true)
+}
+
+func (c *cluster) waitAddr(from, id string, within time.Duration, aliveOnly bool) {
+	c.t.Helper()
 	c.mu.Lock()
 	want := c.seeds[id]
 	c.mu.Unlock()
@@ -230,7 +242,7 @@ func (c *cluster) waitHeard(from, id string, within time.Duration) {
 	deadline := time.Now().Add(within)
 	for {
 		n.mu.Lock()
-		ok := n.alive[id] == want || n.addrs[id] == want
+		ok := n.alive[id] == want || (!aliveOnly && n.addrs[id] == want)
 		n.mu.Unlock()
 		if ok {
 			return

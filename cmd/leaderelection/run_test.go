@@ -54,6 +54,9 @@ func TestRunThreeCopiesOneJobAtATime(t *testing.T) {
 	}
 	eventually(t, "term 1's job to write", 30*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 1 })
 	_, first := lastTerm(t, sink)
+	// The job writes the sink before it has recorded every pid (the
+	// grandchild writes first): wait for them before stopping it.
+	pids1 := termPIDs(t, dir, 1)
 
 	// SIGTERM: the job stops, the lock is released, another copy starts.
 	stopped := time.Now()
@@ -66,8 +69,8 @@ func TestRunThreeCopiesOneJobAtATime(t *testing.T) {
 	if handOver >= 4*time.Second {
 		t.Fatalf("hand-over after SIGTERM took %v, not less than the 4s lease: the lock was not released", handOver)
 	}
-	if pids := termPIDs(t, dir, 1); anyAlive(pids) {
-		t.Fatalf("term 1's processes %v still alive after its copy exited", pids)
+	if anyAlive(pids1) {
+		t.Fatalf("term 1's processes %v still alive after its copy exited", pids1)
 	}
 	t.Logf("SIGTERM hand-over: %v from the signal to the next copy's job writing", handOver.Round(time.Millisecond))
 
