@@ -1024,18 +1024,18 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 			}
 		case <-tick.C:
 			l.propMu.Lock()
-			o := r.Outcome()
-			refused := r.Ballot().Less(o.Seen) && seen == nil
-			stalled := o.Status == casp.Pending && (r.SkipsPrepare() || refused)
+			refused := !r.SkipsPrepare()
+			stalled := r.Stalled() && seen == nil
 			var was casp.Outcome
 			if stalled {
 				// A round that skipped its prepare phase sent its
 				// accepts only to the voters that promised: one of them
 				// is down or cut off. A round that a voter refused
-				// (it promised a higher ballot) waits for one that does
-				// not answer. Either way a full round above every ballot
+				// (it promised a higher ballot, or this one without
+				// telling this round) waits for one that does not
+				// answer. Either way a full round above every ballot
 				// seen, to every voter, replaces it (the write, if it
-				// went out, is unsure).
+				// went out, is unsure); see casp.Round.Stalled.
 				r.Abandon()
 				was = r.Outcome()
 				r = start(nowMillis())

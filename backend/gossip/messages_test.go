@@ -73,9 +73,9 @@ func TestFollowersSendNothingWhileTheLeaderRenews(t *testing.T) {
 // release's accepts also prepare the take-over round of the candidate
 // whose turn is first, and the release's push hands that prepare phase to
 // it, so its take-over sends accepts and no prepare. The leader here is a
-// non-voter (a voter leaves its own acceptor out of a hand-over, and with 3
-// voters that leaves too few), and every member campaigns, so whoever is
-// first in turn takes over.
+// non-voter (a voter leaves its own acceptor out of a hand-over, which
+// usually leaves too few), and every member campaigns, so whoever is first
+// in turn takes over.
 func TestHandOverTakesOverWithoutAPreparePhase(t *testing.T) {
 	c := newCluster(t, 3, false, fastReinit)
 	for _, id := range []string{"f1", "f2", "f3"} {

@@ -212,7 +212,7 @@ func (a *Acceptor) prepare(now uint64, m Message) (*Message, error) {
 }
 
 func (a *Acceptor) accept(now uint64, m Message) (*Message, error) {
-	if a.answers(m) && m.Incarnation == a.cfg.Incarnation && !m.Ballot.IsZero() && a.accepted == m.Ballot {
+	if a.answers(m) && m.Incarnation == a.cfg.Incarnation && !m.Ballot.IsZero() && a.accepted == m.Ballot && a.value.Equal(m.Value) {
 		// A duplicate: the same ballot always carries the same value. If
 		// the next ballot it asked for is still the promise, nothing was
 		// accepted since: say so again.

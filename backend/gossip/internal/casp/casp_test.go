@@ -519,3 +519,32 @@ func TestPrepareHandedOverIsSpentOnceByItsHeirOnly(t *testing.T) {
 		t.Fatalf("releaser's write after the heir's: %+v", o)
 	}
 }
+
+// A round's accepts ask the voters to promise the proposer's next ballot:
+// a round started while it runs (a read beside a write, a recovery beside
+// a client's round) must not take that ballot, or one ballot could carry
+// two values (found by review: chosen "x" and "z" both at one ballot).
+func TestOverlappingRoundsNeverShareTheNextBallot(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	p := newProposer(t, "p", 9, c.voters)
+	x := p.Start(0, Create([]byte("x")))
+	y := p.Start(0, Read)
+	var next Ballot
+	for _, m := range x.Prepares() {
+		a := c.acc[m.To]
+		reply, err := a.Handle(0, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := x.Handle(*reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, acc := range out {
+			next = acc.Next
+		}
+	}
+	if next.IsZero() || !next.Less(y.Ballot()) {
+		t.Fatalf("a round started during another (%s) is not above that round's next ballot %s", y.Ballot(), next)
+	}
+}

@@ -119,6 +119,7 @@ func (p *Proposer) startPrepared(change Change) *Round {
 		return nil
 	}
 	r := &Round{p: p, ballot: rd.Ballot, change: change, fastRead: true, prepared: true}
+	p.last = Ballot{Counter: rd.Ballot.Counter + 1, Node: p.cfg.Node, Incarnation: p.cfg.Incarnation} // reserved, as in start
 	for _, v := range p.cfg.Voters {
 		r.peers = append(r.peers, peer{name: v})
 	}
@@ -209,7 +210,10 @@ func (p *Proposer) Recover(now uint64, floor Ballot) *Round {
 func (p *Proposer) start(now uint64, above Ballot, exclude string, change Change, fastRead bool) *Round {
 	c := max(p.last.Counter+1, now, above.Counter+1)
 	b := Ballot{Counter: c, Node: p.cfg.Node, Incarnation: p.cfg.Incarnation}
-	p.last = b
+	// Reserve the ballot above too: it is this round's next (its accepts
+	// ask the voters to promise it), so no other round of this proposer,
+	// even one started while this one runs, may use it.
+	p.last = Ballot{Counter: c + 1, Node: p.cfg.Node, Incarnation: p.cfg.Incarnation}
 	r := &Round{p: p, ballot: b, change: change, fastRead: fastRead}
 	for _, v := range p.cfg.Voters {
 		if v != exclude {
@@ -296,6 +300,9 @@ type Round struct {
 	heir   *Ballot
 	// next is the ballot the accepts ask to be promised (zero: none).
 	next Ballot
+	// samePromise: a voter refused a prepare having promised this ballot
+	// without a promise reaching this round (see Stalled).
+	samePromise bool
 	// order lists the promisers in order of arrival, up to the quorum: the
 	// promises the value is computed from and the accepts go to.
 	order    []int
@@ -331,6 +338,17 @@ func (r *Round) Ballot() Ballot { return r.ballot }
 // promised, so one of them down stalls it. The caller abandons such a
 // round soon (see [Round.Abandon]) and starts a full one.
 func (r *Round) SkipsPrepare() bool { return r.prepared }
+
+// Stalled reports whether a pending round cannot expect to finish by
+// waiting: it skipped its prepare phase (its accepts went only to the
+// voters that promised, and one is silent), a voter refused it for a
+// higher ballot, or a voter refused a prepare because it had promised this
+// very ballot without reporting to this round (a duplicate whose promise
+// was lost, or a promise made through another round's accept). The caller
+// abandons it and starts a full round.
+func (r *Round) Stalled() bool {
+	return r.out.Status == Pending && (r.prepared || r.ballot.Less(r.out.Seen) || r.samePromise)
+}
 
 // Abandon ends a pending round as Failed, as a refusal would: its write,
 // if accepts carrying it went out, is of unknown outcome.
@@ -598,7 +616,11 @@ func (r *Round) nack(i int, m Message) {
 		r.fail(true)
 		return
 	}
-	if p.promised || p.refused || dupPrepare {
+	if p.promised || p.refused {
+		return
+	}
+	if dupPrepare {
+		r.samePromise = true
 		return
 	}
 	p.refused = true
