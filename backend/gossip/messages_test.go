@@ -76,7 +76,21 @@ func TestFollowersSendNothingWhileTheLeaderRenews(t *testing.T) {
 // non-voter (a voter leaves its own acceptor out of a hand-over, which
 // usually leaves too few), and every member campaigns, so whoever is first
 // in turn takes over.
+//
+// Under load a hand-over may go unused (the heir read the register again
+// before its write, or another candidate went first): the cluster is set
+// up afresh up to three times, and one hand-over taken without a prepare
+// phase is the proof. With the hand-over broken none ever is.
 func TestHandOverTakesOverWithoutAPreparePhase(t *testing.T) {
+	for attempt := 1; attempt <= 3; attempt++ {
+		if handOverOnce(t) {
+			return
+		}
+	}
+	t.Fatal("in three hand-overs, the release's prepare phase was never handed over: every take-over sent prepares")
+}
+
+func handOverOnce(t *testing.T) bool {
 	c := newCluster(t, 3, false, fastReinit)
 	for _, id := range []string{"f1", "f2", "f3"} {
 		c.start(id, nil)
@@ -124,7 +138,10 @@ func TestHandOverTakesOverWithoutAPreparePhase(t *testing.T) {
 	prepares := after["prepare"] - before[next.ID]["prepare"]
 	accepts := after["accept"] - before[next.ID]["accept"]
 	t.Logf("%s took over term %d, sending %v prepares and %v accepts", next.ID, next.Term, prepares, accepts)
-	if prepares != 0 || accepts == 0 {
-		t.Fatalf("%s's take-over sent %v prepares and %v accepts: the release's prepare phase was not handed over", next.ID, prepares, accepts)
+	for _, cd := range cands {
+		if cd != cands["f1"] {
+			cd.stop(t)
+		}
 	}
+	return prepares == 0 && accepts > 0
 }

@@ -170,7 +170,7 @@ func (p *Proposer) Adopt(rd Prepared) bool {
 // ballot, Outcome.Prepared is that phase, for the heir's [Proposer.Adopt].
 func (p *Proposer) StartFor(now uint64, change Change, heir func(v Value) (node string, inc uint64)) *Round {
 	r := p.Start(now, change)
-	r.heirOf = heir
+	r.heirOf, r.now = heir, now
 	return r
 }
 
@@ -298,6 +298,7 @@ type Round struct {
 	// next; heir is its answer.
 	heirOf func(Value) (string, uint64)
 	heir   *Ballot
+	now    uint64 // the clock StartFor was called at
 	// next is the ballot the accepts ask to be promised (zero: none).
 	next Ballot
 	// samePromise: a voter refused a prepare having promised this ballot
@@ -479,7 +480,11 @@ func (r *Round) accepts() []Message {
 	if r.fastRead {
 		r.next = Ballot{Counter: r.ballot.Counter + 1, Node: r.p.cfg.Node, Incarnation: r.p.cfg.Incarnation}
 		if r.heir != nil {
-			r.next.Node, r.next.Incarnation = r.heir.Node, r.heir.Incarnation
+			// At least two above the releaser's clock: the heir's
+			// last reads (queries, which reserve the counter above
+			// their clock) came before, and it adopts only a ballot
+			// above all it used.
+			r.next = Ballot{Counter: max(r.ballot.Counter+1, r.now+2), Node: r.heir.Node, Incarnation: r.heir.Incarnation}
 		}
 		// Never used for a full round of this proposer: a later Start
 		// goes above it.
