@@ -48,8 +48,11 @@ type Aged interface {
 // Changes returns a channel that receives a value soon after the stored record
 // may have changed (a signal may also be spurious: the receiver reads the
 // record with Get to learn what changed). Signals are coalesced: a slow reader
-// sees at least one signal after the last change, not one per change. The
-// channel is closed when ctx is done. Implementations re-establish broken
+// sees at least one signal after the last change, not one per change. Every
+// change made after Changes returns is signalled, however soon after (a
+// watcher takes its starting point before it returns), so a receiver
+// subscribes first and reads after: then no change between its read and the
+// watch's start goes unseen. The channel is closed when ctx is done. Implementations re-establish broken
 // watches themselves, and signal after re-establishing one, because a change
 // may have been missed meanwhile.
 //

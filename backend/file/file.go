@@ -78,6 +78,12 @@ type Lock struct {
 	// syncDir makes a rename in dir durable; a field so that the package's
 	// tests can observe it (see TestWriteSyncsDirectoryAfterRename).
 	syncDir func(dir string) error
+	// noInotify makes Changes poll, as where inotify is unavailable; set
+	// by the package's tests only.
+	noInotify bool
+	// pollGate, if set, holds the polling watcher back until it is
+	// closed: tests use it to write before the watcher's goroutine runs.
+	pollGate chan struct{}
 
 	mu      sync.Mutex
 	version uint64 // last version seen or written; 0: none

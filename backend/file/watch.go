@@ -4,6 +4,7 @@ package file
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -18,6 +19,10 @@ import (
 // size and inode where inotify is unavailable, or once the directory's
 // inotify watch is lost (the directory removed or moved). The channel is
 // closed only when ctx ends.
+//
+// Every change after Changes returns is signalled: the inotify watch is in
+// place, or the polling watcher has taken its first fingerprint, before it
+// returns.
 func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	signal := func() {
@@ -26,14 +31,18 @@ func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 		default:
 		}
 	}
-	w, err := fsnotify.NewWatcher()
+	var w *fsnotify.Watcher
+	err := errNoInotify
+	if !l.noInotify {
+		w, err = fsnotify.NewWatcher()
+	}
 	if err == nil {
 		if err = w.Add(filepath.Dir(l.path)); err != nil {
 			w.Close()
 		}
 	}
 	if err != nil {
-		go l.poll(ctx, ch, signal)
+		go l.poll(ctx, ch, signal, l.fingerprint())
 		return ch
 	}
 	dir := filepath.Clean(filepath.Dir(l.path))
@@ -52,15 +61,21 @@ func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 					// The directory's watch is gone (the directory was
 					// removed or moved): poll from now on, so that the
 					// channel stays a working watch until ctx ends.
+					// The fingerprint comes before the signal: a change
+					// after it is polled, one before it is read by the
+					// receiver the signal wakes.
 					w.Close()
+					last := l.fingerprint()
 					signal()
-					l.poll(ctx, ch, signal)
+					l.poll(ctx, ch, signal, last)
 					return
 				}
 			case _, ok := <-w.Errors:
 				if !ok {
 					w.Close()
-					l.poll(ctx, ch, signal)
+					last := l.fingerprint()
+					signal()
+					l.poll(ctx, ch, signal, last)
 					return
 				}
 				// An overflow may have dropped events: make the reader look.
@@ -71,12 +86,21 @@ func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 	return ch
 }
 
-// poll is the watcher where inotify is unavailable.
-func (l *Lock) poll(ctx context.Context, ch chan struct{}, signal func()) {
+// errNoInotify stands for fsnotify's error where a test turned inotify off.
+var errNoInotify = errors.New("inotify turned off")
+
+// poll is the watcher where inotify is unavailable. It signals when the
+// file's fingerprint differs from last, which the caller takes before
+// anything may be missed (before Changes returns): taken here, in the
+// goroutine, a change landing before the goroutine ran would be part of the
+// baseline and never signalled.
+func (l *Lock) poll(ctx context.Context, ch chan struct{}, signal func(), last fingerprint) {
 	defer close(ch)
+	if l.pollGate != nil {
+		<-l.pollGate
+	}
 	t := time.NewTicker(l.opts.PollInterval)
 	defer t.Stop()
-	last := l.fingerprint()
 	for {
 		select {
 		case <-ctx.Done():

@@ -314,7 +314,10 @@ func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 	l.subscribers++
 	if l.subscribers == 1 && l.stopWatch == nil {
 		wctx, cancel := context.WithCancel(context.Background())
-		l.stopWatch, l.watchDone = cancel, make(chan struct{})
+		// A watch stopped a moment ago may not have marked itself
+		// down yet (setLive ignores it from now on): this one is not up
+		// until it has listed.
+		l.stopWatch, l.watchDone, l.live = cancel, make(chan struct{}), false
 		go l.watch(wctx, l.watchDone)
 	}
 	context.AfterFunc(ctx, func() {
@@ -335,7 +338,7 @@ func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 // watch keeps a watch on the Lease until ctx ends, feeding snap.
 func (l *Lock) watch(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	defer l.setLive(false)
+	defer l.setLive(done, false)
 	selector := fields.OneTermEqualSelector("metadata.name", l.name).String()
 	rv := ""
 	missed := false // a list found a newer state than this lock knew
@@ -374,7 +377,7 @@ func (l *Lock) watch(ctx context.Context, done chan struct{}) {
 			backoff.wait(ctx)
 			continue
 		}
-		l.setLive(true)
+		l.setLive(done, true)
 		// Changes made while no watch was established are either in the
 		// list just read or replayed by a watch resumed from rv; signal
 		// only for the former (the replay signals by itself).
@@ -385,7 +388,7 @@ func (l *Lock) watch(ctx context.Context, done chan struct{}) {
 		var events int
 		rv, events = l.consume(ctx, w, rv)
 		w.Stop()
-		l.setLive(false)
+		l.setLive(done, false)
 		if events > 0 {
 			backoff.reset()
 		} else {
@@ -441,9 +444,15 @@ func (l *Lock) consume(ctx context.Context, w watch.Interface, rv string) (strin
 
 // setLive records whether the watch is established. When it goes down,
 // subscribers are signalled so that they learn (through Watching) to poll
-// until it is back.
-func (l *Lock) setLive(live bool) {
+// until it is back. Only the current watch (done is its channel) speaks: a
+// watch stopped when its last subscriber left may still be winding down
+// while a new subscriber's watch is up, and must not mark that one down.
+func (l *Lock) setLive(done chan struct{}, live bool) {
 	l.mu.Lock()
+	if l.watchDone != done {
+		l.mu.Unlock()
+		return
+	}
 	was := l.live
 	l.live = live
 	l.mu.Unlock()

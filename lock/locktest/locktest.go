@@ -104,6 +104,7 @@ func RunConformanceTests(t *testing.T, h Harness, opts Options) {
 	t.Run("CancelledContextIsHonoured", s.testCancelledContextIsHonoured)
 	t.Run("BlockedStoreTimesOut", s.testBlockedStoreTimesOut)
 	t.Run("WatcherSignalsOtherWriter", s.testWatcherSignalsOtherWriter)
+	t.Run("WatcherSignalsWriteRightAfterSubscribing", s.testWatcherSignalsWriteRightAfterSubscribing)
 	t.Run("ReleaseThenReacquire", s.testReleaseThenReacquire)
 	t.Run("DeletedRecordIsNotFoundAndNeverRecreatedByUpdate", s.testDeletedRecord)
 }
@@ -528,6 +529,53 @@ func (s *suite) testWatcherSignalsOtherWriter(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("Changes channel still open %v after its context ended", s.o.Wait)
 		}
+	}
+}
+
+// testWatcherSignalsWriteRightAfterSubscribing writes the moment Changes
+// has returned, before the watch's own goroutines may have run: every
+// change after Changes returns must be signalled (a watcher that takes its
+// baseline late would count the write as its starting state and stay
+// silent). It subscribes afresh each round, with a write ready to go.
+func (s *suite) testWatcherSignalsWriteRightAfterSubscribing(t *testing.T) {
+	const rounds = 10
+	ctx, cancel := context.WithTimeout(context.Background(), rounds*s.o.Wait)
+	defer cancel()
+	name := Name(t)
+	a := s.h.NewLock(t, name, "a")
+	w, ok := a.(lock.Watcher)
+	if !ok {
+		t.Skip("lock does not implement lock.Watcher")
+	}
+	b := s.h.NewLock(t, name, "b")
+	if err := b.Create(ctx, NewRecord("b", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	for i := 0; i < rounds; i++ {
+		mustGet(t, ctx, a)
+		rec := mustGet(t, ctx, b)
+		rec.RenewTime = metav1.NewTime(rec.RenewTime.Add(time.Duration(i+1) * time.Second))
+		watchCtx, stop := context.WithCancel(ctx)
+		changes := w.Changes(watchCtx)
+		if err := b.Update(ctx, *rec); err != nil {
+			stop()
+			t.Fatalf("Update %d: %v", i, err)
+		}
+		// A watcher may signal at its start as well (spurious signals
+		// are allowed): look until a Get shows the write, taking only
+		// signals as the cue to look.
+		deadline := time.Now().Add(s.o.Wait)
+		for {
+			left := time.Until(deadline)
+			if left <= 0 || !waitSignal(changes, left) {
+				stop()
+				t.Fatalf("round %d: no change signal within %v for a write made right after Changes returned", i, s.o.Wait)
+			}
+			if got := mustGet(t, ctx, a); got.RenewTime.Equal(&rec.RenewTime) {
+				break
+			}
+		}
+		stop()
 	}
 }
 
