@@ -23,8 +23,11 @@ var (
 	// ErrNeverWritten: no record is stored, and the store can prove that
 	// none ever was for this lock, so it cannot have just been deleted
 	// under a working leader. Errors that wrap it are also not-found
-	// ([IsNotFound]). Only a store that knows its whole history (an
-	// in-memory store) returns it; the others return plain not-found.
+	// ([IsNotFound]). Only a store that knows its whole history returns
+	// it (the file lock, by a marker beside the record; the in-memory
+	// store); the others return plain not-found. A Create made after a Get
+	// that returned it must fail as a conflict if a record was written
+	// since, even one deleted again.
 	ErrNeverWritten = errors.New("lock: no record was ever written")
 )
 

@@ -73,8 +73,11 @@ const DefaultFileMode os.FileMode = 0o644
 type Lock struct {
 	path     string
 	lockPath string
-	identity string
-	opts     Options
+	// writtenPath is the marker that a record was once written (see
+	// markWritten): it outlives the record's deletion.
+	writtenPath string
+	identity    string
+	opts        Options
 	// syncDir makes a rename in dir durable; a field so that the package's
 	// tests can observe it (see TestWriteSyncsDirectoryAfterRename).
 	syncDir func(dir string) error
@@ -87,6 +90,9 @@ type Lock struct {
 
 	mu      sync.Mutex
 	version uint64 // last version seen or written; 0: none
+	// readNever: this handle's last Get found that no record was ever
+	// written. Its Create then succeeds only if that is still so.
+	readNever bool
 }
 
 var (
@@ -156,7 +162,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	if opts.LockRetry <= 0 {
 		opts.LockRetry = 2 * time.Millisecond
 	}
-	return &Lock{path: abs, lockPath: abs + ".lock", identity: identity, opts: opts, syncDir: syncDir}, nil
+	return &Lock{path: abs, lockPath: abs + ".lock", writtenPath: abs + ".written", identity: identity, opts: opts, syncDir: syncDir}, nil
 }
 
 // Identity returns the candidate identity.
@@ -176,6 +182,9 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	}
 	defer unlock()
 	st, raw, err := l.read()
+	l.mu.Lock()
+	l.readNever = errors.Is(err, lock.ErrNeverWritten)
+	l.mu.Unlock()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -183,10 +192,18 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	return &st.Record, raw, nil
 }
 
-// Create writes rec if no record exists.
+// Create writes rec if no record exists. If this handle's last Get found
+// that no record was ever written (lock.ErrNeverWritten), Create succeeds
+// only if that is still true: a candidate that leads at once on that proof
+// must not create the record after another's was written and deleted.
 func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
+	l.mu.Lock()
+	never := l.readNever
+	l.mu.Unlock()
 	return l.write(ctx, rec, func(cur *stored, err error) (uint64, error) {
 		switch {
+		case never && lock.IsNotFound(err) && !errors.Is(err, lock.ErrNeverWritten):
+			return 0, lock.NewConflict(l.Describe(), errors.New("a record was written (and deleted) since this handle found none had ever been"))
 		case lock.IsNotFound(err):
 			v, err := firstVersion()
 			if err != nil {
@@ -241,18 +258,58 @@ func (l *Lock) write(ctx context.Context, rec lock.Record, check func(*stored, e
 	if err != nil {
 		return fmt.Errorf("%s: encode record: %w", l.Describe(), err)
 	}
+	if err := l.markWritten(); err != nil {
+		return err
+	}
 	if err := l.replace(data); err != nil {
 		return err
 	}
-	l.setVersion(version)
+	l.mu.Lock()
+	l.version, l.readNever = version, false
+	l.mu.Unlock()
 	return nil
+}
+
+// writtenMarker is the content of the marker file.
+const writtenMarker = "A record of this lock has been written. While this file exists, a candidate that finds the record missing waits out a lease (it may have been deleted under a working leader); without it, the first candidate leads at once.\n"
+
+// markWritten makes sure the marker that a record was once written exists
+// before a record is: a record file that is then removed (rm, an
+// operator's reset) is a deletion, after which candidates wait out a
+// lease, while a lock whose marker was never made provably never had a
+// record, and its first candidate leads at once. Checked on every write
+// (one stat), so that records written before the marker existed get one.
+// The caller holds the exclusive flock. The marker lives in the record's
+// directory, whose sync after the record's rename makes both durable.
+func (l *Lock) markWritten() error {
+	if _, err := os.Stat(l.writtenPath); err == nil {
+		return nil
+	}
+	err := os.WriteFile(l.writtenPath, []byte(writtenMarker), l.opts.FileMode)
+	if err == nil {
+		err = os.Chmod(l.writtenPath, l.opts.FileMode)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: write: marking the lock as written (%s): %w", l.Describe(), l.writtenPath, err)
+	}
+	return nil
+}
+
+// notFound is the error for a missing record: lock.ErrNeverWritten when
+// the marker shows that no record was ever written, plain not-found
+// otherwise (and when the marker cannot be checked).
+func (l *Lock) notFound() error {
+	if _, err := os.Lstat(l.writtenPath); errors.Is(err, fs.ErrNotExist) {
+		return lock.NewNeverWritten(l.Describe())
+	}
+	return lock.NewNotFound(l.Describe())
 }
 
 // read decodes the file. The caller holds the flock.
 func (l *Lock) read() (*stored, []byte, error) {
 	raw, err := os.ReadFile(l.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, lock.NewNotFound(l.Describe())
+		return nil, nil, l.notFound()
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: read: %w", l.Describe(), err)
@@ -261,7 +318,7 @@ func (l *Lock) read() (*stored, []byte, error) {
 		// An empty file (touch, or a directory created ahead) is no
 		// record: the writer replaces files whole by rename, so it never
 		// leaves one.
-		return nil, nil, lock.NewNotFound(l.Describe())
+		return nil, nil, l.notFound()
 	}
 	var st stored
 	if err := json.Unmarshal(raw, &st); err != nil {

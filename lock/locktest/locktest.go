@@ -107,6 +107,7 @@ func RunConformanceTests(t *testing.T, h Harness, opts Options) {
 	t.Run("WatcherSignalsWriteRightAfterSubscribing", s.testWatcherSignalsWriteRightAfterSubscribing)
 	t.Run("ReleaseThenReacquire", s.testReleaseThenReacquire)
 	t.Run("DeletedRecordIsNotFoundAndNeverRecreatedByUpdate", s.testDeletedRecord)
+	t.Run("NeverWrittenHoldsUntilCreate", s.testNeverWrittenHoldsUntilCreate)
 }
 
 type suite struct {
@@ -660,6 +661,43 @@ func (s *suite) testReleaseThenReacquire(t *testing.T) {
 // not write the record back (a blind re-create would restart the term
 // under a live leader); and once the record is created again, that old
 // version must still lose (no ABA on a version counter that restarts).
+// testNeverWrittenHoldsUntilCreate checks a lock that proves a record new
+// (lock.ErrNeverWritten): the elector leads at once on that proof, so a
+// Create made on it must fail if a record was written meanwhile, even one
+// deleted again (its leader may still be working), and the proof must be
+// gone for good once a record was written.
+func (s *suite) testNeverWrittenHoldsUntilCreate(t *testing.T) {
+	d, ok := s.h.(Deleter)
+	if !ok {
+		t.Skip("harness cannot delete a record")
+	}
+	ctx := s.ctx(t)
+	name := Name(t)
+	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
+	_, _, err := a.Get(ctx)
+	if !lock.IsNotFound(err) {
+		t.Fatalf("Get of a new lock = %v, want not-found", err)
+	}
+	if !errors.Is(err, lock.ErrNeverWritten) {
+		t.Skip("the lock does not prove a lock new (lock.ErrNeverWritten)")
+	}
+	if err := b.Create(ctx, NewRecord("b", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	d.Delete(t, name)
+	if err := a.Create(ctx, NewRecord("a", 1)); !lock.IsConflict(err) {
+		t.Fatalf("Create after a Get that found no record was ever written, with a record written and deleted since: %v, want a conflict", err)
+	}
+	if got := s.h.Stored(t, name); got != nil {
+		t.Fatalf("the refused Create stored %q", got)
+	}
+	for _, l := range []lock.Interface{a, b, s.h.NewLock(t, name, "c")} {
+		if _, _, err := l.Get(ctx); !lock.IsNotFound(err) || errors.Is(err, lock.ErrNeverWritten) {
+			t.Errorf("%s: Get after a record was written and deleted = %v, want a plain not-found", l.Identity(), err)
+		}
+	}
+}
+
 func (s *suite) testDeletedRecord(t *testing.T) {
 	d, ok := s.h.(Deleter)
 	if !ok {

@@ -139,6 +139,9 @@ type MemoryLock struct {
 
 	mu      sync.Mutex
 	version uint64 // last version seen or written; 0: none
+	// readNever: the last Get found that no record was ever written; a
+	// Create then succeeds only if that is still so.
+	readNever bool
 }
 
 var (
@@ -154,6 +157,9 @@ func (l *MemoryLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	}
 	raw, version := append([]byte(nil), s.raw...), s.version
 	s.mu.Unlock()
+	l.mu.Lock()
+	l.readNever = raw == nil && version == 0
+	l.mu.Unlock()
 	if raw == nil && version == 0 {
 		return nil, nil, lock.NewNeverWritten(l.Describe())
 	}
@@ -168,9 +174,13 @@ func (l *MemoryLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	return &rec, raw, nil
 }
 
-// Create stores rec if no record exists.
+// Create stores rec if no record exists; after a Get that found none was
+// ever written, only if that is still so.
 func (l *MemoryLock) Create(ctx context.Context, rec lock.Record) error {
-	return l.write(ctx, "create", rec, func(s *MemoryStore) bool { return s.raw == nil })
+	l.mu.Lock()
+	never := l.readNever
+	l.mu.Unlock()
+	return l.write(ctx, "create", rec, func(s *MemoryStore) bool { return s.raw == nil && (!never || s.version == 0) })
 }
 
 // Update stores rec if the store still holds the version this lock last saw.
@@ -208,7 +218,7 @@ func (l *MemoryLock) write(ctx context.Context, op string, rec lock.Record, ok f
 
 func (l *MemoryLock) setVersion(v uint64) {
 	l.mu.Lock()
-	l.version = v
+	l.version, l.readNever = v, false
 	l.mu.Unlock()
 }
 
