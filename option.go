@@ -296,6 +296,7 @@ func (o *Option) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.TermLimit, "leader-elect-term-limit", o.TermLimit, "Hand leadership over after leading this long (0: never).")
 	fs.BoolVar(&o.Recampaign, "leader-elect-recampaign", o.Recampaign, "After losing the lease, campaign again in the same process (if the leader's work returned within the stop timeout) instead of exiting.")
 	fs.StringVar(&o.HealthBindAddress, "health-bind-address", o.HealthBindAddress, "The address the health server binds (default: all interfaces).")
+	fs.IntVar(&o.Port, "health-port", o.Port, "The health server's port (0: 8080; -1: no health server). Copies on one host need one each.")
 }
 
 // invertedBool is a pflag.Value that stores the negation of the flag.

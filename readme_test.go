@@ -4,14 +4,21 @@ package leaderelection_test
 
 import (
 	"bufio"
-	"net"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/b3df926d/leaderelection/healthz"
+	"github.com/b3df926d/leaderelection/internal/testserver"
 )
 
 // readmeUsage returns the Go block under "## Usage" in README.md.
@@ -36,8 +43,10 @@ func readmeUsage(t *testing.T) string {
 }
 
 // TestReadmeUsageBuildsAndRuns builds README.md's usage example exactly as
-// it stands, runs it as a user would (no POD_NAME, the default port), and
-// checks that it leads, serves /status, and exits 0 on SIGTERM.
+// it stands and runs it as the README says, as a user would (no POD_NAME):
+// twice on one host, each copy with its own --health-port. One leads in
+// term 1 and the other waits (its /status names the leader); SIGINT to the
+// first hands over to the second in term 2; both exit 0.
 func TestReadmeUsageBuildsAndRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a program")
@@ -61,53 +70,136 @@ func TestReadmeUsageBuildsAndRuns(t *testing.T) {
 		t.Fatalf("README usage does not build: %v\n%s", err, out)
 	}
 
-	ln, err := net.Listen("tcp", ":8080")
-	if err != nil {
-		t.Skipf("the README example serves on port 8080, which is in use: %v", err)
-	}
-	ln.Close()
-	tmp := t.TempDir()
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "POD_NAME=", "TMPDIR="+tmp)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	lines := make(chan string, 100)
-	go func() {
-		defer close(lines)
-		for sc := bufio.NewScanner(stderr); sc.Scan(); {
-			lines <- sc.Text()
-		}
-	}()
-	var log []string
-	deadline := time.After(30 * time.Second)
-	for led := false; !led; {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("exited before leading:\n%s", strings.Join(log, "\n"))
-			}
-			log = append(log, l)
-			led = strings.Contains(l, "leading in term 1")
-		case <-deadline:
-			t.Fatalf("not leading after 30s:\n%s", strings.Join(log, "\n"))
-		}
-	}
+	tmp := t.TempDir() // both copies' TMPDIR: they share $TMPDIR/myctl/leader.json
+	first := startCopy(t, bin, tmp)
+	first.waitLog(t, "leading in term 1")
 	if _, err := os.Stat(filepath.Join(tmp, "myctl", "leader.json")); err != nil {
 		t.Errorf("no record where the README says: %v", err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	second := startCopy(t, bin, tmp)
+	// The second copy is up and follows: its /status names the first as
+	// the leader, and it does not lead.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := second.status()
+		if err == nil && st.Leader != "" && st.Leader == first.identity(t) && !st.Leading {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second copy's /status = %+v, %v; want following the first (%s)\n%s", st, err, first.identity(t), second.logs())
+		}
+		time.Sleep(50 * time.Millisecond) // polling an HTTP endpoint
+	}
+	if second.saw("leading in term") {
+		t.Fatalf("the second copy led while the first did:\n%s", second.logs())
+	}
+	if err := first.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	for l := range lines {
-		log = append(log, l)
+	if err := first.wait(); err != nil {
+		t.Fatalf("first copy's exit after SIGINT: %v\n%s", err, first.logs())
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, strings.Join(log, "\n"))
+	second.waitLog(t, "leading in term 2")
+	if err := second.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
+	if err := second.wait(); err != nil {
+		t.Fatalf("second copy's exit after SIGTERM: %v\n%s", err, second.logs())
+	}
+}
+
+// readmeCopy is one running copy of the README's program.
+type readmeCopy struct {
+	cmd  *exec.Cmd
+	port int
+	done chan struct{} // closed when its stderr ends
+
+	mu    sync.Mutex
+	lines []string
+	grew  chan struct{} // closed and replaced when a line arrives
+}
+
+func startCopy(t *testing.T, bin, tmp string) *readmeCopy {
+	t.Helper()
+	c := &readmeCopy{port: testserver.FreePort(t), done: make(chan struct{}), grew: make(chan struct{})}
+	c.cmd = exec.Command(bin, "--health-port="+strconv.Itoa(c.port))
+	c.cmd.Env = append(os.Environ(), "POD_NAME=", "TMPDIR="+tmp)
+	stderr, err := c.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.cmd.Process.Kill(); c.wait() })
+	go func() {
+		defer close(c.done)
+		for sc := bufio.NewScanner(stderr); sc.Scan(); {
+			c.mu.Lock()
+			c.lines = append(c.lines, sc.Text())
+			close(c.grew)
+			c.grew = make(chan struct{})
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// wait waits for the process after its output has been read.
+func (c *readmeCopy) wait() error {
+	<-c.done
+	return c.cmd.Wait()
+}
+
+func (c *readmeCopy) logs() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.lines, "\n")
+}
+
+func (c *readmeCopy) saw(s string) bool { return strings.Contains(c.logs(), s) }
+
+// waitLog waits until the copy has logged s.
+func (c *readmeCopy) waitLog(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		c.mu.Lock()
+		grew, found := c.grew, strings.Contains(strings.Join(c.lines, "\n"), s)
+		c.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-grew:
+		case <-c.done:
+			if !c.saw(s) {
+				t.Fatalf("exited before logging %q:\n%s", s, c.logs())
+			}
+		case <-deadline:
+			t.Fatalf("no %q after 30s:\n%s", s, c.logs())
+		}
+	}
+}
+
+// identity is the copy's default identity, <hostname>_<pid>.
+func (c *readmeCopy) identity(t *testing.T) string {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host + "_" + strconv.Itoa(c.cmd.Process.Pid)
+}
+
+func (c *readmeCopy) status() (healthz.Status, error) {
+	var st healthz.Status
+	resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(c.port) + "/status")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("/status: %s", resp.Status)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
 }

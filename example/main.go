@@ -69,6 +69,7 @@ func run(args []string) error {
 	fs.StringVar(&workLog, "work-log", "", "If set, append each unit of work, stamped with the term, to this file.")
 	fs.StringVar(&fenceAt, "fence-file", "", "If set, write each unit of work through a fencing sink at this path (PATH and PATH.log, under flock): it rejects writes from a term lower than one it has accepted, and counts them.")
 	opt.AddFlags(fs)
+	_ = fs.MarkHidden("health-port") // --port, as before
 	klogFlags := klogFlagSet()
 	fs.AddGoFlagSet(klogFlags)
 	if err := fs.Parse(args); err != nil {

@@ -123,6 +123,7 @@ func newCommon(name string, stderr io.Writer) *common {
 	c.fs.SetOutput(stderr)
 	c.backends.AddFlags(c.fs)
 	c.opt.AddFlags(c.fs)
+	_ = c.fs.MarkHidden("health-port") // each command's --port
 	kfs := goflag.NewFlagSet("klog", goflag.ContinueOnError)
 	klog.InitFlags(kfs)
 	c.fs.AddGoFlagSet(kfs)
