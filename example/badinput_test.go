@@ -110,6 +110,16 @@ func TestHelpExitsZero(t *testing.T) {
 	}
 }
 
+// TestVersionExitsZero: --version prints the build on stdout and exits 0
+// without starting a replica.
+func TestVersionExitsZero(t *testing.T) {
+	bin := buildExample(t)
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "example ") {
+		t.Fatalf("--version: %v, stdout %q; want exit 0 and the version", err, out)
+	}
+}
+
 // TestIdentityDefaultsToHostAndPid: without --id and POD_NAME a replica
 // runs, as <hostname>_<pid>, so replicas on one host differ.
 func TestIdentityDefaultsToHostAndPid(t *testing.T) {

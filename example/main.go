@@ -32,6 +32,7 @@ import (
 
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
+	"github.com/b3df926d/leaderelection/internal/version"
 	"github.com/b3df926d/leaderelection/internal/fence"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -70,10 +71,15 @@ func run(args []string) error {
 	fs.StringVar(&fenceAt, "fence-file", "", "If set, write each unit of work through a fencing sink at this path (PATH and PATH.log, under flock): it rejects writes from a term lower than one it has accepted, and counts them.")
 	opt.AddFlags(fs)
 	_ = fs.MarkHidden("health-port") // --port, as before
+	showVersion := fs.Bool("version", false, "Print the version and exit.")
 	klogFlags := klogFlagSet()
 	fs.AddGoFlagSet(klogFlags)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println(version.String("example"))
+		return nil
 	}
 	if opt.ID == "" {
 		opt.ID = lock.DefaultIdentity()

@@ -56,3 +56,29 @@ func TestBadInputIsAClearErrorAndTheLockIsNeverTaken(t *testing.T) {
 		})
 	}
 }
+
+// Each command's --help lists the command's own flags first, then the
+// backends', the election's and klog's, each under its heading; --version
+// prints the build and exits 0, before and after the command name.
+func TestHelpListsTheCommandsOwnFlagsFirstAndVersionExitsZero(t *testing.T) {
+	for _, cmd := range []struct {
+		name string
+		own  string // one of its own flags
+	}{{"run", "--shell"}, {"serve", "--port"}, {"status", "--output"}} {
+		code, _, stderr := leCommand(t, cmd.name, "--help")
+		if code != exitOK {
+			t.Errorf("%s --help: exit %d, want 0", cmd.name, code)
+		}
+		own, backend, election, logging := strings.Index(stderr, cmd.own), strings.Index(stderr, "Lock backend flags:"), strings.Index(stderr, "Election flags"), strings.Index(stderr, "Logging flags (klog):")
+		klogFlag := strings.Index(stderr, "--alsologtostderr")
+		if own < 0 || !(own < backend && backend < election && election < logging && logging < klogFlag) {
+			t.Errorf("%s --help: want its own flags (%s), then the backend, election and logging groups, klog's flags last; got:\n%s", cmd.name, cmd.own, stderr)
+		}
+	}
+	for _, args := range [][]string{{"--version"}, {"version"}, {"run", "--version"}, {"status", "--version"}} {
+		code, stdout, stderr := leCommand(t, args...)
+		if code != exitOK || !strings.HasPrefix(stdout, "leaderelection ") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 0 and the version", args, code, stdout, stderr)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
+	"github.com/b3df926d/leaderelection/internal/version"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -76,15 +77,18 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	)
 	switch args[0] {
 	case "run":
-		code, err = runCommand(ctx, args[1:], stderr)
+		code, err = runCommand(ctx, args[1:], stdout, stderr)
 	case "serve":
-		code, err = serveCommand(ctx, args[1:], stderr)
+		code, err = serveCommand(ctx, args[1:], stdout, stderr)
 	case "status":
 		code, err = statusCommand(ctx, args[1:], stdout, stderr)
 	case superviseCommand:
 		return supervise(args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.String("leaderelection"))
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "leaderelection: unknown command %q\n\n%s", args[0], usage)
@@ -110,24 +114,71 @@ type common struct {
 	fs       *pflag.FlagSet
 	backends *backendflags.Flags
 	opt      leaderelection.Option
+	// shared names the flags every command has, by group, for usage;
+	// the command's own flags are the rest.
+	shared  map[string]string
+	version bool
+	stdout  io.Writer
 }
 
-func newCommon(name string, stderr io.Writer) *common {
+func newCommon(name string, stdout, stderr io.Writer) *common {
 	c := &common{
 		fs:       pflag.NewFlagSet("leaderelection "+name, pflag.ContinueOnError),
 		backends: backendflags.New("leaderelection"),
 		// Release on a graceful stop, so another copy starts at once
 		// (--leader-elect-release-on-cancel=false to leave it to expire).
-		opt: leaderelection.Option{LeaseLockName: "leaderelection", LeaseLockNamespace: "default", ReleaseOnCancel: true},
+		opt:    leaderelection.Option{LeaseLockName: "leaderelection", LeaseLockNamespace: "default", ReleaseOnCancel: true},
+		stdout: stdout,
 	}
 	c.fs.SetOutput(stderr)
-	c.backends.AddFlags(c.fs)
-	c.opt.AddFlags(c.fs)
-	_ = c.fs.MarkHidden("health-port") // each command's --port
-	kfs := goflag.NewFlagSet("klog", goflag.ContinueOnError)
-	klog.InitFlags(kfs)
-	c.fs.AddGoFlagSet(kfs)
+	c.shared = map[string]string{}
+	group := func(name string, add func()) {
+		before := map[string]bool{}
+		c.fs.VisitAll(func(f *pflag.Flag) { before[f.Name] = true })
+		add()
+		c.fs.VisitAll(func(f *pflag.Flag) {
+			if !before[f.Name] {
+				c.shared[f.Name] = name
+			}
+		})
+	}
+	group("Lock backend flags", func() { c.backends.AddFlags(c.fs) })
+	group("Election flags (Kubernetes' names)", func() {
+		c.opt.AddFlags(c.fs)
+		_ = c.fs.MarkHidden("health-port") // each command's --port
+	})
+	group("Logging flags (klog)", func() {
+		kfs := goflag.NewFlagSet("klog", goflag.ContinueOnError)
+		klog.InitFlags(kfs)
+		c.fs.AddGoFlagSet(kfs)
+	})
+	c.fs.BoolVar(&c.version, "version", false, "Print the version and exit.")
 	return c
+}
+
+// usage prints head, then the command's own flags, then the shared ones by
+// group (backend, election, logging), so that what the command adds comes
+// first and klog's many flags last.
+func (c *common) usage(w io.Writer, head string) {
+	sets := map[string]*pflag.FlagSet{}
+	own := pflag.NewFlagSet("own", pflag.ContinueOnError)
+	c.fs.VisitAll(func(f *pflag.Flag) {
+		g, ok := c.shared[f.Name]
+		if !ok {
+			own.AddFlag(f)
+			return
+		}
+		if sets[g] == nil {
+			sets[g] = pflag.NewFlagSet(g, pflag.ContinueOnError)
+		}
+		sets[g].AddFlag(f)
+	})
+	fmt.Fprintf(w, "%s\nFlags:\n%s", head, own.FlagUsages())
+	for _, g := range []string{"Lock backend flags", "Election flags (Kubernetes' names)", "Logging flags (klog)"} {
+		if sets[g] != nil {
+			fmt.Fprintf(w, "\n%s:\n%s", g, sets[g].FlagUsages())
+		}
+	}
 }
 
 // parse parses args and reports a usage error naming the problem.
@@ -137,6 +188,10 @@ func (c *common) parse(args []string) error {
 			return err
 		}
 		return usageErr("%w", err)
+	}
+	if c.version {
+		fmt.Fprintln(c.stdout, version.String("leaderelection"))
+		return pflag.ErrHelp // exit 0, doing nothing else
 	}
 	if !contains(c.backends.Names(), c.backends.Kind()) {
 		return usageErr("--backend=%q: want one of %s", c.backends.Kind(), strings.Join(c.backends.Names(), ", "))

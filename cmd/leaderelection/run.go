@@ -22,15 +22,15 @@ import (
 )
 
 // runCommand is "leaderelection run [flags] -- CMD [ARGS...]".
-func runCommand(ctx context.Context, args []string, stderr io.Writer) (int, error) {
-	c := newCommon("run", stderr)
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	c := newCommon("run", stdout, stderr)
 	c.addIdentity()
 	var shell, recampaign bool
 	c.fs.BoolVar(&shell, "shell", false, "Run CMD through sh -c, its words joined by spaces.")
 	c.fs.BoolVar(&recampaign, "recampaign", false, "When CMD exits or leadership is lost, campaign again instead of exiting (--leader-elect-recampaign covers only a lost lease).")
 	c.fs.IntVar(&c.opt.Port, "port", leaderelection.NoHealthServer, "Health server port (/healthz, /livez, /readyz, /metrics, /status, /leader); -1 for none.")
 	c.fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: leaderelection run [flags] -- CMD [ARGS...]\n\nFlags:\n%s", c.fs.FlagUsages())
+		c.usage(stderr, "Usage: leaderelection run [flags] -- CMD [ARGS...]\n")
 	}
 	if err := c.parse(args); err != nil {
 		return 0, err

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os/signal"
 	"syscall"
@@ -16,12 +15,12 @@ import (
 // serveCommand is "leaderelection serve [flags]": a sidecar that campaigns
 // and serves /leader (200 while leading, 503 otherwise) next to /healthz,
 // /livez, /readyz, /metrics and /status, until SIGTERM or SIGINT.
-func serveCommand(ctx context.Context, args []string, stderr io.Writer) (int, error) {
-	c := newCommon("serve", stderr)
+func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	c := newCommon("serve", stdout, stderr)
 	c.addIdentity()
 	c.fs.IntVar(&c.opt.Port, "port", leaderelection.DefaultPort, "Health server port (/leader, /healthz, /livez, /readyz, /metrics, /status).")
 	c.fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: leaderelection serve [flags]\n\nFlags:\n%s", c.fs.FlagUsages())
+		c.usage(stderr, "Usage: leaderelection serve [flags]\n")
 	}
 	if err := c.parse(args); err != nil {
 		return 0, err

@@ -41,13 +41,13 @@ type lockStatus struct {
 // statusCommand is "leaderelection status [flags]": read the lock once.
 // Exit 0 when held, 3 when free or expired, 1 on error.
 func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	c := newCommon("status", stderr)
+	c := newCommon("status", stdout, stderr)
 	var output string
 	var timeout time.Duration
 	c.fs.StringVarP(&output, "output", "o", "text", "Output format: text or json.")
 	c.fs.DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the store.")
 	c.fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: leaderelection status [flags]\n\nExit status: 0 held, 3 free or expired, 1 error.\n\nFlags:\n%s", c.fs.FlagUsages())
+		c.usage(stderr, "Usage: leaderelection status [flags]\n\nExit status: 0 held, 3 free or expired, 1 error.\n")
 	}
 	c.opt.ID = statusIdentity
 	if err := c.parse(args); err != nil {
