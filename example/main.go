@@ -32,8 +32,8 @@ import (
 
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
-	"github.com/b3df926d/leaderelection/internal/version"
 	"github.com/b3df926d/leaderelection/internal/fence"
+	"github.com/b3df926d/leaderelection/internal/version"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
