@@ -36,6 +36,8 @@ const (
 	exitError    = 1   // a store error, a lost lease, a child that would not die
 	exitUsage    = 2   // bad flags or arguments, or a lock they cannot build
 	exitFree     = 3   // status: the lock is free or its lease looks expired
+	exitCorrupt  = 65  // run: the lock's record is corrupt (sysexits' EX_DATAERR)
+	exitTimeout  = 75  // run --wait: not acquired in time (sysexits' EX_TEMPFAIL)
 	exitNotFound = 127 // run: CMD not found or not executable, as a shell says
 )
 

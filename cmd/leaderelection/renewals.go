@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/b3df926d/leaderelection/lock"
@@ -14,7 +15,8 @@ import (
 // leaderelection is paused or wedged and cannot step down.
 type timedLock struct {
 	lock.Interface
-	good func(start time.Time)
+	good    func(start time.Time)
+	corrupt func(err error) // a Get found the record corrupt
 }
 
 // watchingLock is a timedLock over a lock.Watcher, which the elector uses
@@ -28,8 +30,8 @@ func (l watchingLock) Changes(ctx context.Context) <-chan struct{} { return l.w.
 
 // timeRenewals wraps l, calling good with the start of every successful
 // write that names this candidate as holder.
-func timeRenewals(l lock.Interface, good func(start time.Time)) lock.Interface {
-	t := &timedLock{Interface: l, good: good}
+func timeRenewals(l lock.Interface, good func(start time.Time), corrupt func(error)) lock.Interface {
+	t := &timedLock{Interface: l, good: good, corrupt: corrupt}
 	if w, ok := l.(lock.Watcher); ok {
 		return watchingLock{t, w}
 	}
@@ -41,6 +43,14 @@ func (l *timedLock) Create(ctx context.Context, rec lock.Record) error {
 	err := l.Interface.Create(ctx, rec)
 	l.report(start, rec, err)
 	return err
+}
+
+func (l *timedLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	rec, raw, err := l.Interface.Get(ctx)
+	if errors.Is(err, lock.ErrCorrupt) && l.corrupt != nil {
+		l.corrupt(err)
+	}
+	return rec, raw, err
 }
 
 func (l *timedLock) Update(ctx context.Context, rec lock.Record) error {

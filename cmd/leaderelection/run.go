@@ -26,6 +26,8 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 	c := newCommon("run", stdout, stderr)
 	c.addIdentity()
 	var shell, recampaign bool
+	var wait time.Duration
+	c.fs.DurationVar(&wait, "wait", 0, "Give up if the lock is not acquired within this long, exiting 75, as flock -w does (0: wait as long as it takes).")
 	c.fs.BoolVar(&shell, "shell", false, "Run CMD through sh -c, its words joined by spaces.")
 	c.fs.BoolVar(&recampaign, "recampaign", false, "When CMD exits or leadership is lost, campaign again instead of exiting (--leader-elect-recampaign covers only a lost lease).")
 	c.fs.IntVar(&c.opt.Port, "port", leaderelection.NoHealthServer, "Health server port (/healthz, /livez, /readyz, /metrics, /status, /leader); -1 for none.")
@@ -62,8 +64,11 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 		c.opt.Recampaign = true
 	}
 	r := &runner{argv: argv, id: c.opt.ID, lock: l.Describe(), stop: stop, renewDeadline: c.opt.RenewDeadline, stderr: stderr}
-	c.opt.Lock = timeRenewals(l, r.renewed)
+	c.opt.Lock = timeRenewals(l, r.renewed, r.corrupt)
 	c.opt.Run = r.lead
+	if c.opt.Disabled {
+		klog.InfoS("WARNING: --leader-elect=false: no election; this copy runs the command whatever other copies do, so every copy started this way runs it", "command", argv[1:])
+	}
 	// The elector waits for r.lead, which waits for the supervisor to
 	// SIGKILL and reap the group after the stop timeout; give it time
 	// beyond that before the elector gives up on it.
@@ -71,6 +76,11 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	r.giveUp = cancel
+	if wait > 0 {
+		t := time.AfterFunc(wait, func() { r.stopWaiting(stopTimedOut) })
+		defer t.Stop()
+	}
 	sigc := make(chan os.Signal, 2)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigc)
@@ -85,7 +95,11 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 			// the supervisor SIGKILLs them; never start another term.
 			return 0, fmt.Errorf("the command's processes outlived the stop timeout (%v): %w", stop, err)
 		}
-		switch {
+		switch why, rerr := r.gaveUpFor(); {
+		case why == stopTimedOut && !ran:
+			return 0, &exitErr{code: exitTimeout, err: fmt.Errorf("the lock %s was not acquired within --wait=%v", l.Describe(), wait)}
+		case why == stopCorrupt && !ran:
+			return 0, &exitErr{code: exitCorrupt, err: fmt.Errorf("the lock's record is corrupt, so no copy can lead until it is repaired; delete it to recover (a candidate then takes over a lease later, continuing from the last term it saw): %w", rerr)}
 		case ctx.Err() != nil && err == nil:
 			// Stopped by a signal: the child's status if one ran.
 			return code, nil
@@ -143,11 +157,65 @@ type runner struct {
 	code     int            // the last child's status
 	ran      bool           // a child ran in the current campaign
 	active   bool           // lead is running
+	led      bool           // lead was called in this process
+	// giveUp cancels the campaign; why and whyErr say why it was given up
+	// (--wait ran out, a corrupt record) before any term started.
+	giveUp func()
+	why    stopReason
+	whyErr error
+}
+
+// stopReason is why run gave up campaigning before leading.
+type stopReason int
+
+const (
+	stopNone     stopReason = iota
+	stopTimedOut            // --wait ran out
+	stopCorrupt             // the record is corrupt
+)
+
+// stopWaiting gives up the campaign for why, unless a term has started
+// (lead decides under the same mutex, so the job never starts after).
+func (r *runner) stopWaiting(why stopReason) {
+	r.mu.Lock()
+	if r.led || r.why != stopNone {
+		r.mu.Unlock()
+		return
+	}
+	r.why = why
+	r.mu.Unlock()
+	r.giveUp()
+}
+
+// corrupt is called with every read that found the record corrupt: while
+// no term has started, run gives up with exitCorrupt (a cron job must not
+// wait for ever, piling up); a leader that finds it steps down anyway.
+func (r *runner) corrupt(err error) {
+	r.mu.Lock()
+	if r.whyErr == nil {
+		r.whyErr = err
+	}
+	r.mu.Unlock()
+	r.stopWaiting(stopCorrupt)
+}
+
+// gaveUpFor reports why the campaign was given up, if it was.
+func (r *runner) gaveUpFor() (stopReason, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.why, r.whyErr
 }
 
 // lead runs CMD for one term; the elector cancels ctx the moment the term
 // ends.
 func (r *runner) lead(ctx context.Context) {
+	r.mu.Lock()
+	gaveUp := r.why != stopNone
+	r.led = !gaveUp
+	r.mu.Unlock()
+	if gaveUp {
+		return // too late: --wait ran out, or the record was corrupt
+	}
 	r.setActive(true)
 	defer r.setActive(false)
 	term, _ := leaderelection.TermFrom(ctx)
