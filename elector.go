@@ -84,6 +84,10 @@ type Elector struct {
 	// changes is the lock's watch (nil: none, or it ended); only the Run
 	// goroutine uses it.
 	changes <-chan struct{}
+	// corruptLogged and sharedLogged are when the campaign last logged a
+	// corrupt record and a shared identity at full level: repeated
+	// reports come at most once per repeatEvery. Run goroutine only.
+	corruptLogged, sharedLogged time.Time
 
 	leaders chan string // to the OnNewLeader goroutine
 	ran     bool
@@ -94,6 +98,22 @@ type Elector struct {
 	// boot returns the time since boot including suspended time, if the
 	// platform has such a clock (bootTime); tests replace it.
 	boot func() (time.Duration, bool)
+}
+
+// repeatEvery is how often the campaign repeats a warning about a state
+// that persists (a corrupt record, a shared identity) at full level; in
+// between it logs at V(2).
+const repeatEvery = time.Minute
+
+// once reports whether a persisting condition last logged at *last is due
+// to be logged at full level again, and if so stamps *last.
+func (e *Elector) once(last *time.Time) bool {
+	now := e.clock.Now()
+	if !last.IsZero() && now.Sub(*last) < repeatEvery {
+		return false
+	}
+	*last = now
+	return true
 }
 
 // pendingCall is a user callback that is running: since when, and by when
@@ -360,7 +380,10 @@ func (e *Elector) bootTime() (time.Duration, bool) {
 // observe records what was read or written; it resets the observation time
 // only when the record changed, so expiry is measured on this clock from the
 // last change seen.
-func (e *Elector) observe(rec lock.Record, raw []byte) {
+//
+// It reports whether rec names a new holder of a lease (not a claim), the
+// change OnNewLeader is called for.
+func (e *Elector) observe(rec lock.Record, raw []byte) (newHolder bool) {
 	now := e.clock.Now() // never call the clock under e.mu: fake clocks run callbacks under their lock
 	// A lock that knows how old the record is (lock.Aged: a gossip voter
 	// accepted it that long ago) dates the change back to no later than
@@ -399,6 +422,7 @@ func (e *Elector) observe(rec lock.Record, raw []byte) {
 		}
 		e.leaders <- rec.HolderIdentity
 	}
+	return announce
 }
 
 // warnIfIdentityShared logs a warning when a candidate that does not lead
@@ -414,7 +438,7 @@ func (e *Elector) warnIfIdentityShared(log logr.Logger, rec lock.Record, raw []b
 	foreignTerm := int64(rec.LeaderTransitions) > e.term
 	renewedBehindUs := e.observedRaw != nil && e.observed.HolderIdentity == e.identity && string(raw) != string(e.observedRaw)
 	e.mu.Unlock()
-	if foreignTerm || renewedBehindUs {
+	if (foreignTerm || renewedBehindUs) && e.once(&e.sharedLogged) {
 		log.Info("Warning: the lock is held under this process's identity by another process (or an earlier run of this one); give every candidate a unique identity", "sharedIdentity", e.identity, "term", rec.LeaderTransitions)
 	}
 }
@@ -598,7 +622,12 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// fault worth keeping for the post-mortem. /readyz fails (store)
 		// on every candidate until an operator acts.
 		e.storeFailed(err)
-		log.Error(err, "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (a candidate takes over a lease later, continuing from the last term it saw)", "delete", e.desc)
+		msg := "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (a candidate takes over a lease later, continuing from the last term it saw)"
+		if e.once(&e.corruptLogged) {
+			log.Error(err, msg, "delete", e.desc, "repeatsEvery", repeatEvery)
+		} else {
+			log.V(2).Info(msg, "err", err, "delete", e.desc)
+		}
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
 	case err != nil:
 		e.storeFailed(err)
@@ -627,7 +656,9 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			err = e.c.Lock.Update(actx, next)
 			break
 		}
-		e.observe(*rec, raw)
+		if e.observe(*rec, raw) && rec.HolderIdentity != "" && rec.HolderIdentity != e.identity {
+			log.Info("New leader", "leader", rec.HolderIdentity, "term", rec.LeaderTransitions)
+		}
 		if held := e.heldFor(e.clock.Now()); held > 0 {
 			// Held (by another, or by an earlier incarnation of this
 			// identity, which may still be running), or just handed over
