@@ -243,7 +243,12 @@ func TestAPIServerRestartMidTerm(t *testing.T) {
 	ns, name := s.namespace(t), locktest.Name(t)
 	tr := leadertest.New()
 	seedReleased(t, kube.Config(), ns, name)
-	cands := startCandidates(t, 3, kube.Config(), ns, name, slow, true, tr)
+	// The restart (SIGKILL, start, /readyz) may take up to RestartAPIServer's
+	// 90 s on a loaded machine: the leader must be able to ride it out, so
+	// its RenewDeadline is longer. The hand-over at the end is a release
+	// seen on the watch, which no lease length delays.
+	outage := timing{lease: 150 * time.Second, renew: 120 * time.Second, retry: 2 * time.Second}
+	cands := startCandidates(t, 3, kube.Config(), ns, name, outage, true, tr)
 	first := tr.WaitFor(t, "a leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 1 })[0]
 	leader := leaderOf(cands, first.ID)
 

@@ -230,10 +230,11 @@ func TestLeaderStepsDownBeforeLeaseExpiresWhenS3Unreachable(t *testing.T) {
 	t.Logf("stepped down %v after the last successful renewal (RenewDeadline %v, lease %v)",
 		stepDown.Sub(lastRenew).Round(time.Millisecond), fastRenew, fastLease)
 	// The last renewal that succeeded started before its answer arrived,
-	// so the step-down comes at most RenewDeadline after lastRenew.
-	if stepDown.Sub(lastRenew) > fastRenew+200*time.Millisecond {
-		t.Errorf("stepped down %v after the last renewal; RenewDeadline is %v", stepDown.Sub(lastRenew), fastRenew)
-	}
+	// so the step-down timer fires at most RenewDeadline after lastRenew
+	// (on a fake clock, exactly: TestRenewFailureStepsDownBeforeAnother-
+	// CandidateCanAcquire); stepDown is when the leader's function saw
+	// it, which a loaded machine may delay. What must hold is safety:
+	// before the lease ran out.
 	if stepDown.Sub(lastRenew) >= fastLease {
 		t.Errorf("stepped down %v after the last renewal, not before the %v lease expired", stepDown.Sub(lastRenew), fastLease)
 	}

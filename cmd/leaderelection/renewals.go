@@ -19,8 +19,19 @@ type timedLock struct {
 	corrupt func(err error) // a Get found the record corrupt
 }
 
+// Age passes lock.Aged through (false where l does not know ages), so
+// that the elector dates records as it would without the wrapper.
+func (l *timedLock) Age(raw []byte) (time.Duration, bool) {
+	if a, ok := l.Interface.(lock.Aged); ok {
+		return a.Age(raw)
+	}
+	return 0, false
+}
+
 // watchingLock is a timedLock over a lock.Watcher, which the elector uses
-// to wake at once on changes.
+// to wake at once on changes; it passes lock.WatchState through (a watch
+// without it is always trusted), so that the elector polls while a
+// network watch is down.
 type watchingLock struct {
 	*timedLock
 	w lock.Watcher
@@ -28,12 +39,42 @@ type watchingLock struct {
 
 func (l watchingLock) Changes(ctx context.Context) <-chan struct{} { return l.w.Changes(ctx) }
 
+func (l watchingLock) Watching() bool {
+	if ws, ok := l.w.(lock.WatchState); ok {
+		return ws.Watching()
+	}
+	return true
+}
+
+// The lock's own readiness check (lock.ReadinessChecker: a gossip voter
+// recovering its record) stays on /readyz through the wrapper.
+type (
+	readyTimedLock struct {
+		*timedLock
+		lock.ReadinessChecker
+	}
+	readyWatchingLock struct {
+		watchingLock
+		lock.ReadinessChecker
+	}
+)
+
 // timeRenewals wraps l, calling good with the start of every successful
-// write that names this candidate as holder.
+// write that names this candidate as holder, and corrupt with every read
+// that found the record corrupt. The wrapper has the optional interfaces
+// of package lock that l has (Watcher, WatchState, Aged,
+// ReadinessChecker), with l's behaviour.
 func timeRenewals(l lock.Interface, good func(start time.Time), corrupt func(error)) lock.Interface {
 	t := &timedLock{Interface: l, good: good, corrupt: corrupt}
+	rc, ready := l.(lock.ReadinessChecker)
 	if w, ok := l.(lock.Watcher); ok {
+		if ready {
+			return readyWatchingLock{watchingLock{t, w}, rc}
+		}
 		return watchingLock{t, w}
+	}
+	if ready {
+		return readyTimedLock{t, rc}
 	}
 	return t
 }

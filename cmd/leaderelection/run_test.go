@@ -66,8 +66,10 @@ func TestRunThreeCopiesOneJobAtATime(t *testing.T) {
 	if code := procs[first].wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("%s exited %d after SIGTERM; its job exited 0", first, code)
 	}
-	if handOver >= 4*time.Second {
-		t.Fatalf("hand-over after SIGTERM took %v, not less than the 4s lease: the lock was not released", handOver)
+	// Handed over by a release, not by the lease running out (which a
+	// stopwatch cannot tell apart on a loaded machine).
+	if out, _ := os.ReadFile(procs[first].log); !strings.Contains(string(out), "Released the lock") {
+		t.Fatalf("%s did not release the lock on SIGTERM:\n%s", first, out)
 	}
 	if anyAlive(pids1) {
 		t.Fatalf("term 1's processes %v still alive after its copy exited", pids1)

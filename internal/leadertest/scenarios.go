@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/lock"
@@ -142,7 +143,26 @@ func newElection(t *testing.T, h Harness, o Options, configure func(*leaderelect
 	el := &Election{t: t, h: h, o: o, name: locktest.Name(t), Tracker: New(), cfg: configure}
 	// Registered first, so that it runs after every candidate has stopped.
 	t.Cleanup(func() { el.Tracker.Check(t) })
+	el.seedReleased()
 	return el
+}
+
+// seedReleased creates the record as a graceful stop leaves it (no holder,
+// term 0), so that the first candidate takes it at once. On a store that
+// cannot prove a lock new, a candidate that finds no record leads only once
+// its claim has stood RenewDeadline + max(LeaseDuration, 2.2 ×
+// RetryPeriod) plus three of its reads (it may have just been deleted
+// under a leader): at git's timings under load that came close to the
+// scenarios' Wait, and none of them is about a first start.
+func (el *Election) seedReleased() {
+	el.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), el.o.Wait)
+	defer cancel()
+	now := metav1.Now()
+	rec := lock.Record{LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now}
+	if err := el.h.NewLock(el.t, el.name, "seed").Create(ctx, rec); err != nil {
+		el.t.Fatalf("creating a released record: %v", err)
+	}
 }
 
 // Start runs a candidate called id until the test ends or it is stopped.
@@ -480,7 +500,7 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, o
 	// RenewDeadline leave c time to recreate the record before that
 	// leader steps down (and LeaseDuration keeps its margin).
 	o.LeaseDuration, o.RenewDeadline = o.LeaseDuration+3*o.RetryPeriod, o.RenewDeadline+3*o.RetryPeriod
-	// The first leader of the new record claims it and leads only once
+	// A record recreated after the deletion is claimed and led only once
 	// the claim has stood RenewDeadline + max(LeaseDuration, 2.2 ×
 	// RetryPeriod) (and a few reads): on top of Wait.
 	o.Wait += o.RenewDeadline + max(o.LeaseDuration, o.RetryPeriod*22/10)
