@@ -158,6 +158,17 @@ func (s *suite) ctx(t *testing.T) context.Context {
 	return ctx
 }
 
+// raceCtx bounds a contention test, whose store calls all queue on one
+// record (Racers concurrent writes, a read of each refusal, then a read per
+// racer): Wait for each of them, as s.ctx gives Wait to a test of a few
+// calls. One Wait for the lot was too little for git over ssh on a loaded
+// machine, where a loser then saw the deadline instead of a conflict.
+func (s *suite) raceCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(2*s.o.Racers+2)*s.o.Wait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func mustGet(t *testing.T, ctx context.Context, l lock.Interface) *lock.Record {
 	t.Helper()
 	rec, raw, err := l.Get(ctx)
@@ -214,7 +225,7 @@ func (s *suite) testUpdateBeforeGetFails(t *testing.T) {
 }
 
 func (s *suite) testCreateRaceHasOneWinner(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.raceCtx(t)
 	name := Name(t)
 	locks := make([]lock.Interface, s.o.Racers)
 	for i := range locks {
@@ -230,7 +241,7 @@ func (s *suite) testCreateRaceHasOneWinner(t *testing.T) {
 }
 
 func (s *suite) testUpdateRaceHasOneWinner(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.raceCtx(t)
 	name := Name(t)
 	if err := s.h.NewLock(t, name, "seed").Create(ctx, NewRecord("", 1)); err != nil {
 		t.Fatalf("Create: %v", err)
