@@ -50,7 +50,7 @@ const envelopeVersion = 1
 type envelope struct {
 	Kind kind   `json:"k"`
 	ID   uint64 `json:"id,omitempty"` // request id; a reply carries its request's
-	// From is the sender's node name, Inc its process incarnation (random
+	// From is the sender's identity, Inc its process incarnation (random
 	// per start), Addr where it listens ("host:port"), so that replies
 	// reach the very process that asked even if two claim one name.
 	From     string `json:"f"`

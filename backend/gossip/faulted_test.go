@@ -68,11 +68,7 @@ func TestFaultedElection(t *testing.T) {
 			cand.stop(t)
 			heal = func() { el.run(id) }
 		case "crash":
-			c.mu.Lock()
-			lk := c.locks[id]
-			delete(c.locks, id)
-			c.mu.Unlock()
-			lk.shutdown(false)
+			c.crash(id)
 			cand.stop(t)
 			heal = func() { c.start(id, nil); el.run(id) }
 		case "partition":

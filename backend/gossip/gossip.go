@@ -222,7 +222,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 
 func nowMillis() uint64 { return uint64(time.Now().UnixMilli()) }
 
-// Identity returns this candidate's identity (its memberlist node name).
+// Identity returns this candidate's identity.
 func (l *Lock) Identity() string { return l.s.Identity }
 
 // Describe names the lock: "gossip:" and the election's name.
@@ -261,8 +261,10 @@ func (l *Lock) ReadinessName() string { return "gossip" }
 
 var _ lock.ReadinessChecker = (*Lock)(nil)
 
-// NumMembers is how many members memberlist sees alive, this one included.
-func (l *Lock) NumMembers() int { return l.n.ml.NumMembers() }
+// NumMembers is how many candidates (identities) memberlist sees alive,
+// this one included. A restarted process counts once, even while its
+// crashed predecessor is not yet declared dead.
+func (l *Lock) NumMembers() int { return l.n.numMembers() }
 
 // Addr is the "host:port" this candidate listens on, for Options.Join of
 // others.
@@ -781,13 +783,22 @@ func (l *Lock) push(v casp.Value, took time.Duration, gift *casp.Prepared) {
 	l.n.broadcast(e, first, later, heir)
 }
 
-// learn records a chosen value: from a round (authoritative: it is the
-// register's value at that point), or pushed (kept only if newer than what
-// is known). own is true for this handle's own writes, which wake no
-// watcher.
+// learn records a chosen value: from a round or a query (authoritative:
+// it is the register's value at that point), or pushed (kept only if newer
+// than what is known). own is true for this handle's own writes, which
+// wake no watcher.
+//
+// A round's value older than the one known (a push that arrived while the
+// round ran: a release just after a candidate started reading) does not
+// replace it: chosen values' ballots grow along the chain of writes, so
+// the register has moved on, and a follower served the older record from
+// its cache would wait out its lease. An empty register is learned
+// whatever is known: the voters re-initialised it (see remember).
 func (l *Lock) learn(v casp.Value, authoritative, own bool) {
 	l.mu.Lock()
-	if !authoritative && l.haveLatest && !l.latest.Written.Less(v.Written) {
+	older := l.haveLatest && v.Written.Less(l.latest.Written)
+	same := l.haveLatest && v.Written == l.latest.Written
+	if (!authoritative && (older || same)) || (authoritative && older && !v.IsEmpty()) {
 		l.mu.Unlock()
 		return
 	}
@@ -1162,8 +1173,8 @@ func (l *Lock) handle(e *envelope) *envelope {
 	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Fresh: fresh, Age: age.Microseconds(), Payload: payload}
 }
 
-// WaitMembers waits until memberlist sees at least n members alive (this
-// one included), or ctx ends.
+// WaitMembers waits until memberlist sees at least n candidates
+// (identities) alive, this one included, or ctx ends.
 func (l *Lock) WaitMembers(ctx context.Context, n int) error {
 	if err := l.n.waitMembers(ctx, n); err != nil {
 		return fmt.Errorf("%s: %w", l.desc, err)

@@ -188,6 +188,18 @@ func (c *cluster) stop(id string) {
 	}
 }
 
+// crash stops candidate id as a crashed process stops: without leaving,
+// so the others learn it is gone only from their failure detectors.
+func (c *cluster) crash(id string) {
+	c.mu.Lock()
+	l := c.locks[id]
+	delete(c.locks, id)
+	c.mu.Unlock()
+	if l != nil {
+		l.shutdown(false)
+	}
+}
+
 // restart stops candidate id and starts it again: a new process, with its
 // StateDir if the cluster gives voters one, else with no state at all.
 func (c *cluster) restart(id string) *Lock {
@@ -216,15 +228,16 @@ func (c *cluster) waitMembers(n int) {
 
 // waitHeard waits until candidate from can reach id at id's current
 // address (memberlist's view or the address it last heard id at): a
-// process restarted at a new address is admitted by memberlist only once
-// its old incarnation is declared dead, which can take seconds.
+// process restarted at a new address is known to the others once
+// memberlist has gossiped its join, or once it has sent them a message.
 func (c *cluster) waitHeard(from, id string, within time.Duration) {
 	c.t.Helper()
 	c.waitAddr(from, id, within, false)
 }
 
-// waitAlive waits until memberlist tells from that id is alive at its
-// current address: pushes go to the members memberlist sees alive.
+// waitAlive waits until memberlist tells from that id's current process
+// is alive (at its current address): pushes go to the members memberlist
+// sees alive, and a release reaches only those.
 func (c *cluster) waitAlive(from, id string, within time.Duration) {
 	c.t.Helper()
 	c.waitAddr(from, id, within, true)

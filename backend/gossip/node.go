@@ -28,12 +28,20 @@ const maxInflightSends = 256
 // node is this process's membership and messaging: memberlist, the
 // envelope layer, request ids and reply routing.
 type node struct {
-	s    *settings
-	log  logr.Logger
-	m    *metrics
-	inc  uint64
-	ml   *memberlist.Memberlist
-	addr string // advertised host:port
+	s   *settings
+	log logr.Logger
+	m   *metrics
+	inc uint64
+	// started is when this process started (Unix nanoseconds, by its
+	// clock): it orders the processes of one identity (see process).
+	started int64
+	ml      *memberlist.Memberlist
+	addr    string // advertised host:port
+	// twinAfter is how long two live processes with one identity are
+	// taken for a restart (the old one crashed, its replacement started)
+	// before they are reported as a misconfiguration: about twice the
+	// time memberlist takes to declare a crashed member dead.
+	twinAfter func(members int) time.Duration
 
 	// handle answers a request (nil reply: no answer) or takes a push.
 	handle func(*envelope) *envelope
@@ -46,18 +54,25 @@ type node struct {
 	nextID  atomic.Uint64
 	mu      sync.Mutex
 	pending map[uint64]chan *envelope
-	// addrs are the last known addresses by node name: memberlist's
+	// procs is memberlist's view, the alive members by memberlist node
+	// name (this process included), kept from its event callbacks: the
+	// *Node values Members() returns are updated in place under
+	// memberlist's lock, so they are read only inside its callbacks.
+	procs map[string]process
+	// alive and incs are, by identity, the address and incarnation of its
+	// current process: the one started last among those memberlist sees
+	// alive (this process, for this identity). A process restarted at a
+	// new address is current as soon as memberlist tells of it, while its
+	// predecessor, crashed, is still alive in memberlist's view.
+	alive map[string]string
+	incs  map[string]uint64
+	// addrs are the last known addresses by identity: memberlist's
 	// failure detector decides who gossips, not who may vote, so a voter
 	// it suspects (or declared dead during a partition) is still asked.
 	addrs map[string]string
-	// alive is memberlist's view (name → address), kept from its event
-	// callbacks: the *Node values Members() returns are updated in place
-	// under memberlist's lock, so they are read only inside its callbacks.
-	alive map[string]string
-	// incs are the members' process incarnations, from their memberlist
-	// metadata (see delegate.NodeMeta): a release hands its next prepare
-	// phase to one process, not to a name.
-	incs    map[string]uint64
+	// twins are the pairs of processes (memberlist node names) with one
+	// identity whose check is scheduled or done (see twinCheckLocked).
+	twins   map[[2]string]bool
 	changed chan struct{} // closed and replaced when membership changes
 
 	sendSlots chan struct{}
@@ -81,10 +96,13 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 		log:       logger,
 		m:         m,
 		inc:       randUint64(),
+		started:   time.Now().UnixNano(),
 		pending:   map[uint64]chan *envelope{},
+		procs:     map[string]process{},
 		addrs:     map[string]string{},
 		alive:     map[string]string{},
 		incs:      map[string]uint64{},
+		twins:     map[[2]string]bool{},
 		changed:   make(chan struct{}),
 		sendSlots: make(chan struct{}, maxInflightSends),
 		stop:      make(chan struct{}),
@@ -92,7 +110,11 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 	n.nextID.Store(randUint64() >> 1)
 
 	c, _ := s.Preset.config()
-	c.Name = s.Identity
+	// A node name per process, not per identity: memberlist admits a
+	// name at a new address only once the old one has left or been dead
+	// for DeadNodeReclaimTime, and a restarted process (a pod's new IP,
+	// a new port) must vote at once. The identity travels in NodeMeta.
+	c.Name = fmt.Sprintf("%s#%016x", s.Identity, n.inc)
 	c.Label = s.Name
 	c.Delegate = delegate{n}
 	c.Conflict = delegate{n}
@@ -122,6 +144,7 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 	if s.Memberlist != nil {
 		s.Memberlist(c)
 	}
+	n.twinAfter = func(members int) time.Duration { return 2 * deadAfter(c, members) }
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		_ = c.Transport.Shutdown()
@@ -165,8 +188,8 @@ func (n *node) start() {
 func (n *node) join() {
 	alive := map[string]bool{n.addr: true}
 	n.mu.Lock()
-	for _, a := range n.alive {
-		alive[a] = true
+	for _, p := range n.procs {
+		alive[p.addr] = true
 	}
 	n.mu.Unlock()
 	var seeds []string
@@ -295,12 +318,12 @@ func (n *node) send(name string, to *memberlist.Node, k kind, b []byte, closing 
 	}()
 }
 
-// members finds where to send to name: addr if given (the address a
-// request came from); else both memberlist's view of name, if alive, and
-// the address this node last heard name at (a message from it, or
-// memberlist's news of it), when they differ. A process restarted at a new
-// address is reached by whichever is current; the other send fails
-// harmlessly, and duplicates are harmless to the protocol.
+// members finds where to send to name (an identity): addr if given (the
+// address a request came from); else both the address of name's current
+// process in memberlist's view, if alive, and the address this node last
+// heard name at (a message from it, or memberlist's news of it), when they
+// differ. The other send fails harmlessly, and duplicates are harmless to
+// the protocol.
 func (n *node) members(name, addr string) []*memberlist.Node {
 	var out []*memberlist.Node
 	add := func(a string) {
@@ -332,10 +355,10 @@ func (n *node) members(name, addr string) []*memberlist.Node {
 	return out
 }
 
-// broadcast sends e to every other live member. If first is one of them
-// and later is positive, e goes to first at once and to the others later,
-// even if the node stops meanwhile (a leader that releases and exits):
-// close waits for them.
+// broadcast sends e to every other live member (the current process of
+// each identity). If first is one of them and later is positive, e goes
+// to first at once and to the others later, even if the node stops
+// meanwhile (a leader that releases and exits): close waits for them.
 //
 // If heir is set, first gets it instead of e (e with a hand-over).
 func (n *node) broadcast(e *envelope, first string, later time.Duration, heir *envelope) {
@@ -368,16 +391,16 @@ func (n *node) broadcast(e *envelope, first string, later time.Duration, heir *e
 	}
 }
 
-// incOf returns the process incarnation of the alive member name, 0 if
-// unknown.
+// incOf returns the incarnation of the current process of the alive
+// member name, 0 if unknown.
 func (n *node) incOf(name string) uint64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.incs[name]
 }
 
-// aliveNames returns the names of the members memberlist sees alive, this
-// node included.
+// aliveNames returns the identities of the members memberlist sees alive,
+// this node's included, each once.
 func (n *node) aliveNames() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -412,7 +435,9 @@ func (n *node) receive(e *envelope) {
 	n.m.received.WithLabelValues(e.Kind.String()).Inc()
 	if e.Addr != "" && e.From != n.s.Identity && e.Election == n.s.Name {
 		n.mu.Lock()
-		n.addrs[e.From] = e.Addr
+		if !n.supersededLocked(e.From, e.Inc) {
+			n.addrs[e.From] = e.Addr
+		}
 		n.mu.Unlock()
 	}
 	if e.Election != n.s.Name {
@@ -459,13 +484,14 @@ func (n *node) receive(e *envelope) {
 // delegate adapts node to memberlist's delegates.
 type delegate struct{ n *node }
 
-// NodeMeta is this process's incarnation (8 bytes, little-endian): the
-// others learn it with its membership.
+// NodeMeta is this process's identity, incarnation and start time (see
+// encodeMeta): the others learn them with its membership.
 func (d delegate) NodeMeta(limit int) []byte {
-	if limit < 8 {
-		return nil
+	b := encodeMeta(process{id: d.n.s.Identity, inc: d.n.inc, started: d.n.started})
+	if len(b) > limit {
+		return nil // Options.Identity's length is checked against MetaMaxSize
 	}
-	return binary.LittleEndian.AppendUint64(nil, d.n.inc)
+	return b
 }
 
 func (delegate) GetBroadcasts(int, int) [][]byte     { return nil }
@@ -493,27 +519,126 @@ func (d delegate) NotifyUpdate(m *memberlist.Node) { d.n.memberChanged(m, true) 
 func (n *node) memberChanged(m *memberlist.Node, up bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if m != nil && m.Addr != nil {
-		a := net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
-		if up {
-			n.addrs[m.Name], n.alive[m.Name] = a, a
-			if len(m.Meta) == 8 {
-				n.incs[m.Name] = binary.LittleEndian.Uint64(m.Meta)
-			} else {
-				delete(n.incs, m.Name)
-			}
-		} else if n.alive[m.Name] == a {
-			delete(n.alive, m.Name)
-			delete(n.incs, m.Name)
+	defer func() {
+		close(n.changed)
+		n.changed = make(chan struct{})
+	}()
+	if m == nil || m.Addr == nil {
+		return
+	}
+	if !up {
+		p, ok := n.procs[m.Name]
+		delete(n.procs, m.Name)
+		if ok {
+			n.currentLocked(p.id)
+		}
+		n.log.V(3).Info("Member gone", "member", m.Name)
+		return
+	}
+	p, ok := decodeMeta(m.Name, m.Meta)
+	if !ok {
+		n.log.V(1).Info("Ignored a member whose metadata names no identity (another program, or a newer version of this one)", "member", m.Name)
+		return
+	}
+	p.addr = net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+	if was, ok := n.procs[m.Name]; ok && was.id != p.id {
+		delete(n.procs, m.Name)
+		n.currentLocked(was.id)
+	}
+	if _, ok := n.procs[m.Name]; !ok {
+		n.log.V(3).Info("Member alive", "member", m.Name, "addr", p.addr)
+	}
+	n.procs[m.Name] = p
+	if cur := n.currentLocked(p.id); cur == m.Name && p.id != n.s.Identity {
+		n.addrs[p.id] = p.addr
+	}
+	for name, o := range n.procs {
+		if name != m.Name && o.id == p.id {
+			n.twinCheckLocked(name, m.Name)
 		}
 	}
-	close(n.changed)
-	n.changed = make(chan struct{})
+}
+
+// currentLocked sets alive and incs for identity id from procs, and
+// returns the memberlist name of its current process ("" if none is
+// alive).
+func (n *node) currentLocked(id string) string {
+	curName, cur := "", process{}
+	for name, p := range n.procs {
+		if p.id != id {
+			continue
+		}
+		if id == n.s.Identity && p.inc == n.inc {
+			curName, cur = name, p
+			break
+		}
+		if curName == "" || p.after(cur) {
+			curName, cur = name, p
+		}
+	}
+	if curName == "" {
+		delete(n.alive, id)
+		delete(n.incs, id)
+		return ""
+	}
+	n.alive[id], n.incs[id] = cur.addr, cur.inc
+	return curName
+}
+
+// supersededLocked reports whether inc is a process of identity id that
+// memberlist sees alive but that is not id's current process: a message
+// from it (a predecessor's, delivered late; a twin's) does not redirect
+// messages to id.
+func (n *node) supersededLocked(id string, inc uint64) bool {
+	if cur, ok := n.incs[id]; !ok || cur == inc {
+		return false
+	}
+	for _, p := range n.procs {
+		if p.id == id && p.inc == inc {
+			return true
+		}
+	}
+	return false
+}
+
+// twinCheckLocked checks, twinAfter from now, whether the processes
+// memberlist calls a and b, of one identity, are both still alive. A
+// restarted process's predecessor is declared dead by then; two live
+// processes with one identity are a misconfiguration, which it reports.
+// Until then, and after, messages for the identity go to the process
+// started last: a restart cannot be told from a twin sooner.
+func (n *node) twinCheckLocked(a, b string) {
+	if b < a {
+		a, b = b, a
+	}
+	key := [2]string{a, b}
+	if n.twins[key] {
+		return
+	}
+	n.twins[key] = true
+	time.AfterFunc(n.twinAfter(len(n.procs)), func() {
+		if n.stopped.Load() {
+			return
+		}
+		n.mu.Lock()
+		pa, oka := n.procs[a]
+		pb, okb := n.procs[b]
+		if !oka || !okb {
+			delete(n.twins, key) // one of them is gone: a restart, not a twin
+			n.mu.Unlock()
+			return
+		}
+		cur := n.alive[pa.id]
+		n.mu.Unlock()
+		n.m.refused.WithLabelValues("duplicate_name").Inc()
+		n.log.Error(nil, "Two live processes claim one identity: every candidate needs its own Options.Identity; messages for it go to the one started last",
+			"member", pa.id, "addresses", []string{pa.addr, pb.addr}, "current", cur)
+	})
 }
 
 func (d delegate) NotifyConflict(existing, other *memberlist.Node) {
 	d.n.m.refused.WithLabelValues("duplicate_name").Inc()
-	d.n.log.Error(nil, "Two members claim one node name: every candidate needs its own Options.Identity; the newcomer is not admitted",
+	d.n.log.Error(nil, "Two members claim one memberlist node name (an identity and a process incarnation): the newcomer is not admitted",
 		"name", existing.Name, "existing", existing.Address(), "other", other.Address())
 }
 
@@ -540,18 +665,25 @@ func (w *mlLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// numMembers is how many identities memberlist sees alive, this one
+// included: a restarted process and its crashed predecessor, not yet
+// declared dead, count once.
+func (n *node) numMembers() int {
+	return len(n.aliveNames())
+}
+
 // waitMembers waits until at least want members are alive or ctx ends.
 func (n *node) waitMembers(ctx context.Context, want int) error {
 	for {
 		n.mu.Lock()
 		ch := n.changed
 		n.mu.Unlock()
-		if n.ml.NumMembers() >= want {
+		if n.numMembers() >= want {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d of %d members after waiting: %w", n.ml.NumMembers(), want, ctx.Err())
+			return fmt.Errorf("%d of %d members after waiting: %w", n.numMembers(), want, ctx.Err())
 		case <-ch:
 		}
 	}

@@ -29,13 +29,16 @@ type Options struct {
 	// elections on one network never mix their traffic, and it is in
 	// every message. Required.
 	Name string
-	// Identity is this candidate's identity in the record and its
-	// memberlist node name, unique in the cluster. Empty means
+	// Identity is this candidate's identity in the record and in every
+	// message, unique in the cluster (at most 493 bytes). Its memberlist
+	// node name is the identity and a random per-process incarnation, so
+	// that a process restarted at a new address is admitted at once;
+	// two live processes with one identity are logged as such. Empty means
 	// lock.DefaultIdentity(): $POD_NAME (so a StatefulSet's stable pod
 	// names are the voters' names), else <hostname>_<pid>, which only a
 	// NonVoter can use.
 	Identity string
-	// Voters are the node names whose acceptors hold the record: an odd
+	// Voters are the identities whose acceptors hold the record: an odd
 	// number (3 or 5 typically), the same list on every candidate. A
 	// quorum is a majority of them. A candidate whose Identity is not in
 	// the list must set NonVoter. Changing the list is an offline
@@ -193,6 +196,9 @@ func (o Options) validate() (*settings, error) {
 	if s.Identity == "" {
 		s.Identity = lock.DefaultIdentity()
 	}
+	if len(s.Identity) > maxIdentity {
+		bad("Options.Identity is %d bytes; at most %d fit memberlist's node metadata", len(s.Identity), maxIdentity)
+	}
 	seen := map[string]bool{}
 	for i, v := range o.Voters {
 		switch {
@@ -205,7 +211,7 @@ func (o Options) validate() (*settings, error) {
 	}
 	switch n := len(o.Voters); {
 	case n == 0:
-		bad("Options.Voters is required: the node names that hold the record (3 or 5 typically)")
+		bad("Options.Voters is required: the identities that hold the record (3 or 5 typically)")
 	case n%2 == 0:
 		bad("Options.Voters has %d names; an even number adds no tolerance to failures and lets a clean split stop both halves: use an odd number", n)
 	}
