@@ -513,11 +513,16 @@ func TestHangingStoreCallStillStepsDownOnTime(t *testing.T) {
 	}
 	waitFor(t, "a to step down while its renewal hangs", func() bool { return !a.e.IsLeader() })
 	waitFor(t, "a's leader context to be cancelled", func() bool { return a.fnExited.Load() == 1 })
-	// Run's last look at the lock (term.buryOverClaim) hangs too, for at
-	// most RenewDeadline on the elector's clock.
+	// Run's last look at the lock (term.lastLook, a Get) hangs too, for
+	// at most RenewDeadline on the elector's clock from when it starts.
+	// Wait for that Get itself before moving the clock: the renewal that
+	// hung (an Update) may still count as blocked for a moment, and a
+	// clock moved before the last look set its deadline would leave it
+	// hanging for good (a loaded CI run failed so).
+	waitFor(t, "a's last look at the lock to hang, or Run to return", func() bool { return el.store.BlockedIn("get") > 0 || a.exited.Load() })
 	for lookStart := el.clk.Now(); !a.exited.Load() && el.clk.Since(lookStart) <= testRenew; {
-		waitFor(t, "a's last look at the lock to hang, or Run to return", func() bool { return el.store.Blocked() > 0 || a.exited.Load() })
 		el.clk.Step(testRetry / 10)
+		waitFor(t, "a's last look to go on hanging, or Run to return", func() bool { return el.store.BlockedIn("get") > 0 || a.exited.Load() })
 	}
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Run returned %v, want ErrLeaseLost", err)

@@ -26,6 +26,8 @@ type MemoryStore struct {
 	fault   func(op string) error
 	gate    chan struct{} // non-nil: calls block until it is closed or ctx ends
 	blocked int           // calls waiting at the gate
+	// blockedOps counts them by operation ("get", "create", "update").
+	blockedOps map[string]int
 }
 
 // NewMemoryStore returns an empty store; name appears in errors and Describe.
@@ -74,6 +76,15 @@ func (s *MemoryStore) Blocked() int {
 	return s.blocked
 }
 
+// BlockedIn reports how many calls of the operation op ("get", "create",
+// "update") are waiting on a Block, so that a test can tell which call
+// hangs, not only that one does.
+func (s *MemoryStore) BlockedIn(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.blockedOps[op]
+}
+
 // SetRaw stores raw bytes as the record, bypassing encoding, as a corrupting
 // writer would. Watchers are notified.
 func (s *MemoryStore) SetRaw(raw []byte) {
@@ -114,6 +125,10 @@ func (s *MemoryStore) enter(ctx context.Context, op string) error {
 			break
 		}
 		s.blocked++
+		if s.blockedOps == nil {
+			s.blockedOps = map[string]int{}
+		}
+		s.blockedOps[op]++
 		s.mu.Unlock()
 		select {
 		case <-gate:
@@ -121,6 +136,7 @@ func (s *MemoryStore) enter(ctx context.Context, op string) error {
 		}
 		s.mu.Lock()
 		s.blocked--
+		s.blockedOps[op]--
 		s.mu.Unlock()
 	}
 	if s.fault != nil {
