@@ -24,6 +24,7 @@ import (
 	"errors"
 	goflag "flag"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -103,6 +104,17 @@ func run(args []string) error {
 		return err
 	}
 	leaderelection.RunOrDie(opt)
+	// Close the lock before exiting: on gossip, a release is pushed to the
+	// other candidates by the releasing process after the write (the first
+	// in turn at once, the others a turn step later), and Close waits for
+	// those pushes and leaves memberlist. A process that returned from main
+	// without it dropped them, and the others waited out the lease
+	// (issue #27).
+	if c, ok := l.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			klog.ErrorS(err, "Closing the lock")
+		}
+	}
 	klog.InfoS("Stopped gracefully")
 	klog.Flush()
 	return nil

@@ -115,6 +115,9 @@ type Lock struct {
 	// replied, if set (by tests), is called after this voter's acceptor
 	// answered a request, with the reply's kind and the requester.
 	replied atomic.Pointer[func(k kind, to string)]
+	// onRelease, if set (by tests), is called with each release this
+	// candidate's writes have chosen, before it is pushed.
+	onRelease atomic.Pointer[func(v casp.Value)]
 }
 
 var (
@@ -271,7 +274,11 @@ func (l *Lock) NumMembers() int { return l.n.numMembers() }
 func (l *Lock) Addr() string { return l.n.addr }
 
 // Close leaves the cluster and stops every goroutine of the lock. It does
-// not release the record: the elector does that before.
+// not release the record: the elector does that before. Call it before the
+// process exits: it waits for the pushes of a release, which tell the
+// other candidates (the first in turn at once, the others a turn step
+// later); a process that exits without it loses those still in flight,
+// and the others wait out the lease.
 func (l *Lock) Close() error {
 	l.shutdown(true)
 	return nil
@@ -734,6 +741,9 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, release bool, 
 	if out.Wrote || bytes.Equal(out.Value.Data, data) {
 		took := time.Since(began)
 		l.noteTook(took)
+		if f := l.onRelease.Load(); f != nil && release {
+			(*f)(out.Value)
+		}
 		l.push(out.Value, took, out.Prepared)
 	}
 	return nil

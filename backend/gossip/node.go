@@ -360,7 +360,8 @@ func (n *node) members(name, addr string) []*memberlist.Node {
 // to first at once and to the others later, even if the node stops
 // meanwhile (a leader that releases and exits): close waits for them.
 //
-// If heir is set, first gets it instead of e (e with a hand-over).
+// If heir is set, first gets it instead of e (e with a hand-over); the
+// others still get e later.
 func (n *node) broadcast(e *envelope, first string, later time.Duration, heir *envelope) {
 	n.mu.Lock()
 	alive := make(map[string]string, len(n.alive))
@@ -369,13 +370,16 @@ func (n *node) broadcast(e *envelope, first string, later time.Duration, heir *e
 	}
 	n.mu.Unlock()
 	delete(alive, n.s.Identity)
-	if a, ok := alive[first]; ok && heir != nil {
-		n.sendTo(first, a, heir)
+	a, ok := alive[first]
+	if ok {
+		if heir != nil {
+			n.sendTo(first, a, heir)
+		} else {
+			n.sendTo(first, a, e)
+		}
 		delete(alive, first)
 	}
-	if a, ok := alive[first]; ok && later > 0 {
-		n.sendTo(first, a, e)
-		delete(alive, first)
+	if ok && later > 0 {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()

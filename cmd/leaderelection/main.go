@@ -216,6 +216,12 @@ func (c *common) lock(ctx context.Context) (l lock.Interface, close func(), err 
 		return nil, nil, usageErr("%w", err)
 	}
 	if l != nil {
+		// A lock that holds resources (gossip: memberlist, and the pushes of
+		// a release still being sent) is closed by the caller, so that a
+		// release reaches the others before the process exits.
+		if c, ok := l.(io.Closer); ok {
+			return l, func() { _ = c.Close() }, nil
+		}
 		return l, func() {}, nil
 	}
 	kl, err := k8s.New(ctx, k8s.Options{Client: c.opt.KubeClient, Namespace: c.opt.LeaseLockNamespace, Name: c.opt.LeaseLockName, Identity: c.opt.ID})
