@@ -184,11 +184,13 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	st, raw, err := l.read()
 	l.mu.Lock()
 	l.readNever = errors.Is(err, lock.ErrNeverWritten)
+	if err == nil {
+		l.version = st.Version
+	}
 	l.mu.Unlock()
 	if err != nil {
 		return nil, nil, err
 	}
-	l.setVersion(st.Version)
 	return &st.Record, raw, nil
 }
 
@@ -399,12 +401,6 @@ func syncDir(dir string) error {
 		return nil
 	}
 	return err
-}
-
-func (l *Lock) setVersion(v uint64) {
-	l.mu.Lock()
-	l.version = v
-	l.mu.Unlock()
 }
 
 // flock takes a flock of the given kind on the lock file, retrying until ctx
