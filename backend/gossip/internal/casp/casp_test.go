@@ -520,6 +520,42 @@ func TestPrepareHandedOverIsSpentOnceByItsHeirOnly(t *testing.T) {
 	}
 }
 
+// A heir that read the register (a query: every follower's Get that is
+// not served from its cache) just before the release still adopts the
+// hand-over. The query's counter is one above the leader's ballot it
+// learned from a push, which is the release's own prepared ballot; the
+// hand-over is one above that, and a query, which sends no accepts, must
+// keep nothing above its own ballot.
+func TestHeirThatQueriedJustBeforeTheReleaseAdoptsIt(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	p := newProposer(t, "p", 9, c.voters)
+	q := newProposer(t, "q", 7, c.voters)
+	o := c.run(p.Start(0, Create([]byte("x"))))
+	if o.Status != Chosen {
+		t.Fatalf("create: %+v", o)
+	}
+	q.Observe(o.Value.Written) // the push
+	if qo := c.query(q).Outcome(); qo.Status != Chosen || string(qo.Value.Data) != "x" {
+		t.Fatalf("heir's query: %+v", qo)
+	}
+	r := p.StartFor(0, Swap(o.Value.Token(), []byte("released")), func(Value) (string, uint64) { return "q", 7 })
+	if !r.SkipsPrepare() {
+		t.Fatal("the release did not spend the leader's own prepared ballot")
+	}
+	o = c.run(r)
+	if o.Status != Chosen || o.Prepared == nil {
+		t.Fatalf("release: %+v", o)
+	}
+	if !q.Adopt(*o.Prepared) {
+		t.Fatalf("the heir refused the hand-over at %s after its query", o.Prepared.Ballot)
+	}
+	if r := q.Start(0, Swap(o.Value.Token(), []byte("y"))); !r.SkipsPrepare() {
+		t.Fatal("the heir's write did not spend the hand-over")
+	} else if o := c.run(r); o.Status != Chosen || string(o.Value.Data) != "y" {
+		t.Fatalf("heir's write: %+v", o)
+	}
+}
+
 // A round's accepts ask the voters to promise the proposer's next ballot:
 // a round started while it runs (a read beside a write, a recovery beside
 // a client's round) must not take that ballot, or one ballot could carry

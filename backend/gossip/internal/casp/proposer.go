@@ -71,6 +71,10 @@ func NewProposer(cfg ProposerConfig) (*Proposer, error) {
 // starts above it.
 func (p *Proposer) Observe(b Ballot) { p.last = maxBallot(p.last, b) }
 
+// Last returns the highest ballot this proposer has used, reserved or
+// seen: its next round goes above it.
+func (p *Proposer) Last() Ballot { return p.last }
+
 // Start begins a round that applies change. now is the caller's clock in the
 // ballot counter's unit (it may be zero without clock-bounded floors): the
 // round's counter is at least now and above every ballot seen. Send
@@ -191,6 +195,11 @@ func (p *Proposer) StartFor(now uint64, change Change, heir func(v Value) (node 
 func (p *Proposer) Query(now uint64) *Round {
 	r := p.start(now, Ballot{}, "", Read, false)
 	r.query = true
+	// A query sends no accepts, so it asks no voter to promise the
+	// ballot start reserved above its own: give it back, so that a
+	// hand-over at that ballot (see [Proposer.StartFor]), run by a
+	// release while this proposer read, can still be adopted.
+	p.last = r.ballot
 	return r
 }
 
@@ -480,10 +489,11 @@ func (r *Round) accepts() []Message {
 	if r.fastRead {
 		r.next = Ballot{Counter: r.ballot.Counter + 1, Node: r.p.cfg.Node, Incarnation: r.p.cfg.Incarnation}
 		if r.heir != nil {
-			// At least two above the releaser's clock: the heir's
-			// last reads (queries, which reserve the counter above
-			// their clock) came before, and it adopts only a ballot
-			// above all it used.
+			// Above the releaser's clock, with a millisecond to
+			// spare: the heir's last reads (queries, at a counter no
+			// higher than its clock or one above a ballot it saw)
+			// came before, and it adopts only a ballot above all it
+			// used.
 			r.next = Ballot{Counter: max(r.ballot.Counter+1, r.now+2), Node: r.heir.Node, Incarnation: r.heir.Incarnation}
 		}
 		// Never used for a full round of this proposer: a later Start
