@@ -1,6 +1,7 @@
 package leaderelection
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -76,5 +77,51 @@ func TestCorruptRecordIsLoggedOncePerMinute(t *testing.T) {
 	}
 	if n := logs.count("record is corrupt", "delete"); n != 2 {
 		t.Fatalf("logged the corrupt record %d times in %v, want twice (once per %v):\n%s", n, repeatEvery*3/2, repeatEvery, strings.Join(logs.lines, "\n"))
+	}
+}
+
+// A leader that steps down says why: here the record turned corrupt, so
+// its renewals fail until RenewDeadline, and the step-down names the
+// corruption and the object to delete (before, it said only that it could
+// not renew).
+func TestLeaderSteppingDownOverACorruptRecordSaysWhy(t *testing.T) {
+	el := newElection(t)
+	var logs logLines
+	a := el.add("a", func(c *Config) { c.Logger = logs.logger() })
+	el.stepUntilLeads(t, a, 2*testLease, "a alone")
+	el.store.SetRaw([]byte("garbage"))
+	for i := 0; i < 10 && a.e.IsLeader(); i++ {
+		el.step(t, testRetry)
+	}
+	if a.e.IsLeader() {
+		t.Fatal("a still leads over a corrupt record after 10 retries")
+	}
+	waitFor(t, "a's step-down logged", func() bool { return logs.count(`"msg"="Stepped down`) > 0 })
+	if n := logs.count(`"msg"="Stepped down`, "corrupt", `"delete"=`); n != 1 {
+		t.Fatalf("the step-down over a corrupt record is logged %d times with its reason and the object to delete, want once:\n%s", n, strings.Join(logs.lines, "\n"))
+	}
+}
+
+// A leader that another candidate displaced says so when it steps down.
+func TestLeaderDisplacedSaysWhy(t *testing.T) {
+	el := newElection(t)
+	var logs logLines
+	a := el.add("a", func(c *Config) { c.Logger = logs.logger() })
+	el.stepUntilLeads(t, a, 2*testLease, "a alone")
+	x := el.store.Lock("x")
+	rec, _, err := x.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.HolderIdentity, rec.LeaderTransitions = "x", rec.LeaderTransitions+1
+	if err := x.Update(context.Background(), *rec); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10 && a.e.IsLeader(); i++ {
+		el.step(t, testRetry)
+	}
+	waitFor(t, "a's step-down logged", func() bool { return logs.count(`"msg"="Stepped down`) > 0 })
+	if n := logs.count(`"msg"="Stepped down"`, `"reason"="another candidate holds the lock"`); n != 1 {
+		t.Fatalf("the displaced leader's step-down is logged %d times with its reason, want once:\n%s", n, strings.Join(logs.lines, "\n"))
 	}
 }

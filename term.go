@@ -2,6 +2,7 @@ package leaderelection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -67,6 +68,13 @@ type term struct {
 	// renew). The tombstone replaces it.
 	usurped    *lock.Record
 	usurpedRaw []byte
+	// lastErr is the last renewal's error (nil once one succeeds): the
+	// reason given when the step-down timer ends the term. Run goroutine
+	// only.
+	lastErr error
+	// why is the reason for a step-down decided by the Run goroutine
+	// (a conflict, a deleted record, a suspension), logged with it.
+	why string
 }
 
 // newTerm describes the term this process has just acquired.
@@ -135,6 +143,23 @@ func (t *term) stepDown() {
 		close(t.lost)
 		t.cancel()
 	})
+}
+
+// logStepDown says why the term ended: the reason the Run goroutine
+// decided, or, when the step-down timer fired, the last renewal's error
+// (a corrupt record also names the object to delete).
+func (t *term) logStepDown() {
+	e := t.e
+	switch {
+	case t.why != "":
+		t.log.Info("Stepped down", "reason", t.why)
+	case errors.Is(t.lastErr, lock.ErrCorrupt):
+		t.log.Error(t.lastErr, "Stepped down: the lock's record is corrupt; delete it to let a candidate lead", "reason", "corrupt record", "delete", e.desc, "renewDeadline", e.c.RenewDeadline)
+	case t.lastErr != nil:
+		t.log.Info("Stepped down: no renewal succeeded within RenewDeadline", "reason", "renewal failed", "lastError", t.lastErr.Error(), "renewDeadline", e.c.RenewDeadline)
+	default:
+		t.log.Info("Stepped down: no renewal completed within RenewDeadline (the store did not answer in time)", "reason", "renewal timed out", "renewDeadline", e.c.RenewDeadline)
+	}
 }
 
 func (t *term) isLost() bool {
@@ -208,8 +233,10 @@ func (t *term) renew(ctx context.Context) error {
 			e.storeFailed(err)
 		}
 		t.log.V(2).Info("Renewal failed", "err", err, "took", took)
+		t.lastErr = err
 		return err
 	}
+	t.lastErr = nil
 	e.storeOK()
 	if t.isLost() {
 		return nil // a late success does not undo a step-down
@@ -509,7 +536,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 		lostC, renewC, lost = nil, nil, true
 		renewTimer.Stop()
 		t.deadline.Stop() // stepped down already: nothing left for it to do
-		t.log.Info("Could not renew within RenewDeadline, or the lock moved on; stepped down", "renewDeadline", e.c.RenewDeadline)
+		t.logStepDown()
 		beginStop(causeLost) // unless already stopping: that deadline stands
 	}
 
@@ -606,6 +633,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 			e.parked(false)
 			if t.suspended() {
 				t.log.Info("The host was suspended past RenewDeadline; stepping down")
+				t.why = "the host was suspended past RenewDeadline"
 				t.stepDown()
 				continue
 			}
@@ -618,10 +646,12 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 				// above this one: put this term back in its place (see
 				// tombstone), after stopping the work.
 				t.log.Info("The lock's record was recreated with a term not above this one", "err", err)
+				t.why = "the record was recreated with a term not above this one"
 				t.stepDown()
 				t.tombstone(ctx) // tells the watchdog how long it may take
 			case lock.IsConflict(err):
 				t.log.Info("Another candidate holds the lock", "err", err)
+				t.why = "another candidate holds the lock"
 				t.stepDown()
 			case lock.IsNotFound(err):
 				// The record was deleted: followers that saw it wait out
@@ -632,6 +662,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 				// ran: the tombstone has until LeaseDuration after the
 				// last good renewal (see putBack).
 				t.log.Info("The lock's record is gone", "err", err)
+				t.why = "the record was deleted"
 				t.stepDown()
 				t.tombstone(ctx) // tells the watchdog how long it may take
 			case t.isLost():
@@ -642,6 +673,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 		}
 		if !lost && t.suspended() {
 			t.log.Info("The host was suspended past RenewDeadline; stepping down")
+			t.why = "the host was suspended past RenewDeadline"
 			t.stepDown()
 		}
 	}
