@@ -205,6 +205,9 @@ func (e *Elector) Status() healthz.Status {
 	}
 	if !e.observedAt.IsZero() && e.observed.HolderIdentity != "" {
 		s.Expiry = e.observedAt.Add(e.recordLease(e.observed))
+		if !lock.IsClaim(e.observed) {
+			s.LeaderTerm = int64(e.observed.LeaderTransitions)
+		}
 	}
 	return s
 }

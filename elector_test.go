@@ -373,6 +373,23 @@ func TestFirstCandidateAcquiresWithTermOne(t *testing.T) {
 	}
 }
 
+// A follower's status shows the leader and the leader's term (its own
+// term is 0: it never led).
+func TestFollowerStatusShowsTheLeadersTerm(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	el.stepUntilLeads(t, a, 2*testLease, "a alone")
+	b := el.add("b", nil)
+	el.step(t, testRetry)
+	waitFor(t, "b to observe a", func() bool { return b.e.Status().Leader == "a" })
+	if s := b.e.Status(); s.LeaderTerm != a.e.Term() || s.Term != 0 || s.Leading {
+		t.Fatalf("follower status: leader %q leaderTerm %d term %d leading %v; want a's term %d, term 0, not leading", s.Leader, s.LeaderTerm, s.Term, s.Leading, a.e.Term())
+	}
+	if s := a.e.Status(); s.LeaderTerm != s.Term {
+		t.Fatalf("leader status: leaderTerm %d, term %d; want equal", s.LeaderTerm, s.Term)
+	}
+}
+
 func TestLeaderRenewsEveryRetryPeriod(t *testing.T) {
 	el := newElection(t)
 	a := el.add("a", nil)

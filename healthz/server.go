@@ -108,8 +108,8 @@ func New(opts Options) (*Server, error) {
 		checks = append(checks, healthz.NamedCheck("liveness", opts.Liveness))
 	}
 	mux := http.NewServeMux()
-	healthz.InstallHandler(mux, checks...)
-	healthz.InstallLivezHandler(mux, checks...)
+	healthz.InstallHandler(reasonMux{mux, "/healthz"}, withReasons(checks)...)
+	healthz.InstallLivezHandler(reasonMux{mux, "/livez"}, withReasons(checks)...)
 	ready := append(append([]healthz.HealthChecker{}, checks[:2]...), StoreCheck(opts.Source))
 	if opts.Readiness != nil {
 		ready = append(ready, healthz.NamedCheck("readiness", opts.Readiness))
@@ -121,7 +121,7 @@ func New(opts Options) (*Server, error) {
 	if opts.LeaderOnlyReady {
 		ready = append(ready, LeaderCheck(opts.Source))
 	}
-	healthz.InstallReadyzHandler(mux, ready...)
+	healthz.InstallReadyzHandler(reasonMux{mux, "/readyz"}, withReasons(ready)...)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

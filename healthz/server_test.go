@@ -124,6 +124,33 @@ func TestStoreFailureShowsOnReadyzNotLivez(t *testing.T) {
 	}
 }
 
+// /readyz?verbose names each failing check and its reason (the
+// apiserver's handler withholds it); without ?verbose the reason stays
+// withheld, and passing checks are listed as ok.
+func TestReadyzVerboseNamesTheFailingCheckAndItsReason(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	src := &fakeSource{st: Status{Identity: "b", Lock: "memory://x", Heartbeat: clk.Now(), HeartbeatDue: clk.Now().Add(time.Minute),
+		StoreError: "connection refused", StoreErrorSince: clk.Now()}}
+	base := start(t, Options{Source: src, Clock: clk, Readiness: func(*http.Request) error { return errors.New("cache not synced\nyet") }})
+	code, body := get(t, base+"/readyz?verbose")
+	for _, want := range []string{"[+]ping ok", "[+]leaderElection ok", "[-]store failed: the store of memory://x has failed since", "connection refused", "[-]readiness failed: cache not synced; yet", "readyz check failed"} {
+		if code != http.StatusInternalServerError || !strings.Contains(body, want) {
+			t.Errorf("/readyz?verbose: %d, body lacks %q:\n%s", code, want, body)
+		}
+	}
+	if _, body := get(t, base+"/readyz"); strings.Contains(body, "connection refused") || !strings.Contains(body, "[-]store failed: reason withheld") {
+		t.Errorf("/readyz without ?verbose: %s; want the reason withheld", body)
+	}
+	src.set(func(s *Status) { s.StoreError = "" })
+	if code, body := get(t, base+"/livez?verbose"); code != http.StatusOK || !strings.Contains(body, "[+]leaderElection ok") || !strings.Contains(body, "livez check passed") {
+		t.Errorf("/livez?verbose, healthy: %d %s", code, body)
+	}
+	clk.SetTime(clk.Now().Add(2 * time.Minute)) // the loop is past due
+	if code, body := get(t, base+"/livez?verbose"); code != http.StatusInternalServerError || !strings.Contains(body, "[-]leaderElection failed: ") || strings.Contains(body, "reason withheld") {
+		t.Errorf("/livez?verbose with the loop past due: %d %s; want the watchdog's reason", code, body)
+	}
+}
+
 func TestLivenessCheckerRunsOnFollowers(t *testing.T) {
 	src := &fakeSource{st: Status{Name: "n", Identity: "b", Leader: "a"}}
 	var fail sync.Map

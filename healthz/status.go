@@ -22,6 +22,10 @@ type Status struct {
 	// Term is this process's current term (the fencing token) while
 	// leading, else the last term it held (0 if never).
 	Term int64 `json:"term"`
+	// LeaderTerm is the observed leader's term (its fencing token), on
+	// every replica: the record's LeaderTransitions while it names a
+	// holder that leads, else 0 (no holder, or a claim not yet confirmed).
+	LeaderTerm int64 `json:"leaderTerm"`
 	// Transitions is the record's LeaderTransitions as last observed.
 	Transitions int64 `json:"transitions"`
 	// LastRenew is when this process last renewed (zero if never).
