@@ -227,6 +227,16 @@ func (r *runner) lead(ctx context.Context) {
 		return
 	}
 	defer wr.Close()
+	// The supervisor reports the command's pid on this pipe once it has
+	// started it (end of file without one: it could not start it).
+	pidR, pidW, err := os.Pipe()
+	if err != nil {
+		rd.Close()
+		log.Error(err, "Creating the report pipe")
+		r.finish(exitError)
+		return
+	}
+	defer pidR.Close()
 	sup := exec.Command(selfExe, append([]string{superviseCommand, r.stop.String()}, r.argv...)...)
 	sup.Env = append(os.Environ(),
 		"LEADER_ELECTION_TERM="+strconv.FormatInt(term, 10),
@@ -234,24 +244,34 @@ func (r *runner) lead(ctx context.Context) {
 		"LEADER_ELECTION_LOCK="+r.lock,
 	)
 	sup.Stdin, sup.Stdout, sup.Stderr = os.Stdin, os.Stdout, os.Stderr
-	sup.ExtraFiles = []*os.File{rd}
+	sup.ExtraFiles = []*os.File{rd, pidW}
 	// Its own group: a terminal's ^C reaches leaderelection, which
 	// decides what the child gets.
 	sup.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	err = sup.Start()
 	rd.Close()
+	pidW.Close()
 	if err != nil {
 		log.Error(err, "Starting the supervisor")
 		r.finish(exitError)
 		return
 	}
-	log.Info("Started the command", "pid", sup.Process.Pid, "command", r.argv[1:])
 	r.mu.Lock()
 	r.ctl = wr
 	r.sendDeadline()
 	r.mu.Unlock()
+	// The command's pid, not the supervisor's: the one an operator looks
+	// for in ps or kills.
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		var pid int
+		if _, err := fmt.Fscanf(pidR, "pid %d\n", &pid); err == nil {
+			log.Info("Started the command", "pid", pid, "supervisor", sup.Process.Pid, "command", r.argv[1:])
+		}
+	}()
 	done := make(chan struct{})
-	go func() { _ = sup.Wait(); close(done) }()
+	go func() { _ = sup.Wait(); <-reported; close(done) }()
 	select {
 	case <-done:
 		log.Info("The command exited", "status", sup.ProcessState.ExitCode())

@@ -339,3 +339,33 @@ func TestRunRecampaignsAfterLosingTheLease(t *testing.T) {
 	}
 	checkSink(t, readSink(t, sink))
 }
+
+// TestRunLogsTheJobsPID: "Started the command" names the job's own pid
+// (the one ps shows for it, and that an operator would signal), not the
+// supervisor's.
+func TestRunLogsTheJobsPID(t *testing.T) {
+	dir := t.TempDir()
+	p := start(t, dir, "a", append(append([]string{"run", "--id=a", "--lock-file=" + filepath.Join(dir, "leader.json"), "--shell"}, fast...),
+		"--", `echo $$ > "$TEST_DIR/job.pid"`)...)
+	if code := p.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("exit status %d, want 0", code)
+	}
+	pids := readPIDs(t, filepath.Join(dir, "job.pid"))
+	if len(pids) != 1 {
+		t.Fatalf("the job recorded pids %v", pids)
+	}
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(" pid=%d ", pids[0])
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"Started the command"`) {
+			if !strings.Contains(line, want) {
+				t.Fatalf("the log names another pid than the job's %d:\n%s", pids[0], line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no \"Started the command\" line:\n%s", b)
+}

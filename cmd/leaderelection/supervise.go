@@ -23,7 +23,7 @@ import (
 // It puts CMD in a new process group, becomes a child subreaper (Linux),
 // so that every descendant whose parent dies is re-parented to it, and
 // reads commands from the pipe on fd 3, whose only writer is the
-// leaderelection process:
+// leaderelection process (and writes "pid N" on fd 4 once CMD runs):
 //
 //	signal N     forward signal N to CMD's group (the term is ending)
 //	deadline D   the term lasts at most D (nanoseconds) more unless a
@@ -57,6 +57,9 @@ func supervise(args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	syscall.CloseOnExec(3)
+	// fd 4: where CMD's pid is reported, once started.
+	report := os.NewFile(4, "leaderelection-report")
+	syscall.CloseOnExec(4)
 	becomeSubreaper()
 	// Signals to the supervisor are forwarded, not fatal: only
 	// leaderelection's end (fd 3) or CMD's end ends it.
@@ -72,9 +75,12 @@ func supervise(args []string, stderr io.Writer) int {
 		Sys:   jobAttr(),
 	})
 	if err != nil {
+		report.Close()
 		fmt.Fprintf(stderr, "leaderelection: cannot run %s: %v\n", path, err)
 		return exitNotFound
 	}
+	fmt.Fprintf(report, "pid %d\n", pid)
+	report.Close()
 
 	exited := make(chan int, 1)      // CMD's status
 	reaped := make(chan struct{}, 1) // a descendant was reaped
