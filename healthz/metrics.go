@@ -6,13 +6,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the election's Prometheus metrics. The gauges read the
+// Metrics are the election's Prometheus metrics, all named
+// leader_election_* (client-go's prefix, as its leader_election_master_status
+// is; the gossip backend's are leader_election_gossip_*), counters ending in
+// _total. The gauges and counter functions read the
 // elector's state at scrape time; the renewal histogram and failure counter
 // are fed by the elector through ObserveRenew.
 //
 //	leader_election_master_status{name}            1 while leading (client-go's name)
 //	leader_election_term{name}                     this process's term (fencing token)
-//	leader_election_transitions{name}              the record's LeaderTransitions as last observed
+//	leader_election_transitions_total{name}        the record's LeaderTransitions as last observed
 //	leader_election_renew_duration_seconds{name}   renewal latency
 //	leader_election_renew_failures_total{name}     failed renewal attempts
 //	leader_election_store_errors_total{name}       failed store calls, by any candidate (reads too)
@@ -50,7 +53,10 @@ func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
 		gauge("leader_election_term", "This process's current or last term (fencing token).", func(s Status) float64 { return float64(s.Term) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "leader_election_store_errors_total", Help: "Store calls (reads and writes of the lock) that failed.", ConstLabels: labels},
 			func() float64 { return float64(src.Status().StoreErrors) }),
-		gauge("leader_election_transitions", "The lock's LeaderTransitions as last observed.", func(s Status) float64 { return float64(s.Transitions) }),
+		// A counter: the record's term only grows (a deleted and recreated
+		// record that starts again lower reads as a counter reset).
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "leader_election_transitions_total", Help: "Leadership transitions of the lock: its LeaderTransitions as last observed.", ConstLabels: labels},
+			func() float64 { return float64(src.Status().Transitions) }),
 		m.renew, m.failures,
 	} {
 		if err := reg.Register(c); err != nil {

@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/b3df926d/leaderelection/internal/metricslint"
 )
 
 type fakeSource struct {
@@ -190,7 +193,7 @@ func TestMetricsAndStatus(t *testing.T) {
 	for _, want := range []string{
 		`leader_election_master_status{name="ctrl"} 1`,
 		`leader_election_term{name="ctrl"} 7`,
-		`leader_election_transitions{name="ctrl"} 7`,
+		`leader_election_transitions_total{name="ctrl"} 7`,
 		`leader_election_renew_duration_seconds_count{name="ctrl"} 2`,
 		`leader_election_renew_failures_total{name="ctrl"} 1`,
 	} {
@@ -205,6 +208,21 @@ func TestMetricsAndStatus(t *testing.T) {
 	}
 	if !st.Leading || st.Term != 7 || st.Identity != "a" || !st.LastRenew.Equal(renewed) {
 		t.Fatalf("/status decoded to %+v", st)
+	}
+}
+
+// Every metric of the health server is named leader_election_* and
+// passes promlint (counters end in _total: transitions is one).
+func TestMetricNamesFollowOnePrefixAndPrometheusConventions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg, &fakeSource{st: Status{Name: "ctrl"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ObserveRenew("ctrl", time.Millisecond, errors.New("timeout")) // so that the vectors have a series
+	names := metricslint.Check(t, reg, "")
+	if len(names) != 6 {
+		t.Errorf("checked %d metrics %v, want 6", len(names), names)
 	}
 }
 

@@ -21,7 +21,7 @@
 //   - messages for 1 leader and 9 followers in steady state, counted at the
 //     fault transport (gossiptest.Network.Counts: UDP packets and TCP
 //     streams per directed link) and by each lock's own counter of protocol
-//     messages (leaderelection_gossip_messages_sent_total, by kind). A
+//     messages (leader_election_gossip_messages_sent_total, by kind). A
 //     protocol message is one TCP stream, so memberlist's own traffic
 //     (probes, gossip: UDP; push/pull: streams) is the transport's count
 //     minus the lock's. Followers' messages are split into replies to the
@@ -341,7 +341,7 @@ func (c *cluster) traffic(all []string) map[string]traffic {
 			c.tb.Fatal(err)
 		}
 		for _, mf := range mfs {
-			if mf.GetName() != "leaderelection_gossip_messages_sent_total" {
+			if mf.GetName() != "leader_election_gossip_messages_sent_total" {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
