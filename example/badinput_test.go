@@ -197,3 +197,27 @@ func TestLostLeaseExitsNonZeroWithinRenewDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestLoggingFormatJSON: with --logging-format=json every line the
+// example logs is one JSON object, the library's lines and its own alike.
+func TestLoggingFormatJSON(t *testing.T) {
+	bin := buildExample(t)
+	dir := t.TempDir()
+	p := startProc(t, bin, dir, "a", freePort(t), "--logging-format=json")
+	waitUntil(t, "a to lead", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
+	logPath := filepath.Join(dir, "a.log")
+	msgs := map[string]bool{}
+	waitUntil(t, "the example's own line and the library's", 30*time.Second, func() bool {
+		b, _ := os.ReadFile(logPath)
+		lines := strings.Split(string(b), "\n")
+		for _, line := range lines[:len(lines)-1] { // the last may be half written
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("a log line is not JSON (%v): %s", err, line)
+			}
+			msg, _ := m["msg"].(string)
+			msgs[msg] = true
+		}
+		return msgs["Acquired the lock"] && msgs["Started leading"]
+	})
+}

@@ -34,6 +34,7 @@ import (
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
 	"github.com/b3df926d/leaderelection/internal/fence"
+	"github.com/b3df926d/leaderelection/internal/logformat"
 	"github.com/b3df926d/leaderelection/internal/version"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -75,12 +76,17 @@ func run(args []string) error {
 	showVersion := fs.Bool("version", false, "Print the version and exit.")
 	klogFlags := klogFlagSet()
 	fs.AddGoFlagSet(klogFlags)
+	var logFormat logformat.Flag
+	logFormat.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *showVersion {
 		fmt.Println(version.String("example"))
 		return nil
+	}
+	if err := logFormat.Apply(os.Stderr); err != nil {
+		return err
 	}
 	if opt.ID == "" {
 		opt.ID = lock.DefaultIdentity()

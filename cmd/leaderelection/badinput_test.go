@@ -39,6 +39,7 @@ func TestBadInputIsAClearErrorAndTheLockIsNeverTaken(t *testing.T) {
 		{"lease not above renew", []string{"run", lock, "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=2s", "--", "true"}, exitUsage, "LeaseDuration (2s, --leader-elect-lease-duration) must be greater than RenewDeadline (2s, --leader-elect-renew-deadline)"},
 		{"zero lease", []string{"run", lock, "--leader-elect-lease-duration=0s", "--", "true"}, exitUsage, "--leader-elect-lease-duration"},
 		{"unknown flag", []string{"run", lock, "--no-such-flag", "--", "true"}, exitUsage, "no-such-flag"},
+		{"unknown log format", []string{"run", lock, "--logging-format=xml", "--", "true"}, exitUsage, `--logging-format="xml": want text or json`},
 		{"unknown command", []string{"lead"}, exitUsage, `unknown command "lead"`},
 	}
 	for _, tc := range cases {

@@ -26,6 +26,7 @@ import (
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
+	"github.com/b3df926d/leaderelection/internal/logformat"
 	"github.com/b3df926d/leaderelection/internal/version"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -118,9 +119,11 @@ type common struct {
 	opt      leaderelection.Option
 	// shared names the flags every command has, by group, for usage;
 	// the command's own flags are the rest.
-	shared  map[string]string
-	version bool
-	stdout  io.Writer
+	shared    map[string]string
+	version   bool
+	stdout    io.Writer
+	stderr    io.Writer
+	logFormat logformat.Flag
 }
 
 func newCommon(name string, stdout, stderr io.Writer) *common {
@@ -131,6 +134,7 @@ func newCommon(name string, stdout, stderr io.Writer) *common {
 		// (--leader-elect-release-on-cancel=false to leave it to expire).
 		opt:    leaderelection.Option{LeaseLockName: "leaderelection", LeaseLockNamespace: "default", ReleaseOnCancel: true},
 		stdout: stdout,
+		stderr: stderr,
 	}
 	c.fs.SetOutput(stderr)
 	c.shared = map[string]string{}
@@ -153,6 +157,7 @@ func newCommon(name string, stdout, stderr io.Writer) *common {
 		kfs := goflag.NewFlagSet("klog", goflag.ContinueOnError)
 		klog.InitFlags(kfs)
 		c.fs.AddGoFlagSet(kfs)
+		c.logFormat.AddFlags(c.fs)
 	})
 	c.fs.BoolVar(&c.version, "version", false, "Print the version and exit.")
 	return c
@@ -194,6 +199,9 @@ func (c *common) parse(args []string) error {
 	if c.version {
 		fmt.Fprintln(c.stdout, version.String("leaderelection"))
 		return pflag.ErrHelp // exit 0, doing nothing else
+	}
+	if err := c.logFormat.Apply(c.stderr); err != nil {
+		return usageErr("%w", err)
 	}
 	if !contains(c.backends.Names(), c.backends.Kind()) {
 		return usageErr("--backend=%q: want one of %s", c.backends.Kind(), strings.Join(c.backends.Names(), ", "))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -368,4 +369,32 @@ func TestRunLogsTheJobsPID(t *testing.T) {
 		}
 	}
 	t.Fatalf("no \"Started the command\" line:\n%s", b)
+}
+
+// TestRunLogsJSONWithLoggingFormatJSON: with --logging-format=json every
+// line leaderelection writes to stderr is a JSON object (the elector's
+// and run's own lines alike); the job's output is its own.
+func TestRunLogsJSONWithLoggingFormatJSON(t *testing.T) {
+	dir := t.TempDir()
+	code, stdout, stderr := leCommand(t, append(append([]string{"run", "--id=a", "--lock-file=" + filepath.Join(dir, "leader.json"), "--logging-format=json"}, fast...), "--", "echo", "job-output")...)
+	if code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, stderr)
+	}
+	if strings.TrimSpace(stdout) != "job-output" {
+		t.Fatalf("stdout %q, want the job's own output", stdout)
+	}
+	msgs := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("a stderr line is not JSON (%v): %s\nall:\n%s", err, line, stderr)
+		}
+		msg, _ := m["msg"].(string)
+		msgs[msg] = true
+	}
+	for _, want := range []string{"Acquired the lock", "Started the command", "Released the lock"} {
+		if !msgs[want] {
+			t.Errorf("no JSON line with msg %q in:\n%s", want, stderr)
+		}
+	}
 }
