@@ -14,6 +14,9 @@
 //
 //   - graceful hand-over: the leader is told to stop (ReleaseOnCancel) →
 //     the next leader's OnStartedLeading;
+//   - release right after a follower's crash: a random follower stops
+//     dead (memberlist still lists it, and it may be first in turn), then
+//     the leader is told to stop → the next leader's OnStartedLeading;
 //   - crash fail-over beyond LeaseDuration: every link of the leader is cut
 //     and its process ends, releasing nothing; from the RenewTime of its
 //     last renewal → the next leader's OnStartedLeading, minus
@@ -37,6 +40,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -445,7 +449,52 @@ func perMin(m map[string]float64, w time.Duration) string {
 
 type gossipResult struct {
 	handover, failover []time.Duration
-	steady             steady
+	// crashRelease: a follower crashes (it stops dead: memberlist still
+	// lists it until its suspicion ends), then at once the leader stops
+	// gracefully; from that stop to the next leader's OnStartedLeading.
+	crashRelease []time.Duration
+	steady       steady
+}
+
+// crashThenRelease crashes a random follower (a voter only if the leader
+// is not one: a quorum of voters must remain), then at once stops the
+// leader gracefully, n times, and returns each time from the stop to the
+// next leader's OnStartedLeading. The crashed candidate is still alive in
+// the others' memberlist view, and sometimes first in turn to take over,
+// so the release's hand-over and first push go to a dead process: the
+// next in turn must still take over within a turn step, not a lease.
+// Both are restarted under their names after each sample; settle lets
+// them start following.
+func (c *cluster) crashThenRelease(f *benchtest.Fleet, leader benchtest.Leadership, n int, settle time.Duration) ([]time.Duration, benchtest.Leadership) {
+	var out []time.Duration
+	all := names()
+	for range n {
+		leader = f.Current(leader)
+		// With the leader stopped too, two of the three voters must stay:
+		// under a voting leader only a non-voter crashes.
+		var followers []string
+		for _, id := range f.IDs() {
+			if id != leader.ID && (!slices.Contains(voters, leader.ID) || !slices.Contains(voters, id)) {
+				followers = append(followers, id)
+			}
+		}
+		crashed := followers[rand.N(len(followers))]
+		c.net.Isolate(crashed, all) // nothing it sends leaves: no memberlist leave
+		f.Stop(crashed)
+		start := time.Now()
+		f.Stop(leader.ID)
+		next := f.NextLeader()
+		out = append(out, next.At.Sub(start))
+		for _, o := range all { // the restarted process starts on healthy links
+			c.net.Set(crashed, o, gossiptest.Link{})
+			c.net.Set(o, crashed, gossiptest.Link{})
+		}
+		f.Add(f.Restart(crashed))
+		f.Add(f.Restart(leader.ID))
+		leader = next
+		time.Sleep(settle) // let the restarted followers settle; not synchronisation
+	}
+	return out, leader
 }
 
 func measureGossip(b *testing.B, tm benchtest.Timing, nHandovers, nCrashes int) *gossipResult {
@@ -454,7 +503,8 @@ func measureGossip(b *testing.B, tm benchtest.Timing, nHandovers, nCrashes int) 
 	f := c.fleet(true)
 	leader := f.NextLeader()
 	r.steady, leader = measureSteady(c, f, leader)
-	r.handover, _ = f.Handovers(leader, nHandovers, tm.RetryPeriod)
+	r.handover, leader = f.Handovers(leader, nHandovers, tm.RetryPeriod)
+	r.crashRelease, _ = c.crashThenRelease(f, leader, nHandovers, 2*tm.RetryPeriod)
 	f.StopAll()
 
 	c = newCluster(b, fmt.Sprintf("bench-crash-%d", time.Now().UnixNano()), tm)
@@ -500,6 +550,8 @@ func run(b *testing.B, tm benchtest.Timing, nHandovers, nCrashes int) {
 	}
 	b.ReportMetric(benchtest.Millis(pct(g.handover, 0.5)), "handover-p50-ms")
 	b.ReportMetric(benchtest.Millis(pct(g.handover, 0.99)), "handover-p99-ms")
+	b.ReportMetric(benchtest.Millis(pct(g.crashRelease, 0.5)), "crash-then-release-p50-ms")
+	b.ReportMetric(benchtest.Millis(pct(g.crashRelease, 0.99)), "crash-then-release-p99-ms")
 	b.ReportMetric(benchtest.Millis(pct(g.failover, 0.5)), "failover-beyond-lease-p50-ms")
 	b.ReportMetric(benchtest.Millis(pct(g.failover, 0.99)), "failover-beyond-lease-p99-ms")
 	b.ReportMetric(perRenewal, "msgs/renewal")
@@ -529,6 +581,10 @@ func run(b *testing.B, tm benchtest.Timing, nHandovers, nCrashes int) {
 	}
 	row("graceful hand-over p50", pct(g.handover, 0.5), func(r *benchtest.LeaseResult) time.Duration { return pct(r.Handover, 0.5) })
 	row("graceful hand-over p99", pct(g.handover, 0.99), func(r *benchtest.LeaseResult) time.Duration { return pct(r.Handover, 0.99) })
+	// client-go has no turns: a crashed follower changes nothing there,
+	// so its column repeats its hand-over.
+	row("release right after a follower's crash p50", pct(g.crashRelease, 0.5), func(r *benchtest.LeaseResult) time.Duration { return pct(r.Handover, 0.5) })
+	row("release right after a follower's crash p99", pct(g.crashRelease, 0.99), func(r *benchtest.LeaseResult) time.Duration { return pct(r.Handover, 0.99) })
 	row("crash fail-over − LeaseDuration p50", pct(g.failover, 0.5), func(r *benchtest.LeaseResult) time.Duration { return pct(r.Failover, 0.5) })
 	row("crash fail-over − LeaseDuration p99", pct(g.failover, 0.99), func(r *benchtest.LeaseResult) time.Duration { return pct(r.Failover, 0.99) })
 	if cg != nil {
