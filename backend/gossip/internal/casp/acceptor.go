@@ -233,8 +233,14 @@ func (a *Acceptor) accept(now uint64, m Message) (*Message, error) {
 		return a.nack(m, NackBallot, a.promised), nil
 	}
 	if a.accepted == m.Ballot {
-		// A duplicate (weakened rules only reach here).
-		return a.reply(m, KindAccepted), nil
+		if a.value.Equal(m.Value) {
+			// A duplicate (weakened rules only reach here).
+			return a.reply(m, KindAccepted), nil
+		}
+		// One ballot carries one value: another value at the ballot
+		// accepted is refused, never acknowledged while this voter
+		// keeps the first (a vote never cast).
+		return a.nack(m, NackBallot, a.promised), nil
 	}
 	promised := maxBallot(a.promised, m.Ballot)
 	// The next round's prepare, carried by this accept: promised with the

@@ -238,6 +238,49 @@ func TestPrepareFarAheadOfClockRefused(t *testing.T) {
 	}
 }
 
+// One ballot carries one value: a second accept at the ballot a voter
+// accepted, with another value, is refused, and the voter keeps the first
+// value (before, the acceptor answered Accepted without storing it: a
+// vote never cast, were a ballot ever reused). Reachable with the shipped
+// rules whenever the promise still equals the accepted ballot (an accept
+// that asked for no next ballot).
+func TestSecondAcceptAtOneBallotWithAnotherValueIsRefused(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: voters, Incarnation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reinitialize(); err != nil {
+		t.Fatal(err)
+	}
+	p := newProposer(t, "p", 1, voters)
+	prep := p.Start(0, Read).Prepares()[0]
+	if r, err := a.Handle(0, prep); err != nil || r.Kind != KindPromise {
+		t.Fatalf("prepare: %+v, %v", r, err)
+	}
+	accept := func(data string) *Message {
+		t.Helper()
+		r, err := a.Handle(0, Message{Kind: KindAccept, From: "p", To: "a", VoterHash: VoterHash(voters), Ballot: prep.Ballot, Incarnation: 1,
+			Value: Value{Version: 1, Written: prep.Ballot, Data: []byte(data)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := accept("x"); r.Kind != KindAccepted {
+		t.Fatalf("first accept: %+v", r)
+	}
+	if r := accept("x"); r.Kind != KindAccepted {
+		t.Fatalf("a duplicate of the first accept: %+v; want Accepted again", r)
+	}
+	if r := accept("y"); r.Kind == KindAccepted {
+		t.Fatalf("a second value at ballot %s was answered Accepted while the voter keeps %q", prep.Ballot, a.State().Value.Data)
+	}
+	if got := string(a.State().Value.Data); got != "x" {
+		t.Fatalf("the voter holds %q, want the first value x", got)
+	}
+}
+
 func TestReinitializeNeverRevivesAnOldToken(t *testing.T) {
 	c := newCluster(t, "a", "b", "c")
 	p := newProposer(t, "p", 1, c.voters)
