@@ -216,10 +216,11 @@ func (c *common) addIdentity() {
 }
 
 // lock builds the chosen backend's lock (for --backend=k8s, a Lease
-// through the client the flags configure); a flag the backend needs and
-// lacks is a usage error. The caller calls close when done.
-func (c *common) lock(ctx context.Context) (l lock.Interface, close func(), err error) {
-	l, err = c.backends.Lock(ctx, c.opt.ID, &c.opt)
+// through the client the flags configure), or with a suffix a companion
+// record beside it (backendflags.Flags.CompanionLock); a flag the backend
+// needs and lacks is a usage error. The caller calls close when done.
+func (c *common) lock(ctx context.Context, suffix string) (l lock.Interface, close func(), err error) {
+	l, err = c.backends.CompanionLock(ctx, c.opt.ID, &c.opt, suffix)
 	if err != nil {
 		return nil, nil, usageErr("%w", err)
 	}
@@ -232,7 +233,7 @@ func (c *common) lock(ctx context.Context) (l lock.Interface, close func(), err 
 		}
 		return l, func() {}, nil
 	}
-	kl, err := k8s.New(ctx, k8s.Options{Client: c.opt.KubeClient, Namespace: c.opt.LeaseLockNamespace, Name: c.opt.LeaseLockName, Identity: c.opt.ID})
+	kl, err := k8s.New(ctx, k8s.Options{Client: c.opt.KubeClient, Namespace: c.opt.LeaseLockNamespace, Name: c.opt.LeaseLockName + suffix, Identity: c.opt.ID})
 	if err != nil {
 		return nil, nil, usageErr("--backend=k8s: %w", err)
 	}

@@ -41,7 +41,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 	if err != nil {
 		return 0, err
 	}
-	l, closeLock, err := c.lock(ctx)
+	l, closeLock, err := c.lock(ctx, "")
 	if err != nil {
 		return 0, err
 	}

@@ -28,7 +28,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if c.fs.NArg() > 0 {
 		return 0, usageErr("serve takes no arguments, got %q (to run a command while leading: leaderelection run -- CMD)", c.fs.Args())
 	}
-	l, closeLock, err := c.lock(ctx)
+	l, closeLock, err := c.lock(ctx, "")
 	if err != nil {
 		return 0, err
 	}

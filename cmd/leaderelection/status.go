@@ -61,7 +61,7 @@ func statusCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	l, closeLock, err := c.lock(ctx)
+	l, closeLock, err := c.lock(ctx, "")
 	if err != nil {
 		return 0, err
 	}

@@ -22,9 +22,11 @@ import (
 // backend is one choice of --backend: its flags and how to build its lock.
 type backend struct {
 	addFlags func(fs *pflag.FlagSet)
-	// newLock returns the lock for identity id; a nil lock with a nil
-	// error means Option's own Kubernetes Lease (KubeClient).
-	newLock func(ctx context.Context, id string, opt *leaderelection.Option) (lock.Interface, error)
+	// newLock returns the lock for identity id, its store object's name
+	// followed by suffix (see CompanionLock; "" for the lock itself); a
+	// nil lock with a nil error means Option's own Kubernetes Lease
+	// (KubeClient).
+	newLock func(ctx context.Context, id string, opt *leaderelection.Option, suffix string) (lock.Interface, error)
 }
 
 // all lists every backend; prog names the program, for defaults that must
@@ -79,11 +81,22 @@ func (f *Flags) Kind() string { return f.kind }
 // and leaderelection.Run builds the Lease when opt.Lock is nil. Errors name
 // the flag at fault.
 func (f *Flags) Lock(ctx context.Context, id string, opt *leaderelection.Option) (lock.Interface, error) {
+	return f.CompanionLock(ctx, id, opt, "")
+}
+
+// CompanionLock builds a second record in the chosen backend's store, next
+// to Lock's: its object is named by the lock's followed by suffix (the
+// file PATH+suffix, the S3 key KEY+suffix, the git lock NAME+suffix and
+// its branch BRANCH+suffix when --git-branch is set). A nil lock with a
+// nil error means a Kubernetes Lease named opt.LeaseLockName+suffix, which
+// the caller builds. The gossip backend keeps one record per election and
+// has no companion. Reads are never served from a cache.
+func (f *Flags) CompanionLock(ctx context.Context, id string, opt *leaderelection.Option, suffix string) (lock.Interface, error) {
 	b, ok := f.backends[f.kind]
 	if !ok {
 		return nil, fmt.Errorf("--backend=%q: want one of %s", f.kind, strings.Join(f.Names(), ", "))
 	}
-	l, err := b.newLock(ctx, id, opt)
+	l, err := b.newLock(ctx, id, opt, suffix)
 	if err != nil {
 		return nil, fmt.Errorf("--backend=%s: %w", f.kind, err)
 	}

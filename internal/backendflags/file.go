@@ -19,11 +19,11 @@ func fileBackend(prog string) *backend {
 		addFlags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&path, "lock-file", path, "--backend=file: the lock's record file (its directory is created).")
 		},
-		newLock: func(_ context.Context, id string, _ *leaderelection.Option) (lock.Interface, error) {
+		newLock: func(_ context.Context, id string, _ *leaderelection.Option, suffix string) (lock.Interface, error) {
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				return nil, err
 			}
-			return file.New(context.Background(), file.Options{Path: path, Identity: id})
+			return file.New(context.Background(), file.Options{Path: path + suffix, Identity: id})
 		},
 	}
 }

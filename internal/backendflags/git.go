@@ -28,7 +28,8 @@ func gitBackend() *backend {
 			fs.StringVar(&cfg.SSHKeyFile, "git-ssh-key", "", "--backend=git: ssh private key file (default: the ssh-agent at $SSH_AUTH_SOCK).")
 			fs.StringSliceVar(&cfg.SSHKnownHosts, "git-known-hosts", nil, "--backend=git: known_hosts files for ssh (default ~/.ssh/known_hosts).")
 		},
-		newLock: func(_ context.Context, id string, opt *leaderelection.Option) (lock.Interface, error) {
+		newLock: func(_ context.Context, id string, opt *leaderelection.Option, suffix string) (lock.Interface, error) {
+			cfg := cfg
 			if cfg.URL == "" {
 				return nil, fmt.Errorf("--git-url is required")
 			}
@@ -44,7 +45,10 @@ func gitBackend() *backend {
 					cfg.Token = token
 				}
 			}
-			cfg.Name, cfg.Identity = opt.LeaseLockName, id
+			cfg.Name, cfg.Identity = opt.LeaseLockName+suffix, id
+			if cfg.Branch != "" {
+				cfg.Branch += suffix
+			}
 			return git.New(context.Background(), cfg)
 		},
 	}

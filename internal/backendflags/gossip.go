@@ -3,6 +3,7 @@ package backendflags
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 
@@ -46,7 +47,10 @@ func gossipBackend(prog string) *backend {
 			fs.StringVar(&o.StateDir, "gossip-state-dir", "", "--backend=gossip: directory where a voter persists its promise and record (fsync before each reply); keeps terms across full restarts.")
 			fs.StringVar(&preset, "gossip-preset", "lan", "--backend=gossip: memberlist timing: lan, wan, local or loopback.")
 		},
-		newLock: func(ctx context.Context, id string, _ *leaderelection.Option) (lock.Interface, error) {
+		newLock: func(ctx context.Context, id string, _ *leaderelection.Option, suffix string) (lock.Interface, error) {
+			if suffix != "" {
+				return nil, errors.New("the gossip backend keeps one record per election, so it has no companion record")
+			}
 			p, err := gossip.ParsePreset(preset)
 			if err != nil {
 				return nil, fmt.Errorf("--gossip-preset: %w", err)

@@ -24,7 +24,7 @@ func kubeBackend() *backend {
 		addFlags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&kubeconfig, "kubeconfig", "", "--backend=k8s: kubeconfig file (default: the in-cluster config, else $KUBECONFIG or ~/.kube/config).")
 		},
-		newLock: func(_ context.Context, _ string, opt *leaderelection.Option) (lock.Interface, error) {
+		newLock: func(_ context.Context, _ string, opt *leaderelection.Option, _ string) (lock.Interface, error) {
 			cfg, err := kubeConfig(kubeconfig)
 			if err != nil {
 				return nil, err
@@ -35,7 +35,7 @@ func kubeBackend() *backend {
 			if ns := os.Getenv("POD_NAMESPACE"); ns != "" && opt.LeaseLockNamespace == "default" {
 				opt.LeaseLockNamespace = ns
 			}
-			return nil, nil // Option's own Lease through KubeClient
+			return nil, nil // a Lease through KubeClient, named by the caller
 		},
 	}
 }

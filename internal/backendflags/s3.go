@@ -27,11 +27,19 @@ func s3Backend(prog string) *backend {
 			fs.BoolVar(&o.UsePathStyle, "s3-path-style", false, "--backend=s3: path-style addressing (http://host/bucket/key), which most self-hosted stores need.")
 			fs.DurationVar(&o.ReleaseCheckInterval, "s3-release-check-interval", 0, "--backend=s3: while a follower has seen a live lease, read S3 at most this often to notice a release early (0: a third of the lease; negative: read at every poll).")
 		},
-		newLock: func(ctx context.Context, id string, _ *leaderelection.Option) (lock.Interface, error) {
+		newLock: func(ctx context.Context, id string, _ *leaderelection.Option, suffix string) (lock.Interface, error) {
 			if o.Bucket == "" {
 				return nil, errors.New("--s3-bucket is required")
 			}
+			o := o
 			o.Identity = id
+			if suffix != "" {
+				// A companion is read once, by a holder of the lock,
+				// and must see the last write; the lock itself has
+				// checked the bucket's conditional writes.
+				o.Key += suffix
+				o.ReleaseCheckInterval, o.SkipConditionalWriteCheck = s3lock.NoCache, true
+			}
 			return s3lock.New(ctx, o)
 		},
 	}
