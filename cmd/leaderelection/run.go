@@ -19,17 +19,20 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // runCommand is "leaderelection run [flags] -- CMD [ARGS...]".
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	started := time.Now() // --once-per: this copy's period
 	c := newCommon("run", stdout, stderr)
 	c.addIdentity()
 	var shell, recampaign bool
-	var wait time.Duration
+	var wait, period time.Duration
 	c.fs.DurationVar(&wait, "wait", 0, "Give up if the lock is not acquired within this long, exiting 75, as flock -w does (0: wait as long as it takes).")
 	c.fs.BoolVar(&shell, "shell", false, "Run CMD through sh -c, its words joined by spaces.")
 	c.fs.BoolVar(&recampaign, "recampaign", false, "When CMD exits or leadership is lost, campaign again instead of exiting (--leader-elect-recampaign covers only a lost lease).")
+	c.fs.DurationVar(&period, "once-per", 0, "Run CMD at most once per period, for copies started by cron or a timer on several machines: a copy that finds a success started within half this period of its own start exits 0 without running CMD; a failure does not count (0: every copy runs CMD). The last run is kept in a record next to the lock's, named with \""+lastRunSuffix+"\" appended.")
 	c.fs.IntVar(&c.opt.Port, "port", leaderelection.NoHealthServer, "Health server port (/healthz, /livez, /readyz, /metrics, /status, /leader); -1 for none.")
 	c.fs.Usage = func() {
 		c.usage(stderr, "Usage: leaderelection run [flags] -- CMD [ARGS...]\n")
@@ -41,11 +44,23 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 	if err != nil {
 		return 0, err
 	}
+	if err := checkOncePer(period, recampaign, c.opt.Disabled); err != nil {
+		return 0, err
+	}
 	l, closeLock, err := c.lock(ctx, "")
 	if err != nil {
 		return 0, err
 	}
 	defer closeLock()
+	var once *oncePer
+	if period > 0 {
+		record, closeRecord, err := c.lock(ctx, lastRunSuffix)
+		if err != nil {
+			return 0, usageErr("--once-per: %w", err)
+		}
+		defer closeRecord()
+		once = &oncePer{period: period, started: started, record: record}
+	}
 	c.opt.Lock = l
 	c.opt.Run = func(context.Context) {}
 	if err := c.opt.Validate(); err != nil {
@@ -63,7 +78,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 		// health server; the loop below handles CMD's own exit.
 		c.opt.Recampaign = true
 	}
-	r := &runner{argv: argv, id: c.opt.ID, lock: l.Describe(), stop: stop, renewDeadline: c.opt.RenewDeadline, stderr: stderr}
+	r := &runner{argv: argv, id: c.opt.ID, lock: l.Describe(), stop: stop, renewDeadline: c.opt.RenewDeadline, once: once, stderr: stderr}
 	c.opt.Lock = timeRenewals(l, r.renewed, r.corrupt)
 	c.opt.Run = r.lead
 	if c.opt.Disabled {
@@ -88,7 +103,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 
 	for {
 		err := leaderelection.Run(ctx, c.opt)
-		code, ran := r.result()
+		code, ran, leadErr := r.result()
 		if r.isActive() {
 			// The elector gave up waiting (StopTimeout): the job's
 			// processes may live. Exiting closes the control pipe, so
@@ -100,6 +115,8 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 			return 0, &exitErr{code: exitTimeout, err: fmt.Errorf("the lock %s was not acquired within --wait=%v", l.Describe(), wait)}
 		case why == stopCorrupt && !ran:
 			return 0, &exitErr{code: exitCorrupt, err: fmt.Errorf("the lock's record is corrupt, so no copy can lead until it is repaired; delete it to recover (a candidate then takes over a lease later, continuing from the last term it saw): %w", rerr)}
+		case leadErr != nil:
+			return 0, leadErr
 		case ctx.Err() != nil && err == nil:
 			// Stopped by a signal: the child's status if one ran.
 			return code, nil
@@ -116,6 +133,23 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 		}
 		r.reset()
 	}
+}
+
+// checkOncePer rejects a --once-per that cannot mean once per period.
+func checkOncePer(period time.Duration, recampaign, noElection bool) error {
+	switch {
+	case period == 0:
+		return nil
+	case period < 0:
+		return usageErr("--once-per=%v: must not be negative (0: every copy runs the command)", period)
+	case period < minOncePer:
+		return usageErr("--once-per=%v: want at least %v (the record keeps times to the second, and copies of one period may start half a period apart)", period, minOncePer)
+	case recampaign:
+		return usageErr("--once-per=%v and --recampaign: a copy that campaigns again would find its own run done; start one copy per period instead", period)
+	case noElection:
+		return usageErr("--once-per=%v and --leader-elect=false: without the lock, no record of the last run is kept", period)
+	}
+	return nil
 }
 
 // commandLine returns CMD's path and argv from what followed "--".
@@ -149,12 +183,16 @@ type runner struct {
 	// renewDeadline: the elector steps down this long after its last
 	// good renewal began, and so does the supervisor.
 	renewDeadline time.Duration
+	// once, with --once-per, skips a term whose period is done and
+	// records each run of CMD.
+	once *oncePer
 
 	mu       sync.Mutex
 	lastGood time.Time      // start of the last good acquisition or renewal
 	ctl      *os.File       // the running supervisor's control pipe
 	stopSig  syscall.Signal // the signal that stopped leaderelection, if any
 	code     int            // the last child's status
+	err      error          // why a term ended without running CMD
 	ran      bool           // a child ran in the current campaign
 	active   bool           // lead is running
 	led      bool           // lead was called in this process
@@ -220,6 +258,9 @@ func (r *runner) lead(ctx context.Context) {
 	defer r.setActive(false)
 	term, _ := leaderelection.TermFrom(ctx)
 	log := klog.FromContext(ctx).WithValues("term", term)
+	if r.once != nil && r.doneThisPeriod(ctx, log) {
+		return
+	}
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		log.Error(err, "Creating the control pipe")
@@ -272,8 +313,10 @@ func (r *runner) lead(ctx context.Context) {
 	}()
 	done := make(chan struct{})
 	go func() { _ = sup.Wait(); <-reported; close(done) }()
+	exited := false // by itself, in this term
 	select {
 	case <-done:
+		exited = true
 		log.Info("The command exited", "status", sup.ProcessState.ExitCode())
 	case <-ctx.Done():
 		r.mu.Lock()
@@ -294,7 +337,42 @@ func (r *runner) lead(ctx context.Context) {
 	if code < 0 { // the supervisor was killed
 		code = exitError
 	}
+	if r.once != nil && exited {
+		// Before the release: the next holder must see this run. A run
+		// stopped by a signal or a lost lease is not recorded, and so
+		// not done.
+		run := lastRun{id: r.id, term: term, started: r.once.started, finished: time.Now(), status: code}
+		if err := r.once.recordRun(ctx, run); err != nil {
+			log.Error(err, "The next copy will run the command again")
+		} else {
+			log.Info("Recorded the run", "record", r.once.record.Describe(), "status", code)
+		}
+	}
 	r.finish(code)
+}
+
+// doneThisPeriod reports whether --once-per finds this copy's period
+// already done, finishing the term without running CMD if so (exit 0) or
+// if the record cannot be read (an error: running CMD might run it twice).
+func (r *runner) doneThisPeriod(ctx context.Context, log klog.Logger) bool {
+	last, done, err := r.once.doneThisPeriod(ctx)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return true // the term ended: a signal, or a lost lease
+	case errors.Is(err, lock.ErrCorrupt):
+		err = &exitErr{code: exitCorrupt, err: fmt.Errorf("--once-per: the record of the last run is corrupt; delete it to recover (the next copy then runs the command): %w", err)}
+	case err != nil:
+		err = fmt.Errorf("--once-per: %w", err)
+	case !done:
+		return false
+	default:
+		log.Info(fmt.Sprintf("Not running the command: already ran this period: term %d finished at %s by %s", last.term, last.finished.Format(time.RFC3339), last.id),
+			"started", last.started.Format(time.RFC3339), "thisCopyStarted", r.once.started.Format(time.RFC3339), "oncePer", r.once.period, "record", r.once.record.Describe())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ran, r.err = true, err
+	return true
 }
 
 // renewed records the start of a good acquisition or renewal and tells
@@ -366,14 +444,16 @@ func (r *runner) finish(code int) {
 	r.code, r.ran = code, true
 }
 
-func (r *runner) result() (code int, ran bool) {
+// result is the last term's: CMD's status, whether CMD ran (or the term
+// was done with at once: --once-per), and why it ended without CMD.
+func (r *runner) result() (code int, ran bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.code, r.ran
+	return r.code, r.ran, r.err
 }
 
 func (r *runner) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.code, r.ran = 0, false
+	r.code, r.ran, r.err = 0, false, nil
 }
