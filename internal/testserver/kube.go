@@ -77,7 +77,7 @@ func SharedKube(t testing.TB) *Kube {
 			shared.err = err
 			return
 		}
-		shared.kube, shared.err = startKube(dir, etcdBin, apiBin)
+		shared.kube, shared.err = startKubeRetrying(dir, etcdBin, apiBin)
 		if shared.err != nil {
 			os.RemoveAll(dir)
 		}
@@ -93,7 +93,7 @@ func SharedKube(t testing.TB) *Kube {
 func StopSharedKube() {
 	if shared.kube != nil {
 		shared.kube.stop()
-		os.RemoveAll(shared.kube.dir)
+		os.RemoveAll(filepath.Dir(shared.kube.dir)) // the directory of its attempts
 	}
 }
 
@@ -103,12 +103,31 @@ func StartKube(t testing.TB) *Kube {
 	t.Helper()
 	etcdBin := LookBinary(t, "etcd")
 	apiBin := LookBinary(t, "kube-apiserver")
-	k, err := startKube(t.TempDir(), etcdBin, apiBin)
+	k, err := startKubeRetrying(t.TempDir(), etcdBin, apiBin)
 	if err != nil {
 		t.Fatalf("starting kube-apiserver: %v", err)
 	}
 	t.Cleanup(k.stop)
 	return k
+}
+
+// startKubeRetrying is startKube in a fresh directory under dir, up to
+// three times: another process may take one of the free ports before
+// etcd or kube-apiserver binds it (either then exits, which waitReady
+// sees), and each attempt picks new ones.
+func startKubeRetrying(dir, etcdBin, apiBin string) (*Kube, error) {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		sub := filepath.Join(dir, fmt.Sprintf("try%d", attempt))
+		if err = os.Mkdir(sub, 0o700); err != nil {
+			return nil, err
+		}
+		var k *Kube
+		if k, err = startKube(sub, etcdBin, apiBin); err == nil {
+			return k, nil
+		}
+	}
+	return nil, err
 }
 
 func startKube(dir, etcdBin, apiBin string) (*Kube, error) {
@@ -252,6 +271,8 @@ func (k *Kube) waitReady(p *proc, limit time.Duration) error {
 		select {
 		case <-p.done:
 			return fmt.Errorf("kube-apiserver exited before it was ready")
+		case <-k.etcdDone():
+			return fmt.Errorf("etcd exited before kube-apiserver was ready\n%s", k.logTail("etcd"))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -267,6 +288,16 @@ func (k *Kube) waitReady(p *proc, limit time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond) // polling a server that has no readiness signal
 	}
+}
+
+// etcdDone is closed once etcd has exited (never, if it is not running).
+func (k *Kube) etcdDone() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.etcd == nil {
+		return nil
+	}
+	return k.etcd.done
 }
 
 // probe GETs path as admin and reports an error unless it answers 200.

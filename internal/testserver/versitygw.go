@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,13 +105,26 @@ func (s *S3) start() error {
 	return nil
 }
 
+// waitListening waits until versitygw itself answers on addr: an HTTP
+// request gets its Server header. A bare dial would also succeed against
+// another process that took the port between FreePort and the bind (this
+// versitygw then exits, and the caller tries another port).
 func waitListening(addr string, exited <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: time.Second}
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
+		select {
+		case <-exited:
+			return fmt.Errorf("versitygw exited")
+		default:
+		}
+		if resp, err := client.Get("http://" + addr + "/"); err == nil {
+			server := resp.Header.Get("Server")
+			resp.Body.Close()
+			if server == "VERSITYGW" {
+				return nil
+			}
+			return fmt.Errorf("%s is served by another process (Server: %q)", addr, server)
 		}
 		select {
 		case <-exited:
@@ -118,7 +132,7 @@ func waitListening(addr string, exited <-chan struct{}, timeout time.Duration) e
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nothing listens on %s after %v", addr, timeout)
+			return fmt.Errorf("nothing answers on %s after %v", addr, timeout)
 		}
 	}
 }
