@@ -97,9 +97,20 @@ type Lock struct {
 	remote   *remote
 	log      klog.Logger
 
+	// marker is the ref that shows a record was once written: every
+	// write makes sure it exists first, and deleting the branch leaves it
+	// (see markWritten).
+	marker plumbing.ReferenceName
+
 	mu   sync.Mutex
 	seen plumbing.Hash // commit last read or written; zero: none
 	raw  []byte        // the record in seen, for reads that find seen unchanged
+	// marked: this handle has seen the marker or made sure of it; from
+	// then on it never reports the lock new.
+	marked bool
+	// readNever: this handle's last Get found that no record was ever
+	// written. Its Create then succeeds only if that is still so.
+	readNever bool
 }
 
 var _ lock.Interface = (*Lock)(nil)
@@ -147,6 +158,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 		name:     cfg.Name,
 		file:     cfg.Name + ".json",
 		branch:   branch,
+		marker:   MarkerRef(branch),
 		desc:     r.display + "#" + branch.String(),
 		remote:   r,
 		log:      cfg.Logger,
@@ -173,9 +185,16 @@ func (l *Lock) get(ctx context.Context) (*lock.Record, []byte, error) {
 	l.mu.Lock()
 	cached, cachedRaw := l.seen, l.raw
 	l.mu.Unlock()
-	head, raw, err := l.remote.read(ctx, l.branch, l.file, cached)
+	head, raw, marked, err := l.remote.read(ctx, l.branch, l.marker, l.file, cached)
 	l.log.V(4).Info("git lock get", "lock", l.desc, "commit", head.String(), "took", time.Since(start), "err", l.remote.scrub(err))
+	l.mu.Lock()
+	l.marked = l.marked || marked
+	l.readNever = errors.Is(err, errNoBranch) && !l.marked
+	never := l.readNever
+	l.mu.Unlock()
 	switch {
+	case never:
+		return nil, nil, lock.NewNeverWritten(l.desc)
 	case errors.Is(err, errNoBranch):
 		return nil, nil, lock.NewNotFound(l.desc)
 	case errors.Is(err, errCorruptCommit):
@@ -196,7 +215,23 @@ func (l *Lock) get(ctx context.Context) (*lock.Record, []byte, error) {
 	return &rec, append([]byte(nil), raw...), nil
 }
 
-// Create writes rec if the branch does not exist.
+// MarkerRef is the ref that shows a record of the lock on branch was once
+// written: refs/leaderelection-written/ followed by branch without its
+// refs/ prefix (refs/leaderelection-written/heads/leaderelection/<name>
+// by default). Every write makes sure it exists before it writes the
+// branch, and nothing deletes it, so a deleted branch is told apart from a
+// lock that never had a record: Get reports the latter with
+// lock.ErrNeverWritten, and the first candidate leads at once. Deleting
+// the marker too resets the lock to new.
+func MarkerRef(branch plumbing.ReferenceName) plumbing.ReferenceName {
+	return plumbing.ReferenceName("refs/leaderelection-written/" + strings.TrimPrefix(branch.String(), "refs/"))
+}
+
+// Create writes rec if the branch does not exist. If this handle's last
+// Get found that no record was ever written (lock.ErrNeverWritten), Create
+// succeeds only if that is still so: it creates the marker first, and a
+// marker that exists by then (a record was written since, and perhaps
+// deleted again) is a conflict.
 func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
 	return l.remote.scrub(l.write(ctx, "create", plumbing.ZeroHash, rec))
 }
@@ -231,6 +266,9 @@ func (l *Lock) write(ctx context.Context, op string, old plumbing.Hash, rec lock
 	if err != nil {
 		return fmt.Errorf("%s: %s: %w", l.desc, op, err)
 	}
+	if err := l.markWritten(ctx, op, old, c); err != nil {
+		return err
+	}
 	err = l.remote.push(ctx, l.branch, old, c)
 	l.log.V(4).Info("git lock "+op, "lock", l.desc, "old", old.String(), "new", c.hash.String(), "took", time.Since(start), "err", l.remote.scrub(err))
 	switch {
@@ -247,7 +285,45 @@ func (l *Lock) write(ctx context.Context, op string, old plumbing.Hash, rec lock
 		return fmt.Errorf("%s: %s: %w", l.desc, op, err)
 	}
 	l.mu.Lock()
-	l.seen, l.raw = c.hash, raw
+	l.seen, l.raw, l.readNever = c.hash, raw, false
+	l.mu.Unlock()
+	return nil
+}
+
+// markWritten makes sure the marker ref exists before the branch is
+// written, pointing it at c (the first record commit, which it keeps): a
+// branch that is then deleted is a deletion, after which candidates wait
+// out a lease, while a lock whose marker was never made provably never had
+// a record. A Create after a Get that found no record ever written
+// (readNever) must create the marker itself: if it exists by now, a record
+// was written meanwhile, and the Create is a conflict. Checked until this
+// handle has seen or made the marker once (it is never deleted but to
+// reset the lock), so that records written before markers existed get one.
+func (l *Lock) markWritten(ctx context.Context, op string, old plumbing.Hash, c *commit) error {
+	l.mu.Lock()
+	marked, never := l.marked, l.readNever && old.IsZero()
+	l.mu.Unlock()
+	if marked {
+		return nil
+	}
+	err := l.remote.push(ctx, l.marker, plumbing.ZeroHash, c)
+	if errors.Is(err, errRejected) {
+		if _, herr := l.remote.head(ctx, l.marker); herr != nil {
+			return fmt.Errorf("%s: %s: creating the marker %s that a record was written: %w; re-reading it: %w", l.desc, op, l.marker, err, herr)
+		}
+		if never {
+			l.mu.Lock()
+			l.marked = true
+			l.mu.Unlock()
+			return lock.NewConflict(l.desc, fmt.Errorf("a record was written (and deleted) since this handle found none had ever been: %s exists", l.marker))
+		}
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %s: creating the marker %s that a record was written: %w", l.desc, op, l.marker, err)
+	}
+	l.mu.Lock()
+	l.marked = true
 	l.mu.Unlock()
 	return nil
 }

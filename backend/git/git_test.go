@@ -349,6 +349,12 @@ func TestRenewalsKeepOneCommitAndReachableObjectsConstant(t *testing.T) {
 	if err := l.Create(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
+	// The marker ref (git.MarkerRef) keeps the first commit: count from
+	// the first renewal on.
+	rec.RenewTime.Time = rec.RenewTime.Add(time.Second)
+	if err := l.Update(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
 	reachable := func() string { return h.repo.Git(t, "rev-list", "--objects", "--all", "--count") }
 	before := reachable()
 	for i := range renewals {

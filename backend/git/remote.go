@@ -250,29 +250,40 @@ func refs(ctx context.Context, sess interface {
 	}
 }
 
-// read returns the branch's commit and the record file in it. If the commit
-// is known (the caller already holds its record), it fetches nothing and
+// read returns the branch's commit and the record file in it, and whether
+// the server advertises the marker ref (see Lock.marker). If the commit is
+// known (the caller already holds its record), it fetches nothing and
 // returns a nil raw.
-func (r *remote) read(ctx context.Context, branch plumbing.ReferenceName, file string, known plumbing.Hash) (head plumbing.Hash, raw []byte, err error) {
+func (r *remote) read(ctx context.Context, branch, marker plumbing.ReferenceName, file string, known plumbing.Hash) (head plumbing.Hash, raw []byte, marked bool, err error) {
 	sess, err := open(ctx, func() (transport.UploadPackSession, error) { return r.tr.NewUploadPackSession(r.ep, r.auth) })
 	if err != nil {
-		return head, nil, err
+		return head, nil, false, err
 	}
 	ar, head, abandoned, err := branchHead(ctx, sess, branch)
 	if !abandoned {
 		defer sess.Close()
 	}
-	if err != nil {
-		return head, nil, err
+	if ar != nil {
+		_, marked = ar.References[marker.String()]
 	}
+	if err != nil {
+		return head, nil, marked, err
+	}
+	raw, err = fetch(ctx, sess, ar, head, file, known)
+	return head, raw, marked, err
+}
+
+// fetch returns the record file in commit head, fetched in sess, or nil
+// without fetching if head is the known commit.
+func fetch(ctx context.Context, sess transport.UploadPackSession, ar *packp.AdvRefs, head plumbing.Hash, file string, known plumbing.Hash) ([]byte, error) {
 	if head == known {
-		return head, nil, nil
+		return nil, nil
 	}
 	req := packp.NewUploadPackRequestFromCapabilities(ar.Capabilities)
 	req.Wants = []plumbing.Hash{head}
 	req.Depth = packp.DepthCommits(1)
 	if err := req.Capabilities.Set(capability.Shallow); err != nil {
-		return head, nil, err
+		return nil, err
 	}
 	if ar.Capabilities.Supports(capability.NoProgress) {
 		_ = req.Capabilities.Set(capability.NoProgress)
@@ -280,9 +291,9 @@ func (r *remote) read(ctx context.Context, branch plumbing.ReferenceName, file s
 	resp, err := sess.UploadPack(ctx, req)
 	if err != nil {
 		if strings.Contains(err.Error(), "not our ref") {
-			return head, nil, fmt.Errorf("%w: %w", errMoved, err)
+			return nil, fmt.Errorf("%w: %w", errMoved, err)
 		}
-		return head, nil, fmt.Errorf("fetch %s: %w", head, err)
+		return nil, fmt.Errorf("fetch %s: %w", head, err)
 	}
 	defer resp.Close()
 	var pack io.Reader = resp
@@ -293,10 +304,9 @@ func (r *remote) read(ctx context.Context, branch plumbing.ReferenceName, file s
 	}
 	st := memory.NewStorage()
 	if err := packfile.UpdateObjectStorage(st, pack); err != nil {
-		return head, nil, fmt.Errorf("fetch %s: %w", head, err)
+		return nil, fmt.Errorf("fetch %s: %w", head, err)
 	}
-	raw, err = recordFile(st, head, file)
-	return head, raw, err
+	return recordFile(st, head, file)
 }
 
 // branchHead lists the session's advertised references and returns the

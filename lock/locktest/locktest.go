@@ -774,3 +774,23 @@ func (s *suite) testDeletedRecord(t *testing.T) {
 		t.Fatalf("record = %+v after stale updates, want c's", got)
 	}
 }
+
+// UpdateThenDeleteIsNotNew takes the record stored under name (a Get and
+// an Update, as a leader would), deletes it through d, and fails t unless
+// a new handle then finds a plain not-found: a record was written, so the
+// lock is not new, however it was first written (a store that marks a
+// lock written must do so at the latest at this Update, for records
+// written before it made marks).
+func UpdateThenDeleteIsNotNew(t *testing.T, h Harness, d Deleter, name string) {
+	t.Helper()
+	ctx := context.Background()
+	l := h.NewLock(t, name, "a")
+	rec := mustGet(t, ctx, l)
+	if err := l.Update(ctx, NewRecord("a", rec.LeaderTransitions+1)); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	d.Delete(t, name)
+	if _, _, err := h.NewLock(t, name, "fresh").Get(ctx); !lock.IsNotFound(err) || errors.Is(err, lock.ErrNeverWritten) {
+		t.Fatalf("Get after the record was updated and deleted = %v, want a plain not-found (a deletion, not a new lock)", err)
+	}
+}
