@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -14,7 +15,9 @@ import (
 )
 
 // cannedS3 answers GET with a valid lock object and every PUT with the
-// given status and S3 error code, counting the PUTs and GETs it sees.
+// given status and S3 error code, counting the PUTs and GETs it sees. The
+// marker that a record was written (<key>.written) exists, and its
+// requests are not counted.
 type cannedS3 struct {
 	putStatus, getStatus int
 	code                 string
@@ -22,6 +25,12 @@ type cannedS3 struct {
 }
 
 func (c *cannedS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, ".written") {
+		if r.Method == http.MethodPut {
+			w.WriteHeader(http.StatusPreconditionFailed) // If-None-Match: * on an object that exists
+		}
+		return
+	}
 	status := c.getStatus
 	if r.Method == http.MethodPut {
 		c.puts.Add(1)

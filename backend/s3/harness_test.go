@@ -35,7 +35,7 @@ type store struct {
 }
 
 // startVersityGW starts a real S3 server with the test bucket.
-func startVersityGW(t *testing.T) *store {
+func startVersityGW(t testing.TB) *store {
 	t.Helper()
 	srv := testserver.StartS3(t)
 	srv.CreateBucket(t, bucket)
@@ -83,7 +83,7 @@ func withCounter(c *testserver.RequestCounter) func(*awss3.Options) {
 
 func key(name string) string { return "locks/" + name + ".json" }
 
-func newLock(t *testing.T, client *awss3.Client, name, identity string, tune func(*s3lock.Options)) *s3lock.Lock {
+func newLock(t testing.TB, client *awss3.Client, name, identity string, tune func(*s3lock.Options)) *s3lock.Lock {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

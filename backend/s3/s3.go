@@ -53,11 +53,21 @@ type Lock struct {
 	endpoint     string // where the store is, for the start-up check's errors
 	releaseCheck time.Duration
 
+	// markerKey is the object that shows a record was once written (see
+	// markWritten): Key + ".written". It outlives the record's deletion.
+	markerKey string
+
 	mu     sync.Mutex
 	etag   string // the version last read or written; "" before the first
 	gen    uint64 // the generation in that version
 	unsure []byte // body of the last write that got no answer; nil: none
 	cache  *cachedRead
+	// marked: this handle has seen the marker or made sure of it; from
+	// then on it never reports the lock new.
+	marked bool
+	// readNever: this handle's last Get found that no record was ever
+	// written. Its Create then succeeds only if that is still so.
+	readNever bool
 }
 
 var _ lock.Interface = (*Lock)(nil)
@@ -97,6 +107,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 		bucket:       opts.Bucket,
 		key:          opts.Key,
 		identity:     opts.Identity,
+		markerKey:    opts.Key + ".written",
 		desc:         "s3://" + opts.Bucket + "/" + opts.Key,
 		endpoint:     endpointOf(client),
 		releaseCheck: opts.ReleaseCheckInterval,
@@ -169,8 +180,12 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	l.mu.Unlock()
 
 	obj, raw, etag, err := l.read(ctx)
+	if lock.IsNotFound(err) {
+		err = l.notFound(ctx)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.readNever = errors.Is(err, lock.ErrNeverWritten)
 	if err != nil {
 		// A failed read keeps the version last seen (an Update from it is
 		// still a compare-and-swap) but nothing may be served from cache.
@@ -232,8 +247,80 @@ func (l *Lock) cacheFor(rec *lock.Record, raw []byte, etag string, start time.Ti
 	return &cachedRead{rec: *rec, raw: bytes.Clone(raw), etag: etag, expires: expires, recheck: start.Add(interval)}
 }
 
-// Create writes rec if no lock object exists (If-None-Match: *).
+// notFound is the error for a missing lock object: lock.ErrNeverWritten
+// when the marker object shows that no record was ever written, plain
+// not-found otherwise, and also when the marker cannot be read.
+func (l *Lock) notFound(ctx context.Context) error {
+	l.mu.Lock()
+	marked := l.marked
+	l.mu.Unlock()
+	if marked {
+		return lock.NewNotFound(l.desc)
+	}
+	_, err := l.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &l.bucket, Key: &l.markerKey}, singleAttempt)
+	switch {
+	case err == nil:
+		l.mu.Lock()
+		l.marked = true
+		l.mu.Unlock()
+	case status(err) == http.StatusNotFound:
+		return lock.NewNeverWritten(l.desc)
+	}
+	return lock.NewNotFound(l.desc)
+}
+
+// writtenMarker is the content of the marker object.
+const writtenMarker = "A record of this lock has been written. While this object exists, a candidate that finds the record missing waits out a lease (it may have been deleted under a working leader); without it, the first candidate leads at once. Delete it only with the record, and only to reset the lock with no candidate running.\n"
+
+// markWritten makes sure the marker object exists before the record is
+// written (PutObject with If-None-Match: *): a record that is then deleted
+// is a deletion, after which candidates wait out a lease, while a lock
+// whose marker was never made provably never had a record, and its first
+// candidate leads at once. A Create after a Get that found no record ever
+// written (readNever) must create the marker itself: if it exists by now,
+// a record was written meanwhile (and perhaps deleted again), and the
+// Create is a conflict. Checked until this handle has seen or made the
+// marker once, so that records written before markers existed get one.
+func (l *Lock) markWritten(ctx context.Context, op string, create bool) error {
+	l.mu.Lock()
+	marked, never := l.marked, l.readNever && create
+	l.mu.Unlock()
+	if marked {
+		return nil
+	}
+	body := []byte(writtenMarker)
+	_, err := l.client.PutObject(ctx, &awss3.PutObjectInput{
+		Bucket: &l.bucket, Key: &l.markerKey, IfNoneMatch: aws.String("*"),
+		Body: bytes.NewReader(body), ContentLength: aws.Int64(int64(len(body))), ContentType: aws.String("text/plain"),
+	}, singleAttempt)
+	// 412: it exists. 409 (another conditional write of it in flight) is
+	// a lost race for a Create that must make it, and otherwise no proof
+	// that it exists yet.
+	exists := status(err) == http.StatusPreconditionFailed
+	switch {
+	case err == nil || exists:
+	case never && lostRace(err, false):
+		return lock.NewConflict(l.desc, err)
+	default:
+		return fmt.Errorf("%s: %s: creating the marker s3://%s/%s that a record was written: %w", l.desc, op, l.bucket, l.markerKey, err)
+	}
+	l.mu.Lock()
+	l.marked = true
+	l.mu.Unlock()
+	if exists && never {
+		return lock.NewConflict(l.desc, fmt.Errorf("a record was written (and deleted) since this handle found none had ever been: s3://%s/%s exists", l.bucket, l.markerKey))
+	}
+	return nil
+}
+
+// Create writes rec if no lock object exists (If-None-Match: *). If this
+// handle's last Get found that no record was ever written
+// (lock.ErrNeverWritten), Create succeeds only if that is still so (see
+// markWritten).
 func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
+	if err := l.markWritten(ctx, "create", true); err != nil {
+		return err
+	}
 	return l.put(ctx, "create", rec, 1, &awss3.PutObjectInput{IfNoneMatch: aws.String("*")})
 }
 
@@ -252,6 +339,9 @@ func (l *Lock) Update(ctx context.Context, rec lock.Record) error {
 	l.mu.Unlock()
 	if etag == "" {
 		return fmt.Errorf("%s: update before get or create: no version to compare", l.desc)
+	}
+	if err := l.markWritten(ctx, "update", false); err != nil {
+		return err
 	}
 	err := l.put(ctx, "update", rec, gen+1, &awss3.PutObjectInput{IfMatch: aws.String(etag)})
 	if unsure == nil || !lock.IsConflict(err) {
@@ -294,7 +384,7 @@ func (l *Lock) put(ctx context.Context, op string, rec lock.Record, gen uint64, 
 	}
 	etag := aws.ToString(out.ETag)
 	l.mu.Lock()
-	l.etag, l.gen, l.unsure, l.cache = etag, gen, nil, nil
+	l.etag, l.gen, l.unsure, l.cache, l.readNever = etag, gen, nil, nil, false
 	l.mu.Unlock()
 	if etag == "" {
 		return fmt.Errorf("%s: %s: written, but the store returned no ETag, so the next update cannot be conditional", l.desc, op)
