@@ -29,11 +29,16 @@ func (l *Lock) recoverLoop() {
 		l.accMu.Lock()
 		floor, known := l.acc.Floor()
 		l.accMu.Unlock()
-		recovering, fresh := map[string]bool{}, map[string]bool{}
+		// ready: voters that answered as ready (anything but a
+		// recovering refusal) in this attempt's round.
+		recovering, fresh, ready := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		if known {
 			actx, acancel := context.WithTimeout(ctx, 4*l.resend)
 			l.rounds <- struct{}{}
 			out, _, err := l.round(actx, func(now uint64) *casp.Round { return l.prop.Recover(now, floor) }, func(e *envelope, m casp.Message) {
+				if m.Kind != casp.KindNack || m.Reason != casp.NackRecovering {
+					ready[m.From] = true
+				}
 				switch {
 				case m.Kind == casp.KindNack && m.Reason == casp.NackRecovering:
 					recovering[m.From] = true
@@ -73,8 +78,18 @@ func (l *Lock) recoverLoop() {
 				l.log.Info("New election: every voter starts with an empty StateDir; the register starts empty")
 				return
 			}
-		case len(recovering)+1 < quorum:
+		case len(ready) >= len(l.s.Voters)-quorum+1:
+			// Enough voters answered as ready that fewer than a
+			// majority can be recovering: the clock starts again.
 			since = time.Time{}
+		case len(recovering)+1 < quorum:
+			// The round heard too few voters to tell (it timed out,
+			// or they were slow): it learned nothing, and the clock,
+			// if it runs, keeps running. That is safe: while a
+			// majority recovers, none of them can recover (each needs
+			// a quorum of ready others, and fewer than a quorum are
+			// ready), so a majority seen recovering stays so until one
+			// of them re-initialises, which is this same rule.
 		case since.IsZero():
 			since = time.Now()
 			l.log.Info("A majority of the voters is without its record (a full restart without StateDir?); the register is re-initialised if this lasts", "recovering", len(recovering)+1, "after", l.reinit)
