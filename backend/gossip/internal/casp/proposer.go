@@ -213,9 +213,7 @@ func (p *Proposer) Recover(now uint64, floor Ballot) *Round {
 	if p.ownVote {
 		exclude = ""
 	}
-	r := p.start(now, floor, exclude, Read, false)
-	r.recovery = true
-	return r
+	return p.start(now, floor, exclude, Read, false)
 }
 
 func (p *Proposer) start(now uint64, above Ballot, exclude string, change Change, fastRead bool) *Round {
@@ -301,8 +299,6 @@ type Round struct {
 	fastRead bool
 	// query: a Query, not a round (see Proposer.Query).
 	query bool
-	// recovery: a voter's recovery round (see Proposer.Recover).
-	recovery bool
 	// prepared: the round spends a prepare phase done in advance; it
 	// starts with its accepts.
 	prepared bool
@@ -383,7 +379,7 @@ func (r *Round) Prepares() []Message {
 	}
 	ms := make([]Message, 0, len(r.peers))
 	for _, v := range r.peers {
-		ms = append(ms, Message{Kind: k, From: r.p.cfg.Node, To: v.name, VoterHash: r.p.hash, Ballot: r.ballot, Recovery: r.recovery})
+		ms = append(ms, Message{Kind: k, From: r.p.cfg.Node, To: v.name, VoterHash: r.p.hash, Ballot: r.ballot})
 	}
 	return ms
 }
@@ -509,7 +505,7 @@ func (r *Round) accepts() []Message {
 		q := &r.peers[j]
 		q.sent = true
 		ms = append(ms, Message{Kind: KindAccept, From: r.p.cfg.Node, To: q.name, VoterHash: r.p.hash,
-			Ballot: r.ballot, Incarnation: q.inc, Value: r.value, Next: r.next, Recovery: r.recovery})
+			Ballot: r.ballot, Incarnation: q.inc, Value: r.value, Next: r.next})
 	}
 	return ms
 }
