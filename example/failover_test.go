@@ -54,15 +54,22 @@ func freePort(t *testing.T) int {
 
 func startProc(t *testing.T, bin, dir, id string, port int, extra ...string) *proc {
 	t.Helper()
+	return spawnProc(t, bin, dir, id, port, append([]string{
+		"--backend=file", "--lock-file=" + filepath.Join(dir, "leader.json"), "--work-log=" + filepath.Join(dir, "work.log"),
+		"--work-interval=20ms", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms",
+		"--leader-elect-retry-period=1s"}, extra...)...)
+}
+
+// spawnProc starts the example as replica id, its health server on
+// 127.0.0.1:port, with args after --id and --port, logging to DIR/ID.log;
+// it is killed when t ends.
+func spawnProc(t *testing.T, bin, dir, id string, port int, args ...string) *proc {
+	t.Helper()
 	logf, err := os.OpenFile(filepath.Join(dir, id+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--id=" + id, "--port=" + strconv.Itoa(port), "--health-bind-address=127.0.0.1",
-		"--backend=file", "--lock-file=" + filepath.Join(dir, "leader.json"), "--work-log=" + filepath.Join(dir, "work.log"),
-		"--work-interval=20ms", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms",
-		"--leader-elect-retry-period=1s"}, extra...)
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, append([]string{"--id=" + id, "--port=" + strconv.Itoa(port), "--health-bind-address=127.0.0.1"}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

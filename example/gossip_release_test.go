@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -44,34 +43,12 @@ func TestExampleGossipReleaseReachesTheNextLeader(t *testing.T) {
 		for _, o := range ids {
 			join = append(join, addrs[o])
 		}
-		logf, err := os.OpenFile(filepath.Join(dir, id+".log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := freePort(t)
-		cmd := exec.Command(bin, "--id="+id, "--port="+strconv.Itoa(port), "--health-bind-address=127.0.0.1",
+		return spawnProc(t, bin, dir, id, freePort(t),
 			"--work-interval=100ms", "--leader-elect-lease-duration="+lease.String(),
 			"--leader-elect-renew-deadline=3s", "--leader-elect-retry-period=1s",
 			"--backend=gossip", "--gossip-voters="+strings.Join(ids, ","), "--gossip-join="+strings.Join(join, ","),
 			"--gossip-bind="+addrs[id], "--gossip-key-file="+key, "--gossip-preset=loopback",
 			"--gossip-state-dir="+filepath.Join(dir, id+"-state"))
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p := &proc{id: id, port: port, cmd: cmd, done: make(chan struct{})}
-		p.code.Store(-100)
-		go func() {
-			_ = cmd.Wait()
-			logf.Close()
-			p.code.Store(int32(cmd.ProcessState.ExitCode()))
-			close(p.done)
-		}()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-p.done
-		})
-		return p
 	}
 	procs := map[string]*proc{}
 	for _, id := range ids {
