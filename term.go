@@ -145,6 +145,13 @@ func (t *term) stepDown() {
 	})
 }
 
+// stepDownFor is stepDown for a reason the Run goroutine decided, which
+// logStepDown gives.
+func (t *term) stepDownFor(why string) {
+	t.why = why
+	t.stepDown()
+}
+
 // logStepDown says why the term ended: the reason the Run goroutine
 // decided, or, when the step-down timer fired, the last renewal's error
 // (a corrupt record also names the object to delete).
@@ -633,8 +640,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 			e.parked(false)
 			if t.suspended() {
 				t.log.Info("The host was suspended past RenewDeadline; stepping down")
-				t.why = "the host was suspended past RenewDeadline"
-				t.stepDown()
+				t.stepDownFor("the host was suspended past RenewDeadline")
 				continue
 			}
 			err := t.renew(ctx)
@@ -646,13 +652,11 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 				// above this one: put this term back in its place (see
 				// tombstone), after stopping the work.
 				t.log.Info("The lock's record was recreated with a term not above this one", "err", err)
-				t.why = "the record was recreated with a term not above this one"
-				t.stepDown()
+				t.stepDownFor("the record was recreated with a term not above this one")
 				t.tombstone(ctx) // tells the watchdog how long it may take
 			case lock.IsConflict(err):
 				t.log.Info("Another candidate holds the lock", "err", err)
-				t.why = "another candidate holds the lock"
-				t.stepDown()
+				t.stepDownFor("another candidate holds the lock")
 			case lock.IsNotFound(err):
 				// The record was deleted: followers that saw it wait out
 				// its lease, but this term's lock is gone. Stop the work
@@ -662,8 +666,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 				// ran: the tombstone has until LeaseDuration after the
 				// last good renewal (see putBack).
 				t.log.Info("The lock's record is gone", "err", err)
-				t.why = "the record was deleted"
-				t.stepDown()
+				t.stepDownFor("the record was deleted")
 				t.tombstone(ctx) // tells the watchdog how long it may take
 			case t.isLost():
 			default:
@@ -673,8 +676,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 		}
 		if !lost && t.suspended() {
 			t.log.Info("The host was suspended past RenewDeadline; stepping down")
-			t.why = "the host was suspended past RenewDeadline"
-			t.stepDown()
+			t.stepDownFor("the host was suspended past RenewDeadline")
 		}
 	}
 }

@@ -32,6 +32,10 @@ func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metric, Help: help, ConstLabels: labels},
 			func() float64 { return f(src.Status()) })
 	}
+	counter := func(metric, help string, f func(Status) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metric, Help: help, ConstLabels: labels},
+			func() float64 { return f(src.Status()) })
+	}
 	m := &Metrics{
 		renew: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "leader_election_renew_duration_seconds",
@@ -51,12 +55,10 @@ func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
 			return 0
 		}),
 		gauge("leader_election_term", "This process's current or last term (fencing token).", func(s Status) float64 { return float64(s.Term) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "leader_election_store_errors_total", Help: "Store calls (reads and writes of the lock) that failed.", ConstLabels: labels},
-			func() float64 { return float64(src.Status().StoreErrors) }),
+		counter("leader_election_store_errors_total", "Store calls (reads and writes of the lock) that failed.", func(s Status) float64 { return float64(s.StoreErrors) }),
 		// A counter: the record's term only grows (a deleted and recreated
 		// record that starts again lower reads as a counter reset).
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "leader_election_transitions_total", Help: "Leadership transitions of the lock: its LeaderTransitions as last observed.", ConstLabels: labels},
-			func() float64 { return float64(src.Status().Transitions) }),
+		counter("leader_election_transitions_total", "Leadership transitions of the lock: its LeaderTransitions as last observed.", func(s Status) float64 { return float64(s.Transitions) }),
 		m.renew, m.failures,
 	} {
 		if err := reg.Register(c); err != nil {

@@ -36,16 +36,15 @@ func (l *Lock) recoverLoop() {
 			actx, acancel := context.WithTimeout(ctx, 4*l.resend)
 			l.rounds <- struct{}{}
 			out, _, err := l.round(actx, func(now uint64) *casp.Round { return l.prop.Recover(now, floor) }, func(e *envelope, m casp.Message) {
-				if m.Kind != casp.KindNack || m.Reason != casp.NackRecovering {
-					ready[m.From] = true
-				}
-				switch {
-				case m.Kind == casp.KindNack && m.Reason == casp.NackRecovering:
+				if m.Kind == casp.KindNack && m.Reason == casp.NackRecovering {
 					recovering[m.From] = true
 					if e.Fresh {
 						fresh[m.From] = true
 					}
-				case m.Kind == casp.KindPromise && m.Accepted.IsZero():
+					return
+				}
+				ready[m.From] = true
+				if m.Kind == casp.KindPromise && m.Accepted.IsZero() {
 					fresh[m.From] = true // answers, and holds nothing
 				}
 			}, nil)
