@@ -258,7 +258,7 @@ func (r *runner) lead(ctx context.Context) {
 	defer r.setActive(false)
 	term, _ := leaderelection.TermFrom(ctx)
 	log := klog.FromContext(ctx).WithValues("term", term)
-	if r.once != nil && r.doneThisPeriod(ctx, log) {
+	if r.once != nil && r.skipDonePeriod(ctx, log) {
 		return
 	}
 	rd, wr, err := os.Pipe()
@@ -351,10 +351,10 @@ func (r *runner) lead(ctx context.Context) {
 	r.finish(code)
 }
 
-// doneThisPeriod reports whether --once-per finds this copy's period
+// skipDonePeriod reports whether --once-per finds this copy's period
 // already done, finishing the term without running CMD if so (exit 0) or
 // if the record cannot be read (an error: running CMD might run it twice).
-func (r *runner) doneThisPeriod(ctx context.Context, log klog.Logger) bool {
+func (r *runner) skipDonePeriod(ctx context.Context, log klog.Logger) bool {
 	last, done, err := r.once.doneThisPeriod(ctx)
 	switch {
 	case err != nil && ctx.Err() != nil:
