@@ -67,7 +67,6 @@ type Lock struct {
 	// write began (see Age).
 	accWritten casp.Ballot
 	accSince   time.Time
-	fresh      bool // a voter whose StateDir held no state at start
 
 	prop   *casp.Proposer
 	propMu sync.Mutex    // guards prop and its rounds
@@ -197,14 +196,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 			MaxAhead: uint64(maxAhead.Milliseconds()), Now: nowMillis(),
 		}
 		if s.StateDir != "" {
-			st := newFileStorage(s.StateDir, s.Name)
-			_, found, err := st.Load()
-			if err != nil {
-				n.close(true)
-				return nil, fmt.Errorf("%s: Options.StateDir: %w", desc, err)
-			}
-			l.fresh = !found
-			cfg.Storage = st
+			cfg.Storage = newFileStorage(s.StateDir, s.Name)
 			cfg.PersistRecord = true
 		}
 		l.acc, err = casp.NewAcceptor(cfg)
@@ -889,18 +881,21 @@ func (l *Lock) run(ctx context.Context, op string, start func(now uint64) *casp.
 }
 
 // runUntil is run, where lost, if set, is asked before each retry whether
-// the call has lost its race already.
+// the call has lost its race already. Each round takes the round slot
+// (l.rounds) and gives it back before the pause after a failure, so that a
+// recovering voter's recovery rounds are not held off by its own
+// candidate's retries.
 func (l *Lock) runUntil(ctx context.Context, op string, start func(now uint64) *casp.Round, lost func() error) (casp.Outcome, error) {
-	select {
-	case l.rounds <- struct{}{}:
-	case <-ctx.Done():
-		return casp.Outcome{}, fmt.Errorf("%s: %s: %w", l.desc, op, ctx.Err())
-	}
-	defer func() { <-l.rounds }()
 	var pause time.Duration
 	for {
+		select {
+		case l.rounds <- struct{}{}:
+		case <-ctx.Done():
+			return casp.Outcome{}, fmt.Errorf("%s: %s: %w", l.desc, op, ctx.Err())
+		}
 		began := time.Now()
 		out, refusals, err := l.round(ctx, start, nil, lost)
+		<-l.rounds
 		if err != nil && lock.IsConflict(err) {
 			return out, err
 		}
@@ -1151,7 +1146,7 @@ func (l *Lock) handle(e *envelope) *envelope {
 		}
 		l.log.V(4).Info("Acceptor", "from", e.From, "kind", m.Kind.String(), "ballot", m.Ballot.String(), "inc", m.Incarnation, "promised", st.Promised.String(), "reply", rk, "err", err)
 	}
-	fresh := l.fresh && !l.acc.Ready()
+	blank := l.acc.Blank()
 	var age time.Duration
 	if st := l.acc.State(); st.Value.Written != l.accWritten {
 		// Accepted a new write now (or adopted it recovering): the write
@@ -1180,7 +1175,7 @@ func (l *Lock) handle(e *envelope) *envelope {
 	if f := l.replied.Load(); f != nil {
 		defer (*f)(kindOf(r.Kind), e.From)
 	}
-	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Fresh: fresh, Age: age.Microseconds(), Payload: payload}
+	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Fresh: blank, Age: age.Microseconds(), Payload: payload}
 }
 
 // WaitMembers waits until memberlist sees at least n candidates

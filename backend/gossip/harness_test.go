@@ -48,6 +48,18 @@ type cluster struct {
 // see each other. tune, if set, adjusts every candidate's options.
 func newCluster(t testing.TB, voters int, stateDirs bool, tune func(*Options)) *cluster {
 	t.Helper()
+	c := startCluster(t, voters, stateDirs, tune)
+	c.waitMembers(voters)
+	for _, v := range c.voters {
+		c.waitReady(v, 30*time.Second)
+	}
+	return c
+}
+
+// startCluster starts voters v1..vN of a fresh election, one after the
+// other, and waits for nothing: as processes started together do.
+func startCluster(t testing.TB, voters int, stateDirs bool, tune func(*Options)) *cluster {
+	t.Helper()
 	c := &cluster{
 		t: t, name: fmt.Sprintf("e%d", time.Now().UnixNano()), net: gossiptest.NewNetwork(uint64(time.Now().UnixNano())),
 		tune: tune, stateDirs: stateDirs, locks: map[string]*Lock{}, seeds: map[string]string{}, dirs: map[string]string{},
@@ -59,10 +71,6 @@ func newCluster(t testing.TB, voters int, stateDirs bool, tune func(*Options)) *
 	t.Cleanup(c.close)
 	for _, v := range c.voters {
 		c.start(v, nil)
-	}
-	c.waitMembers(voters)
-	for _, v := range c.voters {
-		c.waitReady(v, 30*time.Second)
 	}
 	return c
 }
@@ -206,6 +214,15 @@ func (c *cluster) restart(id string) *Lock {
 	c.t.Helper()
 	c.stop(id)
 	return c.start(id, nil)
+}
+
+// wipe stops voter id and gives it a new, empty StateDir: its next start
+// finds no state, as after a lost disk.
+func (c *cluster) wipe(id string) {
+	c.stop(id)
+	c.mu.Lock()
+	delete(c.dirs, id)
+	c.mu.Unlock()
 }
 
 // waitMembers waits until every candidate sees at least n members.

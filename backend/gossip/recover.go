@@ -7,11 +7,26 @@ import (
 	"github.com/b3df926d/leaderelection/backend/gossip/internal/casp"
 )
 
+// newElectionQuiet is how long, in resend intervals, a voter that started
+// a new election answers only the others' recovery rounds
+// (casp.Acceptor.NewElection), so that they follow it before a writer's
+// round makes it an ordinary voter: a few recovery attempts (each at most
+// 5 intervals: a round waits up to 4 for every answer, then one more),
+// with room for a loaded machine (5 intervals were too short for 5 voters
+// under -race on 2 busy cores).
+const newElectionQuiet = 20
+
 // recoverLoop runs this voter's recovery rounds until one is chosen (the
 // acceptor then adopts its ballot and record and starts answering) or the
 // register must be re-initialised: a majority of the voters, this one
 // included, has been without its record for ReinitializeAfter, so no round
-// could have succeeded, and any leader has stepped down, for that long.
+// could have succeeded, and any leader has stepped down, for that long. A
+// new election skips the wait: this voter and every other voter that
+// answers its round are blank (casp.Acceptor.Blank: an empty StateDir, no
+// part in any round that may write). A voter that is ready but holds
+// nothing is not enough: the accepts of every write may have gone to a
+// quorum without it, which has since lost its StateDirs (issue #23). The
+// argument: docs/backends/gossip.md, "A new election".
 func (l *Lock) recoverLoop() {
 	defer l.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -31,21 +46,18 @@ func (l *Lock) recoverLoop() {
 		l.accMu.Unlock()
 		// ready: voters that answered as ready (anything but a
 		// recovering refusal) in this attempt's round.
-		recovering, fresh, ready := map[string]bool{}, map[string]bool{}, map[string]bool{}
+		recovering, blank, ready := map[string]bool{}, map[string]bool{}, map[string]bool{}
 		if known {
 			actx, acancel := context.WithTimeout(ctx, 4*l.resend)
 			l.rounds <- struct{}{}
 			out, _, err := l.round(actx, func(now uint64) *casp.Round { return l.prop.Recover(now, floor) }, func(e *envelope, m casp.Message) {
 				if m.Kind == casp.KindNack && m.Reason == casp.NackRecovering {
 					recovering[m.From] = true
-					if e.Fresh {
-						fresh[m.From] = true
-					}
-					return
+				} else {
+					ready[m.From] = true
 				}
-				ready[m.From] = true
-				if m.Kind == casp.KindPromise && m.Accepted.IsZero() {
-					fresh[m.From] = true // answers, and holds nothing
+				if e.Fresh { // whatever it answered: blank when it did
+					blank[m.From] = true
 				}
 			}, nil)
 			<-l.rounds
@@ -65,18 +77,16 @@ func (l *Lock) recoverLoop() {
 		if ctx.Err() != nil {
 			return
 		}
-		switch {
-		case l.fresh && len(fresh) == len(l.s.Voters)-1:
-			// Every other voter is new (an empty StateDir) or holds
-			// nothing: no value was ever chosen, so there is nothing to
-			// recover and no leader can exist.
+		if len(blank) == len(l.s.Voters)-1 {
 			l.accMu.Lock()
-			err := l.acc.Reinitialize()
+			err := l.acc.NewElection(nowMillis(), uint64(newElectionQuiet*l.resend/time.Millisecond)) // refused unless this voter is blank too
 			l.accMu.Unlock()
 			if err == nil {
-				l.log.Info("New election: every voter starts with an empty StateDir; the register starts empty")
+				l.log.Info("New election: every voter started with an empty StateDir and has taken part in no write; the register starts empty")
 				return
 			}
+		}
+		switch {
 		case len(ready) >= len(l.s.Voters)-quorum+1:
 			// Enough voters answered as ready that fewer than a
 			// majority can be recovering: the clock starts again.

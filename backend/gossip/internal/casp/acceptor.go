@@ -10,6 +10,9 @@ import (
 // already answers.
 var ErrNotRecovering = errors.New("casp: acceptor is not recovering")
 
+// ErrNotBlank: NewElection was called on an acceptor that is not Blank.
+var ErrNotBlank = errors.New("casp: acceptor is not blank")
+
 // State is what an acceptor persists.
 type State struct {
 	// Promised is the highest ballot promised: the promise floor.
@@ -76,6 +79,10 @@ type Acceptor struct {
 	promised   Ballot
 	accepted   Ballot
 	value      Value
+	// blank: see Blank.
+	blank bool
+	// quietUntil: see NewElection.
+	quietUntil uint64
 
 	weak weakening
 }
@@ -98,8 +105,12 @@ type weakening struct {
 }
 
 // answers reports whether the acceptor answers m at all.
-func (a *Acceptor) answers(m Message) bool {
-	return a.ready || a.weak.answerAtOnce || (a.weak.answerOwnRecovery && m.From == a.cfg.Name)
+func (a *Acceptor) answers(now uint64, m Message) bool {
+	if a.ready {
+		// Quiet after a new election: recovery rounds and queries only.
+		return now >= a.quietUntil || m.Recovery || m.Kind == KindQuery
+	}
+	return a.weak.answerAtOnce || (a.weak.answerOwnRecovery && m.From == a.cfg.Name)
 }
 
 // NewAcceptor starts an acceptor process. If cfg.Storage holds a state with
@@ -123,6 +134,7 @@ func NewAcceptor(cfg AcceptorConfig) (*Acceptor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("acceptor %s: load state: %w", cfg.Name, err)
 		}
+		a.blank = !ok
 		if ok {
 			a.promised = st.Promised
 			a.floor = maxBallot(a.floor, st.Promised)
@@ -137,6 +149,15 @@ func NewAcceptor(cfg AcceptorConfig) (*Acceptor, error) {
 
 // Ready reports whether the acceptor answers prepares and accepts.
 func (a *Acceptor) Ready() bool { return a.ready }
+
+// Blank reports whether this incarnation is a new voter that has taken no
+// part in any round that may write: its Storage held no state at start,
+// it has answered no Prepare or Accept but those of recovery rounds
+// ([Message.Recovery]; answered, or refused for its promise), and it holds
+// the empty value. Without Storage it is never blank: a voter that keeps
+// nothing cannot tell a first start from a restart. The glue's
+// new-election shortcut rests on it (see [Acceptor.NewElection]).
+func (a *Acceptor) Blank() bool { return a.blank }
 
 // Floor returns the ballot a recovery round must exceed, and false if there
 // is none (no saved promise and no clock bound): such a voter cannot recover,
@@ -166,13 +187,16 @@ func (a *Acceptor) Handle(now uint64, m Message) (*Message, error) {
 	if m.To != a.cfg.Name {
 		return nil, nil
 	}
+	if (m.Kind == KindPrepare || m.Kind == KindAccept) && !m.Recovery && a.answers(now, m) {
+		a.blank = false
+	}
 	switch m.Kind {
 	case KindPrepare:
 		return a.prepare(now, m)
 	case KindAccept:
 		return a.accept(now, m)
 	case KindQuery:
-		if !a.answers(m) {
+		if !a.answers(now, m) {
 			return a.nack(m, NackRecovering, Ballot{}), nil
 		}
 		r := a.reply(m, KindReport)
@@ -193,7 +217,7 @@ func (a *Acceptor) nack(m Message, r NackReason, seen Ballot) *Message {
 }
 
 func (a *Acceptor) prepare(now uint64, m Message) (*Message, error) {
-	if !a.answers(m) {
+	if !a.answers(now, m) {
 		return a.nack(m, NackRecovering, Ballot{}), nil
 	}
 	if a.cfg.MaxAhead > 0 && m.Ballot.Counter > now+a.cfg.MaxAhead {
@@ -212,7 +236,7 @@ func (a *Acceptor) prepare(now uint64, m Message) (*Message, error) {
 }
 
 func (a *Acceptor) accept(now uint64, m Message) (*Message, error) {
-	if a.answers(m) && m.Incarnation == a.cfg.Incarnation && !m.Ballot.IsZero() && a.accepted == m.Ballot && a.value.Equal(m.Value) {
+	if a.answers(now, m) && m.Incarnation == a.cfg.Incarnation && !m.Ballot.IsZero() && a.accepted == m.Ballot && a.value.Equal(m.Value) {
 		// A duplicate: the same ballot always carries the same value. If
 		// the next ballot it asked for is still the promise, nothing was
 		// accepted since: say so again.
@@ -222,12 +246,12 @@ func (a *Acceptor) accept(now uint64, m Message) (*Message, error) {
 		}
 		return r, nil
 	}
-	ok := a.answers(m) && m.Incarnation == a.cfg.Incarnation && m.Ballot == a.promised
+	ok := a.answers(now, m) && m.Incarnation == a.cfg.Incarnation && m.Ballot == a.promised
 	if a.weak.acceptAnyIncarnation {
 		ok = !m.Ballot.Less(a.promised)
 	}
 	if !ok {
-		if !a.answers(m) {
+		if !a.answers(now, m) {
 			return a.nack(m, NackRecovering, Ballot{}), nil
 		}
 		return a.nack(m, NackBallot, a.promised), nil
@@ -254,6 +278,7 @@ func (a *Acceptor) accept(now uint64, m Message) (*Message, error) {
 	}
 	a.promised = promised
 	a.accepted, a.value = m.Ballot, m.Value
+	a.blank = a.blank && m.Value.IsEmpty()
 	r := a.reply(m, KindAccepted)
 	if next {
 		r.Next = m.Next
@@ -298,6 +323,7 @@ func (a *Acceptor) Recover(o Outcome) error {
 		return err
 	}
 	a.promised, a.accepted, a.value, a.ready = p, o.Ballot, o.Value, true
+	a.blank = a.blank && o.Value.IsEmpty()
 	return nil
 }
 
@@ -318,5 +344,28 @@ func (a *Acceptor) Reinitialize() error {
 		return err
 	}
 	a.promised, a.accepted, a.value, a.ready = p, Ballot{}, Value{}, true
+	return nil
+}
+
+// NewElection is Reinitialize without the wait, for a new election: the
+// glue calls it when this acceptor is Blank and every other voter answered
+// its recovery round Blank. It refuses (ErrNotBlank) if this acceptor is
+// not Blank, and it stays Blank. It can forget a chosen write only if every
+// voter of the quorum that promised that write's ballot has restarted with
+// an empty Storage since (docs/backends/gossip.md, "A new election").
+//
+// Until now+quiet (Handle's clock) it answers only recovery rounds and
+// queries, and refuses other rounds as recovering: the other voters, still
+// recovering, take the shortcut through it meanwhile, while a writer's
+// round, answered, would end its blankness and leave them waiting
+// ReinitializeAfter.
+func (a *Acceptor) NewElection(now, quiet uint64) error {
+	if !a.blank {
+		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrNotBlank)
+	}
+	if err := a.Reinitialize(); err != nil {
+		return err
+	}
+	a.quietUntil = now + quiet
 	return nil
 }

@@ -627,3 +627,51 @@ func TestOverlappingRoundsNeverShareTheNextBallot(t *testing.T) {
 		t.Fatalf("a round started during another (%s) is not above that round's next ballot %s", y.Ballot(), next)
 	}
 }
+
+// A voter started with empty Storage is blank; it starts a new election
+// only while blank; for the quiet time it refuses other rounds as
+// recovering and stays blank, answers recovery rounds and stays blank,
+// and the first writer's prepare it answers after that ends it.
+func TestBlankUntilAnsweringARoundThatMayWrite(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: voters, Incarnation: 1, Storage: &memDisk{}, MaxAhead: 100, Now: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Blank() {
+		t.Fatal("a voter started with empty Storage is not blank")
+	}
+	if err := a.NewElection(1000, 50); err != nil {
+		t.Fatal(err)
+	}
+	w := newProposer(t, "w", 7, voters)
+	handle := func(now uint64, m Message) *Message {
+		t.Helper()
+		m.To = "a"
+		r, err := a.Handle(now, m)
+		if err != nil || r == nil {
+			t.Fatalf("Handle(%v) = %v, %v", m.Kind, r, err)
+		}
+		return r
+	}
+	if r := handle(1010, w.Start(1010, Read).Prepares()[0]); r.Kind != KindNack || r.Reason != NackRecovering || !a.Blank() {
+		t.Fatalf("a writer's prepare while quiet: %v/%v, blank %v; want refused as recovering, still blank", r.Kind, r.Reason, a.Blank())
+	}
+	b := newProposer(t, "b", 2, voters)
+	if r := handle(1020, b.Recover(1020, Ballot{Counter: 1100}).Prepares()[0]); r.Kind != KindPromise || !a.Blank() {
+		t.Fatalf("a recovery prepare: %v, blank %v; want a promise, still blank", r.Kind, a.Blank())
+	}
+	if r := handle(1060, w.Start(1110, Read).Prepares()[0]); r.Kind != KindPromise || a.Blank() {
+		t.Fatalf("a writer's prepare after the quiet time: %v, blank %v; want a promise, no longer blank", r.Kind, a.Blank())
+	}
+	if err := (&Acceptor{}).NewElection(0, 0); !errors.Is(err, ErrNotBlank) {
+		t.Fatalf("NewElection on an acceptor that is not blank: %v, want ErrNotBlank", err)
+	}
+	persisted, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: voters, Incarnation: 2, Storage: &memDisk{ok: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if persisted.Blank() {
+		t.Fatal("a voter whose Storage holds a state is blank")
+	}
+}

@@ -69,13 +69,15 @@ func (r NackReason) String() string {
 // thing to encode (it uses encoding/json; the tags keep it small). Which
 // fields matter depends on Kind:
 //
-//   - Prepare: Ballot.
+//   - Prepare: Ballot, and Recovery if the round is a voter's recovery
+//     round ([Proposer.Recover]), which writes nothing.
 //   - Promise: Ballot (the one promised), Incarnation (the acceptor's),
 //     Accepted and Value (what it accepted last; zero if nothing).
 //   - Accept: Ballot, Incarnation (the acceptor incarnation that promised;
 //     any other refuses), Value, and Next if set: a ballot above Ballot
 //     that the acceptor promises at once after accepting (the proposer's
-//     next round, whose prepare phase this is; see [Proposer.Start]).
+//     next round, whose prepare phase this is; see [Proposer.Start]);
+//     Recovery as on the Prepare.
 //   - Accepted: Ballot, Incarnation, and Next if the acceptor promised the
 //     accept's Next with it (its accepted value is then the accept's).
 //   - Nack: Ballot (the refused one), Incarnation, Reason, Seen.
@@ -98,6 +100,9 @@ type Message struct {
 	Seen        Ballot     `json:"s,omitzero"`
 	Next        Ballot     `json:"x,omitzero"`
 	Reason      NackReason `json:"r,omitempty"`
+	// Recovery marks a Prepare or Accept of a recovery round: a blank
+	// acceptor stays blank (see [Acceptor.Blank]).
+	Recovery bool `json:"rc,omitempty"`
 }
 
 // VoterHash returns the hash every message carries: hex SHA-256 (first 16

@@ -213,7 +213,9 @@ func (p *Proposer) Recover(now uint64, floor Ballot) *Round {
 	if p.ownVote {
 		exclude = ""
 	}
-	return p.start(now, floor, exclude, Read, false)
+	r := p.start(now, floor, exclude, Read, false)
+	r.recovery = true
+	return r
 }
 
 func (p *Proposer) start(now uint64, above Ballot, exclude string, change Change, fastRead bool) *Round {
@@ -299,6 +301,8 @@ type Round struct {
 	fastRead bool
 	// query: a Query, not a round (see Proposer.Query).
 	query bool
+	// recovery: a voter's recovery round (see Proposer.Recover).
+	recovery bool
 	// prepared: the round spends a prepare phase done in advance; it
 	// starts with its accepts.
 	prepared bool
@@ -379,7 +383,7 @@ func (r *Round) Prepares() []Message {
 	}
 	ms := make([]Message, 0, len(r.peers))
 	for _, v := range r.peers {
-		ms = append(ms, Message{Kind: k, From: r.p.cfg.Node, To: v.name, VoterHash: r.p.hash, Ballot: r.ballot})
+		ms = append(ms, Message{Kind: k, From: r.p.cfg.Node, To: v.name, VoterHash: r.p.hash, Ballot: r.ballot, Recovery: r.recovery})
 	}
 	return ms
 }
@@ -505,7 +509,7 @@ func (r *Round) accepts() []Message {
 		q := &r.peers[j]
 		q.sent = true
 		ms = append(ms, Message{Kind: KindAccept, From: r.p.cfg.Node, To: q.name, VoterHash: r.p.hash,
-			Ballot: r.ballot, Incarnation: q.inc, Value: r.value, Next: r.next})
+			Ballot: r.ballot, Incarnation: q.inc, Value: r.value, Next: r.next, Recovery: r.recovery})
 	}
 	return ms
 }
