@@ -107,6 +107,64 @@ func (el *election) leaderAmong(ids []string, within time.Duration) leadertest.T
 	return got
 }
 
+// settledOn waits until every candidate of ids knows leader's record and
+// the clock has passed every ballot they used, so that a release or
+// hand-over the test starts next finds them idle.
+//
+// Every elector of ids has read the record (its first Get has returned:
+// later ones are served from what the pushes taught it), so that none of
+// them reads while it is released. Knowing the record from a push is not
+// enough: a first Get still running runs rounds or queries the voters. A
+// round can take the release over, making it chosen without its writer
+// learning so (the writer's round fails, and its retry finds the next
+// leader's record); a query reserves a ballot above the one handed over,
+// which the heir then refuses.
+//
+// And the clock has passed every ballot they used: the hand-over's ballot
+// is one above the releaser's clock, and an heir adopts only a ballot
+// above all it used. Rounds run together (these first reads) push ballot
+// counters a few milliseconds ahead of the clock; an idle follower's are
+// behind it.
+func (el *election) settledOn(leader string, ids []string) {
+	t := el.c.t
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, id := range ids {
+		l := el.c.lock(id)
+		el.mu.Lock()
+		cand := el.cands[id]
+		el.mu.Unlock()
+		for {
+			l.mu.Lock()
+			knows := l.latestRec != nil && l.latestRec.HolderIdentity == leader && !l.distrust &&
+				l.haveToken && l.token == l.latest.Token()
+			l.mu.Unlock()
+			if knows && (cand == nil || cand.e.GetLeader() == leader) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not learn %s's record", id, leader)
+			}
+			time.Sleep(20 * time.Millisecond) // polling the lock's state
+		}
+	}
+	for _, id := range ids {
+		l := el.c.lock(id)
+		for {
+			l.propMu.Lock()
+			used := l.prop.Last().Counter
+			l.propMu.Unlock()
+			if nowMillis() > used {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's ballots stay ahead of the clock (%d)", id, used)
+			}
+			time.Sleep(time.Millisecond) // waiting for the clock to pass a ballot counter
+		}
+	}
+}
+
 // ended waits until term index i has ended and returns when.
 func (el *election) ended(i int, within time.Duration) time.Time {
 	el.c.t.Helper()

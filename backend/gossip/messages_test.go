@@ -112,49 +112,7 @@ func handOverOnce(t *testing.T) bool {
 	for _, id := range rest {
 		cands[id] = el.run(id)
 	}
-	// Every candidate's elector has read f1's record (its first Get has
-	// returned: later ones are served from what the pushes taught it)
-	// before the release, so that none of them reads while it is handed
-	// over. Knowing the record from a push is not enough: a first Get
-	// still running queries the voters, and a query reserves a ballot
-	// above the one handed over, which the heir then refuses.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, id := range rest {
-		for {
-			l := c.lock(id)
-			l.mu.Lock()
-			knows := l.latestRec != nil && l.latestRec.HolderIdentity == "f1" && !l.distrust &&
-				l.haveToken && l.token == l.latest.Token()
-			l.mu.Unlock()
-			if knows && cands[id].e.GetLeader() == "f1" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not learn f1's record", id)
-			}
-			time.Sleep(20 * time.Millisecond) // polling the lock's state
-		}
-	}
-	// And the clock has passed every ballot they used: the hand-over's
-	// ballot is one above the releaser's clock, and an heir adopts only a
-	// ballot above all it used. Rounds run together (these first reads)
-	// push ballot counters a few milliseconds ahead of the clock; an idle
-	// follower's are behind it.
-	for _, id := range rest {
-		l := c.lock(id)
-		for {
-			l.propMu.Lock()
-			used := l.prop.Last().Counter
-			l.propMu.Unlock()
-			if nowMillis() > used {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s's ballots stay ahead of the clock (%d)", id, used)
-			}
-			time.Sleep(time.Millisecond) // waiting for the clock to pass a ballot counter
-		}
-	}
+	el.settledOn("f1", rest)
 	before := map[string]map[string]float64{}
 	for _, id := range rest {
 		before[id] = sentBy(c.lock(id))

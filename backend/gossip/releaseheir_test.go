@@ -93,6 +93,7 @@ func TestReleaseWhoseFirstInTurnCrashedIsTakenOverFromTheRelease(t *testing.T) {
 			}
 		}
 		prev := lead.ID
+		el.settledOn(prev, others(ids, prev))
 		cands[prev].stop(t) // releases
 		note, ok := lastRelease[prev]()
 		if !ok {
