@@ -2,6 +2,7 @@ package leaderelection
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // logLines captures one candidate's log lines at verbosity 0.
@@ -99,6 +102,24 @@ func TestLeaderSteppingDownOverACorruptRecordSaysWhy(t *testing.T) {
 	waitFor(t, "a's step-down logged", func() bool { return logs.count(`"msg"="Stepped down`) > 0 })
 	if n := logs.count(`"msg"="Stepped down`, "corrupt", `"delete"=`); n != 1 {
 		t.Fatalf("the step-down over a corrupt record is logged %d times with its reason and the object to delete, want once:\n%s", n, strings.Join(logs.lines, "\n"))
+	}
+	// Run's error, the exit message of a process, says it too.
+	var err error
+	for i := 0; ; i++ {
+		select {
+		case err = <-a.done:
+			a.done <- err // for the cleanup
+		default:
+			if i == 10 {
+				t.Fatal("Run did not return after the lost term")
+			}
+			el.step(t, testRetry)
+			continue
+		}
+		break
+	}
+	if !errors.Is(err, ErrLeaseLost) || !errors.Is(err, lock.ErrCorrupt) || !strings.Contains(err.Error(), "delete") {
+		t.Fatalf("Run = %v, want ErrLeaseLost and lock.ErrCorrupt, naming what to delete", err)
 	}
 }
 

@@ -169,6 +169,24 @@ func (t *term) logStepDown() {
 	}
 }
 
+// lostErr is Run's error after a lost term: ErrLeaseLost with the reason
+// logStepDown gave. A corrupt record also wraps lock.ErrCorrupt and names
+// the object to delete; other store errors are quoted, not wrapped, so
+// that the error does not match them (a renewal's context.DeadlineExceeded
+// is not Run's).
+func (t *term) lostErr() error {
+	e := t.e
+	switch {
+	case t.why != "":
+		return fmt.Errorf("%s: %w: %s", e.desc, ErrLeaseLost, t.why)
+	case errors.Is(t.lastErr, lock.ErrCorrupt):
+		return fmt.Errorf("%s: %w: the record is corrupt; delete %s to let a candidate lead: %w", e.desc, ErrLeaseLost, e.desc, t.lastErr)
+	case t.lastErr != nil:
+		return fmt.Errorf("%s: %w: no renewal succeeded within RenewDeadline (%v): %v", e.desc, ErrLeaseLost, e.c.RenewDeadline, t.lastErr)
+	}
+	return fmt.Errorf("%s: %w: no renewal completed within RenewDeadline (%v)", e.desc, ErrLeaseLost, e.c.RenewDeadline)
+}
+
 func (t *term) isLost() bool {
 	select {
 	case <-t.lost:
@@ -597,7 +615,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 				}
 				e.beat(0)
 				t.lastLook(ctx)
-				return false, fmt.Errorf("%s: %w", e.desc, ErrLeaseLost)
+				return false, t.lostErr()
 			}
 			t.stepDown()
 			if cause == causeTermLimit || e.c.ReleaseOnCancel {
@@ -627,7 +645,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 				t.log.Error(ErrStopTimeout, "Still running after losing the lock", "callback", what, "stopTimeout", e.c.StopTimeout)
 				e.beat(0)
 				t.lastLook(ctx)
-				return false, fmt.Errorf("%s: %w, and %w: %s still runs (after %v)", e.desc, ErrLeaseLost, ErrStopTimeout, what, e.c.StopTimeout)
+				return false, fmt.Errorf("%w, and %w: %s still runs (after %v)", t.lostErr(), ErrStopTimeout, what, e.c.StopTimeout)
 			}
 			t.log.Error(ErrStopTimeout, "Leaving the lock to expire", "callback", what, "stopTimeout", e.c.StopTimeout)
 			if fnDone != nil {

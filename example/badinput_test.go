@@ -170,6 +170,45 @@ func TestCorruptLockFileIsReportedAndKept(t *testing.T) {
 	}
 }
 
+// TestLeaderFindingItsLockFileCorruptSaysWhyAndKeepsIt corrupts the lock
+// file under a working leader, as a bad manual edit or a broken disk
+// would: the leader must step down within its RenewDeadline, exit
+// non-zero, say that the record is corrupt and which file to delete, and
+// leave the file as it found it.
+func TestLeaderFindingItsLockFileCorruptSaysWhyAndKeepsIt(t *testing.T) {
+	bin := buildExample(t)
+	dir := t.TempDir()
+	lockFile := filepath.Join(dir, "leader.json")
+	p := startProc(t, bin, dir, "a", freePort(t), "--lock-file="+lockFile)
+	waitUntil(t, "a to lead", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
+	garbage := []byte("{\"version\": 3, \"record\": {\"holderIdent")
+	if err := os.WriteFile(lockFile, garbage, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.exitCode(t, "its lock file was corrupted"); code != 1 {
+		t.Fatalf("exit status %d after the record turned corrupt under the leader, want 1", code)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "a.log"))
+	var stepDown string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "Stepped down") {
+			stepDown = line
+		}
+	}
+	for _, want := range []string{`reason="corrupt record"`, `delete="file://` + lockFile + `"`} {
+		if !strings.Contains(stepDown, want) {
+			t.Errorf("the step-down line lacks %s: %q\nlog:\n%s", want, stepDown, b)
+		}
+	}
+	// The exit, the last line an operator reads, says it too.
+	if want := "lease lost: the record is corrupt; delete file://" + lockFile; !strings.Contains(string(b), want) {
+		t.Errorf("the log lacks %q:\n%s", want, b)
+	}
+	if b, _ := os.ReadFile(lockFile); !bytes.Equal(b, garbage) {
+		t.Fatalf("corrupt lock file overwritten with %q", b)
+	}
+}
+
 // TestLostLeaseExitsNonZeroWithinRenewDeadline makes the store hang under a
 // leader (another process holds the file's flock): the leader must stop its
 // work and RunOrDie must exit non-zero with the reason.
