@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/b3df926d/leaderelection/internal/testserver"
 )
 
 // bin is the leaderelection binary, built once by TestMain.
@@ -30,6 +32,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	testserver.StopSharedKube()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

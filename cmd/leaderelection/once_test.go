@@ -22,7 +22,15 @@ func runs(t *testing.T, dir string) []string {
 // id on lockFile, as cron would, over the shell job.
 func onceCopy(t *testing.T, dir, id, lockFile string, period time.Duration, job string) *proc {
 	t.Helper()
-	args := append([]string{"run", "--id=" + id, "--lock-file=" + lockFile, "--once-per=" + period.String(), "--wait=50s", "--shell"}, fast...)
+	return onceCopyOn(t, dir, id, []string{"--lock-file=" + lockFile}, fast, period, job)
+}
+
+// onceCopyOn is onceCopy on the lock storeArgs name, with the given
+// timing flags.
+func onceCopyOn(t *testing.T, dir, id string, storeArgs, timing []string, period time.Duration, job string) *proc {
+	t.Helper()
+	args := append([]string{"run", "--id=" + id, "--once-per=" + period.String(), "--wait=50s", "--shell"}, timing...)
+	args = append(args, storeArgs...)
 	return start(t, dir, id, append(args, "--", job)...)
 }
 
@@ -160,5 +168,36 @@ func TestRunOncePerCorruptRecordEndsWithItsOwnStatus(t *testing.T) {
 	}
 	if n := len(runs(t, dir)); n != 0 {
 		t.Fatalf("the job ran %d times", n)
+	}
+}
+
+// TestRunOncePerOnEachStore: two copies started for one cron firing run
+// the job once on every backend with a store, against its real server:
+// the companion record (NAME.last-run beside the lock) is written and read
+// through each store's compare-and-swap.
+func TestRunOncePerOnEachStore(t *testing.T) {
+	for _, b := range stores("once-test") {
+		t.Run(b.name, func(t *testing.T) {
+			args, env := b.setup(t)
+			setEnv(t, env)
+			dir := t.TempDir()
+			const job = `echo "$LEADER_ELECTION_IDENTITY" >> "$TEST_DIR/runs"; sleep 1`
+			a := onceCopyOn(t, dir, "a", args, b.timing, time.Hour, job)
+			time.Sleep(300 * time.Millisecond) // cron's jitter between machines, not a wait for anything
+			c := onceCopyOn(t, dir, "b", args, b.timing, time.Hour, job)
+			for _, p := range []*proc{a, c} {
+				if code := p.wait(t, 90*time.Second); code != exitOK {
+					t.Fatalf("%s exited %d, want 0:\n%s", p.name, code, logOf(p))
+				}
+			}
+			got := runs(t, dir)
+			if len(got) != 1 {
+				t.Fatalf("the job ran %d times (by %v), want once", len(got), got)
+			}
+			other := map[string]*proc{"a": c, "b": a}[got[0]]
+			if want := "already ran this period: term 1 finished at "; !strings.Contains(logOf(other), want) || !strings.Contains(logOf(other), " by "+got[0]+`"`) {
+				t.Fatalf("%s does not say %q ... by %s:\n%s", other.name, want, got[0], logOf(other))
+			}
+		})
 	}
 }

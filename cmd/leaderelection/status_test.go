@@ -18,16 +18,20 @@ import (
 	"github.com/b3df926d/leaderelection/lock"
 )
 
-// TestStatusOnEachBackend reads a lock with "status" on every backend
-// against its real server: no record (exit 3), held by a "serve" sidecar
-// (exit 0, holder and term, in text and JSON), released after the sidecar
-// stops (exit 3).
-func TestStatusOnEachBackend(t *testing.T) {
-	backends := []struct {
-		name   string
-		timing []string // git over HTTP spawns processes per call: slower
-		setup  func(t *testing.T) (args, env []string)
-	}{
+// store is a backend under test, against its real server.
+type store struct {
+	name   string
+	timing []string // git over HTTP spawns processes per call: slower
+	// setup starts (or shares) the server and returns the flags and the
+	// environment that name one lock on it.
+	setup func(t *testing.T) (args, env []string)
+}
+
+// stores are the backends with a store, each against its real server; k8s
+// shares the package's kube-apiserver, so name (the Lease's name) keeps a
+// test's objects apart.
+func stores(name string) []store {
+	return []store{
 		{"file", fast, func(t *testing.T) ([]string, []string) {
 			return []string{"--backend=file", "--lock-file=" + filepath.Join(t.TempDir(), "leader.json")}, nil
 		}},
@@ -46,17 +50,29 @@ func TestStatusOnEachBackend(t *testing.T) {
 				[]string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey}
 		}},
 		{"k8s", fast, func(t *testing.T) ([]string, []string) {
-			kube := testserver.StartKube(t)
-			return []string{"--backend=k8s", "--kubeconfig=" + kube.Kubeconfig(t), "--leader-elect-resource-name=status-test"}, nil
+			kube := testserver.SharedKube(t)
+			return []string{"--backend=k8s", "--kubeconfig=" + kube.Kubeconfig(t), "--leader-elect-resource-name=" + name}, nil
 		}},
 	}
-	for _, b := range backends {
+}
+
+// setEnv sets env (KEY=VALUE) for the test.
+func setEnv(t *testing.T, env []string) {
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+}
+
+// TestStatusOnEachBackend reads a lock with "status" on every backend
+// against its real server: no record (exit 3), held by a "serve" sidecar
+// (exit 0, holder and term, in text and JSON), released after the sidecar
+// stops (exit 3).
+func TestStatusOnEachBackend(t *testing.T) {
+	for _, b := range stores("status-test") {
 		t.Run(b.name, func(t *testing.T) {
 			args, env := b.setup(t)
-			for _, kv := range env {
-				k, v, _ := strings.Cut(kv, "=")
-				t.Setenv(k, v)
-			}
+			setEnv(t, env)
 			if code, st := readStatus(t, args...); code != exitFree || st.Exists || st.Held {
 				t.Fatalf("before any candidate: status %d %+v, want %d and no record", code, st, exitFree)
 			}
