@@ -1,0 +1,143 @@
+package gate
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+)
+
+// causeType marks the API status of a refused write (see IsRefused).
+const causeType metav1.CauseType = "LeaderElectionGateClosed"
+
+// Config returns a copy of cfg whose mutating requests (POST, PUT, PATCH,
+// DELETE) pass only while g is open: a closed gate answers them itself,
+// without sending anything, with a 503 ServiceUnavailable API status
+// (client-go does not retry it: there is no Retry-After) that IsRefused
+// recognises; and when the gate closes, the requests in flight are
+// cancelled. Reads (GET, HEAD, OPTIONS: lists and watches too) always pass,
+// so informers and caches keep working on a standby.
+//
+// The gate wraps cfg's transport (rest.Config.Wrap), outside any wrapper
+// cfg already has, so it also applies over a custom Transport.
+func (g *Gate) Config(cfg *rest.Config) (*rest.Config, error) {
+	if g == nil {
+		return nil, errors.New("gate.Config: the gate is nil")
+	}
+	if cfg == nil {
+		return nil, errors.New("gate.Config: the rest.Config is nil")
+	}
+	c := rest.CopyConfig(cfg)
+	c.Wrap(func(next http.RoundTripper) http.RoundTripper { return &roundTripper{g: g, next: next} })
+	return c, nil
+}
+
+// IsRefused reports whether err is a write g refused or cancelled: an
+// error wrapping ErrClosed, or the API status a gated rest.Config answers
+// with.
+func IsRefused(err error) bool {
+	if errors.Is(err, ErrClosed) {
+		return true
+	}
+	var s apierrors.APIStatus
+	if !errors.As(err, &s) {
+		return false
+	}
+	if d := s.Status().Details; d != nil {
+		for _, c := range d.Causes {
+			if c.Type == causeType {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+type roundTripper struct {
+	g    *Gate
+	next http.RoundTripper
+}
+
+// mutating reports whether method changes state on the API server.
+func mutating(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !mutating(req.Method) {
+		return rt.next.RoundTrip(req)
+	}
+	open, term, err := rt.g.current()
+	if err != nil {
+		if req.Body != nil {
+			_ = req.Body.Close() // a RoundTripper closes the body, even on error
+		}
+		return refusal(req), nil
+	}
+	ctx, cancel := context.WithCancelCause(req.Context())
+	stop := context.AfterFunc(open, func() { cancel(ErrClosed) })
+	resp, err := rt.next.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		stop()
+		cancel(nil)
+		if open.Err() != nil {
+			return nil, fmt.Errorf("%w (term %d ended while the %s was in flight): %w", ErrClosed, term, req.Method, err)
+		}
+		return nil, err
+	}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: func() { stop(); cancel(nil) }}
+	return resp, nil
+}
+
+// releasingBody releases the request's gate watch when the response body
+// is closed (the request's context must live until then).
+type releasingBody struct {
+	io.ReadCloser
+	release func()
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.release()
+	return err
+}
+
+// refusal is the response to a mutating request while the gate is closed:
+// an API status, as the server would send it, so that client-go returns a
+// StatusError.
+func refusal(req *http.Request) *http.Response {
+	st := metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure,
+		Code:     http.StatusServiceUnavailable,
+		Reason:   metav1.StatusReasonServiceUnavailable,
+		Message:  fmt.Sprintf("%s %s: %v", req.Method, req.URL.Path, ErrClosed),
+		Details: &metav1.StatusDetails{Causes: []metav1.StatusCause{{
+			Type:    causeType,
+			Message: ErrClosed.Error(),
+		}}},
+	}
+	body, _ := json.Marshal(st) // a fixed, encodable struct
+	return &http.Response{
+		Status:        "503 Service Unavailable",
+		StatusCode:    http.StatusServiceUnavailable,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": []string{"application/json"}},
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
