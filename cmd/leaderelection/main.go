@@ -1,7 +1,7 @@
 // Command leaderelection runs any program under a leader-election lock,
 // serves "am I leader" over HTTP to programs that cannot link the library,
 // and inspects a lock. Every backend of the library is available by flags
-// (--backend=file|k8s|s3|git and each backend's own flags), with
+// (--backend=file|k8s|s3|git|gossip and each backend's own flags), with
 // Kubernetes' --leader-elect-* timing flags.
 //
 //	leaderelection run [flags] -- CMD [ARGS...]   run CMD while leading
