@@ -59,14 +59,10 @@ type Elector struct {
 	leading       bool
 	term          int64
 	maxTerm       int64 // the highest term this process has read (claims aside) or held
-	acquiredAt    time.Time
-	lastGoodStart time.Time // start of the last successful acquire or renew
 	lastRenew     time.Time
 	holdOff       time.Time              // after a term-limit hand-over: leave a free lock to others until then
 	goneAt        time.Time              // when this candidate first found no record (zero while one exists)
 	slowestGone   time.Duration          // the slowest read that found no record since goneAt
-	bootAtAcquire time.Duration          // boot time at the start of the acquisition ...
-	bootKnown     bool                   // ... if the platform has it
 	beatAt        time.Time              // the loop last came round
 	beatDue       time.Time              // ... and must come round again by then
 	calls         map[string]pendingCall // callbacks running now
@@ -272,10 +268,11 @@ func (e *Elector) Run(ctx context.Context) error {
 	}
 
 	for {
-		if !e.campaign(ctx, log) {
+		t := e.campaign(ctx, log)
+		if t == nil {
 			return nil
 		}
-		again, err := e.lead(ctx, log)
+		again, err := e.lead(ctx, t)
 		if err != nil || !again {
 			return err
 		}
@@ -380,6 +377,21 @@ func (e *Elector) bootTime() (time.Duration, bool) {
 	return e.boot()
 }
 
+// attempt is when a write to the store started, on the elector's clock and
+// on the boot clock (see Elector.boot), if the platform has one: a term is
+// measured from the start of its last good write.
+type attempt struct {
+	start     time.Time
+	boot      time.Duration
+	bootKnown bool
+}
+
+func (e *Elector) startAttempt() attempt {
+	a := attempt{start: e.clock.Now()}
+	a.boot, a.bootKnown = e.bootTime()
+	return a
+}
+
 // observe records what was read or written; it resets the observation time
 // only when the record changed, so expiry is measured on this clock from the
 // last change seen.
@@ -446,15 +458,15 @@ func (e *Elector) warnIfIdentityShared(log logr.Logger, rec lock.Record, raw []b
 	}
 }
 
-// campaign returns true once this process holds the lock, false when ctx
+// campaign returns the term once this process holds the lock, nil when ctx
 // ends.
-func (e *Elector) campaign(ctx context.Context, log logr.Logger) bool {
+func (e *Elector) campaign(ctx context.Context, log logr.Logger) *term {
 	log.Info("Campaigning for the lock")
 	for {
 		e.beat(0)
-		next, acquired := e.tryAcquire(ctx, log, e.watching())
-		if acquired {
-			return true
+		next, t := e.tryAcquire(ctx, log, e.watching())
+		if t != nil {
+			return t
 		}
 		timer := e.newTimer(next)
 		e.beat(next)
@@ -463,7 +475,7 @@ func (e *Elector) campaign(ctx context.Context, log logr.Logger) bool {
 		case <-ctx.Done():
 			e.parked(false)
 			timer.Stop()
-			return false
+			return nil
 		case <-timer.C():
 			e.parked(false)
 		case _, open := <-e.changes:
@@ -549,17 +561,17 @@ func (e *Elector) attemptCtx(parent context.Context, d time.Duration) (context.C
 }
 
 // tryAcquire reads the record and takes the lock if it is free or expired.
-// It returns how long to wait before trying again.
-func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool) (time.Duration, bool) {
-	start := e.clock.Now()
-	boot, bootKnown := e.bootTime()
+// It returns the term it acquired, or how long to wait before trying again.
+func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool) (time.Duration, *term) {
+	a := e.startAttempt()
+	start := a.start
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline)
 	defer cancel()
 	if ctx.Err() != nil {
-		return 0, false
+		return 0, nil
 	}
 	if e.claim != nil {
-		return e.confirmClaim(ctx, actx, log, start, boot, bootKnown)
+		return e.confirmClaim(ctx, actx, log, a)
 	}
 	rec, raw, err := e.c.Lock.Get(actx)
 	next := lock.Record{
@@ -613,7 +625,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		e.mu.Unlock()
 		if held := max(e.heldFor(now), goneFor); held > 0 {
 			log.V(2).Info("The lock's record is gone; waiting out the lease last observed", "holder", prev.HolderIdentity, "expiresIn", held)
-			return min(held, e.pollDelay(watching)), false
+			return min(held, e.pollDelay(watching)), nil
 		}
 		next.LeaderTransitions = int(last) + 1
 		if stand > 0 {
@@ -631,11 +643,11 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		} else {
 			log.V(2).Info(msg, "err", err, "delete", e.desc)
 		}
-		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
+		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	case err != nil:
 		e.storeFailed(err)
 		log.Error(err, "Reading the lock failed")
-		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
+		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	default:
 		e.storeOK()
 		e.warnIfIdentityShared(log, *rec, raw)
@@ -668,7 +680,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			// by this process. Wake at the exact expiry instant if nothing
 			// else wakes us first.
 			log.V(4).Info("Lock is held", "holder", rec.HolderIdentity, "expiresIn", held)
-			return min(held, e.pollDelay(watching)), false
+			return min(held, e.pollDelay(watching)), nil
 		}
 		// Continue from the highest term this process has seen, not only
 		// the record's: a record recreated after a deletion by a
@@ -685,11 +697,11 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 	if err != nil {
 		if lock.IsConflict(err) {
 			log.V(2).Info("Lost the race for the lock", "err", err)
-			return 0, false // read again at once: someone else wrote
+			return 0, nil // read again at once: someone else wrote
 		}
 		e.storeFailed(err)
 		log.Error(err, "Acquiring the lock failed")
-		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
+		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	}
 	if stand > 0 {
 		e.storeOK()
@@ -697,9 +709,9 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// which may precede the deletion this claim follows.
 		e.claim, e.claimUntil = &next, e.clock.Now().Add(stand)
 		log.Info("Claimed the lock; leading only if the claim still stands", "term", next.LeaderTransitions, "standsFor", stand)
-		return stand, false
+		return stand, nil
 	}
-	return e.acquired(ctx, log, next, start, boot, bootKnown)
+	return e.acquired(ctx, log, next, a)
 }
 
 // asClaim turns next into a claim that must stand for stand: no
@@ -777,9 +789,10 @@ func later(a, b time.Time) time.Time {
 // higher term read it meanwhile: then this candidate leads; else its
 // Update fails, and it reads the record that replaced it and continues
 // from its term.
-func (e *Elector) confirmClaim(ctx, actx context.Context, log logr.Logger, start time.Time, boot time.Duration, bootKnown bool) (time.Duration, bool) {
+func (e *Elector) confirmClaim(ctx, actx context.Context, log logr.Logger, a attempt) (time.Duration, *term) {
+	start := a.start
 	if wait := e.claimUntil.Sub(start); wait > 0 {
-		return wait, false
+		return wait, nil
 	}
 	next := *e.claim
 	next.AcquireTime, next.RenewTime = metav1.NewTime(start), metav1.NewTime(start)
@@ -792,22 +805,22 @@ func (e *Elector) confirmClaim(ctx, actx context.Context, log logr.Logger, start
 		// again: read what is there.
 		e.claim = nil
 		log.Info("The claim did not stand; reading the lock again", "term", next.LeaderTransitions, "err", err)
-		return 0, false
+		return 0, nil
 	case err != nil:
 		// Keep the claim: the next try is again a compare-and-swap on its
 		// version, and fails if this write landed after all.
 		e.storeFailed(err)
 		log.Error(err, "Confirming the claim failed")
-		return wait.Jitter(e.c.RetryPeriod, JitterFactor), false
+		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	}
 	e.claim = nil
-	return e.acquired(ctx, log, next, start, boot, bootKnown)
+	return e.acquired(ctx, log, next, a)
 }
 
-// acquired completes an acquisition of next whose write, started at start,
-// has succeeded: the elector leads, unless Run's context has ended or the
-// acquisition took RenewDeadline or more.
-func (e *Elector) acquired(ctx context.Context, log logr.Logger, next lock.Record, start time.Time, boot time.Duration, bootKnown bool) (time.Duration, bool) {
+// acquired completes an acquisition of next whose write, begun as a, has
+// succeeded, and returns the term: the elector leads, unless Run's context
+// has ended or the acquisition took RenewDeadline or more (nil).
+func (e *Elector) acquired(ctx context.Context, log logr.Logger, next lock.Record, a attempt) (time.Duration, *term) {
 	e.storeOK()
 	if ctx.Err() != nil {
 		// Acquired just as we were told to stop: give it back so nobody
@@ -819,23 +832,22 @@ func (e *Elector) acquired(ctx context.Context, log logr.Logger, next lock.Recor
 		if e.c.ReleaseOnCancel {
 			(&term{e: e, log: log, n: int64(next.LeaderTransitions)}).release(ctx)
 		}
-		return 0, false
+		return 0, nil
 	}
 	e.observe(next, nil)
 	now := e.clock.Now()
-	if took := now.Sub(start); took >= e.c.RenewDeadline {
+	if took := now.Sub(a.start); took >= e.c.RenewDeadline {
 		// The lease is already as old as a leader may hold one without
 		// renewing: starting the function now would run it past the
 		// point where followers may take over. Wait it out instead.
 		log.Info("Acquiring the lock took longer than RenewDeadline; not leading this term", "took", took, "renewDeadline", e.c.RenewDeadline)
-		return 0, false
+		return 0, nil
 	}
 	e.mu.Lock()
-	e.leading, e.term, e.acquiredAt, e.lastGoodStart, e.lastRenew = true, int64(next.LeaderTransitions), start, start, now
+	e.leading, e.term, e.lastRenew = true, int64(next.LeaderTransitions), now
 	e.maxTerm = max(e.maxTerm, e.term)
-	e.bootAtAcquire, e.bootKnown = boot, bootKnown
 	e.mu.Unlock()
 	log.Info("Acquired the lock", "term", next.LeaderTransitions)
 	e.c.Lock.RecordEvent("became leader")
-	return 0, true
+	return 0, e.newTerm(ctx, log, next, a)
 }

@@ -53,15 +53,11 @@ type term struct {
 	fnDone chan struct{} // closed when OnStartedLeading has returned
 	ran    bool          // OnStartedLeading was started
 
-	acquiredAt time.Time
-
-	goodStart time.Time     // start of the last successful acquire or renew
-	bootStart time.Duration // boot time then (see Elector.boot) ...
-	bootKnown bool          // ... if the platform has it
-	deadline  clock.Timer   // steps down at goodStart + RenewDeadline
-	lost      chan struct{} // closed by stepDown
-	lostOnce  sync.Once
-	buried    bool // this term's tombstone is in the store (see tombstone)
+	good     attempt       // the last successful acquire or renew
+	deadline clock.Timer   // steps down at good.start + RenewDeadline
+	lost     chan struct{} // closed by stepDown
+	lostOnce sync.Once
+	buried   bool // this term's tombstone is in the store (see tombstone)
 	// usurped is what a renewal found in place of this term's record (as
 	// usurpedRaw), if anything: a record whose term is not above this one,
 	// written after a deletion by a candidate that never saw this term (see
@@ -77,28 +73,18 @@ type term struct {
 	why string
 }
 
-// newTerm describes the term this process has just acquired.
-func (e *Elector) newTerm(ctx context.Context, log logr.Logger) *term {
-	e.mu.Lock()
-	n, acquiredAt, goodStart := e.term, e.acquiredAt, e.lastGoodStart
-	e.mu.Unlock()
+// newTerm describes the term this process has just acquired by writing
+// rec, begun as a.
+func (e *Elector) newTerm(ctx context.Context, log logr.Logger, rec lock.Record, a attempt) *term {
+	n := int64(rec.LeaderTransitions)
 	t := &term{
-		e:   e,
-		log: log.WithValues("term", n),
-		n:   n,
-		rec: lock.Record{
-			HolderIdentity:       e.identity,
-			LeaseDurationSeconds: e.leaseSec,
-			AcquireTime:          metav1.NewTime(acquiredAt),
-			RenewTime:            metav1.NewTime(acquiredAt), // as the acquisition wrote it
-			LeaderTransitions:    int(n),
-		},
-		fnDone:     make(chan struct{}),
-		acquiredAt: acquiredAt,
-		goodStart:  goodStart,
-		bootStart:  e.bootAtAcquire,
-		bootKnown:  e.bootKnown,
-		lost:       make(chan struct{}),
+		e:      e,
+		log:    log.WithValues("term", n),
+		n:      n,
+		rec:    rec, // renewals write it again, with a new RenewTime
+		fnDone: make(chan struct{}),
+		good:   a,
+		lost:   make(chan struct{}),
 	}
 	t.ctx, t.cancel = context.WithCancel(context.WithValue(ctx, termKey{}, n))
 	return t
@@ -110,7 +96,7 @@ func (t *term) start() {
 	// The step-down timer fires RenewDeadline after the start of the last
 	// good renewal, independently of the renew loop, so the leader's
 	// context is cancelled on time even if a store call hangs.
-	t.deadline = t.e.afterFunc(t.e.c.RenewDeadline-t.e.clock.Since(t.goodStart), t.stepDown)
+	t.deadline = t.e.afterFunc(t.e.c.RenewDeadline-t.e.clock.Since(t.good.start), t.stepDown)
 	if t.isLost() {
 		close(t.fnDone)
 		return
@@ -201,7 +187,7 @@ func (t *term) isLost() bool {
 // RenewDeadline has passed since the last good renewal started.
 func (t *term) suspended() bool {
 	now, ok := t.e.bootTime()
-	return ok && t.bootKnown && now-t.bootStart >= t.e.c.RenewDeadline
+	return ok && t.good.bootKnown && now-t.good.boot >= t.e.c.RenewDeadline
 }
 
 // renewTime is the RenewTime a renewal starting at now writes after one
@@ -230,10 +216,10 @@ func renewTime(now time.Time, prev metav1.Time) metav1.Time {
 // candidate wrote after reading this term can carry a term this low.
 func (t *term) renew(ctx context.Context) error {
 	e := t.e
-	start := e.clock.Now()
-	boot, bootKnown := e.bootTime()
+	a := e.startAttempt()
+	start := a.start
 	t.rec.RenewTime = renewTime(start, t.rec.RenewTime)
-	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline-e.clock.Since(t.goodStart))
+	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline-e.clock.Since(t.good.start))
 	defer cancel()
 	err := e.c.Lock.Update(actx, t.rec)
 	if lock.IsConflict(err) {
@@ -271,7 +257,7 @@ func (t *term) renew(ctx context.Context) error {
 	e.mu.Lock()
 	e.lastRenew = now
 	e.mu.Unlock()
-	t.goodStart, t.bootStart, t.bootKnown = start, boot, bootKnown
+	t.good = a
 	t.deadline.Stop()
 	t.deadline = e.afterFunc(e.c.RenewDeadline-e.clock.Since(start), t.stepDown)
 	return nil
@@ -348,7 +334,7 @@ func (t *term) release(ctx context.Context) {
 // writes no tombstone (see docs/elector.md, "A deleted record").
 func (t *term) tombstone(ctx context.Context) {
 	e := t.e
-	left := t.goodStart.Add(e.c.LeaseDuration).Sub(e.clock.Now())
+	left := t.good.start.Add(e.c.LeaseDuration).Sub(e.clock.Now())
 	if left <= 0 {
 		return // too late to create; Run's last look still replaces a claim
 	}
@@ -409,14 +395,14 @@ func (t *term) lastLook(ctx context.Context) {
 //     it, the tombstone's term is at least as high, and a claim confirmed
 //     meanwhile makes the compare-and-swap fail.
 //   - any other record whose term is not above this one, only until this
-//     term's renewal deadline (goodStart + RenewDeadline): a claim written
+//     term's renewal deadline (good.start + RenewDeadline): a claim written
 //     after the deletion cannot have been confirmed by then. Later it may
 //     be a lease confirmed by a candidate that missed this term; this
 //     process has stepped down, and that leader finds its own term.
 func (t *term) putBack(actx context.Context, cur *lock.Record, raw []byte) {
 	e := t.e
-	createBy := t.goodStart.Add(e.c.LeaseDuration)
-	overBy := t.goodStart.Add(e.c.RenewDeadline)
+	createBy := t.good.start.Add(e.c.LeaseDuration)
+	overBy := t.good.start.Add(e.c.RenewDeadline)
 	var replaced *lock.Record
 	for {
 		now := e.clock.Now()
@@ -508,17 +494,16 @@ func (t *term) stopped(due time.Time) <-chan struct{} {
 // was not lost). Both waits share one deadline, StopTimeout after the end
 // began, and the leader keeps renewing through both, so nobody else starts
 // while either runs.
-func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err error) {
-	t := e.newTerm(ctx, log)
+func (e *Elector) lead(ctx context.Context, t *term) (again bool, err error) {
 	t.start()
 	defer t.close()
 
-	renewTimer := e.clock.NewTimer(max(e.c.RetryPeriod-e.clock.Since(t.goodStart), time.Nanosecond))
+	renewTimer := e.clock.NewTimer(max(e.c.RetryPeriod-e.clock.Since(t.good.start), time.Nanosecond))
 	defer renewTimer.Stop()
 	renewC := renewTimer.C()
 	var termC <-chan time.Time
 	if e.c.TermLimit > 0 {
-		termTimer := e.newTimer(e.c.TermLimit - e.clock.Since(t.acquiredAt))
+		termTimer := e.newTimer(e.c.TermLimit - e.clock.Since(t.rec.AcquireTime.Time))
 		defer termTimer.Stop()
 		termC = termTimer.C()
 	}
@@ -664,7 +649,7 @@ func (e *Elector) lead(ctx context.Context, log logr.Logger) (again bool, err er
 			err := t.renew(ctx)
 			switch {
 			case err == nil && !t.isLost():
-				renewTimer.Reset(max(e.c.RetryPeriod-e.clock.Since(t.goodStart), time.Nanosecond))
+				renewTimer.Reset(max(e.c.RetryPeriod-e.clock.Since(t.good.start), time.Nanosecond))
 			case lock.IsConflict(err) && t.usurped != nil:
 				// The record was deleted and recreated with a term not
 				// above this one: put this term back in its place (see
