@@ -272,7 +272,7 @@ func (e *Elector) Run(ctx context.Context) error {
 		if t == nil {
 			return nil
 		}
-		again, err := e.lead(ctx, t)
+		again, err := t.run(ctx)
 		if err != nil || !again {
 			return err
 		}

@@ -110,12 +110,6 @@ func (t *term) start() {
 	}()
 }
 
-// close stops the term's timers and cancels the leader's context.
-func (t *term) close() {
-	t.deadline.Stop()
-	t.cancel()
-}
-
 // stepDown ends leadership at once: not leading, the leader's context
 // cancelled. The term is lost; it is safe to call more than once and from
 // any goroutine.
@@ -313,7 +307,7 @@ func (t *term) release(ctx context.Context) {
 // function or OnStoppedLeading. It is a held record (this holder, a full
 // lease), not a released one, so it invites nobody while the function
 // winds down: candidates that read it wait a whole lease from then, as for
-// any lost lease; lead releases it once the function and OnStoppedLeading
+// any lost lease; run releases it once the function and OnStoppedLeading
 // have returned (with ReleaseOnCancel). What it may replace, and until
 // when, is putBack's: it never overwrites a record another candidate
 // wrote after reading this term.
@@ -462,10 +456,10 @@ func (t *term) putBack(actx context.Context, cur *lock.Record, raw []byte) {
 	}
 }
 
-// stopped records the end of the term on the lock and calls
+// callOnStopped records the end of the term on the lock and calls
 // OnStoppedLeading in its own goroutine; the returned channel is closed
 // when it has returned.
-func (t *term) stopped(due time.Time) <-chan struct{} {
+func (t *term) callOnStopped(due time.Time) <-chan struct{} {
 	done := make(chan struct{})
 	if !t.ran {
 		close(done) // OnStoppedLeading only ever follows OnStartedLeading
@@ -485,7 +479,7 @@ func (t *term) stopped(due time.Time) <-chan struct{} {
 	return done
 }
 
-// lead runs the leader's function and renews until the term ends. It
+// run runs the leader's function and renews until the term ends. It
 // returns again=true when the elector should campaign again: after a
 // term-limit hand-over, or a lost term with Recampaign set.
 //
@@ -494,9 +488,10 @@ func (t *term) stopped(due time.Time) <-chan struct{} {
 // was not lost). Both waits share one deadline, StopTimeout after the end
 // began, and the leader keeps renewing through both, so nobody else starts
 // while either runs.
-func (e *Elector) lead(ctx context.Context, t *term) (again bool, err error) {
+func (t *term) run(ctx context.Context) (again bool, err error) {
+	e := t.e
 	t.start()
-	defer t.close()
+	defer func() { t.deadline.Stop(); t.cancel() }()
 
 	renewTimer := e.clock.NewTimer(max(e.c.RetryPeriod-e.clock.Since(t.good.start), time.Nanosecond))
 	defer renewTimer.Stop()
@@ -520,9 +515,21 @@ func (e *Elector) lead(ctx context.Context, t *term) (again bool, err error) {
 	cause := causeNone
 	lost := false
 
-	// beginStop starts the end of the term: the function's context is
-	// cancelled and the stop deadline armed.
-	beginStop := func(c stopCause) {
+	// end is the one place the end of the term begins, whatever its
+	// cause: the function's context is cancelled and the stop deadline
+	// armed, once. A loss (the step-down timer, a conflict, a deleted
+	// record) also ends the renewals, even when the term was already
+	// ending for another cause, whose deadline then stands.
+	end := func(c stopCause) {
+		if c == causeLost {
+			if lost {
+				return
+			}
+			lostC, renewC, lost = nil, nil, true
+			renewTimer.Stop()
+			t.deadline.Stop() // stepped down already: nothing left for it to do
+			t.logStepDown()
+		}
 		if cause != causeNone {
 			return
 		}
@@ -537,19 +544,6 @@ func (e *Elector) lead(ctx context.Context, t *term) (again bool, err error) {
 		}
 	}
 
-	// noteLost handles a step-down (by the timer, a conflict, a deleted
-	// record) before anything else that woke the loop at the same time.
-	noteLost := func() {
-		if lost || !t.isLost() {
-			return
-		}
-		lostC, renewC, lost = nil, nil, true
-		renewTimer.Stop()
-		t.deadline.Stop() // stepped down already: nothing left for it to do
-		t.logStepDown()
-		beginStop(causeLost) // unless already stopping: that deadline stands
-	}
-
 	for {
 		wait := e.c.RetryPeriod // the renew timer
 		if renewC == nil {
@@ -557,129 +551,171 @@ func (e *Elector) lead(ctx context.Context, t *term) (again bool, err error) {
 		}
 		e.beat(wait)
 		e.parked(true)
+		var woke stopCause // what woke the loop, as the cause it may give
+		renewing, stoppedOK, stopLate := false, false, false
 		select {
 		case <-lostC:
-			e.parked(false)
-			noteLost()
+			woke = causeLost
 		case <-ctxDone:
-			e.parked(false)
-			noteLost()
-			ctxDone = nil
-			beginStop(causeCancelled)
+			woke, ctxDone = causeCancelled, nil
 		case <-termC:
-			e.parked(false)
-			noteLost()
-			termC = nil
-			beginStop(causeTermLimit)
+			woke, termC = causeTermLimit, nil
 		case <-fnDone:
-			e.parked(false)
-			noteLost()
-			fnDone = nil
-			if !lost && cause == causeNone {
+			woke, fnDone = causeFuncReturn, nil
+		case <-stoppedDone:
+			stoppedOK = true
+		case <-stopC:
+			stopLate = true
+		case <-renewC:
+			renewing = true
+		}
+		e.parked(false)
+		if renewing {
+			if next := t.renewOrStepDown(ctx); next > 0 {
+				renewTimer.Reset(next)
+			}
+			continue
+		}
+		// A step-down (by the timer, a conflict, a deleted record) is
+		// handled before anything else that woke the loop at the same time.
+		if t.isLost() {
+			end(causeLost)
+		}
+		switch {
+		case stoppedOK:
+			stopTimer.Stop()
+			return t.finish(ctx, cause, lost)
+		case stopLate:
+			t.stepDown()
+			return t.overrun(ctx, lost, fnDone == nil)
+		case woke == causeFuncReturn:
+			if cause == causeNone {
 				t.log.Info("The leader's function returned")
-				beginStop(causeFuncReturn)
+				end(causeFuncReturn)
 			}
 			e.mu.Lock()
 			e.leading = false // the work has stopped; the lock is still held
 			e.mu.Unlock()
-			stoppedDone = t.stopped(stopDue)
-		case <-stoppedDone:
-			e.parked(false)
-			noteLost()
-			stopTimer.Stop()
-			if lost && t.buried && e.c.ReleaseOnCancel {
-				// The function and OnStoppedLeading have returned: the
-				// tombstone need not keep anyone waiting any more.
-				e.beat(0)
-				t.release(ctx)
-			}
-			if lost {
-				if e.c.Recampaign {
-					t.log.Info("Campaigning again (Recampaign)")
-					return true, nil
-				}
-				e.beat(0)
-				t.lastLook(ctx)
-				return false, t.lostErr()
-			}
-			t.stepDown()
-			if cause == causeTermLimit || e.c.ReleaseOnCancel {
-				e.beat(0)
-				t.release(ctx)
-			}
-			if cause == causeTermLimit {
-				// Leave the free lock to the others until one of them has
-				// taken it, or for one LeaseDuration: followers that poll,
-				// or whose reads are cached, see the release late.
-				holdOff := e.clock.Now().Add(e.c.LeaseDuration)
-				e.mu.Lock()
-				e.holdOff = holdOff
-				e.mu.Unlock()
-				return true, nil
-			}
-			return false, nil
-		case <-stopC:
-			e.parked(false)
-			noteLost()
-			t.stepDown()
-			what := "the leader's function"
-			if fnDone == nil {
-				what = "OnStoppedLeading"
-			}
-			if lost {
-				t.log.Error(ErrStopTimeout, "Still running after losing the lock", "callback", what, "stopTimeout", e.c.StopTimeout)
-				e.beat(0)
-				t.lastLook(ctx)
-				return false, fmt.Errorf("%w, and %w: %s still runs (after %v)", t.lostErr(), ErrStopTimeout, what, e.c.StopTimeout)
-			}
-			t.log.Error(ErrStopTimeout, "Leaving the lock to expire", "callback", what, "stopTimeout", e.c.StopTimeout)
-			if fnDone != nil {
-				// Called, as documented, once StopTimeout has passed, but
-				// not awaited: Run returns now.
-				t.stopped(time.Time{})
-			}
-			return false, fmt.Errorf("%s: %w: %s still runs (after %v)", e.desc, ErrStopTimeout, what, e.c.StopTimeout)
-		case <-renewC:
-			e.parked(false)
-			if t.suspended() {
-				t.log.Info("The host was suspended past RenewDeadline; stepping down")
-				t.stepDownFor("the host was suspended past RenewDeadline")
-				continue
-			}
-			err := t.renew(ctx)
-			switch {
-			case err == nil && !t.isLost():
-				renewTimer.Reset(max(e.c.RetryPeriod-e.clock.Since(t.good.start), time.Nanosecond))
-			case lock.IsConflict(err) && t.usurped != nil:
-				// The record was deleted and recreated with a term not
-				// above this one: put this term back in its place (see
-				// tombstone), after stopping the work.
-				t.log.Info("The lock's record was recreated with a term not above this one", "err", err)
-				t.stepDownFor("the record was recreated with a term not above this one")
-				t.tombstone(ctx) // tells the watchdog how long it may take
-			case lock.IsConflict(err):
-				t.log.Info("Another candidate holds the lock", "err", err)
-				t.stepDownFor("another candidate holds the lock")
-			case lock.IsNotFound(err):
-				// The record was deleted: followers that saw it wait out
-				// its lease, but this term's lock is gone. Stop the work
-				// first, then leave this term in the store at once (see
-				// tombstone for the order).
-				// Also when the step-down timer fired while this renewal
-				// ran: the tombstone has until LeaseDuration after the
-				// last good renewal (see putBack).
-				t.log.Info("The lock's record is gone", "err", err)
-				t.stepDownFor("the record was deleted")
-				t.tombstone(ctx) // tells the watchdog how long it may take
-			case t.isLost():
-			default:
-				renewTimer.Reset(e.c.RetryPeriod)
-			}
-			continue
+			stoppedDone = t.callOnStopped(stopDue)
+		case woke != causeLost:
+			end(woke)
 		}
-		if !lost && t.suspended() {
-			t.log.Info("The host was suspended past RenewDeadline; stepping down")
-			t.stepDownFor("the host was suspended past RenewDeadline")
+		if !lost {
+			t.stepDownIfSuspended()
 		}
 	}
+}
+
+// stepDownIfSuspended steps down if the host was suspended past
+// RenewDeadline (see suspended), and reports whether it did.
+func (t *term) stepDownIfSuspended() bool {
+	if !t.suspended() {
+		return false
+	}
+	t.log.Info("The host was suspended past RenewDeadline; stepping down")
+	t.stepDownFor("the host was suspended past RenewDeadline")
+	return true
+}
+
+// renewOrStepDown renews, unless the host was suspended past
+// RenewDeadline, and steps down when the renewal shows the term is over
+// (a conflict, a deleted record: see renew and tombstone). It returns when
+// to renew next; not positive: not again.
+func (t *term) renewOrStepDown(ctx context.Context) time.Duration {
+	e := t.e
+	if t.stepDownIfSuspended() {
+		return 0
+	}
+	err := t.renew(ctx)
+	switch {
+	case err == nil && !t.isLost():
+		return max(e.c.RetryPeriod-e.clock.Since(t.good.start), time.Nanosecond)
+	case lock.IsConflict(err) && t.usurped != nil:
+		// The record was deleted and recreated with a term not above
+		// this one: put this term back in its place (see tombstone),
+		// after stopping the work.
+		t.log.Info("The lock's record was recreated with a term not above this one", "err", err)
+		t.stepDownFor("the record was recreated with a term not above this one")
+		t.tombstone(ctx) // tells the watchdog how long it may take
+	case lock.IsConflict(err):
+		t.log.Info("Another candidate holds the lock", "err", err)
+		t.stepDownFor("another candidate holds the lock")
+	case lock.IsNotFound(err):
+		// The record was deleted: followers that saw it wait out its
+		// lease, but this term's lock is gone. Stop the work first, then
+		// leave this term in the store at once (see tombstone for the
+		// order). Also when the step-down timer fired while this renewal
+		// ran: the tombstone has until LeaseDuration after the last good
+		// renewal (see putBack).
+		t.log.Info("The lock's record is gone", "err", err)
+		t.stepDownFor("the record was deleted")
+		t.tombstone(ctx) // tells the watchdog how long it may take
+	case t.isLost():
+	default:
+		return e.c.RetryPeriod
+	}
+	return 0
+}
+
+// finish completes a term whose function and OnStoppedLeading have
+// returned in time: it releases the lock (after a term limit, or with
+// ReleaseOnCancel; a lost term only its tombstone), and says whether to
+// campaign again.
+func (t *term) finish(ctx context.Context, cause stopCause, lost bool) (again bool, err error) {
+	e := t.e
+	if lost && t.buried && e.c.ReleaseOnCancel {
+		// The function and OnStoppedLeading have returned: the
+		// tombstone need not keep anyone waiting any more.
+		e.beat(0)
+		t.release(ctx)
+	}
+	if lost {
+		if e.c.Recampaign {
+			t.log.Info("Campaigning again (Recampaign)")
+			return true, nil
+		}
+		e.beat(0)
+		t.lastLook(ctx)
+		return false, t.lostErr()
+	}
+	t.stepDown()
+	if cause == causeTermLimit || e.c.ReleaseOnCancel {
+		e.beat(0)
+		t.release(ctx)
+	}
+	if cause == causeTermLimit {
+		// Leave the free lock to the others until one of them has taken
+		// it, or for one LeaseDuration: followers that poll, or whose
+		// reads are cached, see the release late.
+		holdOff := e.clock.Now().Add(e.c.LeaseDuration)
+		e.mu.Lock()
+		e.holdOff = holdOff
+		e.mu.Unlock()
+		return true, nil
+	}
+	return false, nil
+}
+
+// overrun ends a term whose function (or, once it returned,
+// OnStoppedLeading) is still running StopTimeout after the end began: the
+// lock is left to expire, and Run returns ErrStopTimeout.
+func (t *term) overrun(ctx context.Context, lost, fnReturned bool) (again bool, err error) {
+	e := t.e
+	what := "the leader's function"
+	if fnReturned {
+		what = "OnStoppedLeading"
+	}
+	if lost {
+		t.log.Error(ErrStopTimeout, "Still running after losing the lock", "callback", what, "stopTimeout", e.c.StopTimeout)
+		e.beat(0)
+		t.lastLook(ctx)
+		return false, fmt.Errorf("%w, and %w: %s still runs (after %v)", t.lostErr(), ErrStopTimeout, what, e.c.StopTimeout)
+	}
+	t.log.Error(ErrStopTimeout, "Leaving the lock to expire", "callback", what, "stopTimeout", e.c.StopTimeout)
+	if !fnReturned {
+		// Called, as documented, once StopTimeout has passed, but not
+		// awaited: Run returns now.
+		t.callOnStopped(time.Time{})
+	}
+	return false, fmt.Errorf("%s: %w: %s still runs (after %v)", e.desc, ErrStopTimeout, what, e.c.StopTimeout)
 }
