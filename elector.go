@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"math"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -51,31 +49,21 @@ type Elector struct {
 	desc     string
 	leaseSec int
 
-	mu            sync.Mutex
-	observed      lock.Record
-	observedRaw   []byte
-	observedAt    time.Time
-	announced     string // the holder last passed to OnNewLeader
-	leading       bool
-	term          int64
-	maxTerm       int64 // the highest term this process has read (claims aside) or held
-	lastRenew     time.Time
-	holdOff       time.Time              // after a term-limit hand-over: leave a free lock to others until then
-	goneAt        time.Time              // when this candidate first found no record (zero while one exists)
-	slowestGone   time.Duration          // the slowest read that found no record since goneAt
-	beatAt        time.Time              // the loop last came round
-	beatDue       time.Time              // ... and must come round again by then
-	calls         map[string]pendingCall // callbacks running now
-	storeErr      error                  // the last store call failed (nil: it succeeded)
-	storeErrSince time.Time
-	storeErrors   int64     // failed store calls, for the error counter
-	stopBy        time.Time // Run's context ended: callbacks may hold Run up until then
+	mu        sync.Mutex
+	seen      observation // what this candidate has seen of the lock
+	announced string      // the holder last passed to OnNewLeader
+	leading   bool
+	term      int64
+	lastRenew time.Time
+	stopBy    time.Time // Run's context ended: callbacks may hold Run up until then
 
-	// claim is the record this candidate wrote as a claim (see
-	// confirmClaim); it leads only if the claim still stands at
-	// claimUntil. Only the Run goroutine uses them.
-	claim      *lock.Record
-	claimUntil time.Time
+	// vitals is the elector's own health, for the watchdog, /readyz and
+	// /status; it has its own lock.
+	vitals vitals
+
+	// claim is the claim this candidate wrote (nil: none); only the Run
+	// goroutine uses it.
+	claim *claim
 
 	// changes is the lock's watch (nil: none, or it ended); only the Run
 	// goroutine uses it.
@@ -112,10 +100,6 @@ func (e *Elector) once(last *time.Time) bool {
 	return true
 }
 
-// pendingCall is a user callback that is running: since when, and by when
-// it must return (zero: no bound yet).
-type pendingCall struct{ since, due time.Time }
-
 func (e *Elector) parked(p bool) {
 	if e.park != nil {
 		e.park(p)
@@ -136,15 +120,21 @@ func NewElector(c Config) (*Elector, error) {
 	if c.Name == "" {
 		c.Name = c.Lock.Describe()
 	}
-	return &Elector{
+	e := &Elector{
 		c:        c,
 		clock:    c.Clock,
 		identity: c.Lock.Identity(),
 		desc:     c.Lock.Describe(),
 		leaseSec: int(math.Ceil(c.LeaseDuration.Seconds())),
-		calls:    map[string]pendingCall{},
 		boot:     bootTime,
-	}, nil
+	}
+	e.vitals = vitals{
+		now:           func() time.Time { return e.clock.Now() }, // tests replace e.clock
+		renewDeadline: c.RenewDeadline,
+		stopTimeout:   c.StopTimeout,
+		calls:         map[string]pendingCall{},
+	}
+	return e, nil
 }
 
 // IsLeader reports whether this process holds the lock now.
@@ -158,7 +148,7 @@ func (e *Elector) IsLeader() bool {
 func (e *Elector) GetLeader() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.observed.HolderIdentity
+	return e.seen.rec.HolderIdentity
 }
 
 // Term returns the current term while leading, else the last term this
@@ -171,49 +161,20 @@ func (e *Elector) Term() int64 {
 
 // Status returns a snapshot of the elector's state.
 func (e *Elector) Status() healthz.Status {
+	s := e.vitals.status()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var calls []healthz.Callback
-	for name, c := range e.calls {
-		calls = append(calls, healthz.Callback{Name: name, Since: c.since, Due: c.due})
-	}
-	slices.SortFunc(calls, func(a, b healthz.Callback) int { return strings.Compare(a.Name, b.Name) })
-	var storeErr string
-	if e.storeErr != nil {
-		storeErr = e.storeErr.Error()
-	}
-	s := healthz.Status{
-		Heartbeat:       e.beatAt,
-		HeartbeatDue:    e.beatDue,
-		Callbacks:       calls,
-		StoreError:      storeErr,
-		StoreErrorSince: e.storeErrSince,
-		StoreErrors:     e.storeErrors,
-		Name:            e.c.Name,
-		Identity:        e.identity,
-		Lock:            e.desc,
-		Leading:         e.leading,
-		Leader:          e.observed.HolderIdentity,
-		Term:            e.term,
-		Transitions:     int64(e.observed.LeaderTransitions),
-		LastRenew:       e.lastRenew,
-		LeaseDuration:   e.c.LeaseDuration,
-	}
-	if !e.observedAt.IsZero() && e.observed.HolderIdentity != "" {
-		s.Expiry = e.observedAt.Add(e.recordLease(e.observed))
-		if !lock.IsClaim(e.observed) {
-			s.LeaderTerm = int64(e.observed.LeaderTransitions)
+	s.Name, s.Identity, s.Lock = e.c.Name, e.identity, e.desc
+	s.Leading, s.Term, s.LastRenew = e.leading, e.term, e.lastRenew
+	s.Leader, s.Transitions = e.seen.rec.HolderIdentity, int64(e.seen.rec.LeaderTransitions)
+	s.LeaseDuration = e.c.LeaseDuration
+	if !e.seen.at.IsZero() && e.seen.rec.HolderIdentity != "" {
+		s.Expiry = e.seen.at.Add(e.recordLease(e.seen.rec))
+		if !lock.IsClaim(e.seen.rec) {
+			s.LeaderTerm = int64(e.seen.rec.LeaderTransitions)
 		}
 	}
 	return s
-}
-
-// recordLease is how long the holder of rec promised its lease lasts.
-func (e *Elector) recordLease(rec lock.Record) time.Duration {
-	if rec.LeaseDurationSeconds > 0 {
-		return time.Duration(rec.LeaseDurationSeconds) * time.Second
-	}
-	return e.c.LeaseDuration
 }
 
 // Run campaigns until ctx ends, leading whenever it holds the lock. It
@@ -233,13 +194,7 @@ func (e *Elector) Run(ctx context.Context) error {
 	}
 	e.ran = true
 	e.mu.Unlock()
-	defer func() {
-		// The loop has ended: nothing is due any more. Callbacks still
-		// running stay on the watchdog.
-		e.mu.Lock()
-		e.beatDue = time.Time{}
-		e.mu.Unlock()
-	}()
+	defer e.vitals.loopEnded()
 
 	log := klog.FromContext(ctx)
 	if e.c.Logger != nil {
@@ -284,7 +239,7 @@ func (e *Elector) Run(ctx context.Context) error {
 func (e *Elector) deliverLeaders(done chan<- struct{}) {
 	defer close(done)
 	for id := range e.leaders {
-		end := e.callbackStarted("OnNewLeader", e.clock.Now().Add(e.c.StopTimeout))
+		end := e.vitals.callbackStarted("OnNewLeader", e.clock.Now().Add(e.c.StopTimeout))
 		e.c.Callbacks.OnNewLeader(id)
 		end()
 	}
@@ -303,7 +258,7 @@ func (e *Elector) awaitLeaders(log logr.Logger, done <-chan struct{}) {
 	}
 	t := e.newTimer(stopBy.Sub(now))
 	defer t.Stop()
-	e.beat(stopBy.Sub(now))
+	e.vitals.beat(stopBy.Sub(now))
 	e.parked(true)
 	defer e.parked(false)
 	select {
@@ -311,62 +266,6 @@ func (e *Elector) awaitLeaders(log logr.Logger, done <-chan struct{}) {
 	case <-t.C():
 		log.Error(ErrStopTimeout, "OnNewLeader has not returned; Run returns without it", "stopTimeout", e.c.StopTimeout)
 	}
-}
-
-// beat stamps the heartbeat the watchdog reads: the loop has come round,
-// and will again within wait plus one store call (bounded by
-// RenewDeadline).
-func (e *Elector) beat(wait time.Duration) {
-	now := e.clock.Now()
-	e.mu.Lock()
-	e.beatAt, e.beatDue = now, now.Add(max(wait, 0)+e.c.RenewDeadline)
-	e.mu.Unlock()
-}
-
-// callbackStarted records that the named callback runs, and must return by
-// due (zero: no bound yet; see callbackDue). end removes the record.
-func (e *Elector) callbackStarted(name string, due time.Time) (end func()) {
-	now := e.clock.Now()
-	if due.IsZero() && name != "OnStartedLeading" {
-		due = now.Add(e.c.StopTimeout)
-	}
-	e.mu.Lock()
-	e.calls[name] = pendingCall{since: now, due: due}
-	e.mu.Unlock()
-	return func() {
-		e.mu.Lock()
-		delete(e.calls, name)
-		e.mu.Unlock()
-	}
-}
-
-// callbackDue sets when a running callback must return by.
-func (e *Elector) callbackDue(name string, due time.Time) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if c, ok := e.calls[name]; ok {
-		c.due = due
-		e.calls[name] = c
-	}
-}
-
-// storeFailed and storeOK record the outcome of the last store call, for
-// /readyz and /status.
-func (e *Elector) storeFailed(err error) {
-	now := e.clock.Now()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.storeErr == nil {
-		e.storeErrSince = now
-	}
-	e.storeErr = err
-	e.storeErrors++
-}
-
-func (e *Elector) storeOK() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.storeErr, e.storeErrSince = nil, time.Time{}
 }
 
 // bootTime is the elector's view of boot time (see Elector.boot).
@@ -392,84 +291,18 @@ func (e *Elector) startAttempt() attempt {
 	return a
 }
 
-// observe records what was read or written; it resets the observation time
-// only when the record changed, so expiry is measured on this clock from the
-// last change seen.
-//
-// It reports whether rec names a new holder of a lease (not a claim), the
-// change OnNewLeader is called for.
-func (e *Elector) observe(rec lock.Record, raw []byte) (newHolder bool) {
-	now := e.clock.Now() // never call the clock under e.mu: fake clocks run callbacks under their lock
-	// A lock that knows how old the record is (lock.Aged: a gossip voter
-	// accepted it that long ago) dates the change back to no later than
-	// its write: a renewal learned late expires as if seen at once.
-	observedAt := now
-	if a, ok := e.c.Lock.(lock.Aged); ok && raw != nil {
-		if age, ok := a.Age(raw); ok && age > 0 {
-			observedAt = now.Add(-age)
-		}
-	}
-	e.mu.Lock()
-	changed := raw == nil || string(raw) != string(e.observedRaw)
-	// A claim's writer does not lead yet (and may never): announce holders
-	// of leases only.
-	announce := !lock.IsClaim(rec) && rec.HolderIdentity != e.announced
-	if announce {
-		e.announced = rec.HolderIdentity
-	}
-	if changed {
-		e.observed, e.observedRaw, e.observedAt = rec, raw, observedAt
-	}
-	if !lock.IsClaim(rec) {
-		// A claim's term is not in use until its writer confirms it (and
-		// a claim with a term already in use is replaced: tryAcquire).
-		e.maxTerm = max(e.maxTerm, int64(rec.LeaderTransitions))
-	}
-	e.goneAt, e.slowestGone = time.Time{}, 0
-	if (rec.HolderIdentity != "" && rec.HolderIdentity != e.identity) || int64(rec.LeaderTransitions) > e.term {
-		e.holdOff = time.Time{} // another candidate took over (maybe already gone): the hand-over is done
-	}
-	e.mu.Unlock()
-	if announce && e.leaders != nil {
-		select { // keep only the newest holder if the callback lags
-		case <-e.leaders:
-		default:
-		}
-		e.leaders <- rec.HolderIdentity
-	}
-	return announce
-}
-
-// warnIfIdentityShared logs a warning when a candidate that does not lead
-// reads a record under its own identity that it did not write: a term it
-// never held, or a renewal since it last looked. Another process (or an
-// earlier run of this one) uses the same identity, and two processes with
-// one identity each take the other's lease for their own.
-func (e *Elector) warnIfIdentityShared(log logr.Logger, rec lock.Record, raw []byte) {
-	if rec.HolderIdentity != e.identity {
-		return
-	}
-	e.mu.Lock()
-	foreignTerm := int64(rec.LeaderTransitions) > e.term
-	renewedBehindUs := e.observedRaw != nil && e.observed.HolderIdentity == e.identity && string(raw) != string(e.observedRaw)
-	e.mu.Unlock()
-	if (foreignTerm || renewedBehindUs) && e.once(&e.sharedLogged) {
-		log.Info("Warning: the lock is held under this process's identity by another process (or an earlier run of this one); give every candidate a unique identity", "sharedIdentity", e.identity, "term", rec.LeaderTransitions)
-	}
-}
-
 // campaign returns the term once this process holds the lock, nil when ctx
 // ends.
 func (e *Elector) campaign(ctx context.Context, log logr.Logger) *term {
 	log.Info("Campaigning for the lock")
 	for {
-		e.beat(0)
+		e.vitals.beat(0)
 		next, t := e.tryAcquire(ctx, log, e.watching())
 		if t != nil {
 			return t
 		}
 		timer := e.newTimer(next)
-		e.beat(next)
+		e.vitals.beat(next)
 		e.parked(true)
 		select {
 		case <-ctx.Done():
@@ -488,19 +321,6 @@ func (e *Elector) campaign(ctx context.Context, log logr.Logger) *term {
 			}
 		}
 	}
-}
-
-// heldFor is how long, from now, the last observed record keeps this
-// candidate from taking the lock: until the holder's lease, measured from
-// when this process saw the record change, runs out; for a free record,
-// until a term-limit hold-off ends. Not positive: it may be taken now.
-func (e *Elector) heldFor(now time.Time) time.Duration {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.observed.HolderIdentity != "" {
-		return e.observedAt.Add(e.recordLease(e.observed)).Sub(now)
-	}
-	return e.holdOff.Sub(now)
 }
 
 // watching reports whether the lock's watch signals changes now.
@@ -607,20 +427,20 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// (lock.ErrNeverWritten) gets a leader at once.
 		now := e.clock.Now()
 		e.mu.Lock()
-		prev, seen := e.observed, !e.observedAt.IsZero()
-		last := max(int64(prev.LeaderTransitions), e.term, e.maxTerm)
+		prev, seen := e.seen.rec, !e.seen.at.IsZero()
+		last := max(int64(prev.LeaderTransitions), e.term, e.seen.maxTerm)
 		neverWritten := !seen && errors.Is(err, lock.ErrNeverWritten)
-		if e.goneAt.IsZero() {
-			e.goneAt = now
+		if e.seen.goneAt.IsZero() {
+			e.seen.goneAt = now
 		}
-		e.slowestGone = max(e.slowestGone, now.Sub(start))
+		e.seen.slowestGone = max(e.seen.slowestGone, now.Sub(start))
 		var goneFor time.Duration
 		switch {
 		case seen:
-			goneFor = e.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
+			goneFor = e.seen.goneAt.Add(max(e.c.LeaseDuration, e.recordLease(prev))).Sub(now)
 			stand = e.c.RenewDeadline
 		case !neverWritten:
-			stand = e.freshClaim(e.slowestGone)
+			stand = e.freshClaim(e.seen.slowestGone)
 		}
 		e.mu.Unlock()
 		if held := max(e.heldFor(now), goneFor); held > 0 {
@@ -636,7 +456,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// Never overwritten: it may be a newer writer's format, or a
 		// fault worth keeping for the post-mortem. /readyz fails (store)
 		// on every candidate until an operator acts.
-		e.storeFailed(err)
+		e.vitals.storeFailed(err)
 		msg := "The lock's record is corrupt; no candidate can lead until it is repaired. To recover, delete the record (a candidate takes over a lease later, continuing from the last term it saw)"
 		if e.once(&e.corruptLogged) {
 			log.Error(err, msg, "delete", e.desc, "repeatsEvery", repeatEvery)
@@ -645,11 +465,11 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		}
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	case err != nil:
-		e.storeFailed(err)
+		e.vitals.storeFailed(err)
 		log.Error(err, "Reading the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	default:
-		e.storeOK()
+		e.vitals.storeOK()
 		e.warnIfIdentityShared(log, *rec, raw)
 		if until, replace := e.replacesClaim(*rec); replace {
 			// A claim with a term this candidate has already seen: its
@@ -662,7 +482,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			// The new claim stands as long as this candidate would have
 			// waited after finding the record gone.
 			e.mu.Lock()
-			last := e.maxTerm
+			last := e.seen.maxTerm
 			e.mu.Unlock()
 			next.LeaderTransitions = int(last) + 1
 			stand = until.Sub(start)
@@ -689,7 +509,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		// the count, and the next term must still be above every term a
 		// fencing store may have accepted.
 		e.mu.Lock()
-		last := max(int64(rec.LeaderTransitions), e.maxTerm)
+		last := max(int64(rec.LeaderTransitions), e.seen.maxTerm)
 		e.mu.Unlock()
 		next.LeaderTransitions = int(last) + 1
 		err = e.c.Lock.Update(actx, next)
@@ -699,19 +519,26 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			log.V(2).Info("Lost the race for the lock", "err", err)
 			return 0, nil // read again at once: someone else wrote
 		}
-		e.storeFailed(err)
+		e.vitals.storeFailed(err)
 		log.Error(err, "Acquiring the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	}
 	if stand > 0 {
-		e.storeOK()
+		e.vitals.storeOK()
 		// Measured from now, when the write has landed: not from start,
 		// which may precede the deletion this claim follows.
-		e.claim, e.claimUntil = &next, e.clock.Now().Add(stand)
+		e.claim = &claim{rec: next, until: e.clock.Now().Add(stand)}
 		log.Info("Claimed the lock; leading only if the claim still stands", "term", next.LeaderTransitions, "standsFor", stand)
 		return stand, nil
 	}
 	return e.acquired(ctx, log, next, a)
+}
+
+// claim is a record this candidate wrote as a claim (see confirmClaim): it
+// leads only if the claim still stands at until.
+type claim struct {
+	rec   lock.Record
+	until time.Time
 }
 
 // asClaim turns next into a claim that must stand for stand: no
@@ -748,14 +575,14 @@ func (e *Elector) replacesClaim(rec lock.Record) (time.Time, bool) {
 	now := e.clock.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.maxTerm == 0 || int64(rec.LeaderTransitions) > e.maxTerm {
+	if e.seen.maxTerm == 0 || int64(rec.LeaderTransitions) > e.seen.maxTerm {
 		return time.Time{}, false
 	}
 	from := now
-	if !e.goneAt.IsZero() {
-		from = e.goneAt
+	if !e.seen.goneAt.IsZero() {
+		from = e.seen.goneAt
 	}
-	until := from.Add(max(e.c.LeaseDuration, e.recordLease(e.observed)))
+	until := from.Add(max(e.c.LeaseDuration, e.recordLease(e.seen.rec)))
 	return later(until, now.Add(e.c.RenewDeadline)), true
 }
 
@@ -767,7 +594,7 @@ func later(a, b time.Time) time.Time {
 }
 
 // confirmClaim turns a claim into a lease once it has stood until
-// claimUntil: an Update from the claim's version, which fails if anyone
+// claim.until: an Update from the claim's version, which fails if anyone
 // wrote since, and which sets AcquireTime: from then on it is a lease.
 //
 // Why a claim. The term a candidate creates after a record vanished is
@@ -791,10 +618,10 @@ func later(a, b time.Time) time.Time {
 // from its term.
 func (e *Elector) confirmClaim(ctx, actx context.Context, log logr.Logger, a attempt) (time.Duration, *term) {
 	start := a.start
-	if wait := e.claimUntil.Sub(start); wait > 0 {
+	if wait := e.claim.until.Sub(start); wait > 0 {
 		return wait, nil
 	}
-	next := *e.claim
+	next := e.claim.rec
 	next.AcquireTime, next.RenewTime = metav1.NewTime(start), metav1.NewTime(start)
 	next.LeaseDurationSeconds = e.leaseSec
 	err := e.c.Lock.Update(actx, next)
@@ -809,7 +636,7 @@ func (e *Elector) confirmClaim(ctx, actx context.Context, log logr.Logger, a att
 	case err != nil:
 		// Keep the claim: the next try is again a compare-and-swap on its
 		// version, and fails if this write landed after all.
-		e.storeFailed(err)
+		e.vitals.storeFailed(err)
 		log.Error(err, "Confirming the claim failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	}
@@ -821,7 +648,7 @@ func (e *Elector) confirmClaim(ctx, actx context.Context, log logr.Logger, a att
 // succeeded, and returns the term: the elector leads, unless Run's context
 // has ended or the acquisition took RenewDeadline or more (nil).
 func (e *Elector) acquired(ctx context.Context, log logr.Logger, next lock.Record, a attempt) (time.Duration, *term) {
-	e.storeOK()
+	e.vitals.storeOK()
 	if ctx.Err() != nil {
 		// Acquired just as we were told to stop: give it back so nobody
 		// waits out a lease nobody uses.
@@ -845,7 +672,7 @@ func (e *Elector) acquired(ctx context.Context, log logr.Logger, next lock.Recor
 	}
 	e.mu.Lock()
 	e.leading, e.term, e.lastRenew = true, int64(next.LeaderTransitions), now
-	e.maxTerm = max(e.maxTerm, e.term)
+	e.seen.maxTerm = max(e.seen.maxTerm, e.term)
 	e.mu.Unlock()
 	log.Info("Acquired the lock", "term", next.LeaderTransitions)
 	e.c.Lock.RecordEvent("became leader")

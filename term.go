@@ -102,7 +102,7 @@ func (t *term) start() {
 		return
 	}
 	t.ran = true
-	end := t.e.callbackStarted("OnStartedLeading", time.Time{}) // no bound until cancelled
+	end := t.e.vitals.callbackStarted("OnStartedLeading", time.Time{}) // no bound until cancelled
 	go func() {
 		defer close(t.fnDone)
 		defer end()
@@ -235,14 +235,14 @@ func (t *term) renew(ctx context.Context) error {
 	}
 	if err != nil {
 		if !lock.IsConflict(err) && !lock.IsNotFound(err) {
-			e.storeFailed(err)
+			e.vitals.storeFailed(err)
 		}
 		t.log.V(2).Info("Renewal failed", "err", err, "took", took)
 		t.lastErr = err
 		return err
 	}
 	t.lastErr = nil
-	e.storeOK()
+	e.vitals.storeOK()
 	if t.isLost() {
 		return nil // a late success does not undo a step-down
 	}
@@ -332,7 +332,7 @@ func (t *term) tombstone(ctx context.Context) {
 	if left <= 0 {
 		return // too late to create; Run's last look still replaces a claim
 	}
-	e.beat(left)
+	e.vitals.beat(left)
 	actx, cancel := e.attemptCtx(ctx, left)
 	defer cancel()
 	// Without a usurper, nil: no record, create it. With one, renew read
@@ -470,7 +470,7 @@ func (t *term) callOnStopped(due time.Time) <-chan struct{} {
 		close(done)
 		return done
 	}
-	end := t.e.callbackStarted("OnStoppedLeading", due)
+	end := t.e.vitals.callbackStarted("OnStoppedLeading", due)
 	go func() {
 		defer close(done)
 		defer end()
@@ -538,7 +538,7 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 		stopDue = e.clock.Now().Add(e.c.StopTimeout)
 		stopTimer = e.clock.NewTimer(e.c.StopTimeout)
 		stopC = stopTimer.C()
-		e.callbackDue("OnStartedLeading", stopDue)
+		e.vitals.callbackDue("OnStartedLeading", stopDue)
 		if c != causeLost {
 			t.log.Info("Stopping the leader's function", "cause", c.String())
 		}
@@ -549,7 +549,7 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 		if renewC == nil {
 			wait = e.c.StopTimeout // the stop timer
 		}
-		e.beat(wait)
+		e.vitals.beat(wait)
 		e.parked(true)
 		var woke stopCause // what woke the loop, as the cause it may give
 		renewing, stoppedOK, stopLate := false, false, false
@@ -666,7 +666,7 @@ func (t *term) finish(ctx context.Context, cause stopCause, lost bool) (again bo
 	if lost && t.buried && e.c.ReleaseOnCancel {
 		// The function and OnStoppedLeading have returned: the
 		// tombstone need not keep anyone waiting any more.
-		e.beat(0)
+		e.vitals.beat(0)
 		t.release(ctx)
 	}
 	if lost {
@@ -674,13 +674,13 @@ func (t *term) finish(ctx context.Context, cause stopCause, lost bool) (again bo
 			t.log.Info("Campaigning again (Recampaign)")
 			return true, nil
 		}
-		e.beat(0)
+		e.vitals.beat(0)
 		t.lastLook(ctx)
 		return false, t.lostErr()
 	}
 	t.stepDown()
 	if cause == causeTermLimit || e.c.ReleaseOnCancel {
-		e.beat(0)
+		e.vitals.beat(0)
 		t.release(ctx)
 	}
 	if cause == causeTermLimit {
@@ -689,7 +689,7 @@ func (t *term) finish(ctx context.Context, cause stopCause, lost bool) (again bo
 		// reads are cached, see the release late.
 		holdOff := e.clock.Now().Add(e.c.LeaseDuration)
 		e.mu.Lock()
-		e.holdOff = holdOff
+		e.seen.holdOff = holdOff
 		e.mu.Unlock()
 		return true, nil
 	}
@@ -707,7 +707,7 @@ func (t *term) overrun(ctx context.Context, lost, fnReturned bool) (again bool, 
 	}
 	if lost {
 		t.log.Error(ErrStopTimeout, "Still running after losing the lock", "callback", what, "stopTimeout", e.c.StopTimeout)
-		e.beat(0)
+		e.vitals.beat(0)
 		t.lastLook(ctx)
 		return false, fmt.Errorf("%w, and %w: %s still runs (after %v)", t.lostErr(), ErrStopTimeout, what, e.c.StopTimeout)
 	}
