@@ -111,3 +111,33 @@ func (e *Elector) recordLease(rec lock.Record) time.Duration {
 	}
 	return e.c.LeaseDuration
 }
+
+// replacesClaim reports whether rec, just read, is another candidate's
+// claim with a term this candidate has already seen, and if so until when
+// this candidate's own claim in its place must stand: as long as it would
+// wait after finding the record gone (from when it first found it gone, or
+// from now), and at least RenewDeadline.
+func (e *Elector) replacesClaim(rec lock.Record) (time.Time, bool) {
+	if !lock.IsClaim(rec) || rec.HolderIdentity == e.identity {
+		return time.Time{}, false
+	}
+	now := e.clock.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.seen.maxTerm == 0 || int64(rec.LeaderTransitions) > e.seen.maxTerm {
+		return time.Time{}, false
+	}
+	from := now
+	if !e.seen.goneAt.IsZero() {
+		from = e.seen.goneAt
+	}
+	until := from.Add(max(e.c.LeaseDuration, e.recordLease(e.seen.rec)))
+	return later(until, now.Add(e.c.RenewDeadline)), true
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
