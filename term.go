@@ -58,12 +58,6 @@ type term struct {
 	lost     chan struct{} // closed by stepDown
 	lostOnce sync.Once
 	buried   bool // this term's tombstone is in the store (see tombstone)
-	// usurped is what a renewal found in place of this term's record (as
-	// usurpedRaw), if anything: a record whose term is not above this one,
-	// written after a deletion by a candidate that never saw this term (see
-	// renew). The tombstone replaces it.
-	usurped    *lock.Record
-	usurpedRaw []byte
 	// lastErr is the last renewal's error (nil once one succeeds): the
 	// reason given when the step-down timer ends the term. Run goroutine
 	// only.
@@ -204,29 +198,30 @@ func renewTime(now time.Time, prev metav1.Time) metav1.Time {
 // caller gave up on it), it renews from the fresh version. If it holds a
 // term that is not above this one, the record was deleted and recreated
 // by a candidate that never saw this term (it polls, or reads through a
-// cache, and missed it): renew reports the conflict with usurped set, and
-// the caller puts this term back in its place (tombstone), so that the
-// count goes on from this term. Terms only increase, so no record a
-// candidate wrote after reading this term can carry a term this low.
-func (t *term) renew(ctx context.Context) error {
+// cache, and missed it): renew reports the conflict and returns that
+// record, the usurper (as the lock encoded it, raw), and the caller puts
+// this term back in its place (tombstone), so that the count goes on from
+// this term. Terms only increase, so no record a candidate wrote after
+// reading this term can carry a term this low.
+func (t *term) renew(ctx context.Context) (usurper *lock.Record, raw []byte, err error) {
 	e := t.e
 	a := e.startAttempt()
 	start := a.start
 	t.rec.RenewTime = renewTime(start, t.rec.RenewTime)
 	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline-e.clock.Since(t.good.start))
 	defer cancel()
-	err := e.c.Lock.Update(actx, t.rec)
+	err = e.c.Lock.Update(actx, t.rec)
 	if lock.IsConflict(err) {
-		cur, raw, gerr := e.c.Lock.Get(actx)
+		cur, curRaw, gerr := e.c.Lock.Get(actx)
 		switch {
 		case gerr != nil:
 			err = gerr
 		case cur.HolderIdentity == e.identity && int64(cur.LeaderTransitions) == t.n:
 			err = e.c.Lock.Update(actx, t.rec)
 		case int64(cur.LeaderTransitions) <= t.n:
-			t.usurped, t.usurpedRaw = cur, raw
+			usurper, raw = cur, curRaw
 		default:
-			e.observe(*cur, raw)
+			e.observe(*cur, curRaw)
 		}
 	}
 	took := e.clock.Since(start)
@@ -239,12 +234,12 @@ func (t *term) renew(ctx context.Context) error {
 		}
 		t.log.V(2).Info("Renewal failed", "err", err, "took", took)
 		t.lastErr = err
-		return err
+		return usurper, raw, err
 	}
 	t.lastErr = nil
 	e.vitals.storeOK()
 	if t.isLost() {
-		return nil // a late success does not undo a step-down
+		return nil, nil, nil // a late success does not undo a step-down
 	}
 	e.observe(t.rec, nil)
 	now := e.clock.Now()
@@ -254,7 +249,7 @@ func (t *term) renew(ctx context.Context) error {
 	t.good = a
 	t.deadline.Stop()
 	t.deadline = e.afterFunc(e.c.RenewDeadline-e.clock.Since(start), t.stepDown)
-	return nil
+	return nil, nil, nil
 }
 
 // release writes an empty holder, keeping the term, so that followers take
@@ -463,17 +458,17 @@ func (t *term) renewOrStepDown(ctx context.Context) time.Duration {
 	if t.stepDownIfSuspended() {
 		return 0
 	}
-	err := t.renew(ctx)
+	usurper, raw, err := t.renew(ctx)
 	switch {
 	case err == nil && !t.isLost():
 		return max(e.c.RetryPeriod-e.clock.Since(t.good.start), time.Nanosecond)
-	case lock.IsConflict(err) && t.usurped != nil:
+	case lock.IsConflict(err) && usurper != nil:
 		// The record was deleted and recreated with a term not above
 		// this one: put this term back in its place (see tombstone),
 		// after stopping the work.
 		t.log.Info("The lock's record was recreated with a term not above this one", "err", err)
 		t.stepDownFor("the record was recreated with a term not above this one")
-		t.tombstone(ctx) // tells the watchdog how long it may take
+		t.tombstone(ctx, usurper, raw) // tells the watchdog how long it may take
 	case lock.IsConflict(err):
 		t.log.Info("Another candidate holds the lock", "err", err)
 		t.stepDownFor("another candidate holds the lock")
@@ -486,7 +481,7 @@ func (t *term) renewOrStepDown(ctx context.Context) time.Duration {
 		// renewal (see putBack).
 		t.log.Info("The lock's record is gone", "err", err)
 		t.stepDownFor("the record was deleted")
-		t.tombstone(ctx) // tells the watchdog how long it may take
+		t.tombstone(ctx, nil, nil) // tells the watchdog how long it may take
 	case t.isLost():
 	default:
 		return e.c.RetryPeriod

@@ -28,7 +28,7 @@ import (
 // wrote after reading this term.
 //
 // A record already there whose term is not above this one (the renewal
-// found it: usurped; or it beat the Create) was written by a candidate
+// found it: the usurper; or it beat the Create) was written by a candidate
 // that never read this term: a follower whose reads all fell while the
 // record was gone, so it missed this term's acquisition between two
 // deletions, and created "the last term it saw + 1" before this renewal
@@ -41,7 +41,7 @@ import (
 // What it cannot cover: a leader that is dead, paused or cut off from the
 // store from the deletion until LeaseDuration after its last good renewal
 // writes no tombstone (see docs/elector.md, "A deleted record").
-func (t *term) tombstone(ctx context.Context) {
+func (t *term) tombstone(ctx context.Context, usurper *lock.Record, raw []byte) {
 	e := t.e
 	left := t.good.start.Add(e.c.LeaseDuration).Sub(e.clock.Now())
 	if left <= 0 {
@@ -52,7 +52,7 @@ func (t *term) tombstone(ctx context.Context) {
 	defer cancel()
 	// Without a usurper, nil: no record, create it. With one, renew read
 	// it; the lock holds its version.
-	t.putBack(actx, t.usurped, t.usurpedRaw)
+	t.putBack(actx, usurper, raw)
 }
 
 // lastLook is a lost term's last look at the lock, when Run is about to
