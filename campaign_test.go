@@ -32,7 +32,7 @@ func TestFollowerWaitsForLeaseThenTakesOverAtExpiry(t *testing.T) {
 
 func TestFollowerMeasuresTheLeaseFromTheWriteWhenTheLockKnowsItsAge(t *testing.T) {
 	el := newElection(t)
-	fa := &failingLock{Interface: el.store.Lock("a")}
+	fa := &faultLock{Interface: el.store.Lock("a")}
 	a := el.add("a", func(c *Config) { c.Lock = fa })
 	waitFor(t, "a to lead", a.e.IsLeader)
 	acquired := el.clk.Now()
@@ -46,7 +46,13 @@ func TestFollowerMeasuresTheLeaseFromTheWriteWhenTheLockKnowsItsAge(t *testing.T
 	fa.fail.Store(true)
 	el.step(t, testRetry/2)
 	b := el.add("b", func(c *Config) {
-		c.Lock = &agedLock{Interface: c.Lock, el: el, writtenAt: acquired, raw: raw}
+		c.Lock = &faultLock{Interface: c.Lock, age: func(r []byte) (time.Duration, bool) {
+			if string(r) != string(raw) {
+				return 0, false
+			}
+			// The true time since the write: the most a correct lock may report.
+			return el.clk.Since(acquired), true
+		}}
 	})
 	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
 	// a steps down RenewDeadline after its write began; b, which would
@@ -80,7 +86,7 @@ func TestTermIncrementsOnEveryAcquisition(t *testing.T) {
 
 func TestPollingFollowerWithoutWatcherTakesOverAtExpiry(t *testing.T) {
 	el := newElection(t)
-	_, b, fa := el.failingLeader(t, func(c *Config) { c.Lock = blindLock{el.store.Lock("b")} })
+	_, b, fa := el.failingLeader(t, func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("b")} })
 	fa.fail.Store(true)
 	// b polls; its observation of the unchanged record fixes the expiry.
 	expiry := b.e.Status().Expiry
@@ -98,7 +104,7 @@ func TestReleasedLockIsTakenByPollerWithinOnePoll(t *testing.T) {
 	el := newElection(t)
 	a := el.add("a", nil)
 	waitFor(t, "a to lead", a.e.IsLeader)
-	b := el.add("b", func(c *Config) { c.Lock = blindLock{el.store.Lock("b")} })
+	b := el.add("b", func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("b")} })
 	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
 	a.cancel()
 	if err := a.wait(t); err != nil {
@@ -110,7 +116,7 @@ func TestReleasedLockIsTakenByPollerWithinOnePoll(t *testing.T) {
 
 func TestRestartedIdentityWaitsForItsOldLease(t *testing.T) {
 	el := newElection(t)
-	fa := &failingLock{Interface: el.store.Lock("a")}
+	fa := &faultLock{Interface: el.store.Lock("a")}
 	old := el.add("a", func(c *Config) { c.Lock = fa; c.ReleaseOnCancel = false })
 	waitFor(t, "a to lead", old.e.IsLeader)
 	fa.fail.Store(true) // the old incarnation hangs, then dies
@@ -168,14 +174,16 @@ func releasedThenPolled(t *testing.T, wrap func(lock.Interface) lock.Interface) 
 }
 
 func TestFollowerPollsEveryRetryPeriodAfterItsWatchEnds(t *testing.T) {
-	took := releasedThenPolled(t, func(l lock.Interface) lock.Interface { return endedWatchLock{l} })
+	took := releasedThenPolled(t, func(l lock.Interface) lock.Interface { return &faultLock{Interface: l, watch: watchEnded} })
 	if limit := time.Duration((1 + JitterFactor) * float64(testRetry)); took > limit {
 		t.Fatalf("a follower whose watch ended took over %v after a release; polling every RetryPeriod with jitter bounds it by %v", took, limit)
 	}
 }
 
 func TestFollowerPollsEveryRetryPeriodWhileItsWatchIsDown(t *testing.T) {
-	took := releasedThenPolled(t, func(l lock.Interface) lock.Interface { return downWatchLock{l} })
+	took := releasedThenPolled(t, func(l lock.Interface) lock.Interface {
+		return &faultLock{Interface: l, watch: watchSilent, watchDown: true}
+	})
 	if limit := time.Duration((1 + JitterFactor) * float64(testRetry)); took > limit {
 		t.Fatalf("a follower whose watch is down took over %v after a release; polling every RetryPeriod with jitter bounds it by %v", took, limit)
 	}
@@ -184,12 +192,12 @@ func TestFollowerPollsEveryRetryPeriodWhileItsWatchIsDown(t *testing.T) {
 func TestSlowAcquisitionDoesNotStartTheFunction(t *testing.T) {
 	el := newElection(t)
 	slow := newGate(t)
-	hl := &hangingLock{Interface: el.store.Lock("a")}
-	hl.create.Store(slow)
+	hl := &faultLock{Interface: el.store.Lock("a")}
+	hl.hangCreate.Store(slow)
 	a := el.add("a", func(c *Config) { c.Lock = hl })
 	waitFor(t, "a's Create to hang", func() bool { return slow.entered.Load() == 1 })
 	el.clk.Step(testRenew) // a is inside the call: nothing to settle
-	hl.create.Store(nil)
+	hl.hangCreate.Store(nil)
 	slow.open()
 	el.settle(t)
 	if a.started.Load() != 0 || a.e.IsLeader() {
@@ -213,7 +221,7 @@ func TestSteppedClockOfTheHolderNeitherShortensNorLengthensTheLease(t *testing.T
 	for _, step := range []time.Duration{-6 * time.Hour, 6 * time.Hour} {
 		t.Run(step.String(), func(t *testing.T) {
 			el := newElection(t)
-			sa := &skewedLock{Interface: el.store.Lock("a")}
+			sa := &faultLock{Interface: el.store.Lock("a")}
 			a := el.add("a", func(c *Config) { c.Lock, c.ReleaseOnCancel = sa, false })
 			waitFor(t, "a to lead", a.e.IsLeader)
 			b := el.add("b", nil)

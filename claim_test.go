@@ -47,13 +47,14 @@ func TestFollowerThatMissedATermBetweenTwoDeletionsDoesNotReuseIt(t *testing.T) 
 	if err := el.store.Lock("a").Create(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	bLock := &signalLock{Interface: el.store.Lock("b"), ch: make(chan struct{}, 1)}
+	signal := make(chan struct{}, 1)
+	bLock := &faultLock{Interface: el.store.Lock("b"), watch: watchOn(signal)}
 	b := el.add("b", func(c *Config) { c.Lock = bLock })
 	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
 	t0 := el.clk.Now()
 
 	el.store.Delete()
-	bLock.ch <- struct{}{} // b reads now, and finds the record gone
+	signal <- struct{}{} // b reads now, and finds the record gone
 	waitFor(t, "b to find the record gone", func() bool { return bLock.gone.Load() > 0 })
 	el.step(t, testLease-testRetry/2)
 
@@ -131,7 +132,7 @@ func TestFreshCandidateLetsAFollowerThatSawTheRecordContinueTheTerms(t *testing.
 	fa.failCreate.Store(true)
 	el.store.Delete()
 	gone := el.clk.Now()
-	c := el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
+	c := el.add("c", func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("c"), plainNotFound: true} })
 	waitFor(t, "b to replace c's claim", func() bool {
 		rec, _, err := el.store.Lock("x").Get(context.Background())
 		return err == nil && rec.HolderIdentity == "b"
@@ -167,18 +168,18 @@ func TestFreshClaimIsReplacedByAPollingFollowerThatKnewTheTerm(t *testing.T) {
 	if err := el.store.Lock("x").Create(ctx, x); err != nil {
 		t.Fatal(err)
 	}
-	fb := &failingLock{Interface: el.store.Lock("b")}
-	bLock := &signalLock{Interface: fb, ch: make(chan struct{}, 1)}
-	b := el.add("b", func(c *Config) { c.Lock = bLock })
+	signal := make(chan struct{}, 1)
+	fb := &faultLock{Interface: el.store.Lock("b"), watch: watchOn(signal)}
+	b := el.add("b", func(c *Config) { c.Lock = fb })
 	waitFor(t, "b to see x", func() bool { return b.e.GetLeader() == "x" })
 	fb.fail.Store(true)
 
 	el.store.Delete()
 	gone := el.clk.Now()
-	c := el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
+	c := el.add("c", func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("c"), plainNotFound: true} })
 	el.setTime(t, gone.Add(testRenew+testRetry/4))
 	fb.fail.Store(false)
-	bLock.ch <- struct{}{}
+	signal <- struct{}{}
 	el.stepUntilLeads(t, b, 3*(testLease+testRenew), "after the deletion")
 	if c.e.IsLeader() {
 		t.Fatal("c leads beside b")
@@ -222,7 +223,7 @@ func TestTermContinuesAboveTheHighestSeenAfterARestartedCount(t *testing.T) {
 func TestFirstLeaderOfANewLockWaitsUnlessTheStoreProvesItIsNew(t *testing.T) {
 	el := newElection(t)
 	start := el.clk.Now()
-	b := el.add("b", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("b")} })
+	b := el.add("b", func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("b"), plainNotFound: true} })
 	waitFor(t, "b to claim the lock", func() bool { return el.store.Raw() != nil })
 	if rec := el.holder(t); !lock.IsClaim(rec) || rec.LeaderTransitions != 1 {
 		t.Fatalf("record %+v; want b's claim for term 1", rec)
@@ -242,7 +243,7 @@ func TestFirstLeaderOfANewLockWaitsUnlessTheStoreProvesItIsNew(t *testing.T) {
 // it before it is confirmed.
 func TestFreshClaimStandsLongerOnASlowStore(t *testing.T) {
 	el := newElection(t)
-	sl := &slowReadLock{plainNotFound: plainNotFound{el.store.Lock("b")}, clk: el.clk, read: testRetry}
+	sl := &faultLock{Interface: el.store.Lock("b"), plainNotFound: true, clk: el.clk, readTakes: testRetry}
 	b := el.add("b", func(c *Config) { c.Lock = sl })
 	el.stepUntilLeads(t, b, 4*(testLease+testRenew+3*testRetry), "")
 	created := sl.created.Load()

@@ -287,9 +287,9 @@ func (el *election) holder(t *testing.T) lock.Record {
 // failingLeader starts candidate a on a lock the test can make fail, waits
 // for it to lead, then starts b (its config adjusted by bmod) and waits for b
 // to see a as the leader.
-func (el *election) failingLeader(t *testing.T, bmod func(*Config)) (a, b *candidate, fa *failingLock) {
+func (el *election) failingLeader(t *testing.T, bmod func(*Config)) (a, b *candidate, fa *faultLock) {
 	t.Helper()
-	fa = &failingLock{Interface: el.store.Lock("a")}
+	fa = &faultLock{Interface: el.store.Lock("a")}
 	a = el.add("a", func(c *Config) { c.Lock = fa })
 	waitFor(t, "a to lead", a.e.IsLeader)
 	b = el.add("b", bmod)

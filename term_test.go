@@ -250,7 +250,7 @@ func TestTermLimitMovesLeadershipToAnotherCandidate(t *testing.T) {
 	el := newElection(t)
 	polling := func(c *Config) {
 		c.TermLimit = 5 * time.Second
-		c.Lock = endedWatchLock{c.Lock}
+		c.Lock = &faultLock{Interface: c.Lock, watch: watchEnded}
 	}
 	a := el.add("a", polling)
 	waitFor(t, "a to lead", a.e.IsLeader)
@@ -330,7 +330,7 @@ func TestSuspendedLeaderStepsDownAtWakeUpWithoutRenewing(t *testing.T) {
 
 func TestLostLeaseWithFunctionIgnoringContextReportsBothErrors(t *testing.T) {
 	el := newElection(t)
-	fa := &failingLock{Interface: el.store.Lock("a")}
+	fa := &faultLock{Interface: el.store.Lock("a")}
 	ignoring := newGate(t)
 	a := el.add("a", func(c *Config) {
 		c.Lock, c.Recampaign = fa, true
@@ -357,7 +357,7 @@ func TestLostLeaseWithFunctionIgnoringContextReportsBothErrors(t *testing.T) {
 
 func TestRecampaignLeadsAgainAfterTheStoreReturns(t *testing.T) {
 	el := newElection(t)
-	fa := &failingLock{Interface: el.store.Lock("a")}
+	fa := &faultLock{Interface: el.store.Lock("a")}
 	a := el.add("a", func(c *Config) { c.Lock = fa; c.Recampaign = true })
 	waitFor(t, "a to lead", a.e.IsLeader)
 	fa.fail.Store(true)

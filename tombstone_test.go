@@ -3,7 +3,6 @@ package leaderelection
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,7 +83,7 @@ func TestDeletedRecordIsNotRecreatedWithATermALaggingFollowerNeverSaw(t *testing
 	el := newElection(t)
 	a := el.add("a", nil)
 	waitFor(t, "a to lead", a.e.IsLeader)
-	b := el.add("b", func(c *Config) { c.Lock = blindLock{el.store.Lock("b")} })
+	b := el.add("b", func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("b")} })
 	c := el.add("c", nil)
 	waitFor(t, "b and c to see a", func() bool { return b.e.GetLeader() == "a" && c.e.GetLeader() == "a" })
 	el.settle(t)
@@ -165,10 +164,8 @@ func TestDeletedRecordAfterAHiddenAcquisitionIsHeldALeaseFromItsDisappearance(t 
 	if err := el.store.Lock("a").Create(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	var goneAt atomic.Pointer[time.Time]
-	b := el.add("b", func(c *Config) {
-		c.Lock = &goneClockLock{Interface: el.store.Lock("b"), clk: el.clk, goneAt: &goneAt}
-	})
+	bLock := &faultLock{Interface: el.store.Lock("b"), clk: el.clk}
+	b := el.add("b", func(c *Config) { c.Lock = bLock })
 	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
 	el.settle(t)
 
@@ -183,10 +180,10 @@ func TestDeletedRecordAfterAHiddenAcquisitionIsHeldALeaseFromItsDisappearance(t 
 	}
 	el.store.Delete()
 
-	for goneAt.Load() == nil {
+	for bLock.firstGone.Load() == nil {
 		el.step(t, testRetry/10)
 	}
-	gone := *goneAt.Load()
+	gone := *bLock.firstGone.Load()
 	if !gone.Before(b.e.Status().Expiry) {
 		t.Fatalf("b first found the record gone at %v, after a's lease it observed (%v): the test needs it before", gone, b.e.Status().Expiry)
 	}
@@ -203,12 +200,13 @@ func TestTombstoneReplacesARecordWithALowerTermThatBeatItsCreate(t *testing.T) {
 	el := newElection(t)
 	deaf := newGate(t)
 	claimant := el.store.Lock("b")
-	hook := &beforeCreateLock{before: func() {
+	claim := func() {
 		rec := lock.Record{HolderIdentity: "b", LeaseDurationSeconds: int(testLease / time.Second), LeaderTransitions: 1}
 		if err := claimant.Create(context.Background(), rec); err != nil {
 			t.Errorf("b's claim: %v", err)
 		}
-	}}
+	}
+	hook := &faultLock{}
 	a := el.add("a", func(c *Config) {
 		deafUntil(deaf, c)
 		hook.Interface = c.Lock
@@ -216,7 +214,7 @@ func TestTombstoneReplacesARecordWithALowerTermThatBeatItsCreate(t *testing.T) {
 	})
 	defer deaf.open()
 	waitFor(t, "a to lead", a.e.IsLeader)
-	hook.armed.Store(true)
+	hook.beforeCreate.Store(&claim)
 
 	el.store.Delete()
 	el.step(t, testRetry) // a's renewal finds the record gone
@@ -266,25 +264,20 @@ func TestReleaseReplacesARecordWithALowerTerm(t *testing.T) {
 // On its way out it reads the lock, finds a claim with a term not above
 // its own, and replaces it with its tombstone; the claim's confirmation
 // fails and the count goes on. Before, the claim stood and c led term 1.
-// claimedUnderALostLeader: a leads (on a failingLock, wrapped by wrap if
-// set) until its store fails, and stays deaf to cancellation (its function
+// claimedUnderALostLeader: a leads (on a faultLock) until its store fails, and stays deaf to cancellation (its function
 // returns when deaf opens); it loses its term, the record is deleted, and
 // c, a fresh candidate, claims term 1.
-func (el *election) claimedUnderALostLeader(t *testing.T, wrap func(lock.Interface) lock.Interface) (a *candidate, fa *failingLock, deaf *gate, c *candidate) {
+func (el *election) claimedUnderALostLeader(t *testing.T) (a *candidate, fa *faultLock, deaf *gate, c *candidate) {
 	t.Helper()
-	fa = &failingLock{Interface: el.store.Lock("a")}
-	var l lock.Interface = fa
-	if wrap != nil {
-		l = wrap(fa)
-	}
-	a, deaf, _ = el.deafLeader(t, l)
+	fa = &faultLock{Interface: el.store.Lock("a")}
+	a, deaf, _ = el.deafLeader(t, fa)
 	fa.fail.Store(true) // renewals (and the tombstone) fail: a slow store
 	fa.failCreate.Store(true)
 	for a.e.IsLeader() {
 		el.step(t, testRetry/4)
 	}
 	el.store.Delete()
-	c = el.add("c", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("c")} })
+	c = el.add("c", func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("c"), plainNotFound: true} })
 	waitFor(t, "c to claim the lock", func() bool {
 		rec, _, err := el.store.Lock("x").Get(context.Background())
 		return err == nil && rec.HolderIdentity == "c" && lock.IsClaim(*rec)
@@ -294,7 +287,7 @@ func (el *election) claimedUnderALostLeader(t *testing.T, wrap func(lock.Interfa
 
 func TestLeaderLeavingReplacesALowerClaimWithItsTombstone(t *testing.T) {
 	el := newElection(t)
-	a, fa, deaf, c := el.claimedUnderALostLeader(t, nil)
+	a, fa, deaf, c := el.claimedUnderALostLeader(t)
 	fa.fail.Store(false)
 	fa.failCreate.Store(false)
 	deaf.open() // a's function returns: Run is about to return
@@ -316,11 +309,7 @@ func TestLeaderLeavingReplacesALowerClaimWithItsTombstone(t *testing.T) {
 // The last look must read again and replace that claim too.
 func TestLeaderLeavingReplacesEveryClaimNotAboveItsTermThatWinsARace(t *testing.T) {
 	el := newElection(t)
-	var il *interposedLock
-	a, fa, deaf, c := el.claimedUnderALostLeader(t, func(l lock.Interface) lock.Interface {
-		il = &interposedLock{Interface: l}
-		return il
-	})
+	a, fa, deaf, c := el.claimedUnderALostLeader(t)
 	// Just before a's last look replaces c's claim, d (which saw term 0
 	// only) replaces it with its claim for term 1: a's term.
 	cut := func() {
@@ -334,14 +323,14 @@ func TestLeaderLeavingReplacesEveryClaimNotAboveItsTermThatWinsARace(t *testing.
 			t.Error(err)
 		}
 	}
-	il.before.Store(&cut)
+	fa.beforeUpdate.Store(&cut)
 	fa.fail.Store(false)
 	fa.failCreate.Store(false)
 	deaf.open() // a's function returns: Run is about to return
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
 	}
-	if il.before.Load() != nil {
+	if fa.beforeUpdate.Load() != nil {
 		t.Fatal("a's last look wrote nothing: the race was not run")
 	}
 	if rec := el.holder(t); rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 || lock.IsClaim(rec) {
@@ -375,23 +364,22 @@ func (el *election) deafLeader(t *testing.T, l lock.Interface) (a *candidate, de
 // again.
 func TestTombstoneMayLandAfterTheRenewalDeadline(t *testing.T) {
 	el := newElection(t)
-	hl := &hangingLock{Interface: el.store.Lock("a")} // the renewal answers, late
-	ll := &lateLock{Interface: hl}
-	a, deaf, good := el.deafLeader(t, ll)
+	fl := &faultLock{Interface: el.store.Lock("a")} // the renewal answers, late
+	a, deaf, good := el.deafLeader(t, fl)
 
 	renewal, create := newGate(t), newGate(t)
-	hl.update.Store(renewal)
+	fl.hangUpdate.Store(renewal)
 	el.step(t, testRetry)
 	waitFor(t, "a's renewal to hang", func() bool { return renewal.entered.Load() == 1 })
 	el.clk.SetTime(good.Add(testRenew - time.Millisecond)) // a is inside the call: nothing to settle
 	el.store.Delete()
-	created := ll.creates.Load()
-	ll.create.Store(create)
+	created := fl.creates.Load()
+	fl.lateCreate.Store(create)
 	renewal.open() // the renewal finds the record gone, 1ms before the deadline
 	waitFor(t, "a's tombstone Create to hang", func() bool { return create.entered.Load() == 1 })
 	el.clk.SetTime(good.Add(testRenew + time.Millisecond))
 	create.open()
-	waitFor(t, "a's tombstone Create to return", func() bool { return ll.creates.Load() == created+1 })
+	waitFor(t, "a's tombstone Create to return", func() bool { return fl.creates.Load() == created+1 })
 	if rec, _, err := el.store.Lock("x").Get(context.Background()); err != nil || rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 {
 		t.Fatalf("record %+v (%v) after a's tombstone landed after its renewal deadline; want a's term 1", rec, err)
 	}
@@ -400,7 +388,7 @@ func TestTombstoneMayLandAfterTheRenewalDeadline(t *testing.T) {
 	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("a's Run = %v, want ErrLeaseLost", err)
 	}
-	r := el.add("a-restarted", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("a-restarted")} })
+	r := el.add("a-restarted", func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("a-restarted"), plainNotFound: true} })
 	el.stepUntilLeads(t, r, 4*(testLease+testRenew), "after a left")
 	el.wantTerms(t, r, []int64{1, 2}, []string{"a", "a-restarted"}, "want 1, 2 (not term 1 twice)")
 }
@@ -423,7 +411,7 @@ func TestLeaderLeavingRecreatesTheDeletedRecordOnlyInTime(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			el := newElection(t)
-			fa := &failingLock{Interface: el.store.Lock("a")}
+			fa := &faultLock{Interface: el.store.Lock("a")}
 			a, deaf, good := el.deafLeader(t, fa)
 			fa.fail.Store(true) // a slow store: renewals fail
 			for a.e.IsLeader() {
@@ -446,7 +434,7 @@ func TestLeaderLeavingRecreatesTheDeletedRecordOnlyInTime(t *testing.T) {
 			if err != nil || rec.HolderIdentity != "a" || rec.LeaderTransitions != 1 {
 				t.Fatalf("record %+v (%v) after a left; want a's tombstone for term 1", rec, err)
 			}
-			r := el.add("a-restarted", func(c *Config) { c.Lock = plainNotFound{el.store.Lock("a-restarted")} })
+			r := el.add("a-restarted", func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("a-restarted"), plainNotFound: true} })
 			el.stepUntilLeads(t, r, 4*(testLease+testRenew), "after a left")
 			el.wantTerms(t, r, tc.want, []string{"a", "a-restarted"}, "want 1, 2 (not term 1 twice)")
 		})

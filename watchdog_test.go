@@ -65,15 +65,15 @@ func livezFailsBy(t *testing.T, el *election, get func(string) (int, string), du
 
 // hangingLeader starts a leader whose next Update hangs, with its health
 // server, and waits for it to settle.
-func hangingLeader(t *testing.T) (*election, *candidate, *hangingLock, func(string) (int, string)) {
+func hangingLeader(t *testing.T) (*election, *candidate, *faultLock, func(string) (int, string)) {
 	t.Helper()
 	el := newElection(t)
-	hl := &hangingLock{Interface: el.store.Lock("a")}
+	hl := &faultLock{Interface: el.store.Lock("a")}
 	a := el.add("a", func(c *Config) { c.Lock = hl })
 	waitFor(t, "a to lead", a.e.IsLeader)
 	get := serveHealth(t, el, a.e)
 	el.settle(t)
-	hl.update.Store(newGate(t))
+	hl.hangUpdate.Store(newGate(t))
 	return el, a, hl, get
 }
 
@@ -81,7 +81,7 @@ func TestWatchdogFailsWhenARenewalIgnoresItsContext(t *testing.T) {
 	el, a, hl, get := hangingLeader(t)
 	parkedAt := el.clk.Now()
 	el.clk.Step(testRetry)
-	waitFor(t, "the renewal to hang", func() bool { return hl.update.Load().entered.Load() == 1 })
+	waitFor(t, "the renewal to hang", func() bool { return hl.hangUpdate.Load().entered.Load() == 1 })
 	// The loop promised to come round within RetryPeriod plus one store
 	// call bounded by RenewDeadline.
 	livezFailsBy(t, el, get, parkedAt.Add(testRetry+testRenew), "wedged")
@@ -114,7 +114,7 @@ func TestWatchdogFailsWhenOnStoppedLeadingHangs(t *testing.T) {
 func TestWatchdogFailsWhenTheReleaseHangs(t *testing.T) {
 	el, a, hl, get := hangingLeader(t)
 	a.cancel()
-	waitFor(t, "the release to hang", func() bool { return hl.update.Load().entered.Load() == 1 })
+	waitFor(t, "the release to hang", func() bool { return hl.hangUpdate.Load().entered.Load() == 1 })
 	livezFailsBy(t, el, get, el.clk.Now().Add(testRenew), "wedged")
 }
 
@@ -138,7 +138,7 @@ func TestFollowerWithStoreDownStaysLiveAndReportsIt(t *testing.T) {
 	el := newElection(t)
 	a := el.add("a", nil)
 	waitFor(t, "a to lead", a.e.IsLeader)
-	fb := &failingLock{Interface: el.store.Lock("b")}
+	fb := &faultLock{Interface: el.store.Lock("b")}
 	fb.fail.Store(true)
 	b := el.add("b", func(c *Config) { c.Lock = fb })
 	get := serveHealth(t, el, b.e)
