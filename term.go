@@ -39,6 +39,19 @@ func (c stopCause) String() string {
 	return "none"
 }
 
+// wake is what woke a term's loop.
+type wake int
+
+const (
+	wokeLost         wake = iota // the term was stepped down
+	wokeCancelled                // Run's context ended
+	wokeTermLimit                // TermLimit reached
+	wokeFuncReturned             // the leader's function returned
+	wokeStopped                  // OnStoppedLeading returned
+	wokeStopTimeout              // StopTimeout passed since the end began
+	wokeRenew                    // time to renew
+)
+
 // term is one period of leadership, from the acquisition to the release.
 // Its methods are the verbs of leading. Only the Run goroutine calls them,
 // except stepDown, which the step-down timer also calls.
@@ -383,26 +396,28 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 		}
 		e.vitals.beat(wait)
 		e.parked(true)
-		var woke stopCause // what woke the loop, as the cause it may give
-		renewing, stoppedOK, stopLate := false, false, false
+		var w wake
 		select {
 		case <-lostC:
-			woke = causeLost
+			w = wokeLost
 		case <-ctxDone:
-			woke, ctxDone = causeCancelled, nil
+			w, ctxDone = wokeCancelled, nil
 		case <-termC:
-			woke, termC = causeTermLimit, nil
+			w, termC = wokeTermLimit, nil
 		case <-fnDone:
-			woke, fnDone = causeFuncReturn, nil
+			w, fnDone = wokeFuncReturned, nil
 		case <-stoppedDone:
-			stoppedOK = true
+			w = wokeStopped
 		case <-stopC:
-			stopLate = true
+			w = wokeStopTimeout
 		case <-renewC:
-			renewing = true
+			w = wokeRenew
 		}
 		e.parked(false)
-		if renewing {
+		if w == wokeRenew {
+			// Never once a loss is noted (renewC is nil then); a renewal
+			// that came due with a step-down may still run, and does not
+			// undo it (see renew).
 			if next := t.renewOrStepDown(ctx); next > 0 {
 				renewTimer.Reset(next)
 			}
@@ -413,14 +428,12 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 		if t.isLost() {
 			end(causeLost)
 		}
-		switch {
-		case stoppedOK:
-			stopTimer.Stop()
-			return t.finish(ctx, cause, lost)
-		case stopLate:
-			t.stepDown()
-			return t.overrun(ctx, lost, fnDone == nil)
-		case woke == causeFuncReturn:
+		switch w {
+		case wokeCancelled:
+			end(causeCancelled)
+		case wokeTermLimit:
+			end(causeTermLimit)
+		case wokeFuncReturned:
 			if cause == causeNone {
 				t.log.Info("The leader's function returned")
 				end(causeFuncReturn)
@@ -429,8 +442,12 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 			e.leading = false // the work has stopped; the lock is still held
 			e.mu.Unlock()
 			stoppedDone = t.callOnStopped(stopDue)
-		case woke != causeLost:
-			end(woke)
+		case wokeStopped:
+			stopTimer.Stop()
+			return t.finish(ctx, cause, lost)
+		case wokeStopTimeout:
+			t.stepDown()
+			return t.overrun(ctx, lost, fnDone == nil)
 		}
 		if !lost {
 			t.stepDownIfSuspended()
