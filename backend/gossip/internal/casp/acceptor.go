@@ -187,23 +187,34 @@ func (a *Acceptor) Handle(now uint64, m Message) (*Message, error) {
 	if m.To != a.cfg.Name {
 		return nil, nil
 	}
-	if (m.Kind == KindPrepare || m.Kind == KindAccept) && !m.Recovery && a.answers(now, m) {
+	write := m.Kind == KindPrepare || m.Kind == KindAccept
+	if write && m.New && a.ready {
+		// Every voter answered the proof this write was made on ready:
+		// the new election has no one left to wait for.
+		a.quietUntil = 0
+	}
+	if write && !m.Recovery && a.answers(now, m) {
 		a.blank = false
 	}
+	var r *Message
+	var err error
 	switch m.Kind {
 	case KindPrepare:
-		return a.prepare(now, m)
+		r, err = a.prepare(now, m)
 	case KindAccept:
-		return a.accept(now, m)
+		r, err = a.accept(now, m)
 	case KindQuery:
 		if !a.answers(now, m) {
-			return a.nack(m, NackRecovering, Ballot{}), nil
+			r = a.nack(m, NackRecovering, Ballot{})
+			break
 		}
-		r := a.reply(m, KindReport)
+		r = a.reply(m, KindReport)
 		r.Accepted, r.Value = a.accepted, a.value
-		return r, nil
 	}
-	return nil, nil
+	if r != nil {
+		r.Blank = a.blank
+	}
+	return r, err
 }
 
 func (a *Acceptor) reply(m Message, k Kind) *Message {
@@ -358,7 +369,8 @@ func (a *Acceptor) Reinitialize() error {
 // queries, and refuses other rounds as recovering: the other voters, still
 // recovering, take the shortcut through it meanwhile, while a writer's
 // round, answered, would end its blankness and leave them waiting
-// ReinitializeAfter.
+// ReinitializeAfter. A write marked [Message.New] ends the quiet time at
+// once: it was made on a proof that every voter answered ready.
 func (a *Acceptor) NewElection(now, quiet uint64) error {
 	if !a.blank {
 		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrNotBlank)

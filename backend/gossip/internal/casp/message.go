@@ -70,20 +70,23 @@ func (r NackReason) String() string {
 // fields matter depends on Kind:
 //
 //   - Prepare: Ballot, and Recovery if the round is a voter's recovery
-//     round ([Proposer.Recover]), which writes nothing.
+//     round ([Proposer.Recover]), which writes nothing, or New if it is a
+//     write made on a proof that the register is new ([Proposer.StartNew]).
 //   - Promise: Ballot (the one promised), Incarnation (the acceptor's),
 //     Accepted and Value (what it accepted last; zero if nothing).
 //   - Accept: Ballot, Incarnation (the acceptor incarnation that promised;
 //     any other refuses), Value, and Next if set: a ballot above Ballot
 //     that the acceptor promises at once after accepting (the proposer's
 //     next round, whose prepare phase this is; see [Proposer.Start]);
-//     Recovery as on the Prepare.
+//     Recovery and New as on the Prepare.
 //   - Accepted: Ballot, Incarnation, and Next if the acceptor promised the
 //     accept's Next with it (its accepted value is then the accept's).
 //   - Nack: Ballot (the refused one), Incarnation, Reason, Seen.
 //   - Query: Ballot (only to match the reports to the query; no acceptor
 //     promises or remembers it).
 //   - Report: Ballot (the query's), Incarnation, Accepted and Value.
+//
+// Every reply (Promise, Accepted, Nack, Report) carries Blank.
 //
 // From and To are voter or proposer node names; the glue routes by To and
 // must set From to the name the peer authenticated as (memberlist's node
@@ -103,6 +106,14 @@ type Message struct {
 	// Recovery marks a Prepare or Accept of a recovery round: a blank
 	// acceptor stays blank (see [Acceptor.Blank]).
 	Recovery bool `json:"rc,omitempty"`
+	// New marks a Prepare or Accept of a write made on a proof that the
+	// register is new ([Outcome.New]): every voter answered that proof
+	// ready, so a voter quiet after a new election ends its quiet time
+	// (see [Acceptor.NewElection]).
+	New bool `json:"nw,omitempty"`
+	// Blank, on a reply, says the acceptor was blank ([Acceptor.Blank])
+	// once it had handled the request.
+	Blank bool `json:"bl,omitempty"`
 }
 
 // VoterHash returns the hash every message carries: hex SHA-256 (first 16

@@ -37,7 +37,23 @@ type Proposer struct {
 	// without the agreement the read rule asks for; only the tests set it,
 	// to show the simulation catches it.
 	weakRead weakReadRule
+	// weakNew weakens the proof of a new register; only the tests set it.
+	weakNew weakNewRule
 }
+
+// weakNewRule names a weakening of the proof that the register is new
+// (see Round.report).
+type weakNewRule uint8
+
+const (
+	newRuleShipped weakNewRule = iota
+	// newFromQuorum: a quorum of blank voters reporting the empty
+	// register proves it new, the others unheard.
+	newFromQuorum
+	// newWithoutBlank: every voter reporting the empty register proves
+	// it new, blank or not.
+	newWithoutBlank
+)
 
 // weakReadRule names a weakening of the read rule (see Round.promise).
 type weakReadRule uint8
@@ -93,6 +109,20 @@ func (p *Proposer) Start(now uint64, change Change) *Round {
 		return r
 	}
 	return p.start(now, Ballot{}, "", change, true)
+}
+
+// StartNew is Start for a write made on a proof that the register is new
+// (a query's [Outcome.New]): its prepares and accepts carry
+// [Message.New], which ends the quiet time of voters that started a new
+// election ([Acceptor.NewElection]). That serves liveness only: the proof
+// saw every voter ready, so no voter of the new election is left to
+// follow it. The change must still refuse any value but the empty
+// register, since a write chosen after the proof may be another
+// candidate's.
+func (p *Proposer) StartNew(now uint64, change Change) *Round {
+	r := p.Start(now, change)
+	r.onNew = true
+	return r
 }
 
 // Prepared is a prepare phase done in advance: a quorum of voters
@@ -187,7 +217,12 @@ func (p *Proposer) StartFor(now uint64, change Change, heir func(v Value) (node 
 // is newer: its quorum meets this one, whose members would report its
 // ballot or a later one. A quorum at the zero ballot proves nothing (it may
 // be re-initialised voters while a value survives elsewhere), unless every
-// voter reports it: then no voter holds a value and the register is empty.
+// voter reports the empty register (at whatever ballot: the recovery
+// rounds of a new election leave it at theirs): then no voter holds a
+// value and the register is empty. If every voter also said it was blank
+// ([Acceptor.Blank]), the register is new ([Outcome.New]); while that is
+// still possible ([Round.MayBeNew]) the query waits for every voter
+// rather than end on a quorum that agrees on the empty register.
 // The query fails once every voter has answered without such a quorum; the caller
 // then reads by a round ([Proposer.Start] with [Read]), as it does when the
 // query takes too long (a voter down, reports that disagree because a
@@ -287,6 +322,12 @@ type Outcome struct {
 	// prepare phase its accepts ran for the heir (nil if too few voters
 	// promised it).
 	Prepared *Prepared
+	// New, when Chosen by a query, says the register is new: every voter
+	// reported the empty register and said it was blank
+	// ([Acceptor.Blank]). Then no write was chosen before the query
+	// began, unless every voter that accepted it has restarted with an
+	// empty Storage since (docs/backends/gossip.md, "A new lock").
+	New bool
 }
 
 // Round is one prepare/accept round of a proposer.
@@ -303,6 +344,9 @@ type Round struct {
 	query bool
 	// recovery: a voter's recovery round (see Proposer.Recover).
 	recovery bool
+	// onNew: a write made on a proof that the register is new (see
+	// Proposer.StartNew).
+	onNew bool
 	// prepared: the round spends a prepare phase done in advance; it
 	// starts with its accepts.
 	prepared bool
@@ -335,9 +379,11 @@ type peer struct {
 	// promised: the voter promised (its incarnation and accepted value
 	// below); refused: it said no before promising.
 	promised, refused bool
-	inc               uint64
-	at                Ballot
-	value             Value
+	// blank: its report or refusal (a query's) said it was blank.
+	blank bool
+	inc   uint64
+	at    Ballot
+	value Value
 	// sent: an accept went to this voter (naming inc); accepted: it said yes.
 	sent, accepted bool
 	// nextOK: with its acceptance it promised the round's next ballot.
@@ -383,7 +429,7 @@ func (r *Round) Prepares() []Message {
 	}
 	ms := make([]Message, 0, len(r.peers))
 	for _, v := range r.peers {
-		ms = append(ms, Message{Kind: k, From: r.p.cfg.Node, To: v.name, VoterHash: r.p.hash, Ballot: r.ballot, Recovery: r.recovery})
+		ms = append(ms, Message{Kind: k, From: r.p.cfg.Node, To: v.name, VoterHash: r.p.hash, Ballot: r.ballot, Recovery: r.recovery, New: r.onNew})
 	}
 	return ms
 }
@@ -509,7 +555,7 @@ func (r *Round) accepts() []Message {
 		q := &r.peers[j]
 		q.sent = true
 		ms = append(ms, Message{Kind: KindAccept, From: r.p.cfg.Node, To: q.name, VoterHash: r.p.hash,
-			Ballot: r.ballot, Incarnation: q.inc, Value: r.value, Next: r.next, Recovery: r.recovery})
+			Ballot: r.ballot, Incarnation: q.inc, Value: r.value, Next: r.next, Recovery: r.recovery, New: r.onNew})
 	}
 	return ms
 }
@@ -531,6 +577,21 @@ func (r *Round) report(i int, m Message) {
 	default:
 		return
 	}
+	p.blank = m.Blank
+	if len(r.order) == len(r.peers) {
+		// Every voter reported the empty register: no voter holds a
+		// value, so none that was chosen survives; the register is
+		// empty. If every voter is blank too, it is new.
+		empty, blank := true, true
+		for _, j := range r.order {
+			empty = empty && r.peers[j].value.IsEmpty()
+			blank = blank && r.peers[j].blank
+		}
+		if empty {
+			r.out = Outcome{Status: Chosen, New: blank || r.p.weakNew == newWithoutBlank}
+			return
+		}
+	}
 	highest := r.p.weakRead == readHighest || r.p.weakRead == queryHighest
 	var best Ballot
 	var cur Value
@@ -546,6 +607,10 @@ func (r *Round) report(i int, m Message) {
 			best, cur = q.at, q.value
 		}
 		if n >= r.quorum() && r.readDone(true, q.at) && !highest {
+			if q.value.IsEmpty() && r.MayBeNew() {
+				// The proof needs every voter: wait for the others.
+				break
+			}
 			r.out = Outcome{Status: Chosen, Value: q.value}
 			return
 		}
@@ -554,21 +619,32 @@ func (r *Round) report(i int, m Message) {
 		r.out = Outcome{Status: Chosen, Value: cur}
 		return
 	}
-	if len(r.order) == len(r.peers) {
-		// Every voter answered with the zero ballot: no voter holds a
-		// value, so none was chosen that survives; the register is empty.
-		zero := true
-		for _, j := range r.order {
-			zero = zero && r.peers[j].at.IsZero()
-		}
-		if zero {
-			r.out = Outcome{Status: Chosen}
-			return
-		}
+	if r.p.weakNew == newFromQuorum && len(r.order) >= r.quorum() && r.MayBeNew() {
+		r.out = Outcome{Status: Chosen, New: true}
+		return
 	}
 	if len(r.order)+r.refused == len(r.peers) {
 		r.fail(false)
 	}
+}
+
+// MayBeNew reports whether a query's answers so far leave open a proof
+// that the register is new ([Outcome.New]): every voter that answered,
+// recovering or not, said it was blank and reported the empty register.
+// It is true before any answer. A caller whose query ends without an
+// answer (voters still recovering, or slow) while this holds may query
+// again rather than read by a round, whose prepares would end the voters'
+// blankness, and with it the proof.
+func (r *Round) MayBeNew() bool {
+	if !r.query {
+		return false
+	}
+	for _, p := range r.peers {
+		if (p.promised || p.refused) && (!p.blank || !p.value.IsEmpty()) {
+			return false
+		}
+	}
+	return true
 }
 
 // readDone reports whether a round that keeps the value may finish on its

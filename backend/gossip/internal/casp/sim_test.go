@@ -147,6 +147,7 @@ type sim struct {
 	fastReads                           int              // rounds finished on their promises alone
 	prepared, adopted                   int              // rounds that skipped their prepare phase; prepare phases handed over and adopted
 	queries                             int              // reads answered by a query
+	newReads                            int              // queries that proved the register new
 	tokens                              map[string]Token // what each client last saw
 }
 
@@ -431,6 +432,9 @@ func (s *sim) roundProgress(n *simNode, op *simOp) {
 		}
 		if op.round.query {
 			s.queries++
+			if o.New {
+				s.newReads++
+			}
 		} else if !op.round.sent {
 			s.fastReads++
 		}
@@ -443,6 +447,8 @@ func (s *sim) roundProgress(n *simNode, op *simOp) {
 			return
 		case o.Err != nil:
 			out.kind = outConflict
+		case o.New:
+			out.kind = outNew
 		default:
 			out.kind = outRead
 		}
@@ -610,6 +616,9 @@ const (
 	outOK
 	outConflict
 	outUnknown
+	// outNew: a read that proved the register new (Outcome.New): no
+	// write may have taken effect before it.
+	outNew
 )
 
 type casInput struct {
@@ -646,6 +655,12 @@ var casModel = porcupine.NondeterministicModel{
 		switch out.kind {
 		case outRead:
 			if in.kind == opRead && out.value == st {
+				return []any{st}
+			}
+		case outNew:
+			// Writes always leave a token, so only the initial state
+			// is the register never written.
+			if in.kind == opRead && st == (regState{}) {
 				return []any{st}
 			}
 		case outOK:
@@ -690,12 +705,12 @@ func simConfigFor(seed uint64) simConfig {
 // simTotals adds up the runs' figures for the test log.
 type simTotals struct {
 	ops, unknown, restarts, recoveries, msgs, fastReads, queries int
-	prepared, adopted                                            int
+	prepared, adopted, newReads                                  int
 }
 
 func (x simTotals) String() string {
-	return fmt.Sprintf("%d operations (%d with unknown outcome, %d reads answered by a query, %d rounds finished on agreeing promises, %d rounds that skipped their prepare phase, %d prepare phases handed over and adopted), %d amnesiac restarts, %d recoveries, %d messages",
-		x.ops, x.unknown, x.queries, x.fastReads, x.prepared, x.adopted, x.restarts, x.recoveries, x.msgs)
+	return fmt.Sprintf("%d operations (%d with unknown outcome, %d reads answered by a query, %d of them proving the register new, %d rounds finished on agreeing promises, %d rounds that skipped their prepare phase, %d prepare phases handed over and adopted), %d amnesiac restarts, %d recoveries, %d messages",
+		x.ops, x.unknown, x.queries, x.newReads, x.fastReads, x.prepared, x.adopted, x.restarts, x.recoveries, x.msgs)
 }
 
 // simulate runs one seed, checks its history and adds its figures to tot.
@@ -722,6 +737,7 @@ func simulate(t testing.TB, seed uint64, tot *simTotals) {
 	tot.queries += s.queries
 	tot.prepared += s.prepared
 	tot.adopted += s.adopted
+	tot.newReads += s.newReads
 }
 
 func TestSimulationHistoriesAreLinearizable(t *testing.T) {
