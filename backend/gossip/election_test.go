@@ -3,11 +3,13 @@ package gossip
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 
 	leaderelection "github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/internal/leadertest"
@@ -23,6 +25,9 @@ type election struct {
 
 	mu    sync.Mutex
 	cands map[string]*candidate
+	// claims counts the electors' claims on a record they never saw
+	// ("Claimed the lock"): none when the lock proved itself new.
+	claims atomic.Int32
 }
 
 type candidate struct {
@@ -53,8 +58,12 @@ func (el *election) run(id string) *candidate {
 	cand := &candidate{id: id, lk: lk, done: make(chan error, 1)}
 	cfg := el.cfg
 	cfg.ReleaseOnCancel = true
-	discard := logr.Discard()
-	cfg.Lock, cfg.Logger = lk, &discard
+	logger := funcr.New(func(_, args string) {
+		if strings.Contains(args, `"msg"="Claimed the lock`) {
+			el.claims.Add(1)
+		}
+	}, funcr.Options{})
+	cfg.Lock, cfg.Logger = lk, &logger
 	cfg.Callbacks = leaderelection.Callbacks{
 		OnStartedLeading: func(ctx context.Context) {
 			term, _ := leaderelection.TermFrom(ctx)

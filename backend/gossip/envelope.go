@@ -60,11 +60,6 @@ type envelope struct {
 	// Voters is the hash of the sender's voter list (casp.VoterHash).
 	Voters string      `json:"v"`
 	Ballot casp.Ballot `json:"b"`
-	// Fresh, on a reply, says the voter is blank (casp.Acceptor.Blank):
-	// its StateDir held no state at start, and it has taken part in no
-	// round that may write. When every voter is, the register starts
-	// empty at once (see recoverLoop).
-	Fresh bool `json:"fr,omitempty"`
 	// Took, on a push, is how long the write took its proposer, in
 	// microseconds: followers size their turns by it (see Lock.turn).
 	Took int64 `json:"tk,omitempty"`

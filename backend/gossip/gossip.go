@@ -81,9 +81,11 @@ type Lock struct {
 	haveToken bool
 	// maxTerm is the highest LeaderTransitions this candidate has seen;
 	// released is true when Get reported an empty register as a released
-	// record at that term (see remember).
+	// record at that term, provedNew when it reported it never written
+	// (see remember).
 	maxTerm   int
 	released  bool
+	provedNew bool
 	corrupt   error
 	unsure    []casp.Ballot // ballots of own writes whose outcome is unknown
 	latest    casp.Value    // newest chosen value known
@@ -301,16 +303,36 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 		return nil, nil, fmt.Errorf("%s: get: %w", l.desc, err)
 	}
 	if v, ok := l.cached(); ok {
-		return l.remember(v)
+		return l.remember(v, false)
 	}
 	waited := false
-	out, ok := l.query(ctx, l.resend)
+	out, ok, maybeNew := l.query(ctx, l.resend)
+	for !ok && maybeNew && time.Since(l.started) < newElectionQuiet*l.resend {
+		// Every voter that answered is blank and holds nothing: a new
+		// election, some voters still recovering or slow to answer.
+		// Ask again rather than read by a round, whose prepares would
+		// end their blankness and with it the proof that the lock is
+		// new (docs/backends/gossip.md, "A new lock"); for at most as
+		// long as a voter that started the new election refuses rounds
+		// anyway.
+		t := time.NewTimer(l.resend / 4)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil, fmt.Errorf("%s: get: %w", l.desc, ctx.Err())
+		case <-l.stop:
+			t.Stop()
+			return nil, nil, fmt.Errorf("%s: get: lock closed", l.desc)
+		case <-t.C:
+		}
+		out, ok, maybeNew = l.query(ctx, l.resend)
+	}
 	if !ok && !l.knowsNothing() {
 		// The reports disagreed (most often: a write in flight, say the
 		// new leader's first renewal, which the losers of a take-over
 		// would pre-empt by a round) or came late: ask once more, for
 		// longer, before reading by a round.
-		out, ok = l.query(ctx, 2*l.resend)
+		out, ok, _ = l.query(ctx, 2*l.resend)
 	}
 	if !ok {
 		// Candidates that start together, or that lost one race
@@ -320,7 +342,7 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 		waited = true
 		if l.takeTurn(ctx, func() bool { _, ok := l.cached(); return ok }) {
 			if v, ok := l.cached(); ok {
-				return l.remember(v)
+				return l.remember(v, false)
 			}
 		}
 	}
@@ -337,21 +359,24 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 		l.turnTaken, l.haveTurnTaken = out.Value.Token(), true
 		l.mu.Unlock()
 	}
-	return l.remember(out.Value)
+	return l.remember(out.Value, out.New)
 }
 
 // query reads the register without a promise (casp.Proposer.Query), so
 // that many candidates reading at once pre-empt nobody. It reports false if
 // the voters' reports do not agree (a write in flight, voters behind, a
 // voter down) soon after a quorum has reported, or within the given time:
-// the caller then asks again or reads by a round.
-func (l *Lock) query(ctx context.Context, within time.Duration) (casp.Outcome, bool) {
+// the caller then asks again or reads by a round. maybeNew says the
+// answers, if any, left open a proof that the lock is new
+// (casp.Round.MayBeNew); the query then waits the whole time for every
+// voter.
+func (l *Lock) query(ctx context.Context, within time.Duration) (out casp.Outcome, ok, maybeNew bool) {
 	qctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	select {
 	case l.rounds <- struct{}{}:
 	case <-qctx.Done():
-		return casp.Outcome{}, false
+		return casp.Outcome{}, false, false
 	}
 	defer func() { <-l.rounds }()
 	l.propMu.Lock()
@@ -365,15 +390,20 @@ func (l *Lock) query(ctx context.Context, within time.Duration) (casp.Outcome, b
 	}
 	began := time.Now()
 	heard := map[string]bool{}
+	mayBeNew := func() bool {
+		l.propMu.Lock()
+		defer l.propMu.Unlock()
+		return r.MayBeNew()
+	}
 	var late <-chan time.Time // once a quorum reported without agreeing
 	for {
 		select {
 		case <-qctx.Done():
-			return casp.Outcome{}, false
+			return casp.Outcome{}, false, mayBeNew()
 		case <-l.stop:
-			return casp.Outcome{}, false
+			return casp.Outcome{}, false, false
 		case <-late:
-			return casp.Outcome{}, false
+			return casp.Outcome{}, false, false
 		case e := <-replies:
 			var m casp.Message
 			if e.Kind == kindRefused || json.Unmarshal(e.Payload, &m) != nil {
@@ -391,11 +421,11 @@ func (l *Lock) query(ctx context.Context, within time.Duration) (casp.Outcome, b
 			heard[m.From] = true
 			switch out.Status {
 			case casp.Chosen:
-				return out, true
+				return out, true, false
 			case casp.Failed:
-				return out, false
+				return out, false, mayBeNew()
 			}
-			if late == nil && len(heard) >= casp.Quorum(len(l.s.Voters)) {
+			if late == nil && len(heard) >= casp.Quorum(len(l.s.Voters)) && !mayBeNew() {
 				// The reports disagree so far (a write in flight, a voter
 				// behind): the rest get as long again to agree, not the
 				// whole interval (a voter may be down).
@@ -586,13 +616,26 @@ func (l *Lock) cached() (casp.Value, bool) {
 // reports a released record at the highest term seen, rather than no
 // record, so that the elector's next term continues above it instead of
 // starting again at 1; an Update from it writes only if the register is
-// still empty.
-func (l *Lock) remember(v casp.Value) (*lock.Record, []byte, error) {
+// still empty. An empty register that this candidate has not seen
+// written, read by a query that proved it new (isNew: casp.Outcome.New),
+// is lock.ErrNeverWritten, and a Create that follows holds the register
+// to it (docs/backends/gossip.md, "A new lock"). A value without data is
+// a record deleted (the conformance suite's harness writes one): not
+// found, and not new.
+func (l *Lock) remember(v casp.Value, isNew bool) (*lock.Record, []byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.released = false
+	l.released, l.provedNew = false, false
+	if !hasRecord(v) && !v.IsEmpty() {
+		l.token, l.haveToken, l.corrupt = v.Token(), true, nil
+		return nil, nil, lock.NewNotFound(l.desc)
+	}
 	if v.IsEmpty() {
 		l.token, l.haveToken, l.corrupt = v.Token(), false, nil
+		if l.maxTerm == 0 && isNew {
+			l.provedNew = true
+			return nil, nil, lock.NewNeverWritten(l.desc)
+		}
 		if l.maxTerm == 0 {
 			return nil, nil, lock.NewNotFound(l.desc)
 		}
@@ -611,6 +654,10 @@ func (l *Lock) remember(v casp.Value) (*lock.Record, []byte, error) {
 	return rec, bytes.Clone(v.Data), nil
 }
 
+// hasRecord reports whether v holds a record: neither the empty register
+// nor a record deleted.
+func hasRecord(v casp.Value) bool { return len(v.Data) > 0 }
+
 func decodeRecord(data []byte) (*lock.Record, error) {
 	var rec lock.Record
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -621,7 +668,11 @@ func decodeRecord(data []byte) (*lock.Record, error) {
 	return &rec, nil
 }
 
-// Create writes rec if the register is empty.
+// Create writes rec if the register holds no record. After a Get that
+// proved the lock new (lock.ErrNeverWritten), it writes only if the
+// register is still the empty register, written by nobody since: a record
+// written and deleted meanwhile makes it a conflict
+// (docs/backends/gossip.md, "A new lock").
 func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: create: %w", l.desc, err)
@@ -630,7 +681,14 @@ func (l *Lock) Create(ctx context.Context, rec lock.Record) error {
 	if err != nil {
 		return fmt.Errorf("%s: create: encoding record: %w", l.desc, err)
 	}
-	return l.write(ctx, "create", data, false, func(cur casp.Value) bool { return cur.IsEmpty() })
+	l.mu.Lock()
+	isNew := l.provedNew
+	l.provedNew = false
+	l.mu.Unlock()
+	if isNew {
+		return l.write(ctx, "create", data, writeOnNew, func(cur casp.Value) bool { return cur.IsEmpty() })
+	}
+	return l.write(ctx, "create", data, writePlain, func(cur casp.Value) bool { return !hasRecord(cur) })
 }
 
 // Update writes rec if the register still holds the version this handle
@@ -655,10 +713,28 @@ func (l *Lock) Update(ctx context.Context, rec lock.Record) error {
 	l.mu.Lock()
 	released := l.released
 	l.mu.Unlock()
-	return l.write(ctx, "update", data, rec.HolderIdentity == "", func(cur casp.Value) bool {
-		return (released || !cur.IsEmpty()) && cur.Token() == token
+	kind := writePlain
+	if rec.HolderIdentity == "" {
+		kind = writeRelease
+	}
+	return l.write(ctx, "update", data, kind, func(cur casp.Value) bool {
+		return cur.Token() == token && (hasRecord(cur) || released)
 	})
 }
+
+// writeKind says how a write's rounds start.
+type writeKind uint8
+
+const (
+	writePlain writeKind = iota
+	// writeRelease: a release (no holder), which hands the prepare phase
+	// of the next round to the candidate whose turn comes first to take
+	// it over (see push).
+	writeRelease
+	// writeOnNew: a create made on a proof that the lock is new
+	// (casp.Proposer.StartNew).
+	writeOnNew
+)
 
 // errMismatch refuses a write whose compare-and-swap check failed.
 var errMismatch = errors.New("the register holds another version")
@@ -667,9 +743,8 @@ var errMismatch = errors.New("the register holds another version")
 // (a conflict), or ctx ends. ok is the compare-and-swap check. A value
 // written by an earlier write of this handle whose outcome was unknown
 // passes the check too: nobody else wrote since, so this write follows its
-// own. A release (no holder) hands the prepare phase of the next round
-// to the candidate whose turn comes first to take it over (see push).
-func (l *Lock) write(ctx context.Context, op string, data []byte, release bool, ok func(casp.Value) bool) error {
+// own. kind says how its rounds start.
+func (l *Lock) write(ctx context.Context, op string, data []byte, kind writeKind, ok func(casp.Value) bool) error {
 	change := func(cur casp.Value) ([]byte, bool, error) {
 		l.mu.Lock()
 		mine := !cur.Written.IsZero() && slices.Contains(l.unsure, cur.Written)
@@ -680,7 +755,7 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, release bool, 
 		case mine || ok(cur):
 			return data, true, nil
 		}
-		if cur.IsEmpty() {
+		if !hasRecord(cur) {
 			return nil, false, fmt.Errorf("%w: the record is gone", errMismatch)
 		}
 		return nil, false, fmt.Errorf("%w: %s", errMismatch, cur.Token())
@@ -714,8 +789,11 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, release bool, 
 		began = time.Now()
 	}
 	start := func(now uint64) *casp.Round { return l.prop.Start(now, change) }
-	if release {
+	switch kind {
+	case writeRelease:
 		start = func(now uint64) *casp.Round { return l.prop.StartFor(now, change, l.heir) }
+	case writeOnNew:
+		start = func(now uint64) *casp.Round { return l.prop.StartNew(now, change) }
 	}
 	out, err := l.runUntil(ctx, op, start, lost)
 	if err != nil {
@@ -733,7 +811,7 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, release bool, 
 	if out.Wrote || bytes.Equal(out.Value.Data, data) {
 		took := time.Since(began)
 		l.noteTook(took)
-		if f := l.onRelease.Load(); f != nil && release {
+		if f := l.onRelease.Load(); f != nil && kind == writeRelease {
 			(*f)(out.Value)
 		}
 		l.push(out.Value, took, out.Prepared)
@@ -816,7 +894,7 @@ func (l *Lock) learn(v casp.Value, authoritative, own bool) {
 	clear(l.bounds)
 	l.latest, l.haveLatest, l.distrust = v, true, false
 	l.latestRec = nil
-	if !v.IsEmpty() {
+	if hasRecord(v) {
 		if rec, err := decodeRecord(v.Data); err == nil {
 			l.latestRec = rec
 			l.maxTerm = max(l.maxTerm, rec.LeaderTransitions)
@@ -1146,7 +1224,6 @@ func (l *Lock) handle(e *envelope) *envelope {
 		}
 		l.log.V(4).Info("Acceptor", "from", e.From, "kind", m.Kind.String(), "ballot", m.Ballot.String(), "inc", m.Incarnation, "promised", st.Promised.String(), "reply", rk, "err", err)
 	}
-	blank := l.acc.Blank()
 	var age time.Duration
 	if st := l.acc.State(); st.Value.Written != l.accWritten {
 		// Accepted a new write now (or adopted it recovering): the write
@@ -1175,7 +1252,7 @@ func (l *Lock) handle(e *envelope) *envelope {
 	if f := l.replied.Load(); f != nil {
 		defer (*f)(kindOf(r.Kind), e.From)
 	}
-	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Fresh: blank, Age: age.Microseconds(), Payload: payload}
+	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Age: age.Microseconds(), Payload: payload}
 }
 
 // WaitMembers waits until memberlist sees at least n candidates

@@ -345,15 +345,28 @@ func (h *harness) NewLock(t *testing.T, name, identity string) lock.Interface {
 
 // Corrupt has voter v1 write bytes that do not decode as a record.
 func (h *harness) Corrupt(t *testing.T, name string) {
+	h.overwrite(t, name, "corrupt", []byte("{not json"))
+}
+
+// Delete has voter v1 write a value without data, as an operator's delete
+// replaces the record by nothing: the register has no delete of its own,
+// and the lock reads such a value as no record (not found, not new).
+func (h *harness) Delete(t *testing.T, name string) {
+	h.overwrite(t, name, "delete", nil)
+}
+
+// overwrite has voter v1 write data, whatever the register holds, and
+// push it, as a candidate's write is pushed.
+func (h *harness) overwrite(t *testing.T, name, op string, data []byte) {
 	c := h.cluster(t, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	l := c.lock("v1")
-	out, err := l.run(ctx, "corrupt", func(now uint64) *casp.Round {
-		return l.prop.Start(now, func(casp.Value) ([]byte, bool, error) { return []byte("{not json"), true, nil })
+	out, err := l.run(ctx, op, func(now uint64) *casp.Round {
+		return l.prop.Start(now, func(casp.Value) ([]byte, bool, error) { return data, true, nil })
 	})
 	if err != nil {
-		t.Fatalf("corrupting: %v", err)
+		t.Fatalf("%s: %v", op, err)
 	}
 	l.push(out.Value, 0, nil)
 }

@@ -162,9 +162,11 @@ func TestMajorityWipedBesideAnEmptyRegisterWaitsForReinitializeAfter(t *testing.
 // Voters with empty StateDirs started together, each running the elector
 // from its start, as the processes of a new StatefulSet do: the register
 // starts empty as soon as the voters hear each other (the new election),
-// without waiting ReinitializeAfter (25 s by default), also when the
-// first voter to start it is then asked by candidates to promise their
-// rounds before the others have followed.
+// without waiting ReinitializeAfter (25 s by default), and the first
+// elector's read proves the lock new (lock.ErrNeverWritten), so it leads
+// term 1 at once instead of standing a claim (RenewDeadline +
+// max(LeaseDuration, 2.2 × RetryPeriod): 7 s with testDurations). Before
+// the proof, the first leader came 11 s after the start.
 func TestVotersWithEmptyStateDirsStartedTogetherElect(t *testing.T) {
 	for _, n := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%d voters", n), func(t *testing.T) {
@@ -179,11 +181,11 @@ func TestVotersWithEmptyStateDirsStartedTogetherElect(t *testing.T) {
 			}
 			ready := time.Since(began)
 			lead := el.leaderAmong(c.voters, 30*time.Second)
-			// A candidate that never saw a record leads only once its
-			// claim has stood RenewDeadline + max(LeaseDuration, 2.2 ×
-			// RetryPeriod): 7 s with testDurations (docs/elector.md).
 			t.Logf("%d voters: all ready %v after the first start, %s leads term %d %v after it",
 				n, ready.Round(time.Millisecond), lead.ID, lead.Term, lead.Start.Sub(began).Round(time.Millisecond))
+			if claims := el.claims.Load(); lead.Term != 1 || claims != 0 {
+				t.Errorf("%s leads term %d after %d claims; want term 1 and no claim: the lock was not proved new", lead.ID, lead.Term, claims)
+			}
 		})
 	}
 }

@@ -56,7 +56,7 @@ func (l *Lock) recoverLoop() {
 				} else {
 					ready[m.From] = true
 				}
-				if e.Fresh { // whatever it answered: blank when it did
+				if m.Blank { // whatever it answered: blank when it did
 					blank[m.From] = true
 				}
 			}, nil)
