@@ -25,10 +25,7 @@ func TestExampleGossipReleaseReachesTheNextLeader(t *testing.T) {
 	}
 	bin := buildExample(t)
 	dir := t.TempDir()
-	key := filepath.Join(dir, "gossip.key")
-	if err := os.WriteFile(key, []byte("dGVzdCBrZXksIG5vdCBmb3IgcHJvZHVjdGlvbiEhISE="), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	key := gossipKey(t, dir)
 	ids := []string{"p1", "p2", "p3"}
 	addrs := map[string]string{}
 	for _, id := range ids {
@@ -99,4 +96,15 @@ func TestExampleGossipReleaseReachesTheNextLeader(t *testing.T) {
 		procs[lead.id] = start(lead.id)
 		lead, term = next, nterm
 	}
+}
+
+// gossipKey writes a test key for --gossip-key-file in dir and returns
+// its path.
+func gossipKey(t *testing.T, dir string) string {
+	t.Helper()
+	key := filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(key, []byte("dGVzdCBrZXksIG5vdCBmb3IgcHJvZHVjdGlvbiEhISE="), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return key
 }

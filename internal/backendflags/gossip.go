@@ -46,6 +46,7 @@ func gossipBackend(prog string) *backend {
 			fs.BoolVar(&o.Insecure, "gossip-insecure", false, "--backend=gossip: run unencrypted (anyone who reaches the port can vote).")
 			fs.StringVar(&o.StateDir, "gossip-state-dir", "", "--backend=gossip: directory where a voter persists its promise and record (fsync before each reply); keeps terms across full restarts.")
 			fs.StringVar(&preset, "gossip-preset", "lan", "--backend=gossip: memberlist timing: lan, wan, local or loopback.")
+			fs.DurationVar(&o.ReinitializeAfter, "gossip-reinitialize-after", gossip.DefaultReinitializeAfter, "--backend=gossip: how long a majority of the voters must have been without their record (all started without --gossip-state-dir) before they start it afresh; at least the lease duration plus the renew deadline.")
 		},
 		newLock: func(ctx context.Context, id string, _ *leaderelection.Option, suffix string) (lock.Interface, error) {
 			if suffix != "" {
