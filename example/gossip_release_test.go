@@ -68,8 +68,9 @@ func TestExampleGossipReleaseReachesTheNextLeader(t *testing.T) {
 		})
 		return got, term
 	}
-	// A new lock's first leader stands a claim for RenewDeadline plus the
-	// lease first.
+	// The first leader: at once, since the empty state directories prove
+	// the lock new (without that proof, after a claim standing
+	// RenewDeadline plus the lease).
 	lead, term := leader("", 0, 2*lease+30*time.Second)
 	for i := range 4 {
 		// Every process up and answering before the leader stops.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/b3df926d/leaderelection/internal/benchtest"
 	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
@@ -78,4 +79,28 @@ func TestCreateOnAProofOfANewLockLosesToARecordDeletedSince(t *testing.T) {
 	if err := a.Create(ctx, locktest.NewRecord("a", 2)); err != nil {
 		t.Fatalf("a plain Create after the deletion: %v", err)
 	}
+}
+
+// As on the other stores that prove a lock new: the first candidate at
+// Kubernetes' defaults leads within RenewDeadline (without the proof its
+// claim would stand 25 s); once the record is deleted a new handle is told
+// only that it is missing; and once every voter has lost its StateDir (a
+// reset, as deleting a marker is on the other stores), the lock is new
+// again: nothing anywhere remembers a write (docs/backends/gossip.md, "A
+// new lock").
+func TestNewLockLeadsAtOnceADeletedRecordDoesNot(t *testing.T) {
+	h := &harness{voters: 3, stateDirs: true, clusters: map[string]*cluster{}}
+	const name = "new"
+	benchtest.NewLockLeadsAtOnceADeletedOneDoesNot(t, h, h, name, func() {
+		c := h.cluster(t, name)
+		for _, v := range c.voters {
+			c.wipe(v)
+		}
+		for _, v := range c.voters {
+			c.start(v, nil)
+		}
+		for _, v := range c.voters {
+			c.waitReady(v, 30*time.Second)
+		}
+	})
 }
