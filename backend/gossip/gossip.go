@@ -307,14 +307,16 @@ func (l *Lock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	}
 	waited := false
 	out, ok, maybeNew := l.query(ctx, l.resend)
-	for !ok && maybeNew && time.Since(l.started) < newElectionQuiet*l.resend {
+	for !ok && maybeNew && time.Since(l.started) < max(newElectionQuiet*l.resend, l.reinit) {
 		// Every voter that answered is blank and holds nothing: a new
 		// election, some voters still recovering or slow to answer.
 		// Ask again rather than read by a round, whose prepares would
 		// end their blankness and with it the proof that the lock is
-		// new (docs/backends/gossip.md, "A new lock"); for at most as
+		// new (docs/backends/gossip.md, "A new lock"). For at most as
 		// long as a voter that started the new election refuses rounds
-		// anyway.
+		// anyway, or the voters would wait to re-initialise the register
+		// if one of them never answers (then no voter can start a new
+		// election, and no round succeed before).
 		t := time.NewTimer(l.resend / 4)
 		select {
 		case <-ctx.Done():
@@ -376,7 +378,9 @@ func (l *Lock) query(ctx context.Context, within time.Duration) (out casp.Outcom
 	select {
 	case l.rounds <- struct{}{}:
 	case <-qctx.Done():
-		return casp.Outcome{}, false, false
+		// Another round holds the slot (this voter's own recovery
+		// round, as a new election starts): nothing was learned.
+		return casp.Outcome{}, false, true
 	}
 	defer func() { <-l.rounds }()
 	l.propMu.Lock()
