@@ -42,6 +42,7 @@ func BenchmarkFirstLeaderOnNewLock(b *testing.B) {
 						var claims int32
 						for i := 0; i < b.N; i++ {
 							took, c := firstLeader(b, n, state.stateDirs, d.Timing, el == "client-go")
+							b.Logf("sample %d: first leader %v after the first start, %d claims", i, took.Round(time.Millisecond), c)
 							total += took
 							claims += c
 						}

@@ -83,6 +83,7 @@ func (l *Lock) recoverLoop() {
 			l.accMu.Unlock()
 			if err == nil {
 				l.log.Info("New election: every voter started with an empty StateDir and has taken part in no write; the register starts empty")
+				l.hub.Notify() // an elector whose reads failed meanwhile reads again now
 				return
 			}
 		}
@@ -110,6 +111,7 @@ func (l *Lock) recoverLoop() {
 				l.m.reinits.Inc()
 				l.log.Error(nil, "RE-INITIALISED THE REGISTER: a majority of the voters restarted without their state and none has seen a quorum since; the record is forgotten and the election starts afresh (use Options.StateDir to keep terms across full restarts)",
 					"recoveringFor", time.Since(since).Round(time.Millisecond))
+				l.hub.Notify()
 				return
 			}
 		}
