@@ -24,11 +24,11 @@ var (
 	// none ever was for this lock, so it cannot have just been deleted
 	// under a working leader. Errors that wrap it are also not-found
 	// ([IsNotFound]). Only a store that knows its whole history returns
-	// it (the file lock, by a marker beside the record; S3 and git, by a
-	// marker object or ref made before the first write; the in-memory
-	// store); the others return plain not-found. A Create made after a Get
-	// that returned it must fail as a conflict if a record was written
-	// since, even one deleted again.
+	// it (file, S3 and git, by a marker beside the record; gossip, when
+	// every voter started with an empty StateDir and has taken part in no
+	// write; the in-memory store); the others return plain not-found. A
+	// Create made after a Get that returned it must fail as a conflict if
+	// a record was written since, even one deleted again.
 	ErrNeverWritten = errors.New("lock: no record was ever written")
 )
 
