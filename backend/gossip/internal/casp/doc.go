@@ -46,6 +46,11 @@
 //   - Every message carries [VoterHash]; a voter or proposer with a different
 //     voter list refuses it, so a misconfigured node never forms its own
 //     majority.
+//   - Every reply says whether its voter is blank ([Acceptor.Blank]: an
+//     empty Storage at start, no part in any round that may write). A
+//     query that hears every voter report the empty register, blank,
+//     proves the register new ([Outcome.New]): no write was ever chosen,
+//     unless every voter that accepted it has lost its state since.
 //
 // docs/backends/gossip.md ("Safety argument") explains why each rule is
 // needed; the package's tests prove it by exhaustive search over small scopes
