@@ -50,7 +50,7 @@ func (l *Lock) recoverLoop() {
 		if known {
 			actx, acancel := context.WithTimeout(ctx, 4*l.resend)
 			l.rounds <- struct{}{}
-			out, _, err := l.round(actx, func(now uint64) *casp.Round { return l.prop.Recover(now, floor) }, func(e *envelope, m casp.Message) {
+			out, _, err := l.round(actx, func(now uint64) *casp.Round { return l.prop.Recover(now, floor) }, func(_ *envelope, m casp.Message) {
 				if m.Kind == casp.KindNack && m.Reason == casp.NackRecovering {
 					recovering[m.From] = true
 				} else {
