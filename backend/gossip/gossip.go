@@ -67,6 +67,11 @@ type Lock struct {
 	// write began (see Age).
 	accWritten casp.Ballot
 	accSince   time.Time
+	// recovering is set while recoverLoop runs (under accMu; see
+	// recoverLocked); guarded is the last node.rivalGen the guard has
+	// released the acceptor after.
+	recovering bool
+	guarded    atomic.Uint64
 
 	prop   *casp.Proposer
 	propMu sync.Mutex    // guards prop and its rounds
@@ -209,12 +214,100 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	}
 	n.ready.Store(true) // after handle, acc and prop: receive may use them now
 	n.start()
-	if l.acc != nil && !l.acc.Ready() {
-		logger.Info("Voter starts without its record: recovering it from the other voters before answering")
+	if l.acc != nil {
+		l.accMu.Lock()
+		if !l.acc.Ready() {
+			logger.Info("Voter starts without its record: recovering it from the other voters before answering")
+			l.recoverLocked()
+		}
+		l.accMu.Unlock()
 		l.wg.Add(1)
-		go l.recoverLoop()
+		go l.guard()
 	}
 	return l, nil
+}
+
+// recoverLocked runs recoverLoop, unless it runs already, until the
+// acceptor answers or the lock stops. accMu is held.
+func (l *Lock) recoverLocked() {
+	if l.recovering {
+		return
+	}
+	l.recovering = true
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			l.wg.Add(1) // recoverLoop's
+			l.recoverLoop()
+			l.accMu.Lock()
+			again := !l.acc.Ready()
+			select {
+			case <-l.stop:
+				again = false
+			default:
+			}
+			l.recovering = again
+			l.accMu.Unlock()
+			if !again {
+				return
+			}
+		}
+	}()
+}
+
+// sole reports whether this voter's acceptor may answer: memberlist shows
+// no other live process of its identity (node.rivals), and the guard has
+// released the acceptor since the last one showed up. See "Two live
+// processes with one identity" in docs/backends/gossip.md.
+func (l *Lock) sole() bool {
+	return l.n.rivals.Load() == 0 && l.n.rivalGen.Load() == l.guarded.Load()
+}
+
+// guard holds this voter's acceptor while another live process of its
+// identity shows (it answers nothing, nor recovers), and releases it once
+// none does: the acceptor then starts over as after a restart (see
+// casp.Acceptor.Release), since the other may have answered meanwhile.
+func (l *Lock) guard() {
+	defer l.wg.Done()
+	var retry <-chan time.Time
+	for {
+		l.n.mu.Lock()
+		ch := l.n.changed
+		gen, rivals := l.n.rivalGen.Load(), l.n.rivals.Load()
+		l.n.mu.Unlock()
+		if gen != l.guarded.Load() {
+			l.accMu.Lock()
+			l.acc.Hold()
+			l.accMu.Unlock()
+		}
+		if rivals == 0 && gen != l.guarded.Load() {
+			l.propMu.Lock()
+			above := l.prop.Last()
+			l.propMu.Unlock()
+			l.accMu.Lock()
+			err := l.acc.Release(nowMillis(), above)
+			ready := l.acc.Ready()
+			if err == nil && !ready {
+				l.recoverLocked()
+			}
+			l.accMu.Unlock()
+			if err != nil {
+				l.log.Error(err, "Could not release the acceptor after the other process of this identity went; retrying")
+				retry = time.After(l.resend)
+			} else {
+				l.guarded.Store(gen)
+				l.log.Info("No other process of this identity is alive: the acceptor starts over", "answers", ready)
+			}
+		}
+		select {
+		case <-l.stop:
+			return
+		case <-ch:
+		case <-retry:
+			retry = nil
+		}
+	}
 }
 
 func nowMillis() uint64 { return uint64(time.Now().UnixMilli()) }
@@ -247,6 +340,9 @@ func (l *Lock) Ready() error {
 	}
 	l.accMu.Lock()
 	defer l.accMu.Unlock()
+	if l.acc.Held() || !l.sole() {
+		return fmt.Errorf("%s: voter %s does not answer while another live process claims its identity", l.desc, l.s.Identity)
+	}
 	if !l.acc.Ready() {
 		return fmt.Errorf("%s: voter %s is recovering its record from the other voters", l.desc, l.s.Identity)
 	}
@@ -1212,6 +1308,9 @@ func (l *Lock) handle(e *envelope) *envelope {
 	}
 	if l.acc == nil {
 		return nil // not a voter
+	}
+	if !l.sole() {
+		return nil // held (see guard)
 	}
 	var m casp.Message
 	if err := json.Unmarshal(e.Payload, &m); err != nil {

@@ -6,6 +6,7 @@ import (
 	crand "crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -75,6 +77,19 @@ type node struct {
 	twins   map[[2]string]bool
 	changed chan struct{} // closed and replaced when membership changes
 
+	// rivals counts, on a voter, the other processes of its own identity
+	// that memberlist sees alive and that are not proven gone (gone: their
+	// address refused a connection); rivalGen counts the times it rose
+	// from zero. The voter's acceptor answers only while there is none,
+	// and only once its guard has released it after every such rise (see
+	// rivalsLocked and Lock.guard).
+	rivals   atomic.Int32
+	rivalGen atomic.Uint64
+	gone     map[string]bool // memberlist names
+	probing  map[string]bool // memberlist names
+	tr       memberlist.Transport
+	dialWait time.Duration // a probe's dial timeout
+
 	sendSlots chan struct{}
 	wg        sync.WaitGroup
 	stop      chan struct{}
@@ -103,6 +118,8 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 		alive:     map[string]string{},
 		incs:      map[string]uint64{},
 		twins:     map[[2]string]bool{},
+		gone:      map[string]bool{},
+		probing:   map[string]bool{},
 		changed:   make(chan struct{}),
 		sendSlots: make(chan struct{}, maxInflightSends),
 		stop:      make(chan struct{}),
@@ -145,6 +162,7 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 		s.Memberlist(c)
 	}
 	n.twinAfter = func(members int) time.Duration { return 2 * deadAfter(c, members) }
+	n.tr, n.dialWait = c.Transport, max(c.ProbeTimeout, 100*time.Millisecond)
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		_ = c.Transport.Shutdown()
@@ -530,9 +548,11 @@ func (n *node) memberChanged(m *memberlist.Node, up bool) {
 	if m == nil || m.Addr == nil {
 		return
 	}
+	defer n.rivalsLocked()
 	if !up {
 		p, ok := n.procs[m.Name]
 		delete(n.procs, m.Name)
+		delete(n.gone, m.Name)
 		if ok {
 			n.currentLocked(p.id)
 		}
@@ -587,6 +607,88 @@ func (n *node) currentLocked(id string) string {
 	}
 	n.alive[id], n.incs[id] = cur.addr, cur.inc
 	return curName
+}
+
+// rivalsLocked counts this voter's rivals (see node.rivals) and starts a
+// probe of each not probed yet. A rival at this process's own address is
+// gone already: two live processes cannot listen on one address.
+func (n *node) rivalsLocked() {
+	if !n.s.voter {
+		return
+	}
+	var count int32
+	for name, p := range n.procs {
+		if p.id != n.s.Identity || p.inc == n.inc || n.gone[name] {
+			continue
+		}
+		if n.ready.Load() && p.addr == n.addr { // addr is set before ready
+			n.gone[name] = true
+			continue
+		}
+		count++
+		if !n.probing[name] && !n.stopped.Load() {
+			n.probing[name] = true
+			n.wg.Add(1)
+			go n.probe(name)
+		}
+	}
+	if count > 0 && n.rivals.Load() == 0 {
+		n.rivalGen.Add(1)
+		n.log.Error(nil, "Another live process claims this voter's identity: this one does not answer as its acceptor until that one is gone (a restart's predecessor goes at once; two live processes with one Options.Identity are a misconfiguration)",
+			"rivals", count)
+	}
+	n.rivals.Store(count)
+}
+
+// probe dials, now and then more and more rarely, the process memberlist
+// calls name (a rival) until it is no longer alive in memberlist's view or
+// its address refuses the connection: a crashed process's port refuses at
+// once, so that a restart is not held up by the failure detector. Any
+// other outcome (connected, timed out, unreachable) proves nothing.
+func (n *node) probe(name string) {
+	defer n.wg.Done()
+	wait := 50 * time.Millisecond
+	for {
+		n.mu.Lock()
+		p, ok := n.procs[name]
+		if !ok || n.gone[name] {
+			delete(n.probing, name)
+			n.mu.Unlock()
+			return
+		}
+		n.mu.Unlock()
+		if n.refused(p.addr) {
+			n.mu.Lock()
+			delete(n.probing, name)
+			if _, ok := n.procs[name]; ok {
+				n.gone[name] = true
+				n.rivalsLocked()
+				close(n.changed)
+				n.changed = make(chan struct{})
+			}
+			n.mu.Unlock()
+			n.log.V(1).Info("A process of this identity is gone: its address refuses connections", "member", name, "addr", p.addr)
+			return
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// refused reports whether a stream connection to addr, through
+// memberlist's transport (so that a test network's faults apply), is
+// refused: nothing listens there.
+func (n *node) refused(addr string) bool {
+	c, err := n.tr.DialTimeout(addr, n.dialWait)
+	if err == nil {
+		_ = c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // supersededLocked reports whether inc is a process of identity id that

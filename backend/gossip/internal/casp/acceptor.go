@@ -13,6 +13,10 @@ var ErrNotRecovering = errors.New("casp: acceptor is not recovering")
 // ErrNotBlank: NewElection was called on an acceptor that is not Blank.
 var ErrNotBlank = errors.New("casp: acceptor is not blank")
 
+// ErrHeld: Recover or Reinitialize was called on a held acceptor (see
+// [Acceptor.Hold]).
+var ErrHeld = errors.New("casp: acceptor is held")
+
 // State is what an acceptor persists.
 type State struct {
 	// Promised is the highest ballot promised: the promise floor.
@@ -83,6 +87,8 @@ type Acceptor struct {
 	blank bool
 	// quietUntil: see NewElection.
 	quietUntil uint64
+	// held: another live process may answer as this voter (see Hold).
+	held bool
 
 	weak weakening
 }
@@ -148,7 +154,7 @@ func NewAcceptor(cfg AcceptorConfig) (*Acceptor, error) {
 }
 
 // Ready reports whether the acceptor answers prepares and accepts.
-func (a *Acceptor) Ready() bool { return a.ready }
+func (a *Acceptor) Ready() bool { return a.ready && !a.held }
 
 // Blank reports whether this incarnation is a new voter that has taken no
 // part in any round that may write: its Storage held no state at start,
@@ -159,10 +165,64 @@ func (a *Acceptor) Ready() bool { return a.ready }
 // new-election shortcut rests on it (see [Acceptor.NewElection]).
 func (a *Acceptor) Blank() bool { return a.blank }
 
-// Floor returns the ballot a recovery round must exceed, and false if there
-// is none (no saved promise and no clock bound): such a voter cannot recover,
-// only be re-initialised.
+// Held reports whether the acceptor is held (see Hold).
+func (a *Acceptor) Held() bool { return a.held }
+
+// Hold silences the acceptor until [Acceptor.Release]: it answers nothing,
+// and neither recovers nor is re-initialised. The glue holds it while
+// another live process claims this voter's name: two processes answering
+// as one voter break quorum intersection (two proposers could each count
+// "this voter" in disjoint quorums). It is no longer Blank: the other
+// process may have answered any round.
+func (a *Acceptor) Hold() { a.held, a.blank = true, false }
+
+// Release ends a hold as a restart at now would begin, the other process
+// being gone: with Storage, the acceptor reloads what is saved (the other
+// process may have been the last to save) and answers at once if that is
+// the record; otherwise it forgets its record and recovers above a floor
+// that is above its own promise, above (the glue passes its proposer's
+// highest ballot, so that no recovery round started before the release
+// can end it) and, with MaxAhead, above now+MaxAhead (every ballot the
+// other process ever promised, as for a restart). If loading fails, the
+// acceptor stays held.
+func (a *Acceptor) Release(now uint64, above Ballot) error {
+	if !a.held {
+		return nil
+	}
+	var st State
+	var saved bool
+	if a.cfg.Storage != nil {
+		var err error
+		if st, saved, err = a.cfg.Storage.Load(); err != nil {
+			return fmt.Errorf("acceptor %s: load state: %w", a.cfg.Name, err)
+		}
+	}
+	if saved && st.HasRecord && a.cfg.PersistRecord {
+		a.promised = maxBallot(a.promised, st.Promised)
+		a.floor, a.floorKnown = maxBallot(a.floor, a.promised), true
+		a.accepted, a.value, a.ready, a.held = st.Accepted, st.Value, true, false
+		return nil
+	}
+	floor := maxBallot(maxBallot(a.promised, st.Promised), maxBallot(a.floor, above))
+	if a.cfg.MaxAhead > 0 {
+		floor = maxBallot(floor, Ballot{Counter: now + a.cfg.MaxAhead})
+	}
+	if err := a.save(State{Promised: floor}, true); err != nil {
+		return err
+	}
+	a.promised, a.floor, a.floorKnown = floor, floor, a.floorKnown || saved
+	a.accepted, a.value, a.ready, a.held = Ballot{}, Value{}, false, false
+	return nil
+}
+
+// Floor returns the ballot a recovery round must exceed, and false if no
+// recovery round may run: the acceptor answers already, is held, or has
+// no floor (no saved promise and no clock bound; such a voter cannot
+// recover, only be re-initialised).
 func (a *Acceptor) Floor() (Ballot, bool) {
+	if a.held || (a.ready && !a.weak.answerAtOnce) {
+		return Ballot{}, false
+	}
 	if a.weak.ignoreFloor {
 		return Ballot{}, true
 	}
@@ -184,7 +244,7 @@ func (a *Acceptor) Handle(now uint64, m Message) (*Message, error) {
 	if m.VoterHash != a.hash {
 		return nil, fmt.Errorf("%w: %s from %q has %s, %s has %s", ErrVoterHash, m.Kind, m.From, m.VoterHash, a.cfg.Name, a.hash)
 	}
-	if m.To != a.cfg.Name {
+	if m.To != a.cfg.Name || a.held {
 		return nil, nil
 	}
 	write := m.Kind == KindPrepare || m.Kind == KindAccept
@@ -320,6 +380,9 @@ func (a *Acceptor) save(st State, promiseChanged bool) error {
 // and the chosen value as its accepted record, and starts answering. The
 // outcome must be Chosen and its ballot above Floor.
 func (a *Acceptor) Recover(o Outcome) error {
+	if a.held {
+		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrHeld)
+	}
 	if a.ready && !a.weak.answerAtOnce {
 		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrNotRecovering)
 	}
@@ -347,6 +410,9 @@ func (a *Acceptor) Recover(o Outcome) error {
 // their ballots and win over the empty register wherever a quorum includes
 // them; Value.Written keeps their tokens from ever matching a new write.
 func (a *Acceptor) Reinitialize() error {
+	if a.held {
+		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrHeld)
+	}
 	if a.ready {
 		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrNotRecovering)
 	}
