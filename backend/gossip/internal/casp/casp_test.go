@@ -866,3 +866,53 @@ func TestWriteOnAProofOfANewRegisterEndsTheQuietTime(t *testing.T) {
 		t.Fatalf("an ordinary prepare after the quiet time ended: %+v, %v; want a promise", reply, err)
 	}
 }
+
+// A held acceptor answers nothing and cannot recover; released, it
+// forgets its record and recovers above every ballot its proposer used
+// before, so a recovery round from before the release cannot end it.
+func TestHeldAcceptorIsSilentAndStartsOverOnRelease(t *testing.T) {
+	c := newCluster(t, "a", "b", "c")
+	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: c.voters, Incarnation: 1, MaxAhead: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reinitialize(); err != nil {
+		t.Fatal(err)
+	}
+	c.acc["a"] = a
+	p := newProposer(t, "p", 1, c.voters)
+	if o := c.run(p.Start(0, func(Value) ([]byte, bool, error) { return []byte("x"), true, nil })); o.Status != Chosen {
+		t.Fatalf("write: %+v", o)
+	}
+	a.Hold()
+	if a.Ready() {
+		t.Fatal("a held acceptor reports ready")
+	}
+	if r, err := a.Handle(0, Message{Kind: KindQuery, From: "p", To: "a", VoterHash: VoterHash(c.voters)}); r != nil || err != nil {
+		t.Fatalf("a held acceptor answered: %+v, %v", r, err)
+	}
+	if _, ok := a.Floor(); ok {
+		t.Fatal("a held acceptor offers a floor to recover above")
+	}
+	ap := newProposer(t, "a", 1, c.voters)
+	early := c.run(ap.Recover(0, Ballot{}))
+	if err := a.Recover(early); !errors.Is(err, ErrHeld) {
+		t.Fatalf("Recover while held: %v, want ErrHeld", err)
+	}
+	if err := a.Release(5, ap.Last()); err != nil {
+		t.Fatal(err)
+	}
+	if a.Ready() {
+		t.Fatal("released without storage, the acceptor kept its record")
+	}
+	if err := a.Recover(early); err == nil {
+		t.Fatal("a recovery round from before the release ended the recovery")
+	}
+	floor, ok := a.Floor()
+	if !ok {
+		t.Fatal("no floor after release")
+	}
+	if o := c.run(ap.Recover(0, floor)); a.Recover(o) != nil || string(a.State().Value.Data) != "x" {
+		t.Fatalf("recovery after release: %+v, holds %q", o, a.State().Value.Data)
+	}
+}
