@@ -78,15 +78,17 @@ type node struct {
 	changed chan struct{} // closed and replaced when membership changes
 
 	// rivals counts, on a voter, the other processes of its own identity
-	// that memberlist sees alive and that are not proven gone (gone: their
-	// address refused a connection); rivalGen counts the times it rose
-	// from zero. The voter's acceptor answers only while there is none,
-	// and only once its guard has released it after every such rise (see
-	// rivalsLocked and Lock.guard).
+	// that memberlist sees alive or removed less than twinAfter ago, and
+	// that are not proven gone (gone: their address refused a
+	// connection); rivalGen counts the times it rose from zero. The
+	// voter's acceptor answers only while there is none, and only once its
+	// guard has released it after every such rise (see rivalsLocked and
+	// Lock.guard).
 	rivals   atomic.Int32
 	rivalGen atomic.Uint64
-	gone     map[string]bool // memberlist names
-	probing  map[string]bool // memberlist names
+	gone     map[string]bool    // memberlist names
+	probing  map[string]bool    // memberlist names
+	removed  map[string]removal // memberlist names
 	tr       memberlist.Transport
 	dialWait time.Duration // a probe's dial timeout
 
@@ -120,6 +122,7 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 		twins:     map[[2]string]bool{},
 		gone:      map[string]bool{},
 		probing:   map[string]bool{},
+		removed:   map[string]removal{},
 		changed:   make(chan struct{}),
 		sendSlots: make(chan struct{}, maxInflightSends),
 		stop:      make(chan struct{}),
@@ -541,18 +544,17 @@ func (d delegate) NotifyUpdate(m *memberlist.Node) { d.n.memberChanged(m, true) 
 func (n *node) memberChanged(m *memberlist.Node, up bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	defer func() {
-		close(n.changed)
-		n.changed = make(chan struct{})
-	}()
+	defer n.changedLocked()
 	if m == nil || m.Addr == nil {
 		return
 	}
 	defer n.rivalsLocked()
 	if !up {
 		p, ok := n.procs[m.Name]
+		if ok && n.s.voter && p.id == n.s.Identity && p.inc != n.inc {
+			n.removed[m.Name] = removal{p: p, until: time.Now().Add(n.twinAfter(len(n.procs)))}
+		}
 		delete(n.procs, m.Name)
-		delete(n.gone, m.Name)
 		if ok {
 			n.currentLocked(p.id)
 		}
@@ -573,6 +575,7 @@ func (n *node) memberChanged(m *memberlist.Node, up bool) {
 		n.log.V(3).Info("Member alive", "member", m.Name, "addr", p.addr)
 	}
 	n.procs[m.Name] = p
+	delete(n.removed, m.Name) // re-admitted: a live rival again
 	if cur := n.currentLocked(p.id); cur == m.Name && p.id != n.s.Identity {
 		n.addrs[p.id] = p.addr
 	}
@@ -609,27 +612,59 @@ func (n *node) currentLocked(id string) string {
 	return curName
 }
 
-// rivalsLocked counts this voter's rivals (see node.rivals) and starts a
-// probe of each not probed yet. A rival at this process's own address is
-// gone already: two live processes cannot listen on one address.
+// removal is a process of this voter's identity that memberlist removed
+// (declared dead, or left). memberlist also declares a live process dead
+// when it misses probes (a loaded machine, a pause, a partition), and
+// that process, told so by gossip or the next push-pull, refutes it and
+// is re-admitted; so a removed process stays a rival until it is proven
+// gone, or until twinAfter (twice the time memberlist takes to declare a
+// crashed member dead, far longer than a refutation takes) after its
+// removal without being re-admitted. See "Two live processes with one
+// identity" in docs/backends/gossip.md.
+type removal struct {
+	p     process
+	until time.Time
+}
+
+// changedLocked wakes those waiting for a change of membership or rivals.
+func (n *node) changedLocked() {
+	close(n.changed)
+	n.changed = make(chan struct{})
+}
+
+// rivalsLocked counts this voter's rivals (see node.rivals), forgets
+// removed ones that are gone or whose time is up, and starts a probe of
+// each not probed yet. A rival at this process's own address is gone
+// already: two live processes cannot listen on one address.
 func (n *node) rivalsLocked() {
 	if !n.s.voter {
 		return
 	}
 	var count int32
-	for name, p := range n.procs {
+	rival := func(name string, p process) bool {
 		if p.id != n.s.Identity || p.inc == n.inc || n.gone[name] {
-			continue
+			return false
 		}
 		if n.ready.Load() && p.addr == n.addr { // addr is set before ready
 			n.gone[name] = true
-			continue
+			return false
 		}
 		count++
 		if !n.probing[name] && !n.stopped.Load() {
 			n.probing[name] = true
 			n.wg.Add(1)
 			go n.probe(name)
+		}
+		return true
+	}
+	for name, p := range n.procs {
+		rival(name, p)
+	}
+	now := time.Now()
+	for name, r := range n.removed {
+		if !now.Before(r.until) || !rival(name, r.p) {
+			delete(n.removed, name)
+			delete(n.gone, name)
 		}
 	}
 	if count > 0 && n.rivals.Load() == 0 {
@@ -640,43 +675,67 @@ func (n *node) rivalsLocked() {
 	n.rivals.Store(count)
 }
 
-// probe dials, now and then more and more rarely, the process memberlist
-// calls name (a rival) until it is no longer alive in memberlist's view or
-// its address refuses the connection: a crashed process's port refuses at
-// once, so that a restart is not held up by the failure detector. Any
-// other outcome (connected, timed out, unreachable) proves nothing.
+// probe dials the rival memberlist calls name (see rivalsLocked) now,
+// then more and more rarely and whenever membership changes, until it is
+// no rival: its address refused the connection (nothing listens there:
+// a crashed or closed process's port refuses at once, so that a restart
+// is not held up by the failure detector; any other outcome, connected,
+// timed out or unreachable, proves nothing), or memberlist removed it and
+// its removal's time is up.
 func (n *node) probe(name string) {
 	defer n.wg.Done()
 	wait := 50 * time.Millisecond
 	for {
 		n.mu.Lock()
-		p, ok := n.procs[name]
-		if !ok || n.gone[name] {
+		p, until, ok := n.rivalLocked(name)
+		changed := n.changed
+		if !ok {
 			delete(n.probing, name)
-			n.mu.Unlock()
-			return
 		}
 		n.mu.Unlock()
-		if n.refused(p.addr) {
-			n.mu.Lock()
-			delete(n.probing, name)
-			if _, ok := n.procs[name]; ok {
-				n.gone[name] = true
-				n.rivalsLocked()
-				close(n.changed)
-				n.changed = make(chan struct{})
-			}
-			n.mu.Unlock()
-			n.log.V(1).Info("A process of this identity is gone: its address refuses connections", "member", name, "addr", p.addr)
+		if !ok {
 			return
+		}
+		refused := n.refused(p.addr)
+		if refused {
+			n.log.V(1).Info("A process of this identity is gone: its address refuses connections", "member", name, "addr", p.addr)
+		}
+		next := wait
+		if !until.IsZero() {
+			next = min(wait, time.Until(until))
+		}
+		if refused || next <= 0 {
+			n.mu.Lock()
+			if refused {
+				n.gone[name] = true
+			}
+			n.rivalsLocked()
+			n.changedLocked()
+			n.mu.Unlock()
+			continue
 		}
 		select {
 		case <-n.stop:
 			return
-		case <-time.After(wait):
+		case <-changed: // memberlist removed it, say: dial again now
+		case <-time.After(next):
+			wait = min(2*wait, 5*time.Second)
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// rivalLocked returns the rival memberlist calls name, if it still is
+// one, and the end of its removal's time if memberlist removed it (zero
+// while memberlist sees it alive).
+func (n *node) rivalLocked(name string) (process, time.Time, bool) {
+	if n.gone[name] {
+		return process{}, time.Time{}, false
+	}
+	if p, ok := n.procs[name]; ok {
+		return p, time.Time{}, true
+	}
+	r, ok := n.removed[name]
+	return r.p, r.until, ok
 }
 
 // refused reports whether a stream connection to addr, through

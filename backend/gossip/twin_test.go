@@ -33,17 +33,7 @@ func TestTwinVoterNeverAnswersWhileTheOriginalLives(t *testing.T) {
 	first.replied.Store(&countFirst)
 	countTwin := func(kind, string) { twinAnswers.Add(1) }
 
-	tr, err := c.net.Transport("v2-twin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := c.options("v2")
-	o.Transport, o.Join, o.ReinitializeAfter = tr, c.seedsExcept(""), time.Second
-	twin, err := New(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer twin.Close()
+	twin := c.startTwin(ctx, "v2")
 	twin.replied.Store(&countTwin)
 
 	// From the moment the first process knows of the twin, neither
@@ -109,4 +99,112 @@ func TestTwinVoterNeverAnswersWhileTheOriginalLives(t *testing.T) {
 	}
 	t.Logf("%d of 10 writes while both lived; after the first v2's crash the twin was ready in %v and voted in %v",
 		wrote, ready.Round(time.Millisecond), time.Since(crashed).Round(time.Millisecond))
+}
+
+// startTwin starts a second process with voter id's identity (a twin), on
+// the network as id+"-twin", joined to every voter; it is closed when the
+// test ends.
+func (c *cluster) startTwin(ctx context.Context, id string) *Lock {
+	c.t.Helper()
+	tr, err := c.net.Transport(id + "-twin")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	o := c.options(id)
+	o.Transport, o.Join, o.ReinitializeAfter = tr, c.seedsExcept(""), time.Second
+	twin, err := New(ctx, o)
+	if err != nil {
+		_ = tr.Shutdown()
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = twin.Close() })
+	return twin
+}
+
+// memberlist also removes a live process: one that missed its probes (a
+// loaded machine, a pause, a partition). That alone must not let a twin
+// answer as the voter while the original lives. The first v2 is cut off
+// from everyone until the twin's memberlist has removed it, then the
+// network heals and memberlist re-admits it: through all of it the twin
+// stays held. Once the first crashes (its port refuses), the twin votes.
+func TestTwinVoterStaysSilentWhileTheLiveOriginalIsDeclaredDead(t *testing.T) {
+	c, w, ctx := threeVotersAnd(t, "w")
+	if err := w.Create(ctx, locktest.NewRecord("A", 1)); err != nil {
+		t.Fatal(err)
+	}
+	first := c.lock("v2")
+	twin := c.startTwin(ctx, "v2")
+	var twinAnswers atomic.Int64
+	count := func(kind, string) { twinAnswers.Add(1) }
+	twin.replied.Store(&count)
+	firstName := first.n.ml.LocalNode().Name
+	twinSeesFirst := func() bool {
+		twin.n.mu.Lock()
+		defer twin.n.mu.Unlock()
+		_, ok := twin.n.procs[firstName]
+		return ok
+	}
+	waitFor := func(what string, within time.Duration, cond func() bool) time.Duration {
+		t.Helper()
+		began := time.Now()
+		for !cond() {
+			if time.Since(began) > within {
+				t.Fatalf("%s: not within %v", what, within)
+			}
+			time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+		}
+		return time.Since(began)
+	}
+	write := func(i int) {
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := w.Update(wctx, locktest.NewRecord(fmt.Sprintf("R%d", i), i)); err != nil {
+			t.Logf("write %d: %v", i, err)
+		}
+	}
+	// The twin learns the membership in its join, before New returns.
+	waitFor("the twin sees the first v2", 20*time.Second, twinSeesFirst)
+
+	// Cut the first v2 off, as a paused or overloaded process is, but for
+	// the requests sent to identity v2: the network keys a link by the
+	// sender's transport and by the name the sender addresses, which is
+	// the identity for this backend's messages (both v2 processes) and the
+	// memberlist node name (identity#incarnation) for memberlist's own.
+	for name, l := range map[string]*Lock{"v1": c.lock("v1"), "v3": c.lock("v3"), "w": w, "v2-twin": twin} {
+		c.net.Cut(name, firstName)
+		c.net.Cut("v2", name)
+		c.net.Cut("v2", l.n.ml.LocalNode().Name)
+	}
+	cut := waitFor("the twin's memberlist removes the cut-off first v2", 30*time.Second, func() bool { return !twinSeesFirst() })
+	removed := time.Now()
+	if twin.n.rivals.Load() == 0 {
+		t.Error("memberlist's removal of the live first v2 left the twin without a rival")
+	}
+	// Writes for a while (well within the bound, twinAfter, which the
+	// re-admission must beat): w asks v2's process started last, the twin.
+	i := 2
+	for ; i < 7 || time.Since(removed) < time.Second; i++ {
+		write(i)
+	}
+	if n := twinAnswers.Load(); n != 0 {
+		t.Errorf("the twin answered %d requests as v2's acceptor while memberlist called the live first v2 dead", n)
+	}
+
+	c.net.Heal()
+	waitFor("memberlist re-admits the first v2", 20*time.Second, twinSeesFirst)
+	back := time.Since(removed)
+	for j := i + 3; i < j; i++ {
+		write(i)
+	}
+	if n := twinAnswers.Load(); n != 0 {
+		t.Errorf("the twin answered %d requests as v2's acceptor while the first v2 lived", n)
+	}
+	if twin.Ready() == nil {
+		t.Error("the twin reports ready while the first v2 lives")
+	}
+
+	c.crash("v2")
+	ready := waitFor("the twin is ready after the first v2's crash", 20*time.Second, func() bool { return twin.Ready() == nil })
+	t.Logf("removed %v after the cut, re-admitted %v after the removal (twinAfter %v), twin ready %v after the crash",
+		cut.Round(time.Millisecond), back.Round(time.Millisecond), twin.n.twinAfter(5), ready.Round(time.Millisecond))
 }
