@@ -916,3 +916,27 @@ func TestHeldAcceptorIsSilentAndStartsOverOnRelease(t *testing.T) {
 		t.Fatalf("recovery after release: %+v, holds %q", o, a.State().Value.Data)
 	}
 }
+
+// A blank acceptor that is held is blank no more, released or not: the
+// other process of its name may have answered any round, so it must not
+// start (or count towards) a new election.
+func TestHeldAcceptorIsNotBlank(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	a, err := NewAcceptor(AcceptorConfig{Name: "a", Voters: voters, Incarnation: 1, Storage: &memDisk{}, MaxAhead: 100, Now: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Hold()
+	if a.Blank() {
+		t.Fatal("a held acceptor is blank")
+	}
+	if err := a.NewElection(1000, 50); err == nil {
+		t.Fatal("a held acceptor started a new election")
+	}
+	if err := a.Release(1000, Ballot{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.NewElection(1000, 50); !errors.Is(err, ErrNotBlank) || a.Blank() {
+		t.Fatalf("released: NewElection %v, blank %v; want ErrNotBlank, not blank", err, a.Blank())
+	}
+}
