@@ -127,6 +127,10 @@ func (c *cluster) startTwin(ctx context.Context, id string) *Lock {
 // from everyone until the twin's memberlist has removed it, then the
 // network heals and memberlist re-admits it: through all of it the twin
 // stays held. Once the first crashes (its port refuses), the twin votes.
+// The bound after which a removed rival no longer counts is a minute
+// here, not twinAfter's 10 s: its length is not what this test is about,
+// and on a loaded machine the healed first can take longer than 10 s to
+// be re-admitted.
 func TestTwinVoterStaysSilentWhileTheLiveOriginalIsDeclaredDead(t *testing.T) {
 	c, w, ctx := threeVotersAnd(t, "w")
 	if err := w.Create(ctx, locktest.NewRecord("A", 1)); err != nil {
@@ -134,6 +138,9 @@ func TestTwinVoterStaysSilentWhileTheLiveOriginalIsDeclaredDead(t *testing.T) {
 	}
 	first := c.lock("v2")
 	twin := c.startTwin(ctx, "v2")
+	twin.n.mu.Lock() // twinAfter is read under it
+	twin.n.twinAfter = func(int) time.Duration { return time.Minute }
+	twin.n.mu.Unlock()
 	var twinAnswers atomic.Int64
 	count := func(kind, string) { twinAnswers.Add(1) }
 	twin.replied.Store(&count)
@@ -180,10 +187,9 @@ func TestTwinVoterStaysSilentWhileTheLiveOriginalIsDeclaredDead(t *testing.T) {
 	if twin.n.rivals.Load() == 0 {
 		t.Error("memberlist's removal of the live first v2 left the twin without a rival")
 	}
-	// Writes for a while (well within the bound, twinAfter, which the
-	// re-admission must beat): w asks v2's process started last, the twin.
+	// Writes for a while: w asks v2's process started last, the twin.
 	i := 2
-	for ; i < 7 || time.Since(removed) < time.Second; i++ {
+	for ; i < 5 || time.Since(removed) < time.Second; i++ {
 		write(i)
 	}
 	if n := twinAnswers.Load(); n != 0 {
@@ -205,6 +211,6 @@ func TestTwinVoterStaysSilentWhileTheLiveOriginalIsDeclaredDead(t *testing.T) {
 
 	c.crash("v2")
 	ready := waitFor("the twin is ready after the first v2's crash", 20*time.Second, func() bool { return twin.Ready() == nil })
-	t.Logf("removed %v after the cut, re-admitted %v after the removal (twinAfter %v), twin ready %v after the crash",
-		cut.Round(time.Millisecond), back.Round(time.Millisecond), twin.n.twinAfter(5), ready.Round(time.Millisecond))
+	t.Logf("removed %v after the cut, re-admitted %v after the removal, twin ready %v after the crash",
+		cut.Round(time.Millisecond), back.Round(time.Millisecond), ready.Round(time.Millisecond))
 }
