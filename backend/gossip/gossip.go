@@ -215,6 +215,11 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	n.ready.Store(true) // after handle, acc and prop: receive may use them now
 	n.start()
 	if l.acc != nil {
+		// A restart's predecessor that memberlist still shows alive (the
+		// seed has not heard of its end yet) is proven gone now, if its
+		// port refuses, so that the restart is ready as New returns.
+		n.proveGone()
+		l.guardStep()
 		l.accMu.Lock()
 		if !l.acc.Ready() {
 			logger.Info("Voter starts without its record: recovering it from the other voters before answering")
@@ -274,31 +279,9 @@ func (l *Lock) guard() {
 	for {
 		l.n.mu.Lock()
 		ch := l.n.changed
-		gen, rivals := l.n.rivalGen.Load(), l.n.rivals.Load()
 		l.n.mu.Unlock()
-		if gen != l.guarded.Load() {
-			l.accMu.Lock()
-			l.acc.Hold()
-			l.accMu.Unlock()
-		}
-		if rivals == 0 && gen != l.guarded.Load() {
-			l.propMu.Lock()
-			above := l.prop.Last()
-			l.propMu.Unlock()
-			l.accMu.Lock()
-			err := l.acc.Release(nowMillis(), above)
-			ready := l.acc.Ready()
-			if err == nil && !ready {
-				l.recoverLocked()
-			}
-			l.accMu.Unlock()
-			if err != nil {
-				l.log.Error(err, "Could not release the acceptor after the other process of this identity went; retrying")
-				retry = time.After(l.resend)
-			} else {
-				l.guarded.Store(gen)
-				l.log.Info("No other process of this identity is alive: the acceptor starts over", "answers", ready)
-			}
+		if !l.guardStep() {
+			retry = time.After(l.resend)
 		}
 		select {
 		case <-l.stop:
@@ -308,6 +291,41 @@ func (l *Lock) guard() {
 			retry = nil
 		}
 	}
+}
+
+// guardStep is one step of guard: it holds the acceptor if a rival has
+// shown since the last release, and releases it if none is left. It
+// reports false if the release failed (to be retried).
+func (l *Lock) guardStep() bool {
+	l.n.mu.Lock() // rivalsLocked sets both under it
+	gen, rivals := l.n.rivalGen.Load(), l.n.rivals.Load()
+	l.n.mu.Unlock()
+	if gen == l.guarded.Load() {
+		return true
+	}
+	l.accMu.Lock()
+	l.acc.Hold()
+	l.accMu.Unlock()
+	if rivals != 0 {
+		return true
+	}
+	l.propMu.Lock()
+	above := l.prop.Last()
+	l.propMu.Unlock()
+	l.accMu.Lock()
+	err := l.acc.Release(nowMillis(), above)
+	ready := l.acc.Ready()
+	if err == nil && !ready {
+		l.recoverLocked()
+	}
+	l.accMu.Unlock()
+	if err != nil {
+		l.log.Error(err, "Could not release the acceptor after the other process of this identity went; retrying")
+		return false
+	}
+	l.guarded.Store(gen)
+	l.log.Info("No other process of this identity is alive: the acceptor starts over", "answers", ready)
+	return true
 }
 
 func nowMillis() uint64 { return uint64(time.Now().UnixMilli()) }

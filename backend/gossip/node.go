@@ -696,20 +696,17 @@ func (n *node) probe(name string) {
 		if !ok {
 			return
 		}
-		refused := n.refused(p.addr)
-		if refused {
-			n.log.V(1).Info("A process of this identity is gone: its address refuses connections", "member", name, "addr", p.addr)
+		if n.refused(p.addr) {
+			n.markGone(name, p)
+			continue
 		}
 		next := wait
 		if !until.IsZero() {
 			next = min(wait, time.Until(until))
 		}
-		if refused || next <= 0 {
+		if next <= 0 {
 			n.mu.Lock()
-			if refused {
-				n.gone[name] = true
-			}
-			n.rivalsLocked()
+			n.rivalsLocked() // forgets it
 			n.changedLocked()
 			n.mu.Unlock()
 			continue
@@ -722,6 +719,38 @@ func (n *node) probe(name string) {
 			wait = min(2*wait, 5*time.Second)
 		}
 	}
+}
+
+// proveGone dials every rival once, now, and counts those whose address
+// refuses as gone (their probes would find it a moment later).
+func (n *node) proveGone() {
+	n.mu.Lock()
+	rivals := map[string]process{}
+	for name := range n.probing {
+		if p, _, ok := n.rivalLocked(name); ok {
+			rivals[name] = p
+		}
+	}
+	n.mu.Unlock()
+	for name, p := range rivals {
+		if n.refused(p.addr) {
+			n.markGone(name, p)
+		}
+	}
+}
+
+// markGone counts the rival memberlist calls name, at p, as gone: its
+// address refused a connection.
+func (n *node) markGone(name string, p process) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, _, ok := n.rivalLocked(name); !ok {
+		return // gone already, or forgotten
+	}
+	n.gone[name] = true
+	n.rivalsLocked()
+	n.changedLocked()
+	n.log.V(1).Info("A process of this identity is gone: its address refuses connections", "member", name, "addr", p.addr)
 }
 
 // rivalLocked returns the rival memberlist calls name, if it still is
