@@ -88,9 +88,11 @@ func (r NackReason) String() string {
 //
 // Every reply (Promise, Accepted, Nack, Report) carries Blank.
 //
-// From and To are voter or proposer node names; the glue routes by To and
-// must set From to the name the peer authenticated as (memberlist's node
-// name), since the state machines trust it.
+// From and To are voter or proposer identities (Options.Identity, not
+// memberlist's node names, which add the process incarnation); the glue
+// routes by To and must set From to the identity of the member the
+// envelope came from, since the state machines trust it (every member
+// holds the election's key).
 type Message struct {
 	Kind        Kind       `json:"k"`
 	From        string     `json:"f"`
