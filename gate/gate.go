@@ -130,17 +130,33 @@ func (g *Gate) current() (context.Context, int64, error) {
 // calling write, if the gate is closed; and, if the gate closed while
 // write ran, an error wrapping both ErrClosed and write's error.
 func (g *Gate) Do(ctx context.Context, write func(ctx context.Context, term int64) error) error {
-	open, term, err := g.current()
+	wctx, term, release, err := g.bind(ctx)
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(open, func() { cancel(ErrClosed) })
-	defer stop()
-	err = write(wctx, term)
-	if err != nil && open.Err() != nil {
-		return fmt.Errorf("%w (term %d ended while the write ran): %w", ErrClosed, term, err)
+	return release(write(wctx, term))
+}
+
+// bind returns, if the gate is open, a context derived from parent that
+// is also cancelled (cause ErrClosed) when the gate closes, with the term;
+// release must be called once the work is done, with its error: it stops
+// watching the gate and returns the error, wrapping ErrClosed too if the
+// gate closed meanwhile. A closed gate returns an error wrapping
+// ErrClosed.
+func (g *Gate) bind(parent context.Context) (ctx context.Context, term int64, release func(error) error, err error) {
+	open, term, err := g.current()
+	if err != nil {
+		return nil, 0, nil, err
 	}
-	return err
+	ctx, cancel := context.WithCancelCause(parent)
+	stop := context.AfterFunc(open, func() { cancel(ErrClosed) })
+	release = func(err error) error {
+		stop()
+		cancel(nil)
+		if err != nil && open.Err() != nil {
+			return fmt.Errorf("%w (term %d ended while the write ran): %w", ErrClosed, term, err)
+		}
+		return err
+	}
+	return ctx, term, release, nil
 }

@@ -2,7 +2,6 @@ package gate
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,25 +77,18 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !mutating(req.Method) {
 		return rt.next.RoundTrip(req)
 	}
-	open, term, err := rt.g.current()
+	ctx, _, release, err := rt.g.bind(req.Context())
 	if err != nil {
 		if req.Body != nil {
 			_ = req.Body.Close() // a RoundTripper closes the body, even on error
 		}
 		return refusal(req), nil
 	}
-	ctx, cancel := context.WithCancelCause(req.Context())
-	stop := context.AfterFunc(open, func() { cancel(ErrClosed) })
 	resp, err := rt.next.RoundTrip(req.WithContext(ctx))
 	if err != nil {
-		stop()
-		cancel(nil)
-		if open.Err() != nil {
-			return nil, fmt.Errorf("%w (term %d ended while the %s was in flight): %w", ErrClosed, term, req.Method, err)
-		}
-		return nil, err
+		return nil, release(err)
 	}
-	resp.Body = &releasingBody{ReadCloser: resp.Body, release: func() { stop(); cancel(nil) }}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: func() { _ = release(nil) }}
 	return resp, nil
 }
 
