@@ -37,6 +37,9 @@ type Slot struct {
 	// shard that assignment does not give it. A Free slot keeps its last
 	// holder's, so generations go on counting from it.
 	Ack Ack
+	// ReadAt is the glue's read counter (View.Now) when the read that
+	// returned this record was issued.
+	ReadAt uint64
 }
 
 // Ack names an assignment: its generation and digest. The digest matters
@@ -53,6 +56,9 @@ type Ack struct {
 type View struct {
 	Assignment *Assignment
 	Slots      []Slot
+	// Now is the glue's read counter: it counts reads issued, so a
+	// Slot.ReadAt above a Now seen earlier was read after that moment.
+	Now uint64
 }
 
 // Action is what the replica's glue must do: one of Start, Stop, WriteAck,
@@ -79,6 +85,11 @@ type WriteAck struct{ Ack Ack }
 // only the newest proposal and drops one it has not sent yet.
 type WriteAssignment struct{ Assignment Assignment }
 
+// Refresh reads every slot anew: the barrier counts only reads issued
+// after this replica's last acknowledgement (a watch may deliver one
+// record's change before another's that happened earlier).
+type Refresh struct{}
+
 // Release writes the replica's slot Free with ack generation Known (the
 // highest it has seen, so that the count goes on from it): every shard
 // has stopped.
@@ -89,6 +100,7 @@ func (Stop) isAction()            {}
 func (WriteAck) isAction()        {}
 func (WriteAssignment) isAction() {}
 func (Release) isAction()         {}
+func (Refresh) isAction()         {}
 
 // replicaRules can switch off one of the protocol's rules; only the tests
 // set them, to show that the simulation catches each rule's absence.
@@ -104,6 +116,8 @@ type replicaRules struct {
 	countFromRecord bool
 	// unknownIsFree treats a missing slot record as Free.
 	unknownIsFree bool
+	// staleBarrier counts slot reads issued before the acknowledgement.
+	staleBarrier bool
 }
 
 // Replica is the protocol of one member, from taking its slot to losing
@@ -114,8 +128,9 @@ type replicaRules struct {
 type Replica struct {
 	self    Member
 	m       int
-	known   int64 // the highest generation ever seen
-	ack     Ack   // the assignment acknowledged last (decided)
+	known   int64  // the highest generation ever seen
+	ack     Ack    // the assignment acknowledged last (decided)
+	ackedAt uint64 // View.Now when it was decided
 	last    Assignment
 	running map[int]int64 // shard → term, while its function runs
 	stops   map[int]bool  // cancelled, function not yet returned
@@ -200,8 +215,8 @@ func (r *Replica) Observe(v View) ([]Action, error) {
 		if len(r.stops) > 0 {
 			return acts, nil // ack once they have returned
 		}
-		r.ack = a.Ack()
-		acts = append(acts, WriteAck{r.ack})
+		r.ack, r.ackedAt = a.Ack(), v.Now
+		acts = append(acts, WriteAck{r.ack}, Refresh{})
 	}
 	return append(acts, r.acquire(v)...), nil
 }
@@ -243,6 +258,9 @@ func (r *Replica) acquire(v View) []Action {
 		return nil
 	}
 	for _, s := range v.Slots {
+		if s.ReadAt <= r.ackedAt && !r.weak.staleBarrier {
+			return nil // read before the acknowledgement: wait for Refresh
+		}
 		switch {
 		case s.State == Free, s.State == Unknown && r.weak.unknownIsFree:
 		case s.State == Held && (s.Ack == r.ack || r.weak.noBarrier && s.Member != r.self):
