@@ -85,8 +85,26 @@ func spawnProc(t *testing.T, bin, dir, id string, port int, args ...string) *pro
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-p.done
+		if t.Failed() {
+			logTail(t, id, logf.Name())
+		}
 	})
 	return p
+}
+
+// logTail logs the last lines of a replica's log, so that a failed test
+// says what the process itself saw (a lost lease, an error).
+func logTail(t *testing.T, id, path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Logf("%s's log: %v", id, err)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	t.Logf("last lines of %s's log (%s):\n%s", id, path, strings.Join(lines, "\n"))
 }
 
 // exitCode waits (bounded) for the process to exit and returns its status.
