@@ -35,7 +35,7 @@ import (
 // after a graceful stop or when opt.Run returned by itself, an error wrapping
 // ErrLeaseLost after losing the lock (unless opt.Recampaign), and a validation or health-server
 // error (such as a port in use) before anything starts.
-func Run(ctx context.Context, opt Option) error {
+func Run(ctx context.Context, opt Option) (err error) {
 	if err := opt.Validate(); err != nil {
 		return fmt.Errorf("leaderelection: invalid options: %w", err)
 	}
@@ -57,6 +57,15 @@ func Run(ctx context.Context, opt Option) error {
 	}
 
 	work, runErr := opt.work(cancel)
+	var warm *standby
+	if opt.Standby != nil {
+		warm = startStandby(ctx, log, opt.Standby)
+		stopTimeout := opt.StopTimeout
+		if stopTimeout == 0 {
+			stopTimeout = opt.LeaseDuration
+		}
+		defer func() { err = errors.Join(err, warm.stop(stopTimeout)) }()
+	}
 	disabled := &disabledSource{name: opt.Name, id: opt.ID}
 	var src healthz.Source = disabled
 	var elector *Elector
@@ -82,12 +91,17 @@ func Run(ctx context.Context, opt Option) error {
 	}
 
 	if opt.Port != NoHealthServer {
+		var standbyReady func() error
+		if warm != nil {
+			standbyReady = warm.check
+		}
 		srv, err := healthz.New(healthz.Options{
 			Addr:            net.JoinHostPort(opt.HealthBindAddress, strconv.Itoa(opt.Port)),
 			Source:          src,
 			Liveness:        opt.LivenessChecker,
 			Readiness:       opt.ReadinessChecker,
 			LockReadiness:   lockReady,
+			Standby:         standbyReady,
 			LeaderOnlyReady: opt.LeaderOnlyReady,
 			Handlers:        opt.Handlers,
 		})
@@ -112,7 +126,14 @@ func Run(ctx context.Context, opt Option) error {
 	if opt.Leadership != nil {
 		opt.Leadership.src.Store(&src)
 	}
-	var err error
+	if warm != nil {
+		log.Info("Waiting for Standby to report ready before campaigning")
+		ready, werr := warm.awaitReady(ctx)
+		if werr != nil || !ready {
+			return werr
+		}
+		log.Info("Standby is ready")
+	}
 	if opt.Disabled {
 		log.Info("Leader election disabled; running")
 		disabled.running.Store(true)

@@ -52,6 +52,18 @@ type Option struct {
 	// election: the lock is released if ReleaseOnCancel is set, Run returns
 	// the error wrapped in ErrRunFailed, and RunOrDie exits 1.
 	RunE func(ctx context.Context) error
+	// Standby, if set, is the work every candidate does whether or not it
+	// leads (a warm standby: informers, caches, connections), so that the
+	// leader's function starts warm. It starts with Run, before the
+	// campaign, and calls ready once warm: the candidate campaigns only
+	// after that (with Disabled: the function starts only then), and
+	// /readyz's "standby" check fails until then. Its
+	// context ends only after the election has (the leader's function
+	// returned, the lock released), so a lost term, with Recampaign, does
+	// not end it. It may return at once, leaving goroutines on its
+	// context; Run waits for it to return, up to StopTimeout, after ending
+	// its context. Returning without calling ready ends Run with an error.
+	Standby func(ctx context.Context, ready func())
 	// LivenessChecker, if set, is served as the "liveness" check on
 	// /healthz and /livez, on every replica.
 	LivenessChecker func(req *http.Request) error

@@ -49,6 +49,10 @@ type Options struct {
 	// recovering its record), served on /readyz only under its
 	// ReadinessName (/readyz/gossip), on every replica.
 	LockReadiness lock.ReadinessChecker
+	// Standby, if set, reports whether the application's warm standby
+	// (leaderelection.Option.Standby: informers, caches) is ready, served
+	// as "standby" on /readyz only, on every replica.
+	Standby func() error
 	// LeaderOnlyReady adds the "leader" check to /readyz: it fails on every
 	// replica but the leader, so a Kubernetes Service whose readiness probe
 	// is /readyz routes only to the leader (active/passive). Liveness is
@@ -117,6 +121,10 @@ func New(opts Options) (*Server, error) {
 	if opts.LockReadiness != nil {
 		lr := opts.LockReadiness
 		ready = append(ready, healthz.NamedCheck(lr.ReadinessName(), func(*http.Request) error { return lr.Ready() }))
+	}
+	if opts.Standby != nil {
+		warm := opts.Standby
+		ready = append(ready, healthz.NamedCheck("standby", func(*http.Request) error { return warm() }))
 	}
 	if opts.LeaderOnlyReady {
 		ready = append(ready, LeaderCheck(opts.Source))
