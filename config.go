@@ -9,6 +9,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	writegate "github.com/b3df926d/leaderelection/gate"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -66,6 +67,14 @@ type Config struct {
 	// it may still be working. Off by default: exiting is the safe choice
 	// for code that may ignore its context.
 	Recampaign bool
+
+	// Gate, if set, is the leader's write gate (package gate), which the
+	// elector drives: it opens with the term when this process starts
+	// leading, and closes at the step-down, before the leader's context is
+	// cancelled and before any other candidate may take over; a graceful
+	// end closes it when the function is told to stop. Build the leader's
+	// clients from it (Gate.Config, Gate.Do) before Run. Nil: no gate.
+	Gate *writegate.Gate
 
 	// Callbacks are the user's hooks.
 	Callbacks Callbacks

@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection/backend/k8s"
+	writegate "github.com/b3df926d/leaderelection/gate"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -110,6 +111,13 @@ type Option struct {
 	// returned within StopTimeout) campaign again instead of exiting: see
 	// Config.Recampaign.
 	Recampaign bool
+
+	// Gate, if set, is opened by the elector with the term when this
+	// process starts leading and closed at its step-down: see Config.Gate.
+	// Build the clients the leader writes with from it (Gate.Config for
+	// client-go, Gate.Do for any other), and start informers on them in
+	// Standby: reads always pass.
+	Gate *writegate.Gate
 
 	// OnNewLeader and OnStoppedLeading: see Callbacks.
 	OnNewLeader      func(identity string)
@@ -253,6 +261,7 @@ func (o Option) electorConfig(l lock.Interface) Config {
 		StopTimeout:     o.StopTimeout,
 		TermLimit:       o.TermLimit,
 		Recampaign:      o.Recampaign,
+		Gate:            o.Gate,
 		Name:            o.Name,
 		Logger:          o.Logger,
 		Callbacks: Callbacks{

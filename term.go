@@ -108,6 +108,7 @@ func (t *term) start() {
 		close(t.fnDone)
 		return
 	}
+	t.openGate()
 	t.ran = true
 	end := t.e.vitals.callbackStarted("OnStartedLeading", time.Time{}) // no bound until cancelled
 	go func() {
@@ -124,12 +125,36 @@ func (t *term) stepDown() {
 	t.lostOnce.Do(func() {
 		t.e.mu.Lock()
 		t.e.leading = false
+		t.e.closeGate()
 		t.e.mu.Unlock()
 		// Mark the term lost before cancelling, so that the function's
 		// return is never mistaken for a voluntary end.
 		close(t.lost)
 		t.cancel()
 	})
+}
+
+// openGate opens Config.Gate for this term, with the leader's context,
+// if this process still leads: under the elector's lock, as stepDown
+// closes it, so that a step-down racing the start cannot leave the gate
+// open.
+func (t *term) openGate() {
+	e := t.e
+	if e.c.Gate == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.leading {
+		e.c.Gate.Open(t.ctx, t.n)
+	}
+}
+
+// closeGate closes Config.Gate, if set. Callers hold e.mu.
+func (e *Elector) closeGate() {
+	if e.c.Gate != nil {
+		e.c.Gate.Close()
+	}
 }
 
 // stepDownFor is stepDown for a reason the Run goroutine decided, which
@@ -379,6 +404,9 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 			return
 		}
 		cause = c
+		e.mu.Lock()
+		e.closeGate() // at once, not when the context's AfterFunc runs
+		e.mu.Unlock()
 		t.cancel()
 		stopDue = e.clock.Now().Add(e.c.StopTimeout)
 		stopTimer = e.clock.NewTimer(e.c.StopTimeout)

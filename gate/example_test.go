@@ -12,8 +12,9 @@ import (
 )
 
 // A controller builds its clientset once, from a gated config, so that
-// informers can start on every replica (reads pass), while only the
-// leader's writes go through, and none after its step-down.
+// informers can start on every replica (reads pass, in Option.Standby),
+// while only the leader's writes go through, and none after its
+// step-down.
 func ExampleGate_Config() {
 	g := gate.New()
 	cfg, err := g.Config(&rest.Config{Host: "https://127.0.0.1:6443"})
@@ -21,13 +22,14 @@ func ExampleGate_Config() {
 		panic(err)
 	}
 	client := kubernetes.NewForConfigOrDie(cfg)
-	run := func(ctx context.Context) { // Option.Run: the leader's function
-		term, _ := leaderelection.TermFrom(ctx)
-		g.Open(ctx, term) // closes when ctx ends, at the step-down
-		_ = client        // ... reconcile, writing through client ...
-		<-ctx.Done()
+	opt := leaderelection.Option{
+		Gate: g, // the elector opens it with the term, and closes it at the step-down
+		Run: func(ctx context.Context) {
+			_ = client // ... reconcile, writing through client ...
+			<-ctx.Done()
+		},
 	}
-	_ = run
+	_ = opt // leaderelection.RunOrDie(opt)
 	_, err = g.Check()
 	fmt.Println(gate.IsRefused(err))
 	// Output: true

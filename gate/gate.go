@@ -2,10 +2,13 @@
 // write gate for client-go's rest.Config (Config) and for any other
 // client (Check, Do).
 //
-// The gate is opened by the leader's function with its term and closes
-// when the leader's context ends, which the elector cancels at its
-// step-down: RenewDeadline after the last renewal that began, before any
-// other candidate may take over (that waits LeaseDuration). A write sent
+// The elector drives the gate given to it (leaderelection.Option.Gate,
+// Config.Gate): it opens the gate with the term when this process starts
+// leading and closes it at its step-down, RenewDeadline after the last
+// renewal that began, before any other candidate may take over (that
+// waits LeaseDuration). Without the elector, the leader's function opens
+// it with its context and term, and it closes when that context ends,
+// which the elector cancels at the step-down. A write sent
 // through an open gate therefore has the margin LeaseDuration −
 // RenewDeadline to reach the store before another leader's term can
 // begin; closing the gate also cancels the writes still in flight, so the
@@ -46,8 +49,9 @@ type Gate struct {
 func New() *Gate { return &Gate{} }
 
 // Open opens the gate for term until Close is called or ctx ends,
-// whichever comes first. Call it at the start of the leader's function
-// with the leader's context and its term:
+// whichever comes first. The elector calls it when given the gate;
+// otherwise call it at the start of the leader's function with the
+// leader's context and its term:
 //
 //	term, _ := leaderelection.TermFrom(ctx)
 //	g.Open(ctx, term)
