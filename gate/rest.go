@@ -88,20 +88,31 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, release(err)
 	}
-	resp.Body = &releasingBody{ReadCloser: resp.Body, release: func() { _ = release(nil) }}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: release}
 	return resp, nil
 }
 
 // releasingBody releases the request's gate watch when the response body
-// is closed (the request's context must live until then).
+// is closed (the request's context must live until then). A read that
+// fails because the gate closed meanwhile (the response was cut off)
+// returns an error wrapping ErrClosed, so that IsRefused recognises it
+// through client-go's "reading response body" error too.
 type releasingBody struct {
 	io.ReadCloser
-	release func()
+	release func(error) error
+}
+
+func (b *releasingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.release(err)
+	}
+	return n, err
 }
 
 func (b *releasingBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.release()
+	_ = b.release(nil)
 	return err
 }
 
