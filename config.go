@@ -18,6 +18,10 @@ import (
 // RetryPeriod.
 const JitterFactor = 1.2
 
+// DefaultRecoverDeadlineLeases is RecoverDeadline, in lease durations,
+// when it is zero: 60s at the default 15s lease.
+const DefaultRecoverDeadlineLeases = 4
+
 // Config configures an Elector. The three durations and their rules are
 // client-go's, so a fleet can switch without re-tuning.
 type Config struct {
@@ -67,6 +71,28 @@ type Config struct {
 	// it may still be working. Off by default: exiting is the safe choice
 	// for code that may ignore its context.
 	Recampaign bool
+
+	// Recover keeps the leader's function running through a store outage.
+	// A leader whose renewals fail past RenewDeadline stops leading then,
+	// as without it (IsLeader false, Gate closed, at the same instant, so
+	// a takeover is just as safe), but its function's context is not
+	// cancelled, and it keeps renewing this term's record. A renewal that
+	// succeeds finds the record as this leader last wrote it, so nobody
+	// took over and no other term began: it leads again in the same term,
+	// the gate reopened. One that finds another holder, a higher term or
+	// no record ends the term as a lost lease (the function's context is
+	// cancelled; then Run returns ErrLeaseLost, or campaigns again with
+	// Recampaign); so does RecoverDeadline passing. While recovering, the
+	// function's context says nothing about leading: only the gate does,
+	// so Recover requires Gate, and the function must write only through
+	// it (or with the term, to a store that checks fencing tokens). See
+	// docs/elector.md, "Riding out a store outage". Off by default.
+	Recover bool
+	// RecoverDeadline is how long after the start of the last good
+	// renewal a recovering leader keeps trying before it gives up; more
+	// than RenewDeadline. Zero means DefaultRecoverDeadlineLeases ×
+	// LeaseDuration.
+	RecoverDeadline time.Duration
 
 	// Gate, if set, is the leader's write gate (package gate), which the
 	// elector drives: it opens with the term when this process starts
@@ -148,6 +174,19 @@ func (c *Config) Validate() error {
 	}
 	if c.TermLimit > 0 && c.TermLimit < c.RetryPeriod {
 		errs = append(errs, fmt.Errorf("TermLimit (%v) must be at least RetryPeriod (%v)", c.TermLimit, c.RetryPeriod))
+	}
+	if c.RecoverDeadline < 0 {
+		errs = append(errs, fmt.Errorf("RecoverDeadline (%v) must not be negative (0 means %d × LeaseDuration)", c.RecoverDeadline, DefaultRecoverDeadlineLeases))
+	}
+	if c.Recover {
+		if c.RecoverDeadline > 0 && c.RecoverDeadline <= c.RenewDeadline {
+			errs = append(errs, fmt.Errorf("RecoverDeadline (%v) must be greater than RenewDeadline (%v): recovery begins when RenewDeadline passes and ends at RecoverDeadline, both counted from the last good renewal's start", c.RecoverDeadline, c.RenewDeadline))
+		}
+		if c.Gate == nil {
+			errs = append(errs, errors.New("Config.Recover needs Config.Gate: while recovering, the leader's function runs without leading, and only the gate keeps its writes out"))
+		}
+	} else if c.RecoverDeadline != 0 {
+		errs = append(errs, fmt.Errorf("RecoverDeadline (%v) is set but Recover is not: set Recover too, or leave RecoverDeadline 0", c.RecoverDeadline))
 	}
 	if c.Callbacks.OnStartedLeading == nil {
 		errs = append(errs, errors.New("Callbacks.OnStartedLeading must not be nil"))

@@ -51,9 +51,12 @@ type Elector struct {
 	seen      observation // what this candidate has seen of the lock
 	announced string      // the holder last passed to OnNewLeader
 	leading   bool
-	term      int64
-	lastRenew time.Time
-	stopBy    time.Time // Run's context ended: callbacks may hold Run up until then
+	// recovering: a term's lease lapsed and Recover keeps its function
+	// running while it renews again (see recover.go).
+	recovering bool
+	term       int64
+	lastRenew  time.Time
+	stopBy     time.Time // Run's context ended: callbacks may hold Run up until then
 
 	// vitals is the elector's own health, for the watchdog, /readyz and
 	// /status; it has its own lock.
@@ -102,6 +105,9 @@ func NewElector(c Config) (*Elector, error) {
 	if c.Name == "" {
 		c.Name = c.Lock.Describe()
 	}
+	if c.Recover && c.RecoverDeadline == 0 {
+		c.RecoverDeadline = DefaultRecoverDeadlineLeases * c.LeaseDuration
+	}
 	e := &Elector{
 		c:        c,
 		clock:    c.Clock,
@@ -147,7 +153,7 @@ func (e *Elector) Status() healthz.Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s.Name, s.Identity, s.Lock = e.c.Name, e.identity, e.desc
-	s.Leading, s.Term, s.LastRenew = e.leading, e.term, e.lastRenew
+	s.Leading, s.Recovering, s.Term, s.LastRenew = e.leading, e.recovering, e.term, e.lastRenew
 	s.Leader, s.Transitions = e.seen.rec.HolderIdentity, int64(e.seen.rec.LeaderTransitions)
 	s.LeaseDuration = e.c.LeaseDuration
 	if !e.seen.at.IsZero() && e.seen.rec.HolderIdentity != "" {

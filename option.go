@@ -111,6 +111,11 @@ type Option struct {
 	// returned within StopTimeout) campaign again instead of exiting: see
 	// Config.Recampaign.
 	Recampaign bool
+	// Recover keeps the leader's function running through a store outage,
+	// its Gate closed, and leads again in the same term if nobody took
+	// over; RecoverDeadline bounds it. See Config.Recover. Requires Gate.
+	Recover         bool
+	RecoverDeadline time.Duration
 
 	// Gate, if set, is opened by the elector with the term when this
 	// process starts leading and closed at its step-down: see Config.Gate.
@@ -196,7 +201,7 @@ func (o Option) Validate() error {
 	}
 	// The elector's own rules, on the durations: first as the user set
 	// them (naming the flags and the fix), then the rest of Config's.
-	if derrs := o.durationErrors(); len(derrs) > 0 {
+	if derrs := append(o.durationErrors(), o.recoverErrors()...); len(derrs) > 0 {
 		return errors.Join(append(errs, derrs...)...)
 	}
 	c := o.electorConfig(placeholderLock{id: "placeholder"})
@@ -251,6 +256,29 @@ func (o Option) durationErrors() []error {
 	return errs
 }
 
+// recoverErrors checks Recover and RecoverDeadline (defaults applied),
+// naming the flags, as Config.Validate would without them.
+func (o Option) recoverErrors() []error {
+	const (
+		recoverFlag  = "--leader-elect-recover"
+		deadlineFlag = "--leader-elect-recover-deadline"
+	)
+	var errs []error
+	switch {
+	case o.RecoverDeadline < 0:
+		errs = append(errs, fmt.Errorf("RecoverDeadline (%v, %s) must not be negative (0 means %d × the lease duration)", o.RecoverDeadline, deadlineFlag, DefaultRecoverDeadlineLeases))
+	case !o.Recover && o.RecoverDeadline != 0:
+		errs = append(errs, fmt.Errorf("RecoverDeadline (%v, %s) is set but Recover (%s) is not: set both, or neither", o.RecoverDeadline, deadlineFlag, recoverFlag))
+	case o.Recover && o.RecoverDeadline != 0 && o.RecoverDeadline <= o.RenewDeadline:
+		errs = append(errs, fmt.Errorf("RecoverDeadline (%v, %s) must be greater than RenewDeadline (%v, --leader-elect-renew-deadline): recovery begins when the renew deadline passes; raise it, or leave it 0 for %d × the lease duration",
+			o.RecoverDeadline, deadlineFlag, o.RenewDeadline, DefaultRecoverDeadlineLeases))
+	}
+	if o.Recover && o.Gate == nil {
+		errs = append(errs, fmt.Errorf("Option.Recover (%s) needs Option.Gate: while recovering, the leader's function runs without leading, and only the gate keeps its writes out; build the leader's clients from a gate.New() and set Gate", recoverFlag))
+	}
+	return errs
+}
+
 func (o Option) electorConfig(l lock.Interface) Config {
 	return Config{
 		Lock:            l,
@@ -261,6 +289,8 @@ func (o Option) electorConfig(l lock.Interface) Config {
 		StopTimeout:     o.StopTimeout,
 		TermLimit:       o.TermLimit,
 		Recampaign:      o.Recampaign,
+		Recover:         o.Recover,
+		RecoverDeadline: o.RecoverDeadline,
 		Gate:            o.Gate,
 		Name:            o.Name,
 		Logger:          o.Logger,
@@ -296,6 +326,8 @@ func (p placeholderLock) Identity() string { return p.id }
 //	--leader-elect-stop-timeout         (0: the lease duration)
 //	--leader-elect-term-limit           (0: none)
 //	--leader-elect-recampaign
+//	--leader-elect-recover              (needs Option.Gate)
+//	--leader-elect-recover-deadline     (0: 4 × the lease duration)
 //	--health-bind-address               (empty: all interfaces)
 //
 // Every flag's default is the value already in o (after filling in the
@@ -316,6 +348,8 @@ func (o *Option) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.StopTimeout, "leader-elect-stop-timeout", o.StopTimeout, "How long to wait for the leader's work to return after leadership ends (0: the lease duration).")
 	fs.DurationVar(&o.TermLimit, "leader-elect-term-limit", o.TermLimit, "Hand leadership over after leading this long (0: never).")
 	fs.BoolVar(&o.Recampaign, "leader-elect-recampaign", o.Recampaign, "After losing the lease, campaign again in the same process (if the leader's work returned within the stop timeout) instead of exiting.")
+	fs.BoolVar(&o.Recover, "leader-elect-recover", o.Recover, "When renewals fail past the renew deadline, stop leading (the write gate closes) but keep the leader's work running, and lead again in the same term if the lock is renewed before anyone else takes it (the program must set a write gate).")
+	fs.DurationVar(&o.RecoverDeadline, "leader-elect-recover-deadline", o.RecoverDeadline, "With --leader-elect-recover, how long after the last good renewal to keep trying before giving up as after a lost lease (0: 4 × the lease duration; more than the renew deadline).")
 	fs.StringVar(&o.HealthBindAddress, "health-bind-address", o.HealthBindAddress, "The address the health server binds (default: all interfaces).")
 	fs.IntVar(&o.Port, "health-port", o.Port, "The health server's port (0: 8080; -1: no health server). Copies on one host need one each.")
 }

@@ -43,13 +43,15 @@ func (c stopCause) String() string {
 type wake int
 
 const (
-	wokeLost         wake = iota // the term was stepped down
-	wokeCancelled                // Run's context ended
-	wokeTermLimit                // TermLimit reached
-	wokeFuncReturned             // the leader's function returned
-	wokeStopped                  // OnStoppedLeading returned
-	wokeStopTimeout              // StopTimeout passed since the end began
-	wokeRenew                    // time to renew
+	wokeLost            wake = iota // the term was stepped down
+	wokeCancelled                   // Run's context ended
+	wokeTermLimit                   // TermLimit reached
+	wokeFuncReturned                // the leader's function returned
+	wokeStopped                     // OnStoppedLeading returned
+	wokeStopTimeout                 // StopTimeout passed since the end began
+	wokeRenew                       // time to renew
+	wokePaused                      // the lease lapsed, and Recover keeps the function running
+	wokeRecoverDeadline             // RecoverDeadline passed since the last good renewal's start
 )
 
 // term is one period of leadership, from the acquisition to the release.
@@ -66,11 +68,15 @@ type term struct {
 	fnDone chan struct{} // closed when OnStartedLeading has returned
 	ran    bool          // OnStartedLeading was started
 
-	good     attempt       // the last successful acquire or renew
-	deadline clock.Timer   // steps down at good.start + RenewDeadline
-	lost     chan struct{} // closed by stepDown
-	lostOnce sync.Once
-	buried   bool // this term's tombstone is in the store (see tombstone)
+	good     attempt     // the last successful acquire or renew
+	deadline clock.Timer // steps down (or pauses) at good.start + RenewDeadline
+	// leaseFrom is good.start as the step-down timer knows it (under
+	// e.mu), so that a timer armed for an older renewal does nothing.
+	leaseFrom time.Time
+	paused    chan struct{} // signalled by pause (Recover)
+	lost      chan struct{} // closed by stepDown
+	lostOnce  sync.Once
+	buried    bool // this term's tombstone is in the store (see tombstone)
 	// lastErr is the last renewal's error (nil once one succeeds): the
 	// reason given when the step-down timer ends the term. Run goroutine
 	// only.
@@ -92,6 +98,7 @@ func (e *Elector) newTerm(ctx context.Context, log logr.Logger, rec lock.Record,
 		fnDone: make(chan struct{}),
 		good:   a,
 		lost:   make(chan struct{}),
+		paused: make(chan struct{}, 1),
 	}
 	t.ctx, t.cancel = context.WithCancel(context.WithValue(ctx, termKey{}, n))
 	return t
@@ -102,8 +109,9 @@ func (e *Elector) newTerm(ctx context.Context, log logr.Logger, rec lock.Record,
 func (t *term) start() {
 	// The step-down timer fires RenewDeadline after the start of the last
 	// good renewal, independently of the renew loop, so the leader's
-	// context is cancelled on time even if a store call hangs.
-	t.deadline = t.e.afterFunc(t.e.c.RenewDeadline-t.e.clock.Since(t.good.start), t.stepDown)
+	// context is cancelled (with Recover: the gate closed) on time even if
+	// a store call hangs.
+	t.armDeadline()
 	if t.isLost() {
 		close(t.fnDone)
 		return
@@ -124,7 +132,7 @@ func (t *term) start() {
 func (t *term) stepDown() {
 	t.lostOnce.Do(func() {
 		t.e.mu.Lock()
-		t.e.leading = false
+		t.e.leading, t.e.recovering = false, false
 		t.e.closeGate()
 		t.e.mu.Unlock()
 		// Mark the term lost before cancelling, so that the function's
@@ -246,7 +254,7 @@ func (t *term) renew(ctx context.Context) (usurper *lock.Record, raw []byte, err
 	a := e.startAttempt()
 	start := a.start
 	t.rec.RenewTime = renewTime(start, t.rec.RenewTime)
-	actx, cancel := e.attemptCtx(ctx, e.c.RenewDeadline-e.clock.Since(t.good.start))
+	actx, cancel := e.attemptCtx(ctx, t.renewBound())
 	defer cancel()
 	err = e.c.Lock.Update(actx, t.rec)
 	if lock.IsConflict(err) {
@@ -286,7 +294,7 @@ func (t *term) renew(ctx context.Context) (usurper *lock.Record, raw []byte, err
 	e.mu.Unlock()
 	t.good = a
 	t.deadline.Stop()
-	t.deadline = e.afterFunc(e.c.RenewDeadline-e.clock.Since(start), t.stepDown)
+	t.armDeadline()
 	return nil, nil, nil
 }
 
@@ -375,10 +383,20 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 	var stopTimer clock.Timer
 	var stopC <-chan time.Time
 	var stopDue time.Time
+	var recoverTimer clock.Timer // armed while recovering
+	var recoverC <-chan time.Time
+	var pausedAt time.Time
+	stopRecovery := func() {
+		if recoverTimer != nil {
+			recoverTimer.Stop()
+		}
+		recoverTimer, recoverC = nil, nil
+	}
 	defer func() {
 		if stopTimer != nil {
 			stopTimer.Stop()
 		}
+		stopRecovery()
 	}()
 	ctxDone, lostC, fnDone := ctx.Done(), (<-chan struct{})(t.lost), (<-chan struct{})(t.fnDone)
 	var stoppedDone <-chan struct{}
@@ -440,16 +458,40 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 			w = wokeStopTimeout
 		case <-renewC:
 			w = wokeRenew
+		case <-t.paused:
+			w = wokePaused
+		case <-recoverC:
+			w = wokeRecoverDeadline
 		}
 		e.parked(false)
-		if w == wokeRenew {
+		switch {
+		case w == wokeRenew:
 			// Never once a loss is noted (renewC is nil then); a renewal
 			// that came due with a step-down may still run, and does not
 			// undo it (see renew).
 			if next := t.renewOrStepDown(ctx); next > 0 {
 				renewTimer.Reset(next)
 			}
+			if recoverC != nil && !t.isRecovering() && !t.isLost() {
+				stopRecovery()
+				t.log.Info("Renewed again in the same term (nobody took over): leading again, the write gate open", "recoveredAfter", e.clock.Since(pausedAt))
+			}
 			continue
+		case w == wokePaused && !lost && t.isRecovering():
+			if recoverC == nil {
+				pausedAt = e.clock.Now()
+				recoverTimer = e.newTimer(e.c.RecoverDeadline - e.clock.Since(t.good.start))
+				recoverC = recoverTimer.C()
+			}
+			t.logPause()
+			continue
+		case w == wokePaused:
+			continue
+		case w == wokeRecoverDeadline:
+			recoverTimer, recoverC = nil, nil
+			if t.isRecovering() {
+				t.giveUp()
+			}
 		}
 		// A step-down (by the timer, a conflict, a deleted record) is
 		// handled before anything else that woke the loop at the same time.
@@ -477,7 +519,7 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 			t.stepDown()
 			return t.overrun(ctx, lost, fnDone == nil)
 		}
-		if !lost {
+		if !lost && !t.isRecovering() {
 			t.stepDownIfSuspended()
 		}
 	}
@@ -500,12 +542,13 @@ func (t *term) stepDownIfSuspended() bool {
 // to renew next; not positive: not again.
 func (t *term) renewOrStepDown(ctx context.Context) time.Duration {
 	e := t.e
-	if t.stepDownIfSuspended() {
+	if !t.isRecovering() && t.stepDownIfSuspended() {
 		return 0
 	}
 	usurper, raw, err := t.renew(ctx)
 	switch {
 	case err == nil && !t.isLost():
+		t.resume(t.good.start)
 		return max(e.c.RetryPeriod-e.clock.Since(t.good.start), time.Nanosecond)
 	case lock.IsConflict(err) && usurper != nil:
 		// The record was deleted and recreated with a term not above

@@ -17,6 +17,10 @@ type Status struct {
 	Lock string `json:"lock"`
 	// Leading is true while this process holds the lock.
 	Leading bool `json:"leading"`
+	// Recovering is true while this process's lease has lapsed and, with
+	// recovery on (Recover), its function keeps running, its write gate
+	// closed, while it renews the same term again.
+	Recovering bool `json:"recovering,omitempty"`
 	// Leader is the last observed holder ("" if none).
 	Leader string `json:"leader"`
 	// Term is this process's current term (the fencing token) while

@@ -1,0 +1,255 @@
+package leaderelection
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	writegate "github.com/b3df926d/leaderelection/gate"
+	"github.com/b3df926d/leaderelection/lock/locktest"
+)
+
+const testRecoverDeadline = 10 * testLease
+
+// recovering starts a, a leader with Recover and a gate on a lock the test
+// can make fail, and b, a follower on a lock of its own the test can make
+// fail (bmod adjusts b's config), and waits for b to see a lead.
+func (el *election) recovering(t *testing.T, bmod func(*Config)) (a, b *candidate, fa, fb *faultLock, ga *writegate.Gate) {
+	t.Helper()
+	ga = writegate.New()
+	fa = &faultLock{Interface: el.store.Lock("a")}
+	a = el.add("a", func(c *Config) {
+		c.Lock, c.Gate, c.Recover, c.RecoverDeadline = fa, ga, true, testRecoverDeadline
+	})
+	waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
+	fb = &faultLock{Interface: el.store.Lock("b")}
+	b = el.add("b", func(c *Config) {
+		c.Lock = fb
+		if bmod != nil {
+			bmod(c)
+		}
+	})
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	return a, b, fa, fb, ga
+}
+
+// wantRecovering checks that a has stopped leading, closed its gate, and
+// kept its function running, in term 1.
+func wantRecovering(t *testing.T, a *candidate, ga *writegate.Gate, lead context.Context) {
+	t.Helper()
+	if a.e.IsLeader() || !a.e.Status().Recovering {
+		t.Fatalf("a past its renew deadline: leading %v, recovering %v; want recovering, not leading", a.e.IsLeader(), a.e.Status().Recovering)
+	}
+	if term := gateTerm(ga); term != 0 {
+		t.Fatalf("a recovers with its gate open for term %d", term)
+	}
+	if lead.Err() != nil || a.started.Load() != 1 {
+		t.Fatalf("a's function was cancelled (%v) or restarted (%d starts) while recovering", lead.Err(), a.started.Load())
+	}
+}
+
+// The store unreachable from every candidate, for less than a lease or
+// for several: the leader stops leading at its renew deadline (gate
+// closed) but its function keeps running, and the first renewal after
+// the outage (a compare-and-swap on the version it last wrote: nobody
+// wrote since) makes it lead again in the same term, gate open, its
+// function never restarted. The follower, back later, sees the renewed
+// lease and does not take over.
+func TestRecoverLeadsAgainInTheSameTermWhenNobodyTookOver(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		outage time.Duration
+	}{
+		{"outage shorter than the lease", testLease - testRetry/2},
+		{"outage longer than the lease", 3 * testLease},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			el := newElection(t)
+			a, b, fa, fb, ga := el.recovering(t, nil)
+			lead := a.leadCtx.Load().(context.Context)
+			began := el.clk.Now()
+			fa.fail.Store(true)
+			fb.fail.Store(true)
+			el.step(t, testRenew) // a's renew deadline
+			el.settle(t)
+			wantRecovering(t, a, ga, lead)
+			for el.clk.Since(began) < tc.outage {
+				el.step(t, testRetry/4)
+			}
+			el.settle(t)
+			wantRecovering(t, a, ga, lead)
+
+			fa.fail.Store(false)
+			el.stepUntilLeads(t, a, 2*testRetry, "after the store came back")
+			el.settle(t)
+			if term := gateTerm(ga); term != 1 || a.e.Term() != 1 {
+				t.Fatalf("a leads again in term %d with its gate open for %d; want 1 and 1", a.e.Term(), term)
+			}
+			if lead.Err() != nil || a.started.Load() != 1 {
+				t.Fatalf("a's function was cancelled (%v) or restarted (%d starts)", lead.Err(), a.started.Load())
+			}
+			fb.fail.Store(false)
+			for range 2 * testLease / (testRetry / 4) {
+				el.step(t, testRetry/4)
+			}
+			if !a.e.IsLeader() || b.e.IsLeader() || a.e.Status().Recovering {
+				t.Fatalf("after the outage: a leads %v (recovering %v), b leads %v; want a alone", a.e.IsLeader(), a.e.Status().Recovering, b.e.IsLeader())
+			}
+			el.wantTerms(t, a, []int64{1}, []string{"a"}, "want term 1 alone")
+		})
+	}
+}
+
+// The store unreachable from the leader only, longer than the lease: the
+// follower takes over (term 2) while the leader recovers, its gate closed
+// and its writes refused; when the leader reaches the store again its
+// renewal loses the compare-and-swap, its function's context is
+// cancelled, its gate never reopens, and Run returns ErrLeaseLost.
+func TestRecoverEndsTheTermWhenAnotherCandidateTookOver(t *testing.T) {
+	el := newElection(t)
+	var ga *writegate.Gate
+	var aRunning atomic.Bool
+	var a *candidate
+	a, b, fa, _, ga := el.recovering(t, func(c *Config) {
+		work := c.Callbacks.OnStartedLeading
+		c.Callbacks.OnStartedLeading = func(ctx context.Context) {
+			if term := gateTerm(ga); term != 0 {
+				t.Errorf("b's term began with a's gate open for term %d", term)
+			}
+			aRunning.Store(a.leadCtx.Load().(context.Context).Err() == nil)
+			work(ctx)
+		}
+	})
+	lead := a.leadCtx.Load().(context.Context)
+	fa.fail.Store(true)
+	el.step(t, testRenew)
+	el.settle(t)
+	wantRecovering(t, a, ga, lead)
+	called := false
+	if err := ga.Do(context.Background(), func(context.Context, int64) error { called = true; return nil }); !writegate.IsRefused(err) || called {
+		t.Fatalf("a write while recovering: %v (sent: %v), want refused unsent", err, called)
+	}
+	el.stepUntilLeads(t, b, 2*testLease, "while a could not reach the store")
+	el.wantTerms(t, b, []int64{1, 2}, []string{"a", "b"}, "want b to take term 2")
+	if !aRunning.Load() {
+		t.Fatal("a's function was cancelled before b took over: recovery keeps it running until a learns of the takeover")
+	}
+
+	fa.fail.Store(false)
+	for lead.Err() == nil && !a.exited.Load() {
+		el.step(t, testRetry/4)
+		if term := gateTerm(ga); term != 0 {
+			t.Fatalf("a's gate reopened for term %d while b leads term 2", term)
+		}
+	}
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "another candidate holds the lock") {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost: another candidate holds the lock", err)
+	}
+	if lead.Err() == nil || a.e.IsLeader() || gateTerm(ga) != 0 {
+		t.Fatalf("after the takeover a's function context is %v, leading %v, gate term %d; want cancelled, not leading, closed", lead.Err(), a.e.IsLeader(), gateTerm(ga))
+	}
+}
+
+// The record deleted during an outage longer than the lease: the
+// recovering leader's first renewal finds it gone and ends the term (its
+// function cancelled); too late to put its term back (a lease has passed
+// since its last renewal), it leaves the lock empty, and the follower,
+// which saw term 1, continues the count from it.
+func TestRecoverEndsTheTermWhenTheRecordWasDeletedMeanwhile(t *testing.T) {
+	el := newElection(t)
+	a, b, fa, fb, ga := el.recovering(t, nil)
+	lead := a.leadCtx.Load().(context.Context)
+	fa.fail.Store(true)
+	fb.fail.Store(true)
+	el.step(t, testRenew)
+	el.settle(t)
+	wantRecovering(t, a, ga, lead)
+	el.store.Delete()
+	for range 2 * testLease / (testRetry / 4) {
+		el.step(t, testRetry/4)
+	}
+	wantRecovering(t, a, ga, lead)
+
+	fa.fail.Store(false)
+	for lead.Err() == nil && !a.exited.Load() {
+		el.step(t, testRetry/4)
+	}
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "deleted") {
+		t.Fatalf("a's Run = %v, want ErrLeaseLost: the record was deleted", err)
+	}
+	fb.fail.Store(false)
+	el.stepUntilLeads(t, b, 3*testLease, "after a left")
+	el.wantTerms(t, b, []int64{1, 2}, []string{"a", "b"}, "want b to continue from a's term")
+}
+
+// A recovery that lasts RecoverDeadline since the last good renewal's
+// start ends the term then, to the instant: the function's context is
+// cancelled and Run returns ErrLeaseLost naming RecoverDeadline.
+func TestRecoverGivesUpAtTheRecoverDeadline(t *testing.T) {
+	el := newElection(t)
+	g := writegate.New()
+	fa := &faultLock{Interface: el.store.Lock("a")}
+	a := el.add("a", func(c *Config) {
+		c.Lock, c.Gate, c.Recover, c.RecoverDeadline = fa, g, true, testRecoverDeadline
+	})
+	waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
+	lead := a.leadCtx.Load().(context.Context)
+	acquired := el.clk.Now() // the last good renewal's start
+	fa.fail.Store(true)
+	el.setTime(t, acquired.Add(testRecoverDeadline-time.Millisecond))
+	el.settle(t)
+	wantRecovering(t, a, g, lead)
+	el.setTime(t, acquired.Add(testRecoverDeadline))
+	waitFor(t, "a's function to be cancelled at the recover deadline", func() bool { return lead.Err() != nil })
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "RecoverDeadline") {
+		t.Fatalf("Run = %v, want ErrLeaseLost naming RecoverDeadline", err)
+	}
+}
+
+func TestRecoverBadInputNamesTheFieldAndFlag(t *testing.T) {
+	base := func() Option {
+		return Option{
+			Lock: locktest.NewMemoryStore("r").Lock("a"), Port: NoHealthServer, Run: func(context.Context) {},
+			Recover: true, Gate: writegate.New(),
+		}
+	}
+	if err := base().Validate(); err != nil {
+		t.Fatalf("valid options rejected: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Option)
+		want string
+	}{
+		{"no gate", func(o *Option) { o.Gate = nil }, "Option.Recover (--leader-elect-recover) needs Option.Gate"},
+		{"deadline below the renew deadline", func(o *Option) { o.RecoverDeadline = 5 * time.Second },
+			"RecoverDeadline (5s, --leader-elect-recover-deadline) must be greater than RenewDeadline (10s, --leader-elect-renew-deadline)"},
+		{"deadline equal to the renew deadline", func(o *Option) { o.RecoverDeadline = DefaultRenewDeadline }, "must be greater than RenewDeadline"},
+		{"negative deadline", func(o *Option) { o.RecoverDeadline = -time.Second }, "RecoverDeadline (-1s, --leader-elect-recover-deadline) must not be negative"},
+		{"deadline without recover", func(o *Option) { o.Recover, o.RecoverDeadline = false, time.Minute }, "is set but Recover (--leader-elect-recover) is not"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := base()
+			tc.mod(&o)
+			if err := o.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	c := Config{
+		Lock: locktest.NewMemoryStore("r").Lock("a"), LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: time.Second,
+		Callbacks: Callbacks{OnStartedLeading: func(context.Context) {}}, Recover: true, RecoverDeadline: time.Second,
+	}
+	err := c.Validate()
+	for _, want := range []string{"RecoverDeadline (1s) must be greater than RenewDeadline (2s)", "Config.Recover needs Config.Gate"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Config.Validate() = %v, want %q", err, want)
+		}
+	}
+	if _, err := NewElector(c); err == nil {
+		t.Error("NewElector accepted Recover without a gate")
+	}
+}
