@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -47,6 +46,8 @@ func TestBadInputIsAClearErrorFromTheBinary(t *testing.T) {
 		{"retry too close to renew", []string{"--id=a", "--leader-elect-retry-period=9s"}, nil,
 			"RenewDeadline (10s, --leader-elect-renew-deadline) must be greater than RetryPeriod×1.2 (10.8s, --leader-elect-retry-period ×1.2): lower the retry period below 8.333s", exitBadInput},
 		{"retry below 1s", []string{"--id=a", "--leader-elect-retry-period=500ms"}, nil, "RetryPeriod (500ms, --leader-elect-retry-period) must be at least 1s", exitBadInput},
+		{"recover deadline below the renew deadline", []string{"--id=a", "--leader-elect-recover", "--leader-elect-recover-deadline=5s"}, nil,
+			"RecoverDeadline (5s, --leader-elect-recover-deadline) must be greater than RenewDeadline (10s, --leader-elect-renew-deadline)", exitBadInput},
 		{"unknown flag", []string{"--id=a", "--leader-elect-lease=5s"}, nil, "unknown flag: --leader-elect-lease", exitBadInput},
 		{"port out of range", []string{"--id=a", "--port=70000"}, nil, "Option.Port 70000 is out of range", exitBadInput},
 		{"lock directory is a file", []string{"--id=a", "--lock-file=" + filepath.Join(plain, "leader.json")}, nil, plain, exitBadInput},
@@ -217,14 +218,7 @@ func TestLostLeaseExitsNonZeroWithinRenewDeadline(t *testing.T) {
 	dir := t.TempDir()
 	p := startProc(t, bin, dir, "a", freePort(t))
 	waitUntil(t, "a to lead", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
-	f, err := os.OpenFile(filepath.Join(dir, "leader.json.lock"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
+	hangStore(t, dir)
 	if code := p.exitCode(t, "its store hung"); code != 1 {
 		t.Fatalf("exit status %d after losing the lease, want 1", code)
 	}

@@ -13,6 +13,13 @@
 // any write from a term lower than one it has accepted: what a paused
 // leader that wakes up late must meet downstream.
 //
+// Every write goes through a write gate the elector opens while this copy
+// leads (Option.Gate), and the work log is opened by a warm standby
+// (Option.Standby) on every copy before it campaigns. With
+// --leader-elect-recover, a leader cut off from its store keeps its loop
+// running, its writes refused by the gate, and leads again in the same
+// term if nobody took over.
+//
 // Exit status: 0 after a graceful stop (SIGINT, SIGTERM) or --help; 2 for
 // bad input (a flag, an option or the lock's configuration), with the error
 // printed once, naming the flag; 1 for a failure while running (the health
@@ -26,12 +33,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/gate"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
 	"github.com/b3df926d/leaderelection/internal/fence"
 	"github.com/b3df926d/leaderelection/internal/logformat"
@@ -104,7 +113,14 @@ func run(args []string) error {
 	if fenceAt != "" {
 		sink = fence.Open(fenceAt)
 	}
-	opt.Run = func(ctx context.Context) { work(ctx, id, interval, workLog, sink) }
+	// The gate is this copy's only way to write: the elector opens it with
+	// the term while this copy leads. The standby opens the work log on
+	// every copy, before it campaigns, so the leader starts writing at once.
+	g := gate.New()
+	opt.Gate = g
+	var out workFile
+	opt.Standby = func(ctx context.Context, ready func()) { out.open(ctx, workLog, ready) }
+	opt.Run = func(ctx context.Context) { work(ctx, g, id, interval, &out, sink) }
 	opt.OnNewLeader = func(id string) { klog.InfoS("Observed leader", "leader", id) }
 	if err := opt.Validate(); err != nil {
 		return err
@@ -126,23 +142,56 @@ func run(args []string) error {
 	return nil
 }
 
-// work is the controller's loop: it runs only while this process leads and
-// returns as soon as ctx is cancelled.
-func work(ctx context.Context, id string, interval time.Duration, workLog string, sink *fence.Sink) {
-	term, _ := leaderelection.TermFrom(ctx)
-	klog.InfoS("Started leading", "term", term)
-	var out *os.File
-	if workLog != "" {
-		f, err := os.OpenFile(workLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+// workFile is the work log the standby opens, for the leader to write.
+type workFile struct {
+	mu sync.Mutex
+	f  *os.File // nil: no work log
+}
+
+// open opens path (if set), reports ready, and closes it when ctx ends:
+// the standby's part of the work.
+func (w *workFile) open(ctx context.Context, path string, ready func()) {
+	if path != "" {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
 			klog.ErrorS(err, "Opening the work log")
 		} else {
-			out = f
-			defer f.Close()
+			w.mu.Lock()
+			w.f = f
+			w.mu.Unlock()
 		}
 	}
+	ready()
+	<-ctx.Done()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
+	}
+}
+
+// append writes one line, if there is a work log.
+func (w *workFile) append(line string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	// One small O_APPEND write per unit: appends never interleave.
+	_, err := w.f.WriteString(line)
+	return err
+}
+
+// work is the controller's loop: it runs while this process leads (and,
+// with --leader-elect-recover, while it recovers, its writes refused by
+// the gate), and returns as soon as ctx is cancelled.
+func work(ctx context.Context, g *gate.Gate, id string, interval time.Duration, out *workFile, sink *fence.Sink) {
+	term, _ := leaderelection.TermFrom(ctx)
+	klog.InfoS("Started leading", "term", term)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	refusing := false
 	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
@@ -153,20 +202,29 @@ func work(ctx context.Context, id string, interval time.Duration, workLog string
 		if ctx.Err() != nil {
 			continue
 		}
-		klog.InfoS("Working", "term", term, "unit", n)
-		if out != nil {
-			// One small O_APPEND write per unit: appends never interleave.
-			fmt.Fprintf(out, "%d %s %d\n", term, id, time.Now().UnixNano())
-		}
-		if sink != nil {
+		err := g.Do(ctx, func(_ context.Context, term int64) error {
+			klog.InfoS("Working", "term", term, "unit", n)
+			if err := out.append(fmt.Sprintf("%d %s %d\n", term, id, time.Now().UnixNano())); err != nil {
+				return err
+			}
+			if sink == nil {
+				return nil
+			}
 			// The term is the fencing token: a sink that has seen a later
 			// term refuses this write, however late this leader woke up.
-			if err := sink.Write(term, id); errors.Is(err, fence.ErrStale) {
-				klog.InfoS("Write rejected by fencing: a later term has written", "term", term, "err", err)
-			} else if err != nil {
-				klog.ErrorS(err, "Writing to the fencing sink", "term", term)
+			return sink.Write(term, id)
+		})
+		switch {
+		case gate.IsRefused(err):
+			if !refusing {
+				klog.InfoS("Not leading: writes refused by the gate until this copy leads again (recovering)", "term", term)
 			}
+		case errors.Is(err, fence.ErrStale):
+			klog.InfoS("Write rejected by fencing: a later term has written", "term", term, "err", err)
+		case err != nil:
+			klog.ErrorS(err, "Writing", "term", term)
 		}
+		refusing = gate.IsRefused(err)
 	}
 }
 
