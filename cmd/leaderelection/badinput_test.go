@@ -43,6 +43,8 @@ func TestBadInputIsAClearErrorAndTheLockIsNeverTaken(t *testing.T) {
 		{"--once-per and --recampaign", []string{"run", lock, "--once-per=1h", "--recampaign", "--", "true"}, exitUsage, "--once-per=1h0m0s and --recampaign"},
 		{"--once-per without election", []string{"run", lock, "--once-per=1h", "--leader-elect=false", "--", "true"}, exitUsage, "--once-per=1h0m0s and --leader-elect=false"},
 		{"--once-per on gossip", []string{"run", "--backend=gossip", "--gossip-insecure", "--gossip-bind=127.0.0.1:0", "--id=v", "--gossip-voters=v", "--once-per=1h", "--", "true"}, exitUsage, "--once-per: --backend=gossip: the gossip backend keeps one record per election"},
+		{"--leader-elect-recover", []string{"run", lock, "--leader-elect-recover", "--", "true"}, exitUsage, "--leader-elect-recover: not available here"},
+		{"serve: --leader-elect-recover-deadline", []string{"serve", lock, "--leader-elect-recover-deadline=1m"}, exitUsage, "--leader-elect-recover-deadline: not available here"},
 		{"unknown flag", []string{"run", lock, "--no-such-flag", "--", "true"}, exitUsage, "no-such-flag"},
 		{"unknown log format", []string{"run", lock, "--logging-format=xml", "--", "true"}, exitUsage, `--logging-format="xml": want text or json`},
 		{"unknown command", []string{"lead"}, exitUsage, `unknown command "lead"`},

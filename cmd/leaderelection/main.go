@@ -152,6 +152,10 @@ func newCommon(name string, stdout, stderr io.Writer) *common {
 	group("Election flags (Kubernetes' names)", func() {
 		c.opt.AddFlags(c.fs)
 		_ = c.fs.MarkHidden("health-port") // each command's --port
+		// Recovery keeps a leader's work running behind a write gate; a
+		// child process's writes do not pass through one (see parse).
+		_ = c.fs.MarkHidden("leader-elect-recover")
+		_ = c.fs.MarkHidden("leader-elect-recover-deadline")
 	})
 	group("Logging flags (klog)", func() {
 		kfs := goflag.NewFlagSet("klog", goflag.ContinueOnError)
@@ -202,6 +206,11 @@ func (c *common) parse(args []string) error {
 	}
 	if err := c.logFormat.Apply(c.stderr); err != nil {
 		return usageErr("%w", err)
+	}
+	for _, f := range []string{"leader-elect-recover", "leader-elect-recover-deadline"} {
+		if c.fs.Changed(f) {
+			return usageErr("--%s: not available here: recovery keeps a leader's work running while its writes are held at a write gate, and a command's writes do not pass through one; without it, a leader that cannot renew stops its command", f)
+		}
 	}
 	if !contains(c.backends.Names(), c.backends.Kind()) {
 		return usageErr("--backend=%q: want one of %s", c.backends.Kind(), strings.Join(c.backends.Names(), ", "))
