@@ -40,7 +40,7 @@ func (e *Elector) campaign(ctx context.Context, log logr.Logger) *term {
 		}
 		timer := e.newTimer(next)
 		e.vitals.beat(next)
-		e.parked(true)
+		e.parkedOn(e.changes, timer.C())
 		select {
 		case <-ctx.Done():
 			e.parked(false)

@@ -78,8 +78,10 @@ type Elector struct {
 	ran     bool
 
 	// park, if set (by tests), is called with true just before the elector
-	// blocks waiting for a timer or signal, and with false when it wakes.
-	park func(parked bool)
+	// blocks waiting for a timer or signal, and with false when it wakes;
+	// watch is the lock's watch when a signal there also ends the wait,
+	// timer the wait's timer when it may have fired already (else nil).
+	park func(parked bool, watch <-chan struct{}, timer <-chan time.Time)
 	// boot returns the time since boot including suspended time, if the
 	// platform has such a clock (bootTime); tests replace it.
 	boot func() (time.Duration, bool)
@@ -87,7 +89,15 @@ type Elector struct {
 
 func (e *Elector) parked(p bool) {
 	if e.park != nil {
-		e.park(p)
+		e.park(p, nil, nil)
+	}
+}
+
+// parkedOn is parked(true) for a wait that also ends on a signal on watch
+// or on timer, either of which may be pending already.
+func (e *Elector) parkedOn(watch <-chan struct{}, timer <-chan time.Time) {
+	if e.park != nil {
+		e.park(true, watch, timer)
 	}
 }
 
@@ -247,7 +257,7 @@ func (e *Elector) awaitLeaders(log logr.Logger, done <-chan struct{}) {
 	t := e.newTimer(stopBy.Sub(now))
 	defer t.Stop()
 	e.vitals.beat(stopBy.Sub(now))
-	e.parked(true)
+	e.parkedOn(nil, t.C())
 	defer e.parked(false)
 	select {
 	case <-done:

@@ -47,6 +47,13 @@ type election struct {
 	cands []*candidate
 	terms []int64  // every term started, in order
 	who   []string // who started each of them
+
+	// parkMu guards every candidate's parked and watch, and parking (the
+	// candidates, for settle), so that settle sees them all at one
+	// instant. It is taken after the store's hub lock (signalled) and the
+	// fake clock's lock (parkingClock); nothing is taken under it.
+	parkMu  sync.Mutex
+	parking []*candidate
 }
 
 type candidate struct {
@@ -61,16 +68,26 @@ type candidate struct {
 	leadCtx  atomic.Value // context.Context of the current term
 	ignore   atomic.Bool  // the leader's function ignores cancellation
 	release  chan struct{}
-	parked   atomic.Bool // blocked in its select, timers armed
 	exited   atomic.Bool // Run returned
+	// onWake, if set, runs as the candidate wakes, before it says so: a
+	// slow wake-up, as on a loaded machine.
+	onWake atomic.Pointer[func()]
+
+	// parked: blocked in its select, timers armed, nothing pending that
+	// ends the wait; watch: the lock's watch, while the wait it is in (or
+	// is about to block in) also ends on a signal there. Both el.parkMu.
+	parked bool
+	watch  <-chan struct{}
 }
 
 func newElection(t *testing.T) *election {
-	return &election{
+	el := &election{
 		t:     t,
 		clk:   clocktesting.NewFakeClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 		store: locktest.NewMemoryStore("test"),
 	}
+	el.store.SignalAround(el.signalled)
+	return el
 }
 
 func (el *election) config(c *candidate) Config {
@@ -155,35 +172,120 @@ func (el *election) addElector(id string, mod func(*Config), emod func(*Elector)
 	return c
 }
 
+// Parking: settle must not return while a candidate has something to act
+// on, or the test moves the clock under it. A candidate says it parks
+// (Elector.park) just before it blocks, and that it woke just after; what
+// can wake it marks it awake at the moment it becomes due, before the
+// candidate can run, and the candidate parks again only when it is about
+// to block with nothing of that kind pending. All of it under parkMu:
+//
+//   - A timer (parkingClock): the fake clock fires it within Step or
+//     SetTime, which the test makes between settles, and marks the
+//     candidate awake within that call. A woken candidate reads the clock
+//     (Elector.vitals.beat) before it parks again, so it cannot park again
+//     before the mark, which would leave it marked awake while blocked. A
+//     timer that fired before the candidate parks (one armed with no time
+//     left, Elector.newTimer, or one a Step without a settle fired) is
+//     pending at park, which then leaves it awake.
+//   - A change signal from the store (signalled): the hub sends it and
+//     marks the candidate awake as one step, if the wait it parked in (or
+//     is about to park in: park ran, the select not yet) ends on that
+//     watch. Park leaves it awake if a signal is pending on the watch (one
+//     sent while it ran, or coalesced into one pending since). So it is
+//     never marked parked with a signal pending, nor between receiving one
+//     and saying it woke (its park(false) waits for parkMu); and a wait
+//     that does not end on the watch (a leader's) is not woken by its
+//     signals, which stay pending until the campaign reads them.
+//   - The test's own acts (cancel, a gate it opens, a signal it sends on
+//     a faultLock's watch) are not marked: a test that makes one waits for
+//     its effect before it settles. Neither are the elector's callbacks
+//     returning, nor a watch that ends (a closed channel).
+//
+// Nothing else writes the store: a signal comes from a candidate inside a
+// store call (awake) or from the test, before its call returns. So when
+// settle sees every candidate parked at one instant, none has a timer or
+// signal to act on and none is in a store call that could give one
+// something.
+
+// park records what c says as it parks (p) or wakes; watch is the lock's
+// watch if a signal there also ends the wait, timer a timer it ends on
+// that may have fired already.
+func (el *election) park(c *candidate, p bool, watch <-chan struct{}, timer <-chan time.Time) {
+	el.parkMu.Lock()
+	defer el.parkMu.Unlock()
+	c.watch = nil
+	if p {
+		c.watch = watch
+	}
+	c.parked = p && len(watch) == 0 && len(timer) == 0
+}
+
+// wake marks c awake: something it waits for is due.
+func (el *election) wake(c *candidate) {
+	el.parkMu.Lock()
+	defer el.parkMu.Unlock()
+	c.parked = false
+}
+
+// signalled is the store's signal to one watch (locktest SignalAround):
+// it sends it, and marks the candidate waiting on that watch awake, in
+// one step under parkMu (see Parking).
+func (el *election) signalled(watch <-chan struct{}, send func()) {
+	el.parkMu.Lock()
+	defer el.parkMu.Unlock()
+	send()
+	for _, c := range el.parking {
+		if c.watch == watch {
+			c.parked = false
+		}
+	}
+}
+
+// isParked reports whether c is parked now.
+func (el *election) isParked(c *candidate) bool {
+	el.parkMu.Lock()
+	defer el.parkMu.Unlock()
+	return c.parked
+}
+
 // parkingClock is the election's fake clock, seen by one candidate: a
-// timer of the candidate's that fires marks it as no longer parked, within
-// the clock step that fired it, so that settle waits for it to act.
+// timer of the candidate's that fires marks it awake, within the clock
+// step that fired it, so that settle waits for it to act (see Parking).
 type parkingClock struct {
 	*clocktesting.FakeClock
-	c *candidate
+	el *election
+	c  *candidate
 }
 
 func (p parkingClock) NewTimer(d time.Duration) clock.Timer {
-	return p.FakeClock.AfterFunc(d, func() { p.c.parked.Store(false) })
+	return p.FakeClock.AfterFunc(d, func() { p.el.wake(p.c) })
 }
 
 func (p parkingClock) AfterFunc(d time.Duration, f func()) clock.Timer {
-	return p.FakeClock.AfterFunc(d, func() { p.c.parked.Store(false); f() })
+	return p.FakeClock.AfterFunc(d, func() { p.el.wake(p.c); f() })
 }
 
 // start runs e for c.
 func (el *election) start(c *candidate, e *Elector) {
 	c.e = e
-	var clk clock.WithDelayedExecution = parkingClock{el.clk, c}
+	var clk clock.WithDelayedExecution = parkingClock{el.clk, el, c}
 	if sc, ok := e.clock.(*steppedClock); ok {
 		sc.WithDelayedExecution = clk
 		clk = sc
 	}
 	e.clock = clk
-	e.park = func(p bool) { c.parked.Store(p) }
+	e.park = func(p bool, watch <-chan struct{}, timer <-chan time.Time) {
+		if f := c.onWake.Load(); f != nil && !p {
+			(*f)()
+		}
+		el.park(c, p, watch, timer)
+	}
 	el.mu.Lock()
 	el.cands = append(el.cands, c)
 	el.mu.Unlock()
+	el.parkMu.Lock()
+	el.parking = append(el.parking, c)
+	el.parkMu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	go func() {
@@ -194,15 +296,16 @@ func (el *election) start(c *candidate, e *Elector) {
 }
 
 // settle waits until every running candidate is blocked with its timers
-// armed, so that the test can move the fake clock without racing an
-// elector that is between reading the clock and arming a timer.
+// armed and no change signal pending, so that the test can move the fake
+// clock without racing an elector that is between reading the clock and
+// arming a timer, or that has yet to act on a signal (see Parking).
 func (el *election) settle(t *testing.T) {
 	t.Helper()
 	waitFor(t, "every candidate to settle", func() bool {
-		el.mu.Lock()
-		defer el.mu.Unlock()
-		for _, c := range el.cands {
-			if !c.exited.Load() && !c.parked.Load() {
+		el.parkMu.Lock()
+		defer el.parkMu.Unlock()
+		for _, c := range el.parking {
+			if !c.exited.Load() && !c.parked {
 				return false
 			}
 		}
@@ -452,3 +555,34 @@ func (s *steppedClock) Now() time.Time {
 }
 
 func (s *steppedClock) Since(t time.Time) time.Duration { return s.Now().Sub(t) }
+
+// settle waits for a candidate that a change signal woke, from the moment
+// the signal is sent, however late the candidate runs. Here b, a
+// follower, is slow to wake: it says it woke only once the parking
+// machinery has marked it awake. A settle that saw b as parked from the
+// signal until b ran (as before signals marked it) returned at once,
+// with a's renewal unread by b.
+func TestSettleWaitsForACandidateASignalWoke(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	b := el.add("b", nil)
+	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+	el.settle(t)
+	var done atomic.Bool
+	defer done.Store(true)
+	slow := func() {
+		for !done.Load() && el.isParked(b) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	b.onWake.Store(&slow)
+	el.step(t, testRetry) // a renews: the only thing that wakes b
+	el.settle(t)
+	if a.stopped.Load() != 0 || !a.e.IsLeader() {
+		t.Fatal("a stopped leading")
+	}
+	if got, want := b.e.Status().Expiry, el.clk.Now().Add(testLease); !got.Equal(want) {
+		t.Fatalf("after settling, b sees a's lease expire at %v, want %v: b had not read a's renewal", got, want)
+	}
+}

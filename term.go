@@ -441,7 +441,7 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 			wait = e.c.StopTimeout // the stop timer
 		}
 		e.vitals.beat(wait)
-		e.parked(true)
+		e.parkedOn(nil, termC)
 		var w wake
 		select {
 		case <-lostC:

@@ -10,8 +10,21 @@ import (
 
 // Hub delivers Notify calls to every live subscriber. The zero value is ready.
 type Hub struct {
-	mu   sync.Mutex
-	subs map[chan struct{}]struct{}
+	mu     sync.Mutex
+	subs   map[chan struct{}]struct{}
+	around func(sub <-chan struct{}, send func()) // see SignalAround
+}
+
+// SignalAround makes Notify signal each subscriber by calling around with
+// the subscriber's channel and a function that sends the signal, which
+// around must call once; nil restores the plain send. Notify holds the
+// hub's lock throughout, so around must not call the hub. Tests use it to
+// note that a subscriber has a signal pending in the same step as it gets
+// it, before the receiver can run.
+func (h *Hub) SignalAround(around func(sub <-chan struct{}, send func())) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.around = around
 }
 
 // Subscribe returns a channel with a buffer of one that receives a value after
@@ -38,10 +51,19 @@ func (h *Hub) Notify() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for ch := range h.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
+		if h.around != nil {
+			h.around(ch, func() { signal(ch) })
+		} else {
+			signal(ch)
 		}
+	}
+}
+
+// signal sends on ch unless a signal is already pending there.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 

@@ -46,3 +46,32 @@ func TestNotifyCoalescesAndClosesWithContext(t *testing.T) {
 		t.Fatal("b closed")
 	}
 }
+
+// SignalAround wraps each subscriber's signal, with that subscriber's
+// channel, and the signal is sent when (and only when) around sends it.
+func TestSignalAroundWrapsEachSubscribersSignal(t *testing.T) {
+	var h Hub
+	a, b := h.Subscribe(context.Background()), h.Subscribe(context.Background())
+	var wrapped []<-chan struct{}
+	h.SignalAround(func(sub <-chan struct{}, send func()) {
+		if len(sub) != 0 {
+			t.Errorf("a signal pending before around sent it")
+		}
+		send()
+		if len(sub) != 1 {
+			t.Errorf("no signal pending after around sent it")
+		}
+		wrapped = append(wrapped, sub)
+	})
+	h.Notify()
+	if len(wrapped) != 2 || !(wrapped[0] == a && wrapped[1] == b || wrapped[0] == b && wrapped[1] == a) {
+		t.Fatalf("around wrapped %v, want each of %v and %v once", wrapped, a, b)
+	}
+	<-a
+	<-b
+	h.SignalAround(nil)
+	h.Notify()
+	if len(a) != 1 || len(b) != 1 || len(wrapped) != 2 {
+		t.Fatalf("after SignalAround(nil): pending %d and %d, around called %d times; want 1, 1 and 2", len(a), len(b), len(wrapped))
+	}
+}

@@ -105,6 +105,16 @@ func (s *MemoryStore) Delete() {
 	s.hub.Notify()
 }
 
+// SignalAround makes each write signal every watch of the store (the
+// channels Changes returned) through around, as notify.Hub.SignalAround:
+// around gets the watch and a function that sends its signal, which it
+// must call once, before the write returns; nil restores the plain
+// signal. It must not call the store. The elector's tests use it to mark
+// a candidate awake at the moment a signal is sent to it.
+func (s *MemoryStore) SignalAround(around func(watch <-chan struct{}, signal func())) {
+	s.hub.SignalAround(around)
+}
+
 // Raw returns the stored bytes (nil if no record).
 func (s *MemoryStore) Raw() []byte {
 	s.mu.Lock()
