@@ -40,7 +40,7 @@ func (e *Elector) campaign(ctx context.Context, log logr.Logger) *term {
 		}
 		timer := e.newTimer(next)
 		e.vitals.beat(next)
-		e.parkedOn(e.changes, timer.C())
+		e.parkedOn(e.changes, []<-chan time.Time{timer.C()})
 		select {
 		case <-ctx.Done():
 			e.parked(false)

@@ -54,7 +54,7 @@ func TestFollowerThatMissedATermBetweenTwoDeletionsDoesNotReuseIt(t *testing.T) 
 	t0 := el.clk.Now()
 
 	el.store.Delete()
-	signal <- struct{}{} // b reads now, and finds the record gone
+	el.signal(signal) // b reads now, and finds the record gone
 	waitFor(t, "b to find the record gone", func() bool { return bLock.gone.Load() > 0 })
 	el.step(t, testLease-testRetry/2)
 
@@ -179,7 +179,7 @@ func TestFreshClaimIsReplacedByAPollingFollowerThatKnewTheTerm(t *testing.T) {
 	c := el.add("c", func(c *Config) { c.Lock = &faultLock{Interface: el.store.Lock("c"), plainNotFound: true} })
 	el.setTime(t, gone.Add(testRenew+testRetry/4))
 	fb.fail.Store(false)
-	signal <- struct{}{}
+	el.signal(signal)
 	el.stepUntilLeads(t, b, 3*(testLease+testRenew), "after the deletion")
 	if c.e.IsLeader() {
 		t.Fatal("c leads beside b")

@@ -80,8 +80,11 @@ type Elector struct {
 	// park, if set (by tests), is called with true just before the elector
 	// blocks waiting for a timer or signal, and with false when it wakes;
 	// watch is the lock's watch when a signal there also ends the wait,
-	// timer the wait's timer when it may have fired already (else nil).
-	park func(parked bool, watch <-chan struct{}, timer <-chan time.Time)
+	// timers the wait's timers, closed the channels it ends on that are
+	// only ever closed; any of them may be due already. closing, if set, closes such a channel for
+	// another goroutine (a callback's) by calling close (closeWaking).
+	park    func(parked bool, watch <-chan struct{}, timers []<-chan time.Time, closed ...<-chan struct{})
+	closing func(ch <-chan struct{}, close func())
 	// boot returns the time since boot including suspended time, if the
 	// platform has such a clock (bootTime); tests replace it.
 	boot func() (time.Duration, bool)
@@ -93,12 +96,23 @@ func (e *Elector) parked(p bool) {
 	}
 }
 
-// parkedOn is parked(true) for a wait that also ends on a signal on watch
-// or on timer, either of which may be pending already.
-func (e *Elector) parkedOn(watch <-chan struct{}, timer <-chan time.Time) {
+// parkedOn is parked(true) for a wait that also ends on a signal on watch,
+// on one of timers, or on one of closed being closed, any of which may be
+// due already.
+func (e *Elector) parkedOn(watch <-chan struct{}, timers []<-chan time.Time, closed ...<-chan struct{}) {
 	if e.park != nil {
-		e.park(true, watch, timer)
+		e.park(true, watch, timers, closed...)
 	}
+}
+
+// closeWaking closes ch, which ends a wait of the Run goroutine, from
+// another goroutine (see closing).
+func (e *Elector) closeWaking(ch chan struct{}) {
+	if e.closing != nil {
+		e.closing(ch, func() { close(ch) })
+		return
+	}
+	close(ch)
 }
 
 // NewElector validates c and returns an elector.
@@ -234,8 +248,8 @@ func (e *Elector) Run(ctx context.Context) error {
 
 // deliverLeaders calls OnNewLeader from one goroutine, with the newest
 // holder, so that a slow callback never holds up the elector.
-func (e *Elector) deliverLeaders(done chan<- struct{}) {
-	defer close(done)
+func (e *Elector) deliverLeaders(done chan struct{}) {
+	defer e.closeWaking(done)
 	for id := range e.leaders {
 		end := e.vitals.callbackStarted("OnNewLeader", e.clock.Now().Add(e.c.StopTimeout))
 		e.c.Callbacks.OnNewLeader(id)
@@ -257,7 +271,7 @@ func (e *Elector) awaitLeaders(log logr.Logger, done <-chan struct{}) {
 	t := e.newTimer(stopBy.Sub(now))
 	defer t.Stop()
 	e.vitals.beat(stopBy.Sub(now))
-	e.parkedOn(nil, t.C())
+	e.parkedOn(nil, []<-chan time.Time{t.C()}, done)
 	defer e.parked(false)
 	select {
 	case <-done:

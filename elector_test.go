@@ -2,6 +2,7 @@ package leaderelection
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -48,10 +49,10 @@ type election struct {
 	terms []int64  // every term started, in order
 	who   []string // who started each of them
 
-	// parkMu guards every candidate's parked and watch, and parking (the
-	// candidates, for settle), so that settle sees them all at one
-	// instant. It is taken after the store's hub lock (signalled) and the
-	// fake clock's lock (parkingClock); nothing is taken under it.
+	// parkMu guards every candidate's parked, watch and closed, and
+	// parking (the candidates, for settle), so that settle sees them all
+	// at one instant. It is taken after the store's hub lock (signalled)
+	// and the fake clock's lock (parkingClock); nothing is taken under it.
 	parkMu  sync.Mutex
 	parking []*candidate
 }
@@ -74,10 +75,12 @@ type candidate struct {
 	onWake atomic.Pointer[func()]
 
 	// parked: blocked in its select, timers armed, nothing pending that
-	// ends the wait; watch: the lock's watch, while the wait it is in (or
-	// is about to block in) also ends on a signal there. Both el.parkMu.
+	// ends the wait; watch and closed: the lock's watch and the channels
+	// only ever closed that the wait it is in (or is about to block in)
+	// also ends on. All el.parkMu.
 	parked bool
 	watch  <-chan struct{}
+	closed []<-chan struct{}
 }
 
 func newElection(t *testing.T) *election {
@@ -196,28 +199,71 @@ func (el *election) addElector(id string, mod func(*Config), emod func(*Elector)
 //     and saying it woke (its park(false) waits for parkMu); and a wait
 //     that does not end on the watch (a leader's) is not woken by its
 //     signals, which stay pending until the campaign reads them.
-//   - The test's own acts (cancel, a gate it opens, a signal it sends on
-//     a faultLock's watch) are not marked: a test that makes one waits for
-//     its effect before it settles. Neither are the elector's callbacks
-//     returning, nor a watch that ends (a closed channel).
+//   - A channel only ever closed that ends the wait (the term's loss, the
+//     return of a callback run in its own goroutine): the elector closes
+//     it through Elector.closing (woken), which closes it and marks the
+//     candidate awake as one step, as for a signal, if the wait it parked
+//     in ends on it. Park leaves it awake if one of them is closed already
+//     (by the Run goroutine itself, or a timer's step-down within Step).
+//   - A watch that ended: watchEnded's, closed from the start, leaves
+//     park awake (endedWatches); the memory store's closes when Run's
+//     context ends, which only the test does.
+//   - A signal the test sends on a faultLock's watchOn: as a store's, if
+//     sent with el.signal.
+//   - The test's own other acts (cancel, a gate it opens) are not marked:
+//     a test that makes one waits for its effect before it settles.
 //
 // Nothing else writes the store: a signal comes from a candidate inside a
 // store call (awake) or from the test, before its call returns. So when
-// settle sees every candidate parked at one instant, none has a timer or
-// signal to act on and none is in a store call that could give one
-// something.
+// settle sees every candidate parked at one instant, none has a timer,
+// signal or close to act on, and none is in a store call that could give
+// one something. (A callback still running is not a candidate: its return
+// marks its candidate awake if that waits for it.)
 
-// park records what c says as it parks (p) or wakes; watch is the lock's
-// watch if a signal there also ends the wait, timer a timer it ends on
-// that may have fired already.
-func (el *election) park(c *candidate, p bool, watch <-chan struct{}, timer <-chan time.Time) {
+// park records what c says as it parks (p) or wakes: see Elector.park.
+func (el *election) park(c *candidate, p bool, watch <-chan struct{}, timers []<-chan time.Time, closed ...<-chan struct{}) {
 	el.parkMu.Lock()
 	defer el.parkMu.Unlock()
-	c.watch = nil
+	c.watch, c.closed = nil, nil
 	if p {
-		c.watch = watch
+		c.watch, c.closed = watch, closed
 	}
-	c.parked = p && len(watch) == 0 && len(timer) == 0
+	c.parked = p && !due(watch, timers, closed)
+}
+
+// due reports whether a wait on these would end at once: a signal pending
+// on the watch, or the watch ended (watchEnded: closed, which only a
+// receive could tell otherwise); a timer fired; one of closed closed (a
+// receive from one tells, and takes nothing: nothing is ever sent).
+func due(watch <-chan struct{}, timers []<-chan time.Time, closed []<-chan struct{}) bool {
+	if _, ended := endedWatches.Load(watch); ended || len(watch) > 0 {
+		return true
+	}
+	for _, ch := range timers {
+		if len(ch) > 0 {
+			return true
+		}
+	}
+	for _, ch := range closed {
+		select {
+		case <-ch:
+			return true
+		default:
+		}
+	}
+	return false
+}
+
+// woken is the elector's close, from a callback's goroutine, of a channel
+// only ever closed (Elector.closing): it closes it, and marks c awake if the
+// wait it parked in ends on it, in one step under parkMu (see Parking).
+func (el *election) woken(c *candidate, ch <-chan struct{}, close func()) {
+	el.parkMu.Lock()
+	defer el.parkMu.Unlock()
+	close()
+	if slices.Contains(c.closed, ch) {
+		c.parked = false
+	}
 }
 
 // wake marks c awake: something it waits for is due.
@@ -239,6 +285,18 @@ func (el *election) signalled(watch <-chan struct{}, send func()) {
 			c.parked = false
 		}
 	}
+}
+
+// signal signals on a watch the test feeds (faultLock's watchOn), as the
+// store signals its watches: the candidate waiting on it is marked awake
+// in the same step (see Parking).
+func (el *election) signal(watch chan struct{}) {
+	el.signalled(watch, func() {
+		select {
+		case watch <- struct{}{}:
+		default: // one pending already
+		}
+	})
 }
 
 // isParked reports whether c is parked now.
@@ -274,12 +332,13 @@ func (el *election) start(c *candidate, e *Elector) {
 		clk = sc
 	}
 	e.clock = clk
-	e.park = func(p bool, watch <-chan struct{}, timer <-chan time.Time) {
+	e.park = func(p bool, watch <-chan struct{}, timers []<-chan time.Time, closed ...<-chan struct{}) {
 		if f := c.onWake.Load(); f != nil && !p {
 			(*f)()
 		}
-		el.park(c, p, watch, timer)
+		el.park(c, p, watch, timers, closed...)
 	}
+	e.closing = func(ch <-chan struct{}, close func()) { el.woken(c, ch, close) }
 	el.mu.Lock()
 	el.cands = append(el.cands, c)
 	el.mu.Unlock()
@@ -556,12 +615,25 @@ func (s *steppedClock) Now() time.Time {
 
 func (s *steppedClock) Since(t time.Time) time.Duration { return s.Now().Sub(t) }
 
+// slowToWake makes c slow to wake, as on a loaded machine: from now until
+// the test ends, it says it woke only once the parking machinery has
+// marked it awake. A wake-up that the machinery does not mark as it
+// becomes due would let settle see c parked meanwhile.
+func (el *election) slowToWake(t *testing.T, c *candidate) {
+	var done atomic.Bool
+	t.Cleanup(func() { done.Store(true) })
+	slow := func() {
+		for !done.Load() && el.isParked(c) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	c.onWake.Store(&slow)
+}
+
 // settle waits for a candidate that a change signal woke, from the moment
-// the signal is sent, however late the candidate runs. Here b, a
-// follower, is slow to wake: it says it woke only once the parking
-// machinery has marked it awake. A settle that saw b as parked from the
-// signal until b ran (as before signals marked it) returned at once,
-// with a's renewal unread by b.
+// the signal is sent, however late the candidate runs. Before signals
+// marked their receiver awake, settle saw slow b parked from the signal
+// until b ran, and returned with a's renewal unread by b.
 func TestSettleWaitsForACandidateASignalWoke(t *testing.T) {
 	el := newElection(t)
 	a := el.add("a", nil)
@@ -569,14 +641,7 @@ func TestSettleWaitsForACandidateASignalWoke(t *testing.T) {
 	b := el.add("b", nil)
 	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
 	el.settle(t)
-	var done atomic.Bool
-	defer done.Store(true)
-	slow := func() {
-		for !done.Load() && el.isParked(b) {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	b.onWake.Store(&slow)
+	el.slowToWake(t, b)
 	el.step(t, testRetry) // a renews: the only thing that wakes b
 	el.settle(t)
 	if a.stopped.Load() != 0 || !a.e.IsLeader() {
@@ -584,5 +649,32 @@ func TestSettleWaitsForACandidateASignalWoke(t *testing.T) {
 	}
 	if got, want := b.e.Status().Expiry, el.clk.Now().Add(testLease); !got.Equal(want) {
 		t.Fatalf("after settling, b sees a's lease expire at %v, want %v: b had not read a's renewal", got, want)
+	}
+}
+
+// settle waits for a candidate that the return of one of its callbacks
+// woke, from the moment it returns. Here a steps down (its renewals fail)
+// and waits for its function, then OnStoppedLeading, each of which
+// returns in its own goroutine. Before those returns marked a awake,
+// settle saw slow a parked on the first and returned before
+// OnStoppedLeading was called.
+func TestSettleWaitsForACandidateACallbackReturnWoke(t *testing.T) {
+	el := newElection(t)
+	a := el.add("a", nil)
+	waitFor(t, "a to lead", a.e.IsLeader)
+	el.settle(t)
+	el.slowToWake(t, a)
+	el.store.SetFault(func(string) error { return errInjected })
+	for start := el.clk.Now(); a.e.IsLeader(); el.step(t, testRetry/4) {
+		if el.clk.Since(start) > testLease {
+			t.Fatalf("a still leads %v after its renewals began to fail", el.clk.Since(start))
+		}
+	}
+	el.settle(t)
+	if a.fnExited.Load() != 1 || a.stopped.Load() != 1 || !a.exited.Load() {
+		t.Fatalf("after settling, a's function returned %d times, OnStoppedLeading %d times, Run returned: %v; want once, once, true", a.fnExited.Load(), a.stopped.Load(), a.exited.Load())
+	}
+	if err := a.wait(t); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Run = %v, want ErrLeaseLost", err)
 	}
 }

@@ -136,12 +136,18 @@ func (f *faultLock) Age(raw []byte) (time.Duration, bool) {
 }
 
 // watchEnded is a watch that has ended for good: its channel is closed at
-// once.
+// once (and kept in endedWatches).
 func watchEnded(context.Context) <-chan struct{} {
 	ch := make(chan struct{})
 	close(ch)
+	endedWatches.Store((<-chan struct{})(ch), true)
 	return ch
 }
+
+// endedWatches holds the channels watchEnded returned, for the elector
+// tests' parking (due): a receive would tell a closed watch, but could
+// take a signal from an open one.
+var endedWatches sync.Map
 
 // watchSilent is a watch that signals nothing until its context ends.
 func watchSilent(ctx context.Context) <-chan struct{} {

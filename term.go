@@ -120,7 +120,7 @@ func (t *term) start() {
 	t.ran = true
 	end := t.e.vitals.callbackStarted("OnStartedLeading", time.Time{}) // no bound until cancelled
 	go func() {
-		defer close(t.fnDone)
+		defer t.e.closeWaking(t.fnDone)
 		defer end()
 		t.e.c.Callbacks.OnStartedLeading(t.ctx)
 	}()
@@ -137,7 +137,7 @@ func (t *term) stepDown() {
 		t.e.mu.Unlock()
 		// Mark the term lost before cancelling, so that the function's
 		// return is never mistaken for a voluntary end.
-		close(t.lost)
+		t.e.closeWaking(t.lost)
 		t.cancel()
 	})
 }
@@ -350,7 +350,7 @@ func (t *term) callOnStopped(due time.Time) <-chan struct{} {
 	}
 	end := t.e.vitals.callbackStarted("OnStoppedLeading", due)
 	go func() {
-		defer close(done)
+		defer t.e.closeWaking(done)
 		defer end()
 		t.e.c.Callbacks.OnStoppedLeading()
 	}()
@@ -441,7 +441,7 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 			wait = e.c.StopTimeout // the stop timer
 		}
 		e.vitals.beat(wait)
-		e.parkedOn(nil, termC)
+		e.parkedOn(nil, []<-chan time.Time{renewC, termC, stopC}, lostC, fnDone, stoppedDone)
 		var w wake
 		select {
 		case <-lostC:
