@@ -79,7 +79,8 @@ type Elector struct {
 
 	// park, if set (by tests), is called with true just before the elector
 	// blocks waiting for a timer or signal, and with false when it wakes;
-	// watch is the lock's watch when a signal there also ends the wait,
+	// watch is a channel a signal on which also ends the wait (the lock's
+	// watch, or a leader's pause under Recover, which its timer sends),
 	// timers the wait's timers, closed the channels it ends on that are
 	// only ever closed; any of them may be due already. closing, if set, closes such a channel for
 	// another goroutine (a callback's) by calling close (closeWaking).

@@ -441,7 +441,7 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 			wait = e.c.StopTimeout // the stop timer
 		}
 		e.vitals.beat(wait)
-		e.parkedOn(nil, []<-chan time.Time{renewC, termC, stopC}, lostC, fnDone, stoppedDone)
+		e.parkedOn(t.paused, []<-chan time.Time{renewC, termC, stopC, recoverC}, lostC, fnDone, stoppedDone)
 		var w wake
 		select {
 		case <-lostC:
