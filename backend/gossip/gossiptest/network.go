@@ -4,11 +4,14 @@
 // drop, delay, duplicate and reorder what the node sends, or hold it (as a
 // paused process would) and deliver it later.
 //
-// Faults are applied where a message leaves its sender, so a link from A to
-// B is cut by A's transport; every node of a test must therefore use a
-// Transport of the same Network, or, with nodes in separate processes, each
-// process a Network of its own given the same faults (TransportAt,
-// Register). A cut stream dial hangs until its timeout, as a dial into a
+// Links are keyed by the names given to Transport (or Register), whatever
+// memberlist node names the nodes have: a message's destination is the
+// node whose transport listens at the address it goes to. Faults are
+// applied where a message leaves its sender, so a link from A to B is cut
+// by A's transport; every node of a test must therefore use a Transport of
+// the same Network, or, with nodes in separate processes, each process a
+// Network of its own given the same faults and every node's address
+// (TransportAt, Register). A cut stream dial hangs until its timeout, as a dial into a
 // partition does, and a stream whose reply direction is cut fails its
 // reads.
 package gossiptest
@@ -104,10 +107,10 @@ func (n *Network) TransportAt(name string, port int) (*Transport, error) {
 }
 
 // Register records that node name listens at addr ("127.0.0.1:port"), so
-// that faults also apply to what memberlist sends to that address alone (a
-// join of a seed) when name's transport is not on this Network: when each
-// node is a process of its own, every process gives the same faults to its
-// own Network, and each applies them to what it sends.
+// that faults apply to everything sent to that address when name's
+// transport is not on this Network: when each node is a process of its
+// own, every process registers every node's address and gives the same
+// faults to its own Network, and each applies them to what it sends.
 func (n *Network) Register(name, addr string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -298,13 +301,21 @@ func (n *Network) link(from, to string) Link {
 	return n.links[[2]string{from, to}]
 }
 
+// nameOf is the node a message to a goes to: the one whose transport
+// listens at a's address (registered by TransportAt or Register), else
+// a.Name. The address comes first because a memberlist node name need
+// not be a name on this Network (the gossip backend names its memberlist
+// node identity#incarnation, one per process, and its own messages by
+// identity), and memberlist addresses requests by node name and replies
+// by address alone: keyed by a.Name, a cut would let memberlist's pings,
+// gossip and push/pull through and lose only their replies.
 func (n *Network) nameOf(a memberlist.Address) string {
-	if a.Name != "" {
-		return a.Name
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.names[a.Addr]
+	if name, ok := n.names[a.Addr]; ok {
+		return name
+	}
+	return a.Name
 }
 
 // Transport is one node's memberlist transport on a Network.
