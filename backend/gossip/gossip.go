@@ -124,6 +124,9 @@ type Lock struct {
 	// onRelease, if set (by tests), is called with each release this
 	// candidate's writes have chosen, before it is pushed.
 	onRelease atomic.Pointer[func(v casp.Value)]
+	// pushed, if set (by tests), is called with each push this candidate
+	// receives, as it arrives.
+	pushed atomic.Pointer[func(e *envelope)]
 }
 
 var (
@@ -1301,6 +1304,9 @@ func (l *Lock) addUnsure(b casp.Ballot) {
 func (l *Lock) handle(e *envelope) *envelope {
 	switch e.Kind {
 	case kindPush:
+		if f := l.pushed.Load(); f != nil {
+			(*f)(e)
+		}
 		var v casp.Value
 		if err := json.Unmarshal(e.Payload, &v); err == nil {
 			took := micros(e.Took)

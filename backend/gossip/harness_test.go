@@ -88,6 +88,19 @@ func threeVotersAnd(t *testing.T, id string) (*cluster, *Lock, context.Context) 
 	return c, l, ctx
 }
 
+// threeVotersAndFollowers starts three voters without StateDir and the
+// non-voting candidates f1, f2 and f3, and waits until all six see each
+// other.
+func threeVotersAndFollowers(t testing.TB) *cluster {
+	t.Helper()
+	c := newCluster(t, 3, false, fastReinit)
+	for _, id := range []string{"f1", "f2", "f3"} {
+		c.start(id, nil)
+	}
+	c.waitMembers(6)
+	return c
+}
+
 // options are the options of candidate id.
 func (c *cluster) options(id string) Options {
 	return Options{

@@ -21,12 +21,8 @@ func sentBy(l *Lock) map[string]float64 {
 }
 
 func TestFollowersSendNothingWhileTheLeaderRenews(t *testing.T) {
-	c := newCluster(t, 3, false, fastReinit)
+	c := threeVotersAndFollowers(t)
 	followers := []string{"f1", "f2", "f3"}
-	for _, id := range followers {
-		c.start(id, nil)
-	}
-	c.waitMembers(6)
 	el := newElection(c, testDurations)
 	all := append(append([]string(nil), c.voters...), followers...)
 	for _, id := range all {
@@ -93,11 +89,7 @@ func TestHandOverTakesOverWithoutAPreparePhase(t *testing.T) {
 }
 
 func handOverOnce(t *testing.T) bool {
-	c := newCluster(t, 3, false, fastReinit)
-	for _, id := range []string{"f1", "f2", "f3"} {
-		c.start(id, nil)
-	}
-	c.waitMembers(6)
+	c := threeVotersAndFollowers(t)
 	// A released record to start from: with no record the first candidate
 	// would claim it for a lease (an hour) first.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -122,4 +123,112 @@ func TestReleaseWhoseFirstInTurnCrashedIsTakenOverFromTheRelease(t *testing.T) {
 	if hits < wantHits {
 		t.Fatalf("the crashed %s was first in turn for %d of %d releases; want %d", crashed, hits, maxReleases, wantHits)
 	}
+}
+
+// A release is pushed at once, with its hand-over, to the candidate first
+// in turn, and a turn step later to the others, hand-over or not: the
+// heir's take-over round then has the voters to itself (see Turns in
+// docs/backends/gossip.md). The releasing leader is a non-voter, so that
+// its release hands over (a voter's usually does not), and nobody
+// campaigns, so that the release is the only write. Its turn step is made
+// long (500 ms, the longest) so that a push sent at once cannot pass for
+// one sent a step later; a push sent a step later cannot arrive sooner, on
+// any machine.
+func TestReleaseReachesTheOthersATurnStepAfterItsHandOver(t *testing.T) {
+	c := threeVotersAndFollowers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leader := c.lock("f1")
+	if err := leader.Create(ctx, lock.Record{HolderIdentity: "f1", LeaderTransitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	type arrival struct {
+		at   time.Time
+		gift bool
+	}
+	var mu sync.Mutex
+	var released casp.Ballot
+	var releasedAt time.Time
+	first := ""
+	arrivals := map[string]arrival{} // by member: the release's push
+	rest := []string{"v1", "v2", "v3", "f2", "f3"}
+	for _, id := range rest {
+		f := func(e *envelope) {
+			now := time.Now()
+			mu.Lock()
+			defer mu.Unlock()
+			if e.Ballot == released && !released.IsZero() {
+				arrivals[id] = arrival{at: now, gift: e.Gift != nil}
+			}
+		}
+		c.lock(id).pushed.Store(&f)
+	}
+	onRelease := func(v casp.Value) {
+		rec, err := decodeRecord(v.Data)
+		if err != nil {
+			t.Errorf("the release's value does not decode: %v", err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		released, releasedAt, first = v.Written, time.Now(), leader.firstTurn(v, rec)
+	}
+	leader.onRelease.Store(&onRelease)
+	leader.mu.Lock()
+	leader.est = time.Second // a turn step of maxTurnStep
+	leader.mu.Unlock()
+
+	if err := leader.Update(ctx, lock.Record{LeaderTransitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	step := leader.turnStep()
+	if step != maxTurnStep {
+		t.Fatalf("turn step %v, want %v", step, maxTurnStep)
+	}
+	// The heir and at least one other: a push goes only to the members
+	// the leader's memberlist lists alive, and on a loaded machine it may
+	// have removed one for a while. A push that arrives after this check
+	// arrives after the step anyway.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		mu.Lock()
+		_, heard := arrivals[first]
+		n := len(arrivals)
+		mu.Unlock()
+		if heard && n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the release reached %d of %d members (first in turn %q): %v", n, len(rest), first, arrivals)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Contains(rest, first) {
+		t.Fatalf("first in turn %q is none of %v", first, rest)
+	}
+	if a := arrivals[first]; !a.gift {
+		t.Errorf("the release's push to %s, first in turn, carried no hand-over", first)
+	}
+	var soonest time.Duration
+	for _, id := range rest {
+		a, ok := arrivals[id]
+		if id == first || !ok {
+			continue
+		}
+		after := a.at.Sub(releasedAt)
+		if soonest == 0 || after < soonest {
+			soonest = after
+		}
+		if a.gift {
+			t.Errorf("the release's push to %s, not first in turn, carried a hand-over", id)
+		}
+		if after < step {
+			t.Errorf("the release reached %s %v after it was chosen, before the turn step (%v)", id, after.Round(time.Millisecond), step)
+		}
+	}
+	t.Logf("the release reached %s, first in turn, with its hand-over %v after it was chosen, %d of the %d others by then from %v (turn step %v)",
+		first, arrivals[first].at.Sub(releasedAt).Round(time.Millisecond), len(arrivals)-1, len(rest)-1, soonest.Round(time.Millisecond), step)
 }
