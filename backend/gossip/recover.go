@@ -38,27 +38,21 @@ func (l *Lock) recoverLoop() {
 		case <-ctx.Done():
 		}
 	}()
-	quorum := casp.Quorum(len(l.s.Voters))
-	var since time.Time // a majority has been recovering since
+	origin := time.Now()
+	clock := casp.ReinitClock{After: l.reinit} // runs while a majority has been recovering
 	for attempt := 0; ; attempt++ {
 		l.accMu.Lock()
 		floor, known := l.acc.Floor()
 		l.accMu.Unlock()
-		// ready: voters that answered as ready (anything but a
-		// recovering refusal) in this attempt's round.
-		recovering, blank, ready := map[string]bool{}, map[string]bool{}, map[string]bool{}
+		// What this attempt's round heard: the decisions below are
+		// casp's (RecoveryTally, ReinitClock), so that the tests'
+		// simulation checks the same rules.
+		tally := casp.NewRecoveryTally(len(l.s.Voters))
 		if known {
 			actx, acancel := context.WithTimeout(ctx, 4*l.resend)
 			l.rounds <- struct{}{}
 			out, _, err := l.round(actx, func(now uint64) *casp.Round { return l.prop.Recover(now, floor) }, func(_ *envelope, m casp.Message) {
-				if m.Kind == casp.KindNack && m.Reason == casp.NackRecovering {
-					recovering[m.From] = true
-				} else {
-					ready[m.From] = true
-				}
-				if m.Blank { // whatever it answered: blank when it did
-					blank[m.From] = true
-				}
+				tally.Add(m)
 			}, nil)
 			<-l.rounds
 			acancel()
@@ -77,7 +71,7 @@ func (l *Lock) recoverLoop() {
 		if ctx.Err() != nil {
 			return
 		}
-		if len(blank) == len(l.s.Voters)-1 {
+		if tally.NewElection() {
 			l.accMu.Lock()
 			err := l.acc.NewElection(nowMillis(), uint64(newElectionQuiet*l.resend/time.Millisecond)) // refused unless this voter is blank too
 			l.accMu.Unlock()
@@ -87,27 +81,16 @@ func (l *Lock) recoverLoop() {
 				return
 			}
 		}
-		switch {
-		case len(ready) >= len(l.s.Voters)-quorum+1:
-			// Enough voters answered as ready that fewer than a
-			// majority can be recovering: the clock starts again.
-			since = time.Time{}
-		case len(recovering)+1 < quorum:
-			// The round heard too few voters to tell (it timed out,
-			// or they were slow): it learned nothing, and the clock,
-			// if it runs, keeps running. That is safe: while a
-			// majority recovers, none of them can recover (each needs
-			// a quorum of ready others, and fewer than a quorum are
-			// ready), so a majority seen recovering stays so until one
-			// of them re-initialises, which is this same rule.
-		case since.IsZero():
-			since = time.Now()
-			l.log.Info("A majority of the voters is without its record (a full restart without StateDir?); the register is re-initialised if this lasts", "recovering", len(recovering)+1, "after", l.reinit)
-		case time.Since(since) >= l.reinit:
-			if len(ready)+1 >= quorum && l.reinitializeByDeletion(ctx, floor) {
+		switch now := time.Since(origin); clock.Step(now, tally) {
+		case casp.ReinitStarted:
+			_, recovering := tally.Heard()
+			l.log.Info("A majority of the voters is without its record (a full restart without StateDir?); the register is re-initialised if this lasts", "recovering", recovering+1, "after", l.reinit)
+		case casp.ReinitNow:
+			running, _ := clock.Running(now)
+			if ready, _ := tally.Heard(); ready+1 >= casp.Quorum(len(l.s.Voters)) && l.reinitializeByDeletion(ctx, floor) {
 				l.m.reinits.Inc()
 				l.log.Error(nil, "RE-INITIALISED THE REGISTER: a majority of the voters restarted without their state and none has seen a quorum since; the record is forgotten (it now reads as deleted) and the election starts afresh (use Options.StateDir to keep terms across full restarts)",
-					"recoveringFor", time.Since(since).Round(time.Millisecond))
+					"recoveringFor", running.Round(time.Millisecond))
 				l.hub.Notify()
 				return
 			}
@@ -117,7 +100,7 @@ func (l *Lock) recoverLoop() {
 			if err == nil {
 				l.m.reinits.Inc()
 				l.log.Error(nil, "RE-INITIALISED THE REGISTER: a majority of the voters restarted without their state and none has seen a quorum since; the record is forgotten and the election starts afresh (use Options.StateDir to keep terms across full restarts)",
-					"recoveringFor", time.Since(since).Round(time.Millisecond))
+					"recoveringFor", running.Round(time.Millisecond))
 				l.hub.Notify()
 				return
 			}
