@@ -66,6 +66,13 @@ type simConfig struct {
 	loss    float64
 	dup     float64
 	delay   uint64 // maximum one-way delay, µs
+	// recovery runs the recovery loop's model instead (see
+	// sim_recovery_test.go): stateDir says which voters have a StateDir
+	// (full persistence; the others keep nothing), any number of voters
+	// restart with their state kept or lost, and the histories are
+	// checked against the recovery specification, not porcupine.
+	recovery bool
+	stateDir []bool
 }
 
 type simEvent struct {
@@ -115,6 +122,11 @@ type simNode struct {
 	op      *simOp
 	// nextInc hands out incarnations: unique per node and generation.
 	nextInc uint64
+	// The recovery loop (recovery runs only): this process's clock and
+	// its current attempt's tally; what the specification knows of it.
+	reinit ReinitClock
+	tally  *RecoveryTally
+	spec   specNode
 }
 
 // simOp is one client operation in flight.
@@ -126,6 +138,7 @@ type simOp struct {
 	mine   []Ballot // ballots of this op's earlier write rounds whose outcome is unknown
 	cands  []regState
 	change Change
+	cur    Value // the value the change last saw (recovery runs: a write's parent)
 }
 
 type sim struct {
@@ -149,11 +162,15 @@ type sim struct {
 	queries                             int              // reads answered by a query
 	newReads                            int              // queries that proved the register new
 	tokens                              map[string]Token // what each client last saw
+	rec                                 *recSpec         // recovery runs: the specification's view
 }
 
 func newSim(t testing.TB, cfg simConfig) *sim {
 	s := &sim{t: t, cfg: cfg, rng: rand.New(rand.NewPCG(cfg.seed, cfg.seed^0x9e3779b97f4a7c15)),
 		nodes: map[string]*simNode{}, cut: map[[2]string]bool{}, tokens: map[string]Token{}}
+	if cfg.recovery {
+		s.rec = newRecSpec()
+	}
 	for i := range cfg.voters {
 		s.voters = append(s.voters, fmt.Sprintf("v%d", i))
 	}
@@ -201,13 +218,21 @@ func (s *sim) start(n *simNode, fresh bool) {
 		case diskFull:
 			cfg.Storage, cfg.PersistRecord = n.disk, true
 		}
+		if s.cfg.recovery {
+			cfg.Storage, cfg.PersistRecord = nil, false
+			if s.stateDir(n) {
+				cfg.Storage, cfg.PersistRecord = n.disk, true
+			}
+		}
 		a, err := NewAcceptor(cfg)
 		if err != nil {
 			s.t.Fatal(err)
 		}
 		a.weak = simWeak
 		n.acc = a
-		if fresh {
+		if s.cfg.recovery {
+			s.startRecovery(n)
+		} else if fresh {
 			if err := a.Reinitialize(); err != nil {
 				s.t.Fatal(err)
 			}
@@ -265,6 +290,9 @@ func (s *sim) deliver(n *simNode, m Message) {
 		if err != nil {
 			s.t.Fatal(err)
 		}
+		if s.rec != nil {
+			s.rec.handled(s, n, m, reply)
+		}
 		// Now and then the voter dies right after a promise or an accept:
 		// after saving (if it saves) and before or after its reply leaves.
 		crash := reply != nil && reply.Kind != KindNack && s.rng.Float64() < simCrashMidRound
@@ -279,6 +307,9 @@ func (s *sim) deliver(n *simNode, m Message) {
 		}
 	default:
 		if r := n.recover; r != nil && r.Ballot() == m.Ballot {
+			if n.tally != nil {
+				n.tally.Add(m)
+			}
 			out, err := r.Handle(m)
 			if err != nil {
 				s.t.Fatal(err)
@@ -289,6 +320,9 @@ func (s *sim) deliver(n *simNode, m Message) {
 					s.t.Fatal(err)
 				}
 				s.recoveries++
+				if s.rec != nil {
+					s.rec.recovered(s, n, o)
+				}
 			}
 			return
 		}
@@ -298,6 +332,7 @@ func (s *sim) deliver(n *simNode, m Message) {
 				s.t.Fatal(err)
 			}
 			s.sendAll(n, out)
+			s.noteWrite(op)
 			s.roundProgress(n, op)
 		}
 	}
@@ -354,6 +389,7 @@ var (
 // way the glue does.
 func (s *sim) change(op *simOp) Change {
 	return func(cur Value) ([]byte, bool, error) {
+		op.cur = cur
 		if op.in.kind == opRead {
 			return nil, false, nil
 		}
@@ -389,6 +425,7 @@ func (s *sim) runRound(n *simNode, op *simOp) {
 		op.round = n.prop.Start(s.clock(n), op.change)
 	}
 	s.sendAll(n, op.round.Prepares())
+	s.noteWrite(op)
 	if r := op.round; r.SkipsPrepare() {
 		s.prepared++
 		// As the glue does: a round that skipped its prepare phase and
@@ -519,13 +556,19 @@ func (s *sim) record(op *simOp, out casOutput, ret int64) {
 func (s *sim) crash() { s.crashVoter(s.nodes[s.voters[s.rng.IntN(len(s.voters))]]) }
 
 func (s *sim) crashVoter(v *simNode) bool {
+	return s.restartVoter(v, s.cfg.recovery && s.rng.IntN(2) == 0)
+}
+
+// restartVoter restarts voter v, its disk emptied first if wipe. Recovery
+// runs restart any number of voters at once.
+func (s *sim) restartVoter(v *simNode, wipe bool) bool {
 	recovering := 0
 	for _, name := range s.voters {
 		if !s.nodes[name].acc.Ready() {
 			recovering++
 		}
 	}
-	if s.cfg.disk != diskFull && (!v.acc.Ready() || recovering >= len(s.voters)-Quorum(len(s.voters))) {
+	if !s.cfg.recovery && s.cfg.disk != diskFull && (!v.acc.Ready() || recovering >= len(s.voters)-Quorum(len(s.voters))) {
 		return false
 	}
 	if op := v.op; op != nil {
@@ -537,6 +580,9 @@ func (s *sim) crashVoter(v *simNode) bool {
 			s.record(op, casOutput{kind: outUnknown, cands: slices.Clone(op.cands)}, math.MaxInt64)
 		}
 		s.done++
+	}
+	if wipe {
+		v.disk = &memDisk{} // its StateDir emptied (a lost disk)
 	}
 	s.restarts++
 	s.start(v, false)
@@ -561,6 +607,8 @@ func (s *sim) partition() {
 
 func (s *sim) faults() {
 	switch x := s.rng.IntN(10); {
+	case s.cfg.recovery && x < 2:
+		s.restartMajority()
 	case x < 4:
 		s.crash()
 	case x < 7:
@@ -578,7 +626,7 @@ func (s *sim) run() []porcupine.Operation {
 		s.start(s.nodes[name], true)
 	}
 	s.schedule(s.now+50_000, &simEvent{fn: s.faults})
-	for s.done < s.cfg.ops {
+	for s.done < s.cfg.ops && (s.rec == nil || s.rec.why == "") {
 		if len(s.q) == 0 {
 			s.t.Fatalf("seed %d: simulation ran dry after %d operations", s.cfg.seed, s.done)
 		}
