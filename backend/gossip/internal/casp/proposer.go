@@ -39,6 +39,10 @@ type Proposer struct {
 	weakRead weakReadRule
 	// weakNew weakens the proof of a new register; only the tests set it.
 	weakNew weakNewRule
+	// adoptAny lets Adopt take a hand-over at or below the highest ballot
+	// used or seen (so one delivered twice is adopted twice); only the
+	// tests' exhaustive search sets it, to show the check is needed.
+	adoptAny bool
 }
 
 // weakNewRule names a weakening of the proof that the register is new
@@ -185,7 +189,7 @@ func (p *Proposer) DropPrepared() { p.ready = nil }
 // used or seen: a ballot is never spent twice, even if the hand-over is
 // delivered twice.
 func (p *Proposer) Adopt(rd Prepared) bool {
-	if rd.Ballot.Node != p.cfg.Node || rd.Ballot.Incarnation != p.cfg.Incarnation || !p.last.Less(rd.Ballot) ||
+	if rd.Ballot.Node != p.cfg.Node || rd.Ballot.Incarnation != p.cfg.Incarnation || (!p.last.Less(rd.Ballot) && !p.adoptAny) ||
 		len(rd.Voters) < Quorum(len(p.cfg.Voters)) {
 		return false
 	}

@@ -10,8 +10,10 @@ import (
 )
 
 // The exhaustive search: every interleaving of 3 voters (a, b, c), two
-// client proposers (p writes "x", q writes "y", each on top of the value its
-// round found) and one amnesiac restart of
+// client proposers (p writes "x", q writes "y", each followed by the
+// number of the client's round, on top of the value its round found: no
+// two rounds write the same data, so a ballot spent twice shows as two
+// values at one ballot) and one amnesiac restart of
 // voter a at any step, with the restarted voter's recovery round as a third
 // proposer. Messages live in a set that only grows, so any message can be
 // delivered at any time, any number of times, in any order, or never:
@@ -52,13 +54,17 @@ type searchRules struct {
 	name    string
 	weak    weakening
 	ownVote bool // the recovery round counts the recovering voter's own acceptor
+	// adoptAny: p adopts a hand-over whatever ballots it used or saw
+	// before (Proposer.adoptAny).
+	adoptAny bool
 }
 
 type searchBounds struct {
 	maxCounter     uint64
 	clientRounds   [2]int // rounds p and q may start
 	recoveryRounds int
-	maxDepth       int // 0: unbounded
+	maxDepth       int  // 0: unbounded
+	noRestart      bool // voter a never restarts
 }
 
 type vote struct {
@@ -155,15 +161,19 @@ func newWorld(r searchRules) *world {
 		if err != nil {
 			panic(err)
 		}
+		p.adoptAny = r.adoptAny
 		w.slots[i].p = *p
 	}
 	return w
 }
 
-var clientChange = [2]Change{appendChange("x"), appendChange("y")}
+// clientChange is client i's change in its round-th round (from 0).
+func clientChange(i, round int) Change {
+	return appendChange(fmt.Sprintf("%s%d", []string{"x", "y"}[i], round))
+}
 
 // appendChange writes, on top of any value, its data followed by the token
-// of that value and the letter.
+// of that value and the letter (a client's letter and round).
 func appendChange(letter string) Change {
 	return func(cur Value) ([]byte, bool, error) {
 		return []byte(string(cur.Data) + "<" + cur.Token().String() + ">" + letter), true, nil
@@ -258,9 +268,9 @@ func (s *searcher) dfs(w *world, depth int) bool {
 			n := w.clone()
 			ns := &n.slots[i]
 			if i == 1 {
-				ns.r = ns.p.StartFor(c, clientChange[i], func(Value) (string, uint64) { return "p", 1 })
+				ns.r = ns.p.StartFor(c, clientChange(i, ns.rounds), func(Value) (string, uint64) { return "p", 1 })
 			} else {
-				ns.r = ns.p.Start(c, clientChange[i])
+				ns.r = ns.p.Start(c, clientChange(i, ns.rounds))
 			}
 			ns.rounds++
 			for _, m := range ns.r.Prepares() {
@@ -277,7 +287,7 @@ func (s *searcher) dfs(w *world, depth int) bool {
 		}
 	}
 	// Voter a restarts without its record (its promise floor survives).
-	if !w.restarted {
+	if !w.restarted && !s.bounds.noRestart {
 		if step(func() string { return "voter a restarts (amnesia; promise floor kept)" }, s.restart(w)) {
 			return true
 		}
@@ -331,7 +341,7 @@ func voterIndex(name string) int { return slices.Index(searchVoters, name) }
 
 func (s *searcher) toAcceptor(w *world, m Message) *world {
 	i := voterIndex(m.To)
-	if m.Kind == KindAccept && w.acc[i].accepted == m.Ballot {
+	if m.Kind == KindAccept && w.acc[i].accepted == m.Ballot && w.acc[i].value.Equal(m.Value) {
 		return nil // a duplicate: its reply is in flight already
 	}
 	a := w.acc[i]
@@ -471,13 +481,16 @@ func (s *searcher) dead(w *world, m Message) bool {
 		return !w.acc[voterIndex(m.To)].promised.Less(m.Ballot)
 	case KindAccept:
 		a := &w.acc[voterIndex(m.To)]
-		if a.accepted == m.Ballot || m.Ballot.Less(a.promised) {
+		if (a.accepted == m.Ballot && a.value.Equal(m.Value)) || m.Ballot.Less(a.promised) {
 			return true
 		}
 		return !a.weak.acceptAnyIncarnation && m.Incarnation != a.cfg.Incarnation
 	}
 	if m.Kind == kindGift {
-		return !w.slots[0].p.last.Less(m.Ballot)
+		// Kept: whether p refuses a hand-over it has adopted already,
+		// or one below a ballot it used since, is Proposer.Adopt's rule,
+		// which the search checks rather than assumes.
+		return false
 	}
 	i := slices.Index([]string{"p", "q", "a"}, m.To)
 	r := w.slots[i].r
