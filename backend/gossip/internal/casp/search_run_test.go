@@ -85,7 +85,7 @@ func TestSearchFindsLostWriteWhenRestartedVoterAnswersAtOnce(t *testing.T) {
 // one client, which multiplies the space: run with -casp.search.full.
 func TestSearchFindsLostWriteWithoutFloor(t *testing.T) {
 	if !*searchFull {
-		t.Skip("needs a second round of one client (about 0.8 million states before the violation): run with -casp.search.full")
+		t.Skip("needs a second round of one client (16.6 million states before the violation, 10 minutes): run with -casp.search.full")
 	}
 	s := runSearch(t, searchRules{name: "no promise floor", weak: weakening{ignoreFloor: true}},
 		searchBounds{maxCounter: 2, clientRounds: [2]int{1, 2}, recoveryRounds: 1})
