@@ -26,11 +26,13 @@ import (
 //     ready (recovering) for ReinitializeAfter: no quorum could answer a
 //     round, so any leader has stepped down (docs/backends/gossip.md,
 //     "What a restart does");
-//   - a new election while every voter's process had started with an
-//     empty StateDir, taken part in no round that may write, and held the
-//     empty register: the residual of "A new election" (every voter that
-//     accepted the write has lost its state, and the others never saw
-//     it).
+//   - a new election by a voter whose process started with an empty
+//     StateDir, has taken part in no round that may write and holds the
+//     empty register, and whose last recovery round every other voter
+//     answered while it was the same (its process started with an empty
+//     StateDir, and so on): the residual of "A new election" (every
+//     voter that accepted the write has lost its state since, and the
+//     others never saw it).
 //
 // The specification watches the simulation from outside: which voters are
 // ready, which accepted what, which restarted how; it does not ask the
@@ -91,10 +93,24 @@ type recSpec struct {
 	trail  []string          // the run's last restarts, events and choices, for the report
 	counts map[string]int    // figures
 	seen   map[string]string // forgotten writes, once each
+	// fresh: a voter answered a recovery round's message, at its
+	// ballot, while it was fresh (see specNode.isFresh).
+	fresh map[freshReply]bool
+}
+
+type freshReply struct {
+	ballot Ballot
+	voter  string
+}
+
+// isFresh: the process started with an empty StateDir, has answered no
+// round that may write, and holds the empty register.
+func (n *simNode) isFresh() bool {
+	return n.spec.fresh && !n.spec.wrote && n.acc.State().Value.IsEmpty()
 }
 
 func newRecSpec() *recSpec {
-	return &recSpec{votes: map[Ballot]*simVote{}, parent: map[Token]Token{}, counts: map[string]int{}, seen: map[string]string{}}
+	return &recSpec{votes: map[Ballot]*simVote{}, parent: map[Token]Token{}, counts: map[string]int{}, seen: map[string]string{}, fresh: map[freshReply]bool{}}
 }
 
 func (s *sim) stateDir(n *simNode) bool { return s.cfg.stateDir[slices.Index(s.voters, n.name)] }
@@ -195,6 +211,9 @@ func (r *recSpec) handled(s *sim, n *simNode, m Message, reply *Message) {
 	if (m.Kind == KindPrepare || m.Kind == KindAccept) && !m.Recovery && (reply.Kind != KindNack || reply.Reason != NackRecovering) {
 		n.spec.wrote = true
 	}
+	if m.Recovery && n.isFresh() {
+		r.fresh[freshReply{ballot: m.Ballot, voter: n.name}] = true
+	}
 	if reply.Kind == KindAccepted {
 		r.vote(s, m.Ballot, n.name, m.Value)
 	}
@@ -232,10 +251,9 @@ func (r *recSpec) event(s *sim, n *simNode, kind string) {
 	case "re-initialisation":
 		e.justified = !r.quorum && s.now-r.since >= simReinitAfter
 	case "new election":
-		e.justified = true
+		e.justified = n.isFresh()
 		for _, v := range s.voters {
-			x := s.nodes[v]
-			e.justified = e.justified && x.spec.fresh && !x.spec.wrote && x.acc.State().Value.IsEmpty()
+			e.justified = e.justified && (v == n.name || r.fresh[freshReply{ballot: n.recover.Ballot(), voter: v}])
 		}
 	}
 	r.events = append(r.events, e)
