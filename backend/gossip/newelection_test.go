@@ -107,8 +107,7 @@ func testMajorityWipedBesideAVoterHoldingNothing(t *testing.T, wantBlank bool, s
 	}
 	t.Logf("%d reads before ReinitializeAfter, %d without an answer", reads, failed)
 	// Then the voters re-initialise, as documented: the register is
-	// available again, and holds no record (deleted: v1 answered their
-	// rounds as ready).
+	// available again, and empty.
 	for _, v := range wiped {
 		c.waitReady(v, 30*time.Second)
 	}

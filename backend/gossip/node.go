@@ -184,7 +184,6 @@ func (n *node) start() {
 		every = n.s.RejoinInterval
 	}
 	n.join()
-	n.announce()
 	if len(n.s.Join) == 0 {
 		return
 	}
@@ -202,49 +201,6 @@ func (n *node) start() {
 			}
 		}
 	}()
-}
-
-// maxAnnounces bounds the push/pulls announce runs at once.
-const maxAnnounces = 8
-
-// announce has every member this process learned in its join, other than
-// a seed and a process of its own identity, learn of it now: a push/pull
-// with each (memberlist's join of one address), in the background.
-// memberlist's gossip alone tells each member only with a high
-// probability: a broadcast goes to a few random members a few times, a
-// crashed predecessor still listed among them, and a member it misses
-// learns at its next push/pull with one that knows (every 5 s on
-// PresetLoopback, 30 s on PresetLAN). A restarted voter votes, and hears
-// pushes, once the leader knows its new address.
-func (n *node) announce() {
-	seeds := map[string]bool{n.addr: true}
-	for _, s := range n.s.Join {
-		seeds[s] = true
-	}
-	var addrs []string
-	n.mu.Lock()
-	for _, p := range n.procs {
-		if !seeds[p.addr] && p.id != n.s.Identity {
-			addrs = append(addrs, p.addr)
-		}
-	}
-	n.mu.Unlock()
-	slots := make(chan struct{}, maxAnnounces)
-	for _, a := range addrs {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			select {
-			case slots <- struct{}{}:
-			case <-n.stop:
-				return
-			}
-			defer func() { <-slots }()
-			if _, err := n.ml.Join([]string{a}); err != nil && !n.stopped.Load() {
-				n.log.V(3).Info("Could not announce this process to a member", "addr", a, "err", err)
-			}
-		}()
-	}
 }
 
 // join contacts the seeds that are not alive members (nor this node).

@@ -86,19 +86,12 @@ func (l *Lock) recoverLoop() {
 			_, recovering := tally.Heard()
 			l.log.Info("A majority of the voters is without its record (a full restart without StateDir?); the register is re-initialised if this lasts", "recovering", recovering+1, "after", l.reinit)
 		case casp.ReinitNow:
-			running, _ := clock.Running(now)
-			if ready, _ := tally.Heard(); ready+1 >= casp.Quorum(len(l.s.Voters)) && l.reinitializeByDeletion(ctx, floor) {
-				l.m.reinits.Inc()
-				l.log.Error(nil, "RE-INITIALISED THE REGISTER: a majority of the voters restarted without their state and none has seen a quorum since; the record is forgotten (it now reads as deleted) and the election starts afresh (use Options.StateDir to keep terms across full restarts)",
-					"recoveringFor", running.Round(time.Millisecond))
-				l.hub.Notify()
-				return
-			}
 			l.accMu.Lock()
 			err := l.acc.Reinitialize()
 			l.accMu.Unlock()
 			if err == nil {
 				l.m.reinits.Inc()
+				running, _ := clock.Running(now)
 				l.log.Error(nil, "RE-INITIALISED THE REGISTER: a majority of the voters restarted without their state and none has seen a quorum since; the record is forgotten and the election starts afresh (use Options.StateDir to keep terms across full restarts)",
 					"recoveringFor", running.Round(time.Millisecond))
 				l.hub.Notify()
@@ -113,38 +106,4 @@ func (l *Lock) recoverLoop() {
 		case <-t.C:
 		}
 	}
-}
-
-// reinitializeByDeletion re-initialises the register as a deleted record
-// written on top of whatever the voters that answer as ready hold
-// (casp.Acceptor.ReinitializeByDeletion), and reports whether this voter's
-// acceptor took it (it is then ready). A value that survived on a voter
-// that missed the last writes would otherwise win over the empty register
-// of a plain re-initialisation: an older record back, which a candidate
-// that never saw the newer term takes over with that very term (issue
-// #23). If the round gathers no quorum in time, the caller re-initialises
-// the plain way.
-func (l *Lock) reinitializeByDeletion(ctx context.Context, floor casp.Ballot) bool {
-	l.accMu.Lock()
-	err := l.acc.ReinitializeByDeletion()
-	l.accMu.Unlock()
-	if err != nil {
-		return false
-	}
-	dctx, cancel := context.WithTimeout(ctx, 4*l.resend)
-	defer cancel()
-	select {
-	case l.rounds <- struct{}{}:
-	case <-dctx.Done():
-		return false
-	}
-	out, _, err := l.round(dctx, func(now uint64) *casp.Round { return l.prop.Delete(now, floor) }, nil, nil)
-	<-l.rounds
-	l.accMu.Lock()
-	ready := l.acc.Ready()
-	l.accMu.Unlock()
-	if !ready {
-		l.log.Info("Could not write the re-initialised register as a deleted record; re-initialising it empty", "err", err, "status", out.Status.String())
-	}
-	return ready
 }

@@ -87,8 +87,6 @@ type Acceptor struct {
 	blank bool
 	// quietUntil: see NewElection.
 	quietUntil uint64
-	// deleting: see ReinitializeByDeletion.
-	deleting bool
 	// held: another live process may answer as this voter (see Hold).
 	held bool
 
@@ -118,8 +116,7 @@ func (a *Acceptor) answers(now uint64, m Message) bool {
 		// Quiet after a new election: recovery rounds and queries only.
 		return now >= a.quietUntil || m.Recovery || m.Kind == KindQuery
 	}
-	return a.weak.answerAtOnce || (a.weak.answerOwnRecovery && m.From == a.cfg.Name) ||
-		(a.deleting && m.From == a.cfg.Name && !m.Recovery && m.Kind != KindQuery)
+	return a.weak.answerAtOnce || (a.weak.answerOwnRecovery && m.From == a.cfg.Name)
 }
 
 // NewAcceptor starts an acceptor process. If cfg.Storage holds a state with
@@ -300,8 +297,7 @@ func (a *Acceptor) prepare(now uint64, m Message) (*Message, error) {
 	if !a.promised.Less(m.Ballot) {
 		return a.nack(m, NackBallot, a.promised), nil
 	}
-	// A deleting acceptor has no record until its deletion is accepted.
-	if err := a.save(State{Promised: m.Ballot, HasRecord: !a.deleting, Accepted: a.accepted, Value: a.value}, true); err != nil {
+	if err := a.save(State{Promised: m.Ballot, HasRecord: true, Accepted: a.accepted, Value: a.value}, true); err != nil {
 		return nil, err
 	}
 	a.promised = m.Ballot
@@ -354,11 +350,6 @@ func (a *Acceptor) accept(now uint64, m Message) (*Message, error) {
 	a.promised = promised
 	a.accepted, a.value = m.Ballot, m.Value
 	a.blank = a.blank && m.Value.IsEmpty()
-	if a.deleting {
-		// Its own deletion round (ReinitializeByDeletion): the value is
-		// the deletion, above every value the round's promisers held.
-		a.ready, a.deleting = true, false
-	}
 	r := a.reply(m, KindAccepted)
 	if next {
 		r.Next = m.Next
@@ -429,30 +420,7 @@ func (a *Acceptor) Reinitialize() error {
 	if err := a.save(State{Promised: p, HasRecord: true}, true); err != nil {
 		return err
 	}
-	a.promised, a.accepted, a.value, a.ready, a.deleting = p, Ballot{}, Value{}, true, false
-	return nil
-}
-
-// ReinitializeByDeletion is Reinitialize for a voter that heard others
-// answer as ready: rather than an empty register at the zero ballot, which
-// a value that survived on those others would win over (a voter that missed
-// the last writes brings an older record back, and a candidate that never
-// saw the newer term takes that record over with it: issue #23), the
-// register becomes a deleted record, written by this voter's own round
-// ([Proposer.Delete]) on top of whatever its promisers held. Until that
-// round's accept reaches it, the acceptor answers only that round (its
-// own node's prepares and accepts, not recovery rounds nor queries), as
-// if empty; accepting it makes it ready, holding the deletion. The glue
-// calls it under the time condition of Reinitialize, and calls
-// Reinitialize if the round cannot gather a quorum.
-func (a *Acceptor) ReinitializeByDeletion() error {
-	if a.held {
-		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrHeld)
-	}
-	if a.ready {
-		return fmt.Errorf("acceptor %s: %w", a.cfg.Name, ErrNotRecovering)
-	}
-	a.deleting = true
+	a.promised, a.accepted, a.value, a.ready = p, Ballot{}, Value{}, true
 	return nil
 }
 

@@ -257,14 +257,6 @@ func (p *Proposer) Recover(now uint64, floor Ballot) *Round {
 	return r
 }
 
-// Delete starts the deletion round of a voter re-initialising the register
-// ([Acceptor.ReinitializeByDeletion]): above floor, to every voter, its own
-// included, writing a deleted record (a value without data) on top of
-// whatever its promisers hold.
-func (p *Proposer) Delete(now uint64, floor Ballot) *Round {
-	return p.start(now, floor, "", func(Value) ([]byte, bool, error) { return nil, true, nil }, false)
-}
-
 func (p *Proposer) start(now uint64, above Ballot, exclude string, change Change, fastRead bool) *Round {
 	c := max(p.last.Counter+1, now, above.Counter+1)
 	b := Ballot{Counter: c, Node: p.cfg.Node, Incarnation: p.cfg.Incarnation}
