@@ -35,6 +35,11 @@ func fast() shard.Options {
 	return shard.Options{Name: "work", Slots: 5, LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
 }
 
+// linger is how long a shard's function goes on after its context is
+// cancelled (finishing the item at hand), so that a shard started
+// before its previous owner's function returned overlaps it visibly.
+const linger = 100 * time.Millisecond
+
 // within bounds every wait: generous, as a loaded machine is slow; the
 // targets (hand-over < 1 s, take-over within LeaseDuration + 2 s) are
 // for benchmarks, not pass/fail tests.
@@ -116,6 +121,7 @@ func (f *fleet) startWith(id string, m int, opt shard.Options) *replica {
 			i := f.shards[s].Begin(id, term)
 			f.notify()
 			<-ctx.Done()
+			time.Sleep(linger) // the work at hand, not synchronisation
 			f.shards[s].End(i)
 			f.notify()
 		})
