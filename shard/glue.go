@@ -287,9 +287,11 @@ func (g *glue) housekeep(ctx context.Context, self *core.Member) time.Time {
 		actx, cancel := context.WithTimeout(ctx, g.opt.RenewDeadline)
 		switch s := g.view.Slots[k]; s.State {
 		case core.Held:
-			rec, raw, err := r.watch.Get(actx)
+			// A fresh read, and a compare-and-swap from it: a renewal
+			// that landed since the bytes last changed makes it fail.
+			rec, raw, err := r.fresh.Get(actx)
 			if err == nil && bytes.Equal(raw, r.raw) {
-				err = r.watch.Update(actx, freeRecord(int64(rec.LeaderTransitions), time.Now()))
+				err = r.fresh.Update(actx, freeRecord(int64(rec.LeaderTransitions), time.Now()))
 				if err == nil {
 					g.log.Info("Evicted a slot whose lease expired", "slot", k, "holder", s.Member.ID, "unchangedFor", time.Since(r.seen).Round(time.Millisecond))
 				}
@@ -299,7 +301,7 @@ func (g *glue) housekeep(ctx context.Context, self *core.Member) time.Time {
 				r.notBefore = time.Now().Add(g.opt.RetryPeriod)
 			}
 		case core.Unknown:
-			err := r.watch.Create(actx, freeRecord(g.known, time.Now()))
+			err := r.fresh.Create(actx, freeRecord(g.known, time.Now()))
 			if err == nil {
 				g.log.Info("Wrote back a deleted slot", "slot", k, "generation", g.known)
 			} else {

@@ -95,9 +95,15 @@ func (f *fleet) notify() {
 func (f *fleet) start(id string) *replica { return f.startWith(id, f.m, f.opt) }
 
 func (f *fleet) startWith(id string, m int, opt shard.Options) *replica {
+	return f.launch(id, id, m, opt)
+}
+
+// launch runs a replica that the trackers know as id and the store as
+// identity.
+func (f *fleet) launch(id, identity string, m int, opt shard.Options) *replica {
 	r := &replica{id: id, m: m, done: make(chan error, 1)}
 	opt.Locks = func(name string, fresh bool) (lock.Interface, error) {
-		l, err := file.New(context.Background(), file.Options{Path: filepath.Join(f.dir, name), Identity: id})
+		l, err := file.New(context.Background(), file.Options{Path: filepath.Join(f.dir, name), Identity: identity})
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +152,7 @@ func (r *replica) wait(t *testing.T) error {
 		r.done = nil
 		return r.err
 	case <-time.After(within):
-		t.Fatalf("%s: Run did not return within %v", r.id, within)
+		t.Fatalf("%s: Run did not return within %v:\n%s", r.id, within, strings.Join(shardStacks(), "\n\n"))
 		return nil
 	}
 }
@@ -194,7 +200,7 @@ func (f *fleet) settled(ids ...string) []string {
 		select {
 		case <-ch:
 		case <-deadline:
-			f.t.Fatalf("not settled on %v within %v: owners %q", ids, within, owners)
+			f.t.Fatalf("not settled on %v within %v: owners %q; goroutines:\n%s", ids, within, owners, strings.Join(shardStacks(), "\n\n"))
 		}
 	}
 }
@@ -270,14 +276,7 @@ func checkNoLeaks(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		var left []string
-		for _, g := range strings.Split(stacks, "\n\n") {
-			if strings.Contains(g, "leaderelection/shard.") || strings.Contains(g, "leaderelection/shard_test.(*fleet)") {
-				left = append(left, g)
-			}
-		}
+		left := shardStacks()
 		if len(left) == 0 {
 			return
 		}
@@ -286,6 +285,19 @@ func checkNoLeaks(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising with it
 	}
+}
+
+// shardStacks returns the stacks of the goroutines of this package and
+// of shard functions.
+func shardStacks() []string {
+	buf := make([]byte, 4<<20)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "leaderelection/shard.") || strings.Contains(g, "leaderelection/shard_test.(*fleet).launch") {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 func TestThreeReplicasSettleBalanced(t *testing.T) {
@@ -422,6 +434,17 @@ func (f *fleet) waitEnded(id string, shards []int) {
 			return false
 		})
 	}
+}
+
+// TestRepeatedIdentityIsTwoMembers: two live replicas that share an
+// identity (a copied configuration) hold two slots and are two members,
+// each with its share; neither runs a shard the other runs.
+func TestRepeatedIdentityIsTwoMembers(t *testing.T) {
+	f := newFleet(t, 12)
+	f.launch("a1", "a", f.m, f.opt)
+	f.launch("a2", "a", f.m, f.opt)
+	f.start("b")
+	f.settled("a1", "a2", "b")
 }
 
 func TestBadInputIsRefused(t *testing.T) {
