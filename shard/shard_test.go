@@ -404,16 +404,22 @@ func TestRecordsDeletedByAnOperator(t *testing.T) {
 	// finds the record gone), writes it back, and joins again; its
 	// shards come back under higher terms (the trackers check).
 	owners := f.owners()
-	slot := ""
-	for k := range f.opt.Slots {
-		p := filepath.Join(f.dir, fmt.Sprintf("work-slot-%d", k))
-		if h, ok := holder(p); ok && strings.HasPrefix(h, "c#") {
-			slot = p
+	// c's one slot record (a tenure c lost on a slow machine leaves one
+	// more until it is evicted).
+	var slot string
+	waitUntil(t, "exactly one slot record held by c", func() bool {
+		var held []string
+		for k := range f.opt.Slots {
+			p := filepath.Join(f.dir, fmt.Sprintf("work-slot-%d", k))
+			if h, ok := holder(p); ok && strings.HasPrefix(h, "c#") {
+				held = append(held, p)
+			}
 		}
-	}
-	if slot == "" {
-		t.Fatal("c's slot record not found")
-	}
+		if len(held) == 1 {
+			slot = held[0]
+		}
+		return len(held) == 1
+	})
 	if err := os.Remove(slot); err != nil {
 		t.Fatal(err)
 	}
