@@ -413,6 +413,7 @@ func (g *glue) join(ctx context.Context) *tenure {
 // join again) or ctx ends and it has left (left=true). Every shard's
 // function has returned when it returns, except after ErrStopTimeout.
 func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error) {
+	g.known = max(g.known, t.ack.Generation) // the slot's own, read fresh when taken
 	rep := core.NewReplica(t.self, g.m, g.known)
 	self := t.self
 	all, refreshed := true, false // refreshed: the reads after the last ack are done
