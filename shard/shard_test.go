@@ -47,7 +47,7 @@ const within = 60 * time.Second
 
 type fleet struct {
 	t      *testing.T
-	dir    string
+	st     store
 	opt    shard.Options
 	m      int
 	shards []*leadertest.Tracker
@@ -69,8 +69,8 @@ type replica struct {
 	cut, frozen atomic.Bool
 }
 
-func newFleet(t *testing.T, m int) *fleet {
-	f := &fleet{t: t, dir: t.TempDir(), opt: fast(), m: m, changed: make(chan struct{})}
+func newFleet(t *testing.T, st store, m int) *fleet {
+	f := &fleet{t: t, st: st, opt: fast(), m: m, changed: make(chan struct{})}
 	for range m {
 		f.shards = append(f.shards, leadertest.New())
 	}
@@ -102,13 +102,7 @@ func (f *fleet) startWith(id string, m int, opt shard.Options) *replica {
 // identity.
 func (f *fleet) launch(id, identity string, m int, opt shard.Options) *replica {
 	r := &replica{id: id, m: m, done: make(chan error, 1)}
-	opt.Locks = func(name string, fresh bool) (lock.Interface, error) {
-		l, err := file.New(context.Background(), file.Options{Path: filepath.Join(f.dir, name), Identity: identity})
-		if err != nil {
-			return nil, err
-		}
-		return &faulty{Lock: l, r: r}, nil
-	}
+	opt.Locks = f.st.locks(identity, func(l lock.Interface) lock.Interface { return &faulty{Interface: l, r: r} })
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	f.mu.Lock()
@@ -232,44 +226,6 @@ func shardsOf(owners []string, id string) []int {
 	return out
 }
 
-// faulty is a replica's file lock with its faults.
-type faulty struct {
-	*file.Lock
-	r *replica
-}
-
-func (l *faulty) fault(ctx context.Context) error {
-	if l.r.cut.Load() {
-		return errors.New("cut off")
-	}
-	if l.r.frozen.Load() {
-		<-ctx.Done()
-		return ctx.Err()
-	}
-	return nil
-}
-
-func (l *faulty) Get(ctx context.Context) (*lock.Record, []byte, error) {
-	if err := l.fault(ctx); err != nil {
-		return nil, nil, err
-	}
-	return l.Lock.Get(ctx)
-}
-
-func (l *faulty) Create(ctx context.Context, rec lock.Record) error {
-	if err := l.fault(ctx); err != nil {
-		return err
-	}
-	return l.Lock.Create(ctx, rec)
-}
-
-func (l *faulty) Update(ctx context.Context, rec lock.Record) error {
-	if err := l.fault(ctx); err != nil {
-		return err
-	}
-	return l.Lock.Update(ctx, rec)
-}
-
 // checkNoLeaks waits until no goroutine of this package, or of a shard
 // function, is left.
 func checkNoLeaks(t *testing.T) {
@@ -300,8 +256,10 @@ func shardStacks() []string {
 	return out
 }
 
-func TestThreeReplicasSettleBalanced(t *testing.T) {
-	f := newFleet(t, 12)
+func TestThreeReplicasSettleBalanced(t *testing.T) { eachStore(t, testThreeReplicasSettleBalanced) }
+
+func testThreeReplicasSettleBalanced(t *testing.T, st store) {
+	f := newFleet(t, st, 12)
 	for _, id := range []string{"a", "b", "c"} {
 		f.start(id)
 	}
@@ -314,7 +272,11 @@ func TestThreeReplicasSettleBalanced(t *testing.T) {
 }
 
 func TestGracefulStopHandsItsShardsOver(t *testing.T) {
-	f := newFleet(t, 12)
+	eachStore(t, testGracefulStopHandsItsShardsOver)
+}
+
+func testGracefulStopHandsItsShardsOver(t *testing.T, st store) {
+	f := newFleet(t, st, 12)
 	a, b, c := f.start("a"), f.start("b"), f.start("c")
 	before := f.settled("a", "b", "c")
 	start := time.Now()
@@ -331,6 +293,10 @@ func TestGracefulStopHandsItsShardsOver(t *testing.T) {
 }
 
 func TestCrashedReplicaShardsAreTakenAfterTheLease(t *testing.T) {
+	eachStore(t, testCrashedReplicaShardsAreTakenAfterTheLease)
+}
+
+func testCrashedReplicaShardsAreTakenAfterTheLease(t *testing.T, st store) {
 	for _, c := range []struct {
 		name  string
 		crash func(f *fleet, r *replica)
@@ -349,7 +315,7 @@ func TestCrashedReplicaShardsAreTakenAfterTheLease(t *testing.T) {
 		{"store frozen", func(f *fleet, r *replica) { r.frozen.Store(true) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			f := newFleet(t, 12)
+			f := newFleet(t, st.again(t), 12)
 			f.start("a")
 			f.start("b")
 			r := f.start("c")
@@ -363,7 +329,11 @@ func TestCrashedReplicaShardsAreTakenAfterTheLease(t *testing.T) {
 }
 
 func TestJoiningReplicaGetsItsShareRevokedBeforeAssigned(t *testing.T) {
-	f := newFleet(t, 12)
+	eachStore(t, testJoiningReplicaGetsItsShareRevokedBeforeAssigned)
+}
+
+func testJoiningReplicaGetsItsShareRevokedBeforeAssigned(t *testing.T, st store) {
+	f := newFleet(t, st, 12)
 	f.start("a")
 	f.start("b")
 	before := f.settled("a", "b")
@@ -380,23 +350,29 @@ func TestJoiningReplicaGetsItsShareRevokedBeforeAssigned(t *testing.T) {
 	// had returned.
 }
 
-func TestRecordsDeletedByAnOperator(t *testing.T) {
-	f := newFleet(t, 12)
+func TestRecordsDeletedByAnOperator(t *testing.T) { eachStore(t, testRecordsDeletedByAnOperator) }
+
+func testRecordsDeletedByAnOperator(t *testing.T, st store) {
+	f := newFleet(t, st, 12)
 	f.start("a")
 	f.start("b")
 	f.start("c")
 	f.settled("a", "b", "c")
-	assignment := filepath.Join(f.dir, "work-shards")
-	gen := readGeneration(t, assignment)
+	const assignment = "work-shards"
+	rec, ok := st.read(assignment)
+	if !ok {
+		t.Fatalf("no record %s", assignment)
+	}
+	gen := rec.LeaderTransitions
 
 	// The assignment record: the members write it again, with a higher
 	// generation; nothing moves.
-	if err := os.Remove(assignment); err != nil {
+	if err := st.remove(assignment); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the assignment written again above generation "+fmt.Sprint(gen), func() bool {
-		g, ok := generation(assignment)
-		return ok && g > gen
+		rec, ok := st.read(assignment)
+		return ok && rec.LeaderTransitions > gen
 	})
 	f.settled("a", "b", "c")
 
@@ -410,9 +386,9 @@ func TestRecordsDeletedByAnOperator(t *testing.T) {
 	waitUntil(t, "exactly one slot record held by c", func() bool {
 		var held []string
 		for k := range f.opt.Slots {
-			p := filepath.Join(f.dir, fmt.Sprintf("work-slot-%d", k))
-			if h, ok := holder(p); ok && strings.HasPrefix(h, "c#") {
-				held = append(held, p)
+			name := fmt.Sprintf("work-slot-%d", k)
+			if rec, ok := st.read(name); ok && strings.HasPrefix(rec.HolderIdentity, "c#") {
+				held = append(held, name)
 			}
 		}
 		if len(held) == 1 {
@@ -420,7 +396,7 @@ func TestRecordsDeletedByAnOperator(t *testing.T) {
 		}
 		return len(held) == 1
 	})
-	if err := os.Remove(slot); err != nil {
+	if err := st.remove(slot); err != nil {
 		t.Fatal(err)
 	}
 	f.waitEnded("c", shardsOf(owners, "c"))
@@ -445,8 +421,10 @@ func (f *fleet) waitEnded(id string, shards []int) {
 // TestRepeatedIdentityIsTwoMembers: two live replicas that share an
 // identity (a copied configuration) hold two slots and are two members,
 // each with its share; neither runs a shard the other runs.
-func TestRepeatedIdentityIsTwoMembers(t *testing.T) {
-	f := newFleet(t, 12)
+func TestRepeatedIdentityIsTwoMembers(t *testing.T) { eachStore(t, testRepeatedIdentityIsTwoMembers) }
+
+func testRepeatedIdentityIsTwoMembers(t *testing.T, st store) {
+	f := newFleet(t, st, 12)
 	f.launch("a1", "a", f.m, f.opt)
 	f.launch("a2", "a", f.m, f.opt)
 	f.start("b")
@@ -500,9 +478,11 @@ func TestBadInputIsRefused(t *testing.T) {
 	}
 }
 
-func TestDifferentShardCountIsRefused(t *testing.T) {
+func TestDifferentShardCountIsRefused(t *testing.T) { eachStore(t, testDifferentShardCountIsRefused) }
+
+func testDifferentShardCountIsRefused(t *testing.T, st store) {
 	t.Run("joining a running set", func(t *testing.T) {
-		f := newFleet(t, 12)
+		f := newFleet(t, st.again(t), 12)
 		f.start("a")
 		f.settled("a")
 		b := f.startWith("b", 10, f.opt)
@@ -512,7 +492,7 @@ func TestDifferentShardCountIsRefused(t *testing.T) {
 		f.settled("a")
 	})
 	t.Run("starting together", func(t *testing.T) {
-		f := newFleet(t, 12)
+		f := newFleet(t, st.again(t), 12)
 		a := f.start("a")
 		b := f.startWith("b", 10, f.opt)
 		// Whichever assignment is written first wins: b refuses, or a
@@ -554,39 +534,4 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising with it
 	}
-}
-
-// readRecord reads a record file as an observer.
-func readRecord(path string) (*lock.Record, bool) {
-	l, err := file.New(context.Background(), file.Options{Path: path, Identity: "observer"})
-	if err != nil {
-		return nil, false
-	}
-	rec, _, err := l.Get(context.Background())
-	return rec, err == nil
-}
-
-func generation(path string) (int64, bool) {
-	rec, ok := readRecord(path)
-	if !ok {
-		return 0, false
-	}
-	return int64(rec.LeaderTransitions), true
-}
-
-func holder(path string) (string, bool) {
-	rec, ok := readRecord(path)
-	if !ok {
-		return "", false
-	}
-	return rec.HolderIdentity, true
-}
-
-func readGeneration(t *testing.T, path string) int64 {
-	t.Helper()
-	g, ok := generation(path)
-	if !ok {
-		t.Fatalf("no record at %s", path)
-	}
-	return g
 }

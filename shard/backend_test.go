@@ -1,0 +1,200 @@
+//go:build unix
+
+package shard_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/b3df926d/leaderelection/backend/file"
+	"github.com/b3df926d/leaderelection/backend/k8s"
+	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testserver.StopSharedKube()
+	os.Exit(code)
+}
+
+// store is where a scenario's records live: files in t.TempDir(), or
+// Leases in a namespace of the package's shared kube-apiserver.
+type store struct {
+	name string
+	// locks returns the lock factory of a replica whose handles carry
+	// identity, each passed through wrap.
+	locks func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error)
+	// remove deletes a record as an operator would; read reads one as an
+	// observer.
+	remove func(name string) error
+	read   func(name string) (*lock.Record, bool)
+	// open makes another store of this kind, for t.
+	open func(t *testing.T) store
+}
+
+// again is another, empty store of the same kind, for each of a test's
+// subtests.
+func (st store) again(t *testing.T) store { return st.open(t) }
+
+// eachStore runs test on the file backend and on the real kube-apiserver.
+func eachStore(t *testing.T, test func(t *testing.T, st store)) {
+	t.Run("file", func(t *testing.T) { test(t, fileStore(t)) })
+	t.Run("k8s", func(t *testing.T) { test(t, kubeStore(t)) })
+}
+
+func fileStore(t *testing.T) store {
+	dir := t.TempDir()
+	open := func(name, identity string) (*file.Lock, error) {
+		return file.New(context.Background(), file.Options{Path: filepath.Join(dir, name), Identity: identity})
+	}
+	return store{
+		name: "file", open: fileStore,
+		locks: func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
+			return func(name string, fresh bool) (lock.Interface, error) {
+				l, err := open(name, identity)
+				if err != nil {
+					return nil, err
+				}
+				return wrap(l), nil
+			}
+		},
+		remove: func(name string) error { return os.Remove(filepath.Join(dir, name)) },
+		read: func(name string) (*lock.Record, bool) {
+			l, err := open(name, "observer")
+			if err != nil {
+				return nil, false
+			}
+			rec, _, err := l.Get(context.Background())
+			return rec, err == nil
+		},
+	}
+}
+
+// kubeStore is a namespace of its own on the shared kube-apiserver. Each
+// replica has its own clientset; every handle is a backend/k8s Lock
+// (Run subscribes the watching ones to Changes, so their Get answers from
+// the watch; the fresh ones and the writer are never subscribed, so
+// theirs asks the API server), closed when t ends.
+func kubeStore(t *testing.T) store {
+	kube := testserver.SharedKube(t)
+	admin := clientset(t, kube)
+	var b [6]byte
+	rand.Read(b[:])
+	ns := "shard-" + hex.EncodeToString(b[:])
+	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating namespace %s: %v", ns, err)
+	}
+	var mu sync.Mutex
+	var opened []*k8s.Lock
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, l := range opened {
+			l.Close()
+		}
+	})
+	open := func(client kubernetes.Interface, name, identity string) (*k8s.Lock, error) {
+		l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: ns, Name: name, Identity: identity, DisableEvents: true})
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		opened = append(opened, l)
+		mu.Unlock()
+		return l, nil
+	}
+	leases := admin.CoordinationV1().Leases(ns)
+	return store{
+		name: "k8s", open: kubeStore,
+		locks: func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
+			client := clientset(t, kube)
+			return func(name string, fresh bool) (lock.Interface, error) {
+				l, err := open(client, name, identity)
+				if err != nil {
+					return nil, err
+				}
+				return wrap(l), nil
+			}
+		},
+		remove: func(name string) error { return leases.Delete(context.Background(), name, metav1.DeleteOptions{}) },
+		read: func(name string) (*lock.Record, bool) {
+			l, err := open(admin, name, "observer")
+			if err != nil {
+				return nil, false
+			}
+			rec, _, err := l.Get(context.Background())
+			return rec, err == nil
+		},
+	}
+}
+
+func clientset(t *testing.T, kube *testserver.Kube) kubernetes.Interface {
+	t.Helper()
+	c, err := kubernetes.NewForConfig(kube.Config())
+	if err != nil {
+		t.Fatalf("clientset: %v", err)
+	}
+	return c
+}
+
+// faulty is a replica's lock handle with its faults. Both stores' handles
+// watch (lock.Watcher), and a k8s handle tells whether its watch is up
+// (lock.WatchState), which Run uses to poll meanwhile.
+type faulty struct {
+	lock.Interface
+	r *replica
+}
+
+func (l *faulty) Changes(ctx context.Context) <-chan struct{} {
+	return l.Interface.(lock.Watcher).Changes(ctx)
+}
+
+func (l *faulty) Watching() bool {
+	if ws, ok := l.Interface.(lock.WatchState); ok {
+		return ws.Watching()
+	}
+	return true
+}
+
+func (l *faulty) fault(ctx context.Context) error {
+	if l.r.cut.Load() {
+		return errors.New("cut off")
+	}
+	if l.r.frozen.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (l *faulty) Get(ctx context.Context) (*lock.Record, []byte, error) {
+	if err := l.fault(ctx); err != nil {
+		return nil, nil, err
+	}
+	return l.Interface.Get(ctx)
+}
+
+func (l *faulty) Create(ctx context.Context, rec lock.Record) error {
+	if err := l.fault(ctx); err != nil {
+		return err
+	}
+	return l.Interface.Create(ctx, rec)
+}
+
+func (l *faulty) Update(ctx context.Context, rec lock.Record) error {
+	if err := l.fault(ctx); err != nil {
+		return err
+	}
+	return l.Interface.Update(ctx, rec)
+}
