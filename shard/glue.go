@@ -491,12 +491,14 @@ func (g *glue) runsAll(a *core.Assignment, self core.Member) bool {
 	return true
 }
 
-// act carries out Start and Stop.
-func (g *glue) act(t *tenure, rep *core.Replica, act core.Action) {
+// act carries out Start and Stop. Stopping a shard whose function had
+// returned by itself completes the stop at once: it returns what the
+// replica does next (a Release, if it is leaving and that was the last).
+func (g *glue) act(t *tenure, rep *core.Replica, act core.Action) []core.Action {
 	switch act := act.(type) {
 	case core.Start:
 		if t.isLost() {
-			return // the step-down has cancelled everything
+			return nil // the step-down has cancelled everything
 		}
 		ctx, cancel := context.WithCancel(context.WithValue(t.ctx, termKey{}, act.Term))
 		g.work[act.Shard] = &job{cancel: cancel}
@@ -510,10 +512,11 @@ func (g *glue) act(t *tenure, rep *core.Replica, act core.Action) {
 			j.stopped = true
 			j.cancel()
 			if j.done {
-				g.returnedShard(t, rep, act.Shard) // it had returned by itself
+				return g.returnedShard(t, rep, act.Shard) // it had returned by itself
 			}
 		}
 	}
+	return nil
 }
 
 // returnedShard records that shard s's function returned. After its
@@ -558,9 +561,9 @@ func (g *glue) drain() {
 // and releases the slot; the renewals go on meanwhile, so nobody starts
 // the shards before their functions have returned.
 func (g *glue) leave(ctx context.Context, t *tenure, rep *core.Replica) error {
-	acts := rep.Leave()
-	for _, a := range acts {
-		g.act(t, rep, a)
+	var acts []core.Action
+	for _, a := range rep.Leave() {
+		acts = append(append(acts, a), g.act(t, rep, a)...)
 	}
 	timeout := time.NewTimer(g.opt.StopTimeout)
 	defer timeout.Stop()

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
+
 	"github.com/b3df926d/leaderelection/backend/file"
 	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/lock"
@@ -534,4 +536,54 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising with it
 	}
+}
+
+// TestFunctionReturningEarlyStillReleases: a replica whose shard
+// functions returned by themselves (the shards stay idle on it) stops
+// them, releases its slot and returns nil when its context ends, rather
+// than waiting for returns that already happened (ErrStopTimeout).
+func TestFunctionReturningEarlyStillReleases(t *testing.T) {
+	dir := t.TempDir()
+	opt := fast()
+	opt.Locks = func(name string, fresh bool) (lock.Interface, error) {
+		return file.New(context.Background(), file.Options{Path: filepath.Join(dir, name), Identity: "a"})
+	}
+	// Run's log tells when it has seen each function return.
+	const m = 3
+	idle := make(chan struct{}, m)
+	log := funcr.New(func(_, args string) {
+		if strings.Contains(args, "stays idle here") {
+			idle <- struct{}{}
+		}
+	}, funcr.Options{})
+	opt.Logger = &log
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- shard.Run(ctx, opt, m, func(context.Context, int) {}) }()
+	for range m {
+		select {
+		case <-idle:
+		case <-time.After(within):
+			t.Fatalf("Run did not see its %d functions return within %v", m, within)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v, want nil", err)
+		}
+	case <-time.After(within):
+		t.Fatalf("Run did not return within %v", within)
+	}
+	for k := range opt.Slots {
+		l, err := file.New(context.Background(), file.Options{Path: filepath.Join(dir, fmt.Sprintf("work-slot-%d", k)), Identity: "observer"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec, _, err := l.Get(context.Background()); err == nil && rec.HolderIdentity != "" {
+			t.Errorf("slot %d still held by %q after Run returned", k, rec.HolderIdentity)
+		}
+	}
+	checkNoLeaks(t)
 }
