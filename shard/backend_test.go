@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -156,8 +157,29 @@ type faulty struct {
 	r *replica
 }
 
+// Changes forwards the handle's signals; for a slot record, none while
+// the replica's slot watches lag (its view of the slots then changes only
+// when it reads them for its own reasons: the refresh after an
+// acknowledgement, the safety read every LeaseDuration).
 func (l *faulty) Changes(ctx context.Context) <-chan struct{} {
-	return l.Interface.(lock.Watcher).Changes(ctx)
+	in := l.Interface.(lock.Watcher).Changes(ctx)
+	if !strings.Contains(l.Describe(), "-slot-") {
+		return in
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		for range in {
+			if l.r.lagSlots.Load() {
+				continue
+			}
+			select {
+			case out <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return out
 }
 
 func (l *faulty) Watching() bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,6 +34,9 @@ type glue struct {
 	view   core.View // Slots[k].ReadAt > 0 only for reads through fresh handles
 	known  int64     // the highest generation seen: records, acks, memory
 	reads  uint64    // fresh reads issued (core.View.Now)
+	// assignedAt is reads when the view's assignment last changed: a
+	// slot read fresh after it (Slot.ReadAt above it) is at least as new.
+	assignedAt uint64
 
 	mu       sync.Mutex
 	dirty    []bool // per record (slots, then the assignment): signalled
@@ -216,6 +220,9 @@ func (g *glue) read(ctx context.Context, which []bool, fresh bool) error {
 			a, err := decodeAssignment(rec)
 			if err != nil {
 				return fmt.Errorf("shard %s: the assignment record %s does not decode (delete it to let the replicas write it anew): %w", g.opt.Name, g.assign.watch.Describe(), err)
+			}
+			if g.view.Assignment == nil || g.view.Assignment.Ack() != a.Ack() {
+				g.assignedAt = g.reads
 			}
 			g.view.Assignment = a
 			g.known = max(g.known, a.Generation)
@@ -438,6 +445,7 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 		if err := g.read(life, which, fresh); err != nil {
 			return true, errors.Join(err, g.leave(life, t, rep))
 		}
+		g.confirm(life)
 		acts, err := rep.Observe(g.view)
 		if err != nil {
 			err = fmt.Errorf("shard %s: %w: stop every replica to change the shard count", g.opt.Name, err)
@@ -478,6 +486,37 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 		if s >= 0 {
 			g.returnedShard(t, rep, s)
 		}
+	}
+}
+
+// confirm reads through its fresh handle every slot whose view disagrees
+// with the assignment's member list (held by a member it does not list,
+// or not held by the member it lists) and was not read fresh since the
+// assignment changed: the
+// replica proposes a new member list from such a disagreement, and each
+// record's watch delivers on its own, so a slot's view may be older than
+// the assignment's (a member that saw the assignment adding a joiner
+// before the joiner's slot would write it back without the joiner, which
+// proposes itself again, and so on until its watch caught up). A fresh
+// read is issued after the assignment was read, so what it shows is at
+// least as new. It costs a read per disagreeing slot, only while
+// membership changes.
+func (g *glue) confirm(ctx context.Context) {
+	a := g.view.Assignment
+	if a == nil {
+		return
+	}
+	which := make([]bool, len(g.slots)+1)
+	stale := false
+	for k, s := range g.view.Slots {
+		i := slices.IndexFunc(a.Members, func(m core.Member) bool { return m.Slot == k })
+		agrees := s.State != core.Held && i < 0 || s.State == core.Held && i >= 0 && s.Member == a.Members[i]
+		if !agrees && s.ReadAt <= g.assignedAt {
+			which[k], stale = true, true
+		}
+	}
+	if stale {
+		g.read(ctx, which, true) //nolint:errcheck // only an assignment read fails
 	}
 }
 

@@ -69,6 +69,8 @@ type replica struct {
 	// sends reaches the store); frozen makes every call hang until its
 	// context ends (a store cut off, a paused disk).
 	cut, frozen atomic.Bool
+	// lagSlots drops the signals of its slot records' watches.
+	lagSlots atomic.Bool
 }
 
 func newFleet(t *testing.T, st store, m int) *fleet {
@@ -350,6 +352,40 @@ func testJoiningReplicaGetsItsShareRevokedBeforeAssigned(t *testing.T, st store)
 	// Revoke before assign: the trackers (checked at cleanup) fail the
 	// test if c started a shard before its previous owner's function
 	// had returned.
+}
+
+// TestLaggingSlotWatchDoesNotUndoAJoin: a member whose watch of the
+// joiner's slot lags reads the assignment that adds the joiner before it
+// sees the joiner's slot Held. It must not take its stale view for a
+// departure and write the assignment back without the joiner (which
+// would then propose itself again: extra generations, shards moved back
+// and forth, a and b gaining shards they did not have): the join costs
+// exactly one generation.
+func TestLaggingSlotWatchDoesNotUndoAJoin(t *testing.T) {
+	eachStore(t, testLaggingSlotWatchDoesNotUndoAJoin)
+}
+
+func testLaggingSlotWatchDoesNotUndoAJoin(t *testing.T, st store) {
+	f := newFleet(t, st, 12)
+	f.start("a")
+	b := f.start("b")
+	before := f.settled("a", "b")
+	rec, ok := st.read("work-shards")
+	if !ok {
+		t.Fatal("no assignment record")
+	}
+	gen := rec.LeaderTransitions
+	b.lagSlots.Store(true)
+	f.start("c")
+	after := f.settled("a", "b", "c")
+	if rec, ok := st.read("work-shards"); !ok || rec.LeaderTransitions != gen+1 {
+		t.Errorf("c's join took the assignment from generation %d to %d, want %d", gen, rec.LeaderTransitions, gen+1)
+	}
+	for _, id := range []string{"a", "b"} {
+		if !isSuperset(shardsOf(before, id), shardsOf(after, id)) {
+			t.Errorf("%s gained shards when c joined: %v before, %v after", id, shardsOf(before, id), shardsOf(after, id))
+		}
+	}
 }
 
 func TestRecordsDeletedByAnOperator(t *testing.T) { eachStore(t, testRecordsDeletedByAnOperator) }
