@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 
+	"github.com/b3df926d/leaderelection/internal/renewtime"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -224,20 +225,6 @@ func (t *term) suspended() bool {
 	return ok && t.good.bootKnown && now-t.good.boot >= t.e.c.RenewDeadline
 }
 
-// renewTime is the RenewTime a renewal starting at now writes after one
-// that wrote prev: now, unless the wall clock was stepped back so far that
-// the record (which stores whole seconds) would not change. Followers only
-// see a renewal that changes the record; an unchanged one would make them
-// measure the lease from an earlier renewal. So within a term RenewTime
-// strictly increases, whatever the wall clock does; nothing compares it
-// with another clock.
-func renewTime(now time.Time, prev metav1.Time) metav1.Time {
-	if !prev.IsZero() && now.Unix() <= prev.Unix() {
-		return metav1.NewTime(prev.Truncate(time.Second).Add(time.Second))
-	}
-	return metav1.NewTime(now)
-}
-
 // renew writes the record from the version this elector last wrote, and
 // re-arms the step-down timer on success. On a conflict it reads the
 // record: if it is still this term's (an earlier write landed after its
@@ -253,7 +240,7 @@ func (t *term) renew(ctx context.Context) (usurper *lock.Record, raw []byte, err
 	e := t.e
 	a := e.startAttempt()
 	start := a.start
-	t.rec.RenewTime = renewTime(start, t.rec.RenewTime)
+	t.rec.RenewTime = renewtime.Next(start, t.rec.RenewTime)
 	actx, cancel := e.attemptCtx(ctx, t.renewBound())
 	defer cancel()
 	err = e.c.Lock.Update(actx, t.rec)

@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/b3df926d/leaderelection/internal/renewtime"
 	core "github.com/b3df926d/leaderelection/internal/shard"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -148,7 +149,7 @@ func (t *tenure) write() error {
 		return errors.New("renew deadline passed")
 	}
 	ack := t.ack
-	renewed := renewTime(start, t.renewed)
+	renewed := renewtime.Next(start, t.renewed)
 	ctx, cancel := context.WithTimeout(t.ctx, left)
 	defer cancel()
 	err := t.writer.Update(ctx, heldRecord(t.self.ID, ack, t.opt.LeaseDuration, t.acquired, renewed))
@@ -172,17 +173,6 @@ func (t *tenure) write() error {
 		t.stepDown("no renewal succeeded within RenewDeadline")
 	})
 	return nil
-}
-
-// renewTime is the RenewTime a write starting at now writes after one
-// that wrote prev: now, unless that would leave the record unchanged in
-// whole seconds (as the elector does: a follower measures a lease from
-// the last change it saw).
-func renewTime(now time.Time, prev metav1.Time) metav1.Time {
-	if !prev.IsZero() && now.Unix() <= prev.Unix() {
-		return metav1.NewTime(prev.Truncate(time.Second).Add(time.Second))
-	}
-	return metav1.NewTime(now)
 }
 
 // stepDown ends the tenure: every shard's context is cancelled. Safe to
