@@ -73,6 +73,10 @@ type candidate struct {
 	// onWake, if set, runs as the candidate wakes, before it says so: a
 	// slow wake-up, as on a loaded machine.
 	onWake atomic.Pointer[func()]
+	// woken counts the channels its elector closed for a callback's
+	// goroutine or a timer's step-down (Elector.closing): the moment each
+	// marked it awake.
+	woken atomic.Int32
 
 	// parked: blocked in its select, timers armed, nothing pending that
 	// ends the wait; watch and closed: the lock's watch and the channels
@@ -264,6 +268,7 @@ func (el *election) woken(c *candidate, ch <-chan struct{}, close func()) {
 	if slices.Contains(c.closed, ch) {
 		c.parked = false
 	}
+	c.woken.Add(1)
 }
 
 // wake marks c awake: something it waits for is due.
@@ -657,7 +662,10 @@ func TestSettleWaitsForACandidateASignalWoke(t *testing.T) {
 // and waits for its function, then OnStoppedLeading, each of which
 // returns in its own goroutine. Before those returns marked a awake,
 // settle saw slow a parked on the first and returned before
-// OnStoppedLeading was called.
+// OnStoppedLeading was called. (settle does not wait for a callback that
+// has yet to return: that is not the candidate's to do. So the test waits
+// for the three closes that wake a, the term's loss and the two returns,
+// and only then settles.)
 func TestSettleWaitsForACandidateACallbackReturnWoke(t *testing.T) {
 	el := newElection(t)
 	a := el.add("a", nil)
@@ -670,6 +678,7 @@ func TestSettleWaitsForACandidateACallbackReturnWoke(t *testing.T) {
 			t.Fatalf("a still leads %v after its renewals began to fail", el.clk.Since(start))
 		}
 	}
+	waitFor(t, "a's term to be lost and its function and OnStoppedLeading to return", func() bool { return a.woken.Load() == 3 })
 	el.settle(t)
 	if a.fnExited.Load() != 1 || a.stopped.Load() != 1 || !a.exited.Load() {
 		t.Fatalf("after settling, a's function returned %d times, OnStoppedLeading %d times, Run returned: %v; want once, once, true", a.fnExited.Load(), a.stopped.Load(), a.exited.Load())
