@@ -11,7 +11,7 @@ import (
 	clientgole "k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
-	"github.com/b3df926d/leaderelection/internal/leadertest"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -24,7 +24,7 @@ type contender struct {
 
 // startClientGo runs client-go's own LeaderElector with its stock LeaseLock,
 // as any client-go based controller in the fleet would, until stop.
-func startClientGo(t *testing.T, s *server, ns, name, id string, tr *leadertest.Tracker) (stop func()) {
+func startClientGo(t *testing.T, s *server, ns, name, id string, tr *electiontest.Tracker) (stop func()) {
 	t.Helper()
 	client := clientset(t, s.kube.Config())
 	le, err := clientgole.NewLeaderElector(clientgole.LeaderElectionConfig{
@@ -89,7 +89,7 @@ func leaseTerm(t *testing.T, admin kubernetes.Interface, ns, name, id string) in
 func TestInteropWithClientGoElector100Transitions(t *testing.T) {
 	s := sharedServer(t)
 	ns, name := s.namespace(t), locktest.Name(t)
-	tr := leadertest.New()
+	tr := electiontest.NewTracker()
 	contenders := []*contender{
 		{id: "ours-a", start: func() func() {
 			c := startCandidate(t, s.kube.Config(), ns, name, "ours-a", fast, true, tr)
@@ -111,7 +111,7 @@ func TestInteropWithClientGoElector100Transitions(t *testing.T) {
 	const transitions = 100
 	var stopped *contender
 	for n := 1; n <= transitions+1; n++ {
-		ts := tr.WaitFor(t, fmt.Sprintf("term %d", n), wait, func(ts []leadertest.Term) bool { return len(ts) >= n })
+		ts := tr.WaitFor(t, fmt.Sprintf("term %d", n), wait, func(ts []electiontest.Term) bool { return len(ts) >= n })
 		n = len(ts)
 		if stopped != nil {
 			running[stopped.id] = stopped.start()
