@@ -12,7 +12,6 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/b3df926d/leaderelection/lock/electiontest"
-	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
 // contender is a candidate the interop driver can start and stop.
@@ -88,17 +87,18 @@ func leaseTerm(t *testing.T, admin kubernetes.Interface, ns, name, id string) in
 // increase, and both implementations lead.
 func TestInteropWithClientGoElector100Transitions(t *testing.T) {
 	s := sharedServer(t)
-	ns, name := s.namespace(t), locktest.Name(t)
-	tr := electiontest.NewTracker()
+	ns := s.namespace(t)
+	el := electiontest.NewElection(t, &harness{s: s, namespace: ns, cfg: s.kube.Config()}, fast.options(), nil)
+	tr := el.Tracker
 	contenders := []*contender{
 		{id: "ours-a", start: func() func() {
-			c := startCandidate(t, s.kube.Config(), ns, name, "ours-a", fast, true, tr)
-			return func() { c.stop(t) }
+			c := el.Start("ours-a")
+			return func() { _ = c.Stop(t) }
 		}},
 	}
 	for _, id := range []string{"client-go-b", "client-go-c"} {
 		contenders = append(contenders, &contender{id: id, clientGo: true, start: func() func() {
-			return startClientGo(t, s, ns, name, id, tr)
+			return startClientGo(t, s, ns, el.Name(), id, tr)
 		}})
 	}
 	byID := map[string]*contender{}

@@ -26,11 +26,16 @@ func (c *ProxyCutter) Track(l lock.Interface, p *Proxy) {
 	c.proxies[l] = p
 }
 
+// Proxy returns the proxy of l, a lock passed to Track.
+func (c *ProxyCutter) Proxy(l lock.Interface) *Proxy {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.proxies[l]
+}
+
 // CutOff stalls the proxy of l, a lock passed to Track.
 func (c *ProxyCutter) CutOff(t *testing.T, l lock.Interface) func() {
-	c.mu.Lock()
-	p := c.proxies[l]
-	c.mu.Unlock()
+	p := c.Proxy(l)
 	if p == nil {
 		t.Fatalf("testserver: no proxy tracked for %s", l.Describe())
 	}

@@ -37,8 +37,15 @@ type Election struct {
 	cfg     func(*leaderelection.Config)
 }
 
-// newElection returns an election on a fresh record. configure, if set,
-// adjusts every candidate's configuration.
+// NewElection returns an election on a fresh record of h, released (no
+// holder, term 0), for a backend's scenarios of its own; the Tracker is
+// checked when t ends. configure, if set, adjusts every candidate's
+// configuration.
+func NewElection(t *testing.T, h Harness, opts Options, configure func(*leaderelection.Config)) *Election {
+	return newElection(t, h, opts.withDefaults(), configure)
+}
+
+// newElection is NewElection with o defaulted.
 func newElection(t *testing.T, h Harness, o Options, configure func(*leaderelection.Config)) *Election {
 	el := &Election{t: t, h: h, o: o, name: locktest.Name(t), Tracker: NewTracker(), cfg: configure}
 	// Registered first, so that it runs after every candidate has stopped.
@@ -46,6 +53,9 @@ func newElection(t *testing.T, h Harness, o Options, configure func(*leaderelect
 	el.seedReleased()
 	return el
 }
+
+// Name is the name of the election's record.
+func (el *Election) Name() string { return el.name }
 
 // seedReleased creates the record as a graceful stop leaves it (no holder,
 // term 0), so that the first candidate takes it at once. On a store that
@@ -134,8 +144,8 @@ func (c *Candidate) Wait(t *testing.T, within time.Duration) error {
 	}
 }
 
-// byID returns the candidate called id.
-func (el *Election) byID(id string) *Candidate {
+// ByID returns the candidate called id.
+func (el *Election) ByID(id string) *Candidate {
 	for _, c := range el.cands {
 		if c.ID == id {
 			return c

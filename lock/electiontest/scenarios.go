@@ -119,7 +119,7 @@ func releaseThenCutOffThenTakeOver(t *testing.T, h Harness, cut locktest.Cutter,
 	// Graceful hand-over: the leader releases; a follower takes over
 	// without waiting for the lease.
 	releasedAt := time.Now()
-	if err := el.byID(first.ID).Stop(t); err != nil {
+	if err := el.ByID(first.ID).Stop(t); err != nil {
 		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
 	}
 	ts = el.leaderAfter(1, "a leader after the release")
@@ -133,7 +133,7 @@ func releaseThenCutOffThenTakeOver(t *testing.T, h Harness, cut locktest.Cutter,
 	}
 
 	// Partition: the second leader cannot reach the store.
-	c2 := el.byID(second.ID)
+	c2 := el.ByID(second.ID)
 	resume := cut.CutOff(t, c2.Lock)
 	defer resume()
 	// The last renewal it made, read by a lock that still reaches the store.
@@ -187,7 +187,7 @@ func deletedRecordWithALaggingFollower(t *testing.T, h Harness, d locktest.Delet
 
 	// From here c reads nothing: it misses the hand-over.
 	lagging.stalled.Store(true)
-	if err := el.byID(first.ID).Stop(t); err != nil {
+	if err := el.ByID(first.ID).Stop(t); err != nil {
 		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
 	}
 	second := el.leaderAfter(1, "a leader after the release")[1]
@@ -197,7 +197,7 @@ func deletedRecordWithALaggingFollower(t *testing.T, h Harness, d locktest.Delet
 	if second.ID == "c" || second.Term != first.Term+1 {
 		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
 	}
-	if err := el.byID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
+	if err := el.ByID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
 		t.Errorf("%s, whose record was deleted: Run returned %v, want ErrLeaseLost", second.ID, err)
 	}
 	ts := el.leaderAfter(2, "c to lead after the deletion")
@@ -257,7 +257,7 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, d
 	// From here c's reads find no record.
 	c.blind.Store(true)
 	poll.Until(t, "c to find the record gone", o.Wait, func() bool { return c.blindReads.Load() > 0 })
-	if err := el.byID(first.ID).Stop(t); err != nil {
+	if err := el.ByID(first.ID).Stop(t); err != nil {
 		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
 	}
 	second := el.leaderAfter(1, "a leader after the release")[1]
@@ -275,7 +275,7 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, d
 	recreatedAt := time.Now()
 	resume()
 
-	if err := el.byID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
+	if err := el.ByID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
 		t.Errorf("%s, whose record was deleted and recreated by c: Run returned %v, want ErrLeaseLost", second.ID, err)
 	}
 	ts := el.leaderAfter(2, "c to lead after the deletion")
@@ -316,7 +316,7 @@ func killedLeaderIsReplacedAfterLeaseExpires(t *testing.T, h Harness, o Options)
 		el.Start(id)
 	}
 	first := el.leaderAfter(0, "a leader")[0]
-	if err := el.byID(first.ID).Stop(t); err != nil {
+	if err := el.ByID(first.ID).Stop(t); err != nil {
 		t.Fatalf("%s: Run returned %v after its context ended", first.ID, err)
 	}
 	// The dead leader's last renewal, as written (its clock is ours).
@@ -352,7 +352,7 @@ func releaseHandsOverThroughWatch(t *testing.T, h Harness, o Options) {
 	for round := 1; round <= 3; round++ {
 		ts := el.leaderAfter(round-1, fmt.Sprintf("leader %d", round))
 		cur := ts[round-1]
-		if err := el.byID(cur.ID).Stop(t); err != nil {
+		if err := el.ByID(cur.ID).Stop(t); err != nil {
 			t.Fatalf("%s: Run returned %v", cur.ID, err)
 		}
 	}
@@ -372,7 +372,7 @@ func storeOutageStepsTheLeaderDown(t *testing.T, h Harness, b locktest.Blocker, 
 	first := el.leaderAfter(0, "a leader")[0]
 	unblock := b.Block(t, el.name)
 	defer unblock()
-	if err := el.byID(first.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
+	if err := el.ByID(first.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
 		t.Errorf("%s, whose store stopped answering: Run returned %v, want ErrLeaseLost", first.ID, err)
 	}
 	unblockedAt := time.Now()
