@@ -879,7 +879,7 @@ func (s *suite) testAgedNeverOverstatesAnAge(t *testing.T) {
 // testWatchStateFollowsTheStore checks lock.WatchState: no watch before
 // anyone subscribed; a watch once subscribed; and, where the harness can
 // stop the store, the watch reported down (with a signal, so receivers
-// learn to poll) and back (with a signal: a change may have been missed).
+// learn to poll) and back, signalling writes again.
 func (s *suite) testWatchStateFollowsTheStore(t *testing.T) {
 	ctx := s.ctx(t)
 	name := Name(t)
@@ -907,11 +907,18 @@ func (s *suite) testWatchStateFollowsTheStore(t *testing.T) {
 	if !waitSignal(changes, s.o.Wait) {
 		t.Fatalf("no signal within %v of the watch going down: a receiver would not learn to poll", s.o.Wait)
 	}
-	drain(changes)
 	unblock()
 	poll.Until(t, "the watch to come back", s.o.Wait, ws.Watching)
+	// Back, it signals a write again.
+	drain(changes)
+	b := s.h.NewLock(t, name, "b")
+	rec := mustGet(t, ctx, b)
+	rec.RenewTime = metav1.NewTime(rec.RenewTime.Add(time.Second))
+	if err := b.Update(ctx, *rec); err != nil {
+		t.Fatalf("Update once the store answers again: %v", err)
+	}
 	if !waitSignal(changes, s.o.Wait) {
-		t.Fatalf("no signal within %v of the watch coming back: a change made while it was down would go unseen", s.o.Wait)
+		t.Fatalf("no change signal within %v of another writer's update, with Watching reporting the watch back", s.o.Wait)
 	}
 }
 
