@@ -453,11 +453,17 @@ func TestConformance3Voters(t *testing.T) {
 // The shared elector scenarios (lock/electiontest), each on a cluster of
 // three voters of its own, every candidate a non-voter beside them: all of
 // them, the record deleted by a write of no data, a candidate cut off by
-// cutting its links, an outage by isolating the voters.
+// cutting its links, an outage by isolating the voters. At this package's
+// test durations (a round under -race on a loaded machine can take most
+// of a 2 s RenewDeadline), and with a longer wait: after an outage,
+// memberlist may take tens of seconds to re-admit the nodes it removed.
 func TestElectorScenarios(t *testing.T) {
 	electiontest.RunScenarios(t, func(*testing.T) electiontest.Harness {
 		return &harness{voters: 3, tune: fastReinit, clusters: map[string]*cluster{}}
-	}, electiontest.Options{})
+	}, electiontest.Options{
+		LeaseDuration: testDurations.LeaseDuration, RenewDeadline: testDurations.RenewDeadline, RetryPeriod: testDurations.RetryPeriod,
+		Wait: time.Minute,
+	})
 }
 
 func TestConformance5VotersWithStateDir(t *testing.T) {
