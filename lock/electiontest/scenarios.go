@@ -315,6 +315,9 @@ func killedLeaderIsReplacedAfterLeaseExpires(t *testing.T, h Harness, o Options)
 	for _, id := range []string{"a", "b", "c"} {
 		el.Start(id)
 	}
+	// Made before the leader dies: a new handle may take a while to make
+	// (a gossip node joins its cluster).
+	reader := h.NewLock(t, el.name, "reader")
 	first := el.leaderAfter(0, "a leader")[0]
 	if err := el.ByID(first.ID).Stop(t); err != nil {
 		t.Fatalf("%s: Run returned %v after its context ended", first.ID, err)
@@ -322,9 +325,12 @@ func killedLeaderIsReplacedAfterLeaseExpires(t *testing.T, h Harness, o Options)
 	// The dead leader's last renewal, as written (its clock is ours).
 	ctx, cancel := context.WithTimeout(context.Background(), o.Wait)
 	defer cancel()
-	rec, _, err := h.NewLock(t, el.name, "reader").Get(ctx)
+	rec, _, err := reader.Get(ctx)
 	if err != nil {
 		t.Fatalf("reading the dead leader's last renewal: %v", err)
+	}
+	if rec.HolderIdentity != first.ID || int64(rec.LeaderTransitions) != first.Term {
+		t.Fatalf("read %+v after %s died in term %d: another candidate took over before the read (a slow store?), nothing is tested", rec, first.ID, first.Term)
 	}
 	lastRenew := rec.RenewTime.Time
 	next := el.leaderAfter(1, "a new leader")[1]

@@ -869,7 +869,11 @@ func (s *suite) testAgedNeverOverstatesAnAge(t *testing.T) {
 	// The same record read later: older now, and no older than its write.
 	time.Sleep(100 * time.Millisecond) // letting the record age, not synchronising
 	read(b, "another's renewal, read again later")
-	mustGet(t, ctx, b)
+	// b takes over from a read of a's last renewal (a caching lock may
+	// serve an older one for StaleReads).
+	if !poll.Within(s.o.StaleReads+s.o.Wait, func() bool { return mustGet(t, ctx, b).LeaderTransitions == 4 }) {
+		t.Fatalf("b does not read a's renewal of term 4 within %v", s.o.StaleReads+s.o.Wait)
+	}
 	write(b, 5, false)
 	read(b, "its own take-over")
 	read(a, "the record that replaced its own")
