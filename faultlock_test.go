@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/b3df926d/leaderelection/internal/hold"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -164,27 +165,26 @@ func watchOn(ch chan struct{}) func(context.Context) <-chan struct{} {
 // gate is a callback, or a store call, that blocks until opened, whatever
 // its context says.
 type gate struct {
-	ch      chan struct{}
-	once    sync.Once
+	hold    hold.Gate
+	open    func() // resumes hold
 	entered atomic.Int32
 }
 
 func newGate(t *testing.T) *gate {
-	g := &gate{ch: make(chan struct{})}
+	g := &gate{}
+	g.open = g.hold.Hold()
 	t.Cleanup(g.open)
 	return g
 }
 
-func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
-
 // ctx is a context that ends when g opens.
 func (g *gate) ctx() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-g.ch; cancel() }()
+	go func() { _ = g.hold.Wait(context.Background()); cancel() }()
 	return ctx
 }
 
-func (g *gate) wait() { g.entered.Add(1); <-g.ch }
+func (g *gate) wait() { g.entered.Add(1); _ = g.hold.Wait(context.Background()) }
 
 // deafUntil makes the leader's function in c ignore the elector's
 // cancellation until g opens.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/b3df926d/leaderelection/internal/poll"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 )
 
@@ -29,16 +30,16 @@ func TestGitBackendHandsOverOnALocalBareRepository(t *testing.T) {
 	gitArgs := []string{"--backend=git", "--git-url=" + bare, "--git-branch=locks/demo"}
 	a := startProc(t, bin, dir, "a", freePort(t), gitArgs...)
 	var term int64
-	waitUntil(t, "a leads", 30*time.Second, func() bool { s, ok := a.status(); term = s.Term; return ok && s.Leading })
+	poll.Until(t, "a leads", 30*time.Second, func() bool { s, ok := a.status(); term = s.Term; return ok && s.Leading })
 	b := startProc(t, bin, dir, "b", freePort(t), gitArgs...)
-	waitUntil(t, "b serves /status", 30*time.Second, func() bool { _, ok := b.status(); return ok })
+	poll.Until(t, "b serves /status", 30*time.Second, func() bool { _, ok := b.status(); return ok })
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if code := a.exitCode(t, "SIGTERM"); code != 0 {
 		t.Fatalf("a exited %d after SIGTERM, want 0", code)
 	}
-	waitUntil(t, "b leads", 30*time.Second, func() bool { s, ok := b.status(); return ok && s.Leading && s.Term == term+1 })
+	poll.Until(t, "b leads", 30*time.Second, func() bool { s, ok := b.status(); return ok && s.Leading && s.Term == term+1 })
 	out, err := exec.Command(git, "--git-dir", bare, "rev-list", "--count", "refs/heads/locks/demo").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "1" {
 		t.Fatalf("lock branch commits: %s (%v), want 1", out, err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/b3df926d/leaderelection/internal/poll"
 )
 
 // TestBadInputIsAClearErrorFromTheBinary runs the example with each kind of
@@ -133,7 +135,7 @@ func TestIdentityDefaultsToHostAndPid(t *testing.T) {
 		t.Skip(err)
 	}
 	want := host + "_" + strconv.Itoa(p.cmd.Process.Pid)
-	waitUntil(t, "the replica to lead as "+want, 30*time.Second, func() bool {
+	poll.Until(t, "the replica to lead as "+want, 30*time.Second, func() bool {
 		resp, err := statusClient.Get("http://127.0.0.1:" + strconv.Itoa(p.port) + "/status")
 		if err != nil {
 			return false
@@ -159,7 +161,7 @@ func TestCorruptLockFileIsReportedAndKept(t *testing.T) {
 	}
 	p := startProc(t, bin, dir, "a", freePort(t), "--lock-file="+lockFile)
 	logPath := filepath.Join(dir, "a.log")
-	waitUntil(t, "the corrupt record to be reported", 30*time.Second, func() bool {
+	poll.Until(t, "the corrupt record to be reported", 30*time.Second, func() bool {
 		b, _ := os.ReadFile(logPath)
 		return strings.Contains(string(b), "corrupt record") && strings.Contains(string(b), lockFile)
 	})
@@ -181,7 +183,7 @@ func TestLeaderFindingItsLockFileCorruptSaysWhyAndKeepsIt(t *testing.T) {
 	dir := t.TempDir()
 	lockFile := filepath.Join(dir, "leader.json")
 	p := startProc(t, bin, dir, "a", freePort(t), "--lock-file="+lockFile)
-	waitUntil(t, "a to lead", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
+	poll.Until(t, "a to lead", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
 	garbage := []byte("{\"version\": 3, \"record\": {\"holderIdent")
 	if err := os.WriteFile(lockFile, garbage, 0o644); err != nil {
 		t.Fatal(err)
@@ -217,7 +219,7 @@ func TestLostLeaseExitsNonZeroWithinRenewDeadline(t *testing.T) {
 	bin := buildExample(t)
 	dir := t.TempDir()
 	p := startProc(t, bin, dir, "a", freePort(t))
-	waitUntil(t, "a to lead", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
+	poll.Until(t, "a to lead", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
 	hangStore(t, dir)
 	if code := p.exitCode(t, "its store hung"); code != 1 {
 		t.Fatalf("exit status %d after losing the lease, want 1", code)
@@ -237,10 +239,10 @@ func TestLoggingFormatJSON(t *testing.T) {
 	bin := buildExample(t)
 	dir := t.TempDir()
 	p := startProc(t, bin, dir, "a", freePort(t), "--logging-format=json")
-	waitUntil(t, "a to lead", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
+	poll.Until(t, "a to lead", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
 	logPath := filepath.Join(dir, "a.log")
 	msgs := map[string]bool{}
-	waitUntil(t, "the example's own line and the library's", 30*time.Second, func() bool {
+	poll.Until(t, "the example's own line and the library's", 30*time.Second, func() bool {
 		b, _ := os.ReadFile(logPath)
 		lines := strings.Split(string(b), "\n")
 		for _, line := range lines[:len(lines)-1] { // the last may be half written

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/b3df926d/leaderelection/internal/poll"
 )
 
 // proc is one example process under test.
@@ -130,17 +132,6 @@ func (p *proc) status() (procStatus, bool) {
 	return s, json.NewDecoder(resp.Body).Decode(&s) == nil
 }
 
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // monitor polls both processes' /status and reports any moment when both
 // say they lead: it reads a, b, a again, and counts an overlap only if a
 // led in the same term at both of its reads (a term is one unbroken
@@ -199,7 +190,7 @@ func TestTwoProcessesNeverBothLeadAcross100Transitions(t *testing.T) {
 	leader := func() (int, procStatus) {
 		var idx int
 		var st procStatus
-		waitUntil(t, "a leader", 30*time.Second, func() bool {
+		poll.Until(t, "a leader", 30*time.Second, func() bool {
 			for i, p := range procs {
 				if s, ok := p.status(); ok && s.Leading {
 					idx, st = i, s
@@ -219,7 +210,7 @@ func TestTwoProcessesNeverBothLeadAcross100Transitions(t *testing.T) {
 		old := procs[li]
 		// Every leader works before it is stopped, so the fencing check
 		// below covers every term.
-		waitUntil(t, fmt.Sprintf("term %d's first unit of work", lastTerm), 30*time.Second, func() bool {
+		poll.Until(t, fmt.Sprintf("term %d's first unit of work", lastTerm), 30*time.Second, func() bool {
 			return loggedTerm(t, workLog) == lastTerm
 		})
 		sig := syscall.SIGTERM
@@ -232,7 +223,7 @@ func TestTwoProcessesNeverBothLeadAcross100Transitions(t *testing.T) {
 			t.Fatal(err)
 		}
 		other := procs[1-li]
-		waitUntil(t, fmt.Sprintf("transition %d: %s to take over", n+1, other.id), 30*time.Second, func() bool {
+		poll.Until(t, fmt.Sprintf("transition %d: %s to take over", n+1, other.id), 30*time.Second, func() bool {
 			s, ok := other.status()
 			return ok && s.Leading && s.Term > lastTerm
 		})
@@ -247,10 +238,10 @@ func TestTwoProcessesNeverBothLeadAcross100Transitions(t *testing.T) {
 		// Restart the stopped process (same identity) as a follower.
 		procs[li] = startProc(t, bin, dir, old.id, old.port)
 		m.procs[li].Store(procs[li])
-		waitUntil(t, old.id+" to come back", 30*time.Second, func() bool { _, ok := procs[li].status(); return ok })
+		poll.Until(t, old.id+" to come back", 30*time.Second, func() bool { _, ok := procs[li].status(); return ok })
 		li = 1 - li
 	}
-	waitUntil(t, fmt.Sprintf("the last term %d's first unit of work", lastTerm), 30*time.Second, func() bool {
+	poll.Until(t, fmt.Sprintf("the last term %d's first unit of work", lastTerm), 30*time.Second, func() bool {
 		return loggedTerm(t, workLog) == lastTerm
 	})
 	stopMonitor()
@@ -326,7 +317,7 @@ func TestSIGTERMReleasesTheLock(t *testing.T) {
 	bin := buildExample(t)
 	dir := t.TempDir()
 	p := startProc(t, bin, dir, "solo", freePort(t))
-	waitUntil(t, "solo leads", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
+	poll.Until(t, "solo leads", 30*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/b3df926d/leaderelection/internal/poll"
 )
 
 // A new gossip cluster elects: three and five example processes, each a
@@ -70,7 +72,7 @@ func TestExampleGossipNewClusterElects(t *testing.T) {
 				var term int64
 				// Generous: a claim after the re-initialisation, on a
 				// loaded machine.
-				waitUntil(t, "a leader", 2*(reinit+renew+lease)+20*time.Second, func() bool {
+				poll.Until(t, "a leader", 2*(reinit+renew+lease)+20*time.Second, func() bool {
 					for _, p := range procs {
 						if s, ok := p.status(); ok && s.Leading {
 							leader, term = p, s.Term

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/b3df926d/leaderelection/internal/poll"
 )
 
 // On the gossip backend a release is pushed to the other candidates by the
@@ -54,7 +56,7 @@ func TestExampleGossipReleaseReachesTheNextLeader(t *testing.T) {
 	leader := func(not string, after int64, within time.Duration) (*proc, int64) {
 		var got *proc
 		var term int64
-		waitUntil(t, "a new leader", within, func() bool {
+		poll.Until(t, "a new leader", within, func() bool {
 			for _, id := range ids {
 				if id == not {
 					continue
@@ -76,7 +78,7 @@ func TestExampleGossipReleaseReachesTheNextLeader(t *testing.T) {
 		// Every process up and answering before the leader stops.
 		for _, id := range ids {
 			p := procs[id]
-			waitUntil(t, id+" answers", 30*time.Second, func() bool { _, ok := p.status(); return ok })
+			poll.Until(t, id+" answers", 30*time.Second, func() bool { _, ok := p.status(); return ok })
 		}
 		stopped := time.Now()
 		if err := lead.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/b3df926d/leaderelection/healthz"
+	"github.com/b3df926d/leaderelection/internal/poll"
 )
 
 // fullStatus is p's /status.
@@ -65,14 +66,14 @@ func TestRecoverRidesOutAHungStoreInTheSameTerm(t *testing.T) {
 	bin := buildExample(t)
 	dir := t.TempDir()
 	p := startProc(t, bin, dir, "a", freePort(t), "--leader-elect-recover", "--leader-elect-recover-deadline=60s")
-	waitUntil(t, "a to lead and write", 30*time.Second, func() bool {
+	poll.Until(t, "a to lead and write", 30*time.Second, func() bool {
 		s, ok := p.status()
 		return ok && s.Leading && len(workLines(t, dir)) > 0
 	})
 	before, _ := p.status()
 
 	release := hangStore(t, dir)
-	waitUntil(t, "a to recover", 10*time.Second, func() bool { s, ok := fullStatus(p); return ok && s.Recovering && !s.Leading })
+	poll.Until(t, "a to recover", 10*time.Second, func() bool { s, ok := fullStatus(p); return ok && s.Recovering && !s.Leading })
 	written := len(workLines(t, dir))
 	time.Sleep(3 * time.Second) // the store stays hung longer than the lease (2s): the fault's length
 	if s, ok := fullStatus(p); !ok || !s.Recovering || s.Leading {
@@ -82,8 +83,8 @@ func TestRecoverRidesOutAHungStoreInTheSameTerm(t *testing.T) {
 		t.Fatalf("%d units of work were written while a recovered, its gate closed", got-written)
 	}
 	release()
-	waitUntil(t, "a to lead again", 15*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
-	waitUntil(t, "a to write again", 10*time.Second, func() bool { return len(workLines(t, dir)) > written })
+	poll.Until(t, "a to lead again", 15*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })
+	poll.Until(t, "a to write again", 10*time.Second, func() bool { return len(workLines(t, dir)) > written })
 	if after, _ := p.status(); after.Term != before.Term {
 		t.Fatalf("a leads term %d after the outage, was %d: want the same term", after.Term, before.Term)
 	}

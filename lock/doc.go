@@ -25,6 +25,22 @@
 //   - A record that cannot be decoded is an error that wraps [ErrCorrupt] and
 //     names the store object. It is never silently overwritten.
 //   - Every call honours its context.
+//   - A Get may be stale: it may return a record that another handle has
+//     since replaced, for a while. The S3 lock serves a follower the live
+//     lease it last read until that lease could have expired or its
+//     release check is due; the gossip lock serves the newest record pushed
+//     to it; the k8s lock answers from its watch's latest object. What a
+//     stale Get costs is a lost race, never a second leader: a take-over is
+//     an Update from the version read, so one based on a replaced record
+//     fails as a conflict, and the elector reads again. What it delays is a
+//     follower noticing a release or a new holder. So the elector relies on
+//     compare-and-swap for safety, on leases measured from its own reads
+//     (dated back by [Aged], which must never overstate) for expiry, and on
+//     [Watcher] signals or its next poll for freshness; never on a Get
+//     being current (lock/locktest: Options.StaleReads).
 //
-// Backends that can notify also implement [Watcher].
+// Backends that can notify also implement [Watcher]. The optional
+// interfaces ([Watcher], [WatchState], [Aged], [ReadinessChecker]) have
+// conformance tests in lock/locktest, and the elector's scenarios on a
+// backend are in lock/electiontest.
 package lock

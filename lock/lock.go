@@ -68,7 +68,9 @@ type Watcher interface {
 // down for a while (a network watch being re-established). While Watching
 // reports false, changes may go unsignalled and a receiver polls as if the
 // lock could not watch. The lock signals on its Changes channels when the
-// watch goes down (so receivers learn to poll) and when it is back.
+// watch goes down (so receivers learn to poll) and, when it is back, if a
+// change may have been missed meanwhile (lock/locktest:
+// WatchStateFollowsTheStore).
 //
 // A Watcher without WatchState is trusted to signal every change while its
 // channel is open.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -81,11 +81,13 @@ func TestFileLockConformancePolling(t *testing.T) {
 	locktest.RunConformanceTests(t, harness{dir: t.TempDir(), poll: true}, locktest.Options{})
 }
 
-// The elector scenarios every backend passes: a record deleted under the
-// leader, TermLimit hand-overs. (Candidates on one host cannot be cut off
-// from a file, so the partition scenario is skipped.)
+// The elector scenarios every backend passes (lock/electiontest), each in
+// a directory of its own: records deleted under the leader, TermLimit
+// hand-overs, a killed leader, releases seen through inotify, an outage
+// (the flock held). Candidates on one host cannot be cut off from a file,
+// so the partition scenario is skipped.
 func TestElectorScenarios(t *testing.T) {
-	leadertest.RunScenarios(t, harness{dir: t.TempDir()}, leadertest.Options{})
+	electiontest.RunScenarios(t, func(t *testing.T) electiontest.Harness { return harness{dir: t.TempDir()} }, electiontest.Options{})
 }
 
 func TestNewRejectsBadPaths(t *testing.T) {

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/b3df926d/leaderelection"
-	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -36,7 +36,7 @@ func TestRenewalRecoversFromOwnLateWriteOnGit251(t *testing.T) {
 	srv := serveGit251(t)
 	h := srv.harness(t)
 	name := locktest.Name(t)
-	tr := leadertest.New()
+	tr := electiontest.NewTracker()
 	e, err := leaderelection.NewElector(leaderelection.Config{
 		// Durations with room for the recovery's four round trips to git
 		// on a loaded machine.
@@ -58,7 +58,7 @@ func TestRenewalRecoversFromOwnLateWriteOnGit251(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	term := tr.WaitFor(t, "a to lead", 30*time.Second, func(ts []leadertest.Term) bool { return len(ts) == 1 })[0].Term
+	term := tr.WaitFor(t, "a to lead", 30*time.Second, func(ts []electiontest.Term) bool { return len(ts) == 1 })[0].Term
 
 	// The late write: the same holder and term, written by another handle,
 	// so the leader's lock no longer knows the branch's commit.

@@ -14,7 +14,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/b3df926d/leaderelection/internal/leadertest"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -279,7 +279,7 @@ func TestUnreachableSeedsAreLoggedAndNeverLead(t *testing.T) {
 // terms up.
 func TestPlainNetTransport(t *testing.T) {
 	voters := []string{"p1", "p2", "p3"}
-	tr := leadertest.New()
+	tr := electiontest.NewTracker()
 	t.Cleanup(func() { tr.Check(t) })
 	var seeds []string
 	c := &cluster{t: t, net: nil, locks: map[string]*Lock{}}

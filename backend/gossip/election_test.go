@@ -12,8 +12,8 @@ import (
 	"github.com/go-logr/logr/funcr"
 
 	leaderelection "github.com/b3df926d/leaderelection"
-	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 )
 
 // election runs the module's elector on candidates of a cluster and
@@ -21,7 +21,7 @@ import (
 type election struct {
 	c   *cluster
 	cfg leaderelection.Config
-	tr  *leadertest.Tracker
+	tr  *electiontest.Tracker
 
 	mu    sync.Mutex
 	cands map[string]*candidate
@@ -43,7 +43,7 @@ type candidate struct {
 var testDurations = leaderelection.Config{LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
 
 func newElection(c *cluster, cfg leaderelection.Config) *election {
-	el := &election{c: c, cfg: cfg, tr: leadertest.New(), cands: map[string]*candidate{}}
+	el := &election{c: c, cfg: cfg, tr: electiontest.NewTracker(), cands: map[string]*candidate{}}
 	// Registered before any candidate starts, so it runs after they stop.
 	c.t.Cleanup(func() { el.tr.Check(c.t) })
 	return el
@@ -99,10 +99,10 @@ func (c *candidate) stop(t testing.TB) {
 }
 
 // leaderAmong waits until one of ids has an open term and returns it.
-func (el *election) leaderAmong(ids []string, within time.Duration) leadertest.Term {
+func (el *election) leaderAmong(ids []string, within time.Duration) electiontest.Term {
 	el.c.t.Helper()
-	var got leadertest.Term
-	el.tr.WaitFor(el.c.t, "a leader among "+joinIDs(ids), within, func(terms []leadertest.Term) bool {
+	var got electiontest.Term
+	el.tr.WaitFor(el.c.t, "a leader among "+joinIDs(ids), within, func(terms []electiontest.Term) bool {
 		if len(terms) == 0 {
 			return false
 		}
@@ -177,7 +177,7 @@ func (el *election) settledOn(leader string, ids []string) {
 // ended waits until term index i has ended and returns when.
 func (el *election) ended(i int, within time.Duration) time.Time {
 	el.c.t.Helper()
-	terms := el.tr.WaitFor(el.c.t, "the term to end", within, func(terms []leadertest.Term) bool {
+	terms := el.tr.WaitFor(el.c.t, "the term to end", within, func(terms []electiontest.Term) bool {
 		return !terms[i].End.IsZero()
 	})
 	return terms[i].End
@@ -195,7 +195,7 @@ func joinIDs(ids []string) string {
 }
 
 // indexOf returns the index of the last term equal to tm.
-func indexOf(terms []leadertest.Term, tm leadertest.Term) int {
+func indexOf(terms []electiontest.Term, tm electiontest.Term) int {
 	for i := len(terms) - 1; i >= 0; i-- {
 		if terms[i].ID == tm.ID && terms[i].Term == tm.Term {
 			return i

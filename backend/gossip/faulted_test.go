@@ -12,7 +12,7 @@ import (
 	"time"
 
 	leaderelection "github.com/b3df926d/leaderelection"
-	"github.com/b3df926d/leaderelection/internal/leadertest"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 )
 
 // The full faulted run (docs/backends/gossip.md):
@@ -108,7 +108,7 @@ func TestFaultedElection(t *testing.T) {
 }
 
 // summarise returns the run's figures as a Markdown table.
-func summarise(log []transition, terms []leadertest.Term) string {
+func summarise(log []transition, terms []electiontest.Term) string {
 	by := map[string][]time.Duration{}
 	for _, tr := range log {
 		by[tr.fault] = append(by[tr.fault], tr.takeover)

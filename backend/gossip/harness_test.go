@@ -16,7 +16,9 @@ import (
 
 	"github.com/b3df926d/leaderelection/backend/gossip/gossiptest"
 	"github.com/b3df926d/leaderelection/backend/gossip/internal/casp"
+	"github.com/b3df926d/leaderelection/internal/poll"
 	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -301,12 +303,8 @@ func (c *cluster) waitAddr(from, id string, within time.Duration, aliveOnly bool
 func (c *cluster) waitReady(id string, within time.Duration) {
 	c.t.Helper()
 	l := c.lock(id)
-	deadline := time.Now().Add(within)
-	for l.Ready() != nil {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("%s not ready after %v: %v", id, within, l.Ready())
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	if !poll.Within(within, func() bool { return l.Ready() == nil }) {
+		c.t.Fatalf("%s not ready after %v: %v", id, within, l.Ready())
 	}
 }
 
@@ -413,6 +411,36 @@ func (h *harness) Block(t *testing.T, name string) func() {
 	return func() { once.Do(c.net.Heal) }
 }
 
+// CutOff cuts every link to and from candidate l, a lock NewLock returned,
+// until resumed.
+func (h *harness) CutOff(t *testing.T, l lock.Interface) func() {
+	id := l.Identity()
+	var c *cluster
+	h.mu.Lock()
+	for _, cl := range h.clusters {
+		if cl.lock(id) == l {
+			c = cl
+		}
+	}
+	h.mu.Unlock()
+	if c == nil {
+		t.Fatalf("no cluster holds %s", l.Describe())
+	}
+	c.mu.Lock()
+	others := slices.Collect(maps.Keys(c.locks))
+	c.mu.Unlock()
+	c.net.Isolate(id, others)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for _, o := range others {
+				c.net.Set(id, o, gossiptest.Link{})
+				c.net.Set(o, id, gossiptest.Link{})
+			}
+		})
+	}
+}
+
 // fastReinit re-initialises a register whose voters all start without
 // state after a second, rather than client-go's lease plus renew deadline:
 // for tests whose clusters start afresh without StateDir.
@@ -420,6 +448,22 @@ func fastReinit(o *Options) { o.ReinitializeAfter = time.Second }
 
 func TestConformance3Voters(t *testing.T) {
 	locktest.RunConformanceTests(t, &harness{voters: 3, tune: fastReinit, clusters: map[string]*cluster{}}, locktest.Options{StaleReads: 2 * time.Second})
+}
+
+// The shared elector scenarios (lock/electiontest), each on a cluster of
+// three voters of its own, every candidate a non-voter beside them: all of
+// them, the record deleted by a write of no data, a candidate cut off by
+// cutting its links, an outage by isolating the voters. At this package's
+// test durations (a round under -race on a loaded machine can take most
+// of a 2 s RenewDeadline), and with a longer wait: after an outage,
+// memberlist may take tens of seconds to re-admit the nodes it removed.
+func TestElectorScenarios(t *testing.T) {
+	electiontest.RunScenarios(t, func(*testing.T) electiontest.Harness {
+		return &harness{voters: 3, tune: fastReinit, clusters: map[string]*cluster{}}
+	}, electiontest.Options{
+		LeaseDuration: testDurations.LeaseDuration, RenewDeadline: testDurations.RenewDeadline, RetryPeriod: testDurations.RetryPeriod,
+		Wait: time.Minute,
+	})
 }
 
 func TestConformance5VotersWithStateDir(t *testing.T) {

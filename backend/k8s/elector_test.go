@@ -7,170 +7,33 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
-
-	"github.com/b3df926d/leaderelection"
-	"github.com/b3df926d/leaderelection/backend/k8s"
-	"github.com/b3df926d/leaderelection/internal/leadertest"
+	"github.com/b3df926d/leaderelection/internal/poll"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
-	"github.com/b3df926d/leaderelection/lock/locktest"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 )
 
 // fast is the timing the elector tests use: a 1s safety margin between the
 // leader's step-down and a follower's take-over.
 var fast = timing{lease: 3 * time.Second, renew: 2 * time.Second, retry: time.Second}
 
-// slow is a lease far longer than any test waits: a hand-over within the
-// test's wait can only have come through the watch.
-var slow = timing{lease: 60 * time.Second, renew: 40 * time.Second, retry: 2 * time.Second}
-
 type timing struct{ lease, renew, retry time.Duration }
 
-// candidate is one of our electors on its own client.
-type candidate struct {
-	id      string
-	lock    *k8s.Lock
-	elector *leaderelection.Elector
-	cancel  context.CancelFunc
-	done    chan error
-}
-
-// startCandidate runs an elector for id on namespace/name through cfg
-// until the test ends or it is stopped. Its leader function reports to tr.
-func startCandidate(t *testing.T, cfg *rest.Config, ns, name, id string, tm timing, release bool, tr *leadertest.Tracker) *candidate {
-	t.Helper()
-	l := newLock(t, cfg, ns, name, id)
-	e, err := leaderelection.NewElector(leaderelection.Config{
-		Lock:            l,
-		LeaseDuration:   tm.lease,
-		RenewDeadline:   tm.renew,
-		RetryPeriod:     tm.retry,
-		ReleaseOnCancel: release,
-		Callbacks: leaderelection.Callbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				n, _ := leaderelection.TermFrom(ctx)
-				i := tr.Begin(id, n)
-				<-ctx.Done()
-				tr.End(i)
-			},
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &candidate{id: id, lock: l, elector: e, cancel: cancel, done: make(chan error, 1)}
-	go func() { c.done <- e.Run(ctx) }()
-	t.Cleanup(func() { c.stop(t) })
-	return c
-}
-
-// startCandidates starts n candidates, c0 to c(n-1), on one Lease.
-func startCandidates(t *testing.T, n int, cfg *rest.Config, ns, name string, tm timing, release bool, tr *leadertest.Tracker) []*candidate {
-	t.Helper()
-	var cands []*candidate
-	for i := range n {
-		cands = append(cands, startCandidate(t, cfg, ns, name, fmt.Sprintf("c%d", i), tm, release, tr))
-	}
-	return cands
-}
-
-// seedReleased creates the Lease as a released record (no holder, term 0),
-// as a graceful stop leaves it, so that the first candidate takes it at once
-// instead of leading only once its claim has stood RenewDeadline +
-// max(LeaseDuration, 2.2 × RetryPeriod), as it must when it finds no record
-// (it may have just been deleted under a leader): with the slow timing that
-// wait is longer than the tests wait.
-func seedReleased(t *testing.T, cfg *rest.Config, ns, name string) {
-	t.Helper()
-	now := metav1.Now()
-	rec := lock.Record{LeaseDurationSeconds: 1, AcquireTime: now, RenewTime: now}
-	if err := newLock(t, cfg, ns, name, "seed").Create(context.Background(), rec); err != nil {
-		t.Fatalf("creating a released Lease: %v", err)
-	}
-}
-
-// stop cancels the candidate's Run and waits for it to return.
-func (c *candidate) stop(t *testing.T) error {
-	t.Helper()
-	c.cancel()
-	select {
-	case err, ok := <-c.done:
-		if ok {
-			close(c.done)
-		}
-		return err
-	case <-time.After(wait):
-		t.Fatalf("%s: Run did not return within %v of its context ending", c.id, wait)
-		return nil
-	}
-}
-
-func leaderOf(cands []*candidate, id string) *candidate {
-	for _, c := range cands {
-		if c.id == id {
-			return c
-		}
-	}
-	return nil
-}
-
-// A leader that dies without releasing (its Run cancelled, no
-// ReleaseOnCancel) is replaced by another candidate, never before the lease
-// it last renewed has expired.
-func TestKilledLeaderIsReplacedAfterLeaseExpires(t *testing.T) {
-	s := sharedServer(t)
-	ns, name := s.namespace(t), locktest.Name(t)
-	tr := leadertest.New()
-	cands := startCandidates(t, 3, s.kube.Config(), ns, name, fast, false, tr)
-	first := tr.WaitFor(t, "a leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 1 })[0]
-	leader := leaderOf(cands, first.ID)
-	if err := leader.stop(t); err != nil {
-		t.Fatalf("%s: Run returned %v after its context ended", leader.id, err)
-	}
-	// The dead leader's last renewal, as written (its clock is ours).
-	rec, _, err := newLock(t, s.kube.Config(), ns, name, "reader").Get(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lastRenew := rec.RenewTime.Time
-	next := tr.WaitFor(t, "a new leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 2 })[1]
-	if next.Term != first.Term+1 {
-		t.Errorf("new term %d, want %d", next.Term, first.Term+1)
-	}
-	if expiry := lastRenew.Add(fast.lease); next.Start.Before(expiry) {
-		t.Errorf("%s took over at %v, before the lease renewed at %v expired at %v", next.ID, next.Start, lastRenew, expiry)
-	}
-	tr.Check(t)
-}
-
-// With ReleaseOnCancel the leader writes an empty holder on the way out and
-// a watching follower takes over at once: the lease is 60s, far beyond the
-// test's wait, so only the watch can have woken it.
-func TestGracefulReleaseHandsOverThroughWatch(t *testing.T) {
-	s := sharedServer(t)
-	ns, name := s.namespace(t), locktest.Name(t)
-	tr := leadertest.New()
-	seedReleased(t, s.kube.Config(), ns, name)
-	cands := startCandidates(t, 3, s.kube.Config(), ns, name, slow, true, tr)
-	for round := 1; round <= 3; round++ {
-		ts := tr.WaitFor(t, fmt.Sprintf("leader %d", round), wait, func(ts []leadertest.Term) bool { return len(ts) == round })
-		cur := leaderOf(cands, ts[round-1].ID)
-		if err := cur.stop(t); err != nil {
-			t.Fatalf("%s: Run returned %v", cur.id, err)
-		}
-	}
-	tr.WaitFor(t, "the last candidate to lead", wait, func(ts []leadertest.Term) bool { return len(ts) == 3 })
-	tr.Check(t)
+// options are the scenario options at this timing, waiting up to wait.
+func (tm timing) options() electiontest.Options {
+	return electiontest.Options{LeaseDuration: tm.lease, RenewDeadline: tm.renew, RetryPeriod: tm.retry, Wait: wait}
 }
 
 // electionHarness gives every candidate's lock a client and a proxy of its
 // own, so that one candidate can be cut off from the API server.
 type electionHarness struct {
-	*harness
-	leadertest.ProxyCutter
+	*harness // Delete
+	testserver.ProxyCutter
+}
+
+// Block stalls every candidate's proxy.
+func (h *electionHarness) Block(t *testing.T, name string) func() {
+	return h.ProxyCutter.Block(t, name)
 }
 
 func (h *electionHarness) NewLock(t *testing.T, name, id string) lock.Interface {
@@ -180,15 +43,18 @@ func (h *electionHarness) NewLock(t *testing.T, name, id string) lock.Interface 
 	return l
 }
 
-// The shared elector scenarios (internal/leadertest) against a real API
-// server: a graceful release, then a leader whose API calls stall (it
-// steps down RenewDeadline after its last good renewal, before anyone else
-// takes over LeaseDuration after observing that renewal), then a
-// take-over; the Lease deleted under a leader; TermLimit hand-overs.
+// The shared elector scenarios (lock/electiontest) against a real API
+// server, each in a namespace of its own: a graceful release, then a
+// leader whose API calls stall (it steps down RenewDeadline after its last
+// good renewal, before anyone else takes over LeaseDuration after
+// observing that renewal), then a take-over; a killed leader replaced
+// only after its lease; releases handed over through the watch; the
+// Lease deleted under a leader; TermLimit hand-overs; an outage.
 func TestElectorScenarios(t *testing.T) {
 	s := sharedServer(t)
-	h := &electionHarness{harness: &harness{s: s, namespace: s.namespace(t)}}
-	leadertest.RunScenarios(t, h, leadertest.Options{LeaseDuration: fast.lease, RenewDeadline: fast.renew, RetryPeriod: fast.retry})
+	electiontest.RunScenarios(t, func(t *testing.T) electiontest.Harness {
+		return &electionHarness{harness: &harness{s: s, namespace: s.namespace(t)}}
+	}, electiontest.Options{LeaseDuration: fast.lease, RenewDeadline: fast.renew, RetryPeriod: fast.retry})
 }
 
 // When the leader's API calls crawl, it steps down RenewDeadline after its
@@ -207,18 +73,15 @@ func TestSlowAPIMakesLeaderStepDownBeforeTakeover(t *testing.T) {
 	} {
 		t.Run(fault.name, func(t *testing.T) {
 			s := sharedServer(t)
-			ns, name := s.namespace(t), locktest.Name(t)
-			tr := leadertest.New()
-			proxies := map[string]*testserver.Proxy{}
+			h := &electionHarness{harness: &harness{s: s, namespace: s.namespace(t)}}
+			el := electiontest.NewElection(t, h, fast.options(), nil)
 			for i := range 3 {
-				id := fmt.Sprintf("c%d", i)
-				p := testserver.StartProxy(t, s.kube.Addr)
-				proxies[id] = p
-				startCandidate(t, s.kube.ConfigVia(s.kube.Config(), p.Addr()), ns, name, id, fast, true, tr)
+				el.Start(fmt.Sprintf("c%d", i))
 			}
-			first := tr.WaitFor(t, "a leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 1 })[0]
-			undo := fault.inject(proxies[first.ID])
-			ts := tr.WaitFor(t, "the slow leader to step down and another to lead", wait, func(ts []leadertest.Term) bool {
+			tr := el.Tracker
+			first := tr.WaitFor(t, "a leader", wait, func(ts []electiontest.Term) bool { return len(ts) == 1 })[0]
+			undo := fault.inject(h.Proxy(el.ByID(first.ID).Lock))
+			ts := tr.WaitFor(t, "the slow leader to step down and another to lead", wait, func(ts []electiontest.Term) bool {
 				return len(ts) >= 2 && !ts[0].End.IsZero()
 			})
 			undo()
@@ -240,33 +103,30 @@ func TestSlowAPIMakesLeaderStepDownBeforeTakeover(t *testing.T) {
 func TestAPIServerRestartMidTerm(t *testing.T) {
 	kube := testserver.StartKube(t)
 	s := &server{kube: kube, admin: clientset(t, kube.Config())}
-	ns, name := s.namespace(t), locktest.Name(t)
-	tr := leadertest.New()
-	seedReleased(t, kube.Config(), ns, name)
 	// The restart (SIGKILL, start, /readyz) may take up to RestartAPIServer's
 	// 90 s on a loaded machine: the leader must be able to ride it out, so
 	// its RenewDeadline is longer. The hand-over at the end is a release
 	// seen on the watch, which no lease length delays.
 	outage := timing{lease: 150 * time.Second, renew: 120 * time.Second, retry: 2 * time.Second}
-	cands := startCandidates(t, 3, kube.Config(), ns, name, outage, true, tr)
-	first := tr.WaitFor(t, "a leader", wait, func(ts []leadertest.Term) bool { return len(ts) == 1 })[0]
-	leader := leaderOf(cands, first.ID)
+	el := electiontest.NewElection(t, &harness{s: s, namespace: s.namespace(t), cfg: kube.Config()}, outage.options(), nil)
+	for i := range 3 {
+		el.Start(fmt.Sprintf("c%d", i))
+	}
+	tr := el.Tracker
+	first := tr.WaitFor(t, "a leader", wait, func(ts []electiontest.Term) bool { return len(ts) == 1 })[0]
+	leader := el.ByID(first.ID)
 
 	kube.RestartAPIServer(t)
 	restarted := time.Now()
-	deadline := time.Now().Add(wait)
-	for leader.elector.Status().LastRenew.Before(restarted) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the leader did not renew within %v of the API server's restart", wait)
-		}
-		time.Sleep(50 * time.Millisecond) // polling the elector's status; it has no change signal
+	poll.Until(t, "the leader to renew after the API server's restart", wait, func() bool {
+		return !leader.Elector.Status().LastRenew.Before(restarted) // its status has no change signal
+	})
+	if got := leader.Elector.Term(); got != first.Term || !leader.Elector.IsLeader() {
+		t.Fatalf("after the restart %s leads=%v in term %d, want term %d", first.ID, leader.Elector.IsLeader(), got, first.Term)
 	}
-	if got := leader.elector.Term(); got != first.Term || !leader.elector.IsLeader() {
-		t.Fatalf("after the restart %s leads=%v in term %d, want term %d", first.ID, leader.elector.IsLeader(), got, first.Term)
+	if err := leader.Stop(t); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("%s: Run returned %v", leader.ID, err)
 	}
-	if err := leader.stop(t); err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatalf("%s: Run returned %v", leader.id, err)
-	}
-	tr.WaitFor(t, "a hand-over through the re-established watch", wait, func(ts []leadertest.Term) bool { return len(ts) == 2 })
+	tr.WaitFor(t, "a hand-over through the re-established watch", wait, func(ts []electiontest.Term) bool { return len(ts) == 2 })
 	tr.Check(t)
 }

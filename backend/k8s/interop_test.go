@@ -11,8 +11,7 @@ import (
 	clientgole "k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
-	"github.com/b3df926d/leaderelection/internal/leadertest"
-	"github.com/b3df926d/leaderelection/lock/locktest"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 )
 
 // contender is a candidate the interop driver can start and stop.
@@ -24,7 +23,7 @@ type contender struct {
 
 // startClientGo runs client-go's own LeaderElector with its stock LeaseLock,
 // as any client-go based controller in the fleet would, until stop.
-func startClientGo(t *testing.T, s *server, ns, name, id string, tr *leadertest.Tracker) (stop func()) {
+func startClientGo(t *testing.T, s *server, ns, name, id string, tr *electiontest.Tracker) (stop func()) {
 	t.Helper()
 	client := clientset(t, s.kube.Config())
 	le, err := clientgole.NewLeaderElector(clientgole.LeaderElectionConfig{
@@ -88,17 +87,18 @@ func leaseTerm(t *testing.T, admin kubernetes.Interface, ns, name, id string) in
 // increase, and both implementations lead.
 func TestInteropWithClientGoElector100Transitions(t *testing.T) {
 	s := sharedServer(t)
-	ns, name := s.namespace(t), locktest.Name(t)
-	tr := leadertest.New()
+	ns := s.namespace(t)
+	el := electiontest.NewElection(t, &harness{s: s, namespace: ns, cfg: s.kube.Config()}, fast.options(), nil)
+	tr := el.Tracker
 	contenders := []*contender{
 		{id: "ours-a", start: func() func() {
-			c := startCandidate(t, s.kube.Config(), ns, name, "ours-a", fast, true, tr)
-			return func() { c.stop(t) }
+			c := el.Start("ours-a")
+			return func() { _ = c.Stop(t) }
 		}},
 	}
 	for _, id := range []string{"client-go-b", "client-go-c"} {
 		contenders = append(contenders, &contender{id: id, clientGo: true, start: func() func() {
-			return startClientGo(t, s, ns, name, id, tr)
+			return startClientGo(t, s, ns, el.Name(), id, tr)
 		}})
 	}
 	byID := map[string]*contender{}
@@ -111,7 +111,7 @@ func TestInteropWithClientGoElector100Transitions(t *testing.T) {
 	const transitions = 100
 	var stopped *contender
 	for n := 1; n <= transitions+1; n++ {
-		ts := tr.WaitFor(t, fmt.Sprintf("term %d", n), wait, func(ts []leadertest.Term) bool { return len(ts) >= n })
+		ts := tr.WaitFor(t, fmt.Sprintf("term %d", n), wait, func(ts []electiontest.Term) bool { return len(ts) >= n })
 		n = len(ts)
 		if stopped != nil {
 			running[stopped.id] = stopped.start()

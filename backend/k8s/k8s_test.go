@@ -137,7 +137,13 @@ func (h *harness) Stored(t *testing.T, name string) []byte {
 	return b
 }
 
-func (h *harness) Block(t *testing.T, name string) (unblock func()) { return h.proxy.Stall() }
+// Block stalls the proxy and drops its connections, as an API server that
+// stopped answering does in time: calls hang, and the watch goes down.
+func (h *harness) Block(t *testing.T, name string) (unblock func()) {
+	resume := h.proxy.Stall()
+	h.proxy.CutConnections()
+	return resume
+}
 
 // Delete deletes the Lease through the API, as kubectl delete lease does.
 func (h *harness) Delete(t *testing.T, name string) {

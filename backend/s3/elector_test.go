@@ -9,12 +9,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	k8sle "k8s.io/client-go/tools/leaderelection"
 
 	leaderelection "github.com/b3df926d/leaderelection"
 	s3lock "github.com/b3df926d/leaderelection/backend/s3"
-	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 )
 
 // s3Election is a set of candidates, each its own process in all but name:
@@ -29,7 +28,7 @@ type s3Election struct {
 	cfg   leaderelection.Config // durations and options for every candidate
 	cache time.Duration         // Options.ReleaseCheckInterval
 
-	tr *leadertest.Tracker // terms started, checked for overlap when the test ends
+	tr *electiontest.Tracker // terms started, checked for overlap when the test ends
 
 	mu     sync.Mutex
 	events []string
@@ -52,7 +51,7 @@ func newS3Election(t *testing.T, s *store, lease, renew, retry time.Duration, ca
 	el := &s3Election{
 		t: t, s: s, name: fmt.Sprintf("election-%d", time.Now().UnixNano()), cache: cache,
 		cfg: leaderelection.Config{LeaseDuration: lease, RenewDeadline: renew, RetryPeriod: retry, ReleaseOnCancel: true},
-		tr:  leadertest.New(),
+		tr:  electiontest.NewTracker(),
 	}
 	// Registered first, so it runs after every candidate has stopped.
 	t.Cleanup(func() { el.tr.Check(t) })
@@ -192,15 +191,17 @@ const (
 	fastRetry = time.Second
 )
 
-// The shared elector scenarios (internal/leadertest) against versitygw:
-// a graceful release taken over before the lease could expire, though
-// followers cannot watch and read through the release-check cache; a
-// leader cut off from S3 replaced only after its lease; the lock object
-// deleted under a leader; TermLimit hand-overs. The lease is long enough
-// that a release check (every lease/3) plus a poll is clearly shorter
-// than waiting for expiry.
+// The shared elector scenarios (lock/electiontest) against one versitygw,
+// each with proxies of its own: a graceful release taken over before the
+// lease could expire, though followers cannot watch and read through the
+// release-check cache; a leader cut off from S3 replaced only after its
+// lease; a killed leader likewise; the lock object deleted under a leader;
+// TermLimit hand-overs; an outage. The lease is long enough that a release
+// check (every lease/3) plus a poll is clearly shorter than waiting for
+// expiry.
 func TestElectorScenariosOnVersityGW(t *testing.T) {
-	leadertest.RunScenarios(t, newElectionHarness(startVersityGW(t)), leadertest.Options{
+	s := startVersityGW(t)
+	electiontest.RunScenarios(t, func(*testing.T) electiontest.Harness { return newElectionHarness(s) }, electiontest.Options{
 		LeaseDuration: 6 * time.Second, RenewDeadline: 4 * time.Second, RetryPeriod: time.Second,
 	})
 }
@@ -243,72 +244,4 @@ func TestLeaderStepsDownBeforeLeaseExpiresWhenS3Unreachable(t *testing.T) {
 	if !followerStart.After(stepDown) {
 		t.Errorf("the follower started leading at %v, before the cut-off leader stepped down at %v", followerStart, stepDown)
 	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// The lock is client-go's resourcelock.Interface, so client-go's own elector
-// runs on it too: one of two candidates leads, and a release hands over.
-func TestClientGoElectorRunsOnS3Lock(t *testing.T) {
-	s := startVersityGW(t)
-	name := fmt.Sprintf("client-go-%d", time.Now().UnixNano())
-	type cand struct {
-		le     *k8sle.LeaderElector
-		cancel context.CancelFunc
-		done   chan struct{}
-	}
-	var mu sync.Mutex
-	leading := map[string]bool{}
-	start := func(id string) *cand {
-		lk := newLock(t, s.viaProxy(), name, id, nil)
-		c := &cand{done: make(chan struct{})}
-		le, err := k8sle.NewLeaderElector(k8sle.LeaderElectionConfig{
-			Lock: lk, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
-			ReleaseOnCancel: true,
-			Callbacks: k8sle.LeaderCallbacks{
-				OnStartedLeading: func(ctx context.Context) {
-					mu.Lock()
-					for other, l := range leading {
-						if l {
-							t.Errorf("%s started leading while %s leads", id, other)
-						}
-					}
-					leading[id] = true
-					mu.Unlock()
-					<-ctx.Done()
-				},
-				OnStoppedLeading: func() {
-					mu.Lock()
-					leading[id] = false
-					mu.Unlock()
-				},
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		c.le, c.cancel = le, cancel
-		go func() { defer close(c.done); le.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-c.done })
-		return c
-	}
-	a, b := start("a"), start("b")
-	waitUntil(t, "a leader", func() bool { return a.le.IsLeader() || b.le.IsLeader() })
-	first, second := a, b
-	if b.le.IsLeader() {
-		first, second = b, a
-	}
-	first.cancel()
-	<-first.done
-	waitUntil(t, "the other candidate to take over after the release", second.le.IsLeader)
 }

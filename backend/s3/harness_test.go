@@ -18,7 +18,6 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	s3lock "github.com/b3df926d/leaderelection/backend/s3"
-	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -148,8 +147,13 @@ func (h *harness) Delete(t *testing.T, name string) {
 // electionHarness gives every candidate's lock a client and a proxy of its
 // own, so that one candidate can be cut off from the store.
 type electionHarness struct {
-	harness
-	leadertest.ProxyCutter
+	harness // Delete
+	testserver.ProxyCutter
+}
+
+// Block stalls every candidate's proxy.
+func (h *electionHarness) Block(t *testing.T, name string) func() {
+	return h.ProxyCutter.Block(t, name)
 }
 
 func newElectionHarness(s *store) *electionHarness {

@@ -34,7 +34,7 @@ func buildExample(t *testing.T) string {
 // deletions and reused it ("term went from 37 (r2) to 36 (r0)", "41 (r1)
 // to 40 (r0)", docs/reliability.md finding 3). Fixed by the claim
 // (docs/elector.md, "A deleted record"; the scenario
-// DeletedRecordRecreatedByAFollowerThatMissedATerm in internal/leadertest).
+// DeletedRecordRecreatedByAFollowerThatMissedATerm in lock/electiontest).
 var knownBugs = map[string][]string{}
 
 // TestShortCampaign runs every fault kind twice on every backend against

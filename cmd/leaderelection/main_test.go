@@ -113,18 +113,6 @@ func (p *proc) exited() bool {
 	}
 }
 
-// eventually polls cond every 10ms until it holds, failing t after d.
-func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // leCommand runs leaderelection to completion and returns its status,
 // stdout and stderr.
 func leCommand(t *testing.T, args ...string) (int, string, string) {

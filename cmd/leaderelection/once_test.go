@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/b3df926d/leaderelection/internal/poll"
 )
 
 // runs reads the lines the job appended to $TEST_DIR/runs, one per run.
@@ -137,7 +139,7 @@ func TestRunOncePerAFailureRunsAgainAndTheNextPeriodRuns(t *testing.T) {
 	}
 
 	// The next firing, a period later, runs it again.
-	eventually(t, "the next period", 2*period, func() bool { return time.Since(fired) >= period })
+	poll.Until(t, "the next period", 2*period, func() bool { return time.Since(fired) >= period })
 	next := onceCopy(t, dir, "next", lockFile, period, job)
 	if code := next.wait(t, 60*time.Second); code != exitOK {
 		t.Fatalf("the next period's copy exited %d, want 0", code)

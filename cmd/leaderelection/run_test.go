@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/b3df926d/leaderelection/internal/poll"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 )
 
@@ -19,7 +20,7 @@ import (
 func termPIDs(t *testing.T, dir string, term int64) []int {
 	t.Helper()
 	var pids []int
-	eventually(t, fmt.Sprintf("term %d's job to record its pids", term), 30*time.Second, func() bool {
+	poll.Until(t, fmt.Sprintf("term %d's job to record its pids", term), 30*time.Second, func() bool {
 		pids = pids[:0]
 		for _, who := range []string{"child", "grandchild", "escaped"} {
 			pids = append(pids, readPIDs(t, filepath.Join(dir, fmt.Sprintf("%s.%d.pid", who, term)))...)
@@ -53,7 +54,7 @@ func TestRunThreeCopiesOneJobAtATime(t *testing.T) {
 	for _, id := range []string{"a", "b", "c"} {
 		procs[id] = start(t, dir, id, append(append([]string{"run", "--id=" + id, "--lock-file=" + lockFile, "--leader-elect-stop-timeout=1s"}, fast...), "--", job)...)
 	}
-	eventually(t, "term 1's job to write", 30*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 1 })
+	poll.Until(t, "term 1's job to write", 30*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 1 })
 	_, first := lastTerm(t, sink)
 	// The job writes the sink before it has recorded every pid (the
 	// grandchild writes first): wait for them before stopping it.
@@ -62,7 +63,7 @@ func TestRunThreeCopiesOneJobAtATime(t *testing.T) {
 	// SIGTERM: the job stops, the lock is released, another copy starts.
 	stopped := time.Now()
 	procs[first].signal(t, syscall.SIGTERM)
-	eventually(t, "term 2's job to write", 30*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 2 })
+	poll.Until(t, "term 2's job to write", 30*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 2 })
 	handOver := time.Since(stopped)
 	if code := procs[first].wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("%s exited %d after SIGTERM; its job exited 0", first, code)
@@ -84,7 +85,7 @@ func TestRunThreeCopiesOneJobAtATime(t *testing.T) {
 	killed := time.Now()
 	procs[second].signal(t, syscall.SIGKILL)
 	var groupGone time.Duration
-	eventually(t, "term 3's job to write", 30*time.Second, func() bool {
+	poll.Until(t, "term 3's job to write", 30*time.Second, func() bool {
 		if groupGone == 0 && !anyAlive(pids) {
 			groupGone = time.Since(killed)
 		}
@@ -125,7 +126,7 @@ while :; do sleep 0.05; done
 	const stop = 1500 * time.Millisecond
 	p := start(t, dir, "a", append(append([]string{"run", "--id=a", "--lock-file=" + filepath.Join(dir, "leader.json"), "--leader-elect-stop-timeout=" + stop.String()}, fast...), "--", job)...)
 	var pid int
-	eventually(t, "the job to start", 30*time.Second, func() bool {
+	poll.Until(t, "the job to start", 30*time.Second, func() bool {
 		pids := readPIDs(t, filepath.Join(dir, "stubborn.pid"))
 		if len(pids) == 1 {
 			pid = pids[0]
@@ -178,7 +179,7 @@ func TestRunRecampaignsAfterTheJobExits(t *testing.T) {
 	terms := filepath.Join(dir, "terms")
 	p := start(t, dir, "a", append(append([]string{"run", "--id=a", "--lock-file=" + filepath.Join(dir, "leader.json"), "--recampaign", "--shell"}, fast...),
 		"--", `echo $LEADER_ELECTION_TERM >> "$TEST_DIR/terms"; exit 3`)...)
-	eventually(t, "three terms", 60*time.Second, func() bool {
+	poll.Until(t, "three terms", 60*time.Second, func() bool {
 		b, _ := os.ReadFile(terms)
 		return len(strings.Fields(string(b))) >= 3
 	})
@@ -208,16 +209,16 @@ func TestRunStoreLossStopsTheJobBeforeAnotherCopyAcquires(t *testing.T) {
 		return append(append([]string{"run", "--id=" + id, "--backend=git", "--git-url=http://" + host + "/" + repo.Name, "--leader-elect-stop-timeout=1s"}, slow...), "--", job)
 	}
 	a := start(t, dir, "a", args("a", proxy.Addr())...)
-	eventually(t, "a's job to write", 60*time.Second, func() bool { term, id := lastTerm(t, sink); return term == 1 && id == "a" })
+	poll.Until(t, "a's job to write", 60*time.Second, func() bool { term, id := lastTerm(t, sink); return term == 1 && id == "a" })
 	start(t, dir, "b", args("b", addr)...)
-	eventually(t, "b to campaign", 60*time.Second, func() bool {
+	poll.Until(t, "b to campaign", 60*time.Second, func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "b.log"))
 		return strings.Contains(string(b), "Campaigning")
 	})
 	stalled := time.Now()
 	resume := proxy.Stall()
 	defer resume()
-	eventually(t, "b's job to write", 60*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 2 })
+	poll.Until(t, "b's job to write", 60*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 2 })
 	if code := a.wait(t, 30*time.Second); code != exitError {
 		t.Fatalf("a exited %d after losing its store, want %d", code, exitError)
 	}
@@ -251,16 +252,16 @@ func TestRunStopsTheJobWhenLeaderelectionIsPaused(t *testing.T) {
 		return append(append([]string{"run", "--id=" + id, "--lock-file=" + lockFile, "--leader-elect-stop-timeout=1s"}, fast...), "--", job)
 	}
 	a := start(t, dir, "a", args("a")...)
-	eventually(t, "a's job to write", 30*time.Second, func() bool { term, id := lastTerm(t, sink); return term == 1 && id == "a" })
+	poll.Until(t, "a's job to write", 30*time.Second, func() bool { term, id := lastTerm(t, sink); return term == 1 && id == "a" })
 	start(t, dir, "b", args("b")...)
-	eventually(t, "b to campaign", 30*time.Second, func() bool {
+	poll.Until(t, "b to campaign", 30*time.Second, func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "b.log"))
 		return strings.Contains(string(b), "Campaigning")
 	})
 	pids := termPIDs(t, dir, 1)
 	defer a.cmd.Process.Signal(syscall.SIGCONT)
 	pauseOutsideFlock(t, a, lockFile+".lock")
-	eventually(t, "b's job to write", 30*time.Second, func() bool {
+	poll.Until(t, "b's job to write", 30*time.Second, func() bool {
 		term, _ := lastTerm(t, sink)
 		if term == 2 && anyAlive(pids) {
 			t.Fatalf("term 2 started while the paused leader's job %v lived", pids)
@@ -294,7 +295,7 @@ func pauseOutsideFlock(t *testing.T, p *proc, flockFile string) {
 	defer f.Close()
 	for attempt := 0; ; attempt++ {
 		p.signal(t, syscall.SIGSTOP)
-		eventually(t, p.name+" to stop", 10*time.Second, func() bool { return procState(p.cmd.Process.Pid) == 'T' })
+		poll.Until(t, p.name+" to stop", 10*time.Second, func() bool { return procState(p.cmd.Process.Pid) == 'T' })
 		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
 			_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 			return
@@ -316,7 +317,7 @@ func TestRunRecampaignsAfterLosingTheLease(t *testing.T) {
 	sink := filepath.Join(dir, "sink")
 	lockFile := filepath.Join(dir, "leader.json")
 	a := start(t, dir, "a", append(append([]string{"run", "--id=a", "--lock-file=" + lockFile, "--recampaign", "--leader-elect-stop-timeout=1s"}, fast...), "--", job)...)
-	eventually(t, "term 1's job to write", 30*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 1 })
+	poll.Until(t, "term 1's job to write", 30*time.Second, func() bool { term, _ := lastTerm(t, sink); return term == 1 })
 	f, err := os.Open(lockFile + ".lock")
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +326,7 @@ func TestRunRecampaignsAfterLosingTheLease(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "term 1's job to be stopped", 30*time.Second, func() bool {
+	poll.Until(t, "term 1's job to be stopped", 30*time.Second, func() bool {
 		for _, l := range readSink(t, sink) {
 			if l.term == 1 && l.what == "stopped" {
 				return true
@@ -334,7 +335,7 @@ func TestRunRecampaignsAfterLosingTheLease(t *testing.T) {
 		return false
 	})
 	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	eventually(t, "term 2's job to write", 30*time.Second, func() bool { term, id := lastTerm(t, sink); return term == 2 && id == "a" })
+	poll.Until(t, "term 2's job to write", 30*time.Second, func() bool { term, id := lastTerm(t, sink); return term == 2 && id == "a" })
 	if a.exited() {
 		t.Fatalf("a exited %d; with --recampaign it stays a candidate", a.code)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/b3df926d/leaderelection/healthz"
+	"github.com/b3df926d/leaderelection/internal/poll"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 )
 
@@ -39,9 +40,9 @@ func TestServeLeaderFollowsLeadership(t *testing.T) {
 		return start(t, dir, id, append([]string{"serve", "--id=" + id, "--lock-file=" + lockFile, "--health-bind-address=127.0.0.1", "--port=" + strconv.Itoa(ports[id])}, fast...)...)
 	}
 	procs := map[string]*proc{"a": serve("a")}
-	eventually(t, "a to lead", 30*time.Second, func() bool { code, _, _ := leader(ports["a"]); return code == http.StatusOK })
+	poll.Until(t, "a to lead", 30*time.Second, func() bool { code, _, _ := leader(ports["a"]); return code == http.StatusOK })
 	procs["b"] = serve("b")
-	eventually(t, "b to answer 503 naming a", 30*time.Second, func() bool {
+	poll.Until(t, "b to answer 503 naming a", 30*time.Second, func() bool {
 		code, body, _ := leader(ports["b"])
 		return code == http.StatusServiceUnavailable && body.Leader == "a" && body.Identity == "b" && !body.Leading && body.Term == 1
 	})
@@ -53,12 +54,12 @@ func TestServeLeaderFollowsLeadership(t *testing.T) {
 	if code := procs["a"].wait(t, 30*time.Second); code != 0 {
 		t.Fatalf("a exited %d after SIGTERM", code)
 	}
-	eventually(t, "b to lead in term 2", 30*time.Second, func() bool {
+	poll.Until(t, "b to lead in term 2", 30*time.Second, func() bool {
 		code, body, _ := leader(ports["b"])
 		return code == http.StatusOK && body.Leading && body.Leader == "b" && body.Term == 2
 	})
 	procs["a"] = serve("a")
-	eventually(t, "a, back, to answer 503 naming b", 30*time.Second, func() bool {
+	poll.Until(t, "a, back, to answer 503 naming b", 30*time.Second, func() bool {
 		code, body, _ := leader(ports["a"])
 		return code == http.StatusServiceUnavailable && body.Leader == "b" && body.Term == 2
 	})

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	filelock "github.com/b3df926d/leaderelection/backend/file"
+	"github.com/b3df926d/leaderelection/internal/poll"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -79,7 +80,7 @@ func TestStatusOnEachBackend(t *testing.T) {
 			dir := t.TempDir()
 			p := start(t, dir, "a", append(append([]string{"serve", "--id=a", "--health-bind-address=127.0.0.1", "--port=" + strconv.Itoa(testserver.FreePort(t))}, b.timing...), args...)...)
 			lease := strings.TrimPrefix(b.timing[0], "--leader-elect-lease-duration=")
-			eventually(t, "status to show a holding the lock", 60*time.Second, func() bool {
+			poll.Until(t, "status to show a holding the lock", 60*time.Second, func() bool {
 				code, st := readStatus(t, args...)
 				return code == exitOK && st.Held && st.Holder == "a" && st.Term == 1 && !st.Expired && st.LeaseDuration == lease && !st.RenewTime.IsZero()
 			})

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/b3df926d/leaderelection/internal/poll"
 )
 
 // TestRunWaitGivesUpWhileAnotherCopyHoldsTheLock: with --wait, a copy that
@@ -16,7 +18,7 @@ func TestRunWaitGivesUpWhileAnotherCopyHoldsTheLock(t *testing.T) {
 	lockFile := filepath.Join(dir, "leader.json")
 	holder := start(t, dir, "holder", append(append([]string{"run", "--id=holder", "--lock-file=" + lockFile, "--shell"}, fast...),
 		"--", `touch "$TEST_DIR/holder.ran"; exec sleep 600`)...)
-	eventually(t, "the holder's job to start", 30*time.Second, func() bool {
+	poll.Until(t, "the holder's job to start", 30*time.Second, func() bool {
 		_, err := os.Stat(filepath.Join(dir, "holder.ran"))
 		return err == nil
 	})

@@ -1,11 +1,14 @@
 package testserver
 
 import (
+	"context"
 	"io"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/b3df926d/leaderelection/internal/hold"
 )
 
 // Proxy forwards TCP connections from a 127.0.0.1 port to a server, and can
@@ -15,13 +18,15 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu     sync.Mutex
-	delay  time.Duration
-	gate   chan struct{} // non-nil: data is held until it is closed
-	conns  map[net.Conn]struct{}
-	total  int // connections accepted
-	closed bool
-	wg     sync.WaitGroup
+	gate   hold.Gate          // held: data waits
+	closed context.Context    // ends at Close, releasing held data
+	stop   context.CancelFunc // ends closed
+
+	mu    sync.Mutex
+	delay time.Duration
+	conns map[net.Conn]struct{}
+	total int // connections accepted
+	wg    sync.WaitGroup
 }
 
 // StartProxy starts a proxy to target (host:port), stopped when t ends.
@@ -32,6 +37,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 		t.Fatalf("proxy listen: %v", err)
 	}
 	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.closed, p.stop = context.WithCancel(context.Background())
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.Close)
@@ -53,23 +59,7 @@ func (p *Proxy) SetDelay(d time.Duration) {
 // Stall holds all data, in both directions and on new connections too, until
 // the returned function is called. Connections stay open, as with a server
 // that hangs rather than refuses.
-func (p *Proxy) Stall() (resume func()) {
-	p.mu.Lock()
-	gate := make(chan struct{})
-	p.gate = gate
-	p.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			p.mu.Lock()
-			if p.gate == gate {
-				p.gate = nil
-			}
-			p.mu.Unlock()
-			close(gate)
-		})
-	}
-}
+func (p *Proxy) Stall() (resume func()) { return p.gate.Hold() }
 
 // CutConnections closes every open connection (new ones are still
 // accepted), as a network blip or a server restart would.
@@ -92,20 +82,15 @@ func (p *Proxy) Connections() int {
 // Close stops accepting, closes every connection and waits for the copiers.
 func (p *Proxy) Close() {
 	p.mu.Lock()
-	if p.closed {
+	if p.closed.Err() != nil {
 		p.mu.Unlock()
 		return
 	}
-	p.closed = true
-	gate := p.gate
-	p.gate = nil
+	p.stop()
 	for c := range p.conns {
 		c.Close()
 	}
 	p.mu.Unlock()
-	if gate != nil {
-		close(gate)
-	}
 	p.ln.Close()
 	p.wg.Wait()
 }
@@ -113,7 +98,7 @@ func (p *Proxy) Close() {
 func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if p.closed.Err() != nil {
 		c.Close()
 		return false
 	}
@@ -170,14 +155,8 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	go func() {
 		defer close(writerDone)
 		for c := range queue {
-			p.mu.Lock()
-			gate, closed := p.gate, p.closed
-			p.mu.Unlock()
-			if closed {
+			if p.closed.Err() != nil || p.gate.Wait(p.closed) != nil { // held until resumed or closed
 				return
-			}
-			if gate != nil {
-				<-gate
 			}
 			if d := time.Until(c.due); d > 0 {
 				time.Sleep(d) // simulated network latency, not synchronisation

@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/b3df926d/leaderelection/internal/poll"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -41,7 +43,9 @@ type Harness interface {
 
 // Blocker is implemented by harnesses that can make the store stop answering
 // (for example by pausing a proxy in front of the server, or holding the
-// store's own lock), so that the suite can check timeouts are honoured.
+// store's own lock), so that the suite can check timeouts are honoured. For
+// a lock with lock.WatchState, the store must also drop the watch's
+// connection, as a store that stopped answering does in time.
 type Blocker interface {
 	// Block makes calls on the record called name hang until unblock is
 	// called.
@@ -55,6 +59,17 @@ type Blocker interface {
 type Deleter interface {
 	// Delete removes the record called name from the store.
 	Delete(t *testing.T, name string)
+}
+
+// Cutter is implemented by harnesses that can cut one handle off from the
+// store while the others still reach it (each lock reaching the server
+// through a proxy or a network link of its own), for the elector scenarios
+// of lock/electiontest.
+type Cutter interface {
+	// CutOff makes every call of l, a lock NewLock returned, hang until
+	// resume is called (or fail, once the call's context ends), as a
+	// network partition would.
+	CutOff(t *testing.T, l lock.Interface) (resume func())
 }
 
 // Options tune the suite for a backend.
@@ -89,7 +104,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// RunConformanceTests runs the whole suite against h.
+// RunConformanceTests runs the whole suite against h. Tests of a
+// capability the harness lacks (Blocker, Deleter) or the lock lacks
+// (lock.Watcher, lock.WatchState, lock.Aged, lock.ReadinessChecker, the
+// proof of lock.ErrNeverWritten) are skipped.
 func RunConformanceTests(t *testing.T, h Harness, opts Options) {
 	t.Helper()
 	s := &suite{h: h, o: opts.withDefaults()}
@@ -108,6 +126,9 @@ func RunConformanceTests(t *testing.T, h Harness, opts Options) {
 	t.Run("ReleaseThenReacquire", s.testReleaseThenReacquire)
 	t.Run("DeletedRecordIsNotFoundAndNeverRecreatedByUpdate", s.testDeletedRecord)
 	t.Run("NeverWrittenHoldsUntilCreate", s.testNeverWrittenHoldsUntilCreate)
+	t.Run("AgedNeverOverstatesAnAge", s.testAgedNeverOverstatesAnAge)
+	t.Run("WatchStateFollowsTheStore", s.testWatchStateFollowsTheStore)
+	t.Run("ReadinessCheckerNamesItselfAndGetsReady", s.testReadinessChecker)
 }
 
 type suite struct {
@@ -792,5 +813,137 @@ func UpdateThenDeleteIsNotNew(t *testing.T, h Harness, d Deleter, name string) {
 	d.Delete(t, name)
 	if _, _, err := h.NewLock(t, name, "fresh").Get(ctx); !lock.IsNotFound(err) || errors.Is(err, lock.ErrNeverWritten) {
 		t.Fatalf("Get after the record was updated and deleted = %v, want a plain not-found (a deletion, not a new lock)", err)
+	}
+}
+
+// testAgedNeverOverstatesAnAge checks lock.Aged against writes whose
+// start the test knows: the elector dates a record back by its age, so an
+// age longer than the time since the write began would let a candidate
+// take a lease that is still held. Each write has a term of its own, so
+// that a cached (stale) read is checked against its own write's start.
+func (s *suite) testAgedNeverOverstatesAnAge(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
+	if _, ok := b.(lock.Aged); !ok {
+		t.Skip("lock does not implement lock.Aged")
+	}
+	began := map[int]time.Time{} // term → when its write began
+	write := func(l lock.Interface, term int, create bool) {
+		t.Helper()
+		began[term] = time.Now()
+		var err error
+		if create {
+			err = l.Create(ctx, NewRecord(l.Identity(), term))
+		} else {
+			err = l.Update(ctx, NewRecord(l.Identity(), term))
+		}
+		if err != nil {
+			t.Fatalf("%s: writing term %d: %v", l.Identity(), term, err)
+		}
+	}
+	known := 0
+	read := func(l lock.Interface, what string) {
+		t.Helper()
+		rec, raw, err := l.Get(ctx)
+		if err != nil {
+			t.Fatalf("%s: Get: %v", l.Identity(), err)
+		}
+		age, ok := l.(lock.Aged).Age(raw)
+		since := time.Since(began[rec.LeaderTransitions])
+		if !ok {
+			return
+		}
+		known++
+		if age < 0 || age > since {
+			t.Errorf("%s: %s: Age = %v, but the write of term %d began %v ago: a candidate would take a held lease early", l.Identity(), what, age, rec.LeaderTransitions, since)
+		}
+	}
+	write(a, 1, true)
+	read(b, "another's new record")
+	read(a, "its own new record")
+	for term := 2; term <= 4; term++ {
+		write(a, term, false)
+		read(b, fmt.Sprintf("another's renewal %d", term))
+	}
+	// The same record read later: older now, and no older than its write.
+	time.Sleep(100 * time.Millisecond) // letting the record age, not synchronising
+	read(b, "another's renewal, read again later")
+	// b takes over from a read of a's last renewal (a caching lock may
+	// serve an older one for StaleReads).
+	if !poll.Within(s.o.StaleReads+s.o.Wait, func() bool { return mustGet(t, ctx, b).LeaderTransitions == 4 }) {
+		t.Fatalf("b does not read a's renewal of term 4 within %v", s.o.StaleReads+s.o.Wait)
+	}
+	write(b, 5, false)
+	read(b, "its own take-over")
+	read(a, "the record that replaced its own")
+	t.Logf("%d of 9 reads reported an age", known)
+}
+
+// testWatchStateFollowsTheStore checks lock.WatchState: no watch before
+// anyone subscribed; a watch once subscribed; and, where the harness can
+// stop the store, the watch reported down (with a signal, so receivers
+// learn to poll) and back, signalling writes again.
+func (s *suite) testWatchStateFollowsTheStore(t *testing.T) {
+	ctx := s.ctx(t)
+	name := Name(t)
+	l := s.h.NewLock(t, name, "a")
+	ws, ok := l.(lock.WatchState)
+	if !ok {
+		t.Skip("lock does not implement lock.WatchState")
+	}
+	if ws.Watching() {
+		t.Error("Watching before anyone subscribed to Changes")
+	}
+	if err := l.Create(ctx, NewRecord("a", 1)); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	changes := ws.Changes(ctx)
+	poll.Until(t, "the watch to be established", s.o.Wait, ws.Watching)
+	blocker, ok := s.h.(Blocker)
+	if !ok {
+		return
+	}
+	drain(changes)
+	unblock := blocker.Block(t, name)
+	defer unblock()
+	poll.Until(t, "Watching to report the watch down while the store does not answer", s.o.Wait, func() bool { return !ws.Watching() })
+	if !waitSignal(changes, s.o.Wait) {
+		t.Fatalf("no signal within %v of the watch going down: a receiver would not learn to poll", s.o.Wait)
+	}
+	unblock()
+	poll.Until(t, "the watch to come back", s.o.Wait, ws.Watching)
+	// Back, it signals a write again.
+	drain(changes)
+	b := s.h.NewLock(t, name, "b")
+	rec := mustGet(t, ctx, b)
+	rec.RenewTime = metav1.NewTime(rec.RenewTime.Add(time.Second))
+	if err := b.Update(ctx, *rec); err != nil {
+		t.Fatalf("Update once the store answers again: %v", err)
+	}
+	if !waitSignal(changes, s.o.Wait) {
+		t.Fatalf("no change signal within %v of another writer's update, with Watching reporting the watch back", s.o.Wait)
+	}
+}
+
+// testReadinessChecker checks lock.ReadinessChecker: a name fit for the
+// path /readyz/<name>, the same on every handle, and a handle NewLock
+// returned on a working store that becomes ready.
+func (s *suite) testReadinessChecker(t *testing.T) {
+	name := Name(t)
+	a := s.h.NewLock(t, name, "a")
+	rc, ok := a.(lock.ReadinessChecker)
+	if !ok {
+		t.Skip("lock does not implement lock.ReadinessChecker")
+	}
+	check := rc.ReadinessName()
+	if check == "" || strings.Trim(check, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != "" {
+		t.Errorf("ReadinessName() = %q, want a name of lower-case letters, digits, '-', '_' or '.' for /readyz/<name>", check)
+	}
+	if other := s.h.NewLock(t, name, "b").(lock.ReadinessChecker).ReadinessName(); other != check {
+		t.Errorf("ReadinessName() differs between handles: %q and %q", check, other)
+	}
+	if !poll.Within(s.o.Wait, func() bool { return rc.Ready() == nil }) {
+		t.Fatalf("a handle on a working store is not ready after %v: %v", s.o.Wait, rc.Ready())
 	}
 }

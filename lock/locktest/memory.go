@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/b3df926d/leaderelection/internal/hold"
 	"github.com/b3df926d/leaderelection/internal/notify"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -24,8 +25,8 @@ type MemoryStore struct {
 	raw     []byte // nil: no record
 	version uint64
 	fault   func(op string) error
-	gate    chan struct{} // non-nil: calls block until it is closed or ctx ends
-	blocked int           // calls waiting at the gate
+	gate    hold.Gate // held: calls block until it is resumed or ctx ends
+	blocked int       // calls waiting at the gate
 	// blockedOps counts them by operation ("get", "create", "update").
 	blockedOps map[string]int
 }
@@ -52,21 +53,9 @@ func (s *MemoryStore) SetFault(f func(op string) error) {
 // Block makes every later call wait until the returned function is called or
 // the call's context ends, like a store that stopped answering.
 func (s *MemoryStore) Block() (unblock func()) {
-	s.mu.Lock()
+	s.mu.Lock() // calls past the gate hold s.mu: none is left running
 	defer s.mu.Unlock()
-	gate := make(chan struct{})
-	s.gate = gate
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			if s.gate == gate {
-				s.gate = nil
-			}
-			s.mu.Unlock()
-			close(gate)
-		})
-	}
+	return s.gate.Hold()
 }
 
 // Blocked reports how many calls are waiting on a Block.
@@ -130,8 +119,7 @@ func (s *MemoryStore) enter(ctx context.Context, op string) error {
 			return fmt.Errorf("memory://%s: %s: %w", s.name, op, err)
 		}
 		s.mu.Lock()
-		gate := s.gate
-		if gate == nil {
+		if !s.gate.Held() {
 			break
 		}
 		s.blocked++
@@ -140,10 +128,7 @@ func (s *MemoryStore) enter(ctx context.Context, op string) error {
 		}
 		s.blockedOps[op]++
 		s.mu.Unlock()
-		select {
-		case <-gate:
-		case <-ctx.Done():
-		}
+		_ = s.gate.Wait(ctx) // its error is ctx's, returned above
 		s.mu.Lock()
 		s.blocked--
 		s.blockedOps[op]--
@@ -162,6 +147,7 @@ func (s *MemoryStore) enter(ctx context.Context, op string) error {
 type MemoryLock struct {
 	store    *MemoryStore
 	identity string
+	cut      hold.Gate // held: this handle's calls hang, as if cut off from the store
 
 	mu      sync.Mutex
 	version uint64 // last version seen or written; 0: none
@@ -178,7 +164,7 @@ var (
 // Get returns the stored record and remembers its version.
 func (l *MemoryLock) Get(ctx context.Context) (*lock.Record, []byte, error) {
 	s := l.store
-	if err := s.enter(ctx, "get"); err != nil {
+	if err := l.enter(ctx, "get"); err != nil {
 		return nil, nil, err
 	}
 	raw, version := append([]byte(nil), s.raw...), s.version
@@ -226,7 +212,7 @@ func (l *MemoryLock) write(ctx context.Context, op string, rec lock.Record, ok f
 		return fmt.Errorf("%s: encode record: %w", l.Describe(), err)
 	}
 	s := l.store
-	if err := s.enter(ctx, op); err != nil {
+	if err := l.enter(ctx, op); err != nil {
 		return err
 	}
 	if !ok(s) {
@@ -240,6 +226,14 @@ func (l *MemoryLock) write(ctx context.Context, op string, rec lock.Record, ok f
 	l.setVersion(version)
 	s.hub.Notify()
 	return nil
+}
+
+// enter waits out a cut-off of this handle, then enters the store.
+func (l *MemoryLock) enter(ctx context.Context, op string) error {
+	if err := l.cut.Wait(ctx); err != nil {
+		return fmt.Errorf("%s: %s: cut off: %w", l.Describe(), op, err)
+	}
+	return l.store.enter(ctx, op)
 }
 
 func (l *MemoryLock) setVersion(v uint64) {
@@ -260,8 +254,8 @@ func (l *MemoryLock) Identity() string { return l.identity }
 // Describe names the lock, as memory://name.
 func (l *MemoryLock) Describe() string { return "memory://" + l.store.name }
 
-// MemoryHarness is a Harness (and Blocker and Deleter) over in-memory
-// stores, one per record name: for the suites' own tests.
+// MemoryHarness is a Harness (and Blocker, Deleter and Cutter) over
+// in-memory stores, one per record name: for the suites' own tests.
 type MemoryHarness struct {
 	mu     sync.Mutex
 	stores map[string]*MemoryStore
@@ -296,3 +290,12 @@ func (h *MemoryHarness) Block(_ *testing.T, name string) func() { return h.Store
 
 // Delete removes the record.
 func (h *MemoryHarness) Delete(_ *testing.T, name string) { h.Store(name).Delete() }
+
+// CutOff makes the calls of l, a lock NewLock returned, hang until resumed.
+func (h *MemoryHarness) CutOff(t *testing.T, l lock.Interface) func() {
+	m, ok := l.(*MemoryLock)
+	if !ok {
+		t.Fatalf("locktest: %s is not a MemoryLock", l.Describe())
+	}
+	return m.cut.Hold()
+}

@@ -1,4 +1,4 @@
-package leadertest
+package electiontest
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ func (r *recorder) Errorf(format string, args ...any) {
 }
 
 func TestCheckCatchesOverlapAndStaleTerms(t *testing.T) {
-	clean := New()
+	clean := NewTracker()
 	clean.End(clean.Begin("a", 1))
 	clean.End(clean.Begin("b", 2))
 	r := &recorder{TB: t}
@@ -28,7 +28,7 @@ func TestCheckCatchesOverlapAndStaleTerms(t *testing.T) {
 		t.Fatalf("clean hand-over reported: %q", r.errs)
 	}
 
-	overlap := New()
+	overlap := NewTracker()
 	overlap.Begin("a", 1)
 	overlap.Begin("b", 2) // a never ended
 	r = &recorder{TB: t}
@@ -37,7 +37,7 @@ func TestCheckCatchesOverlapAndStaleTerms(t *testing.T) {
 		t.Fatalf("overlap not reported: %q", r.errs)
 	}
 
-	stale := New()
+	stale := NewTracker()
 	stale.End(stale.Begin("a", 5))
 	stale.End(stale.Begin("b", 5))
 	r = &recorder{TB: t}
@@ -48,7 +48,7 @@ func TestCheckCatchesOverlapAndStaleTerms(t *testing.T) {
 }
 
 func TestWaitForWakesOnChange(t *testing.T) {
-	tr := New()
+	tr := NewTracker()
 	go tr.Begin("a", 1)
 	ts := tr.WaitFor(t, "a to lead", 10*time.Second, func(ts []Term) bool { return len(ts) == 1 })
 	if ts[0].ID != "a" || ts[0].Term != 1 {

@@ -1,8 +1,4 @@
-// Package leadertest records the terms of electors under test, so that
-// every backend's takeover tests check the same thing the same way: two
-// candidates never lead at once, and terms (fencing tokens) strictly
-// increase.
-package leadertest
+package electiontest
 
 import (
 	"fmt"
@@ -18,10 +14,13 @@ type Term struct {
 	Start, End time.Time
 }
 
-// Tracker records who leads, and flags any moment two candidates lead at
+// Tracker records the terms of electors under test, so that every
+// backend's tests check the same thing the same way: two candidates never
+// lead at once, and terms (fencing tokens) strictly increase. It records
+// who leads, and flags any moment two candidates lead at
 // once. Leaders call Begin first thing in their function and End before
 // they return (or when their context is cancelled). The zero value is not
-// ready; use New.
+// ready; use NewTracker.
 type Tracker struct {
 	mu      sync.Mutex
 	current string
@@ -30,8 +29,8 @@ type Tracker struct {
 	changed chan struct{} // closed and replaced on every Begin/End
 }
 
-// New returns an empty tracker.
-func New() *Tracker { return &Tracker{changed: make(chan struct{})} }
+// NewTracker returns an empty tracker.
+func NewTracker() *Tracker { return &Tracker{changed: make(chan struct{})} }
 
 // Begin records that id started leading in term n, and returns the index
 // of that term for End.
