@@ -10,6 +10,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
 )
 
@@ -25,13 +26,20 @@ const causeType metav1.CauseType = "LeaderElectionGateClosed"
 // so informers and caches keep working on a standby.
 //
 // The gate wraps cfg's transport (rest.Config.Wrap), outside any wrapper
-// cfg already has, so it also applies over a custom Transport.
+// cfg already has, so it also applies over a custom Transport. A cfg that
+// went through Config already (of this gate or another: its
+// WrapTransport holds a gate, found through wrappers that expose what
+// they wrap, as client-go's do) is an error naming WrapTransport: its
+// writes would need both gates open. Gate the ungated config once.
 func (g *Gate) Config(cfg *rest.Config) (*rest.Config, error) {
 	if g == nil {
 		return nil, errors.New("gate.Config: the gate is nil")
 	}
 	if cfg == nil {
 		return nil, errors.New("gate.Config: the rest.Config is nil")
+	}
+	if cfg.WrapTransport != nil && gated(cfg.WrapTransport(probe{})) {
+		return nil, errors.New("gate.Config: rest.Config.WrapTransport already holds a write gate (the config went through Gate.Config before): writes would pass only while both gates are open; gate the ungated config, once")
 	}
 	c := rest.CopyConfig(cfg)
 	c.Wrap(func(next http.RoundTripper) http.RoundTripper { return &roundTripper{g: g, next: next} })
@@ -62,6 +70,32 @@ func IsRefused(err error) bool {
 type roundTripper struct {
 	g    *Gate
 	next http.RoundTripper
+}
+
+// WrappedRoundTripper is what the gate wraps (utilnet.RoundTripperWrapper).
+func (rt *roundTripper) WrappedRoundTripper() http.RoundTripper { return rt.next }
+
+// probe is the transport Config hands an existing WrapTransport to look
+// for a gate in what it builds; it is never sent a request.
+type probe struct{}
+
+func (probe) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("gate: the probe transport sends nothing")
+}
+
+// gated reports whether rt, or a transport it wraps, is a gate's.
+func gated(rt http.RoundTripper) bool {
+	for rt != nil {
+		if _, ok := rt.(*roundTripper); ok {
+			return true
+		}
+		w, ok := rt.(utilnet.RoundTripperWrapper)
+		if !ok {
+			return false
+		}
+		rt = w.WrappedRoundTripper()
+	}
+	return false
 }
 
 // mutating reports whether method changes state on the API server.

@@ -2,8 +2,11 @@ package gate_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,3 +150,57 @@ func TestConfigOfNilIsAnError(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// wrapper is a transport wrapper of the user's, which exposes what it
+// wraps as client-go's own wrappers do.
+type wrapper struct{ next http.RoundTripper }
+
+func (w wrapper) RoundTrip(r *http.Request) (*http.Response, error) { return w.next.RoundTrip(r) }
+func (w wrapper) WrappedRoundTripper() http.RoundTripper            { return w.next }
+
+// A config gated already (by this gate or another, under a wrapper of the
+// user's too) is refused with an error naming WrapTransport; a custom
+// Transport and a wrapper of the user's are not a conflict: the gate
+// wraps them, and a write while it is closed never reaches the Transport.
+func TestConfigRefusesAConfigGatedAlreadyAndWrapsACustomTransport(t *testing.T) {
+	var sent []string
+	base := &rest.Config{Host: "http://127.0.0.1:1", Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		sent = append(sent, r.Method)
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: io.NopCloser(strings.NewReader(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"x"}}`)), Request: r}, nil
+	})}
+	base.Wrap(func(next http.RoundTripper) http.RoundTripper { return wrapper{next} })
+	g := gate.New()
+	gcfg, err := g.Config(base)
+	if err != nil {
+		t.Fatalf("a custom Transport and WrapTransport: %v", err)
+	}
+	wrapped := rest.CopyConfig(gcfg)
+	wrapped.Wrap(func(next http.RoundTripper) http.RoundTripper { return wrapper{next} })
+	for name, c := range map[string]*rest.Config{"gated": gcfg, "gated, then wrapped": wrapped} {
+		for _, other := range []*gate.Gate{g, gate.New()} {
+			_, err := other.Config(c)
+			if err == nil || !strings.Contains(err.Error(), "WrapTransport") {
+				t.Errorf("Config of a config %s = %v, want an error naming WrapTransport", name, err)
+			}
+		}
+	}
+
+	cs := kubernetes.NewForConfigOrDie(gcfg)
+	ctx := context.Background()
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, configMap("x"), metav1.CreateOptions{}); !gate.IsRefused(err) {
+		t.Fatalf("a Create through a closed gate = %v, want a refusal", err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "x", metav1.GetOptions{}); err != nil {
+		t.Fatalf("a Get through a closed gate = %v", err)
+	}
+	lead, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g.Open(lead, 1)
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(ctx, configMap("x"), metav1.CreateOptions{}); err != nil {
+		t.Fatalf("a Create through an open gate = %v", err)
+	}
+	if want := []string{http.MethodGet, http.MethodPost}; !slices.Equal(sent, want) {
+		t.Fatalf("the custom Transport was sent %v, want %v", sent, want)
+	}
+}

@@ -19,14 +19,14 @@ import (
 	"github.com/go-logr/logr/funcr"
 
 	"github.com/b3df926d/leaderelection/backend/file"
-	"github.com/b3df926d/leaderelection/internal/leadertest"
 	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/lock/electiontest"
 	"github.com/b3df926d/leaderelection/shard"
 )
 
 // The scenarios run several replicas in this process over the file
 // backend (real files in t.TempDir()), each shard's function recording
-// its tenure in that shard's leadertest.Tracker, the fencing sink: a
+// its tenure in that shard's electiontest.Tracker, the fencing sink: a
 // shard started while another replica still works it, or under a term
 // not above the shard's previous one, fails the test.
 
@@ -52,7 +52,7 @@ type fleet struct {
 	st     store
 	opt    shard.Options
 	m      int
-	shards []*leadertest.Tracker
+	shards []*electiontest.Tracker
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced when a shard starts or stops
@@ -76,7 +76,7 @@ type replica struct {
 func newFleet(t *testing.T, st store, m int) *fleet {
 	f := &fleet{t: t, st: st, opt: fast(), m: m, changed: make(chan struct{})}
 	for range m {
-		f.shards = append(f.shards, leadertest.New())
+		f.shards = append(f.shards, electiontest.NewTracker())
 	}
 	t.Cleanup(func() {
 		f.stopAll()
@@ -445,7 +445,7 @@ func testRecordsDeletedByAnOperator(t *testing.T, st store) {
 func (f *fleet) waitEnded(id string, shards []int) {
 	f.t.Helper()
 	for _, s := range shards {
-		f.shards[s].WaitFor(f.t, fmt.Sprintf("%s's tenure of shard %d to end", id, s), within, func(ts []leadertest.Term) bool {
+		f.shards[s].WaitFor(f.t, fmt.Sprintf("%s's tenure of shard %d to end", id, s), within, func(ts []electiontest.Term) bool {
 			for _, tm := range ts {
 				if tm.ID == id && !tm.End.IsZero() {
 					return true

@@ -387,8 +387,17 @@ func (c *campaign) follower(leader string) *replica {
 
 // expectsTransition lists the faults after which a new leader (or term)
 // must come; after the others the campaign watches one LeaseDuration for
-// a transition before it moves on.
-var expectsTransition = []string{KillLeader, TermLeader, PauseLong, LatencyHigh, PartitionMinority}
+// a transition before it moves on. With Recover, a leader whose renewals
+// all missed RenewDeadline (latency-high) may lead again in its term.
+func (c *campaign) expectsTransition(kind string) bool {
+	switch kind {
+	case KillLeader, TermLeader, PauseLong, PartitionMinority:
+		return true
+	case LatencyHigh:
+		return !c.cfg.Recover
+	}
+	return false
+}
 
 func (c *campaign) inject(kind string) (err error) {
 	n, cur, _ := c.obs.current()
@@ -462,6 +471,21 @@ func (c *campaign) inject(kind string) (err error) {
 		p.SetDelay(d)
 		hold(how)
 		p.SetDelay(0)
+	case StoreOutage:
+		restore, oerr := c.store.outage(c.live())
+		if oerr != nil {
+			return oerr
+		}
+		hold(c.cfg.outage())
+		if err := restore(); err != nil {
+			return err
+		}
+		// Measured from the store's return: whoever leads next, and
+		// when (a recovering leader in its term, or a follower).
+		back := time.Now()
+		c.res.FaultsTotal++
+		c.res.Faults[kind]++
+		return c.afterOutage(n, cur, back)
 	case DropConns:
 		c.store.proxy().CutConnections()
 	case DeleteRecord:
@@ -513,19 +537,26 @@ func (c *campaign) inject(kind string) (err error) {
 	}
 
 	wait := c.cfg.LeaseDuration
-	if slices.Contains(expectsTransition, kind) {
+	if c.expectsTransition(kind) {
 		wait = settleTimeout
 	} else if kind == PartitionMajority {
 		wait = c.cfg.partitionHold()
 	}
 	tn, ok := c.obs.waitTenure(n, time.Now().Add(wait))
 	if !ok {
-		if slices.Contains(expectsTransition, kind) {
+		if c.expectsTransition(kind) {
 			return fmt.Errorf("no new leader within %v after %s of %s in term %d", wait, kind, cur.id, cur.term)
 		}
 		c.cfg.Logf("fault %d: %s; %s still leads term %d", c.res.FaultsTotal, kind, cur.id, cur.term)
 		return nil
 	}
+	c.transition(kind, cur, tn, t0)
+	return nil
+}
+
+// transition records a new tenure tn after a fault of kind that began
+// (or, for store-outage, ended) at t0, in term cur.
+func (c *campaign) transition(kind string, cur, tn tenure, t0 time.Time) {
 	c.cfg.Logf("fault %d: %s; %s (term %d) took over from %s (term %d) in %v", c.res.FaultsTotal, kind, tn.id, tn.term, cur.id, cur.term, tn.first.Sub(t0).Round(time.Millisecond))
 	c.res.Transitions++
 	c.res.TransitionsBy[kind]++
@@ -534,7 +565,28 @@ func (c *campaign) inject(kind string) (err error) {
 		c.res.TermRegressions++
 		c.res.violation("term went from %d (%s) to %d (%s) after %s", cur.term, cur.id, tn.term, tn.id, kind)
 	}
-	return nil
+}
+
+// afterOutage waits, after the store came back at back, until a replica
+// leads: the leader before the outage in its own term (recovered, with
+// Recover), or a new tenure (a transition). n is the tenures before.
+func (c *campaign) afterOutage(n int, cur tenure, back time.Time) error {
+	deadline := back.Add(settleTimeout)
+	for {
+		if tn, ok := c.obs.waitTenure(n, time.Now().Add(sampleEvery)); ok {
+			c.transition(StoreOutage, cur, tn, back)
+			return nil
+		}
+		if c.stillLeads(cur) {
+			d := time.Since(back)
+			c.cfg.Logf("fault %d: %s; %s leads term %d again, %v after the store's return", c.res.FaultsTotal, StoreOutage, cur.id, cur.term, d.Round(time.Millisecond))
+			c.res.recovered(d)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no leader within %v after the store's return (%s led term %d before the outage)", settleTimeout, cur.id, cur.term)
+		}
+	}
 }
 
 // partition cuts the voters in two: the leader with a minority

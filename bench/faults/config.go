@@ -27,6 +27,7 @@ const (
 	LatencyLow      = "latency-low"      // delay every store packet well below RenewDeadline
 	DropConns       = "drop-connections" // cut every open connection to the store
 	DeleteRecord    = "delete-record"    // delete the lock record behind the leader's back
+	StoreOutage     = "store-outage"     // the store unreachable for every replica, longer than the lease
 
 	// gossip: the replicas are the voters, and the store.
 	PartitionMinority = "partition-leader-minority" // cut the leader and a minority off from the rest, then heal
@@ -37,15 +38,18 @@ const (
 var replicaFaults = []string{KillLeader, KillFollower, TermLeader, PauseLong, PauseShort, RestartFollower}
 
 // backendFaults lists, per backend, the faults that apply to it: the file
-// backend has no server and no network.
+// backend has no server and no network. store-outage applies to every
+// backend, each in its own way (store.outage): the proxy refuses
+// connections; the file's flock is held (a hung store); every gossip
+// voter is cut off from every other (no quorum anywhere).
 var backendFaults = map[string][]string{
-	"file": append(slices.Clone(replicaFaults), DeleteRecord),
-	"k8s":  append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord),
-	"s3":   append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord),
-	"git":  append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord),
+	"file": append(slices.Clone(replicaFaults), DeleteRecord, StoreOutage),
+	"k8s":  append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord, StoreOutage),
+	"s3":   append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord, StoreOutage),
+	"git":  append(slices.Clone(replicaFaults), StoreRestart, LatencyHigh, LatencyLow, DropConns, DeleteRecord, StoreOutage),
 	// gossip has no store apart from the replicas: store faults do not
 	// apply; partitions and voter restarts without state do.
-	"gossip": append(slices.Clone(replicaFaults), PartitionMinority, PartitionMajority, RestartAmnesia),
+	"gossip": append(slices.Clone(replicaFaults), PartitionMinority, PartitionMajority, RestartAmnesia, StoreOutage),
 }
 
 func backendNames() []string {
@@ -93,6 +97,11 @@ type Config struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// WorkInterval is how often the leader writes to the fencing sink.
 	WorkInterval time.Duration
+	// Recover runs the replicas with --leader-elect-recover (its default
+	// deadline, 4 × LeaseDuration): a leader cut off from its store keeps
+	// its work loop running, its writes refused by the gate, and leads
+	// again in the same term if nobody took over.
+	Recover bool
 	// ExampleBin is the example binary (empty: built from this module).
 	ExampleBin string
 	// Logf reports progress (nil: silent).
@@ -191,6 +200,12 @@ func (c *Config) kinds() []string {
 // that the leader renews in time after it wakes.
 func (c *Config) pauseLong() time.Duration  { return c.LeaseDuration + c.RetryPeriod }
 func (c *Config) pauseShort() time.Duration { return (c.LeaseDuration - c.RenewDeadline) / 2 }
+
+// outage is how long a store-outage lasts: longer than the lease, so that
+// every follower's view of it expires, and shorter than the default
+// RecoverDeadline (4 × LeaseDuration) after the last good renewal, so
+// that a recovering leader may still lead again in its term.
+func (c *Config) outage() time.Duration { return 2 * c.LeaseDuration }
 
 // latencies per forwarded chunk: above RenewDeadline every request misses
 // it; below, a store round trip of a few chunks still fits well inside it.

@@ -73,6 +73,19 @@ func (s *gossipStore) deleteRecord() error {
 }
 func (s *gossipStore) requests() int64 { return -1 }
 
+// outage cuts every voter off from every other: no quorum anywhere, so
+// no record can be read or written, until restore heals.
+func (s *gossipStore) outage(running []*replica) (func() error, error) {
+	var groups [][]string
+	for _, id := range s.ids {
+		groups = append(groups, []string{id})
+	}
+	if err := s.partition(groups, running); err != nil {
+		return nil, err
+	}
+	return func() error { return s.partition(nil, running) }, nil
+}
+
 // write publishes a new plan: groups partition the replicas (none: heal).
 func (s *gossipStore) write(groups [][]string) error {
 	s.gen++

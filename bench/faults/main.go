@@ -55,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 	fs.DurationVar(&cfg.RenewDeadline, "renew-deadline", def.RenewDeadline, "The replicas' --leader-elect-renew-deadline.")
 	fs.DurationVar(&cfg.RetryPeriod, "retry-period", def.RetryPeriod, "The replicas' --leader-elect-retry-period.")
 	fs.DurationVar(&cfg.WorkInterval, "work-interval", def.WorkInterval, "How often the leader writes to the fencing sink.")
+	fs.BoolVar(&cfg.Recover, "recover", false, "Run the replicas with --leader-elect-recover: a leader cut off from its store keeps working behind its closed write gate and leads again in the same term if nobody took over.")
 	fs.StringVar(&cfg.ExampleBin, "example", "", "A prebuilt example binary (default: go build of this module's example).")
 	if err := fs.Parse(args); err != nil {
 		return 2, err

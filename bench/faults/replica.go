@@ -46,6 +46,9 @@ func (c *campaign) startReplica(slot int) (*replica, error) {
 		"--leader-elect-renew-deadline=" + c.cfg.RenewDeadline.String(),
 		"--leader-elect-retry-period=" + c.cfg.RetryPeriod.String(),
 	}, c.store.args()...)
+	if c.cfg.Recover {
+		args = append(args, "--leader-elect-recover")
+	}
 	if pr, ok := c.store.(perReplica); ok {
 		args = append(args, pr.replicaArgs(slot)...)
 	}

@@ -17,6 +17,7 @@ type Result struct {
 	LeaseDuration string `json:"leaseDuration"`
 	RenewDeadline string `json:"renewDeadline"`
 	RetryPeriod   string `json:"retryPeriod"`
+	Recover       bool   `json:"recover"`
 	Started       string `json:"started"`
 	Elapsed       string `json:"elapsed"`
 
@@ -26,8 +27,13 @@ type Result struct {
 	TransitionsBy map[string]int `json:"transitionsByFault"`
 	// Takeover is, per fault kind, the time from the fault's start to the
 	// first /status of a new leader, for faults that changed the leader.
-	Takeover     map[string]Percentiles `json:"takeoverMs"`
-	LongestGapMS int64                  `json:"longestLeaderlessGapMs"`
+	// For store-outage, from the store's return.
+	Takeover map[string]Percentiles `json:"takeoverMs"`
+	// Recovered is, for store-outage, the time from the store's return
+	// until the leader before the outage led again in its term (Recover),
+	// for the outages after which it did.
+	Recovered    Percentiles `json:"recoveredInTheSameTermMs"`
+	LongestGapMS int64       `json:"longestLeaderlessGapMs"`
 
 	// Must be 0.
 	TermsHeldTwice   int `json:"termsHeldByTwoIdentities"`
@@ -50,7 +56,8 @@ type Result struct {
 	Problems   []string `json:"problems,omitempty"`
 	Dir        string   `json:"dir"`
 
-	takeovers map[string][]time.Duration
+	takeovers  map[string][]time.Duration
+	recoveries []time.Duration
 }
 
 // Percentiles of a takeover time, in milliseconds.
@@ -65,6 +72,7 @@ func newResult(cfg Config) *Result {
 	return &Result{
 		Backend: cfg.Backend, Seed: cfg.Seed, Replicas: cfg.Replicas,
 		LeaseDuration: cfg.LeaseDuration.String(), RenewDeadline: cfg.RenewDeadline.String(), RetryPeriod: cfg.RetryPeriod.String(),
+		Recover: cfg.Recover,
 		Started: time.Now().UTC().Format(time.RFC3339),
 		Faults:  map[string]int{}, TransitionsBy: map[string]int{}, Takeover: map[string]Percentiles{},
 		takeovers: map[string][]time.Duration{},
@@ -83,13 +91,24 @@ func (r *Result) violation(format string, args ...any) {
 func (r *Result) takeover(kind string, d time.Duration) {
 	ds := append(r.takeovers[kind], d)
 	r.takeovers[kind] = ds
+	r.Takeover[kind] = percentiles(ds)
+}
+
+// recovered records a leader that led again in its term, d after the
+// store's return.
+func (r *Result) recovered(d time.Duration) {
+	r.recoveries = append(r.recoveries, d)
+	r.Recovered = percentiles(r.recoveries)
+}
+
+func percentiles(ds []time.Duration) Percentiles {
 	sorted := slices.Clone(ds)
 	slices.Sort(sorted)
 	at := func(q float64) int64 {
 		i := int(q*float64(len(sorted))+0.5) - 1
 		return sorted[min(max(i, 0), len(sorted)-1)].Milliseconds()
 	}
-	r.Takeover[kind] = Percentiles{N: len(sorted), P50: at(0.5), P99: at(0.99), Max: sorted[len(sorted)-1].Milliseconds()}
+	return Percentiles{N: len(sorted), P50: at(0.5), P99: at(0.99), Max: sorted[len(sorted)-1].Milliseconds()}
 }
 
 // Safe reports whether no safety violation was seen.
@@ -100,8 +119,12 @@ func (r *Result) Safe() bool {
 // Markdown writes the result as a table.
 func (r *Result) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "### %s\n\n", r.Backend)
-	fmt.Fprintf(w, "%d replicas, seed %d, LeaseDuration %s, RenewDeadline %s, RetryPeriod %s; started %s, ran %s.\n\n",
-		r.Replicas, r.Seed, r.LeaseDuration, r.RenewDeadline, r.RetryPeriod, r.Started, r.Elapsed)
+	recover := ""
+	if r.Recover {
+		recover = ", --leader-elect-recover"
+	}
+	fmt.Fprintf(w, "%d replicas, seed %d, LeaseDuration %s, RenewDeadline %s, RetryPeriod %s%s; started %s, ran %s.\n\n",
+		r.Replicas, r.Seed, r.LeaseDuration, r.RenewDeadline, r.RetryPeriod, recover, r.Started, r.Elapsed)
 	fmt.Fprintf(w, "| fault | injected | transitions | takeover p50 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n")
 	kinds := make([]string, 0, len(r.Faults))
 	for k := range r.Faults {
@@ -115,6 +138,9 @@ func (r *Result) Markdown(w io.Writer) {
 			continue
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %d ms | %d ms | %d ms |\n", k, r.Faults[k], r.TransitionsBy[k], p.P50, p.P99, p.Max)
+	}
+	if p := r.Recovered; p.N > 0 {
+		fmt.Fprintf(w, "| %s: the leader led again in its term, from the store's return | %d | – | %d ms | %d ms | %d ms |\n", StoreOutage, p.N, p.P50, p.P99, p.Max)
 	}
 	fmt.Fprintf(w, "| **all** | %d | %d | | | |\n\n", r.FaultsTotal, r.Transitions)
 	reqs := "n/a (local file)"

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,9 @@ type store interface {
 	restart() error
 	// deleteRecord deletes the lock record.
 	deleteRecord() error
+	// outage makes the store unreachable for every replica (running: the
+	// replicas now) until restore is called.
+	outage(running []*replica) (restore func() error, err error)
 	// requests is the number of requests the store has served so far, or
 	// -1 if not measured.
 	requests() int64
@@ -63,6 +67,24 @@ func (s *fileStore) env() []string            { return nil }
 func (s *fileStore) proxy() *testserver.Proxy { return nil }
 func (s *fileStore) restart() error           { return errors.New("the file backend has no server") }
 func (s *fileStore) requests() int64          { return -1 }
+
+// outage holds the lock file's flock, as another process stuck in a
+// write would: every replica's lock operation waits on it, a hung store.
+func (s *fileStore) outage([]*replica) (func() error, error) {
+	f, err := os.OpenFile(s.path+".lock", os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("holding %s.lock: %w", s.path, err)
+	}
+	return f.Close, nil // closing the file releases the flock
+}
+
+// refuse is the outage of a store behind the proxy: connections refused.
+func refuse(p *testserver.Proxy) (func() error, error) { return p.Refuse(), nil }
+
 func (s *fileStore) deleteRecord() error {
 	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -98,8 +120,9 @@ func (s *kubeStore) args() []string {
 	return []string{"--backend=k8s", "--kubeconfig=" + s.kubeconfig,
 		"--leader-elect-resource-name=" + lockName, "--leader-elect-resource-namespace=default"}
 }
-func (s *kubeStore) env() []string            { return nil }
-func (s *kubeStore) proxy() *testserver.Proxy { return s.p }
+func (s *kubeStore) env() []string                           { return nil }
+func (s *kubeStore) proxy() *testserver.Proxy                { return s.p }
+func (s *kubeStore) outage([]*replica) (func() error, error) { return refuse(s.p) }
 
 // restart restarts kube-apiserver and etcd in turn.
 func (s *kubeStore) restart() error {
@@ -167,7 +190,8 @@ func (s *s3Store) env() []string {
 	return []string{"AWS_ACCESS_KEY_ID=" + s.s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.s3.SecretKey,
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
 }
-func (s *s3Store) proxy() *testserver.Proxy { return s.p }
+func (s *s3Store) proxy() *testserver.Proxy                { return s.p }
+func (s *s3Store) outage([]*replica) (func() error, error) { return refuse(s.p) }
 func (s *s3Store) restart() error {
 	s.s3.Restart(s.tb)
 	return nil
@@ -200,8 +224,9 @@ func newGitStore(tb testing.TB) (*gitStore, error) {
 func (s *gitStore) args() []string {
 	return []string{"--backend=git", "--git-url=git://" + s.p.Addr() + "/" + s.repo.Name, "--git-branch=" + gitBranch}
 }
-func (s *gitStore) env() []string            { return nil }
-func (s *gitStore) proxy() *testserver.Proxy { return s.p }
+func (s *gitStore) env() []string                           { return nil }
+func (s *gitStore) proxy() *testserver.Proxy                { return s.p }
+func (s *gitStore) outage([]*replica) (func() error, error) { return refuse(s.p) }
 func (s *gitStore) restart() error {
 	s.repo.RestartDaemon(s.tb)
 	return nil

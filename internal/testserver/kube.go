@@ -435,7 +435,13 @@ func (k *Kube) StartAPIServer(t testing.TB) {
 // LeaseRequests returns how many requests on Leases the apiserver has
 // served since it started (its apiserver_request_total metric), to measure
 // what an election costs the store.
-func (k *Kube) LeaseRequests() (int64, error) {
+func (k *Kube) LeaseRequests() (int64, error) { return k.Requests("leases", "") }
+
+// Requests returns how many requests on resource (a plural, "configmaps")
+// the apiserver has served since it started, of verb as its metrics name
+// it ("LIST", "WATCH", "POST", ...; "" for every verb), from its
+// apiserver_request_total metric. The apiserver's own clients count too.
+func (k *Kube) Requests(resource, verb string) (int64, error) {
 	cfg := k.Config()
 	tr, err := rest.TransportFor(cfg)
 	if err != nil {
@@ -460,7 +466,8 @@ func (k *Kube) LeaseRequests() (int64, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="leases"`) {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="`+resource+`"`) ||
+			(verb != "" && !strings.Contains(line, `verb="`+verb+`"`)) {
 			continue
 		}
 		f := strings.Fields(line)

@@ -2,6 +2,7 @@ package testserver
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -12,10 +13,11 @@ import (
 )
 
 // Proxy forwards TCP connections from a 127.0.0.1 port to a server, and can
-// stall or delay them to simulate a store that stops answering or a slow
-// network. Tests point clients at Addr instead of the server.
+// stall, delay or refuse them to simulate a store that stops answering, a
+// slow network or a server that is down. Tests point clients at Addr
+// instead of the server.
 type Proxy struct {
-	ln     net.Listener
+	addr   string
 	target string
 
 	gate   hold.Gate          // held: data waits
@@ -23,6 +25,7 @@ type Proxy struct {
 	stop   context.CancelFunc // ends closed
 
 	mu    sync.Mutex
+	ln    net.Listener // nil while refusing
 	delay time.Duration
 	conns map[net.Conn]struct{}
 	total int // connections accepted
@@ -36,16 +39,68 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatalf("proxy listen: %v", err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, addr: ln.Addr().String(), target: target, conns: map[net.Conn]struct{}{}}
 	p.closed, p.stop = context.WithCancel(context.Background())
 	p.wg.Add(1)
-	go p.accept()
+	go p.accept(ln)
 	t.Cleanup(p.Close)
 	return p
 }
 
 // Addr is the proxy's host:port.
-func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+func (p *Proxy) Addr() string { return p.addr }
+
+// Refuse stops listening and closes every open connection, until the
+// returned function listens on the same port again (and returns its
+// error, should the port have been taken meanwhile): clients get
+// "connection refused", as from a server that is down, not a reset after
+// connecting (which client-go's reflector treats differently: it resumes
+// a watch after a refusal, and lists again after other errors).
+func (p *Proxy) Refuse() (restore func() error) {
+	p.mu.Lock()
+	ln := p.ln
+	p.ln = nil
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() { err = p.listenAgain() })
+		return err
+	}
+}
+
+// listenAgain listens on Addr again after Refuse.
+func (p *Proxy) listenAgain() error {
+	var ln net.Listener
+	var err error
+	// Another socket may hold the port for a moment (an outgoing
+	// connection given it as its local port): try for a few seconds.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if ln, err = net.Listen("tcp", p.addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // retrying a bind, not synchronisation
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: listening on %s again: %w", p.addr, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed.Err() != nil {
+		ln.Close()
+		return nil
+	}
+	p.ln = ln
+	p.wg.Add(1)
+	go p.accept(ln)
+	return nil
+}
 
 // SetDelay adds latency d to every chunk of data, in both directions: each
 // is forwarded d after it arrived, in order, so a round trip costs 2d
@@ -87,18 +142,24 @@ func (p *Proxy) Close() {
 		return
 	}
 	p.stop()
+	ln := p.ln
+	p.ln = nil
 	for c := range p.conns {
 		c.Close()
 	}
 	p.mu.Unlock()
-	p.ln.Close()
+	if ln != nil {
+		ln.Close()
+	}
 	p.wg.Wait()
 }
 
-func (p *Proxy) track(c net.Conn) bool {
+// track records c, accepted on ln (or dialled for it), unless the proxy
+// closed or stopped listening on ln meanwhile.
+func (p *Proxy) track(c net.Conn, ln net.Listener) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed.Err() != nil {
+	if p.closed.Err() != nil || p.ln != ln {
 		c.Close()
 		return false
 	}
@@ -106,10 +167,10 @@ func (p *Proxy) track(c net.Conn) bool {
 	return true
 }
 
-func (p *Proxy) accept() {
+func (p *Proxy) accept(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		in, err := p.ln.Accept()
+		in, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -121,7 +182,7 @@ func (p *Proxy) accept() {
 			in.Close()
 			continue
 		}
-		if !p.track(in) || !p.track(out) {
+		if !p.track(in, ln) || !p.track(out, ln) {
 			in.Close()
 			out.Close()
 			continue

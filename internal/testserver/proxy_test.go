@@ -2,8 +2,10 @@ package testserver
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -84,5 +86,41 @@ func TestProxyCutConnectionsClosesThem(t *testing.T) {
 		t.Fatal("read after CutConnections succeeded")
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("connection still open 10s after CutConnections")
+	}
+}
+
+// Refuse is a server that is down: open connections close, new ones are
+// refused (ECONNREFUSED, not a reset), and after restore the same address
+// forwards again.
+func TestProxyRefuseRefusesUntilRestored(t *testing.T) {
+	p := StartProxy(t, echo(t))
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	restore := p.Refuse()
+	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+		t.Fatal("an open connection still answers while the proxy refuses")
+	}
+	if c2, err := net.Dial("tcp", p.Addr()); !errors.Is(err, syscall.ECONNREFUSED) {
+		if c2 != nil {
+			c2.Close()
+		}
+		t.Fatalf("dial while refusing: %v, want ECONNREFUSED", err)
+	}
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	c3, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatalf("dial after restore: %v", err)
+	}
+	defer c3.Close()
+	if _, err := c3.Write([]byte("y\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(c3).ReadString('\n'); err != nil || line != "y\n" {
+		t.Fatalf("echo after restore = %q, %v", line, err)
 	}
 }
