@@ -112,7 +112,8 @@ type Config struct {
 	Logger *klog.Logger
 	// Clock is for tests (default: the real clock).
 	Clock clock.WithDelayedExecution
-	// Metrics, if set, observes every renewal attempt.
+	// Metrics, if set, observes every renewal attempt. Run sets it to its
+	// health server's (healthz.NewRenewMetrics).
 	Metrics Metrics
 }
 
@@ -145,56 +146,197 @@ type Metrics interface {
 	ObserveRenew(name string, took time.Duration, err error)
 }
 
-// Validate checks c with client-go's rules and reports every problem, each
-// naming its field.
+// Validate checks c with client-go's rules, this module's own and those of
+// the lock's store (lock.DurationRules; a Lease's for client-go's
+// LeaseLock), and reports every problem, each naming its field.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.LeaseDuration <= c.RenewDeadline {
-		errs = append(errs, fmt.Errorf("LeaseDuration (%v) must be greater than RenewDeadline (%v)", c.LeaseDuration, c.RenewDeadline))
-	}
-	if float64(c.RenewDeadline) <= JitterFactor*float64(c.RetryPeriod) {
-		errs = append(errs, fmt.Errorf("RenewDeadline (%v) must be greater than RetryPeriod×%v (%v)", c.RenewDeadline, JitterFactor, time.Duration(JitterFactor*float64(c.RetryPeriod))))
-	}
-	if c.LeaseDuration < time.Second {
-		errs = append(errs, fmt.Errorf("LeaseDuration (%v) must be at least 1s: the record stores whole seconds", c.LeaseDuration))
-	}
-	if c.RenewDeadline <= 0 {
-		errs = append(errs, fmt.Errorf("RenewDeadline (%v) must be greater than zero", c.RenewDeadline))
-	}
-	if c.RetryPeriod <= 0 {
-		errs = append(errs, fmt.Errorf("RetryPeriod (%v) must be greater than zero", c.RetryPeriod))
-	} else if c.RetryPeriod < time.Second {
-		errs = append(errs, fmt.Errorf("RetryPeriod (%v) must be at least 1s: the record stores renew times in whole seconds, so faster renewals can leave it unchanged and followers would measure the lease from an older renewal", c.RetryPeriod))
-	}
-	if c.StopTimeout < 0 {
-		errs = append(errs, fmt.Errorf("StopTimeout (%v) must not be negative", c.StopTimeout))
-	}
-	if c.TermLimit < 0 {
-		errs = append(errs, fmt.Errorf("TermLimit (%v) must not be negative", c.TermLimit))
-	}
-	if c.TermLimit > 0 && c.TermLimit < c.RetryPeriod {
-		errs = append(errs, fmt.Errorf("TermLimit (%v) must be at least RetryPeriod (%v)", c.TermLimit, c.RetryPeriod))
-	}
-	if c.RecoverDeadline < 0 {
-		errs = append(errs, fmt.Errorf("RecoverDeadline (%v) must not be negative (0 means %d × LeaseDuration)", c.RecoverDeadline, DefaultRecoverDeadlineLeases))
-	}
-	if c.Recover {
-		if c.RecoverDeadline > 0 && c.RecoverDeadline <= c.RenewDeadline {
-			errs = append(errs, fmt.Errorf("RecoverDeadline (%v) must be greater than RenewDeadline (%v): recovery begins when RenewDeadline passes and ends at RecoverDeadline, both counted from the last good renewal's start", c.RecoverDeadline, c.RenewDeadline))
-		}
-		if c.Gate == nil {
-			errs = append(errs, errors.New("Config.Recover needs Config.Gate: while recovering, the leader's function runs without leading, and only the gate keeps its writes out"))
-		}
-	} else if c.RecoverDeadline != 0 {
-		errs = append(errs, fmt.Errorf("RecoverDeadline (%v) is set but Recover is not: set Recover too, or leave RecoverDeadline 0", c.RecoverDeadline))
-	}
 	if c.Callbacks.OnStartedLeading == nil {
 		errs = append(errs, errors.New("Callbacks.OnStartedLeading must not be nil"))
 	}
+	var store lock.DurationRules
 	if c.Lock == nil {
 		errs = append(errs, errors.New("Config.Lock must not be nil"))
 	} else if c.Lock.Identity() == "" {
 		errs = append(errs, errors.New("Config.Lock identity must not be empty"))
+	} else {
+		store = durationRules(c.Lock)
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, c.check(configNames, store)...)...)
+}
+
+// withDefaults fills in c's zero fields that have defaults. NewElector
+// and Run call it once, on a valid Config.
+func (c Config) withDefaults() Config {
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = c.LeaseDuration
+	}
+	if c.Name == "" && c.Lock != nil {
+		c.Name = c.Lock.Describe()
+	}
+	if c.Recover && c.RecoverDeadline == 0 {
+		c.RecoverDeadline = DefaultRecoverDeadlineLeases * c.LeaseDuration
+	}
+	return c
+}
+
+// check applies rules to c, naming the fields as n does, and then, if the
+// three durations pass them, the store's own rules (nil: none).
+func (c *Config) check(n names, store lock.DurationRules) []error {
+	var errs []error
+	durationsOK := true
+	for _, r := range rules {
+		if r.bad(c) {
+			errs = append(errs, errors.New(r.msg(c, n)))
+			durationsOK = durationsOK && !r.duration
+		}
+	}
+	if durationsOK && store != nil {
+		if err := store.ValidateDurations(c.LeaseDuration, c.RenewDeadline, c.RetryPeriod); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// names says how an error names a field: Config's errors by the field and
+// its value ("RenewDeadline (10s)"); Option's add the flag AddFlags binds
+// to it ("RenewDeadline (10s, --leader-elect-renew-deadline)").
+type names struct {
+	owner    string            // "Config" or "Option"
+	flags    map[string]string // a field's flag, without the dashes
+	zeroNote string            // what a zero duration means, if not an error
+}
+
+var configNames = names{owner: "Config"}
+
+// flag is ", --<flag>" for a field that has one, else "".
+func (n names) flag(field string) string {
+	if f, ok := n.flags[field]; ok {
+		return ", --" + f
+	}
+	return ""
+}
+
+// val names a field with its value: "RenewDeadline (10s[, --flag])".
+func (n names) val(field string, v any) string {
+	return fmt.Sprintf("%s (%v%s)", field, v, n.flag(field))
+}
+
+// bare names a field without its value: "Recover[ (--flag)]".
+func (n names) bare(field string) string {
+	if f := n.flag(field); f != "" {
+		return fmt.Sprintf("%s (%s)", field, f[2:])
+	}
+	return field
+}
+
+// rule is one of Config's rules on its fields: the field it is about (its
+// error names it first), the check, and the message, whose field names
+// come from names. Config.Validate and Option.Validate both apply rules.
+type rule struct {
+	field string
+	// duration: the rule is on LeaseDuration, RenewDeadline and
+	// RetryPeriod alone; the lock's own rules apply only if none of these
+	// fails.
+	duration bool
+	bad      func(c *Config) bool
+	msg      func(c *Config, n names) string
+}
+
+// positive reports whether the three durations are positive, for the
+// rules that compare them (a negative one has its own error).
+func (c *Config) positive() bool {
+	return c.LeaseDuration > 0 && c.RenewDeadline > 0 && c.RetryPeriod > 0
+}
+
+func mustBePositive(field string, v func(*Config) time.Duration) rule {
+	return rule{field: field, duration: true,
+		bad: func(c *Config) bool { return v(c) <= 0 },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s must be positive%s", n.val(field, v(c)), n.zeroNote)
+		}}
+}
+
+// rules are Config's rules: client-go's on the three durations, plus that
+// LeaseDuration and RetryPeriod are at least 1s (the record stores whole
+// seconds), and the rules on StopTimeout, TermLimit, Recover and
+// RecoverDeadline.
+var rules = []rule{
+	mustBePositive("LeaseDuration", func(c *Config) time.Duration { return c.LeaseDuration }),
+	mustBePositive("RenewDeadline", func(c *Config) time.Duration { return c.RenewDeadline }),
+	mustBePositive("RetryPeriod", func(c *Config) time.Duration { return c.RetryPeriod }),
+	{field: "LeaseDuration", duration: true,
+		bad: func(c *Config) bool { return c.positive() && c.LeaseDuration <= c.RenewDeadline },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s must be greater than %s: lower the renew deadline below %v (and the retry period below it ÷ %v), or raise the lease duration above %v",
+				n.val("LeaseDuration", c.LeaseDuration), n.val("RenewDeadline", c.RenewDeadline), c.LeaseDuration, JitterFactor, c.RenewDeadline)
+		}},
+	{field: "RenewDeadline", duration: true,
+		bad: func(c *Config) bool {
+			return c.positive() && c.LeaseDuration > c.RenewDeadline && float64(c.RenewDeadline) <= JitterFactor*float64(c.RetryPeriod)
+		},
+		msg: func(c *Config, n names) string {
+			jittered := time.Duration(JitterFactor * float64(c.RetryPeriod))
+			flag := n.flag("RetryPeriod")
+			if flag != "" {
+				flag += fmt.Sprintf(" ×%v", JitterFactor)
+			}
+			return fmt.Sprintf("%s must be greater than RetryPeriod×%v (%v%s): lower the retry period below %v, or raise the renew deadline above %v (keeping it below the lease duration %v)",
+				n.val("RenewDeadline", c.RenewDeadline), JitterFactor, jittered, flag,
+				time.Duration(float64(c.RenewDeadline)/JitterFactor).Round(time.Millisecond), jittered, c.LeaseDuration)
+		}},
+	{field: "LeaseDuration", duration: true,
+		bad: func(c *Config) bool { return c.LeaseDuration > 0 && c.LeaseDuration < time.Second },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s must be at least 1s: the record stores whole seconds", n.val("LeaseDuration", c.LeaseDuration))
+		}},
+	{field: "RetryPeriod", duration: true,
+		bad: func(c *Config) bool { return c.RetryPeriod > 0 && c.RetryPeriod < time.Second },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s must be at least 1s (client-go allows less): the record stores renew times in whole seconds, so faster renewals can leave it unchanged and followers would measure the lease from an older renewal; raise it to 1s or more",
+				n.val("RetryPeriod", c.RetryPeriod))
+		}},
+	{field: "StopTimeout",
+		bad: func(c *Config) bool { return c.StopTimeout < 0 },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s must not be negative (0 means the lease duration)", n.val("StopTimeout", c.StopTimeout))
+		}},
+	{field: "TermLimit",
+		bad: func(c *Config) bool { return c.TermLimit < 0 },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s must not be negative (0 means no limit)", n.val("TermLimit", c.TermLimit))
+		}},
+	{field: "TermLimit",
+		bad: func(c *Config) bool { return c.TermLimit > 0 && c.TermLimit < c.RetryPeriod },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s must be at least %s", n.val("TermLimit", c.TermLimit), n.val("RetryPeriod", c.RetryPeriod))
+		}},
+	{field: "RecoverDeadline",
+		bad: func(c *Config) bool { return c.RecoverDeadline < 0 },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s must not be negative (0 means %d × the lease duration)", n.val("RecoverDeadline", c.RecoverDeadline), DefaultRecoverDeadlineLeases)
+		}},
+	{field: "RecoverDeadline",
+		bad: func(c *Config) bool { return !c.Recover && c.RecoverDeadline > 0 },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s is set but %s is not: set both, or leave RecoverDeadline 0", n.val("RecoverDeadline", c.RecoverDeadline), n.bare("Recover"))
+		}},
+	{field: "RecoverDeadline",
+		bad: func(c *Config) bool {
+			return c.Recover && c.RecoverDeadline > 0 && c.RecoverDeadline <= c.RenewDeadline
+		},
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s must be greater than %s: recovery begins when the renew deadline passes and ends at the recover deadline, both counted from the last good renewal's start; raise it, or leave it 0 for %d × the lease duration",
+				n.val("RecoverDeadline", c.RecoverDeadline), n.val("RenewDeadline", c.RenewDeadline), DefaultRecoverDeadlineLeases)
+		}},
+	{field: "Recover",
+		bad: func(c *Config) bool { return c.Recover && c.Gate == nil },
+		msg: func(c *Config, n names) string {
+			return fmt.Sprintf("%s.%s needs %s.Gate: while recovering, the leader's function runs without leading, and only the gate keeps its writes out; build the leader's clients from a gate.New() and set Gate",
+				n.owner, n.bare("Recover"), n.owner)
+		}},
 }

@@ -121,18 +121,11 @@ func NewElector(c Config) (*Elector, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if c.Clock == nil {
-		c.Clock = clock.RealClock{}
-	}
-	if c.StopTimeout == 0 {
-		c.StopTimeout = c.LeaseDuration
-	}
-	if c.Name == "" {
-		c.Name = c.Lock.Describe()
-	}
-	if c.Recover && c.RecoverDeadline == 0 {
-		c.RecoverDeadline = DefaultRecoverDeadlineLeases * c.LeaseDuration
-	}
+	return newElector(c.withDefaults()), nil
+}
+
+// newElector returns the elector of c, valid and its defaults applied.
+func newElector(c Config) *Elector {
 	e := &Elector{
 		c:        c,
 		clock:    c.Clock,
@@ -147,7 +140,7 @@ func NewElector(c Config) (*Elector, error) {
 		stopTimeout:   c.StopTimeout,
 		calls:         map[string]pendingCall{},
 	}
-	return e, nil
+	return e
 }
 
 // IsLeader reports whether this process holds the lock now.

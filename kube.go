@@ -2,6 +2,7 @@ package leaderelection
 
 import (
 	"context"
+	"time"
 
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
@@ -22,13 +23,23 @@ func newKubeLock(ctx context.Context, opt Option) (*k8s.Lock, error) {
 	})
 }
 
-// isLease reports whether l stores its record in a Kubernetes Lease (whole
-// seconds), for Validate: nil (the Lease Run creates), backend/k8s, or
-// client-go's own LeaseLock.
-func isLease(l lock.Interface) bool {
-	switch l.(type) {
-	case nil, *k8s.Lock, *resourcelock.LeaseLock:
-		return true
+// durationRules returns the store's own rules on the durations for l: its
+// lock.DurationRules if it has them, a Lease's for the Leases whose lock
+// cannot say so itself (nil: the one newKubeLock will make, which Option
+// validation checks before it exists; client-go's LeaseLock), else nil.
+func durationRules(l lock.Interface) lock.DurationRules {
+	switch l := l.(type) {
+	case lock.DurationRules:
+		return l
+	case nil, *resourcelock.LeaseLock:
+		return leaseRules{}
 	}
-	return false
+	return nil
+}
+
+// leaseRules are a Kubernetes Lease's rules (k8s.ValidateDurations).
+type leaseRules struct{}
+
+func (leaseRules) ValidateDurations(leaseDuration, renewDeadline, _ time.Duration) error {
+	return k8s.ValidateDurations(leaseDuration, renewDeadline)
 }

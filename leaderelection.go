@@ -36,10 +36,10 @@ import (
 // ErrLeaseLost after losing the lock (unless opt.Recampaign), and a validation or health-server
 // error (such as a port in use) before anything starts.
 func Run(ctx context.Context, opt Option) (err error) {
-	if err := opt.Validate(); err != nil {
+	opt, c, err := opt.resolve()
+	if err != nil {
 		return fmt.Errorf("leaderelection: invalid options: %w", err)
 	}
-	opt = opt.withDefaults()
 	log := klog.FromContext(ctx)
 	if opt.Logger != nil {
 		log = *opt.Logger
@@ -57,36 +57,33 @@ func Run(ctx context.Context, opt Option) (err error) {
 	}
 
 	work, runErr := opt.work(cancel)
+	c.Callbacks.OnStartedLeading = work
+	if !opt.Disabled && c.Lock == nil {
+		kl, err := newKubeLock(ctx, opt)
+		if err != nil {
+			return fmt.Errorf("leaderelection: %w", err)
+		}
+		defer kl.Close()
+		c.Lock = kl
+	}
+	var metrics *healthz.Metrics
+	if !opt.Disabled && opt.Port != NoHealthServer {
+		metrics = healthz.NewRenewMetrics()
+		c.Metrics = metrics
+	}
+	c = c.withDefaults()
 	var warm *standby
 	if opt.Standby != nil {
 		warm = startStandby(ctx, log, opt.Standby)
-		stopTimeout := opt.StopTimeout
-		if stopTimeout == 0 {
-			stopTimeout = opt.LeaseDuration
-		}
-		defer func() { err = errors.Join(err, warm.stop(stopTimeout)) }()
+		defer func() { err = errors.Join(err, warm.stop(c.StopTimeout)) }()
 	}
 	disabled := &disabledSource{name: opt.Name, id: opt.ID}
 	var src healthz.Source = disabled
 	var elector *Elector
 	var lockReady lock.ReadinessChecker
 	if !opt.Disabled {
-		l := opt.Lock
-		if l == nil {
-			kl, err := newKubeLock(ctx, opt)
-			if err != nil {
-				return fmt.Errorf("leaderelection: %w", err)
-			}
-			defer kl.Close()
-			l = kl
-		}
-		lockReady = readinessOf(l)
-		var err error
-		c := opt.electorConfig(l)
-		c.Callbacks.OnStartedLeading = work
-		if elector, err = NewElector(c); err != nil {
-			return fmt.Errorf("leaderelection: %w", err)
-		}
+		lockReady = readinessOf(c.Lock)
+		elector = newElector(c)
 		src = elector
 	}
 
@@ -104,12 +101,10 @@ func Run(ctx context.Context, opt Option) (err error) {
 			Standby:         standbyReady,
 			LeaderOnlyReady: opt.LeaderOnlyReady,
 			Handlers:        opt.Handlers,
+			Metrics:         metrics,
 		})
 		if err != nil {
 			return fmt.Errorf("leaderelection: %w", err)
-		}
-		if elector != nil {
-			elector.c.Metrics = srv.Metrics()
 		}
 		log.Info("Health server listening", "addr", srv.Addr())
 		serveErr := make(chan error, 1)

@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
-	"github.com/b3df926d/leaderelection/backend/k8s"
 	writegate "github.com/b3df926d/leaderelection/gate"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -167,7 +166,38 @@ func (o Option) withDefaults() Option {
 // Validate reports, in one error, every field that is wrong, after applying
 // the defaults.
 func (o Option) Validate() error {
+	_, _, err := o.resolve()
+	return err
+}
+
+// resolve applies o's defaults and checks it, once, for Run and Validate:
+// it returns o with its defaults, the elector's Config made from it (its
+// Lock nil if o's is: Run makes the Lease), and every problem, each naming
+// the field and the flag AddFlags binds to it. The durations and the rest
+// of Config's fields are checked by Config's own rules, then by the lock's
+// store's (lock.DurationRules; a Lease's when Lock is nil).
+func (o Option) resolve() (Option, Config, error) {
 	o = o.withDefaults()
+	c := Config{
+		Lock:            o.Lock,
+		LeaseDuration:   o.LeaseDuration,
+		RenewDeadline:   o.RenewDeadline,
+		RetryPeriod:     o.RetryPeriod,
+		ReleaseOnCancel: o.ReleaseOnCancel,
+		StopTimeout:     o.StopTimeout,
+		TermLimit:       o.TermLimit,
+		Recampaign:      o.Recampaign,
+		Recover:         o.Recover,
+		RecoverDeadline: o.RecoverDeadline,
+		Gate:            o.Gate,
+		Name:            o.Name,
+		Logger:          o.Logger,
+		Callbacks: Callbacks{
+			OnStartedLeading: o.Run,
+			OnStoppedLeading: o.OnStoppedLeading,
+			OnNewLeader:      o.OnNewLeader,
+		},
+	}
 	var errs []error
 	if o.Run == nil && o.RunE == nil {
 		errs = append(errs, errors.New("Run must not be nil"))
@@ -178,7 +208,7 @@ func (o Option) Validate() error {
 		errs = append(errs, fmt.Errorf("Option.Port %d is out of range: want 1-65535, 0 for %d, or %d to disable the health server", o.Port, DefaultPort, NoHealthServer))
 	}
 	if o.Disabled {
-		return errors.Join(errs...)
+		return o, c, errors.Join(errs...)
 	}
 	if o.ID == "" {
 		errs = append(errs, errors.New("ID is empty and so is Lock's identity: each candidate needs a unique identity"))
@@ -199,116 +229,31 @@ func (o Option) Validate() error {
 	} else if o.ID != "" && o.Lock.Identity() != o.ID {
 		errs = append(errs, fmt.Errorf("ID %q differs from the identity %q of Lock %s: leave ID empty to use the lock's identity, or give the lock's Options.Identity the same value", o.ID, o.Lock.Identity(), o.Lock.Describe()))
 	}
-	// The elector's own rules, on the durations: first as the user set
-	// them (naming the flags and the fix), then the rest of Config's.
-	if derrs := append(o.durationErrors(), o.recoverErrors()...); len(derrs) > 0 {
-		return errors.Join(append(errs, derrs...)...)
-	}
-	c := o.electorConfig(placeholderLock{id: "placeholder"})
-	c.Callbacks.OnStartedLeading = func(context.Context) {} // Run was checked above
-	if err := c.Validate(); err != nil {
-		errs = append(errs, err)
-	} else if isLease(o.Lock) {
-		// A Lease stores whole seconds, which client-go truncates.
-		if err := k8s.ValidateDurations(o.LeaseDuration, o.RenewDeadline); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	errs = append(errs, c.check(optionNames, durationRules(o.Lock))...)
+	return o, c, errors.Join(errs...)
 }
 
-// durationErrors checks Config's rules on the three durations (defaults
-// applied), each error naming the field and its AddFlags flag and saying
-// what to change. The rules are client-go's, except that RetryPeriod must be
-// at least 1s.
-func (o Option) durationErrors() []error {
-	const (
-		leaseFlag = "--leader-elect-lease-duration"
-		renewFlag = "--leader-elect-renew-deadline"
-		retryFlag = "--leader-elect-retry-period"
-	)
-	var errs []error
-	for _, d := range []struct {
-		field, flag string
-		v           time.Duration
-	}{{"LeaseDuration", leaseFlag, o.LeaseDuration}, {"RenewDeadline", renewFlag, o.RenewDeadline}, {"RetryPeriod", retryFlag, o.RetryPeriod}} {
-		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("%s (%v, %s) must be positive (0 means the default)", d.field, d.v, d.flag))
-		}
-	}
-	if len(errs) > 0 {
-		return errs
-	}
-	l, r, p := o.LeaseDuration, o.RenewDeadline, o.RetryPeriod
-	if l <= r {
-		errs = append(errs, fmt.Errorf("LeaseDuration (%v, %s) must be greater than RenewDeadline (%v, %s): lower the renew deadline below %v (and the retry period below it ÷ %v), or raise the lease duration above %v",
-			l, leaseFlag, r, renewFlag, l, JitterFactor, r))
-	} else if float64(r) <= JitterFactor*float64(p) {
-		errs = append(errs, fmt.Errorf("RenewDeadline (%v, %s) must be greater than RetryPeriod×%v (%v, %s ×%v): lower the retry period below %v, or raise the renew deadline above %v (keeping it below the lease duration %v)",
-			r, renewFlag, JitterFactor, time.Duration(JitterFactor*float64(p)), retryFlag, JitterFactor, time.Duration(float64(r)/JitterFactor).Round(time.Millisecond), time.Duration(JitterFactor*float64(p)), l))
-	}
-	if l < time.Second {
-		errs = append(errs, fmt.Errorf("LeaseDuration (%v, %s) must be at least 1s: the record stores whole seconds", l, leaseFlag))
-	}
-	if p < time.Second {
-		errs = append(errs, fmt.Errorf("RetryPeriod (%v, %s) must be at least 1s (client-go allows less; here the record's whole-second renew times need it): raise it to 1s or more", p, retryFlag))
-	}
-	return errs
-}
+// The flags AddFlags binds to the fields Config's rules check.
+const (
+	flagLeaseDuration   = "leader-elect-lease-duration"
+	flagRenewDeadline   = "leader-elect-renew-deadline"
+	flagRetryPeriod     = "leader-elect-retry-period"
+	flagStopTimeout     = "leader-elect-stop-timeout"
+	flagTermLimit       = "leader-elect-term-limit"
+	flagRecover         = "leader-elect-recover"
+	flagRecoverDeadline = "leader-elect-recover-deadline"
+)
 
-// recoverErrors checks Recover and RecoverDeadline (defaults applied),
-// naming the flags, as Config.Validate would without them.
-func (o Option) recoverErrors() []error {
-	const (
-		recoverFlag  = "--leader-elect-recover"
-		deadlineFlag = "--leader-elect-recover-deadline"
-	)
-	var errs []error
-	switch {
-	case o.RecoverDeadline < 0:
-		errs = append(errs, fmt.Errorf("RecoverDeadline (%v, %s) must not be negative (0 means %d × the lease duration)", o.RecoverDeadline, deadlineFlag, DefaultRecoverDeadlineLeases))
-	case !o.Recover && o.RecoverDeadline != 0:
-		errs = append(errs, fmt.Errorf("RecoverDeadline (%v, %s) is set but Recover (%s) is not: set both, or neither", o.RecoverDeadline, deadlineFlag, recoverFlag))
-	case o.Recover && o.RecoverDeadline != 0 && o.RecoverDeadline <= o.RenewDeadline:
-		errs = append(errs, fmt.Errorf("RecoverDeadline (%v, %s) must be greater than RenewDeadline (%v, --leader-elect-renew-deadline): recovery begins when the renew deadline passes; raise it, or leave it 0 for %d × the lease duration",
-			o.RecoverDeadline, deadlineFlag, o.RenewDeadline, DefaultRecoverDeadlineLeases))
-	}
-	if o.Recover && o.Gate == nil {
-		errs = append(errs, fmt.Errorf("Option.Recover (%s) needs Option.Gate: while recovering, the leader's function runs without leading, and only the gate keeps its writes out; build the leader's clients from a gate.New() and set Gate", recoverFlag))
-	}
-	return errs
+// optionNames names a field in Option's errors with its flag.
+var optionNames = names{
+	owner: "Option",
+	flags: map[string]string{
+		"LeaseDuration": flagLeaseDuration, "RenewDeadline": flagRenewDeadline, "RetryPeriod": flagRetryPeriod,
+		"StopTimeout": flagStopTimeout, "TermLimit": flagTermLimit,
+		"Recover": flagRecover, "RecoverDeadline": flagRecoverDeadline,
+	},
+	zeroNote: " (0 means the default)",
 }
-
-func (o Option) electorConfig(l lock.Interface) Config {
-	return Config{
-		Lock:            l,
-		LeaseDuration:   o.LeaseDuration,
-		RenewDeadline:   o.RenewDeadline,
-		RetryPeriod:     o.RetryPeriod,
-		ReleaseOnCancel: o.ReleaseOnCancel,
-		StopTimeout:     o.StopTimeout,
-		TermLimit:       o.TermLimit,
-		Recampaign:      o.Recampaign,
-		Recover:         o.Recover,
-		RecoverDeadline: o.RecoverDeadline,
-		Gate:            o.Gate,
-		Name:            o.Name,
-		Logger:          o.Logger,
-		Callbacks: Callbacks{
-			OnStartedLeading: o.Run,
-			OnStoppedLeading: o.OnStoppedLeading,
-			OnNewLeader:      o.OnNewLeader,
-		},
-	}
-}
-
-// placeholderLock lets Validate check durations before a lock exists.
-type placeholderLock struct {
-	lock.Interface
-	id string
-}
-
-func (p placeholderLock) Identity() string { return p.id }
 
 // AddFlags binds Kubernetes' leader-election flag names to o:
 //
@@ -338,18 +283,18 @@ func (o *Option) AddFlags(fs *pflag.FlagSet) {
 	o.LeaseDuration, o.RenewDeadline, o.RetryPeriod, o.ResourceLock = d.LeaseDuration, d.RenewDeadline, d.RetryPeriod, d.ResourceLock
 	fs.Var((*invertedBool)(&o.Disabled), "leader-elect", "Start a leader election client and gain leadership before executing the main loop. Enable this when running replicated components for high availability.")
 	fs.Lookup("leader-elect").NoOptDefVal = "true"
-	fs.Var((*positiveDuration)(&o.LeaseDuration), "leader-elect-lease-duration", "The duration that non-leader candidates will wait after observing a leadership renewal until attempting to acquire leadership of a led but unrenewed leader slot. This is effectively the maximum duration that a leader can be stopped before it is replaced by another candidate.")
-	fs.Var((*positiveDuration)(&o.RenewDeadline), "leader-elect-renew-deadline", "The interval between attempts by the acting master to renew a leadership slot before it stops leading. This must be less than the lease duration.")
-	fs.Var((*positiveDuration)(&o.RetryPeriod), "leader-elect-retry-period", "The duration the clients should wait between attempting acquisition and renewal of a leadership (at least 1s).")
+	fs.Var((*positiveDuration)(&o.LeaseDuration), flagLeaseDuration, "The duration that non-leader candidates will wait after observing a leadership renewal until attempting to acquire leadership of a led but unrenewed leader slot. This is effectively the maximum duration that a leader can be stopped before it is replaced by another candidate.")
+	fs.Var((*positiveDuration)(&o.RenewDeadline), flagRenewDeadline, "The interval between attempts by the acting master to renew a leadership slot before it stops leading. This must be less than the lease duration.")
+	fs.Var((*positiveDuration)(&o.RetryPeriod), flagRetryPeriod, "The duration the clients should wait between attempting acquisition and renewal of a leadership (at least 1s).")
 	fs.StringVar(&o.ResourceLock, "leader-elect-resource-lock", o.ResourceLock, "The type of resource object that is used for locking during leader election. Supported options are 'leases'.")
 	fs.StringVar(&o.LeaseLockName, "leader-elect-resource-name", o.LeaseLockName, "The name of resource object that is used for locking during leader election.")
 	fs.StringVar(&o.LeaseLockNamespace, "leader-elect-resource-namespace", o.LeaseLockNamespace, "The namespace of resource object that is used for locking during leader election.")
 	fs.BoolVar(&o.ReleaseOnCancel, "leader-elect-release-on-cancel", o.ReleaseOnCancel, "Release the lock on a graceful stop, after the leader's work has returned, so another replica takes over at once.")
-	fs.DurationVar(&o.StopTimeout, "leader-elect-stop-timeout", o.StopTimeout, "How long to wait for the leader's work to return after leadership ends (0: the lease duration).")
-	fs.DurationVar(&o.TermLimit, "leader-elect-term-limit", o.TermLimit, "Hand leadership over after leading this long (0: never).")
+	fs.DurationVar(&o.StopTimeout, flagStopTimeout, o.StopTimeout, "How long to wait for the leader's work to return after leadership ends (0: the lease duration).")
+	fs.DurationVar(&o.TermLimit, flagTermLimit, o.TermLimit, "Hand leadership over after leading this long (0: never).")
 	fs.BoolVar(&o.Recampaign, "leader-elect-recampaign", o.Recampaign, "After losing the lease, campaign again in the same process (if the leader's work returned within the stop timeout) instead of exiting.")
-	fs.BoolVar(&o.Recover, "leader-elect-recover", o.Recover, "When renewals fail past the renew deadline, stop leading (the write gate closes) but keep the leader's work running, and lead again in the same term if the lock is renewed before anyone else takes it (the program must set a write gate).")
-	fs.DurationVar(&o.RecoverDeadline, "leader-elect-recover-deadline", o.RecoverDeadline, "With --leader-elect-recover, how long after the last good renewal to keep trying before giving up as after a lost lease (0: 4 × the lease duration; more than the renew deadline).")
+	fs.BoolVar(&o.Recover, flagRecover, o.Recover, "When renewals fail past the renew deadline, stop leading (the write gate closes) but keep the leader's work running, and lead again in the same term if the lock is renewed before anyone else takes it (the program must set a write gate).")
+	fs.DurationVar(&o.RecoverDeadline, flagRecoverDeadline, o.RecoverDeadline, "With --leader-elect-recover, how long after the last good renewal to keep trying before giving up as after a lost lease (0: 4 × the lease duration; more than the renew deadline).")
 	fs.StringVar(&o.HealthBindAddress, "health-bind-address", o.HealthBindAddress, "The address the health server binds (default: all interfaces).")
 	fs.IntVar(&o.Port, "health-port", o.Port, "The health server's port (0: 8080; -1: no health server). Copies on one host need one each.")
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -221,15 +222,23 @@ func TestRunOnFileLockServesStatusAndReleasesOnStop(t *testing.T) {
 		t.Fatal("never led")
 	}
 	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	waitFor(t, "/status to say leading", func() bool {
-		resp, err := http.Get(base + "/status")
+	body := func(path string) string {
+		resp, err := http.Get(base + path)
 		if err != nil {
-			return false
+			return ""
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
-		return strings.Contains(string(b), `"leading":true`) && strings.Contains(string(b), `"term":1`)
+		return string(b)
+	}
+	waitFor(t, "/status to say leading", func() bool {
+		b := body("/status")
+		return strings.Contains(b, `"leading":true`) && strings.Contains(b, `"term":1`)
 	})
+	// Run gives the elector the health server's renewal metrics through
+	// Config.Metrics.
+	renewals := regexp.MustCompile(`leader_election_renew_duration_seconds_count\{name="[^"]+"\} [1-9]`)
+	waitFor(t, "/metrics to count a renewal", func() bool { return renewals.MatchString(body("/metrics")) })
 	for _, p := range []string{"/healthz", "/livez", "/readyz"} {
 		resp, err := http.Get(base + p)
 		if err != nil || resp.StatusCode != http.StatusOK {
@@ -312,6 +321,35 @@ func TestFlagDefaultsAreTheValuesAlreadyInTheOption(t *testing.T) {
 		}
 		if got := fs.Lookup("leader-elect").DefValue; got != "false" {
 			t.Errorf("--leader-elect shows default %s for a disabled Option", got)
+		}
+	}
+}
+
+// Config's rules are Option's: every rule's error names its field, under
+// Option's names with the flag AddFlags binds to it (a flag that exists),
+// under Config's with no flag.
+func TestEveryRuleNamesItsFieldAndOptionsAddTheFlag(t *testing.T) {
+	var o Option
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	for field, flag := range optionNames.flags {
+		if fs.Lookup(flag) == nil {
+			t.Errorf("Option's errors name %s by --%s, which AddFlags does not bind", field, flag)
+		}
+	}
+	c := Config{LeaseDuration: 2 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second, TermLimit: time.Minute, RecoverDeadline: time.Minute}
+	for i, r := range rules {
+		msg := r.msg(&c, configNames)
+		if !strings.Contains(msg, r.field) || strings.Contains(msg, "--") {
+			t.Errorf("rule %d under Config's names: %q; want it to name %s and no flag", i, msg, r.field)
+		}
+		msg = r.msg(&c, optionNames)
+		flag, ok := optionNames.flags[r.field]
+		if !ok {
+			t.Errorf("rule %d is on %s, which has no flag", i, r.field)
+		}
+		if !strings.Contains(msg, r.field) || !strings.Contains(msg, "--"+flag) {
+			t.Errorf("rule %d under Option's names: %q; want it to name %s and --%s", i, msg, r.field, flag)
 		}
 	}
 }

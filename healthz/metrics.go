@@ -26,17 +26,16 @@ type Metrics struct {
 
 // NewMetrics registers the metrics for src on reg.
 func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
-	name := src.Status().Name
-	labels := prometheus.Labels{"name": name}
-	gauge := func(metric, help string, f func(Status) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metric, Help: help, ConstLabels: labels},
-			func() float64 { return f(src.Status()) })
-	}
-	counter := func(metric, help string, f func(Status) float64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metric, Help: help, ConstLabels: labels},
-			func() float64 { return f(src.Status()) })
-	}
-	m := &Metrics{
+	m := NewRenewMetrics()
+	return m, m.register(reg, src)
+}
+
+// NewRenewMetrics returns the renewal metrics, not registered yet, for an
+// elector to be built with (leaderelection.Config.Metrics) before the
+// health server that serves them (Options.Metrics), as leaderelection.Run
+// does.
+func NewRenewMetrics() *Metrics {
+	return &Metrics{
 		renew: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "leader_election_renew_duration_seconds",
 			Help:    "Latency of the leader's renewal attempts.",
@@ -46,6 +45,20 @@ func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
 			Name: "leader_election_renew_failures_total",
 			Help: "Renewal attempts that failed.",
 		}, []string{"name"}),
+	}
+}
+
+// register registers m and the gauges and counters that read src on reg.
+func (m *Metrics) register(reg prometheus.Registerer, src Source) error {
+	name := src.Status().Name
+	labels := prometheus.Labels{"name": name}
+	gauge := func(metric, help string, f func(Status) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: metric, Help: help, ConstLabels: labels},
+			func() float64 { return f(src.Status()) })
+	}
+	counter := func(metric, help string, f func(Status) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: metric, Help: help, ConstLabels: labels},
+			func() float64 { return f(src.Status()) })
 	}
 	for _, c := range []prometheus.Collector{
 		gauge("leader_election_master_status", "1 while this process leads, else 0.", func(s Status) float64 {
@@ -62,10 +75,10 @@ func NewMetrics(reg prometheus.Registerer, src Source) (*Metrics, error) {
 		m.renew, m.failures,
 	} {
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // ObserveRenew records one renewal attempt.

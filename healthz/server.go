@@ -69,6 +69,10 @@ type Options struct {
 	// Registry receives the metrics (default: a new registry with the Go
 	// and process collectors). /metrics serves it.
 	Registry *prometheus.Registry
+	// Metrics, if set, are the renewal metrics the elector observes
+	// (NewRenewMetrics, given to leaderelection.Config.Metrics too); New
+	// registers them on Registry. Nil: New makes them (Server.Metrics).
+	Metrics *Metrics
 	// Clock is for tests (default: the real clock).
 	Clock clock.PassiveClock
 }
@@ -98,8 +102,11 @@ func New(opts Options) (*Server, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	m, err := NewMetrics(reg, opts.Source)
-	if err != nil {
+	m := opts.Metrics
+	if m == nil {
+		m = NewRenewMetrics()
+	}
+	if err := m.register(reg, opts.Source); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", opts.Addr)

@@ -211,6 +211,31 @@ func TestMetricsAndStatus(t *testing.T) {
 	}
 }
 
+// Renewal metrics made before the server (for the elector's Config, as
+// leaderelection.Run makes them) are the ones the server registers and
+// serves.
+func TestMetricsMadeBeforeTheServerAreServed(t *testing.T) {
+	m := NewRenewMetrics()
+	s, err := New(Options{Addr: "127.0.0.1:0", Source: &fakeSource{st: Status{Name: "ctrl"}}, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Metrics() != m {
+		t.Error("Server.Metrics is not Options.Metrics")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	m.ObserveRenew("ctrl", 3*time.Millisecond, errors.New("timeout"))
+	_, body := get(t, "http://"+s.Addr()+"/metrics")
+	for _, want := range []string{`leader_election_renew_duration_seconds_count{name="ctrl"} 1`, `leader_election_renew_failures_total{name="ctrl"} 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
 // Every metric of the health server is named leader_election_* and
 // passes promlint (counters end in _total: transitions is one).
 func TestMetricNamesFollowOnePrefixAndPrometheusConventions(t *testing.T) {

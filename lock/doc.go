@@ -42,5 +42,6 @@
 // Backends that can notify also implement [Watcher]. The optional
 // interfaces ([Watcher], [WatchState], [Aged], [ReadinessChecker]) have
 // conformance tests in lock/locktest, and the elector's scenarios on a
-// backend are in lock/electiontest.
+// backend are in lock/electiontest. A store that limits the elector's
+// durations (a Lease's whole seconds) says so with [DurationRules].
 package lock

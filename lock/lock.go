@@ -94,3 +94,22 @@ type ReadinessChecker interface {
 	// Ready returns nil when the handle can take part, else why not.
 	Ready() error
 }
+
+// DurationRules is optionally implemented by a lock whose store limits the
+// elector's three durations beyond the elector's own rules (LeaseDuration >
+// RenewDeadline > 1.2 × RetryPeriod, LeaseDuration and RetryPeriod at least
+// 1s). The k8s lock does: a Lease stores its duration in whole seconds,
+// which client-go's elector truncates, so a LeaseDuration of 2.5s with a 2s
+// RenewDeadline would let a client-go follower take over while the leader
+// still believes it leads.
+//
+// leaderelection.Config.Validate (and so NewElector), Option.Validate and
+// Run apply it once the durations pass the elector's own rules, and report
+// its error with theirs. A lock without it is bound by the elector's rules
+// alone.
+type DurationRules interface {
+	// ValidateDurations returns nil if the store can keep a lease of
+	// these durations safely, else an error naming the field to change
+	// (LeaseDuration, RenewDeadline or RetryPeriod) and why.
+	ValidateDurations(leaseDuration, renewDeadline, retryPeriod time.Duration) error
+}

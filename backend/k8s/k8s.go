@@ -300,6 +300,16 @@ func ValidateDurations(leaseDuration, renewDeadline time.Duration) error {
 	return nil
 }
 
+// ValidateDurations makes the Lock a lock.DurationRules: the elector
+// applies ValidateDurations (the package function) to its durations, so a
+// LeaseDuration a Lease cannot keep is refused by leaderelection.NewElector
+// and Run, naming the field.
+func (l *Lock) ValidateDurations(leaseDuration, renewDeadline, _ time.Duration) error {
+	return ValidateDurations(leaseDuration, renewDeadline)
+}
+
+var _ lock.DurationRules = (*Lock)(nil)
+
 // Changes signals soon after the Lease may have changed. The first
 // subscriber starts one watch on this Lease; it stops when the last
 // subscriber's context ends. A broken watch is re-established (listing again

@@ -28,6 +28,16 @@ func (l *timedLock) Age(raw []byte) (time.Duration, bool) {
 	return 0, false
 }
 
+// ValidateDurations passes lock.DurationRules through (nil where l has no
+// rules of its own), so that the elector refuses durations l's store
+// cannot keep (a Lease's whole seconds) as it would without the wrapper.
+func (l *timedLock) ValidateDurations(leaseDuration, renewDeadline, retryPeriod time.Duration) error {
+	if r, ok := l.Interface.(lock.DurationRules); ok {
+		return r.ValidateDurations(leaseDuration, renewDeadline, retryPeriod)
+	}
+	return nil
+}
+
 // watchingLock is a timedLock over a lock.Watcher, which the elector uses
 // to wake at once on changes; it passes lock.WatchState through (a watch
 // without it is always trusted), so that the elector polls while a
@@ -63,7 +73,7 @@ type (
 // write that names this candidate as holder, and corrupt with every read
 // that found the record corrupt. The wrapper has the optional interfaces
 // of package lock that l has (Watcher, WatchState, Aged,
-// ReadinessChecker), with l's behaviour.
+// ReadinessChecker, DurationRules), with l's behaviour.
 func timeRenewals(l lock.Interface, good func(start time.Time), corrupt func(error)) lock.Interface {
 	t := &timedLock{Interface: l, good: good, corrupt: corrupt}
 	rc, ready := l.(lock.ReadinessChecker)

@@ -22,11 +22,18 @@ func (l *fullLock) Watching() bool                              { return l.watch
 func (l *fullLock) Age([]byte) (time.Duration, bool)            { return 7 * time.Second, true }
 func (l *fullLock) ReadinessName() string                       { return "full" }
 func (l *fullLock) Ready() error                                { return errors.New("recovering") }
+func (l *fullLock) ValidateDurations(lease, _, _ time.Duration) error {
+	if lease < time.Hour {
+		return errors.New("LeaseDuration too short for this store")
+	}
+	return nil
+}
 
 // The wrapper run puts around the lock keeps the lock's optional
 // interfaces, with the lock's answers: without them the elector would trust
 // a k8s watch that is down (no WatchState), date gossip records late (no
-// Aged), and /readyz would lose the gossip voter's check.
+// Aged), /readyz would lose the gossip voter's check, and a Lease's
+// whole-second rule would not be applied (no DurationRules).
 func TestTimeRenewalsKeepsTheLocksOptionalInterfaces(t *testing.T) {
 	store := locktest.NewMemoryStore("t")
 	full := &fullLock{Interface: store.Lock("a"), watching: false}
@@ -43,6 +50,9 @@ func TestTimeRenewalsKeepsTheLocksOptionalInterfaces(t *testing.T) {
 	if rc, ok := w.(lock.ReadinessChecker); !ok || rc.ReadinessName() != "full" || rc.Ready() == nil {
 		t.Errorf("ReadinessChecker lost or not passed through (ok=%v)", ok)
 	}
+	if r, ok := w.(lock.DurationRules); !ok || r.ValidateDurations(time.Minute, 0, 0) == nil || r.ValidateDurations(time.Hour, 0, 0) != nil {
+		t.Errorf("DurationRules lost or not passed through (ok=%v)", ok)
+	}
 
 	// A lock with none of them gains none that would change the
 	// elector's behaviour: no watch, and ages unknown.
@@ -57,6 +67,9 @@ func TestTimeRenewalsKeepsTheLocksOptionalInterfaces(t *testing.T) {
 		if _, known := a.Age(nil); known {
 			t.Error("a lock that knows no ages reports one")
 		}
+	}
+	if r, ok := plain.(lock.DurationRules); ok && r.ValidateDurations(time.Second, 0, 0) != nil {
+		t.Error("a lock without rules on the durations gained some")
 	}
 	// A watcher without WatchState stays trusted.
 	mem := timeRenewals(store.Lock("c"), func(time.Time) {}, func(error) {})

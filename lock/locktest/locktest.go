@@ -106,8 +106,8 @@ func (o Options) withDefaults() Options {
 
 // RunConformanceTests runs the whole suite against h. Tests of a
 // capability the harness lacks (Blocker, Deleter) or the lock lacks
-// (lock.Watcher, lock.WatchState, lock.Aged, lock.ReadinessChecker, the
-// proof of lock.ErrNeverWritten) are skipped.
+// (lock.Watcher, lock.WatchState, lock.Aged, lock.ReadinessChecker,
+// lock.DurationRules, the proof of lock.ErrNeverWritten) are skipped.
 func RunConformanceTests(t *testing.T, h Harness, opts Options) {
 	t.Helper()
 	s := &suite{h: h, o: opts.withDefaults()}
@@ -129,6 +129,7 @@ func RunConformanceTests(t *testing.T, h Harness, opts Options) {
 	t.Run("AgedNeverOverstatesAnAge", s.testAgedNeverOverstatesAnAge)
 	t.Run("WatchStateFollowsTheStore", s.testWatchStateFollowsTheStore)
 	t.Run("ReadinessCheckerNamesItselfAndGetsReady", s.testReadinessChecker)
+	t.Run("DurationRulesAcceptTheDefaults", s.testDurationRulesAcceptTheDefaults)
 }
 
 type suite struct {
@@ -945,5 +946,23 @@ func (s *suite) testReadinessChecker(t *testing.T) {
 	}
 	if !poll.Within(s.o.Wait, func() bool { return rc.Ready() == nil }) {
 		t.Fatalf("a handle on a working store is not ready after %v: %v", s.o.Wait, rc.Ready())
+	}
+}
+
+// testDurationRulesAcceptTheDefaults checks lock.DurationRules: a store's
+// rules never refuse the Kubernetes defaults (15s, 10s, 2s), which a zero
+// leaderelection.Option runs with, and a refusal names a duration.
+func (s *suite) testDurationRulesAcceptTheDefaults(t *testing.T) {
+	r, ok := s.h.NewLock(t, Name(t), "a").(lock.DurationRules)
+	if !ok {
+		t.Skip("lock does not implement lock.DurationRules")
+	}
+	if err := r.ValidateDurations(15*time.Second, 10*time.Second, 2*time.Second); err != nil {
+		t.Errorf("ValidateDurations(15s, 10s, 2s) = %v, want the Kubernetes defaults accepted", err)
+	}
+	// Whatever else a store refuses, it says which duration to change.
+	if err := r.ValidateDurations(time.Hour*24*365*100, 10*time.Second, 2*time.Second); err != nil &&
+		!strings.Contains(err.Error(), "LeaseDuration") && !strings.Contains(err.Error(), "RenewDeadline") && !strings.Contains(err.Error(), "RetryPeriod") {
+		t.Errorf("ValidateDurations(100 years, 10s, 2s) = %v, want an error naming the duration", err)
 	}
 }
