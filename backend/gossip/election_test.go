@@ -62,6 +62,7 @@ func (el *election) run(id string) *candidate {
 		if strings.Contains(args, `"msg"="Claimed the lock`) {
 			el.claims.Add(1)
 		}
+		t.Log(id, args) // shown when the test fails
 	}, funcr.Options{})
 	cfg.Lock, cfg.Logger = lk, &logger
 	cfg.Callbacks = leaderelection.Callbacks{
