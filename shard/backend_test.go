@@ -13,12 +13,14 @@ import (
 	"sync"
 	"testing"
 
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/b3df926d/leaderelection/backend/file"
 	"github.com/b3df926d/leaderelection/backend/k8s"
+	s3lock "github.com/b3df926d/leaderelection/backend/s3"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -48,10 +50,12 @@ type store struct {
 // subtests.
 func (st store) again(t *testing.T) store { return st.open(t) }
 
-// eachStore runs test on the file backend and on the real kube-apiserver.
+// eachStore runs test on the file backend, on the real kube-apiserver and
+// on a real S3 server (versitygw).
 func eachStore(t *testing.T, test func(t *testing.T, st store)) {
 	t.Run("file", func(t *testing.T) { test(t, fileStore(t)) })
 	t.Run("k8s", func(t *testing.T) { test(t, kubeStore(t)) })
+	t.Run("s3", func(t *testing.T) { test(t, s3Store(t)) })
 }
 
 func fileStore(t *testing.T) store {
@@ -140,6 +144,56 @@ func kubeStore(t *testing.T) store {
 	}
 }
 
+// s3Store is a bucket of its own on a versitygw server started for t
+// (another store of this kind is another bucket on the same server). S3
+// cannot watch: Run polls every record. The fresh handles read S3 on
+// every Get (s3lock.NoCache); the others may serve a cached record, as
+// the S3 lock's followers do.
+func s3Store(t *testing.T) store {
+	srv := testserver.StartS3(t)
+	var open func(t *testing.T) store
+	open = func(t *testing.T) store {
+		var b [6]byte
+		rand.Read(b[:])
+		bucket := "shard-" + hex.EncodeToString(b[:])
+		srv.CreateBucket(t, bucket)
+		client := srv.Client(srv.Endpoint)
+		newLock := func(name, identity string, fresh bool) (*s3lock.Lock, error) {
+			o := s3lock.Options{Client: client, Bucket: bucket, Key: name, Identity: identity,
+				SkipConditionalWriteCheck: true} // versitygw's conditional writes: backend/s3's tests check them
+			if fresh {
+				o.ReleaseCheckInterval = s3lock.NoCache
+			}
+			return s3lock.New(context.Background(), o)
+		}
+		return store{
+			name: "s3", open: open,
+			locks: func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
+				return func(name string, fresh bool) (lock.Interface, error) {
+					l, err := newLock(name, identity, fresh)
+					if err != nil {
+						return nil, err
+					}
+					return wrap(l), nil
+				}
+			},
+			remove: func(name string) error {
+				_, err := client.DeleteObject(context.Background(), &awss3.DeleteObjectInput{Bucket: &bucket, Key: &name})
+				return err
+			},
+			read: func(name string) (*lock.Record, bool) {
+				l, err := newLock(name, "observer", true)
+				if err != nil {
+					return nil, false
+				}
+				rec, _, err := l.Get(context.Background())
+				return rec, err == nil
+			},
+		}
+	}
+	return open(t)
+}
+
 func clientset(t *testing.T, kube *testserver.Kube) kubernetes.Interface {
 	t.Helper()
 	c, err := kubernetes.NewForConfig(kube.Config())
@@ -149,9 +203,10 @@ func clientset(t *testing.T, kube *testserver.Kube) kubernetes.Interface {
 	return c
 }
 
-// faulty is a replica's lock handle with its faults. Both stores' handles
+// faulty is a replica's lock handle with its faults. File and k8s handles
 // watch (lock.Watcher), and a k8s handle tells whether its watch is up
-// (lock.WatchState), which Run uses to poll meanwhile.
+// (lock.WatchState), which Run uses to poll meanwhile; S3 handles cannot
+// watch, and their watch ends at once (Run then polls).
 type faulty struct {
 	lock.Interface
 	r *replica
@@ -162,7 +217,15 @@ type faulty struct {
 // when it reads them for its own reasons: the refresh after an
 // acknowledgement, the safety read every LeaseDuration).
 func (l *faulty) Changes(ctx context.Context) <-chan struct{} {
-	in := l.Interface.(lock.Watcher).Changes(ctx)
+	w, ok := l.Interface.(lock.Watcher)
+	if !ok {
+		// A store that cannot watch (S3): a watch ended at once, which
+		// Run polls instead of.
+		ended := make(chan struct{})
+		close(ended)
+		return ended
+	}
+	in := w.Changes(ctx)
 	if !strings.Contains(l.Describe(), "-slot-") {
 		return in
 	}
