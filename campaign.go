@@ -135,6 +135,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			e.seen.goneAt = now
 		}
 		e.seen.slowestGone = max(e.seen.slowestGone, now.Sub(start))
+		e.seen.readFailed = false // the lease is measured from goneAt, set by a read that succeeded
 		var goneFor time.Duration
 		switch {
 		case seen:
@@ -167,6 +168,9 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	case err != nil:
 		e.vitals.storeFailed(err)
+		e.mu.Lock()
+		e.seen.readFailed = true
+		e.mu.Unlock()
 		log.Error(err, "Reading the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	default:
