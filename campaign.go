@@ -135,7 +135,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			e.seen.goneAt = now
 		}
 		e.seen.slowestGone = max(e.seen.slowestGone, now.Sub(start))
-		e.seen.readFailed = false // the lease is measured from goneAt, set by a read that succeeded
+		e.seen.blind = false // the lease is measured from goneAt, set by a read that succeeded
 		var goneFor time.Duration
 		switch {
 		case seen:
@@ -169,7 +169,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 	case err != nil:
 		e.vitals.storeFailed(err)
 		e.mu.Lock()
-		e.seen.readFailed = true
+		e.seen.blind = true
 		e.mu.Unlock()
 		log.Error(err, "Reading the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
@@ -225,6 +225,11 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			return 0, nil // read again at once: someone else wrote
 		}
 		e.vitals.storeFailed(err)
+		// The store is unreachable, though the read that found the
+		// lease expired succeeded (a caching lock served it): blind too.
+		e.mu.Lock()
+		e.seen.blind = true
+		e.mu.Unlock()
 		log.Error(err, "Acquiring the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	}
