@@ -140,6 +140,7 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			e.seen.goneAt = now
 		}
 		e.seen.slowestGone = max(e.seen.slowestGone, now.Sub(start))
+		e.seen.blind = false // the lease is measured from goneAt, set by a read that succeeded
 		var goneFor time.Duration
 		switch {
 		case seen:
@@ -172,6 +173,9 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	case err != nil:
 		e.vitals.storeFailed(err)
+		e.mu.Lock()
+		e.seen.blind = true
+		e.mu.Unlock()
 		log.Error(err, "Reading the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	case landed:
@@ -238,6 +242,11 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 			return 0, nil // read again at once: someone else wrote
 		}
 		e.vitals.storeFailed(err)
+		// The store is unreachable, though the read that found the
+		// lease expired succeeded (a caching lock served it): blind too.
+		e.mu.Lock()
+		e.seen.blind = true
+		e.mu.Unlock()
 		log.Error(err, "Acquiring the lock failed")
 		if stand == 0 {
 			e.unanswered = &next // it may have landed: the next read tells

@@ -85,8 +85,13 @@ type Config struct {
 	// Recampaign); so does RecoverDeadline passing. While recovering, the
 	// function's context says nothing about leading: only the gate does,
 	// so Recover requires Gate, and the function must write only through
-	// it (or with the term, to a store that checks fencing tokens). See
-	// docs/elector.md, "Riding out a store outage". Off by default.
+	// it (or with the term, to a store that checks fencing tokens). On a
+	// follower, Recover counts the lease from its first read that
+	// succeeds after reads (or a takeover's write) that failed, once per
+	// record, so a leader cut off by the same outage renews before it may
+	// take over; a holder that died meanwhile is replaced a lease after
+	// the store's return. See docs/elector.md, "Riding out a store
+	// outage". Off by default.
 	Recover bool
 	// RecoverDeadline is how long after the start of the last good
 	// renewal a recovering leader keeps trying before it gives up; more

@@ -31,6 +31,7 @@ type faultLock struct {
 	readTakes     time.Duration                          // each Get first moves clk this far: a slow store
 
 	fail, failCreate atomic.Bool            // Get and Update, or Create, fail
+	failUpdate       atomic.Bool            // Update fails (Get works: a cache serving reads while its store is down)
 	hangUpdate       atomic.Pointer[gate]   // Update hangs on the gate, ignoring its context, then succeeds late
 	hangCreate       atomic.Pointer[gate]   // ... Create
 	lateCreate       atomic.Pointer[gate]   // Create hangs on the gate, then fails if its context ended meanwhile (as go-git does)
@@ -114,7 +115,7 @@ func (f *faultLock) Update(ctx context.Context, r lock.Record) error {
 		g.wait()
 		ctx = context.WithoutCancel(ctx)
 	}
-	if f.fail.Load() {
+	if f.fail.Load() || f.failUpdate.Load() {
 		f.attempts.Add(1)
 		return errInjected
 	}

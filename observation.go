@@ -23,11 +23,27 @@ type observation struct {
 	holdOff     time.Time     // after a term-limit hand-over: leave a free lock to others until then
 	goneAt      time.Time     // when this candidate first found no record (zero while one exists)
 	slowestGone time.Duration // the slowest read that found no record since goneAt
+
+	// blind: a read of the lock, or a takeover's write, failed since the
+	// last read that succeeded; remeasured: rec, seen before this
+	// candidate was blind, was measured again from a read after (see
+	// observe: once per record).
+	blind, remeasured bool
 }
 
 // observe records what was read or written; it resets the observation time
 // only when the record changed, so expiry is measured on this clock from the
 // last change seen.
+//
+// With Recover, the first read that succeeds after reads that failed (or
+// a takeover's write: a caching lock may serve reads while its store is
+// down) counts as a change seen now, whether the record changed or not
+// (and however old lock.Aged says it is); for a record seen before those
+// failures, once per record. A candidate that could not see the store
+// cannot tell a dead holder from a recovering leader that could not renew
+// for the same outage, and gives it the lease from the store's return to
+// renew in its term (docs/elector.md, "A follower after an outage"). It
+// only ever delays a takeover.
 //
 // It reports whether rec names a new holder of a lease (not a claim), the
 // change OnNewLeader is called for.
@@ -51,8 +67,20 @@ func (e *Elector) observe(rec lock.Record, raw []byte) (newHolder bool) {
 		e.announced = rec.HolderIdentity
 	}
 	if changed {
-		e.seen.rec, e.seen.raw, e.seen.at = rec, raw, observedAt
+		e.seen.rec, e.seen.raw, e.seen.at, e.seen.remeasured = rec, raw, observedAt, false
 	}
+	if e.seen.blind && e.c.Recover {
+		switch {
+		case changed:
+			// First seen after the outage: from now, not dated back by
+			// an age, as a candidate that just started counts.
+			e.seen.at = now
+		case !e.seen.remeasured:
+			// Seen before the outage: its lease starts again, once.
+			e.seen.at, e.seen.remeasured = now, true
+		}
+	}
+	e.seen.blind = false
 	if !lock.IsClaim(rec) {
 		// A claim's term is not in use until its writer confirms it (and
 		// a claim with a term already in use is replaced: tryAcquire).

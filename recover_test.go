@@ -19,12 +19,7 @@ const testRecoverDeadline = 10 * testLease
 // fail (bmod adjusts b's config), and waits for b to see a lead.
 func (el *election) recovering(t *testing.T, bmod func(*Config)) (a, b *candidate, fa, fb *faultLock, ga *writegate.Gate) {
 	t.Helper()
-	ga = writegate.New()
-	fa = &faultLock{Interface: el.store.Lock("a")}
-	a = el.add("a", func(c *Config) {
-		c.Lock, c.Gate, c.Recover, c.RecoverDeadline = fa, ga, true, testRecoverDeadline
-	})
-	waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
+	a, fa, ga = el.recoveringLeader(t)
 	fb = &faultLock{Interface: el.store.Lock("b")}
 	b = el.add("b", func(c *Config) {
 		c.Lock = fb
@@ -34,6 +29,19 @@ func (el *election) recovering(t *testing.T, bmod func(*Config)) (a, b *candidat
 	})
 	waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
 	return a, b, fa, fb, ga
+}
+
+// recoveringLeader starts a, a leader with Recover and a gate on a lock
+// the test can make fail, and waits for its function to start.
+func (el *election) recoveringLeader(t *testing.T) (a *candidate, fa *faultLock, ga *writegate.Gate) {
+	t.Helper()
+	ga = writegate.New()
+	fa = &faultLock{Interface: el.store.Lock("a")}
+	a = el.add("a", func(c *Config) {
+		c.Lock, c.Gate, c.Recover, c.RecoverDeadline = fa, ga, true, testRecoverDeadline
+	})
+	waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
+	return a, fa, ga
 }
 
 // wantRecovering checks that a has stopped leading, closed its gate, and
@@ -92,9 +100,7 @@ func TestRecoverLeadsAgainInTheSameTermWhenNobodyTookOver(t *testing.T) {
 				t.Fatalf("a's function was cancelled (%v) or restarted (%d starts)", lead.Err(), a.started.Load())
 			}
 			fb.fail.Store(false)
-			for range 2 * testLease / (testRetry / 4) {
-				el.step(t, testRetry/4)
-			}
+			el.stepFor(t, 2*testLease)
 			if !a.e.IsLeader() || b.e.IsLeader() || a.e.Status().Recovering {
 				t.Fatalf("after the outage: a leads %v (recovering %v), b leads %v; want a alone", a.e.IsLeader(), a.e.Status().Recovering, b.e.IsLeader())
 			}
@@ -153,6 +159,233 @@ func TestRecoverEndsTheTermWhenAnotherCandidateTookOver(t *testing.T) {
 	}
 }
 
+// stepFor moves the clock d a quarter RetryPeriod at a time, and settles.
+func (el *election) stepFor(t *testing.T, d time.Duration) {
+	t.Helper()
+	for range d / (testRetry / 4) {
+		el.step(t, testRetry/4)
+	}
+	el.settle(t)
+}
+
+// withRecover gives a follower Recover, as replicas sharing flags have it.
+func withRecover(c *Config) {
+	c.Gate, c.Recover, c.RecoverDeadline = writegate.New(), true, testRecoverDeadline
+}
+
+// firstReadAfter steps the clock a quarter RetryPeriod at a time until
+// c's last store call succeeded, and returns the time of that read.
+func (el *election) firstReadAfter(t *testing.T, c *candidate, after string) time.Time {
+	t.Helper()
+	for start := el.clk.Now(); c.e.Status().StoreError != ""; {
+		if el.clk.Since(start) > 3*testRetry {
+			t.Fatalf("%s read nothing within %v %s", c.id, 3*testRetry, after)
+		}
+		el.step(t, testRetry/4)
+		el.settle(t)
+	}
+	return el.clk.Now()
+}
+
+// Three replicas with Recover, the store unreachable from all of them for
+// longer than the lease. At its return the followers' first reads find
+// the record unchanged and long expired; but a follower whose reads
+// failed measures the lease from its first read that succeeds, so the
+// leader, whose renewal comes up to a RetryPeriod after the store's
+// return (here: after both followers have read, the worst order),
+// renews in its term, and no follower ever leads.
+func TestRecoverFollowersLeaveTheLeaderItsTermAfterAnOutage(t *testing.T) {
+	el := newElection(t)
+	a, fa, ga := el.recoveringLeader(t)
+	lead := a.leadCtx.Load().(context.Context)
+	followers := []*candidate{el.add("b", withRecover), el.add("c", withRecover)}
+	for _, f := range followers {
+		waitFor(t, f.id+" to see a", func() bool { return f.e.GetLeader() == "a" })
+	}
+	noFollowerLeads := func(when string) {
+		t.Helper()
+		for _, f := range followers {
+			if f.e.IsLeader() {
+				t.Fatalf("%s took over %s: a recovering leader is left its term after an outage", f.id, when)
+			}
+		}
+	}
+
+	el.store.SetFault(func(string) error { return errInjected })
+	el.stepFor(t, 3*testLease)
+	wantRecovering(t, a, ga, lead)
+	for _, f := range followers {
+		if f.e.Status().StoreError == "" {
+			t.Fatalf("%s's last read succeeded during the outage", f.id)
+		}
+	}
+
+	fa.fail.Store(true) // a renews after the followers have read
+	el.store.SetFault(nil)
+	for _, f := range followers {
+		el.firstReadAfter(t, f, "after the store came back")
+		noFollowerLeads("at its first read after the outage")
+	}
+	fa.fail.Store(false)
+	el.stepUntilLeads(t, a, 2*testRetry, "after the store came back")
+	noFollowerLeads("before a renewed")
+	for range 2 * testLease / (testRetry / 4) {
+		el.step(t, testRetry/4)
+		noFollowerLeads("after a renewed")
+	}
+	el.settle(t)
+	if term := gateTerm(ga); term != 1 || a.e.Term() != 1 || !a.e.IsLeader() {
+		t.Fatalf("a leads %v in term %d with its gate open for %d; want leading in 1 and 1", a.e.IsLeader(), a.e.Term(), term)
+	}
+	if lead.Err() != nil || a.started.Load() != 1 {
+		t.Fatalf("a's function was cancelled (%v) or restarted (%d starts)", lead.Err(), a.started.Load())
+	}
+	el.wantTerms(t, a, []int64{1}, []string{"a"}, "want term 1 alone")
+}
+
+// leaderKeepsItsTerm checks, the store back for follower b first (after
+// an outage), that b's first read does not take over, and that then a,
+// recovering, leads again in term 1 once fa works, its function (whose
+// context is lead) never restarted.
+func (el *election) leaderKeepsItsTerm(t *testing.T, a, b *candidate, fa *faultLock, lead context.Context, after string) {
+	t.Helper()
+	el.firstReadAfter(t, b, after)
+	if b.e.IsLeader() {
+		t.Fatalf("b took over at its first read %s: a recovering leader is left its term", after)
+	}
+	fa.fail.Store(false)
+	el.stepUntilLeads(t, a, 2*testRetry, after)
+	if a.e.Term() != 1 || lead.Err() != nil || a.started.Load() != 1 {
+		t.Fatalf("a leads in term %d, its function cancelled (%v) or restarted (%d starts); want term 1, one start", a.e.Term(), lead.Err(), a.started.Load())
+	}
+	el.wantTerms(t, a, []int64{1}, []string{"a"}, "want term 1 alone")
+}
+
+// Two outages back to back, as the fault campaign makes them: after the
+// first, the leader renews before the follower reads again, so the
+// follower's first read after it finds a changed record (the renewal);
+// the second outage begins before the next renewal. That record, first
+// seen after failed reads, has not used up its once: after the second
+// outage the follower, reading first again, still leaves the leader its
+// term.
+func TestRecoverFollowerLeavesTheLeaderItsTermAfterOutagesBackToBack(t *testing.T) {
+	el := newElection(t)
+	a, b, fa, fb, ga := el.recovering(t, withRecover)
+	lead := a.leadCtx.Load().(context.Context)
+	fa.fail.Store(true)
+	fb.fail.Store(true)
+	el.stepFor(t, 3*testLease)
+	wantRecovering(t, a, ga, lead)
+
+	fa.fail.Store(false)
+	el.stepUntilLeads(t, a, 2*testRetry, "after the first outage")
+	fa.fail.Store(true) // the second outage, before a's next renewal
+	fb.fail.Store(false)
+	el.firstReadAfter(t, b, "after the first outage") // a's renewal: a changed record
+	fb.fail.Store(true)
+	el.stepFor(t, 3*testLease)
+	wantRecovering(t, a, ga, lead)
+
+	fb.fail.Store(false) // b reads first
+	el.leaderKeepsItsTerm(t, a, b, fa, lead, "after the second outage")
+}
+
+// A follower on a caching lock (gossip): during the outage the read at
+// its lease's expiry is served from a cache, and only its takeover's
+// write fails; its next read comes after the store's return. That failed
+// write counts as not seeing the store: the follower leaves the
+// recovering leader its term.
+func TestRecoverFollowerOnACachingLockLeavesTheLeaderItsTerm(t *testing.T) {
+	el := newElection(t)
+	a, b, fa, fb, ga := el.recovering(t, withRecover)
+	fb.failUpdate.Store(true) // b's reads still served
+	fa.fail.Store(true)
+	lead := a.leadCtx.Load().(context.Context)
+	for fb.attempts.Load() == 0 {
+		if el.clk.Since(a.e.Status().LastRenew) > 2*testLease {
+			t.Fatal("b did not try to take over during the outage")
+		}
+		el.step(t, testRetry/4)
+		el.settle(t)
+	}
+	wantRecovering(t, a, ga, lead)
+
+	fb.failUpdate.Store(false) // back, for b first
+	el.leaderKeepsItsTerm(t, a, b, fa, lead, "after the outage")
+}
+
+// What that costs, and its bounds. A leader that never comes back is
+// replaced one LeaseDuration after a follower with Recover first reads
+// the store after the outage, not at once, also when the record it reads
+// is a renewal it missed that a lock.Aged dates back to before the
+// outage; a second outage before then does not give the same record
+// another lease (once per record: a store that keeps failing cannot put a
+// takeover off for ever); a follower without Recover takes over at its
+// first read, as before.
+func TestRecoverFollowerWaitsOneLeaseOncePerRecordAfterAnOutage(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		recover       bool
+		aged          bool // b misses a's last renewal, which its lock dates back to a's cut
+		secondOutage  bool
+		takesOverLate bool // one LeaseDuration after its first read, not at it
+	}{
+		{"follower without Recover", false, false, false, false},
+		{"follower with Recover", true, false, false, true},
+		{"follower with Recover, a renewal it missed dated back by lock.Aged", true, true, false, true},
+		{"follower with Recover, a second outage", true, false, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			el := newElection(t)
+			var aCut atomic.Pointer[time.Time] // a's last renewal began before
+			bmod := func(c *Config) {
+				if tc.recover {
+					withRecover(c)
+				}
+				if tc.aged {
+					c.Lock.(*faultLock).age = func([]byte) (time.Duration, bool) {
+						if at := aCut.Load(); at != nil {
+							return el.clk.Since(*at), true
+						}
+						return 0, false
+					}
+				}
+			}
+			a, b, fa, fb, ga := el.recovering(t, bmod)
+			lead := a.leadCtx.Load().(context.Context)
+			fb.fail.Store(true)
+			if tc.aged {
+				el.step(t, testRetry) // a renews once more, unseen by b
+			}
+			el.settle(t)
+			now := el.clk.Now()
+			aCut.Store(&now)
+			fa.fail.Store(true) // for good: a never renews again
+			el.stepFor(t, 3*testLease)
+			wantRecovering(t, a, ga, lead)
+			fb.fail.Store(false)
+			read := el.firstReadAfter(t, b, "after the outage")
+			if tc.secondOutage {
+				el.setTime(t, read.Add(testLease/2))
+				el.settle(t)
+				if b.e.IsLeader() {
+					t.Fatalf("b took over %v after its first read, want not before a lease", testLease/2)
+				}
+				fb.fail.Store(true)
+				el.stepFor(t, 2*testLease)
+				fb.fail.Store(false)
+				read = el.firstReadAfter(t, b, "after the second outage")
+			}
+			if tc.takesOverLate {
+				el.takesOverAt(t, b, read.Add(testLease), "one lease after its first read after the outage")
+			} else if !b.e.IsLeader() {
+				t.Fatalf("b does not lead at its first read after the outage (%v); want a takeover at once", read)
+			}
+			el.wantTerms(t, b, []int64{1, 2}, []string{"a", "b"}, "want b to take term 2")
+		})
+	}
+}
+
 // The record deleted during an outage longer than the lease: the
 // recovering leader's first renewal finds it gone and ends the term (its
 // function cancelled); too late to put its term back (a lease has passed
@@ -168,9 +401,7 @@ func TestRecoverEndsTheTermWhenTheRecordWasDeletedMeanwhile(t *testing.T) {
 	el.settle(t)
 	wantRecovering(t, a, ga, lead)
 	el.store.Delete()
-	for range 2 * testLease / (testRetry / 4) {
-		el.step(t, testRetry/4)
-	}
+	el.stepFor(t, 2*testLease)
 	wantRecovering(t, a, ga, lead)
 
 	fa.fail.Store(false)
@@ -190,12 +421,7 @@ func TestRecoverEndsTheTermWhenTheRecordWasDeletedMeanwhile(t *testing.T) {
 // cancelled and Run returns ErrLeaseLost naming RecoverDeadline.
 func TestRecoverGivesUpAtTheRecoverDeadline(t *testing.T) {
 	el := newElection(t)
-	g := writegate.New()
-	fa := &faultLock{Interface: el.store.Lock("a")}
-	a := el.add("a", func(c *Config) {
-		c.Lock, c.Gate, c.Recover, c.RecoverDeadline = fa, g, true, testRecoverDeadline
-	})
-	waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
+	a, fa, g := el.recoveringLeader(t)
 	lead := a.leadCtx.Load().(context.Context)
 	acquired := el.clk.Now() // the last good renewal's start
 	fa.fail.Store(true)

@@ -3,6 +3,7 @@
 // (Option.Recover) and the write gate (issue #25's targets):
 //
 //	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./bench/outage
+//	go test -run '^$' -bench . -benchtime 1x -count 3 -timeout 30m ./bench/outage -args -only '^recover$'
 //
 // Outage: replicas, each with a ConfigMap informer in Option.Standby and
 // a leader's function that creates ConfigMaps through the gate, reach the
@@ -29,6 +30,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +51,7 @@ var (
 	outage        = flag.Duration("outage", 30*time.Second, "how long the proxy refuses connections")
 	replicas      = flag.Int("replicas", 3, "replicas in the outage runs")
 	logFile       = flag.String("log-file", "", "write the electors' logs to this file (default: discarded)")
+	only          = flag.String("only", "", "run only the runs whose name matches this regular expression (outage runs: the mode; takeover runs: \"takeover \" and the mode, e.g. '^recover$')")
 )
 
 type timing struct{ lease, renew, retry time.Duration }
@@ -75,6 +78,7 @@ type outageResult struct {
 	stoppedLeading   time.Duration
 	toLead           time.Duration // from the return to a leader
 	sameTerm         bool          // the old leader leads again, in its term
+	heldOn           bool          // ... and still does a lease and a RetryPeriod after the return: no follower took over
 	lists, watches   int           // relists and resumed watches after the return, client side
 	serverLists      int64         // the apiserver's count of LIST on configmaps after the return
 	resumed          time.Duration // from the return until every informer got an answer
@@ -91,10 +95,15 @@ type takeoverResult struct {
 	oldTerm, newTerm int64
 }
 
+// round counts BenchmarkStoreOutage's runs (-count), to give each its own
+// namespaces on the shared API server.
+var round int
+
 func BenchmarkStoreOutage(b *testing.B) {
 	if b.N > 1 {
 		b.Skip("runs once: use -benchtime 1x")
 	}
+	round++
 	kube := testserver.SharedKube(b)
 	t := timing{*leaseDuration, *renewDeadline, *retryPeriod}
 	modes := []mode{
@@ -104,23 +113,31 @@ func BenchmarkStoreOutage(b *testing.B) {
 		{name: "baseline, leader alone", replicas: 1},
 		{name: "recover, leader alone", recover: true, recampaign: true, replicas: 1},
 	}
+	match, err := regexp.Compile(*only)
+	if err != nil {
+		b.Fatalf("-only: %v", err)
+	}
 	var outs []outageResult
 	for _, m := range modes {
-		outs = append(outs, measureOutage(b, kube, m, t))
+		if match.MatchString(m.name) {
+			outs = append(outs, measureOutage(b, kube, m, t))
+		}
 	}
 	var takes []takeoverResult
 	for _, leaseOnly := range []bool{false, true} {
 		for _, m := range []mode{{name: "recover, gated", recover: true}, {name: "recover, ungated", recover: true, ungated: true}} {
-			takes = append(takes, measureTakeover(b, kube, m, leaseOnly, t))
+			if match.MatchString("takeover " + m.name) {
+				takes = append(takes, measureTakeover(b, kube, m, leaseOnly, t))
+			}
 		}
 	}
 
 	var s strings.Builder
 	fmt.Fprintf(&s, "LeaseDuration %v, RenewDeadline %v, RetryPeriod %v; API server unreachable (connections refused) for %v; %d replicas (Run calls in one process) unless alone, each with a ConfigMap informer in Standby.\n\n",
 		t.lease, t.renew, t.retry, *outage, *replicas)
-	fmt.Fprintf(&s, "| mode | restarts | leader function starts | leader stopped leading after | back → a leader | same leader, same term | relists after the return (client: LIST + watch-list) | watches resumed | apiserver LIST configmaps after the return | back → every informer answered |\n|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&s, "| mode | restarts | leader function starts | leader stopped leading after | back → a leader | same leader, same term | still in that term a lease after | relists after the return (client: LIST + watch-list) | watches resumed | apiserver LIST configmaps after the return | back → every informer answered |\n|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|\n")
 	for _, o := range outs {
-		fmt.Fprintf(&s, "| %s | %d | %d | %s | %s | %v | %d | %d | %d | %s |\n", o.m.name, o.restarts, o.starts, sec(o.stoppedLeading), sec(o.toLead), o.sameTerm, o.lists, o.watches, o.serverLists, sec(o.resumed))
+		fmt.Fprintf(&s, "| %s | %d | %d | %s | %s | %v | %v | %d | %d | %d | %s |\n", o.m.name, o.restarts, o.starts, sec(o.stoppedLeading), sec(o.toLead), o.sameTerm, o.heldOn, o.lists, o.watches, o.serverLists, sec(o.resumed))
 	}
 	fmt.Fprintf(&s, "\nTakeover: the leader cut off for %v, a second replica reaching the API server; the old leader writes a ConfigMap every %v.\n\n", *outage, writeEvery)
 	fmt.Fprintf(&s, "| old leader's writes | cut off | takeover after | old term ended after | old leader's writes landed after the new term began | refused by its gate |\n|---|---|---:|---:|---:|---:|\n")
@@ -148,7 +165,7 @@ func namespace(tb testing.TB, c kubernetes.Interface, name string) string {
 }
 
 func slug(s string) string {
-	return strings.NewReplacer(", ", "-", " ", "-").Replace(s)
+	return fmt.Sprintf("%s-%d", strings.NewReplacer(", ", "-", " ", "-").Replace(s), round)
 }
 
 func measureOutage(b testing.TB, kube *testserver.Kube, m mode, t timing) outageResult {
@@ -209,8 +226,13 @@ func measureOutage(b testing.TB, kube *testserver.Kube, m mode, t timing) outage
 		return true
 	})
 	time.Sleep(t.retry) // a window to count what follows the resumption, not synchronisation
+	// A follower that read the record after the return waits a lease
+	// from that read (with Recover): by then, a takeover would show.
+	time.Sleep(time.Until(back.Add(t.lease + 2*t.retry))) // a window, not synchronisation
+	still, stillTerm := f.leader()
 	res := outageResult{m: m, restarts: f.restarts() - restarts0, starts: f.starts() - starts0,
-		stoppedLeading: stopped.Sub(down), toLead: led.Sub(back), sameTerm: who == old && newTerm == term}
+		stoppedLeading: stopped.Sub(down), toLead: led.Sub(back), sameTerm: who == old && newTerm == term,
+		heldOn: who == old && newTerm == term && still == old && stillTerm == term}
 	for _, r := range rs {
 		res.lists += r.reqs.get("list")
 		res.watches += r.reqs.get("watch")

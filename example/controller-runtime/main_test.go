@@ -5,20 +5,28 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	clientgole "k8s.io/client-go/tools/leaderelection"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/backend/file"
 	"github.com/b3df926d/leaderelection/backend/git"
 	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/backend/s3"
+	"github.com/b3df926d/leaderelection/gate"
+	"github.com/b3df926d/leaderelection/internal/poll"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
@@ -94,7 +102,7 @@ type runningManager struct {
 
 func startManager(t *testing.T, cfg *rest.Config, l lock.Interface) *runningManager {
 	t.Helper()
-	m, err := newManager(cfg, l)
+	m, err := newElectingManager(cfg, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,17 +124,24 @@ func startManager(t *testing.T, cfg *rest.Config, l lock.Interface) *runningMana
 // stop cancels the manager and waits for Start to return (once).
 func (r *runningManager) stop(t *testing.T) {
 	t.Helper()
-	r.cancel()
+	stopAndWait(t, "manager", r.cancel, r.done)
+}
+
+// stopAndWait calls cancel and waits for what's error on done (taking it
+// once: done is closed after), which must be nil or context.Canceled.
+func stopAndWait(t *testing.T, what string, cancel context.CancelFunc, done chan error) {
+	t.Helper()
+	cancel()
 	select {
-	case err, ok := <-r.done:
+	case err, ok := <-done:
 		if ok {
-			close(r.done)
+			close(done)
 			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("manager: %v", err)
+				t.Errorf("%s: %v", what, err)
 			}
 		}
 	case <-time.After(wait):
-		t.Fatalf("manager did not stop within %v", wait)
+		t.Fatalf("%s did not stop within %v", what, wait)
 	}
 }
 
@@ -194,4 +209,111 @@ func TestClientGoRunOrDieWithOurLocks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// replica is an app run by leaderelection.Run until the test ends.
+type replica struct {
+	a      *app
+	le     *leaderelection.Leadership
+	starts atomic.Int32 // terms whose controller started
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startReplica runs newApp for id on the Lease lease, reaching the API
+// server through cfg, with recovery on (as main does by default).
+func startReplica(t *testing.T, cfg *rest.Config, ns, lease, id string) *replica {
+	t.Helper()
+	l, err := k8s.New(context.Background(), k8s.Options{Client: kubernetes.NewForConfigOrDie(cfg), Namespace: ns, Name: lease, Identity: id, DisableEvents: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	r := &replica{le: &leaderelection.Leadership{}, done: make(chan error, 1)}
+	r.a, err = newApp(cfg, l, ns, leaderelection.Option{
+		Recover: true, Recampaign: true, ReleaseOnCancel: true, Port: leaderelection.NoHealthServer, Leadership: r.le,
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: time.Second, RecoverDeadline: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lead := r.a.opt.RunE
+	r.a.opt.RunE = func(ctx context.Context) error { r.starts.Add(1); return lead(ctx) }
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go func() { r.done <- leaderelection.Run(ctx, r.a.opt) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop ends Run and waits for it (once).
+func (r *replica) stop(t *testing.T) {
+	t.Helper()
+	stopAndWait(t, "Run", r.cancel, r.done)
+}
+
+// termOn returns the term the controller wrote on the ConfigMap (0: none).
+func termOn(t *testing.T, c kubernetes.Interface, ns, name string) int64 {
+	t.Helper()
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.ParseInt(cm.Annotations[annotation], 10, 64)
+	return n
+}
+
+// leaderelection.Run elects a controller-runtime manager (newApp). The
+// manager and its cache run in Standby on every replica: the follower's
+// cache holds the labelled ConfigMap and its writes are refused by its
+// gate; the leader's controller writes its term on it. When the leader
+// stops, the follower leads and its controller writes the next term. Its
+// only way to the API server then refuses connections for longer than the
+// lease: it recovers, leading again in the same term, its controller never
+// restarted, and reconciles a ConfigMap labelled meanwhile.
+func TestRunElectsAManagerWithStandbyGateAndRecovery(t *testing.T) {
+	kube := testserver.SharedKube(t)
+	plain := kubernetes.NewForConfigOrDie(kube.Config())
+	ns, lease := "default", locktest.Name(t)
+	labelled := func(name string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{label: "term"}}}
+	}
+	first := lease + "-1"
+	if _, err := plain.CoreV1().ConfigMaps(ns).Create(context.Background(), labelled(first), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	a := startReplica(t, kube.Config(), ns, lease, "a")
+	poll.Until(t, "a to lead", wait, a.le.IsLeader)
+	poll.Until(t, "a's controller to write its term", wait, func() bool { return termOn(t, plain, ns, first) == a.le.Term() })
+	proxy := testserver.StartProxy(t, kube.Addr)
+	b := startReplica(t, kube.ConfigVia(kube.Config(), proxy.Addr()), ns, lease, "b")
+	poll.Until(t, "b's standby to warm its cache with the ConfigMap", wait, func() bool {
+		var cm corev1.ConfigMap
+		return b.a.mgr.GetCache().Get(context.Background(), client.ObjectKey{Namespace: ns, Name: first}, &cm) == nil
+	})
+	if err := b.a.mgr.GetClient().Create(context.Background(), labelled(lease+"-refused")); !gate.IsRefused(err) {
+		t.Fatalf("a write through the follower's gated client: %v, want refused", err)
+	}
+
+	a.stop(t)
+	poll.Until(t, "b to lead after a released", wait, b.le.IsLeader)
+	term := b.le.Term()
+	poll.Until(t, "b's controller to write its term", wait, func() bool { return termOn(t, plain, ns, first) == term })
+
+	restore := proxy.Refuse()
+	poll.Until(t, "b to stop leading while cut off", wait, func() bool { return !b.le.IsLeader() })
+	second := lease + "-2"
+	if _, err := plain.CoreV1().ConfigMaps(ns).Create(context.Background(), labelled(second), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second) // the outage, longer than the 3 s lease: the fault, not synchronisation
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "b to lead again", wait, b.le.IsLeader)
+	if got := b.le.Term(); got != term || b.starts.Load() != 1 {
+		t.Fatalf("b leads in term %d after %d starts of its controller; want term %d, one start", got, b.starts.Load(), term)
+	}
+	poll.Until(t, "b's controller to write its term on the ConfigMap labelled during the outage", wait, func() bool { return termOn(t, plain, ns, second) == term })
 }
