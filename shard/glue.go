@@ -46,10 +46,17 @@ type glue struct {
 
 	returned chan int
 	work     map[int]*job // the shards started and not yet returned after a Stop
+
+	// For Options.Ownership and Options.Metrics: shards started and
+	// stopped, and the newest generation read and when.
+	starts, stops int64
+	seenGen       int64
+	seenAt        time.Time
 }
 
 // job is one shard's function, started.
 type job struct {
+	term    int64
 	cancel  context.CancelFunc
 	stopped bool // the replica stopped it
 	done    bool // it has returned
@@ -226,6 +233,9 @@ func (g *glue) read(ctx context.Context, which []bool, fresh bool) error {
 			}
 			g.view.Assignment = a
 			g.known = max(g.known, a.Generation)
+			if a.Generation > g.seenGen {
+				g.seenGen, g.seenAt = a.Generation, time.Now()
+			}
 		}
 	}
 	g.view.Now = g.reads
@@ -366,6 +376,7 @@ func (g *glue) run(ctx context.Context) error {
 		g.watchers.Wait()
 	}()
 	g.subscribe(life)
+	defer g.report(nil, 0)
 	all := true
 	for {
 		if err := g.read(life, g.takeDirty(all), false); err != nil {
@@ -384,6 +395,7 @@ func (g *glue) run(ctx context.Context) error {
 			if retry.IsZero() || time.Until(retry) > g.opt.RetryPeriod {
 				retry = time.Now().Add(g.opt.RetryPeriod)
 			}
+			g.report(nil, 0)
 			_, all = g.wait(ctx, waitFor{timeout: retry})
 			continue
 		}
@@ -481,6 +493,7 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 			all = false
 			continue // the reads after the acknowledgement, at once
 		}
+		g.report(&self, rep.Acked().Generation)
 		var s int
 		s, all = g.wait(ctx, waitFor{lost: t.lost, timeout: next})
 		if s >= 0 {
@@ -540,7 +553,8 @@ func (g *glue) act(t *tenure, rep *core.Replica, act core.Action) []core.Action 
 			return nil // the step-down has cancelled everything
 		}
 		ctx, cancel := context.WithCancel(context.WithValue(t.ctx, termKey{}, act.Term))
-		g.work[act.Shard] = &job{cancel: cancel}
+		g.work[act.Shard] = &job{term: act.Term, cancel: cancel}
+		g.started(act.Term)
 		g.log.V(1).Info("Started a shard", "shard", act.Shard, "term", act.Term)
 		go func() {
 			defer func() { g.returned <- act.Shard }()
@@ -574,6 +588,7 @@ func (g *glue) returnedShard(t *tenure, rep *core.Replica, s int) []core.Action 
 		return nil
 	}
 	delete(g.work, s)
+	g.stops++
 	g.log.V(1).Info("Stopped a shard", "shard", s)
 	acts := rep.Returned(s)
 	for _, a := range acts {
@@ -588,11 +603,13 @@ func (g *glue) drain() {
 	for s, j := range g.work {
 		if j.done {
 			delete(g.work, s)
+			g.stops++
 		}
 	}
 	for len(g.work) > 0 {
 		s := <-g.returned
 		delete(g.work, s)
+		g.stops++
 	}
 }
 
