@@ -57,15 +57,15 @@ func (s *sharded) locks(name string, _ bool) (lock.Interface, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	suffix := strings.TrimPrefix(name, s.opt.LeaseLockName)
-	var l lock.Interface
-	var err error
-	if s.opt.KubeClient == nil {
-		l, err = s.backends.CompanionLock(context.Background(), s.opt.ID, &s.opt, suffix)
-		if err != nil {
-			return nil, err
-		}
+	l, err := s.backends.CompanionLock(context.Background(), s.opt.ID, &s.opt, suffix)
+	if err != nil {
+		return nil, err
 	}
-	if l == nil { // a Lease, through one client for every record
+	if l == nil {
+		// A Lease, through the client CompanionLock just made: one per
+		// handle, so that no handle's requests wait behind another's in
+		// client-go's rate limiter (a renewal queued behind a burst of
+		// barrier reads missed its RenewDeadline).
 		if l, err = k8s.New(context.Background(), k8s.Options{Client: s.opt.KubeClient, Namespace: s.opt.LeaseLockNamespace, Name: name, Identity: s.opt.ID}); err != nil {
 			return nil, fmt.Errorf("--backend=k8s: %w", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/b3df926d/leaderelection/healthz"
 	"github.com/b3df926d/leaderelection/internal/fence"
 	"github.com/b3df926d/leaderelection/internal/poll"
+	"github.com/b3df926d/leaderelection/internal/testserver"
 )
 
 // shardStatus reads p's /status in sharded mode.
@@ -57,22 +58,34 @@ func spread(procs []*proc, m, want int) (owned [][]int, why string) {
 	return owned, why
 }
 
-// Three copies with --shards=12 on one lock file settle at 4 shards each,
+// Three copies with --shards=12 on one store settle at 4 shards each,
 // none owned twice, and /status shows the same assignment on all three;
 // a SIGTERM on one hands its 4 to the other two (6 each) and it exits 0.
 // Every shard's writes went through its own fencing sink, which never
-// saw a term go backwards.
+// saw a term go backwards. On a lock file, and on Leases of the real
+// kube-apiserver.
 func TestShardedCopiesSplitTheShardsAndTakeOverAStoppedOnes(t *testing.T) {
 	bin := buildExample(t)
+	t.Run("file", func(t *testing.T) {
+		shardedCopies(t, bin, "--backend=file", "--lock-file="+filepath.Join(t.TempDir(), "leader.json"))
+	})
+	t.Run("k8s", func(t *testing.T) {
+		kube := testserver.SharedKube(t)
+		// A name of its own: the server outlives the test (-count).
+		name := fmt.Sprintf("sharded-example-%d", time.Now().UnixNano())
+		shardedCopies(t, bin, "--backend=k8s", "--kubeconfig="+kube.Kubeconfig(t), "--leader-elect-resource-name="+name)
+	})
+}
+
+func shardedCopies(t *testing.T, bin string, backend ...string) {
 	dir := t.TempDir()
 	const m = 12
 	fenceAt := filepath.Join(dir, "fence")
 	var procs []*proc
 	for _, id := range []string{"s1", "s2", "s3"} {
-		procs = append(procs, spawnProc(t, bin, dir, id, freePort(t), "--shards="+strconv.Itoa(m),
-			"--backend=file", "--lock-file="+filepath.Join(dir, "leader.json"), "--fence-file="+fenceAt,
-			"--work-interval=50ms", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms",
-			"--leader-elect-retry-period=1s"))
+		procs = append(procs, spawnProc(t, bin, dir, id, freePort(t), append([]string{"--shards=" + strconv.Itoa(m),
+			"--fence-file=" + fenceAt, "--work-interval=50ms", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms",
+			"--leader-elect-retry-period=1s"}, backend...)...))
 	}
 	var why string
 	if !poll.Within(60*time.Second, func() bool { _, why = spread(procs, m, m/3); return why == "" }) {
@@ -136,7 +149,8 @@ func TestShardedCopiesSplitTheShardsAndTakeOverAStoppedOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := string(b)
-	for _, want := range []string{`leader_election_shards_owned{name="example"} 6`, `leader_election_shard_move_duration_seconds_count{name="example"}`} {
+	st, _ := rest[0].shardStatus()
+	for _, want := range []string{fmt.Sprintf(`leader_election_shards_owned{name=%q} 6`, st.Name), fmt.Sprintf(`leader_election_shard_move_duration_seconds_count{name=%q}`, st.Name)} {
 		if !strings.Contains(body, want) {
 			t.Errorf("%s's /metrics lacks %q", rest[0].id, want)
 		}
