@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/b3df926d/leaderelection/healthz"
 	"github.com/b3df926d/leaderelection/internal/fence"
@@ -62,12 +66,23 @@ func spread(procs []*proc, m, want int) (owned [][]int, why string) {
 // none owned twice, and /status shows the same assignment on all three;
 // a SIGTERM on one hands its 4 to the other two (6 each) and it exits 0.
 // Every shard's writes went through its own fencing sink, which never
-// saw a term go backwards. On a lock file, and on Leases of the real
-// kube-apiserver.
+// saw a term go backwards. On a lock file, on S3 (versitygw) and on
+// Leases of the real kube-apiserver.
 func TestShardedCopiesSplitTheShardsAndTakeOverAStoppedOnes(t *testing.T) {
 	bin := buildExample(t)
 	t.Run("file", func(t *testing.T) {
 		shardedCopies(t, bin, "--backend=file", "--lock-file="+filepath.Join(t.TempDir(), "leader.json"))
+	})
+	t.Run("s3", func(t *testing.T) {
+		srv := testserver.StartS3(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := srv.Client(srv.Endpoint).CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String("locks")}); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+		t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+		shardedCopies(t, bin, "--backend=s3", "--s3-endpoint="+srv.Endpoint, "--s3-bucket=locks", "--s3-path-style", "--s3-region="+srv.Region)
 	})
 	t.Run("k8s", func(t *testing.T) {
 		kube := testserver.SharedKube(t)
