@@ -243,6 +243,7 @@ func (g *glue) read(ctx context.Context, which []bool, fresh bool) error {
 }
 
 func (g *glue) get(ctx context.Context, l lock.Interface) (*lock.Record, []byte, error) {
+	g.beat(g.opt.RenewDeadline)
 	actx, cancel := context.WithTimeout(ctx, g.opt.RenewDeadline)
 	defer cancel()
 	return l.Get(actx)
@@ -301,6 +302,7 @@ func (g *glue) housekeep(ctx context.Context, self *core.Member) time.Time {
 			}
 			continue
 		}
+		g.beat(g.opt.RenewDeadline)
 		actx, cancel := context.WithTimeout(ctx, g.opt.RenewDeadline)
 		switch s := g.view.Slots[k]; s.State {
 		case core.Held:
@@ -351,6 +353,7 @@ func (g *glue) wait(ctx context.Context, w waitFor) (returned int, all bool) {
 	if !w.timeout.IsZero() && w.timeout.Before(at) {
 		at = w.timeout
 	}
+	g.beat(time.Until(at) + g.opt.RenewDeadline)
 	timer := time.NewTimer(time.Until(at))
 	defer timer.Stop()
 	select {
@@ -377,6 +380,7 @@ func (g *glue) run(ctx context.Context) error {
 	}()
 	g.subscribe(life)
 	defer g.report(nil, 0)
+	defer g.beat(0)
 	all := true
 	for {
 		if err := g.read(life, g.takeDirty(all), false); err != nil {
@@ -419,6 +423,7 @@ func (g *glue) join(ctx context.Context) *tenure {
 		if g.view.Slots[k].State != core.Free {
 			continue
 		}
+		g.beat(g.opt.RenewDeadline)
 		t, err := take(ctx, g.opt, g.log, k, g.known)
 		if err == nil {
 			return t
@@ -438,8 +443,10 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 	all, refreshed := true, false // refreshed: the reads after the last ack are done
 	for {
 		if t.isLost() {
+			g.beat(g.opt.StopTimeout + g.opt.RenewDeadline) // the functions, then the last renewal
 			g.drain()
 			t.end()
+			g.beat(g.opt.LeaseDuration)
 			t.putBack(life, g.known)
 			return ctx.Err() != nil, nil
 		}
@@ -468,6 +475,7 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 			switch act := act.(type) {
 			case core.WriteAck:
 				refreshed = false
+				g.beat(2 * g.opt.RenewDeadline) // behind a renewal, then its own
 				if err := t.acknowledge(act.Ack); err != nil {
 					g.log.V(2).Info("Writing the acknowledgement failed", "err", err)
 					retry = true
@@ -481,6 +489,7 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 			}
 		}
 		if !t.durable() && !t.isLost() {
+			g.beat(2 * g.opt.RenewDeadline)
 			if err := t.write(); err != nil {
 				retry = true
 			}
@@ -621,6 +630,7 @@ func (g *glue) leave(ctx context.Context, t *tenure, rep *core.Replica) error {
 	for _, a := range rep.Leave() {
 		acts = append(append(acts, a), g.act(t, rep, a)...)
 	}
+	g.beat(g.opt.StopTimeout + 3*g.opt.RenewDeadline) // the functions, the last renewal, the release
 	timeout := time.NewTimer(g.opt.StopTimeout)
 	defer timeout.Stop()
 	for {
@@ -651,6 +661,7 @@ func (g *glue) writeAssignment(ctx context.Context, a core.Assignment) error {
 	if err != nil {
 		return fmt.Errorf("shard %s: %w", g.opt.Name, err)
 	}
+	g.beat(g.opt.RenewDeadline)
 	actx, cancel := context.WithTimeout(ctx, g.opt.RenewDeadline)
 	defer cancel()
 	if g.view.Assignment == nil {

@@ -14,11 +14,15 @@ import (
 // It is a healthz.Source, so a health server serves it: /status shows the
 // shards this replica runs with their terms, the members and the
 // assignment's generation (healthz.Status.Shards), and /metrics the shard
-// metrics (healthz.Metrics). The zero value reports no slot and no shard
+// metrics (healthz.Metrics), and the watchdog on /livez fails when Run's
+// loop is past due (Status().HeartbeatDue: a store call that ignores its
+// deadline, or a shard function that does not return within StopTimeout
+// of its context ending). The zero value reports no slot and no shard
 // until Run starts.
 type Ownership struct {
-	mu sync.Mutex
-	st healthz.Status
+	mu        sync.Mutex
+	st        healthz.Status
+	beat, due time.Time
 }
 
 // Status returns a copy of this replica's state: Leading while it runs a
@@ -34,8 +38,28 @@ func (o *Ownership) Status() healthz.Status {
 		sh.Members = slices.Clone(sh.Members)
 	}
 	st.Shards = &sh
+	st.Heartbeat, st.HeartbeatDue = o.beat, o.due
 	return st
 }
+
+// beatFor records that Run's loop came round now and must come round
+// again within d (zero d: it is not running).
+func (o *Ownership) beatFor(d time.Duration) {
+	var beat, due time.Time
+	if d > 0 {
+		beat = time.Now()
+		due = beat.Add(d)
+	}
+	o.mu.Lock()
+	o.beat, o.due = beat, due
+	o.mu.Unlock()
+}
+
+// beat is the loop's heartbeat: before each step whose duration is
+// bounded, by that bound (a store call: RenewDeadline; waiting for the
+// shards' functions: StopTimeout), so that only a step past its own
+// bound makes the loop past due.
+func (g *glue) beat(d time.Duration) { g.opt.Ownership.beatFor(d) }
 
 func (o *Ownership) set(st healthz.Status) {
 	o.mu.Lock()
