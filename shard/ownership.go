@@ -18,7 +18,9 @@ import (
 // loop is past due (Status().HeartbeatDue: a store call that ignores its
 // deadline, or a shard function that does not return within StopTimeout
 // of its context ending). The zero value reports no slot and no shard
-// until Run starts.
+// until Run starts, and no name: a health server labels its metrics with
+// the name its source reports when it is built, so build one by hand only
+// once Run has started, or let RunOrDie build it.
 type Ownership struct {
 	mu        sync.Mutex
 	st        healthz.Status
