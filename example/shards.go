@@ -65,8 +65,9 @@ func (s *sharded) locks(name string, _ bool) (lock.Interface, error) {
 		// A Lease, through the client CompanionLock just made: one per
 		// handle, so that no handle's requests wait behind another's in
 		// client-go's rate limiter (a renewal queued behind a burst of
-		// barrier reads missed its RenewDeadline).
-		if l, err = k8s.New(context.Background(), k8s.Options{Client: s.opt.KubeClient, Namespace: s.opt.LeaseLockNamespace, Name: name, Identity: s.opt.ID}); err != nil {
+		// barrier reads missed its RenewDeadline). No events: a shard set
+		// records none.
+		if l, err = k8s.New(context.Background(), k8s.Options{Client: s.opt.KubeClient, Namespace: s.opt.LeaseLockNamespace, Name: name, Identity: s.opt.ID, DisableEvents: true}); err != nil {
 			return nil, fmt.Errorf("--backend=k8s: %w", err)
 		}
 	}
