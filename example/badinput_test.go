@@ -57,6 +57,12 @@ func TestBadInputIsAClearErrorFromTheBinary(t *testing.T) {
 		// Only the fault campaign's build (-tags lefaultinject) has it.
 		{"gossip fault hook absent from the default build", []string{"--id=a", "--gossip-fault-file=" + plain}, nil, "unknown flag: --gossip-fault-file", exitBadInput},
 		{"port in use", []string{"--id=a", "--port=" + busyPort}, nil, "address already in use", 1},
+		{"negative shard count", []string{"--id=a", "--shards=-1"}, nil, "--shards=-1: want at least 1, or 0 for one leader", exitBadInput},
+		{"shards on gossip", []string{"--id=a", "--shards=4", "--backend=gossip"}, nil, "--shards=4: --backend=gossip keeps one record per election", exitBadInput},
+		{"shards with a work log", []string{"--id=a", "--shards=4", "--work-log=" + filepath.Join(dir, "work.log")}, nil, "--work-log: not with --shards=4", exitBadInput},
+		{"shards with a lease below the renew deadline", []string{"--id=a", "--shards=4", "--leader-elect-lease-duration=5s"}, nil,
+			"LeaseDuration (5s, --leader-elect-lease-duration) must be greater than RenewDeadline (10s, --leader-elect-renew-deadline)", exitBadInput},
+		{"shards with the port in use", []string{"--id=a", "--shards=4", "--port=" + busyPort}, nil, "address already in use", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

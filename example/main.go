@@ -20,6 +20,11 @@
 // running, its writes refused by the gate, and leads again in the same
 // term if nobody took over.
 //
+// With --shards=M the work is split into M shards spread over every copy
+// (package shard): each copy works the shards it owns, each with its own
+// term and, with --fence-file, its own fencing sink; /status shows the
+// assignment (docs/shards.md, "Operations").
+//
 // Exit status: 0 after a graceful stop (SIGINT, SIGTERM) or --help; 2 for
 // bad input (a flag, an option or the lock's configuration), with the error
 // printed once, naming the flag; 1 for a failure while running (the health
@@ -71,6 +76,7 @@ func run(args []string) error {
 		interval time.Duration
 		workLog  string
 		fenceAt  string
+		shards   int
 	)
 	backends := backendflags.New("example")
 	backends.AddFlags(fs)
@@ -80,6 +86,7 @@ func run(args []string) error {
 	fs.DurationVar(&interval, "work-interval", 500*time.Millisecond, "How often the leader does a unit of work.")
 	fs.StringVar(&workLog, "work-log", "", "If set, append each unit of work, stamped with the term, to this file.")
 	fs.StringVar(&fenceAt, "fence-file", "", "If set, write each unit of work through a fencing sink at this path (PATH and PATH.log, under flock): it rejects writes from a term lower than one it has accepted, and counts them.")
+	fs.IntVar(&shards, "shards", 0, "If above 0, split the work into this many shards spread over every replica (package shard; every replica needs the same count), each worked by one replica at a time under its own term, through its own fencing sink (--fence-file PATH: PATH.<shard>); 0: one leader does all the work.")
 	opt.AddFlags(fs)
 	_ = fs.MarkHidden("health-port") // --port, as before
 	showVersion := fs.Bool("version", false, "Print the version and exit.")
@@ -99,6 +106,22 @@ func run(args []string) error {
 	}
 	if opt.ID == "" {
 		opt.ID = lock.DefaultIdentity()
+	}
+	if shards < 0 {
+		return fmt.Errorf("--shards=%d: want at least 1, or 0 for one leader", shards)
+	}
+	if shards > 0 {
+		s := &sharded{backends: backends, opt: opt, m: shards}
+		if err := s.refuse(fs); err != nil {
+			return err
+		}
+		if err := s.run(interval, fenceAt); err != nil {
+			s.close()
+			return err
+		}
+		klog.InfoS("Stopped gracefully")
+		klog.Flush()
+		return nil
 	}
 	l, err := backends.Lock(context.Background(), opt.ID, &opt)
 	if err != nil {

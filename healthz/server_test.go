@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,28 @@ func start(t *testing.T, opts Options) string {
 		}
 	})
 	return "http://" + s.Addr()
+}
+
+// metricsHave fails t unless /metrics at base has every line in wants.
+func metricsHave(t *testing.T, base string, wants ...string) {
+	t.Helper()
+	_, body := get(t, base+"/metrics")
+	for _, want := range wants {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// getStatus reads /status at base.
+func getStatus(t *testing.T, base string) Status {
+	t.Helper()
+	code, body := get(t, base+"/status")
+	var st Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusOK {
+		t.Fatalf("/status: %d %q %v", code, body, err)
+	}
+	return st
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -189,23 +212,13 @@ func TestMetricsAndStatus(t *testing.T) {
 	s.Metrics().ObserveRenew("ctrl", 3*time.Millisecond, nil)
 	s.Metrics().ObserveRenew("ctrl", 9*time.Millisecond, errors.New("timeout"))
 	base := "http://" + s.Addr()
-	_, body := get(t, base+"/metrics")
-	for _, want := range []string{
+	metricsHave(t, base,
 		`leader_election_master_status{name="ctrl"} 1`,
 		`leader_election_term{name="ctrl"} 7`,
 		`leader_election_transitions_total{name="ctrl"} 7`,
 		`leader_election_renew_duration_seconds_count{name="ctrl"} 2`,
-		`leader_election_renew_failures_total{name="ctrl"} 1`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %q", want)
-		}
-	}
-	code, body := get(t, base+"/status")
-	var st Status
-	if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusOK {
-		t.Fatalf("/status: %d %q %v", code, body, err)
-	}
+		`leader_election_renew_failures_total{name="ctrl"} 1`)
+	st := getStatus(t, base)
 	if !st.Leading || st.Term != 7 || st.Identity != "a" || !st.LastRenew.Equal(renewed) {
 		t.Fatalf("/status decoded to %+v", st)
 	}
@@ -248,6 +261,50 @@ func TestMetricNamesFollowOnePrefixAndPrometheusConventions(t *testing.T) {
 	names := metricslint.Check(t, reg, "")
 	if len(names) != 6 {
 		t.Errorf("checked %d metrics %v, want 6", len(names), names)
+	}
+}
+
+// A replica of a shard set serves its part and the assignment on /status,
+// and the shard metrics beside the election's; a single election has no
+// shard metrics.
+func TestShardedStatusAndMetrics(t *testing.T) {
+	shards := &Shards{Count: 4, Slot: 1, Generation: 3, Acked: 3, Starts: 5, Stops: 2,
+		Owned:   []OwnedShard{{Shard: 1, Term: 2}, {Shard: 3, Term: 3}},
+		Members: []ShardMember{{Slot: 0, Identity: "a", Shards: []int{0, 2}}, {Slot: 1, Identity: "b", Shards: []int{1, 3}}}}
+	m := NewRenewMetrics()
+	base := start(t, Options{Source: &fakeSource{st: Status{Name: "ctrl", Identity: "b", Leading: true, Shards: shards}}, Metrics: m})
+	m.ObserveMove("ctrl", 40*time.Millisecond)
+	metricsHave(t, base,
+		`leader_election_shards_owned{name="ctrl"} 2`,
+		`leader_election_shard_starts_total{name="ctrl"} 5`,
+		`leader_election_shard_stops_total{name="ctrl"} 2`,
+		`leader_election_shard_move_duration_seconds_count{name="ctrl"} 1`,
+		`leader_election_shard_move_duration_seconds_bucket{name="ctrl",le="0.064"} 1`)
+	if st := getStatus(t, base); st.Shards == nil || !reflect.DeepEqual(*st.Shards, *shards) {
+		t.Fatalf("/status shards decoded to %+v, want %+v", st.Shards, shards)
+	}
+
+	single := start(t, Options{Source: &fakeSource{st: Status{Name: "ctrl"}}})
+	if _, body := get(t, single+"/metrics"); strings.Contains(body, "leader_election_shard") {
+		t.Errorf("a single election serves shard metrics:\n%s", body)
+	}
+	if _, body := get(t, single+"/status"); strings.Contains(body, `"shards"`) {
+		t.Errorf("a single election's /status has shards: %s", body)
+	}
+}
+
+// The shard metrics follow the same conventions.
+func TestShardMetricNamesFollowOnePrefixAndPrometheusConventions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg, &fakeSource{st: Status{Name: "ctrl", Shards: &Shards{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ObserveRenew("ctrl", time.Millisecond, errors.New("timeout"))
+	m.ObserveMove("ctrl", time.Millisecond)
+	names := metricslint.Check(t, reg, "")
+	if len(names) != 10 {
+		t.Errorf("checked %d metrics %v, want 10", len(names), names)
 	}
 }
 

@@ -55,6 +55,47 @@ type Status struct {
 	// StoreErrors counts the store calls that failed since the elector
 	// started (leader_election_store_errors_total).
 	StoreErrors int64 `json:"storeErrors"`
+
+	// Shards is set when the source is a replica of a shard set (package
+	// shard) instead of one election: its part in the set and the
+	// assignment. Leading is then true while it runs at least one shard.
+	Shards *Shards `json:"shards,omitempty"`
+}
+
+// Shards is a replica's part in a shard set and the assignment it last
+// read (docs/shards.md).
+type Shards struct {
+	// Count is the number of shards in the set.
+	Count int `json:"count"`
+	// Slot is the membership slot this replica holds, -1 while it holds
+	// none (joining, or after losing its slot).
+	Slot int `json:"slot"`
+	// Generation is the generation of the assignment last read (0: none
+	// read yet); Acked the one this replica acknowledged last.
+	Generation int64 `json:"generation"`
+	Acked      int64 `json:"acked"`
+	// Owned are the shards this replica runs now, each with its term.
+	Owned []OwnedShard `json:"owned"`
+	// Members are the members of that assignment, each with its shards.
+	Members []ShardMember `json:"members"`
+	// Starts and Stops count the shards this replica started and stopped
+	// (their functions returned) since it began.
+	Starts int64 `json:"starts"`
+	Stops  int64 `json:"stops"`
+}
+
+// OwnedShard is a shard this replica runs, with its fencing term.
+type OwnedShard struct {
+	Shard int   `json:"shard"`
+	Term  int64 `json:"term"`
+}
+
+// ShardMember is one member of an assignment: its slot, its identity and
+// the shards the assignment gives it.
+type ShardMember struct {
+	Slot     int    `json:"slot"`
+	Identity string `json:"identity"`
+	Shards   []int  `json:"shards"`
 }
 
 // statusJSON is Status with its duration as text.

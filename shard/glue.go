@@ -46,10 +46,17 @@ type glue struct {
 
 	returned chan int
 	work     map[int]*job // the shards started and not yet returned after a Stop
+
+	// For Options.Ownership and Options.Metrics: shards started and
+	// stopped, and the newest generation read and when.
+	starts, stops int64
+	seenGen       int64
+	seenAt        time.Time
 }
 
 // job is one shard's function, started.
 type job struct {
+	term    int64
 	cancel  context.CancelFunc
 	stopped bool // the replica stopped it
 	done    bool // it has returned
@@ -226,6 +233,9 @@ func (g *glue) read(ctx context.Context, which []bool, fresh bool) error {
 			}
 			g.view.Assignment = a
 			g.known = max(g.known, a.Generation)
+			if a.Generation > g.seenGen {
+				g.seenGen, g.seenAt = a.Generation, time.Now()
+			}
 		}
 	}
 	g.view.Now = g.reads
@@ -233,6 +243,7 @@ func (g *glue) read(ctx context.Context, which []bool, fresh bool) error {
 }
 
 func (g *glue) get(ctx context.Context, l lock.Interface) (*lock.Record, []byte, error) {
+	g.beat(g.opt.RenewDeadline)
 	actx, cancel := context.WithTimeout(ctx, g.opt.RenewDeadline)
 	defer cancel()
 	return l.Get(actx)
@@ -291,6 +302,7 @@ func (g *glue) housekeep(ctx context.Context, self *core.Member) time.Time {
 			}
 			continue
 		}
+		g.beat(g.opt.RenewDeadline)
 		actx, cancel := context.WithTimeout(ctx, g.opt.RenewDeadline)
 		switch s := g.view.Slots[k]; s.State {
 		case core.Held:
@@ -341,6 +353,7 @@ func (g *glue) wait(ctx context.Context, w waitFor) (returned int, all bool) {
 	if !w.timeout.IsZero() && w.timeout.Before(at) {
 		at = w.timeout
 	}
+	g.beat(time.Until(at) + g.opt.RenewDeadline)
 	timer := time.NewTimer(time.Until(at))
 	defer timer.Stop()
 	select {
@@ -366,6 +379,8 @@ func (g *glue) run(ctx context.Context) error {
 		g.watchers.Wait()
 	}()
 	g.subscribe(life)
+	defer g.report(nil, 0)
+	defer g.beat(0)
 	all := true
 	for {
 		if err := g.read(life, g.takeDirty(all), false); err != nil {
@@ -384,6 +399,7 @@ func (g *glue) run(ctx context.Context) error {
 			if retry.IsZero() || time.Until(retry) > g.opt.RetryPeriod {
 				retry = time.Now().Add(g.opt.RetryPeriod)
 			}
+			g.report(nil, 0)
 			_, all = g.wait(ctx, waitFor{timeout: retry})
 			continue
 		}
@@ -407,6 +423,7 @@ func (g *glue) join(ctx context.Context) *tenure {
 		if g.view.Slots[k].State != core.Free {
 			continue
 		}
+		g.beat(g.opt.RenewDeadline)
 		t, err := take(ctx, g.opt, g.log, k, g.known)
 		if err == nil {
 			return t
@@ -426,8 +443,10 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 	all, refreshed := true, false // refreshed: the reads after the last ack are done
 	for {
 		if t.isLost() {
+			g.beat(g.opt.StopTimeout + g.opt.RenewDeadline) // the functions, then the last renewal
 			g.drain()
 			t.end()
+			g.beat(g.opt.LeaseDuration)
 			t.putBack(life, g.known)
 			return ctx.Err() != nil, nil
 		}
@@ -456,6 +475,7 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 			switch act := act.(type) {
 			case core.WriteAck:
 				refreshed = false
+				g.beat(2 * g.opt.RenewDeadline) // behind a renewal, then its own
 				if err := t.acknowledge(act.Ack); err != nil {
 					g.log.V(2).Info("Writing the acknowledgement failed", "err", err)
 					retry = true
@@ -469,6 +489,7 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 			}
 		}
 		if !t.durable() && !t.isLost() {
+			g.beat(2 * g.opt.RenewDeadline)
 			if err := t.write(); err != nil {
 				retry = true
 			}
@@ -481,6 +502,7 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 			all = false
 			continue // the reads after the acknowledgement, at once
 		}
+		g.report(&self, rep.Acked().Generation)
 		var s int
 		s, all = g.wait(ctx, waitFor{lost: t.lost, timeout: next})
 		if s >= 0 {
@@ -540,7 +562,8 @@ func (g *glue) act(t *tenure, rep *core.Replica, act core.Action) []core.Action 
 			return nil // the step-down has cancelled everything
 		}
 		ctx, cancel := context.WithCancel(context.WithValue(t.ctx, termKey{}, act.Term))
-		g.work[act.Shard] = &job{cancel: cancel}
+		g.work[act.Shard] = &job{term: act.Term, cancel: cancel}
+		g.started(act.Term)
 		g.log.V(1).Info("Started a shard", "shard", act.Shard, "term", act.Term)
 		go func() {
 			defer func() { g.returned <- act.Shard }()
@@ -574,6 +597,7 @@ func (g *glue) returnedShard(t *tenure, rep *core.Replica, s int) []core.Action 
 		return nil
 	}
 	delete(g.work, s)
+	g.stops++
 	g.log.V(1).Info("Stopped a shard", "shard", s)
 	acts := rep.Returned(s)
 	for _, a := range acts {
@@ -588,11 +612,13 @@ func (g *glue) drain() {
 	for s, j := range g.work {
 		if j.done {
 			delete(g.work, s)
+			g.stops++
 		}
 	}
 	for len(g.work) > 0 {
 		s := <-g.returned
 		delete(g.work, s)
+		g.stops++
 	}
 }
 
@@ -604,6 +630,7 @@ func (g *glue) leave(ctx context.Context, t *tenure, rep *core.Replica) error {
 	for _, a := range rep.Leave() {
 		acts = append(append(acts, a), g.act(t, rep, a)...)
 	}
+	g.beat(g.opt.StopTimeout + 3*g.opt.RenewDeadline) // the functions, the last renewal, the release
 	timeout := time.NewTimer(g.opt.StopTimeout)
 	defer timeout.Stop()
 	for {
@@ -634,6 +661,7 @@ func (g *glue) writeAssignment(ctx context.Context, a core.Assignment) error {
 	if err != nil {
 		return fmt.Errorf("shard %s: %w", g.opt.Name, err)
 	}
+	g.beat(g.opt.RenewDeadline)
 	actx, cancel := context.WithTimeout(ctx, g.opt.RenewDeadline)
 	defer cancel()
 	if g.view.Assignment == nil {

@@ -11,6 +11,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/b3df926d/leaderelection/healthz"
 	core "github.com/b3df926d/leaderelection/internal/shard"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -29,9 +30,51 @@ import (
 //     JSON object: the shard count, the members (slot, identity) and one
 //     character per shard naming its owner.
 
-func slotName(name string, k int) string { return fmt.Sprintf("%s-slot-%d", name, k) }
+func slotName(name string, k int) string { return name + SlotSuffix(k) }
 
-func assignmentName(name string) string { return name + "-shards" }
+// SlotSuffix ends the name of slot k's record: set Name's is
+// Name+SlotSuffix(k).
+func SlotSuffix(k int) string { return fmt.Sprintf("-slot-%d", k) }
+
+// SlotHolder returns the identity of the member holding a slot record
+// ("" if the slot is free), for tools that read the store.
+func SlotHolder(rec *lock.Record) string {
+	s := decodeSlot(rec, 0)
+	if s.State != core.Held {
+		return ""
+	}
+	return s.Member.ID
+}
+
+// AssignmentSuffix ends the name of a shard set's assignment record: the
+// set Name's record is Name+AssignmentSuffix (its slots Name-slot-k).
+const AssignmentSuffix = "-shards"
+
+func assignmentName(name string) string { return name + AssignmentSuffix }
+
+// Assignment is a shard set's assignment as its record holds it, for
+// tools that read the store (leaderelection status).
+type Assignment struct {
+	Generation int64
+	// Count is the shard count.
+	Count int
+	// Members, by slot, each with the shards it owns.
+	Members []healthz.ShardMember
+}
+
+// DecodeAssignment decodes an assignment record (the record named
+// Name+AssignmentSuffix); an error if rec holds no assignment.
+func DecodeAssignment(rec *lock.Record) (Assignment, error) {
+	a, err := decodeAssignment(rec)
+	if err != nil {
+		return Assignment{}, err
+	}
+	out := Assignment{Generation: a.Generation, Count: len(a.Owners)}
+	for _, m := range a.Members {
+		out.Members = append(out.Members, healthz.ShardMember{Slot: m.Slot, Identity: m.ID, Shards: a.Shards(m)})
+	}
+	return out, nil
+}
 
 // digestSep ends a held slot's identity; the digest after it is hex, so
 // the last one is the separator whatever the identity holds.

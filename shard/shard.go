@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 
 	leaderelection "github.com/b3df926d/leaderelection"
+	"github.com/b3df926d/leaderelection/healthz"
 	core "github.com/b3df926d/leaderelection/internal/shard"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -83,6 +84,15 @@ type Options struct {
 	// Logger receives structured logs (default: klog.FromContext of
 	// Run's context).
 	Logger *logr.Logger
+
+	// Ownership, if set, is kept up to date with this replica's part in
+	// the set and the assignment it last read, for the application and
+	// the health server (it is a healthz.Source).
+	Ownership *Ownership
+	// Metrics, if set, observes each shard's move to this replica
+	// (healthz.Metrics.ObserveMove, labelled Name); a health server
+	// serving Ownership with these Metrics serves them.
+	Metrics *healthz.Metrics
 }
 
 type termKey struct{}
@@ -116,6 +126,11 @@ func Run(ctx context.Context, opt Options, shards int, fn func(ctx context.Conte
 	if err != nil {
 		return err
 	}
+	return run(ctx, opt, shards, fn)
+}
+
+// run is Run with opt validated and defaulted.
+func run(ctx context.Context, opt Options, shards int, fn func(ctx context.Context, shard int)) error {
 	g, err := newGlue(ctx, opt, shards, fn)
 	if err != nil {
 		return err
@@ -157,6 +172,9 @@ func (o Options) withDefaults(ctx context.Context, shards int, fn func(context.C
 	if o.Logger == nil {
 		l := klog.FromContext(ctx)
 		o.Logger = &l
+	}
+	if o.Ownership == nil {
+		o.Ownership = new(Ownership)
 	}
 	if len(errs) > 0 {
 		return o, fmt.Errorf("shard: %w", errors.Join(errs...))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,12 +12,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/go-logr/logr/testr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	filelock "github.com/b3df926d/leaderelection/backend/file"
 	"github.com/b3df926d/leaderelection/internal/poll"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
+	"github.com/b3df926d/leaderelection/shard"
 )
 
 // store is a backend under test, against its real server.
@@ -141,5 +144,70 @@ func TestStatusOfAnUnreachableStoreIsAnError(t *testing.T) {
 	code, _, stderr := leCommand(t, "status", "--backend=git", "--git-url=http://127.0.0.1:"+strconv.Itoa(port)+"/locks.git", "--timeout=10s")
 	if code != exitError || !strings.Contains(stderr, "127.0.0.1:"+strconv.Itoa(port)) {
 		t.Fatalf("status on an unreachable store: exit %d, stderr %q; want %d naming the lock", code, stderr, exitError)
+	}
+}
+
+// TestStatusPrintsAShardSetsAssignment: a lock name with no record of
+// its own but a shard set's records beside it (as example --shards
+// writes them) is shown as the set: its generation, shard count and
+// members with their shards, each live while its slot names it; exit 0
+// while a member is live, 3 once every member has left.
+func TestStatusPrintsAShardSetsAssignment(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "leader.json")
+	args := []string{"--backend=file", "--lock-file=" + path}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	for _, id := range []string{"a", "b"} {
+		locks := func(name string, fresh bool) (lock.Interface, error) {
+			return filelock.New(context.Background(), filelock.Options{Path: name, Identity: id})
+		}
+		log := testr.New(t).WithName(id)
+		opt := shard.Options{Name: path, Locks: locks, Slots: 4, LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second, Logger: &log}
+		go func() { done <- shard.Run(ctx, opt, 6, func(ctx context.Context, _ int) { <-ctx.Done() }) }()
+	}
+	var st lockStatus
+	poll.Until(t, "status to show a and b with 3 shards each", 60*time.Second, func() bool {
+		var code int
+		code, st = readStatus(t, args...)
+		if code != exitOK || st.Shards == nil || st.Shards.Count != 6 || len(st.Shards.Members) != 2 {
+			return false
+		}
+		for _, m := range st.Shards.Members {
+			if !m.Live || len(m.Shards) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	if st.Lock != "file://"+path+shard.AssignmentSuffix || st.Shards.Generation < 1 {
+		t.Fatalf("status of the set: %+v", st)
+	}
+	code, out, stderr := leCommand(t, append([]string{"status"}, args...)...)
+	if code != exitOK {
+		t.Fatalf("status (text) exited %d: %s", code, stderr)
+	}
+	for _, m := range st.Shards.Members {
+		shards := strings.Trim(fmt.Sprint(m.Shards), "[]")
+		for _, want := range []string{fmt.Sprintf("%s (slot %d, live):", m.Identity, m.Slot), "3 shards: " + shards} {
+			if !strings.Contains(out, want) {
+				t.Errorf("status output lacks %q:\n%s", want, out)
+			}
+		}
+	}
+	for _, want := range []string{"state:", "shard set", fmt.Sprintf("generation:  %d\n", st.Shards.Generation), "shards:", "6\n", "members:", "2\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %q:\n%s", want, out)
+		}
+	}
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("shard.Run: %v", err)
+		}
+	}
+	code, st = readStatus(t, args...)
+	if code != exitFree || st.Shards == nil || st.Shards.live() {
+		t.Fatalf("after every member left: status %d %+v, want %d and no live member", code, st.Shards, exitFree)
 	}
 }

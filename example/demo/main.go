@@ -14,6 +14,10 @@
 // --backend=s3 (or any backend) takes the backend's flags after "--":
 //
 //	go run ./example/demo --backend=s3 -- --s3-endpoint=http://127.0.0.1:7070 --s3-bucket=locks --s3-path-style
+//
+// --shards=12 runs the sharded mode (example --shards, docs/shards.md):
+// three replicas split 12 shards; it kills one, starts one, stops one,
+// and prints who owns what and how long each move took.
 package main
 
 import (
@@ -55,32 +59,26 @@ type status struct {
 func main() {
 	keep := flag.Bool("keep", false, "keep the temporary directory with the replicas' logs")
 	kind := flag.String("backend", "file", "the example's lock backend: file, git (a local bare repository), or another one with its flags after --")
+	shards := flag.Int("shards", 0, "if above 0, the sharded mode: three replicas split this many shards (example --shards); one is killed, one started, one stopped")
 	flag.Parse()
-	if err := run(*keep, *kind, flag.Args()); err != nil {
+	var err error
+	if *shards > 0 {
+		err = runShards(*keep, *kind, *shards, flag.Args())
+	} else {
+		err = run(*keep, *kind, flag.Args())
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
 func run(keep bool, kind string, extra []string) error {
-	dir, err := os.MkdirTemp("", "leaderelection-demo-")
+	dir, bin, cleanup, err := prepare(keep)
 	if err != nil {
 		return err
 	}
-	if !keep {
-		defer os.RemoveAll(dir)
-	}
-	bin := filepath.Join(dir, "example")
-	say("Building the example (go build ./example)...")
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	build := exec.Command("go", "build", "-o", bin, "./example")
-	build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the example: %w", err)
-	}
+	defer cleanup()
 
 	workLog := filepath.Join(dir, "work.log")
 	backendArgs, where, err := backendArgs(kind, dir, extra)
@@ -107,7 +105,7 @@ func run(keep bool, kind string, extra []string) error {
 			}
 			args = append(append([]string(nil), args...), "--gossip-bind="+bind, "--gossip-state-dir="+state)
 		}
-		r, err := start(bin, dir, id, workLog, args)
+		r, err := start(bin, dir, id, append([]string{"--work-log=" + workLog}, args...))
 		if err != nil {
 			return err
 		}
@@ -250,7 +248,9 @@ func wakeUp(kind string) string {
 	}
 }
 
-func start(bin, dir, id, workLog string, backendArgs []string) (*replica, error) {
+// start starts replica id of the example with the demo's durations and
+// args (the backend's flags, and what the mode adds).
+func start(bin, dir, id string, args []string) (*replica, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -259,10 +259,10 @@ func start(bin, dir, id, workLog string, backendArgs []string) (*replica, error)
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--id=" + id, "--port=" + strconv.Itoa(port), "--health-bind-address=127.0.0.1",
-		"--work-log=" + workLog, "--work-interval=200ms",
+	args = append([]string{"--id=" + id, "--port=" + strconv.Itoa(port), "--health-bind-address=127.0.0.1",
+		"--work-interval=200ms",
 		"--leader-elect-lease-duration=" + lease.String(), "--leader-elect-renew-deadline=" + renew.String(),
-		"--leader-elect-retry-period=" + retry.String()}, backendArgs...)
+		"--leader-elect-retry-period=" + retry.String()}, args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -372,6 +372,35 @@ func checkFencing(path string) (string, error) {
 		parts = append(parts, fmt.Sprintf("term %d: %d units", t, units[t]))
 	}
 	return "terms only increase (" + strings.Join(parts, ", ") + ").", nil
+}
+
+// prepare makes the demo's directory and builds the example into it;
+// cleanup removes the directory unless keep.
+func prepare(keep bool) (dir, bin string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", "leaderelection-demo-")
+	if err != nil {
+		return "", "", nil, err
+	}
+	cleanup = func() {
+		if !keep {
+			os.RemoveAll(dir)
+		}
+	}
+	bin = filepath.Join(dir, "example")
+	say("Building the example (go build ./example)...")
+	root, err := moduleRoot()
+	if err == nil {
+		build := exec.Command("go", "build", "-o", bin, "./example")
+		build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
+		if err = build.Run(); err != nil {
+			err = fmt.Errorf("building the example: %w", err)
+		}
+	}
+	if err != nil {
+		cleanup()
+		return "", "", nil, err
+	}
+	return dir, bin, cleanup, nil
 }
 
 func moduleRoot() (string, error) {
