@@ -116,7 +116,6 @@ func run(args []string) error {
 			return err
 		}
 		if err := s.run(interval, fenceAt); err != nil {
-			s.close()
 			return err
 		}
 		klog.InfoS("Stopped gracefully")

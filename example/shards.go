@@ -4,21 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection"
-	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/healthz"
 	"github.com/b3df926d/leaderelection/internal/backendflags"
 	"github.com/b3df926d/leaderelection/internal/fence"
-	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/shard"
 )
 
@@ -29,9 +24,6 @@ type sharded struct {
 	backends *backendflags.Flags
 	opt      leaderelection.Option
 	m        int
-
-	mu      sync.Mutex
-	handles []lock.Interface // to close after Run
 }
 
 // refuse reports the flags that mean nothing with --shards; backends with
@@ -49,43 +41,21 @@ func (s *sharded) refuse(fs interface{ Changed(string) bool }) error {
 	return nil
 }
 
-// locks is shard.Options.Locks: every record of the set is a companion of
-// the lock --backend and its flags name (backendflags.CompanionLock), its
-// name's suffix after the set's name ("-slot-3", "-shards"). They never
-// read from a cache, so every handle may serve as a fresh one.
-func (s *sharded) locks(name string, _ bool) (lock.Interface, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	suffix := strings.TrimPrefix(name, s.opt.LeaseLockName)
-	l, err := s.backends.CompanionLock(context.Background(), s.opt.ID, &s.opt, suffix)
-	if err != nil {
-		return nil, err
-	}
-	if l == nil {
-		// A Lease, through the client CompanionLock just made: one per
-		// handle, so that no handle's requests wait behind another's in
-		// client-go's rate limiter (a renewal queued behind a burst of
-		// barrier reads missed its RenewDeadline). No events: a shard set
-		// records none.
-		if l, err = k8s.New(context.Background(), k8s.Options{Client: s.opt.KubeClient, Namespace: s.opt.LeaseLockNamespace, Name: name, Identity: s.opt.ID, DisableEvents: true}); err != nil {
-			return nil, fmt.Errorf("--backend=k8s: %w", err)
-		}
-	}
-	s.handles = append(s.handles, l)
-	return l, nil
-}
-
 // run validates the flags and runs the shard set until SIGINT or SIGTERM.
 func (s *sharded) run(interval time.Duration, fenceAt string) error {
 	id := s.opt.ID
-	set := shard.Options{Name: s.opt.LeaseLockName, Locks: s.locks, Identity: id,
+	// The set's records are companions of the lock the backend flags name
+	// ("leader.json-slot-3", the Lease "example-shards").
+	locks, closeLocks := s.backends.ShardLocks(id, &s.opt, s.opt.LeaseLockName)
+	defer closeLocks()
+	set := shard.Options{Name: s.opt.LeaseLockName, Locks: locks, Identity: id,
 		LeaseDuration: s.opt.LeaseDuration, RenewDeadline: s.opt.RenewDeadline, RetryPeriod: s.opt.RetryPeriod, StopTimeout: s.opt.StopTimeout}
 	// The election's own rules name the flags (--leader-elect-*): check
 	// the durations and the port through them, on the set's assignment
 	// record, before the set's own.
 	check := s.opt
 	check.Run = func(context.Context) {}
-	l, err := s.locks(s.opt.LeaseLockName+"-shards", false)
+	l, err := locks(s.opt.LeaseLockName+shard.AssignmentSuffix, false)
 	if err != nil {
 		return err
 	}
@@ -105,24 +75,7 @@ func (s *sharded) run(interval time.Duration, fenceAt string) error {
 		health.Addr = net.JoinHostPort(s.opt.HealthBindAddress, strconv.Itoa(port))
 	}
 	shard.RunOrDie(health, set, s.m, func(ctx context.Context, n int) { workShard(ctx, n, id, interval, fenceAt) })
-	s.close()
 	return nil
-}
-
-// close closes the handles that hold resources (a Lease's watch).
-func (s *sharded) close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.handles {
-		switch c := l.(type) {
-		case io.Closer:
-			if err := c.Close(); err != nil {
-				klog.ErrorS(err, "Closing a shard record's lock", "lock", l.Describe())
-			}
-		case interface{ Close() }:
-			c.Close()
-		}
-	}
 }
 
 // workShard is one shard's loop: it runs while this replica owns shard

@@ -246,7 +246,9 @@ func (g *glue) get(ctx context.Context, l lock.Interface) (*lock.Record, []byte,
 	g.beat(g.opt.RenewDeadline)
 	actx, cancel := context.WithTimeout(ctx, g.opt.RenewDeadline)
 	defer cancel()
-	return l.Get(actx)
+	rec, raw, err := l.Get(actx)
+	g.opt.Ownership.storeResult(err)
+	return rec, raw, err
 }
 
 // observe stamps a slot record when its bytes change, on this process's

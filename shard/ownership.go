@@ -7,6 +7,7 @@ import (
 
 	"github.com/b3df926d/leaderelection/healthz"
 	core "github.com/b3df926d/leaderelection/internal/shard"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // Ownership is a replica's part in its shard set, kept up to date by Run:
@@ -25,6 +26,11 @@ type Ownership struct {
 	mu        sync.Mutex
 	st        healthz.Status
 	beat, due time.Time
+	// The last store call's failure (nil: it succeeded), since when the
+	// calls fail, and how many failed: /readyz's store check.
+	storeErr      error
+	storeErrSince time.Time
+	storeErrors   int64
 }
 
 // Status returns a copy of this replica's state: Leading while it runs a
@@ -41,7 +47,28 @@ func (o *Ownership) Status() healthz.Status {
 	}
 	st.Shards = &sh
 	st.Heartbeat, st.HeartbeatDue = o.beat, o.due
+	if o.storeErr != nil {
+		st.StoreError, st.StoreErrorSince = o.storeErr.Error(), o.storeErrSince
+	}
+	st.StoreErrors = o.storeErrors
 	return st
+}
+
+// storeResult records the outcome of a store call, as the elector does:
+// a missing record or a lost compare-and-swap is an answer, anything
+// else (a timeout, a corrupt record) a failure. Any goroutine may call it.
+func (o *Ownership) storeResult(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err == nil || lock.IsNotFound(err) || lock.IsConflict(err) {
+		o.storeErr, o.storeErrSince = nil, time.Time{}
+		return
+	}
+	if o.storeErr == nil {
+		o.storeErrSince = time.Now()
+	}
+	o.storeErr = err
+	o.storeErrors++
 }
 
 // beatFor records that Run's loop came round now and must come round

@@ -153,6 +153,7 @@ func (t *tenure) write() error {
 	ctx, cancel := context.WithTimeout(t.ctx, left)
 	defer cancel()
 	err := t.writer.Update(ctx, heldRecord(t.self.ID, ack, t.opt.LeaseDuration, t.acquired, renewed))
+	t.opt.Ownership.storeResult(err)
 	switch {
 	case lock.IsNotFound(err):
 		t.gone = true
