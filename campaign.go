@@ -95,11 +95,6 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		return e.confirmClaim(ctx, actx, log, a)
 	}
 	rec, raw, err := e.c.Lock.Get(actx)
-	landed := false // the record read is this candidate's unanswered acquisition
-	if w := e.unanswered; w != nil && (err == nil || lock.IsNotFound(err)) {
-		landed = err == nil && sameWrite(*rec, *w)
-		e.unanswered = nil
-	}
 	next := lock.Record{
 		HolderIdentity:       e.identity,
 		LeaseDurationSeconds: e.leaseSec,
@@ -178,18 +173,6 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		e.mu.Unlock()
 		log.Error(err, "Reading the lock failed")
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
-	case landed:
-		// The last acquisition's write landed, though its answer did not
-		// come (a timeout after the store applied it): the record is this
-		// candidate's own, in a term nobody led. Take it in that term, by
-		// compare-and-swap on what was just read, as a renewal would,
-		// rather than wait out its lease as another process's and skip a
-		// term.
-		e.vitals.storeOK()
-		log.Info("The last acquisition's write landed though its answer was lost; taking the lock in that term", "term", rec.LeaderTransitions)
-		e.observe(*rec, raw)
-		next.LeaderTransitions = rec.LeaderTransitions
-		err = e.c.Lock.Update(actx, next)
 	default:
 		e.vitals.storeOK()
 		e.warnIfIdentityShared(log, *rec, raw)
@@ -248,9 +231,6 @@ func (e *Elector) tryAcquire(ctx context.Context, log logr.Logger, watching bool
 		e.seen.blind = true
 		e.mu.Unlock()
 		log.Error(err, "Acquiring the lock failed")
-		if stand == 0 {
-			e.unanswered = &next // it may have landed: the next read tells
-		}
 		return wait.Jitter(e.c.RetryPeriod, JitterFactor), nil
 	}
 	if stand > 0 {
@@ -297,13 +277,4 @@ func (e *Elector) acquired(ctx context.Context, log logr.Logger, next lock.Recor
 	log.Info("Acquired the lock", "term", next.LeaderTransitions)
 	e.c.Lock.RecordEvent("became leader")
 	return 0, e.newTerm(ctx, log, next, a)
-}
-
-// sameWrite reports whether rec, read, is the record w this candidate
-// wrote: holder, term, lease and timestamps (to the second, as every
-// store keeps them at least).
-func sameWrite(rec, w lock.Record) bool {
-	return rec.HolderIdentity == w.HolderIdentity && rec.LeaderTransitions == w.LeaderTransitions &&
-		rec.LeaseDurationSeconds == w.LeaseDurationSeconds &&
-		rec.AcquireTime.Unix() == w.AcquireTime.Unix() && rec.RenewTime.Unix() == w.RenewTime.Unix()
 }

@@ -189,43 +189,6 @@ func TestFollowerPollsEveryRetryPeriodWhileItsWatchIsDown(t *testing.T) {
 	}
 }
 
-// An acquisition whose write lands but whose answer is lost (a timeout
-// after the store applied it): the candidate's next read finds the record
-// it wrote, in a term nobody led, and it takes the lock in that term at
-// once, by compare-and-swap, instead of waiting out its own lease as
-// another process's and taking the next term. On gossip under load that
-// cost a lease and a skipped term. Both ways in: a Create on a new lock,
-// and an Update of a released one.
-func TestAcquisitionWhoseAnswerWasLostTakesTheLockInItsTerm(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		term int64
-	}{{"create", 1}, {"update", 2}} {
-		t.Run(tc.name, func(t *testing.T) {
-			el := newElection(t)
-			if tc.name == "update" {
-				first := el.add("first", nil)
-				waitFor(t, "first to lead", first.e.IsLeader)
-				first.cancel()
-				if err := first.wait(t); err != nil {
-					t.Fatal(err)
-				}
-			}
-			fa := &faultLock{Interface: el.store.Lock("a")}
-			fa.loseAnswers.Store(1)
-			a := el.add("a", func(c *Config) { c.Lock = fa })
-			waitFor(t, "a's write to land with its answer lost", func() bool { return fa.lostAnswers.Load() == 1 })
-			// Its next attempt, after at most a jittered RetryPeriod; waiting
-			// out its own lease would take that and a lease more.
-			within := time.Duration((1+JitterFactor)*float64(testRetry)) + testRetry/4
-			el.stepUntilLeads(t, a, within, "after its write landed with its answer lost (a lease is "+testLease.String()+")")
-			if got := a.e.Term(); got != tc.term {
-				t.Fatalf("a leads term %d, want %d: the term its unanswered write took", got, tc.term)
-			}
-		})
-	}
-}
-
 func TestSlowAcquisitionDoesNotStartTheFunction(t *testing.T) {
 	el := newElection(t)
 	slow := newGate(t)

@@ -65,10 +65,6 @@ type Elector struct {
 	// claim is the claim this candidate wrote (nil: none); only the Run
 	// goroutine uses it.
 	claim *claim
-	// unanswered is the record of this candidate's last acquisition whose
-	// write failed without a conflict (a timeout: it may have landed),
-	// until the next read tells; only the Run goroutine uses it.
-	unanswered *lock.Record
 
 	// changes is the lock's watch (nil: none, or it ended); only the Run
 	// goroutine uses it.

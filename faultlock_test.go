@@ -38,8 +38,6 @@ type faultLock struct {
 	beforeUpdate     atomic.Pointer[func()] // runs once, just before the next Update: a writer that gets in between
 	beforeCreate     atomic.Pointer[func()] // ... Create
 	skew             atomic.Int64           // a time.Duration: written timestamps are off by it, as from a stepped wall clock
-	loseAnswers      atomic.Int32           // this many next Creates or Updates write, then fail: the answer lost (a timeout after the store applied it)
-	lostAnswers      atomic.Int32           // writes whose answer loseAnswers lost
 
 	attempts           atomic.Int32              // calls failed by fail or failCreate
 	gone               atomic.Int32              // Gets that found no record
@@ -95,16 +93,7 @@ func (f *faultLock) Create(ctx context.Context, r lock.Record) error {
 		now := f.clk.Now()
 		f.created.Store(&now)
 	}
-	return f.answer(f.Interface.Create(ctx, f.skewed(r)))
-}
-
-// answer is a write's answer, lost (a timeout) if loseAnswers says so.
-func (f *faultLock) answer(err error) error {
-	if err == nil && f.loseAnswers.Add(-1) >= 0 {
-		f.lostAnswers.Add(1)
-		return context.DeadlineExceeded
-	}
-	return err
+	return f.Interface.Create(ctx, f.skewed(r))
 }
 
 func (f *faultLock) Update(ctx context.Context, r lock.Record) error {
@@ -119,7 +108,7 @@ func (f *faultLock) Update(ctx context.Context, r lock.Record) error {
 		f.attempts.Add(1)
 		return errInjected
 	}
-	return f.answer(f.Interface.Update(ctx, f.skewed(r)))
+	return f.Interface.Update(ctx, f.skewed(r))
 }
 
 func (f *faultLock) skewed(r lock.Record) lock.Record {

@@ -152,8 +152,15 @@ func releaseThenCutOffThenTakeOver(t *testing.T, h Harness, cut locktest.Cutter,
 	}
 	ts = el.leaderAfter(2, "a leader after the cut-off")
 	third := ts[len(ts)-1]
-	if third.ID == first.ID || third.ID == second.ID || third.Term != second.Term+1 {
-		t.Fatalf("after %s was cut off in term %d, %s led term %d; want the third candidate with term %d", second.ID, second.Term, third.ID, third.Term, second.Term+1)
+	// The next term, or a later one by the same candidate: an acquisition
+	// whose write landed but whose answer timed out (a slow store) leaves
+	// a term under the candidate's own identity that it never led, and it
+	// takes the next one once that lease has run out.
+	if len(ts) != 3 || third.ID == first.ID || third.ID == second.ID || third.Term <= second.Term {
+		t.Fatalf("after %s was cut off in term %d, %s led term %d (terms %+v); want the third candidate with a term above %d, and nobody in between", second.ID, second.Term, third.ID, third.Term, ts, second.Term)
+	}
+	if third.Term != second.Term+1 {
+		t.Logf("%s led term %d, not %d: an acquisition of its timed out after its write landed", third.ID, third.Term, second.Term+1)
 	}
 	if ts[1].End.IsZero() || third.Start.Before(ts[1].End) {
 		t.Errorf("%s started at %v, before the cut-off %s stopped at %v", third.ID, third.Start, second.ID, ts[1].End)
