@@ -20,11 +20,15 @@ type claim struct {
 }
 
 // asClaim turns next into a claim that must stand for stand: no
-// AcquireTime, and a lease that covers the whole wait, so that no
-// candidate that reads it takes it over as expired first.
+// AcquireTime, and a lease that covers the whole wait and the
+// confirmation after it (a read and a write, within RenewDeadline), so
+// that no candidate that reads it takes it over as expired first. With
+// the wait alone, a follower that read the claim as it landed came to its
+// expiry at the instant the claimant began to confirm, and took it over
+// with the next term first (a gossip example test, once).
 func (e *Elector) asClaim(next lock.Record, stand time.Duration) lock.Record {
 	next.AcquireTime = metav1.Time{}
-	next.LeaseDurationSeconds = max(e.leaseSec, int(math.Ceil(stand.Seconds())))
+	next.LeaseDurationSeconds = max(e.leaseSec, int(math.Ceil((stand + e.c.RenewDeadline).Seconds())))
 	return next
 }
 
