@@ -174,8 +174,22 @@ func NewRecord(holder string, transitions int) lock.Record {
 	}
 }
 
+// ctx bounds a test of a few store calls by Wait.
 func (s *suite) ctx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Wait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// ctxFor bounds a test that makes up to calls store calls and waits
+// (each a Wait, as Options.Wait promises a store call), plus StaleReads
+// for a test that waits out a cache: the deadline catches a hung store,
+// it is not a timing check. One Wait for a dozen calls was too little for
+// a three-voter gossip register on a loaded machine (CI, stop 32:
+// AgedNeverOverstatesAnAge's Get hit the test's deadline after 15 s of
+// calls and a cluster's start).
+func (s *suite) ctxFor(t *testing.T, calls int) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(calls)*s.o.Wait+s.o.StaleReads)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -523,7 +537,7 @@ func (s *suite) testBlockedStoreTimesOut(t *testing.T) {
 }
 
 func (s *suite) testWatcherSignalsOtherWriter(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 11)
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
 	w, ok := a.(lock.Watcher)
@@ -633,7 +647,7 @@ func waitSignal(ch <-chan struct{}, d time.Duration) bool {
 }
 
 func (s *suite) testReleaseThenReacquire(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 14)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
 	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
@@ -704,7 +718,7 @@ func (s *suite) testNeverWrittenHoldsUntilCreate(t *testing.T) {
 	if !ok {
 		t.Skip("harness cannot delete a record")
 	}
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 7)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
 	_, _, err := a.Get(ctx)
@@ -736,7 +750,7 @@ func (s *suite) testDeletedRecord(t *testing.T) {
 	if !ok {
 		t.Skip("harness cannot delete a record")
 	}
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 12)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
 	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
@@ -823,7 +837,7 @@ func UpdateThenDeleteIsNotNew(t *testing.T, h Harness, d Deleter, name string) {
 // take a lease that is still held. Each write has a term of its own, so
 // that a cached (stale) read is checked against its own write's start.
 func (s *suite) testAgedNeverOverstatesAnAge(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 14)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
 	if _, ok := b.(lock.Aged); !ok {
@@ -886,7 +900,7 @@ func (s *suite) testAgedNeverOverstatesAnAge(t *testing.T) {
 // stop the store, the watch reported down (with a signal, so receivers
 // learn to poll) and back, signalling writes again.
 func (s *suite) testWatchStateFollowsTheStore(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 8)
 	name := Name(t)
 	l := s.h.NewLock(t, name, "a")
 	ws, ok := l.(lock.WatchState)
