@@ -174,7 +174,8 @@ func NewRecord(holder string, transitions int) lock.Record {
 	}
 }
 
-// ctx bounds a test of a few store calls by Wait.
+// ctx bounds a test by Wait: for a test whose timing depends on it; a
+// test of several store calls takes ctxFor.
 func (s *suite) ctx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Wait)
 	t.Cleanup(cancel)
@@ -218,7 +219,7 @@ func mustGet(t *testing.T, ctx context.Context, l lock.Interface) *lock.Record {
 }
 
 func (s *suite) testGetMissingIsNotFound(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 2)
 	l := s.h.NewLock(t, Name(t), "a")
 	if l.Identity() != "a" {
 		t.Errorf("Identity() = %q, want %q", l.Identity(), "a")
@@ -244,7 +245,7 @@ func (s *suite) testGetMissingIsNotFound(t *testing.T) {
 }
 
 func (s *suite) testUpdateBeforeGetFails(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 4)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
 	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
@@ -335,7 +336,7 @@ func race(locks []lock.Interface, f func(lock.Interface) error) []error {
 }
 
 func (s *suite) testStaleUpdateLoses(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 11)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
 	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
@@ -376,7 +377,7 @@ func (s *suite) testStaleUpdateLoses(t *testing.T) {
 }
 
 func (s *suite) testRecordRoundTrips(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 3)
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
 	want := NewRecord("a", 7)
@@ -397,7 +398,7 @@ func (s *suite) testRecordRoundTrips(t *testing.T) {
 // leaving AcquireTime empty; the store must keep it empty, and keep
 // RenewTime, so that other candidates recognise the claim.
 func (s *suite) testClaimRoundTrips(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 6)
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
 	claim := NewRecord("a", 3)
@@ -434,7 +435,7 @@ func (s *suite) testClaimRoundTrips(t *testing.T) {
 }
 
 func (s *suite) testCorruptRecordIsErrorAndKept(t *testing.T) {
-	ctx := s.ctx(t)
+	ctx := s.ctxFor(t, 6)
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
 	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
