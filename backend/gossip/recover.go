@@ -21,8 +21,8 @@ const newElectionQuiet = 20
 // register must be re-initialised: a majority of the voters, this one
 // included, has been without its record for ReinitializeAfter, so no round
 // could have succeeded, and any leader has stepped down, for that long. A
-// new election skips the wait: this voter and every other voter that
-// answers its round are blank (casp.Acceptor.Blank: an empty StateDir, no
+// new election skips the wait: this voter is blank and every other voter
+// answered one of its rounds blank (casp.Acceptor.Blank: an empty StateDir, no
 // part in any round that may write). A voter that is ready but holds
 // nothing is not enough: the accepts of every write may have gone to a
 // quorum without it, which has since lost its StateDirs (issue #23). The
@@ -40,6 +40,7 @@ func (l *Lock) recoverLoop() {
 	}()
 	origin := time.Now()
 	clock := casp.ReinitClock{After: l.reinit} // runs while a majority has been recovering
+	var tally *casp.RecoveryTally
 	for attempt := 0; ; attempt++ {
 		l.accMu.Lock()
 		floor, known := l.acc.Floor()
@@ -47,7 +48,11 @@ func (l *Lock) recoverLoop() {
 		// What this attempt's round heard: the decisions below are
 		// casp's (RecoveryTally, ReinitClock), so that the tests'
 		// simulation checks the same rules.
-		tally := casp.NewRecoveryTally(len(l.s.Voters))
+		if tally == nil {
+			tally = casp.NewRecoveryTally(len(l.s.Voters))
+		} else {
+			tally = tally.Next() // blank answers count across this process's rounds
+		}
 		if known {
 			actx, acancel := context.WithTimeout(ctx, 4*l.resend)
 			l.rounds <- struct{}{}

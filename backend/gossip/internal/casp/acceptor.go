@@ -426,7 +426,7 @@ func (a *Acceptor) Reinitialize() error {
 
 // NewElection is Reinitialize without the wait, for a new election: the
 // glue calls it when this acceptor is Blank and every other voter answered
-// its recovery round Blank. It refuses (ErrNotBlank) if this acceptor is
+// one of its recovery rounds Blank. It refuses (ErrNotBlank) if this acceptor is
 // not Blank, and it stays Blank. It can forget a chosen write only if every
 // voter of the quorum that promised that write's ballot has restarted with
 // an empty Storage since (docs/backends/gossip.md, "A new election").

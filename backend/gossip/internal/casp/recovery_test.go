@@ -67,3 +67,28 @@ func TestRecoveryTallyNewElectionNeedsEveryOtherVoterBlank(t *testing.T) {
 		}
 	}
 }
+
+// Next carries a recovery's blank answers into its next round, and only
+// those: the re-initialisation clock reads each round's ready and
+// recovering voters afresh.
+func TestRecoveryTallyNextCarriesOnlyBlankAnswers(t *testing.T) {
+	x := NewRecoveryTally(5)
+	x.Add(recoveringNack("b", true))
+	x.Add(Message{Kind: KindPromise, From: "c", Blank: true})
+	x.Add(Message{Kind: KindPromise, From: "d"})
+	y := x.Next()
+	if ready, recovering := y.Heard(); ready != 0 || recovering != 0 {
+		t.Fatalf("the next round starts having heard %d ready and %d recovering voters, want none", ready, recovering)
+	}
+	if y.NewElection() {
+		t.Fatal("a new election with two of four other voters blank")
+	}
+	y.Add(recoveringNack("e", true))
+	if y.NewElection() {
+		t.Fatal("a new election with d, ready and not blank, never heard blank")
+	}
+	y.Add(Message{Kind: KindPromise, From: "d", Blank: true}) // d restarted with an empty StateDir
+	if !y.NewElection() {
+		t.Fatal("no new election with every other voter heard blank over two rounds")
+	}
+}

@@ -65,6 +65,8 @@ type specNode struct {
 	// write (not a recovery round), other than by refusing as
 	// recovering.
 	wrote bool
+	// recoveries are the ballots of this process's recovery rounds.
+	recoveries []Ballot
 }
 
 type simVote struct {
@@ -162,8 +164,13 @@ func (s *sim) recoveryStep(n *simNode) {
 		s.t.Fatalf("%s: no floor to recover above", n.name)
 	}
 	n.recover = n.prop.Recover(s.clock(n), floor)
-	n.tally = NewRecoveryTally(len(s.voters))
-	n.tally.holdsNothing = simHoldsNothing
+	n.spec.recoveries = append(n.spec.recoveries, n.recover.Ballot())
+	if n.tally == nil {
+		n.tally = NewRecoveryTally(len(s.voters))
+		n.tally.holdsNothing = simHoldsNothing
+	} else {
+		n.tally = n.tally.Next()
+	}
 	s.sendAll(n, n.recover.Prepares())
 	// The glue waits up to 4 resend intervals for the answers, then one
 	// more: here, a round trip at the slowest, and a little more.
@@ -251,9 +258,11 @@ func (r *recSpec) event(s *sim, n *simNode, kind string) {
 	case "re-initialisation":
 		e.justified = !r.quorum && s.now-r.since >= simReinitAfter
 	case "new election":
+		// Every other voter answered one of this process's recovery
+		// rounds while it was fresh (the rounds need not be the same).
 		e.justified = n.isFresh()
 		for _, v := range s.voters {
-			e.justified = e.justified && (v == n.name || r.fresh[freshReply{ballot: n.recover.Ballot(), voter: v}])
+			e.justified = e.justified && (v == n.name || slices.ContainsFunc(n.spec.recoveries, func(b Ballot) bool { return r.fresh[freshReply{ballot: b, voter: v}] }))
 		}
 	}
 	r.events = append(r.events, e)
