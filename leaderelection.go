@@ -27,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection/healthz"
+	"github.com/b3df926d/leaderelection/internal/standby"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -72,10 +73,10 @@ func Run(ctx context.Context, opt Option) (err error) {
 		c.Metrics = metrics
 	}
 	c = c.withDefaults()
-	var warm *standby
+	var warm *standby.Runner
 	if opt.Standby != nil {
 		warm = startStandby(ctx, log, opt.Standby)
-		defer func() { err = errors.Join(err, warm.stop(c.StopTimeout)) }()
+		defer func() { err = errors.Join(err, warm.Stop(c.StopTimeout)) }()
 	}
 	disabled := &disabledSource{name: opt.Name, id: opt.ID}
 	var src healthz.Source = disabled
@@ -90,7 +91,7 @@ func Run(ctx context.Context, opt Option) (err error) {
 	if opt.Port != NoHealthServer {
 		var standbyReady func() error
 		if warm != nil {
-			standbyReady = warm.check
+			standbyReady = warm.Check
 		}
 		srv, err := healthz.New(healthz.Options{
 			Addr:            net.JoinHostPort(opt.HealthBindAddress, strconv.Itoa(opt.Port)),
@@ -123,7 +124,7 @@ func Run(ctx context.Context, opt Option) (err error) {
 	}
 	if warm != nil {
 		log.Info("Waiting for Standby to report ready before campaigning")
-		ready, werr := warm.awaitReady(ctx)
+		ready, werr := warm.AwaitReady(ctx)
 		if werr != nil || !ready {
 			return werr
 		}

@@ -2,6 +2,8 @@ package shard
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -9,13 +11,17 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/b3df926d/leaderelection/healthz"
+	"github.com/b3df926d/leaderelection/internal/standby"
+	"github.com/b3df926d/leaderelection/lock"
 )
 
 // RunOrDie is Run for a main function, as leaderelection.RunOrDie is for
 // one leadership: it stops gracefully on SIGINT or SIGTERM and returns
 // (so main can exit 0), serves the health server health describes while
 // Run runs (Addr "" serves none; its Source is opt.Ownership and its
-// Metrics opt.Metrics, both made if nil), and exits the process with
+// Metrics opt.Metrics, both made if nil; its /readyz has the store's own
+// check if the backend has one, and "standby" with opt.Standby, which
+// starts before the server), and exits the process with
 // status 1 and the error on invalid options, a health server that cannot
 // start, or an error from Run (so goroutines that ignored their context
 // die too).
@@ -39,7 +45,25 @@ func runServed(ctx context.Context, health healthz.Options, opt Options, shards 
 	if err != nil {
 		return err
 	}
+	var warm *standby.Runner
+	if opt.Standby != nil {
+		warm = startStandby(ctx, opt)
+	}
 	if health.Addr != "" {
+		if warm != nil {
+			health.Standby = warm.Check
+		}
+		if health.LockReadiness == nil {
+			// The store's own readiness (a gossip voter recovering, say),
+			// as leaderelection.Run serves it.
+			health.LockReadiness, err = lockReadiness(opt)
+			if err != nil {
+				if warm != nil {
+					err = errors.Join(err, warm.Stop(opt.StopTimeout))
+				}
+				return err
+			}
+		}
 		if opt.Metrics == nil {
 			opt.Metrics = healthz.NewRenewMetrics()
 		}
@@ -62,7 +86,19 @@ func runServed(ctx context.Context, health healthz.Options, opt Options, shards 
 			}
 		}()
 	}
-	return run(ctx, opt, shards, fn)
+	return run(ctx, opt, shards, fn, warm)
+}
+
+// lockReadiness returns the store's readiness check
+// (lock.ReadinessChecker) of a handle on the assignment record, if its
+// backend has one.
+func lockReadiness(opt Options) (lock.ReadinessChecker, error) {
+	l, err := opt.Locks(assignmentName(opt.Name), false)
+	if err != nil {
+		return nil, fmt.Errorf("shard %s: Options.Locks(%q): %w", opt.Name, assignmentName(opt.Name), err)
+	}
+	rc, _ := l.(lock.ReadinessChecker)
+	return rc, nil
 }
 
 // Validate reports what Run would refuse in o for a set of shards

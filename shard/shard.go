@@ -27,6 +27,7 @@ import (
 	leaderelection "github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/healthz"
 	core "github.com/b3df926d/leaderelection/internal/shard"
+	"github.com/b3df926d/leaderelection/internal/standby"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -41,6 +42,9 @@ var (
 	// the others take its shards once its lease has expired. Exit the
 	// process: the function may still be working.
 	ErrStopTimeout = errors.New("shard: a shard's function did not return in time")
+	// ErrStandbyNotReady is the "standby" readiness check's error (on
+	// RunOrDie's /readyz) while Options.Standby has not called ready.
+	ErrStandbyNotReady = errors.New("shard: Options.Standby has not reported ready (it calls ready once its caches are warm)")
 )
 
 // MaxSlots is the most replicas (Options.Slots) a shard set can have: the
@@ -93,6 +97,16 @@ type Options struct {
 	// (healthz.Metrics.ObserveMove, labelled Name); a health server
 	// serving Ownership with these Metrics serves them.
 	Metrics *healthz.Metrics
+	// Standby, if set, is the work this replica does whatever shards it
+	// owns (a warm standby: informers, caches, connections), as
+	// leaderelection.Option.Standby is for one leadership: it starts with
+	// Run and calls ready once warm; the replica takes a slot only after
+	// that, and RunOrDie's /readyz "standby" check fails until then. Its
+	// context ends only after every shard's function has returned and the
+	// slot is released (a lost slot does not end it), and Run waits for
+	// it to return, up to StopTimeout. Returning without calling ready
+	// ends Run with an error.
+	Standby func(ctx context.Context, ready func())
 }
 
 type termKey struct{}
@@ -126,11 +140,25 @@ func Run(ctx context.Context, opt Options, shards int, fn func(ctx context.Conte
 	if err != nil {
 		return err
 	}
-	return run(ctx, opt, shards, fn)
+	return run(ctx, opt, shards, fn, nil)
 }
 
-// run is Run with opt validated and defaulted.
-func run(ctx context.Context, opt Options, shards int, fn func(ctx context.Context, shard int)) error {
+// run is Run with opt validated and defaulted. warm is opt.Standby
+// started already (RunOrDie serves its readiness check), or nil to start
+// it here.
+func run(ctx context.Context, opt Options, shards int, fn func(ctx context.Context, shard int), warm *standby.Runner) (err error) {
+	if warm == nil && opt.Standby != nil {
+		warm = startStandby(ctx, opt)
+	}
+	if warm != nil {
+		defer func() { err = errors.Join(err, warm.Stop(opt.StopTimeout)) }()
+		opt.Logger.Info("Waiting for Standby to report ready before taking a slot")
+		ready, werr := warm.AwaitReady(ctx)
+		if werr != nil || !ready {
+			return werr
+		}
+		opt.Logger.Info("Standby is ready")
+	}
 	g, err := newGlue(ctx, opt, shards, fn)
 	if err != nil {
 		return err
@@ -203,3 +231,8 @@ type idLock struct {
 }
 
 func (l idLock) Identity() string { return l.id }
+
+// startStandby starts opt.Standby, with opt's logger.
+func startStandby(ctx context.Context, opt Options) *standby.Runner {
+	return standby.Start(ctx, *opt.Logger, standby.Errors{Field: "shard: Options.Standby", NotReady: ErrStandbyNotReady, StopTimeout: ErrStopTimeout}, opt.Standby)
+}
