@@ -35,15 +35,28 @@ func TestMain(m *testing.M) {
 // Leases in a namespace of the package's shared kube-apiserver.
 type store struct {
 	name string
-	// locks returns the lock factory of a replica whose handles carry
-	// identity, each passed through wrap.
-	locks func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error)
+	// replica returns the lock factory of a replica whose handles carry
+	// identity.
+	replica func(identity string) func(name string, fresh bool) (lock.Interface, error)
 	// remove deletes a record as an operator would; read reads one as an
 	// observer.
 	remove func(name string) error
 	read   func(name string) (*lock.Record, bool)
 	// open makes another store of this kind, for t.
 	open func(t *testing.T) store
+}
+
+// locks returns the lock factory of a replica whose handles carry
+// identity, each passed through wrap.
+func (st store) locks(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
+	open := st.replica(identity)
+	return func(name string, fresh bool) (lock.Interface, error) {
+		l, err := open(name, fresh)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(l), nil
+	}
 }
 
 // again is another, empty store of the same kind, for each of a test's
@@ -65,14 +78,8 @@ func fileStore(t *testing.T) store {
 	}
 	return store{
 		name: "file", open: fileStore,
-		locks: func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
-			return func(name string, fresh bool) (lock.Interface, error) {
-				l, err := open(name, identity)
-				if err != nil {
-					return nil, err
-				}
-				return wrap(l), nil
-			}
+		replica: func(identity string) func(string, bool) (lock.Interface, error) {
+			return func(name string, _ bool) (lock.Interface, error) { return open(name, identity) }
 		},
 		remove: func(name string) error { return os.Remove(filepath.Join(dir, name)) },
 		read: func(name string) (*lock.Record, bool) {
@@ -122,15 +129,9 @@ func kubeStore(t *testing.T) store {
 	leases := admin.CoordinationV1().Leases(ns)
 	return store{
 		name: "k8s", open: kubeStore,
-		locks: func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
+		replica: func(identity string) func(string, bool) (lock.Interface, error) {
 			client := clientset(t, kube)
-			return func(name string, fresh bool) (lock.Interface, error) {
-				l, err := open(client, name, identity)
-				if err != nil {
-					return nil, err
-				}
-				return wrap(l), nil
-			}
+			return func(name string, _ bool) (lock.Interface, error) { return open(client, name, identity) }
 		},
 		remove: func(name string) error { return leases.Delete(context.Background(), name, metav1.DeleteOptions{}) },
 		read: func(name string) (*lock.Record, bool) {
@@ -168,14 +169,8 @@ func s3Store(t *testing.T) store {
 		}
 		return store{
 			name: "s3", open: open,
-			locks: func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
-				return func(name string, fresh bool) (lock.Interface, error) {
-					l, err := newLock(name, identity, fresh)
-					if err != nil {
-						return nil, err
-					}
-					return wrap(l), nil
-				}
+			replica: func(identity string) func(string, bool) (lock.Interface, error) {
+				return func(name string, fresh bool) (lock.Interface, error) { return newLock(name, identity, fresh) }
 			},
 			remove: func(name string) error {
 				_, err := client.DeleteObject(context.Background(), &awss3.DeleteObjectInput{Bucket: &bucket, Key: &name})
