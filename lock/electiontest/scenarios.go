@@ -204,18 +204,7 @@ func deletedRecordWithALaggingFollower(t *testing.T, h Harness, d locktest.Delet
 	if second.ID == "c" || second.Term != first.Term+1 {
 		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
 	}
-	if err := el.ByID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
-		t.Errorf("%s, whose record was deleted: Run returned %v, want ErrLeaseLost", second.ID, err)
-	}
-	ts := el.leaderAfter(2, "c to lead after the deletion")
-	if end := ts[1].End; end.Before(deletedAt) {
-		t.Fatalf("%s's term %d ended at %v, before the record was deleted at %v (a slow store?): nothing was tested", second.ID, second.Term, end, deletedAt)
-	}
-	third := ts[2]
-	checkCLedAbove(t, ts, second)
-	el.Tracker.Check(t)
-	t.Logf("c last read term %d; %s led term %d; record deleted; c led term %d %v later",
-		first.Term, second.ID, second.Term, third.Term, third.Start.Sub(deletedAt).Round(time.Millisecond))
+	cLedAbove(t, el, first, second, "the record was deleted", deletedAt)
 }
 
 // deletedRecordRecreatedByAFollowerThatMissedATerm: the failure the S3
@@ -282,25 +271,24 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, d
 	recreatedAt := time.Now()
 	resume()
 
-	if err := el.ByID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
-		t.Errorf("%s, whose record was deleted and recreated by c: Run returned %v, want ErrLeaseLost", second.ID, err)
-	}
-	ts := el.leaderAfter(2, "c to lead after the deletion")
-	if end := ts[1].End; end.Before(recreatedAt) {
-		t.Fatalf("%s's term %d ended at %v, before c recreated the record at %v (a slow store?): nothing was tested", second.ID, second.Term, end, recreatedAt)
-	}
-	third := ts[2]
-	checkCLedAbove(t, ts, second)
-	el.Tracker.Check(t)
-	t.Logf("c last read term %d; %s led term %d; c recreated the record; c led term %d %v later",
-		first.Term, second.ID, second.Term, third.Term, third.Start.Sub(recreatedAt).Round(time.Millisecond))
+	cLedAbove(t, el, first, second, "c recreated the record", recreatedAt)
 }
 
-// checkCLedAbove checks that no term in ts was held by two identities, and
-// that the third tenure was c's, with a term above second's, the last one
-// used before the deletion.
-func checkCLedAbove(t *testing.T, ts []Term, second Term) {
+// cLedAbove is the end of the scenarios in which c, a follower that last
+// read first's term, comes back after the record was deleted under
+// second, the leader after first (what, at: the event that must fall
+// within second's term). second's Run ends with ErrLeaseLost; no term is
+// held by two identities; the third tenure is c's, with a term above
+// second's, the last one used before the deletion.
+func cLedAbove(t *testing.T, el *Election, first, second Term, what string, at time.Time) {
 	t.Helper()
+	if err := el.ByID(second.ID).Wait(t, el.o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
+		t.Errorf("%s: Run returned %v, want ErrLeaseLost (%s in its term)", second.ID, err, what)
+	}
+	ts := el.leaderAfter(2, "c to lead after the deletion")
+	if end := ts[1].End; end.Before(at) {
+		t.Fatalf("%s's term %d ended at %v, before %s at %v (a slow store?): nothing was tested", second.ID, second.Term, end, what, at)
+	}
 	holders := map[int64]string{}
 	for _, tm := range ts {
 		if id, ok := holders[tm.Term]; ok && id != tm.ID {
@@ -308,9 +296,13 @@ func checkCLedAbove(t *testing.T, ts []Term, second Term) {
 		}
 		holders[tm.Term] = tm.ID
 	}
-	if third := ts[2]; third.ID != "c" || third.Term <= second.Term {
+	third := ts[2]
+	if third.ID != "c" || third.Term <= second.Term {
 		t.Errorf("after the deletion %s led term %d; want c with a term above %d, the last one used", third.ID, third.Term, second.Term)
 	}
+	el.Tracker.Check(t)
+	t.Logf("c last read term %d; %s led term %d; %s; c led term %d %v later",
+		first.Term, second.ID, second.Term, what, third.Term, third.Start.Sub(at).Round(time.Millisecond))
 }
 
 // killedLeaderIsReplacedAfterLeaseExpires: a leader that dies without
