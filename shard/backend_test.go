@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -100,13 +99,10 @@ func fileStore(t *testing.T) store {
 // theirs asks the API server), closed when t ends.
 func kubeStore(t *testing.T) store {
 	kube := testserver.SharedKube(t)
-	admin := clientset(t, kube)
+	admin := testserver.Clientset(t, kube.Config())
 	var b [6]byte
 	rand.Read(b[:])
-	ns := "shard-" + hex.EncodeToString(b[:])
-	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating namespace %s: %v", ns, err)
-	}
+	ns := testserver.CreateNamespace(t, admin, "shard-"+hex.EncodeToString(b[:]))
 	var mu sync.Mutex
 	var opened []*k8s.Lock
 	t.Cleanup(func() {
@@ -130,7 +126,7 @@ func kubeStore(t *testing.T) store {
 	return store{
 		name: "k8s", open: kubeStore,
 		replica: func(identity string) func(string, bool) (lock.Interface, error) {
-			client := clientset(t, kube)
+			client := testserver.Clientset(t, kube.Config())
 			return func(name string, _ bool) (lock.Interface, error) { return open(client, name, identity) }
 		},
 		remove: func(name string) error { return leases.Delete(context.Background(), name, metav1.DeleteOptions{}) },
@@ -187,15 +183,6 @@ func s3Store(t *testing.T) store {
 		}
 	}
 	return open(t)
-}
-
-func clientset(t *testing.T, kube *testserver.Kube) kubernetes.Interface {
-	t.Helper()
-	c, err := kubernetes.NewForConfig(kube.Config())
-	if err != nil {
-		t.Fatalf("clientset: %v", err)
-	}
-	return c
 }
 
 // faulty is a replica's lock handle with its faults. File and k8s handles

@@ -36,7 +36,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
@@ -151,23 +150,13 @@ func BenchmarkStoreOutage(b *testing.B) {
 
 func sec(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
-// namespace creates a namespace for one run.
-func namespace(tb testing.TB, c kubernetes.Interface, name string) string {
-	tb.Helper()
-	_, err := c.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if err != nil {
-		tb.Fatalf("creating namespace %s: %v", name, err)
-	}
-	return name
-}
-
 func slug(s string) string {
 	return fmt.Sprintf("%s-%d", strings.NewReplacer(", ", "-", " ", "-").Replace(s), round)
 }
 
 func measureOutage(b testing.TB, kube *testserver.Kube, m mode, t benchtest.Timing) outageResult {
 	plain := kubernetes.NewForConfigOrDie(kube.Config())
-	ns := namespace(b, plain, "outage-"+slug(m.name))
+	ns := testserver.CreateNamespace(b, plain, "outage-"+slug(m.name))
 	proxy := testserver.StartProxy(b, kube.Addr)
 	via := kube.ConfigVia(kube.Config(), proxy.Addr())
 	var rs []*replica
@@ -265,7 +254,7 @@ func measureTakeover(b testing.TB, kube *testserver.Kube, m mode, leaseOnly bool
 	if leaseOnly {
 		name += "-lease-only"
 	}
-	ns := namespace(b, plain, name)
+	ns := testserver.CreateNamespace(b, plain, name)
 	proxy := testserver.StartProxy(b, kube.Addr)
 	via := kube.ConfigVia(kube.Config(), proxy.Addr())
 	a := &replica{id: "a", m: m, ns: ns, lease: "takeover", leaseCfg: via, appCfg: via}

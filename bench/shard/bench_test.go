@@ -30,10 +30,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	clientgole "k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
@@ -165,15 +162,7 @@ func allOwned(owner []string) bool { return !slices.Contains(owner, "") }
 
 // namespace creates a namespace for one side.
 func namespace(b *testing.B, kube *testserver.Kube, name string) string {
-	admin, err := kubernetes.NewForConfig(kube.Config())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ns := fmt.Sprintf("bench-%s-%d", name, time.Now().UnixNano())
-	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	return ns
+	return testserver.CreateNamespace(b, testserver.Clientset(b, kube.Config()), fmt.Sprintf("bench-%s-%d", name, time.Now().UnixNano()))
 }
 
 // measure runs the steady-state window once o is settled: it counts the
@@ -209,7 +198,7 @@ func measureShards(b *testing.B, kube *testserver.Kube, m int, count bool) *resu
 	var mu sync.Mutex
 	var opened []*k8s.Lock
 	launch := func(id string) (stop func()) {
-		client := clientset(b, cfg)
+		client := testserver.Clientset(b, cfg)
 		opt := shard.Options{Name: "bench", LeaseDuration: timing.LeaseDuration, RenewDeadline: timing.RenewDeadline, RetryPeriod: timing.RetryPeriod,
 			Locks: func(name string, fresh bool) (lock.Interface, error) {
 				l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: ns, Name: name, Identity: id, DisableEvents: true})
@@ -302,7 +291,7 @@ func measureBuckets(b *testing.B, kube *testserver.Kube) *result {
 	for i := range *replicas {
 		id := fmt.Sprintf("replica-%02d", i)
 		ids = append(ids, id)
-		client := clientset(b, cfg)
+		client := testserver.Clientset(b, cfg)
 		for k := range *buckets {
 			le, err := clientgole.NewLeaderElector(clientgole.LeaderElectionConfig{
 				Lock: &resourcelock.LeaseLock{
@@ -330,14 +319,6 @@ func measureBuckets(b *testing.B, kube *testserver.Kube) *result {
 		stop()
 	}
 	return r
-}
-
-func clientset(b *testing.B, cfg *rest.Config) kubernetes.Interface {
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c
 }
 
 func BenchmarkShardsOnLeases(b *testing.B) {

@@ -47,10 +47,7 @@ func backends(t *testing.T, cfg *rest.Config) map[string]func(identity string) l
 	t.Helper()
 	mem := locktest.NewMemoryStore("interop")
 	path := filepath.Join(t.TempDir(), "record.json")
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := testserver.Clientset(t, cfg)
 	name := locktest.Name(t)
 	s3srv := testserver.StartS3(t)
 	s3srv.CreateBucket(t, "interop")

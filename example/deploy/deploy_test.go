@@ -89,10 +89,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	kube := testserver.SharedKube(t)
 	cfg := kube.Config()
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := testserver.Clientset(t, cfg)
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -103,12 +100,7 @@ func newCluster(t *testing.T) *cluster {
 
 func (c *cluster) namespace(t *testing.T) string {
 	t.Helper()
-	ns := "deploy-" + locktest.Name(t)
-	if _, err := c.client.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return ns
+	return testserver.CreateNamespace(t, c.client, "deploy-"+locktest.Name(t))
 }
 
 func (c *cluster) create(t *testing.T, ns string, obj *unstructured.Unstructured, opts metav1.CreateOptions) error {
@@ -363,10 +355,7 @@ func TestRoleGrantsWhatTheLockNeeds(t *testing.T) {
 	}
 	cfg := c.kube.Config()
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":leaderelection-example"}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := testserver.Clientset(t, cfg)
 	l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: ns, Name: "leaderelection-example", Identity: "pod-0"})
 	if err != nil {
 		t.Fatal(err)
