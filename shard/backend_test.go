@@ -58,6 +58,16 @@ func (st store) locks(identity string, wrap func(lock.Interface) lock.Interface)
 	}
 }
 
+// observe reads the record through l, an observer's handle opened with
+// err: false if either failed.
+func observe(l lock.Interface, err error) (*lock.Record, bool) {
+	if err != nil {
+		return nil, false
+	}
+	rec, _, err := l.Get(context.Background())
+	return rec, err == nil
+}
+
 // again is another, empty store of the same kind, for each of a test's
 // subtests.
 func (st store) again(t *testing.T) store { return st.open(t) }
@@ -81,14 +91,7 @@ func fileStore(t *testing.T) store {
 			return func(name string, _ bool) (lock.Interface, error) { return open(name, identity) }
 		},
 		remove: func(name string) error { return os.Remove(filepath.Join(dir, name)) },
-		read: func(name string) (*lock.Record, bool) {
-			l, err := open(name, "observer")
-			if err != nil {
-				return nil, false
-			}
-			rec, _, err := l.Get(context.Background())
-			return rec, err == nil
-		},
+		read:   func(name string) (*lock.Record, bool) { return observe(open(name, "observer")) },
 	}
 }
 
@@ -130,14 +133,7 @@ func kubeStore(t *testing.T) store {
 			return func(name string, _ bool) (lock.Interface, error) { return open(client, name, identity) }
 		},
 		remove: func(name string) error { return leases.Delete(context.Background(), name, metav1.DeleteOptions{}) },
-		read: func(name string) (*lock.Record, bool) {
-			l, err := open(admin, name, "observer")
-			if err != nil {
-				return nil, false
-			}
-			rec, _, err := l.Get(context.Background())
-			return rec, err == nil
-		},
+		read:   func(name string) (*lock.Record, bool) { return observe(open(admin, name, "observer")) },
 	}
 }
 
@@ -172,14 +168,7 @@ func s3Store(t *testing.T) store {
 				_, err := client.DeleteObject(context.Background(), &awss3.DeleteObjectInput{Bucket: &bucket, Key: &name})
 				return err
 			},
-			read: func(name string) (*lock.Record, bool) {
-				l, err := newLock(name, "observer", true)
-				if err != nil {
-					return nil, false
-				}
-				rec, _, err := l.Get(context.Background())
-				return rec, err == nil
-			},
+			read: func(name string) (*lock.Record, bool) { return observe(newLock(name, "observer", true)) },
 		}
 	}
 	return open(t)
