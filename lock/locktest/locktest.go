@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -541,10 +542,7 @@ func (s *suite) testWatcherSignalsOtherWriter(t *testing.T) {
 	ctx := s.ctxFor(t, 11)
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
-	w, ok := a.(lock.Watcher)
-	if !ok {
-		t.Skip("lock does not implement lock.Watcher")
-	}
+	w := capability[lock.Watcher](t, a)
 	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -592,10 +590,7 @@ func (s *suite) testWatcherSignalsWriteRightAfterSubscribing(t *testing.T) {
 	defer cancel()
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
-	w, ok := a.(lock.Watcher)
-	if !ok {
-		t.Skip("lock does not implement lock.Watcher")
-	}
+	w := capability[lock.Watcher](t, a)
 	b := s.h.NewLock(t, name, "b")
 	if err := b.Create(ctx, NewRecord("b", 1)); err != nil {
 		t.Fatalf("Create: %v", err)
@@ -841,9 +836,7 @@ func (s *suite) testAgedNeverOverstatesAnAge(t *testing.T) {
 	ctx := s.ctxFor(t, 14)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
-	if _, ok := b.(lock.Aged); !ok {
-		t.Skip("lock does not implement lock.Aged")
-	}
+	capability[lock.Aged](t, b)
 	began := map[int]time.Time{} // term → when its write began
 	write := func(l lock.Interface, term int, create bool) {
 		t.Helper()
@@ -904,10 +897,7 @@ func (s *suite) testWatchStateFollowsTheStore(t *testing.T) {
 	ctx := s.ctxFor(t, 8)
 	name := Name(t)
 	l := s.h.NewLock(t, name, "a")
-	ws, ok := l.(lock.WatchState)
-	if !ok {
-		t.Skip("lock does not implement lock.WatchState")
-	}
+	ws := capability[lock.WatchState](t, l)
 	if ws.Watching() {
 		t.Error("Watching before anyone subscribed to Changes")
 	}
@@ -948,10 +938,7 @@ func (s *suite) testWatchStateFollowsTheStore(t *testing.T) {
 func (s *suite) testReadinessChecker(t *testing.T) {
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
-	rc, ok := a.(lock.ReadinessChecker)
-	if !ok {
-		t.Skip("lock does not implement lock.ReadinessChecker")
-	}
+	rc := capability[lock.ReadinessChecker](t, a)
 	check := rc.ReadinessName()
 	if check == "" || strings.Trim(check, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != "" {
 		t.Errorf("ReadinessName() = %q, want a name of lower-case letters, digits, '-', '_' or '.' for /readyz/<name>", check)
@@ -968,10 +955,7 @@ func (s *suite) testReadinessChecker(t *testing.T) {
 // rules never refuse the Kubernetes defaults (15s, 10s, 2s), which a zero
 // leaderelection.Option runs with, and a refusal names a duration.
 func (s *suite) testDurationRulesAcceptTheDefaults(t *testing.T) {
-	r, ok := s.h.NewLock(t, Name(t), "a").(lock.DurationRules)
-	if !ok {
-		t.Skip("lock does not implement lock.DurationRules")
-	}
+	r := capability[lock.DurationRules](t, s.h.NewLock(t, Name(t), "a"))
 	if err := r.ValidateDurations(15*time.Second, 10*time.Second, 2*time.Second); err != nil {
 		t.Errorf("ValidateDurations(15s, 10s, 2s) = %v, want the Kubernetes defaults accepted", err)
 	}
@@ -980,4 +964,15 @@ func (s *suite) testDurationRulesAcceptTheDefaults(t *testing.T) {
 		!strings.Contains(err.Error(), "LeaseDuration") && !strings.Contains(err.Error(), "RenewDeadline") && !strings.Contains(err.Error(), "RetryPeriod") {
 		t.Errorf("ValidateDurations(100 years, 10s, 2s) = %v, want an error naming the duration", err)
 	}
+}
+
+// capability returns l as C, one of package lock's optional capabilities,
+// or skips t: a lock need not have it.
+func capability[C any](t *testing.T, l lock.Interface) C {
+	t.Helper()
+	c, ok := l.(C)
+	if !ok {
+		t.Skipf("lock does not implement %v", reflect.TypeFor[C]())
+	}
+	return c
 }
