@@ -24,11 +24,7 @@ import (
 	"github.com/b3df926d/leaderelection/lock"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RunTests(m)) }
 
 // store is where a scenario's records live: files in t.TempDir(), or
 // Leases in a namespace of the package's shared kube-apiserver.

@@ -20,11 +20,7 @@ import (
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RunTests(m)) }
 
 // server is the package's shared kube-apiserver with an admin client.
 type server struct {

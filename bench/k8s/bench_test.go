@@ -38,9 +38,7 @@ var (
 
 func TestMain(m *testing.M) {
 	klog.SetLogger(logr.Discard()) // client-go's elector logs every attempt; the table is the output
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
+	os.Exit(testserver.RunTests(m))
 }
 
 func BenchmarkLeaseElection(b *testing.B) {

@@ -61,9 +61,8 @@ func TestMain(m *testing.M) {
 		klog.InitFlags(fs)
 		_ = fs.Parse([]string{"--logtostderr=false", "--log_file=" + *logFile})
 	}
-	code := m.Run()
+	code := testserver.RunTests(m)
 	klog.Flush()
-	testserver.StopSharedKube()
 	os.Exit(code)
 }
 

@@ -52,9 +52,7 @@ var (
 
 func TestMain(m *testing.M) {
 	klog.SetLogger(logr.Discard()) // both sides log every move; the table is the output
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
+	os.Exit(testserver.RunTests(m))
 }
 
 // result is one side's figures.

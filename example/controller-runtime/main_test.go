@@ -36,9 +36,7 @@ const wait = 30 * time.Second
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(klog.Background())
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
+	os.Exit(testserver.RunTests(m))
 }
 
 // backends returns, for each of this module's backends, a function making

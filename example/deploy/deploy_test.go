@@ -35,11 +35,7 @@ import (
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RunTests(m)) }
 
 // manifests reads every object in this directory's YAML files.
 func manifests(t *testing.T) []*unstructured.Unstructured {
