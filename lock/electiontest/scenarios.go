@@ -186,24 +186,14 @@ func deletedRecordWithALaggingFollower(t *testing.T, h Harness, d locktest.Delet
 	el.Start("a")
 	el.Start("b")
 	first := el.leaderAfter(0, "a first leader")[0]
-	lagging := &faultLock{}
-	el.start("c", func(l lock.Interface) lock.Interface { lagging.Interface = l; return lagging })
-	if !el.waitObserved(0) {
-		t.Fatalf("%s's term %d ended before c read it (a slow store?)", first.ID, first.Term)
-	}
+	lagging := cJoins(t, el, first)
 
 	// From here c reads nothing: it misses the hand-over.
 	lagging.stalled.Store(true)
-	if err := el.ByID(first.ID).Stop(t); err != nil {
-		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
-	}
-	second := el.leaderAfter(1, "a leader after the release")[1]
+	second := releaseBesideC(t, el, first)
 	deletedAt := time.Now()
 	d.Delete(t, el.name)
 	lagging.stalled.Store(false)
-	if second.ID == "c" || second.Term != first.Term+1 {
-		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
-	}
 	cLedAbove(t, el, first, second, "the record was deleted", deletedAt)
 }
 
@@ -239,27 +229,15 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, d
 	el := newElection(t, h, o, nil)
 	gated := map[string]*faultLock{}
 	for _, id := range []string{"a", "b"} {
-		g := &faultLock{}
-		el.start(id, func(l lock.Interface) lock.Interface { g.Interface = l; return g })
-		gated[id] = g
+		gated[id] = el.startFaulty(id)
 	}
 	first := el.leaderAfter(0, "a first leader")[0]
-	c := &faultLock{}
-	el.start("c", func(l lock.Interface) lock.Interface { c.Interface = l; return c })
-	if !el.waitObserved(0) {
-		t.Fatalf("%s's term %d ended before c read it (a slow store?)", first.ID, first.Term)
-	}
+	c := cJoins(t, el, first)
 
 	// From here c's reads find no record.
 	c.blind.Store(true)
 	poll.Until(t, "c to find the record gone", o.Wait, func() bool { return c.blindReads.Load() > 0 })
-	if err := el.ByID(first.ID).Stop(t); err != nil {
-		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
-	}
-	second := el.leaderAfter(1, "a leader after the release")[1]
-	if second.ID == "c" || second.Term != first.Term+1 {
-		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
-	}
+	second := releaseBesideC(t, el, first)
 	// c's wait from its first not-found is over once it tries to write.
 	poll.Until(t, "c to try to create the record", o.Wait+o.LeaseDuration, func() bool { return c.blindWrites.Load() > 0 })
 
@@ -272,6 +250,31 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, d
 	resume()
 
 	cLedAbove(t, el, first, second, "c recreated the record", recreatedAt)
+}
+
+// cJoins starts c, on a faultLock, once first leads, and waits until c
+// has read first's term.
+func cJoins(t *testing.T, el *Election, first Term) *faultLock {
+	t.Helper()
+	c := el.startFaulty("c")
+	if !el.waitObserved(0) {
+		t.Fatalf("%s's term %d ended before c read it (a slow store?)", first.ID, first.Term)
+	}
+	return c
+}
+
+// releaseBesideC stops first's candidate, which releases, and returns the
+// next tenure: the other candidate than c, with first's term + 1.
+func releaseBesideC(t *testing.T, el *Election, first Term) Term {
+	t.Helper()
+	if err := el.ByID(first.ID).Stop(t); err != nil {
+		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
+	}
+	second := el.leaderAfter(1, "a leader after the release")[1]
+	if second.ID == "c" || second.Term != first.Term+1 {
+		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
+	}
+	return second
 }
 
 // cLedAbove is the end of the scenarios in which c, a follower that last
