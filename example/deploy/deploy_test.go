@@ -74,6 +74,16 @@ func manifests(t *testing.T) []*unstructured.Unstructured {
 	return objs
 }
 
+// typed converts obj, one of the manifests, to its API type T.
+func typed[T any](t *testing.T, obj *unstructured.Unstructured) *T {
+	t.Helper()
+	v := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, v); err != nil {
+		t.Fatalf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
+	}
+	return v
+}
+
 type cluster struct {
 	kube    *testserver.Kube
 	client  kubernetes.Interface
@@ -137,10 +147,7 @@ func TestDeploymentShape(t *testing.T) {
 		if obj.GetKind() != "Deployment" {
 			continue
 		}
-		var d appsv1.Deployment
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &d); err != nil {
-			t.Fatal(err)
-		}
+		d := typed[appsv1.Deployment](t, obj)
 		if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
 			t.Errorf("replicas = %v, want 3", d.Spec.Replicas)
 		}
@@ -179,15 +186,9 @@ func TestActivePassiveServiceSelectsLeaderOnlyReadyPods(t *testing.T) {
 		}
 		switch obj.GetKind() {
 		case "Deployment":
-			d = &appsv1.Deployment{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, d); err != nil {
-				t.Fatal(err)
-			}
+			d = typed[appsv1.Deployment](t, obj)
 		case "Service":
-			svc = &corev1.Service{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, svc); err != nil {
-				t.Fatal(err)
-			}
+			svc = typed[corev1.Service](t, obj)
 		}
 	}
 	if d == nil || svc == nil {
@@ -214,15 +215,9 @@ func TestGossipStatefulSetShape(t *testing.T) {
 	for _, obj := range manifests(t) {
 		switch obj.GetKind() {
 		case "StatefulSet":
-			sts = &appsv1.StatefulSet{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, sts); err != nil {
-				t.Fatal(err)
-			}
+			sts = typed[appsv1.StatefulSet](t, obj)
 		case "Service":
-			svc := &corev1.Service{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, svc); err != nil {
-				t.Fatal(err)
-			}
+			svc := typed[corev1.Service](t, obj)
 			services[svc.Name] = svc
 		}
 	}
