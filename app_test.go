@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/b3df926d/leaderelection/healthz"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -263,4 +264,41 @@ func TestSharedIdentityIsWarned(t *testing.T) {
 	waitFor(t, "a warning naming the shared identity", func() bool {
 		return strings.Contains(logs.String(), `"sharedIdentity":"pod-0"`)
 	})
+}
+
+// NewHealthServer serves the metrics the elector was built with (by
+// default, or Config.Metrics), and leaves the elector as it was built.
+func TestNewHealthServerServesTheElectorsMetrics(t *testing.T) {
+	given := healthz.NewRenewMetrics()
+	for _, tc := range []struct {
+		name    string
+		metrics Metrics
+	}{{"default", nil}, {"Config.Metrics", given}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := NewElector(Config{
+				Lock:          locktest.NewMemoryStore("metrics").Lock("a"),
+				LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+				Callbacks: Callbacks{OnStartedLeading: func(context.Context) {}},
+				Metrics:   tc.metrics,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			built := e.c.Metrics
+			if tc.metrics != nil && built != tc.metrics {
+				t.Fatalf("the elector observes %p, not Config.Metrics %p", built, tc.metrics)
+			}
+			srv, err := NewHealthServer(e, healthz.Options{Addr: "127.0.0.1:0"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			if e.c.Metrics != built {
+				t.Errorf("NewHealthServer changed the elector's metrics from %p to %p", built, e.c.Metrics)
+			}
+			if srv.Metrics() == nil || Metrics(srv.Metrics()) != built {
+				t.Errorf("the server serves %p, not the elector's metrics %p", srv.Metrics(), built)
+			}
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/clock"
 
 	writegate "github.com/b3df926d/leaderelection/gate"
+	"github.com/b3df926d/leaderelection/healthz"
 	"github.com/b3df926d/leaderelection/lock"
 )
 
@@ -117,8 +118,9 @@ type Config struct {
 	Logger *klog.Logger
 	// Clock is for tests (default: the real clock).
 	Clock clock.WithDelayedExecution
-	// Metrics, if set, observes every renewal attempt. Run sets it to its
-	// health server's (healthz.NewRenewMetrics).
+	// Metrics observes every renewal attempt (default:
+	// healthz.NewRenewMetrics(), which NewHealthServer serves; Run gives
+	// its health server's).
 	Metrics Metrics
 }
 
@@ -184,6 +186,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Recover && c.RecoverDeadline == 0 {
 		c.RecoverDeadline = DefaultRecoverDeadlineLeases * c.LeaseDuration
+	}
+	if c.Metrics == nil {
+		c.Metrics = healthz.NewRenewMetrics()
 	}
 	return c
 }

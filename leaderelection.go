@@ -181,22 +181,19 @@ func (o Option) work(stop context.CancelFunc) (func(context.Context), func() err
 
 // NewHealthServer returns the health server for e, as Run builds it, with
 // e's renewals feeding its metrics: the by-hand wiring of NewElector and
-// healthz.New. opts.Source is set to e, and opts.LockReadiness, if unset, to
-// e's lock if it is a lock.ReadinessChecker. Call it before e.Run, then run
-// both (see the example).
+// healthz.New. opts.Source is set to e; opts.LockReadiness, if unset, to
+// e's lock if it is a lock.ReadinessChecker; and opts.Metrics, if unset, to
+// the metrics e was built with (Config.Metrics, if a *healthz.Metrics, as
+// by default). Run both (see the example).
 func NewHealthServer(e *Elector, opts healthz.Options) (*healthz.Server, error) {
 	opts.Source = e
 	if opts.LockReadiness == nil {
 		opts.LockReadiness = readinessOf(e.c.Lock)
 	}
-	srv, err := healthz.New(opts)
-	if err != nil {
-		return nil, err
+	if opts.Metrics == nil {
+		opts.Metrics, _ = e.c.Metrics.(*healthz.Metrics)
 	}
-	if e.c.Metrics == nil {
-		e.c.Metrics = srv.Metrics()
-	}
-	return srv, nil
+	return healthz.New(opts)
 }
 
 // Leadership is this process's election state, for the application: set

@@ -20,11 +20,7 @@ import (
 	"github.com/b3df926d/leaderelection/internal/testserver"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RunTests(m)) }
 
 func configMap(name string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}

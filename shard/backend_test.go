@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -25,25 +24,44 @@ import (
 	"github.com/b3df926d/leaderelection/lock"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RunTests(m)) }
 
 // store is where a scenario's records live: files in t.TempDir(), or
 // Leases in a namespace of the package's shared kube-apiserver.
 type store struct {
 	name string
-	// locks returns the lock factory of a replica whose handles carry
-	// identity, each passed through wrap.
-	locks func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error)
+	// replica returns the lock factory of a replica whose handles carry
+	// identity.
+	replica func(identity string) func(name string, fresh bool) (lock.Interface, error)
 	// remove deletes a record as an operator would; read reads one as an
 	// observer.
 	remove func(name string) error
 	read   func(name string) (*lock.Record, bool)
 	// open makes another store of this kind, for t.
 	open func(t *testing.T) store
+}
+
+// locks returns the lock factory of a replica whose handles carry
+// identity, each passed through wrap.
+func (st store) locks(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
+	open := st.replica(identity)
+	return func(name string, fresh bool) (lock.Interface, error) {
+		l, err := open(name, fresh)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(l), nil
+	}
+}
+
+// observe reads the record through l, an observer's handle opened with
+// err: false if either failed.
+func observe(l lock.Interface, err error) (*lock.Record, bool) {
+	if err != nil {
+		return nil, false
+	}
+	rec, _, err := l.Get(context.Background())
+	return rec, err == nil
 }
 
 // again is another, empty store of the same kind, for each of a test's
@@ -65,24 +83,11 @@ func fileStore(t *testing.T) store {
 	}
 	return store{
 		name: "file", open: fileStore,
-		locks: func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
-			return func(name string, fresh bool) (lock.Interface, error) {
-				l, err := open(name, identity)
-				if err != nil {
-					return nil, err
-				}
-				return wrap(l), nil
-			}
+		replica: func(identity string) func(string, bool) (lock.Interface, error) {
+			return func(name string, _ bool) (lock.Interface, error) { return open(name, identity) }
 		},
 		remove: func(name string) error { return os.Remove(filepath.Join(dir, name)) },
-		read: func(name string) (*lock.Record, bool) {
-			l, err := open(name, "observer")
-			if err != nil {
-				return nil, false
-			}
-			rec, _, err := l.Get(context.Background())
-			return rec, err == nil
-		},
+		read:   func(name string) (*lock.Record, bool) { return observe(open(name, "observer")) },
 	}
 }
 
@@ -93,13 +98,10 @@ func fileStore(t *testing.T) store {
 // theirs asks the API server), closed when t ends.
 func kubeStore(t *testing.T) store {
 	kube := testserver.SharedKube(t)
-	admin := clientset(t, kube)
+	admin := testserver.Clientset(t, kube.Config())
 	var b [6]byte
 	rand.Read(b[:])
-	ns := "shard-" + hex.EncodeToString(b[:])
-	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating namespace %s: %v", ns, err)
-	}
+	ns := testserver.CreateNamespace(t, admin, "shard-"+hex.EncodeToString(b[:]))
 	var mu sync.Mutex
 	var opened []*k8s.Lock
 	t.Cleanup(func() {
@@ -122,25 +124,12 @@ func kubeStore(t *testing.T) store {
 	leases := admin.CoordinationV1().Leases(ns)
 	return store{
 		name: "k8s", open: kubeStore,
-		locks: func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
-			client := clientset(t, kube)
-			return func(name string, fresh bool) (lock.Interface, error) {
-				l, err := open(client, name, identity)
-				if err != nil {
-					return nil, err
-				}
-				return wrap(l), nil
-			}
+		replica: func(identity string) func(string, bool) (lock.Interface, error) {
+			client := testserver.Clientset(t, kube.Config())
+			return func(name string, _ bool) (lock.Interface, error) { return open(client, name, identity) }
 		},
 		remove: func(name string) error { return leases.Delete(context.Background(), name, metav1.DeleteOptions{}) },
-		read: func(name string) (*lock.Record, bool) {
-			l, err := open(admin, name, "observer")
-			if err != nil {
-				return nil, false
-			}
-			rec, _, err := l.Get(context.Background())
-			return rec, err == nil
-		},
+		read:   func(name string) (*lock.Record, bool) { return observe(open(admin, name, "observer")) },
 	}
 }
 
@@ -168,39 +157,17 @@ func s3Store(t *testing.T) store {
 		}
 		return store{
 			name: "s3", open: open,
-			locks: func(identity string, wrap func(lock.Interface) lock.Interface) func(string, bool) (lock.Interface, error) {
-				return func(name string, fresh bool) (lock.Interface, error) {
-					l, err := newLock(name, identity, fresh)
-					if err != nil {
-						return nil, err
-					}
-					return wrap(l), nil
-				}
+			replica: func(identity string) func(string, bool) (lock.Interface, error) {
+				return func(name string, fresh bool) (lock.Interface, error) { return newLock(name, identity, fresh) }
 			},
 			remove: func(name string) error {
 				_, err := client.DeleteObject(context.Background(), &awss3.DeleteObjectInput{Bucket: &bucket, Key: &name})
 				return err
 			},
-			read: func(name string) (*lock.Record, bool) {
-				l, err := newLock(name, "observer", true)
-				if err != nil {
-					return nil, false
-				}
-				rec, _, err := l.Get(context.Background())
-				return rec, err == nil
-			},
+			read: func(name string) (*lock.Record, bool) { return observe(newLock(name, "observer", true)) },
 		}
 	}
 	return open(t)
-}
-
-func clientset(t *testing.T, kube *testserver.Kube) kubernetes.Interface {
-	t.Helper()
-	c, err := kubernetes.NewForConfig(kube.Config())
-	if err != nil {
-		t.Fatalf("clientset: %v", err)
-	}
-	return c
 }
 
 // faulty is a replica's lock handle with its faults. File and k8s handles

@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/b3df926d/leaderelection/backend/k8s"
 	core "github.com/b3df926d/leaderelection/internal/shard"
@@ -29,17 +27,11 @@ import (
 // the object stays far below etcd's 1.5 MiB request limit.
 func TestAssignmentRecordFitsALease(t *testing.T) {
 	kube := testserver.SharedKube(t)
-	client, err := kubernetes.NewForConfig(kube.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := testserver.Clientset(t, kube.Config())
 	var b [6]byte
 	rand.Read(b[:])
-	ns := "shard-" + hex.EncodeToString(b[:])
+	ns := testserver.CreateNamespace(t, client, "shard-"+hex.EncodeToString(b[:]))
 	ctx := context.Background()
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	for _, c := range []struct{ shards, members int }{{1000, 10}, {1000, MaxSlots}, {100_000, MaxSlots}} {
 		name := fmt.Sprintf("s%d-m%d-shards", c.shards, c.members)
 		t.Run(name, func(t *testing.T) {

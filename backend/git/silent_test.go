@@ -3,11 +3,11 @@ package git_test
 import (
 	"context"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	gitlock "github.com/b3df926d/leaderelection/backend/git"
+	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
@@ -22,22 +22,9 @@ func TestGetOnASilentServerEndsWithItsContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer ln.Close()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 512)
-			_, _ = c.Read(buf) // the request line; then hang up without a word
-			c.Close()
-		}
-	}()
+	testserver.ServeConns(t, ln, func(c net.Conn) {
+		_, _ = c.Read(make([]byte, 512)) // the request line; then hang up without a word
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l, err := gitlock.New(ctx, gitlock.Options{URL: "git://" + ln.Addr().String() + "/locks.git", Name: "silent", Identity: "a"})

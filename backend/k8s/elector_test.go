@@ -102,7 +102,7 @@ func TestSlowAPIMakesLeaderStepDownBeforeTakeover(t *testing.T) {
 // once.
 func TestAPIServerRestartMidTerm(t *testing.T) {
 	kube := testserver.StartKube(t)
-	s := &server{kube: kube, admin: clientset(t, kube.Config())}
+	s := &server{kube: kube, admin: testserver.Clientset(t, kube.Config())}
 	// The restart (SIGKILL, start, /readyz) may take up to RestartAPIServer's
 	// 90 s on a loaded machine: the leader must be able to ride it out, so
 	// its RenewDeadline is longer. The hand-over at the end is a release

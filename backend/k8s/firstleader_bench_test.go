@@ -21,13 +21,13 @@ import (
 //	go test -run '^$' -bench FirstLeaderOnNewLock -benchtime 1x ./backend/k8s
 func BenchmarkFirstLeaderOnNewLock(b *testing.B) {
 	kube := testserver.SharedKube(b)
-	s := &server{kube: kube, admin: clientset(b, kube.Config())}
+	s := &server{kube: kube, admin: testserver.Clientset(b, kube.Config())}
 	ns := s.namespace(b)
 	ours := func(tb testing.TB, name, id string) lock.Interface { return newLock(tb, kube.Config(), ns, name, id) }
 	stock := func(tb testing.TB, name, id string) lock.Interface {
 		return &resourcelock.LeaseLock{
 			LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: name},
-			Client:     clientset(tb, kube.Config()).CoordinationV1(),
+			Client:     testserver.Clientset(tb, kube.Config()).CoordinationV1(),
 			LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	clientgole "k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock/electiontest"
 )
 
@@ -25,7 +26,7 @@ type contender struct {
 // as any client-go based controller in the fleet would, until stop.
 func startClientGo(t *testing.T, s *server, ns, name, id string, tr *electiontest.Tracker) (stop func()) {
 	t.Helper()
-	client := clientset(t, s.kube.Config())
+	client := testserver.Clientset(t, s.kube.Config())
 	le, err := clientgole.NewLeaderElector(clientgole.LeaderElectionConfig{
 		Lock: &resourcelock.LeaseLock{
 			LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: name},

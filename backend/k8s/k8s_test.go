@@ -9,7 +9,6 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -21,11 +20,7 @@ import (
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RunTests(m)) }
 
 // server is the package's shared kube-apiserver with an admin client.
 type server struct {
@@ -36,28 +31,13 @@ type server struct {
 func sharedServer(t *testing.T) *server {
 	t.Helper()
 	kube := testserver.SharedKube(t)
-	return &server{kube: kube, admin: clientset(t, kube.Config())}
+	return &server{kube: kube, admin: testserver.Clientset(t, kube.Config())}
 }
 
-func clientset(t testing.TB, cfg *rest.Config) kubernetes.Interface {
-	t.Helper()
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatalf("clientset: %v", err)
-	}
-	return c
-}
-
-// namespace creates a namespace named after the test. Namespaces are never
-// deleted: no controller-manager runs to finalize them.
+// namespace creates a namespace of the test's own.
 func (s *server) namespace(t testing.TB) string {
 	t.Helper()
-	name := "t-" + randomSuffix(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if _, err := s.admin.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating namespace %s: %v", name, err)
-	}
-	return name
+	return testserver.CreateNamespace(t, s.admin, "t-"+randomSuffix(t))
 }
 
 func randomSuffix(t testing.TB) string {
@@ -73,7 +53,7 @@ func randomSuffix(t testing.TB) string {
 func newLock(t testing.TB, cfg *rest.Config, namespace, name, identity string) *k8s.Lock {
 	t.Helper()
 	l, err := k8s.New(context.Background(), k8s.Options{
-		Client:        clientset(t, cfg),
+		Client:        testserver.Clientset(t, cfg),
 		Namespace:     namespace,
 		Name:          name,
 		Identity:      identity,

@@ -158,21 +158,27 @@ func (c *Config) Validate() error {
 	if c.WorkInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--work-interval=%v: want a positive duration", c.WorkInterval))
 	}
-	// The elector's own rules, through the same validation RunOrDie applies.
+	// The elector's own rules, then the store's, through the same
+	// validation RunOrDie applies.
+	var l lock.Interface = placeholderLock{}
+	if rules, ok := storeRules[c.Backend]; ok {
+		l = ruledPlaceholderLock{DurationRules: rules}
+	}
 	opt := leaderelection.Option{
-		ID: "campaign", Lock: placeholderLock{}, Run: func(context.Context) {},
+		ID: "campaign", Lock: l, Run: func(context.Context) {},
 		LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod,
 		Port: leaderelection.NoHealthServer,
 	}
 	if err := opt.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("--lease-duration=%v --renew-deadline=%v --retry-period=%v: the elector rejects them: %w", c.LeaseDuration, c.RenewDeadline, c.RetryPeriod, err))
-	} else if c.Backend == "k8s" {
-		if err := k8s.ValidateDurations(c.LeaseDuration, c.RenewDeadline); err != nil {
-			errs = append(errs, fmt.Errorf("--lease-duration=%v --renew-deadline=%v: %w", c.LeaseDuration, c.RenewDeadline, err))
-		}
 	}
 	return errors.Join(errs...)
 }
+
+// storeRules are the backends' lock.DurationRules, as their locks state
+// them: a Lease's whole seconds. A nil *k8s.Lock states them without a
+// Lease (the method reads no field).
+var storeRules = map[string]lock.DurationRules{"k8s": (*k8s.Lock)(nil)}
 
 func defaultReplicas(backend string) int {
 	if backend == "gossip" {
@@ -187,6 +193,12 @@ type placeholderLock struct{ lock.Interface }
 
 func (placeholderLock) Identity() string { return "campaign" }
 func (placeholderLock) Describe() string { return "campaign" }
+
+// ruledPlaceholderLock is a placeholderLock with its store's rules.
+type ruledPlaceholderLock struct {
+	placeholderLock
+	lock.DurationRules
+}
 
 // kinds returns the faults to draw from.
 func (c *Config) kinds() []string {

@@ -29,20 +29,16 @@ import (
 )
 
 var (
-	leaseDuration = flag.Duration("lease-duration", 15*time.Second, "LeaseDuration for both electors")
-	renewDeadline = flag.Duration("renew-deadline", 10*time.Second, "RenewDeadline for both electors")
-	retryPeriod   = flag.Duration("retry-period", 2*time.Second, "RetryPeriod for both electors")
-	candidates    = flag.Int("candidates", 10, "candidates per elector: 1 leader and the rest followers")
-	window        = flag.Duration("window", time.Minute, "how long API requests are counted in steady state")
-	handovers     = flag.Int("handovers", 20, "graceful hand-overs measured per elector")
-	crashes       = flag.Int("crashes", 10, "crash fail-overs measured per elector")
+	timing     = benchtest.TimingFlags("for both electors")
+	candidates = flag.Int("candidates", 10, "candidates per elector: 1 leader and the rest followers")
+	window     = flag.Duration("window", time.Minute, "how long API requests are counted in steady state")
+	handovers  = flag.Int("handovers", 20, "graceful hand-overs measured per elector")
+	crashes    = flag.Int("crashes", 10, "crash fail-overs measured per elector")
 )
 
 func TestMain(m *testing.M) {
 	klog.SetLogger(logr.Discard()) // client-go's elector logs every attempt; the table is the output
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
+	os.Exit(testserver.RunTests(m))
 }
 
 func BenchmarkLeaseElection(b *testing.B) {
@@ -51,7 +47,7 @@ func BenchmarkLeaseElection(b *testing.B) {
 	}
 	kube := testserver.SharedKube(b)
 	plan := benchtest.LeasePlan{
-		Timing:     benchtest.Timing{LeaseDuration: *leaseDuration, RenewDeadline: *renewDeadline, RetryPeriod: *retryPeriod},
+		Timing:     *timing,
 		Candidates: *candidates, Window: *window, Handovers: *handovers, Crashes: *crashes,
 	}
 	o := benchtest.MeasureLease(b, kube, benchtest.Ours, plan)
@@ -64,7 +60,7 @@ func BenchmarkLeaseElection(b *testing.B) {
 
 	var t strings.Builder
 	fmt.Fprintf(&t, "LeaseDuration %v, RenewDeadline %v, RetryPeriod %v; %d candidates (1 leader + %d followers); %d hand-overs, %d crashes each.\n\n",
-		*leaseDuration, *renewDeadline, *retryPeriod, *candidates, *candidates-1, *handovers, *crashes)
+		timing.LeaseDuration, timing.RenewDeadline, timing.RetryPeriod, *candidates, *candidates-1, *handovers, *crashes)
 	fmt.Fprintf(&t, "| metric | leaderelection | client-go | client-go ÷ ours |\n|---|---:|---:|---:|\n")
 	row := func(name string, ov, cv time.Duration) {
 		fmt.Fprintf(&t, "| %s | %s | %s | %s |\n", name, ms(ov), ms(cv), benchtest.Ratio(float64(cv), float64(ov)))

@@ -36,25 +36,21 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"github.com/b3df926d/leaderelection/internal/benchtest"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 )
 
 var (
-	leaseDuration = flag.Duration("lease-duration", 15*time.Second, "LeaseDuration")
-	renewDeadline = flag.Duration("renew-deadline", 10*time.Second, "RenewDeadline")
-	retryPeriod   = flag.Duration("retry-period", 2*time.Second, "RetryPeriod")
-	outage        = flag.Duration("outage", 30*time.Second, "how long the proxy refuses connections")
-	replicas      = flag.Int("replicas", 3, "replicas in the outage runs")
-	logFile       = flag.String("log-file", "", "write the electors' logs to this file (default: discarded)")
-	only          = flag.String("only", "", "run only the runs whose name matches this regular expression (outage runs: the mode; takeover runs: \"takeover \" and the mode, e.g. '^recover$')")
+	timing   = benchtest.TimingFlags("")
+	outage   = flag.Duration("outage", 30*time.Second, "how long the proxy refuses connections")
+	replicas = flag.Int("replicas", 3, "replicas in the outage runs")
+	logFile  = flag.String("log-file", "", "write the electors' logs to this file (default: discarded)")
+	only     = flag.String("only", "", "run only the runs whose name matches this regular expression (outage runs: the mode; takeover runs: \"takeover \" and the mode, e.g. '^recover$')")
 )
-
-type timing struct{ lease, renew, retry time.Duration }
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -65,9 +61,8 @@ func TestMain(m *testing.M) {
 		klog.InitFlags(fs)
 		_ = fs.Parse([]string{"--logtostderr=false", "--log_file=" + *logFile})
 	}
-	code := m.Run()
+	code := testserver.RunTests(m)
 	klog.Flush()
-	testserver.StopSharedKube()
 	os.Exit(code)
 }
 
@@ -105,7 +100,7 @@ func BenchmarkStoreOutage(b *testing.B) {
 	}
 	round++
 	kube := testserver.SharedKube(b)
-	t := timing{*leaseDuration, *renewDeadline, *retryPeriod}
+	t := *timing
 	modes := []mode{
 		{name: "baseline"},
 		{name: "recampaign", recampaign: true},
@@ -134,7 +129,7 @@ func BenchmarkStoreOutage(b *testing.B) {
 
 	var s strings.Builder
 	fmt.Fprintf(&s, "LeaseDuration %v, RenewDeadline %v, RetryPeriod %v; API server unreachable (connections refused) for %v; %d replicas (Run calls in one process) unless alone, each with a ConfigMap informer in Standby.\n\n",
-		t.lease, t.renew, t.retry, *outage, *replicas)
+		t.LeaseDuration, t.RenewDeadline, t.RetryPeriod, *outage, *replicas)
 	fmt.Fprintf(&s, "| mode | restarts | leader function starts | leader stopped leading after | back → a leader | same leader, same term | still in that term a lease after | relists after the return (client: LIST + watch-list) | watches resumed | apiserver LIST configmaps after the return | back → every informer answered |\n|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|\n")
 	for _, o := range outs {
 		fmt.Fprintf(&s, "| %s | %d | %d | %s | %s | %v | %v | %d | %d | %d | %s |\n", o.m.name, o.restarts, o.starts, sec(o.stoppedLeading), sec(o.toLead), o.sameTerm, o.heldOn, o.lists, o.watches, o.serverLists, sec(o.resumed))
@@ -154,23 +149,13 @@ func BenchmarkStoreOutage(b *testing.B) {
 
 func sec(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
-// namespace creates a namespace for one run.
-func namespace(tb testing.TB, c kubernetes.Interface, name string) string {
-	tb.Helper()
-	_, err := c.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if err != nil {
-		tb.Fatalf("creating namespace %s: %v", name, err)
-	}
-	return name
-}
-
 func slug(s string) string {
 	return fmt.Sprintf("%s-%d", strings.NewReplacer(", ", "-", " ", "-").Replace(s), round)
 }
 
-func measureOutage(b testing.TB, kube *testserver.Kube, m mode, t timing) outageResult {
+func measureOutage(b testing.TB, kube *testserver.Kube, m mode, t benchtest.Timing) outageResult {
 	plain := kubernetes.NewForConfigOrDie(kube.Config())
-	ns := namespace(b, plain, "outage-"+slug(m.name))
+	ns := testserver.CreateNamespace(b, plain, "outage-"+slug(m.name))
 	proxy := testserver.StartProxy(b, kube.Addr)
 	via := kube.ConfigVia(kube.Config(), proxy.Addr())
 	var rs []*replica
@@ -225,10 +210,10 @@ func measureOutage(b testing.TB, kube *testserver.Kube, m mode, t timing) outage
 		}
 		return true
 	})
-	time.Sleep(t.retry) // a window to count what follows the resumption, not synchronisation
+	time.Sleep(t.RetryPeriod) // a window to count what follows the resumption, not synchronisation
 	// A follower that read the record after the return waits a lease
 	// from that read (with Recover): by then, a takeover would show.
-	time.Sleep(time.Until(back.Add(t.lease + 2*t.retry))) // a window, not synchronisation
+	time.Sleep(time.Until(back.Add(t.LeaseDuration + 2*t.RetryPeriod))) // a window, not synchronisation
 	still, stillTerm := f.leader()
 	res := outageResult{m: m, restarts: f.restarts() - restarts0, starts: f.starts() - starts0,
 		stoppedLeading: stopped.Sub(down), toLead: led.Sub(back), sameTerm: who == old && newTerm == term,
@@ -262,13 +247,13 @@ func landed(tb testing.TB, c kubernetes.Interface, r *replica) int {
 	return len(l.Items)
 }
 
-func measureTakeover(b testing.TB, kube *testserver.Kube, m mode, leaseOnly bool, t timing) takeoverResult {
+func measureTakeover(b testing.TB, kube *testserver.Kube, m mode, leaseOnly bool, t benchtest.Timing) takeoverResult {
 	plain := kubernetes.NewForConfigOrDie(kube.Config())
 	name := "takeover-" + slug(m.name)
 	if leaseOnly {
 		name += "-lease-only"
 	}
-	ns := namespace(b, plain, name)
+	ns := testserver.CreateNamespace(b, plain, name)
 	proxy := testserver.StartProxy(b, kube.Addr)
 	via := kube.ConfigVia(kube.Config(), proxy.Addr())
 	a := &replica{id: "a", m: m, ns: ns, lease: "takeover", leaseCfg: via, appCfg: via}

@@ -20,6 +20,7 @@ import (
 	"github.com/b3df926d/leaderelection"
 	"github.com/b3df926d/leaderelection/backend/k8s"
 	"github.com/b3df926d/leaderelection/gate"
+	"github.com/b3df926d/leaderelection/internal/benchtest"
 )
 
 // mode is how the replicas of a run are configured.
@@ -147,7 +148,7 @@ type replica struct {
 const writeEvery = 100 * time.Millisecond
 
 // run runs incarnations until ctx ends.
-func (r *replica) run(ctx context.Context, t timing) {
+func (r *replica) run(ctx context.Context, t benchtest.Timing) {
 	for {
 		err := r.incarnation(ctx, t)
 		if ctx.Err() != nil {
@@ -163,7 +164,7 @@ func (r *replica) run(ctx context.Context, t timing) {
 	}
 }
 
-func (r *replica) incarnation(ctx context.Context, t timing) error {
+func (r *replica) incarnation(ctx context.Context, t benchtest.Timing) error {
 	r.synced.Store(false)
 	g := gate.New()
 	gcfg, err := g.Config(r.reqs.wrap(r.appCfg))
@@ -184,7 +185,7 @@ func (r *replica) incarnation(ctx context.Context, t timing) error {
 	r.leadership.Store(le)
 	opt := leaderelection.Option{
 		Lock: l, Port: leaderelection.NoHealthServer, Leadership: le, Gate: g,
-		LeaseDuration: t.lease, RenewDeadline: t.renew, RetryPeriod: t.retry,
+		LeaseDuration: t.LeaseDuration, RenewDeadline: t.RenewDeadline, RetryPeriod: t.RetryPeriod,
 		Recover: r.m.recover, Recampaign: r.m.recampaign,
 		Standby: func(ctx context.Context, ready func()) {
 			f := informers.NewSharedInformerFactoryWithOptions(app, 0, informers.WithNamespace(r.ns))
@@ -250,7 +251,7 @@ type fleet struct {
 	stop func()
 }
 
-func startFleet(rs []*replica, t timing) *fleet {
+func startFleet(rs []*replica, t benchtest.Timing) *fleet {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, r := range rs {

@@ -30,10 +30,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	clientgole "k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
@@ -46,20 +43,16 @@ import (
 )
 
 var (
-	leaseDuration = flag.Duration("lease-duration", 15*time.Second, "LeaseDuration for both sides")
-	renewDeadline = flag.Duration("renew-deadline", 10*time.Second, "RenewDeadline for both sides")
-	retryPeriod   = flag.Duration("retry-period", 2*time.Second, "RetryPeriod for both sides")
-	replicas      = flag.Int("replicas", 10, "replicas on each side")
-	shards        = flag.Int("shards", 1000, "shards (package shard)")
-	buckets       = flag.Int("buckets", 10, "buckets of the baseline, scaled to -shards")
-	window        = flag.Duration("window", time.Minute, "how long API requests are counted in steady state")
+	timing   = benchtest.TimingFlags("for both sides")
+	replicas = flag.Int("replicas", 10, "replicas on each side")
+	shards   = flag.Int("shards", 1000, "shards (package shard)")
+	buckets  = flag.Int("buckets", 10, "buckets of the baseline, scaled to -shards")
+	window   = flag.Duration("window", time.Minute, "how long API requests are counted in steady state")
 )
 
 func TestMain(m *testing.M) {
 	klog.SetLogger(logr.Discard()) // both sides log every move; the table is the output
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
+	os.Exit(testserver.RunTests(m))
 }
 
 // result is one side's figures.
@@ -167,21 +160,13 @@ func allOwned(owner []string) bool { return !slices.Contains(owner, "") }
 
 // namespace creates a namespace for one side.
 func namespace(b *testing.B, kube *testserver.Kube, name string) string {
-	admin, err := kubernetes.NewForConfig(kube.Config())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ns := fmt.Sprintf("bench-%s-%d", name, time.Now().UnixNano())
-	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	return ns
+	return testserver.CreateNamespace(b, testserver.Clientset(b, kube.Config()), fmt.Sprintf("bench-%s-%d", name, time.Now().UnixNano()))
 }
 
 // measure runs the steady-state window once o is settled: it counts the
 // API requests through counter and at the server.
 func measure(b *testing.B, kube *testserver.Kube, counter *testserver.KubeRequestCounter, o *owners, r *result) {
-	time.Sleep(3 * *retryPeriod) // let every replica settle into its loop; not synchronisation
+	time.Sleep(3 * timing.RetryPeriod) // let every replica settle into its loop; not synchronisation
 	counter.Reset()
 	before, err := kube.LeaseRequests()
 	if err != nil {
@@ -211,8 +196,8 @@ func measureShards(b *testing.B, kube *testserver.Kube, m int, count bool) *resu
 	var mu sync.Mutex
 	var opened []*k8s.Lock
 	launch := func(id string) (stop func()) {
-		client := clientset(b, cfg)
-		opt := shard.Options{Name: "bench", LeaseDuration: *leaseDuration, RenewDeadline: *renewDeadline, RetryPeriod: *retryPeriod,
+		client := testserver.Clientset(b, cfg)
+		opt := shard.Options{Name: "bench", LeaseDuration: timing.LeaseDuration, RenewDeadline: timing.RenewDeadline, RetryPeriod: timing.RetryPeriod,
 			Locks: func(name string, fresh bool) (lock.Interface, error) {
 				l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: ns, Name: name, Identity: id, DisableEvents: true})
 				if err == nil {
@@ -235,7 +220,7 @@ func measureShards(b *testing.B, kube *testserver.Kube, m int, count bool) *resu
 	settled := func(ids []string) time.Duration {
 		start := time.Now()
 		q := m / len(ids)
-		o.waitFor(b, "settled", 20**leaseDuration, func(owner []string) bool {
+		o.waitFor(b, "settled", 20*timing.LeaseDuration, func(owner []string) bool {
 			if !allOwned(owner) {
 				return false
 			}
@@ -304,7 +289,7 @@ func measureBuckets(b *testing.B, kube *testserver.Kube) *result {
 	for i := range *replicas {
 		id := fmt.Sprintf("replica-%02d", i)
 		ids = append(ids, id)
-		client := clientset(b, cfg)
+		client := testserver.Clientset(b, cfg)
 		for k := range *buckets {
 			le, err := clientgole.NewLeaderElector(clientgole.LeaderElectionConfig{
 				Lock: &resourcelock.LeaseLock{
@@ -312,7 +297,7 @@ func measureBuckets(b *testing.B, kube *testserver.Kube) *result {
 					Client:     client.CoordinationV1(),
 					LockConfig: resourcelock.ResourceLockConfig{Identity: id},
 				},
-				LeaseDuration: *leaseDuration, RenewDeadline: *renewDeadline, RetryPeriod: *retryPeriod,
+				LeaseDuration: timing.LeaseDuration, RenewDeadline: timing.RenewDeadline, RetryPeriod: timing.RetryPeriod,
 				ReleaseOnCancel: true,
 				Callbacks: clientgole.LeaderCallbacks{
 					OnStartedLeading: func(ctx context.Context) { o.start(k, id); <-ctx.Done(); o.stop(k, id) },
@@ -325,21 +310,13 @@ func measureBuckets(b *testing.B, kube *testserver.Kube) *result {
 			stops = append(stops, benchtest.RunUntilStopped(le.Run))
 		}
 	}
-	o.waitFor(b, "every bucket led", 20**leaseDuration, allOwned)
+	o.waitFor(b, "every bucket led", 20*timing.LeaseDuration, allOwned)
 	r := &result{settle: time.Since(start), perReplica: o.perReplica(ids), mem: memoryInUse().minus(mem0)}
 	measure(b, kube, &counter, o, r)
 	for _, stop := range stops {
 		stop()
 	}
 	return r
-}
-
-func clientset(b *testing.B, cfg *rest.Config) kubernetes.Interface {
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c
 }
 
 func BenchmarkShardsOnLeases(b *testing.B) {
@@ -360,7 +337,7 @@ func BenchmarkShardsOnLeases(b *testing.B) {
 
 	var t strings.Builder
 	fmt.Fprintf(&t, "LeaseDuration %v, RenewDeadline %v, RetryPeriod %v; %d replicas; window %v. Package shard: %d shards. Baseline: %d buckets, every replica a candidate for each, scaled ×%.0f to %d.\n\n",
-		*leaseDuration, *renewDeadline, *retryPeriod, *replicas, *window, *shards, *buckets, scale, *shards)
+		timing.LeaseDuration, timing.RenewDeadline, timing.RetryPeriod, *replicas, *window, *shards, *buckets, scale, *shards)
 	fmt.Fprintf(&t, "| | package shard, %d shards | baseline, %d buckets | baseline scaled to %d | scaled ÷ shard |\n|---|---:|---:|---:|---:|\n", *shards, *buckets, *shards)
 	fmt.Fprintf(&t, "| API requests/min (client side) | %.0f | %.0f | %.0f | %s |\n", s.perMinute, k.perMinute, kScaled, benchtest.Ratio(kScaled, s.perMinute))
 	fmt.Fprintf(&t, "| by verb | %s | %s | | |\n", benchtest.PerMinute(s.counts, *window), benchtest.PerMinute(k.counts, *window))

@@ -31,8 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	code := m.Run()
-	testserver.StopSharedKube()
+	code := testserver.RunTests(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

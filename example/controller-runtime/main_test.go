@@ -36,9 +36,7 @@ const wait = 30 * time.Second
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(klog.Background())
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
+	os.Exit(testserver.RunTests(m))
 }
 
 // backends returns, for each of this module's backends, a function making
@@ -47,10 +45,7 @@ func backends(t *testing.T, cfg *rest.Config) map[string]func(identity string) l
 	t.Helper()
 	mem := locktest.NewMemoryStore("interop")
 	path := filepath.Join(t.TempDir(), "record.json")
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := testserver.Clientset(t, cfg)
 	name := locktest.Name(t)
 	s3srv := testserver.StartS3(t)
 	s3srv.CreateBucket(t, "interop")

@@ -35,11 +35,7 @@ import (
 	"github.com/b3df926d/leaderelection/lock/locktest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testserver.StopSharedKube()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testserver.RunTests(m)) }
 
 // manifests reads every object in this directory's YAML files.
 func manifests(t *testing.T) []*unstructured.Unstructured {
@@ -78,6 +74,16 @@ func manifests(t *testing.T) []*unstructured.Unstructured {
 	return objs
 }
 
+// typed converts obj, one of the manifests, to its API type T.
+func typed[T any](t *testing.T, obj *unstructured.Unstructured) *T {
+	t.Helper()
+	v := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, v); err != nil {
+		t.Fatalf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
+	}
+	return v
+}
+
 type cluster struct {
 	kube    *testserver.Kube
 	client  kubernetes.Interface
@@ -89,10 +95,7 @@ func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	kube := testserver.SharedKube(t)
 	cfg := kube.Config()
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := testserver.Clientset(t, cfg)
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -103,12 +106,7 @@ func newCluster(t *testing.T) *cluster {
 
 func (c *cluster) namespace(t *testing.T) string {
 	t.Helper()
-	ns := "deploy-" + locktest.Name(t)
-	if _, err := c.client.CoreV1().Namespaces().Create(context.Background(),
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return ns
+	return testserver.CreateNamespace(t, c.client, "deploy-"+locktest.Name(t))
 }
 
 func (c *cluster) create(t *testing.T, ns string, obj *unstructured.Unstructured, opts metav1.CreateOptions) error {
@@ -149,10 +147,7 @@ func TestDeploymentShape(t *testing.T) {
 		if obj.GetKind() != "Deployment" {
 			continue
 		}
-		var d appsv1.Deployment
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, &d); err != nil {
-			t.Fatal(err)
-		}
+		d := typed[appsv1.Deployment](t, obj)
 		if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
 			t.Errorf("replicas = %v, want 3", d.Spec.Replicas)
 		}
@@ -191,15 +186,9 @@ func TestActivePassiveServiceSelectsLeaderOnlyReadyPods(t *testing.T) {
 		}
 		switch obj.GetKind() {
 		case "Deployment":
-			d = &appsv1.Deployment{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, d); err != nil {
-				t.Fatal(err)
-			}
+			d = typed[appsv1.Deployment](t, obj)
 		case "Service":
-			svc = &corev1.Service{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, svc); err != nil {
-				t.Fatal(err)
-			}
+			svc = typed[corev1.Service](t, obj)
 		}
 	}
 	if d == nil || svc == nil {
@@ -226,15 +215,9 @@ func TestGossipStatefulSetShape(t *testing.T) {
 	for _, obj := range manifests(t) {
 		switch obj.GetKind() {
 		case "StatefulSet":
-			sts = &appsv1.StatefulSet{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, sts); err != nil {
-				t.Fatal(err)
-			}
+			sts = typed[appsv1.StatefulSet](t, obj)
 		case "Service":
-			svc := &corev1.Service{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, svc); err != nil {
-				t.Fatal(err)
-			}
+			svc := typed[corev1.Service](t, obj)
 			services[svc.Name] = svc
 		}
 	}
@@ -363,10 +346,7 @@ func TestRoleGrantsWhatTheLockNeeds(t *testing.T) {
 	}
 	cfg := c.kube.Config()
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":leaderelection-example"}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	client := testserver.Clientset(t, cfg)
 	l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: ns, Name: "leaderelection-example", Identity: "pod-0"})
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,9 @@
 // Package benchtest holds what the benchmarks under bench/ share: a fleet of
 // candidates of one elector implementation, the graceful hand-over and
-// crash fail-over measurements, percentiles and table cells, and the
-// Lease electors (this module's and client-go's) run against a real
-// kube-apiserver, so that every backend's benchmark can put client-go on
-// the same table without a copy of its harness.
+// crash fail-over measurements, percentiles and table cells, the timing
+// flags, and the Lease electors (this module's and client-go's) run against
+// a real kube-apiserver, so that every backend's benchmark can put
+// client-go on the same table without a copy of its harness.
 package benchtest
 
 import (

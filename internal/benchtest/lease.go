@@ -7,9 +7,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	clientgole "k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -29,10 +27,7 @@ type LeaseElector struct {
 // Ours is this module's elector on backend/k8s.
 var Ours = LeaseElector{Name: "leaderelection", Start: func(cfg *rest.Config, ns, lease string, t Timing) Start {
 	return func(tb testing.TB, id string, release bool, led func(string)) func() {
-		client, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			tb.Fatal(err)
-		}
+		client := testserver.Clientset(tb, cfg)
 		l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: ns, Name: lease, Identity: id, DisableEvents: true})
 		if err != nil {
 			tb.Fatal(err)
@@ -58,10 +53,7 @@ var Ours = LeaseElector{Name: "leaderelection", Start: func(cfg *rest.Config, ns
 // ClientGo is client-go's elector with its stock LeaseLock.
 var ClientGo = LeaseElector{Name: "client-go", Start: func(cfg *rest.Config, ns, lease string, t Timing) Start {
 	return func(tb testing.TB, id string, release bool, led func(string)) func() {
-		client, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			tb.Fatal(err)
-		}
+		client := testserver.Clientset(tb, cfg)
 		le, err := clientgole.NewLeaderElector(clientgole.LeaderElectionConfig{
 			Lock: &resourcelock.LeaseLock{
 				LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: lease},
@@ -125,14 +117,8 @@ var namespaces atomic.Int64
 // renewal to the next leader's OnStartedLeading, minus LeaseDuration).
 func MeasureLease(tb testing.TB, kube *testserver.Kube, el LeaseElector, p LeasePlan) *LeaseResult {
 	ctx := context.Background()
-	admin, err := kubernetes.NewForConfig(kube.Config())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ns := fmt.Sprintf("bench-%s-%d", el.Name, namespaces.Add(1))
-	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		tb.Fatal(err)
-	}
+	admin := testserver.Clientset(tb, kube.Config())
+	ns := testserver.CreateNamespace(tb, admin, fmt.Sprintf("bench-%s-%d", el.Name, namespaces.Add(1)))
 	var counter testserver.KubeRequestCounter
 	cfg := counter.CountRequests(kube.Config())
 	r := &LeaseResult{}

@@ -361,51 +361,16 @@ func (r *GitRepo) ServeSSH(t testing.TB, clientKey ssh.PublicKey) (addr string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &sshServer{repo: r, cfg: cfg, conns: map[net.Conn]struct{}{}}
-	s.wg.Add(1)
-	go s.accept(ln)
-	t.Cleanup(func() {
-		ln.Close()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
+	s := &sshServer{repo: r, cfg: cfg}
+	t.Cleanup(s.wg.Wait) // after ServeConns's cleanup has closed the connections
+	ServeConns(t, ln, s.serveConn)
 	return ln.Addr().String(), signer.PublicKey()
 }
 
 type sshServer struct {
-	repo  *GitRepo
-	cfg   *ssh.ServerConfig
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-}
-
-func (s *sshServer) accept(ln net.Listener) {
-	defer s.wg.Done()
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		s.mu.Lock()
-		s.conns[nc] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() {
-				nc.Close()
-				s.mu.Lock()
-				delete(s.conns, nc)
-				s.mu.Unlock()
-			}()
-			s.serveConn(nc)
-		}()
-	}
+	repo *GitRepo
+	cfg  *ssh.ServerConfig
+	wg   sync.WaitGroup // a connection's request and session goroutines
 }
 
 func (s *sshServer) serveConn(nc net.Conn) {
@@ -496,37 +461,6 @@ func StartSSHAgent(t testing.TB, key any) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				agent.ServeAgent(keyring, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	ServeConns(t, ln, func(c net.Conn) { agent.ServeAgent(keyring, c) })
 	return sock
 }

@@ -64,9 +64,9 @@ var shared struct {
 
 // SharedKube returns the test package's one etcd + kube-apiserver, starting
 // it on first use (it takes a few seconds and a few hundred MB, so tests
-// share it and keep their objects apart by name or namespace). Call
-// StopSharedKube from TestMain after m.Run to stop it; should the test
-// binary die first, the servers die with it.
+// share it and keep their objects apart by name or namespace). The
+// package's TestMain stops it: os.Exit(testserver.RunTests(m)); should
+// the test binary die first, the servers die with it.
 func SharedKube(t testing.TB) *Kube {
 	t.Helper()
 	etcdBin := LookBinary(t, "etcd")
@@ -88,8 +88,16 @@ func SharedKube(t testing.TB) *Kube {
 	return shared.kube
 }
 
+// RunTests runs m's tests, then stops the server SharedKube started, if
+// any, and returns m.Run's code: the TestMain of a package whose tests
+// use SharedKube.
+func RunTests(m *testing.M) int {
+	defer StopSharedKube()
+	return m.Run()
+}
+
 // StopSharedKube stops the server SharedKube started, if any, and removes
-// its files. It is for TestMain.
+// its files. It is for TestMain (RunTests).
 func StopSharedKube() {
 	if shared.kube != nil {
 		shared.kube.stop()

@@ -57,16 +57,7 @@ func (p *Proxy) Addr() string { return p.addr }
 // connecting (which client-go's reflector treats differently: it resumes
 // a watch after a refusal, and lists again after other errors).
 func (p *Proxy) Refuse() (restore func() error) {
-	p.mu.Lock()
-	ln := p.ln
-	p.ln = nil
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	if ln != nil {
-		ln.Close()
-	}
+	p.hangUp()
 	var once sync.Once
 	var err error
 	return func() error {
@@ -142,16 +133,23 @@ func (p *Proxy) Close() {
 		return
 	}
 	p.stop()
+	p.mu.Unlock()
+	p.hangUp()
+	p.wg.Wait()
+}
+
+// hangUp stops listening and closes every open connection, as a server
+// that goes down does. A connection accepted meanwhile is not tracked
+// (track: the listener is no longer p.ln) but closed.
+func (p *Proxy) hangUp() {
+	p.mu.Lock()
 	ln := p.ln
 	p.ln = nil
-	for c := range p.conns {
-		c.Close()
-	}
 	p.mu.Unlock()
 	if ln != nil {
 		ln.Close()
 	}
-	p.wg.Wait()
+	p.CutConnections()
 }
 
 // track records c, accepted on ln (or dialled for it), unless the proxy

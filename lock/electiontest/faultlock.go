@@ -31,6 +31,15 @@ type faultLock struct {
 	created                 atomic.Bool
 }
 
+// startFaulty starts candidate id on a faultLock, returned for the
+// scenario to switch its faults.
+func (el *Election) startFaulty(id string) *faultLock {
+	el.t.Helper()
+	f := &faultLock{}
+	el.start(id, func(l lock.Interface) lock.Interface { f.Interface = l; return f })
+	return f
+}
+
 func (l *faultLock) unreachable() error {
 	return fmt.Errorf("%s: the test keeps this candidate from reaching the store", l.Describe())
 }

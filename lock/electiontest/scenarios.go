@@ -186,36 +186,15 @@ func deletedRecordWithALaggingFollower(t *testing.T, h Harness, d locktest.Delet
 	el.Start("a")
 	el.Start("b")
 	first := el.leaderAfter(0, "a first leader")[0]
-	lagging := &faultLock{}
-	el.start("c", func(l lock.Interface) lock.Interface { lagging.Interface = l; return lagging })
-	if !el.waitObserved(0) {
-		t.Fatalf("%s's term %d ended before c read it (a slow store?)", first.ID, first.Term)
-	}
+	lagging := cJoins(t, el, first)
 
 	// From here c reads nothing: it misses the hand-over.
 	lagging.stalled.Store(true)
-	if err := el.ByID(first.ID).Stop(t); err != nil {
-		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
-	}
-	second := el.leaderAfter(1, "a leader after the release")[1]
+	second := releaseBesideC(t, el, first)
 	deletedAt := time.Now()
 	d.Delete(t, el.name)
 	lagging.stalled.Store(false)
-	if second.ID == "c" || second.Term != first.Term+1 {
-		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
-	}
-	if err := el.ByID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
-		t.Errorf("%s, whose record was deleted: Run returned %v, want ErrLeaseLost", second.ID, err)
-	}
-	ts := el.leaderAfter(2, "c to lead after the deletion")
-	if end := ts[1].End; end.Before(deletedAt) {
-		t.Fatalf("%s's term %d ended at %v, before the record was deleted at %v (a slow store?): nothing was tested", second.ID, second.Term, end, deletedAt)
-	}
-	third := ts[2]
-	checkCLedAbove(t, ts, second)
-	el.Tracker.Check(t)
-	t.Logf("c last read term %d; %s led term %d; record deleted; c led term %d %v later",
-		first.Term, second.ID, second.Term, third.Term, third.Start.Sub(deletedAt).Round(time.Millisecond))
+	cLedAbove(t, el, first, second, "the record was deleted", deletedAt)
 }
 
 // deletedRecordRecreatedByAFollowerThatMissedATerm: the failure the S3
@@ -250,27 +229,15 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, d
 	el := newElection(t, h, o, nil)
 	gated := map[string]*faultLock{}
 	for _, id := range []string{"a", "b"} {
-		g := &faultLock{}
-		el.start(id, func(l lock.Interface) lock.Interface { g.Interface = l; return g })
-		gated[id] = g
+		gated[id] = el.startFaulty(id)
 	}
 	first := el.leaderAfter(0, "a first leader")[0]
-	c := &faultLock{}
-	el.start("c", func(l lock.Interface) lock.Interface { c.Interface = l; return c })
-	if !el.waitObserved(0) {
-		t.Fatalf("%s's term %d ended before c read it (a slow store?)", first.ID, first.Term)
-	}
+	c := cJoins(t, el, first)
 
 	// From here c's reads find no record.
 	c.blind.Store(true)
 	poll.Until(t, "c to find the record gone", o.Wait, func() bool { return c.blindReads.Load() > 0 })
-	if err := el.ByID(first.ID).Stop(t); err != nil {
-		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
-	}
-	second := el.leaderAfter(1, "a leader after the release")[1]
-	if second.ID == "c" || second.Term != first.Term+1 {
-		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
-	}
+	second := releaseBesideC(t, el, first)
 	// c's wait from its first not-found is over once it tries to write.
 	poll.Until(t, "c to try to create the record", o.Wait+o.LeaseDuration, func() bool { return c.blindWrites.Load() > 0 })
 
@@ -282,25 +249,49 @@ func deletedRecordRecreatedByAFollowerThatMissedATerm(t *testing.T, h Harness, d
 	recreatedAt := time.Now()
 	resume()
 
-	if err := el.ByID(second.ID).Wait(t, o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
-		t.Errorf("%s, whose record was deleted and recreated by c: Run returned %v, want ErrLeaseLost", second.ID, err)
-	}
-	ts := el.leaderAfter(2, "c to lead after the deletion")
-	if end := ts[1].End; end.Before(recreatedAt) {
-		t.Fatalf("%s's term %d ended at %v, before c recreated the record at %v (a slow store?): nothing was tested", second.ID, second.Term, end, recreatedAt)
-	}
-	third := ts[2]
-	checkCLedAbove(t, ts, second)
-	el.Tracker.Check(t)
-	t.Logf("c last read term %d; %s led term %d; c recreated the record; c led term %d %v later",
-		first.Term, second.ID, second.Term, third.Term, third.Start.Sub(recreatedAt).Round(time.Millisecond))
+	cLedAbove(t, el, first, second, "c recreated the record", recreatedAt)
 }
 
-// checkCLedAbove checks that no term in ts was held by two identities, and
-// that the third tenure was c's, with a term above second's, the last one
-// used before the deletion.
-func checkCLedAbove(t *testing.T, ts []Term, second Term) {
+// cJoins starts c, on a faultLock, once first leads, and waits until c
+// has read first's term.
+func cJoins(t *testing.T, el *Election, first Term) *faultLock {
 	t.Helper()
+	c := el.startFaulty("c")
+	if !el.waitObserved(0) {
+		t.Fatalf("%s's term %d ended before c read it (a slow store?)", first.ID, first.Term)
+	}
+	return c
+}
+
+// releaseBesideC stops first's candidate, which releases, and returns the
+// next tenure: the other candidate than c, with first's term + 1.
+func releaseBesideC(t *testing.T, el *Election, first Term) Term {
+	t.Helper()
+	if err := el.ByID(first.ID).Stop(t); err != nil {
+		t.Fatalf("%s: Run after cancel: %v", first.ID, err)
+	}
+	second := el.leaderAfter(1, "a leader after the release")[1]
+	if second.ID == "c" || second.Term != first.Term+1 {
+		t.Fatalf("after %s released term %d, %s led term %d; want the other candidate than c with term %d", first.ID, first.Term, second.ID, second.Term, first.Term+1)
+	}
+	return second
+}
+
+// cLedAbove is the end of the scenarios in which c, a follower that last
+// read first's term, comes back after the record was deleted under
+// second, the leader after first (what, at: the event that must fall
+// within second's term). second's Run ends with ErrLeaseLost; no term is
+// held by two identities; the third tenure is c's, with a term above
+// second's, the last one used before the deletion.
+func cLedAbove(t *testing.T, el *Election, first, second Term, what string, at time.Time) {
+	t.Helper()
+	if err := el.ByID(second.ID).Wait(t, el.o.Wait); !errors.Is(err, leaderelection.ErrLeaseLost) {
+		t.Errorf("%s: Run returned %v, want ErrLeaseLost (%s in its term)", second.ID, err, what)
+	}
+	ts := el.leaderAfter(2, "c to lead after the deletion")
+	if end := ts[1].End; end.Before(at) {
+		t.Fatalf("%s's term %d ended at %v, before %s at %v (a slow store?): nothing was tested", second.ID, second.Term, end, what, at)
+	}
 	holders := map[int64]string{}
 	for _, tm := range ts {
 		if id, ok := holders[tm.Term]; ok && id != tm.ID {
@@ -308,9 +299,13 @@ func checkCLedAbove(t *testing.T, ts []Term, second Term) {
 		}
 		holders[tm.Term] = tm.ID
 	}
-	if third := ts[2]; third.ID != "c" || third.Term <= second.Term {
+	third := ts[2]
+	if third.ID != "c" || third.Term <= second.Term {
 		t.Errorf("after the deletion %s led term %d; want c with a term above %d, the last one used", third.ID, third.Term, second.Term)
 	}
+	el.Tracker.Check(t)
+	t.Logf("c last read term %d; %s led term %d; %s; c led term %d %v later",
+		first.Term, second.ID, second.Term, what, third.Term, third.Start.Sub(at).Round(time.Millisecond))
 }
 
 // killedLeaderIsReplacedAfterLeaseExpires: a leader that dies without

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -206,6 +207,14 @@ func (s *suite) raceCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// mustCreate creates rec through l, failing t if it cannot.
+func mustCreate(t *testing.T, ctx context.Context, l lock.Interface, rec lock.Record) {
+	t.Helper()
+	if err := l.Create(ctx, rec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+}
+
 func mustGet(t *testing.T, ctx context.Context, l lock.Interface) *lock.Record {
 	t.Helper()
 	rec, raw, err := l.Get(ctx)
@@ -248,9 +257,7 @@ func (s *suite) testUpdateBeforeGetFails(t *testing.T) {
 	ctx := s.ctxFor(t, 4)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
-	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, a, NewRecord("a", 1))
 	// b has never read the record: a blind write would be a
 	// read-then-blind-write race.
 	if err := b.Update(ctx, NewRecord("b", 2)); err == nil {
@@ -280,9 +287,7 @@ func (s *suite) testCreateRaceHasOneWinner(t *testing.T) {
 func (s *suite) testUpdateRaceHasOneWinner(t *testing.T) {
 	ctx := s.raceCtx(t)
 	name := Name(t)
-	if err := s.h.NewLock(t, name, "seed").Create(ctx, NewRecord("", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, s.h.NewLock(t, name, "seed"), NewRecord("", 1))
 	locks := make([]lock.Interface, s.o.Racers)
 	for i := range locks {
 		locks[i] = s.h.NewLock(t, name, "racer-"+string(rune('a'+i)))
@@ -339,9 +344,7 @@ func (s *suite) testStaleUpdateLoses(t *testing.T) {
 	ctx := s.ctxFor(t, 11)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
-	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, a, NewRecord("a", 1))
 	// A leader renews from the version it wrote, without reading first.
 	for i := 0; i < 3; i++ {
 		if err := a.Update(ctx, NewRecord("a", 1)); err != nil {
@@ -383,9 +386,7 @@ func (s *suite) testRecordRoundTrips(t *testing.T) {
 	want := NewRecord("a", 7)
 	want.LeaseDurationSeconds = 42
 	want.AcquireTime = metav1.NewTime(want.AcquireTime.Add(-time.Hour))
-	if err := a.Create(ctx, want); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, a, want)
 	got := mustGet(t, ctx, s.h.NewLock(t, name, "b"))
 	if got.HolderIdentity != want.HolderIdentity || got.LeaseDurationSeconds != want.LeaseDurationSeconds ||
 		got.LeaderTransitions != want.LeaderTransitions ||
@@ -403,9 +404,7 @@ func (s *suite) testClaimRoundTrips(t *testing.T) {
 	a := s.h.NewLock(t, name, "a")
 	claim := NewRecord("a", 3)
 	claim.AcquireTime = metav1.Time{}
-	if err := a.Create(ctx, claim); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, a, claim)
 	b := s.h.NewLock(t, name, "b")
 	got := mustGet(t, ctx, b)
 	if !got.AcquireTime.IsZero() || !got.RenewTime.Equal(&claim.RenewTime) || got.HolderIdentity != "a" || got.LeaderTransitions != 3 {
@@ -438,9 +437,7 @@ func (s *suite) testCorruptRecordIsErrorAndKept(t *testing.T) {
 	ctx := s.ctxFor(t, 6)
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
-	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, a, NewRecord("a", 1))
 	s.h.Corrupt(t, name)
 	corrupt := s.h.Stored(t, name)
 	if len(corrupt) == 0 {
@@ -479,9 +476,7 @@ func (s *suite) testCancelledContextIsHonoured(t *testing.T) {
 	ctx := s.ctx(t)
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
-	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, a, NewRecord("a", 1))
 	before := s.h.Stored(t, name)
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
@@ -507,9 +502,7 @@ func (s *suite) testBlockedStoreTimesOut(t *testing.T) {
 	ctx := s.ctx(t)
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
-	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, a, NewRecord("a", 1))
 	unblock := blocker.Block(t, name)
 	defer unblock()
 	calls := map[string]func(context.Context) error{
@@ -541,13 +534,8 @@ func (s *suite) testWatcherSignalsOtherWriter(t *testing.T) {
 	ctx := s.ctxFor(t, 11)
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
-	w, ok := a.(lock.Watcher)
-	if !ok {
-		t.Skip("lock does not implement lock.Watcher")
-	}
-	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	w := capability[lock.Watcher](t, a)
+	mustCreate(t, ctx, a, NewRecord("a", 1))
 	watchCtx, stop := context.WithCancel(ctx)
 	changes := w.Changes(watchCtx)
 	b := s.h.NewLock(t, name, "b")
@@ -592,14 +580,9 @@ func (s *suite) testWatcherSignalsWriteRightAfterSubscribing(t *testing.T) {
 	defer cancel()
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
-	w, ok := a.(lock.Watcher)
-	if !ok {
-		t.Skip("lock does not implement lock.Watcher")
-	}
+	w := capability[lock.Watcher](t, a)
 	b := s.h.NewLock(t, name, "b")
-	if err := b.Create(ctx, NewRecord("b", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, b, NewRecord("b", 1))
 	for i := 0; i < rounds; i++ {
 		mustGet(t, ctx, a)
 		rec := mustGet(t, ctx, b)
@@ -651,9 +634,7 @@ func (s *suite) testReleaseThenReacquire(t *testing.T) {
 	ctx := s.ctxFor(t, 14)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
-	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, a, NewRecord("a", 1))
 	mustGet(t, ctx, b)
 	// Release as client-go does: an empty holder, the term kept.
 	released := NewRecord("", 1)
@@ -729,9 +710,7 @@ func (s *suite) testNeverWrittenHoldsUntilCreate(t *testing.T) {
 	if !errors.Is(err, lock.ErrNeverWritten) {
 		t.Skip("the lock does not prove a lock new (lock.ErrNeverWritten)")
 	}
-	if err := b.Create(ctx, NewRecord("b", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, b, NewRecord("b", 1))
 	d.Delete(t, name)
 	if err := a.Create(ctx, NewRecord("a", 1)); !lock.IsConflict(err) {
 		t.Fatalf("Create after a Get that found no record was ever written, with a record written and deleted since: %v, want a conflict", err)
@@ -754,9 +733,7 @@ func (s *suite) testDeletedRecord(t *testing.T) {
 	ctx := s.ctxFor(t, 12)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
-	if err := a.Create(ctx, NewRecord("a", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, a, NewRecord("a", 1))
 	mustGet(t, ctx, b)
 	d.Delete(t, name)
 	if got := s.h.Stored(t, name); got != nil {
@@ -841,9 +818,7 @@ func (s *suite) testAgedNeverOverstatesAnAge(t *testing.T) {
 	ctx := s.ctxFor(t, 14)
 	name := Name(t)
 	a, b := s.h.NewLock(t, name, "a"), s.h.NewLock(t, name, "b")
-	if _, ok := b.(lock.Aged); !ok {
-		t.Skip("lock does not implement lock.Aged")
-	}
+	capability[lock.Aged](t, b)
 	began := map[int]time.Time{} // term → when its write began
 	write := func(l lock.Interface, term int, create bool) {
 		t.Helper()
@@ -904,16 +879,11 @@ func (s *suite) testWatchStateFollowsTheStore(t *testing.T) {
 	ctx := s.ctxFor(t, 8)
 	name := Name(t)
 	l := s.h.NewLock(t, name, "a")
-	ws, ok := l.(lock.WatchState)
-	if !ok {
-		t.Skip("lock does not implement lock.WatchState")
-	}
+	ws := capability[lock.WatchState](t, l)
 	if ws.Watching() {
 		t.Error("Watching before anyone subscribed to Changes")
 	}
-	if err := l.Create(ctx, NewRecord("a", 1)); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
+	mustCreate(t, ctx, l, NewRecord("a", 1))
 	changes := ws.Changes(ctx)
 	poll.Until(t, "the watch to be established", s.o.Wait, ws.Watching)
 	blocker, ok := s.h.(Blocker)
@@ -948,10 +918,7 @@ func (s *suite) testWatchStateFollowsTheStore(t *testing.T) {
 func (s *suite) testReadinessChecker(t *testing.T) {
 	name := Name(t)
 	a := s.h.NewLock(t, name, "a")
-	rc, ok := a.(lock.ReadinessChecker)
-	if !ok {
-		t.Skip("lock does not implement lock.ReadinessChecker")
-	}
+	rc := capability[lock.ReadinessChecker](t, a)
 	check := rc.ReadinessName()
 	if check == "" || strings.Trim(check, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != "" {
 		t.Errorf("ReadinessName() = %q, want a name of lower-case letters, digits, '-', '_' or '.' for /readyz/<name>", check)
@@ -968,10 +935,7 @@ func (s *suite) testReadinessChecker(t *testing.T) {
 // rules never refuse the Kubernetes defaults (15s, 10s, 2s), which a zero
 // leaderelection.Option runs with, and a refusal names a duration.
 func (s *suite) testDurationRulesAcceptTheDefaults(t *testing.T) {
-	r, ok := s.h.NewLock(t, Name(t), "a").(lock.DurationRules)
-	if !ok {
-		t.Skip("lock does not implement lock.DurationRules")
-	}
+	r := capability[lock.DurationRules](t, s.h.NewLock(t, Name(t), "a"))
 	if err := r.ValidateDurations(15*time.Second, 10*time.Second, 2*time.Second); err != nil {
 		t.Errorf("ValidateDurations(15s, 10s, 2s) = %v, want the Kubernetes defaults accepted", err)
 	}
@@ -980,4 +944,15 @@ func (s *suite) testDurationRulesAcceptTheDefaults(t *testing.T) {
 		!strings.Contains(err.Error(), "LeaseDuration") && !strings.Contains(err.Error(), "RenewDeadline") && !strings.Contains(err.Error(), "RetryPeriod") {
 		t.Errorf("ValidateDurations(100 years, 10s, 2s) = %v, want an error naming the duration", err)
 	}
+}
+
+// capability returns l as C, one of package lock's optional capabilities,
+// or skips t: a lock need not have it.
+func capability[C any](t *testing.T, l lock.Interface) C {
+	t.Helper()
+	c, ok := l.(C)
+	if !ok {
+		t.Skipf("lock does not implement %v", reflect.TypeFor[C]())
+	}
+	return c
 }
