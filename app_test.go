@@ -299,6 +299,11 @@ func TestNewHealthServerServesTheElectorsMetrics(t *testing.T) {
 			if srv.Metrics() == nil || Metrics(srv.Metrics()) != built {
 				t.Errorf("the server serves %p, not the elector's metrics %p", srv.Metrics(), built)
 			}
+			// Metrics the elector does not feed are refused, naming both.
+			if _, err := NewHealthServer(e, healthz.Options{Addr: "127.0.0.1:0", Metrics: healthz.NewRenewMetrics()}); err == nil ||
+				!strings.Contains(err.Error(), "healthz.Options.Metrics") || !strings.Contains(err.Error(), "Config.Metrics") {
+				t.Errorf("NewHealthServer with metrics the elector does not feed: %v, want an error naming Options.Metrics and Config.Metrics", err)
+			}
 		})
 	}
 }

@@ -184,7 +184,8 @@ func (o Option) work(stop context.CancelFunc) (func(context.Context), func() err
 // healthz.New. opts.Source is set to e; opts.LockReadiness, if unset, to
 // e's lock if it is a lock.ReadinessChecker; and opts.Metrics, if unset, to
 // the metrics e was built with (Config.Metrics, if a *healthz.Metrics, as
-// by default). Run both (see the example).
+// by default); other metrics than those are an error, as e would never
+// feed them. Run both (see the example).
 func NewHealthServer(e *Elector, opts healthz.Options) (*healthz.Server, error) {
 	opts.Source = e
 	if opts.LockReadiness == nil {
@@ -192,6 +193,10 @@ func NewHealthServer(e *Elector, opts healthz.Options) (*healthz.Server, error) 
 	}
 	if opts.Metrics == nil {
 		opts.Metrics, _ = e.c.Metrics.(*healthz.Metrics)
+	} else if Metrics(opts.Metrics) != e.c.Metrics {
+		// A server serving metrics the elector does not feed would show
+		// renewals that never move.
+		return nil, errors.New("leaderelection: NewHealthServer: healthz.Options.Metrics is not the elector's Config.Metrics (the elector feeds only those); set Config.Metrics, or leave Options.Metrics unset")
 	}
 	return healthz.New(opts)
 }
