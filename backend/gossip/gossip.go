@@ -47,12 +47,13 @@ import (
 	"github.com/b3df926d/leaderelection/lock"
 )
 
-// Lock is one candidate in one election: a memberlist node, a proposer and,
-// on voters, an acceptor. It implements lock.Interface and lock.Watcher;
-// its methods are safe for concurrent use. Close it to leave the cluster.
+// Lock is one candidate in one election: a transport (a memberlist
+// member), a proposer and, on voters, an acceptor. It implements
+// lock.Interface and lock.Watcher; its methods are safe for concurrent
+// use. Close it to leave the cluster.
 type Lock struct {
 	s    *settings
-	n    *node
+	tr   *transport
 	log  logr.Logger
 	m    *metrics
 	desc string
@@ -68,7 +69,7 @@ type Lock struct {
 	accWritten casp.Ballot
 	accSince   time.Time
 	// recovering is set while recoverLoop runs (under accMu; see
-	// recoverLocked); guarded is the last node.rivalGen the guard has
+	// recoverLocked); guarded is the last transport.rivalGen the guard has
 	// released the acceptor after.
 	recovering bool
 	guarded    atomic.Uint64
@@ -186,23 +187,23 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	mlc, _ := s.Preset.config()
 	l.resend = 2 * max(mlc.ProbeTimeout, 100*time.Millisecond)
 
-	n, err := newNode(s, logger, m)
+	tr, err := newTransport(s, logger, m)
 	if err != nil {
 		return nil, err
 	}
-	l.n = n
-	n.handle = l.handle
+	l.tr = tr
+	tr.handle = l.handle
 	if len(s.key) == 0 {
 		logger.Info("WARNING: running without encryption (Options.Insecure): anyone who can reach this port can join the election and forge votes")
 	}
-	l.prop, err = casp.NewProposer(casp.ProposerConfig{Node: s.Identity, Incarnation: n.inc, Voters: s.Voters})
+	l.prop, err = casp.NewProposer(casp.ProposerConfig{Node: s.Identity, Incarnation: tr.inc, Voters: s.Voters})
 	if err != nil {
-		n.close(true)
+		tr.close(true)
 		return nil, fmt.Errorf("%s: %w", desc, err)
 	}
 	if s.voter {
 		cfg := casp.AcceptorConfig{
-			Name: s.Identity, Voters: s.Voters, Incarnation: n.inc,
+			Name: s.Identity, Voters: s.Voters, Incarnation: tr.inc,
 			MaxAhead: uint64(maxAhead.Milliseconds()), Now: nowMillis(),
 		}
 		if s.StateDir != "" {
@@ -211,17 +212,17 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 		}
 		l.acc, err = casp.NewAcceptor(cfg)
 		if err != nil {
-			n.close(true)
+			tr.close(true)
 			return nil, fmt.Errorf("%s: Options.StateDir: %w", desc, err)
 		}
 	}
-	n.ready.Store(true) // after handle, acc and prop: receive may use them now
-	n.start()
+	tr.ready.Store(true) // after handle, acc and prop: receive may use them now
+	tr.start()
 	if l.acc != nil {
 		// A restart's predecessor that memberlist still shows alive (the
 		// seed has not heard of its end yet) is proven gone now, if its
 		// port refuses, so that the restart is ready as New returns.
-		n.proveGone()
+		tr.proveGone()
 		l.guardStep()
 		l.accMu.Lock()
 		if !l.acc.Ready() {
@@ -265,11 +266,11 @@ func (l *Lock) recoverLocked() {
 }
 
 // sole reports whether this voter's acceptor may answer: memberlist shows
-// no other live process of its identity (node.rivals), and the guard has
+// no other live process of its identity (transport.rivals), and the guard has
 // released the acceptor since the last one showed up. See "Two live
 // processes with one identity" in docs/backends/gossip.md.
 func (l *Lock) sole() bool {
-	return l.n.rivals.Load() == 0 && l.n.rivalGen.Load() == l.guarded.Load()
+	return l.tr.rivals.Load() == 0 && l.tr.rivalGen.Load() == l.guarded.Load()
 }
 
 // guard holds this voter's acceptor while another live process of its
@@ -280,9 +281,9 @@ func (l *Lock) guard() {
 	defer l.wg.Done()
 	var retry <-chan time.Time
 	for {
-		l.n.mu.Lock()
-		ch := l.n.changed
-		l.n.mu.Unlock()
+		l.tr.mu.Lock()
+		ch := l.tr.changed
+		l.tr.mu.Unlock()
 		if !l.guardStep() {
 			retry = time.After(l.resend)
 		}
@@ -300,9 +301,9 @@ func (l *Lock) guard() {
 // shown since the last release, and releases it if none is left. It
 // reports false if the release failed (to be retried).
 func (l *Lock) guardStep() bool {
-	l.n.mu.Lock() // rivalsLocked sets both under it
-	gen, rivals := l.n.rivalGen.Load(), l.n.rivals.Load()
-	l.n.mu.Unlock()
+	l.tr.mu.Lock() // rivalsLocked sets both under it
+	gen, rivals := l.tr.rivalGen.Load(), l.tr.rivals.Load()
+	l.tr.mu.Unlock()
 	if gen == l.guarded.Load() {
 		return true
 	}
@@ -378,11 +379,11 @@ var _ lock.ReadinessChecker = (*Lock)(nil)
 // NumMembers is how many candidates (identities) memberlist sees alive,
 // this one included. A restarted process counts once, even while its
 // crashed predecessor is not yet declared dead.
-func (l *Lock) NumMembers() int { return l.n.numMembers() }
+func (l *Lock) NumMembers() int { return l.tr.numMembers() }
 
 // Addr is the "host:port" this candidate listens on, for Options.Join of
 // others.
-func (l *Lock) Addr() string { return l.n.addr }
+func (l *Lock) Addr() string { return l.tr.addr }
 
 // Close leaves the cluster and stops every goroutine of the lock. It does
 // not release the record: the elector does that before. Call it before the
@@ -401,7 +402,7 @@ func (l *Lock) shutdown(leave bool) {
 	l.closeOnce.Do(func() {
 		close(l.stop)
 		l.wg.Wait()
-		l.n.close(leave)
+		l.tr.close(leave)
 	})
 }
 
@@ -504,10 +505,10 @@ func (l *Lock) query(ctx context.Context, within time.Duration) (out casp.Outcom
 	r := l.prop.Query(nowMillis())
 	qs := r.Prepares()
 	l.propMu.Unlock()
-	id, replies, done := l.n.open(2*len(l.s.Voters) + 2)
+	id, replies, done := l.tr.open(2*len(l.s.Voters) + 2)
 	defer done()
 	for _, m := range qs {
-		l.n.sendMsg(id, m)
+		l.tr.sendMsg(id, m)
 	}
 	began := time.Now()
 	heard := map[string]bool{}
@@ -594,7 +595,7 @@ func (l *Lock) turn(ctx context.Context) time.Duration {
 	seed, last := turnOrder(v, rec)
 	self := l.s.Identity
 	rank := 0
-	for _, name := range l.n.aliveNames() {
+	for _, name := range l.tr.aliveNames() {
 		if name != self && !last[name] && (last[self] || turnBefore(seed, name, self)) {
 			rank++
 		}
@@ -634,7 +635,7 @@ func turnOrder(v casp.Value, rec *lock.Record) (seed string, last map[string]boo
 func (l *Lock) firstTurn(v casp.Value, rec *lock.Record) string {
 	seed, last := turnOrder(v, rec)
 	first := ""
-	for _, name := range l.n.aliveNames() {
+	for _, name := range l.tr.aliveNames() {
 		if !last[name] && (first == "" || turnBefore(seed, name, first)) {
 			first = name
 		}
@@ -953,7 +954,7 @@ func (l *Lock) heir(v casp.Value) (string, uint64) {
 	if first == "" {
 		return "", 0
 	}
-	return first, l.n.incOf(first)
+	return first, l.tr.incOf(first)
 }
 
 // push sends a chosen value to every other member, with how long its write
@@ -963,7 +964,7 @@ func (l *Lock) push(v casp.Value, took time.Duration, gift *casp.Prepared) {
 	if err != nil {
 		return
 	}
-	e := l.n.envelope(kindPush, v.Written, payload)
+	e := l.tr.envelope(kindPush, v.Written, payload)
 	e.Took = took.Microseconds()
 	// A release goes first to the candidate whose turn is first, and to
 	// the others one turn step later: they would wait at least that long
@@ -981,7 +982,7 @@ func (l *Lock) push(v casp.Value, took time.Duration, gift *casp.Prepared) {
 		c.Gift = gift
 		heir = &c
 	}
-	l.n.broadcast(e, first, later, heir)
+	l.tr.broadcast(e, first, later, heir)
 }
 
 // learn records a chosen value: from a round or a query (authoritative:
@@ -1151,11 +1152,11 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 	r := start(nowMillis())
 	pending := r.Prepares()
 	l.propMu.Unlock()
-	id, replies, done := l.n.open(4*len(l.s.Voters) + 4)
+	id, replies, done := l.tr.open(4*len(l.s.Voters) + 4)
 	defer done()
 	answered, heard, asked := map[string]bool{}, map[string]bool{}, len(pending)
 	for _, m := range pending {
-		l.n.sendMsg(id, m)
+		l.tr.sendMsg(id, m)
 	}
 	// Unanswered messages are sent again after l.resend, then after twice
 	// as long, and so on: a slow voter is not buried in duplicates.
@@ -1222,7 +1223,7 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 			if len(next) > 0 {
 				pending, answered = next, map[string]bool{}
 				for _, m := range pending {
-					l.n.sendMsg(id, m)
+					l.tr.sendMsg(id, m)
 				}
 			}
 			switch out.Status {
@@ -1264,14 +1265,14 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 				l.log.V(3).Info("Round stalled; running a full one above it", "ballot", was.Ballot.String(), "skippedPrepare", !refused, "next", r.Ballot().String())
 				answered, asked = map[string]bool{}, len(pending)
 				for _, m := range pending {
-					l.n.sendMsg(id, m)
+					l.tr.sendMsg(id, m)
 				}
 				tick.Reset(every)
 				continue
 			}
 			for _, m := range pending {
 				if !answered[m.To] {
-					l.n.sendMsg(id, m)
+					l.tr.sendMsg(id, m)
 				}
 			}
 			every = min(2*every, 4*l.resend)
@@ -1385,7 +1386,7 @@ func (l *Lock) handle(e *envelope) *envelope {
 // WaitMembers waits until memberlist sees at least n candidates
 // (identities) alive, this one included, or ctx ends.
 func (l *Lock) WaitMembers(ctx context.Context, n int) error {
-	if err := l.n.waitMembers(ctx, n); err != nil {
+	if err := l.tr.waitMembers(ctx, n); err != nil {
 		return fmt.Errorf("%s: %w", l.desc, err)
 	}
 	return nil
