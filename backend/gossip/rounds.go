@@ -57,7 +57,7 @@ func (l *Lock) runUntil(ctx context.Context, op string, start func(now uint64) *
 		// that starts at twice a round's duration and doubles, so that
 		// duelling proposers drift apart; then go above what the
 		// refusals named.
-		pause = min(max(2*pause, 2*time.Since(began), time.Millisecond), 2*time.Second)
+		pause = casp.RetryPause(pause, time.Since(began))
 		l.mu.Lock()
 		learned := l.learned
 		l.mu.Unlock()
@@ -181,7 +181,7 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 		case <-tick.C:
 			l.propMu.Lock()
 			refused := !r.SkipsPrepare()
-			stalled := r.Stalled() && seen == nil
+			stalled := r.Replace(seen != nil)
 			var was casp.Outcome
 			if stalled {
 				// A round that skipped its prepare phase sent its
@@ -191,7 +191,8 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 				// telling this round) waits for one that does not
 				// answer. Either way a full round above every ballot
 				// seen, to every voter, replaces it (the write, if it
-				// went out, is unsure); see casp.Round.Stalled.
+				// went out, is unsure): the stall rule the simulation
+				// checks, casp.Round.Replace.
 				r.Abandon()
 				was = r.Outcome()
 				r = start(nowMillis())
