@@ -7,10 +7,10 @@ import (
 )
 
 // memberlist listens as soon as it is created, before New has set the
-// node's handler and acceptor, and a restarted voter's peers keep sending
-// to its address: a message in that window is dropped like a lost one.
-// The fault campaign found it as a crash (nil pointer in node.receive) of
-// a voter restarted on its port.
+// transport's handler and acceptor, and a restarted voter's peers keep
+// sending to its address: a message in that window is dropped like a lost
+// one. The fault campaign found it as a crash (nil pointer in
+// node.receive, now transport.receive) of a voter restarted on its port.
 func TestMessageBeforeNewHasFinishedIsDropped(t *testing.T) {
 	s, err := Options{Name: "early", Identity: "a", Voters: []string{"a", "b", "c"}, Insecure: true, Bind: "127.0.0.1:0"}.validate()
 	if err != nil {
@@ -20,7 +20,7 @@ func TestMessageBeforeNewHasFinishedIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := newNode(s, logr.Discard(), m)
+	n, err := newTransport(s, logr.Discard(), m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,8 +32,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -47,12 +45,13 @@ import (
 	"github.com/b3df926d/leaderelection/lock"
 )
 
-// Lock is one candidate in one election: a memberlist node, a proposer and,
-// on voters, an acceptor. It implements lock.Interface and lock.Watcher;
-// its methods are safe for concurrent use. Close it to leave the cluster.
+// Lock is one candidate in one election: a transport (a memberlist
+// member), a proposer and, on voters, an acceptor. It implements
+// lock.Interface and lock.Watcher; its methods are safe for concurrent
+// use. Close it to leave the cluster.
 type Lock struct {
 	s    *settings
-	n    *node
+	tr   *transport
 	log  logr.Logger
 	m    *metrics
 	desc string
@@ -68,7 +67,7 @@ type Lock struct {
 	accWritten casp.Ballot
 	accSince   time.Time
 	// recovering is set while recoverLoop runs (under accMu; see
-	// recoverLocked); guarded is the last node.rivalGen the guard has
+	// recoverLocked); guarded is the last transport.rivalGen the guard has
 	// released the acceptor after.
 	recovering bool
 	guarded    atomic.Uint64
@@ -186,23 +185,23 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	mlc, _ := s.Preset.config()
 	l.resend = 2 * max(mlc.ProbeTimeout, 100*time.Millisecond)
 
-	n, err := newNode(s, logger, m)
+	tr, err := newTransport(s, logger, m)
 	if err != nil {
 		return nil, err
 	}
-	l.n = n
-	n.handle = l.handle
+	l.tr = tr
+	tr.handle = l.handle
 	if len(s.key) == 0 {
 		logger.Info("WARNING: running without encryption (Options.Insecure): anyone who can reach this port can join the election and forge votes")
 	}
-	l.prop, err = casp.NewProposer(casp.ProposerConfig{Node: s.Identity, Incarnation: n.inc, Voters: s.Voters})
+	l.prop, err = casp.NewProposer(casp.ProposerConfig{Node: s.Identity, Incarnation: tr.inc, Voters: s.Voters})
 	if err != nil {
-		n.close(true)
+		tr.close(true)
 		return nil, fmt.Errorf("%s: %w", desc, err)
 	}
 	if s.voter {
 		cfg := casp.AcceptorConfig{
-			Name: s.Identity, Voters: s.Voters, Incarnation: n.inc,
+			Name: s.Identity, Voters: s.Voters, Incarnation: tr.inc,
 			MaxAhead: uint64(maxAhead.Milliseconds()), Now: nowMillis(),
 		}
 		if s.StateDir != "" {
@@ -211,17 +210,17 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 		}
 		l.acc, err = casp.NewAcceptor(cfg)
 		if err != nil {
-			n.close(true)
+			tr.close(true)
 			return nil, fmt.Errorf("%s: Options.StateDir: %w", desc, err)
 		}
 	}
-	n.ready.Store(true) // after handle, acc and prop: receive may use them now
-	n.start()
+	tr.ready.Store(true) // after handle, acc and prop: receive may use them now
+	tr.start()
 	if l.acc != nil {
 		// A restart's predecessor that memberlist still shows alive (the
 		// seed has not heard of its end yet) is proven gone now, if its
 		// port refuses, so that the restart is ready as New returns.
-		n.proveGone()
+		tr.proveGone()
 		l.guardStep()
 		l.accMu.Lock()
 		if !l.acc.Ready() {
@@ -233,102 +232,6 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 		go l.guard()
 	}
 	return l, nil
-}
-
-// recoverLocked runs recoverLoop, unless it runs already, until the
-// acceptor answers or the lock stops. accMu is held.
-func (l *Lock) recoverLocked() {
-	if l.recovering {
-		return
-	}
-	l.recovering = true
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		for {
-			l.wg.Add(1) // recoverLoop's
-			l.recoverLoop()
-			l.accMu.Lock()
-			again := !l.acc.Ready()
-			select {
-			case <-l.stop:
-				again = false
-			default:
-			}
-			l.recovering = again
-			l.accMu.Unlock()
-			if !again {
-				return
-			}
-		}
-	}()
-}
-
-// sole reports whether this voter's acceptor may answer: memberlist shows
-// no other live process of its identity (node.rivals), and the guard has
-// released the acceptor since the last one showed up. See "Two live
-// processes with one identity" in docs/backends/gossip.md.
-func (l *Lock) sole() bool {
-	return l.n.rivals.Load() == 0 && l.n.rivalGen.Load() == l.guarded.Load()
-}
-
-// guard holds this voter's acceptor while another live process of its
-// identity shows (it answers nothing, nor recovers), and releases it once
-// none does: the acceptor then starts over as after a restart (see
-// casp.Acceptor.Release), since the other may have answered meanwhile.
-func (l *Lock) guard() {
-	defer l.wg.Done()
-	var retry <-chan time.Time
-	for {
-		l.n.mu.Lock()
-		ch := l.n.changed
-		l.n.mu.Unlock()
-		if !l.guardStep() {
-			retry = time.After(l.resend)
-		}
-		select {
-		case <-l.stop:
-			return
-		case <-ch:
-		case <-retry:
-			retry = nil
-		}
-	}
-}
-
-// guardStep is one step of guard: it holds the acceptor if a rival has
-// shown since the last release, and releases it if none is left. It
-// reports false if the release failed (to be retried).
-func (l *Lock) guardStep() bool {
-	l.n.mu.Lock() // rivalsLocked sets both under it
-	gen, rivals := l.n.rivalGen.Load(), l.n.rivals.Load()
-	l.n.mu.Unlock()
-	if gen == l.guarded.Load() {
-		return true
-	}
-	l.accMu.Lock()
-	l.acc.Hold()
-	l.accMu.Unlock()
-	if rivals != 0 {
-		return true
-	}
-	l.propMu.Lock()
-	above := l.prop.Last()
-	l.propMu.Unlock()
-	l.accMu.Lock()
-	err := l.acc.Release(nowMillis(), above)
-	ready := l.acc.Ready()
-	if err == nil && !ready {
-		l.recoverLocked()
-	}
-	l.accMu.Unlock()
-	if err != nil {
-		l.log.Error(err, "Could not release the acceptor after the other process of this identity went; retrying")
-		return false
-	}
-	l.guarded.Store(gen)
-	l.log.Info("No other process of this identity is alive: the acceptor starts over", "answers", ready)
-	return true
 }
 
 func nowMillis() uint64 { return uint64(time.Now().UnixMilli()) }
@@ -350,39 +253,14 @@ func (l *Lock) Changes(ctx context.Context) <-chan struct{} {
 	return ch
 }
 
-// Ready reports nil once this candidate can take part: a voter has its
-// record (restored from StateDir, recovered from the other voters, or the
-// register re-initialised). leaderelection.Run and NewHealthServer serve it
-// as the /readyz check "gossip" (lock.ReadinessChecker), so that a rolling
-// restart waits for each voter to recover before restarting the next.
-func (l *Lock) Ready() error {
-	if l.acc == nil {
-		return nil
-	}
-	l.accMu.Lock()
-	defer l.accMu.Unlock()
-	if l.acc.Held() || !l.sole() {
-		return fmt.Errorf("%s: voter %s does not answer while another live process claims its identity", l.desc, l.s.Identity)
-	}
-	if !l.acc.Ready() {
-		return fmt.Errorf("%s: voter %s is recovering its record from the other voters", l.desc, l.s.Identity)
-	}
-	return nil
-}
-
-// ReadinessName names Ready's check on /readyz: /readyz/gossip.
-func (l *Lock) ReadinessName() string { return "gossip" }
-
-var _ lock.ReadinessChecker = (*Lock)(nil)
-
 // NumMembers is how many candidates (identities) memberlist sees alive,
 // this one included. A restarted process counts once, even while its
 // crashed predecessor is not yet declared dead.
-func (l *Lock) NumMembers() int { return l.n.numMembers() }
+func (l *Lock) NumMembers() int { return l.tr.numMembers() }
 
 // Addr is the "host:port" this candidate listens on, for Options.Join of
 // others.
-func (l *Lock) Addr() string { return l.n.addr }
+func (l *Lock) Addr() string { return l.tr.addr }
 
 // Close leaves the cluster and stops every goroutine of the lock. It does
 // not release the record: the elector does that before. Call it before the
@@ -401,7 +279,7 @@ func (l *Lock) shutdown(leave bool) {
 	l.closeOnce.Do(func() {
 		close(l.stop)
 		l.wg.Wait()
-		l.n.close(leave)
+		l.tr.close(leave)
 	})
 }
 
@@ -504,10 +382,10 @@ func (l *Lock) query(ctx context.Context, within time.Duration) (out casp.Outcom
 	r := l.prop.Query(nowMillis())
 	qs := r.Prepares()
 	l.propMu.Unlock()
-	id, replies, done := l.n.open(2*len(l.s.Voters) + 2)
+	id, replies, done := l.tr.open(2*len(l.s.Voters) + 2)
 	defer done()
 	for _, m := range qs {
-		l.n.sendMsg(id, m)
+		l.tr.sendMsg(id, m)
 	}
 	began := time.Now()
 	heard := map[string]bool{}
@@ -563,160 +441,6 @@ func (l *Lock) knowsNothing() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return !l.haveLatest
-}
-
-// Turns. When a record is released or its lease runs out, every follower
-// learns it at about the same instant; if all ran a round at once, their
-// prepares would pre-empt each other's accepts (duelling proposers) for
-// many rounds. Instead each waits its turn: the candidates rank themselves
-// by a hash of their name and the token of that record, so that all rank
-// alike (from the same pushed record and memberlist's view of who is
-// alive) and the first changes with every write; the record's holder and
-// its writer rank last. Rank k waits k steps of three writes' duration
-// (est: measured by the writers and carried on their pushes), at most
-// maxTurns steps, or half what is left of the call's context. A chosen
-// write pushed meanwhile ends the wait: a Get serves it, a write that it
-// refuses ends as a conflict without a round. Turns only order attempts:
-// every write is still a compare-and-swap round, so a candidate whose turn
-// is wrong (views differ, the first ranked is gone) costs time, not safety.
-const (
-	maxTurns       = 4
-	maxTurnStep    = 500 * time.Millisecond
-	defaultTurnEst = 20 * time.Millisecond
-)
-
-// turn is how long this candidate lets others go first before it runs a
-// round to take over from the newest record it knows.
-func (l *Lock) turn(ctx context.Context) time.Duration {
-	l.mu.Lock()
-	v, rec := l.latest, l.latestRec
-	l.mu.Unlock()
-	seed, last := turnOrder(v, rec)
-	self := l.s.Identity
-	rank := 0
-	for _, name := range l.n.aliveNames() {
-		if name != self && !last[name] && (last[self] || turnBefore(seed, name, self)) {
-			rank++
-		}
-	}
-	d := time.Duration(min(rank, maxTurns)) * l.turnStep()
-	if dl, ok := ctx.Deadline(); ok {
-		d = min(d, time.Until(dl)/2)
-	}
-	return d
-}
-
-// turnStep is how long each rank waits for the one before it.
-func (l *Lock) turnStep() time.Duration {
-	l.mu.Lock()
-	est := l.est
-	l.mu.Unlock()
-	if est == 0 {
-		est = defaultTurnEst
-	}
-	return min(3*est+time.Millisecond, maxTurnStep)
-}
-
-// turnOrder is what every member ranks turns by to take over from v
-// (decoded as rec, nil if it is not a record): the seed of turnBefore, and
-// the names that rank last (its writer and its holder).
-func turnOrder(v casp.Value, rec *lock.Record) (seed string, last map[string]bool) {
-	last = map[string]bool{v.Written.Node: true}
-	if rec != nil {
-		last[rec.HolderIdentity] = true
-	}
-	return v.Token().String(), last
-}
-
-// firstTurn is the live member whose turn comes first to take over from
-// v (decoded as rec), as every member ranks it (see turn); "" if there is
-// none.
-func (l *Lock) firstTurn(v casp.Value, rec *lock.Record) string {
-	seed, last := turnOrder(v, rec)
-	first := ""
-	for _, name := range l.n.aliveNames() {
-		if !last[name] && (first == "" || turnBefore(seed, name, first)) {
-			first = name
-		}
-	}
-	return first
-}
-
-// turnBefore reports whether candidate a's turn comes before b's for the
-// record whose token is seed.
-func turnBefore(seed, a, b string) bool {
-	ha, hb := turnHash(seed, a), turnHash(seed, b)
-	return ha < hb || (ha == hb && a < b)
-}
-
-func turnHash(seed, name string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(seed))
-	h.Write([]byte{0})
-	h.Write([]byte(name))
-	return h.Sum64()
-}
-
-// takeTurn waits this candidate's turn (see turn), ending early when done,
-// asked whenever a new value is learned, reports true; it returns done's
-// last answer.
-func (l *Lock) takeTurn(ctx context.Context, done func() bool) bool {
-	d := l.turn(ctx)
-	if d <= 0 {
-		return done()
-	}
-	l.log.V(4).Info("Waiting for candidates whose turn comes first", "wait", d)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		l.mu.Lock()
-		learned := l.learned
-		l.mu.Unlock()
-		if done() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-l.stop:
-			return false
-		case <-t.C:
-			return done()
-		case <-learned:
-		}
-	}
-}
-
-// takingOver reports whether a write of this handle takes the record over
-// from another candidate (or from a release, or an empty register) rather
-// than renewing or releasing the record this candidate holds, and has not
-// waited its turn in Get already.
-func (l *Lock) takingOver() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.haveTurnTaken && l.haveToken && l.turnTaken == l.token {
-		l.haveTurnTaken = false
-		return false
-	}
-	held := l.haveToken && l.haveLatest && l.latest.Token() == l.token &&
-		l.latestRec != nil && l.latestRec.HolderIdentity == l.s.Identity
-	return !held
-}
-
-// noteTook adds a write's duration to the estimate turns are sized by.
-func (l *Lock) noteTook(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.est == 0 {
-		l.est = d
-		return
-	}
-	// A write that duelled (seconds under load) would size every turn by
-	// it: a sample counts at most twice the estimate.
-	l.est += (min(d, 2*l.est) - l.est) / 4
 }
 
 // cached returns the latest value if Get may serve it (see Get).
@@ -940,50 +664,6 @@ func (l *Lock) write(ctx context.Context, op string, data []byte, kind writeKind
 	return nil
 }
 
-// heir is the candidate (name and process incarnation) whose turn comes
-// first to take over from the released value v: a release's accepts
-// prepare its take-over round. "" if there is none, or its incarnation is
-// unknown.
-func (l *Lock) heir(v casp.Value) (string, uint64) {
-	rec, err := decodeRecord(v.Data)
-	if err != nil {
-		return "", 0
-	}
-	first := l.firstTurn(v, rec)
-	if first == "" {
-		return "", 0
-	}
-	return first, l.n.incOf(first)
-}
-
-// push sends a chosen value to every other member, with how long its write
-// took; gift, if set, goes to its heir only.
-func (l *Lock) push(v casp.Value, took time.Duration, gift *casp.Prepared) {
-	payload, err := json.Marshal(v)
-	if err != nil {
-		return
-	}
-	e := l.n.envelope(kindPush, v.Written, payload)
-	e.Took = took.Microseconds()
-	// A release goes first to the candidate whose turn is first, and to
-	// the others one turn step later: they would wait at least that long
-	// anyway, and the first's take-over round then has the voters to
-	// itself instead of sharing them with a dozen pushes and the wake-ups
-	// they cause. Usually the others learn the new holder's push first
-	// and drop the release as older.
-	first, later := "", time.Duration(0)
-	if rec, err := decodeRecord(v.Data); err == nil && rec.HolderIdentity == "" {
-		first, later = l.firstTurn(v, rec), l.turnStep()
-	}
-	var heir *envelope
-	if gift != nil && gift.Ballot.Node == first {
-		c := *e
-		c.Gift = gift
-		heir = &c
-	}
-	l.n.broadcast(e, first, later, heir)
-}
-
 // learn records a chosen value: from a round or a query (authoritative:
 // it is the register's value at that point), or pushed (kept only if newer
 // than what is known). own is true for this handle's own writes, which
@@ -1072,320 +752,10 @@ func (l *Lock) Age(raw []byte) (time.Duration, bool) {
 	return time.Since(l.latestBy), true
 }
 
-// run runs rounds made by start until one is chosen or ctx ends. A round
-// that fails (a higher ballot seen) is retried above it after a short
-// random pause, so that duelling proposers do not livelock.
-func (l *Lock) run(ctx context.Context, op string, start func(now uint64) *casp.Round) (casp.Outcome, error) {
-	return l.runUntil(ctx, op, start, nil)
-}
-
-// runUntil is run, where lost, if set, is asked before each retry whether
-// the call has lost its race already. Each round takes the round slot
-// (l.rounds) and gives it back before the pause after a failure, so that a
-// recovering voter's recovery rounds are not held off by its own
-// candidate's retries.
-func (l *Lock) runUntil(ctx context.Context, op string, start func(now uint64) *casp.Round, lost func() error) (casp.Outcome, error) {
-	var pause time.Duration
-	for {
-		select {
-		case l.rounds <- struct{}{}:
-		case <-ctx.Done():
-			return casp.Outcome{}, fmt.Errorf("%s: %s: %w", l.desc, op, ctx.Err())
-		}
-		began := time.Now()
-		out, refusals, err := l.round(ctx, start, nil, lost)
-		<-l.rounds
-		if err != nil && lock.IsConflict(err) {
-			return out, err
-		}
-		if err != nil {
-			l.mu.Lock()
-			l.distrust = true
-			l.mu.Unlock()
-			if len(refusals) > 0 {
-				return out, fmt.Errorf("%s: %s: no quorum of voters %v (refused by %v: their voter list differs from %v): %w", l.desc, op, l.s.Voters, refusals, l.s.Voters, err)
-			}
-			return out, fmt.Errorf("%s: %s: no quorum of voters %v answered: %w", l.desc, op, l.s.Voters, err)
-		}
-		if out.Status == casp.Chosen {
-			return out, nil
-		}
-		l.log.V(3).Info("Round failed", "op", op, "ballot", out.Ballot.String(), "seen", out.Seen.String())
-		// Failed: another proposer's round is in the way. Give it time to
-		// finish (its push may end this call: see lost), a random pause
-		// that starts at twice a round's duration and doubles, so that
-		// duelling proposers drift apart; then go above what the
-		// refusals named.
-		pause = min(max(2*pause, 2*time.Since(began), time.Millisecond), 2*time.Second)
-		l.mu.Lock()
-		learned := l.learned
-		l.mu.Unlock()
-		t := time.NewTimer(pause/2 + rand.N(pause/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return out, fmt.Errorf("%s: %s: %w", l.desc, op, ctx.Err())
-		case <-t.C:
-		case <-learned:
-			t.Stop()
-		}
-		if lost != nil {
-			if err := lost(); err != nil {
-				return out, err
-			}
-		}
-	}
-}
-
-// round runs one round to its end or until ctx ends; unanswered messages
-// are sent again every l.resend. refusals names voters that refused for a
-// different voter list. seen, if set, sees every reply; it then also
-// waits, after a failure, until every voter asked has answered (or ctx
-// ends), so that it sees them all.
-//
-// lost, if set, is asked whenever a new value is learned during the prepare
-// phase; if it reports that the call has lost its race, the round ends with
-// that error (no accept has gone out, so nothing of it can be chosen).
-func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, seen func(*envelope, casp.Message), lost func() error) (out casp.Outcome, refusals []string, err error) {
-	l.propMu.Lock()
-	r := start(nowMillis())
-	pending := r.Prepares()
-	l.propMu.Unlock()
-	id, replies, done := l.n.open(4*len(l.s.Voters) + 4)
-	defer done()
-	answered, heard, asked := map[string]bool{}, map[string]bool{}, len(pending)
-	for _, m := range pending {
-		l.n.sendMsg(id, m)
-	}
-	// Unanswered messages are sent again after l.resend, then after twice
-	// as long, and so on: a slow voter is not buried in duplicates.
-	every := l.resend
-	tick := time.NewTimer(every)
-	defer tick.Stop()
-	var learned chan struct{}
-	for {
-		if lost != nil {
-			l.mu.Lock()
-			learned = l.learned
-			l.mu.Unlock()
-		}
-		select {
-		case <-learned:
-			if pending[0].Kind == casp.KindPrepare {
-				if err := lost(); err != nil {
-					l.propMu.Lock()
-					out = r.Outcome()
-					l.propMu.Unlock()
-					return out, refusals, err
-				}
-			}
-		case <-ctx.Done():
-			l.noteUnsure(r, pending)
-			l.propMu.Lock()
-			out = r.Outcome()
-			l.propMu.Unlock()
-			l.log.V(3).Info("Round ended without a quorum", "ballot", r.Ballot().String(), "answered", answered, "heard", heard, "phase", pending[0].Kind.String())
-			return out, refusals, ctx.Err()
-		case <-l.stop:
-			l.noteUnsure(r, pending)
-			l.propMu.Lock()
-			out = r.Outcome()
-			l.propMu.Unlock()
-			return out, refusals, errors.New("lock closed")
-		case e := <-replies:
-			if e.Kind == kindRefused {
-				if !slices.Contains(refusals, e.From) {
-					refusals = append(refusals, e.From)
-					l.log.Error(nil, "A voter refused this candidate's request: their voter list differs from Options.Voters; every candidate needs the same list", "voter", e.From, "voters", l.s.Voters)
-				}
-				continue
-			}
-			var m casp.Message
-			if err := json.Unmarshal(e.Payload, &m); err != nil {
-				continue
-			}
-			m.From = e.From // the name memberlist authenticated
-			l.noteAge(e, m)
-			if seen != nil {
-				seen(e, m)
-			}
-			l.propMu.Lock()
-			next, herr := r.Handle(m)
-			out = r.Outcome()
-			l.propMu.Unlock()
-			if herr != nil {
-				l.log.V(2).Info("Dropped a reply", "from", e.From, "err", herr)
-				continue
-			}
-			l.log.V(4).Info("Reply", "ballot", r.Ballot().String(), "from", m.From, "kind", m.Kind.String(), "reason", m.Reason.String(), "seen", m.Seen.String(), "status", out.Status.String())
-			answered[m.From], heard[m.From] = true, true
-			if len(next) > 0 {
-				pending, answered = next, map[string]bool{}
-				for _, m := range pending {
-					l.n.sendMsg(id, m)
-				}
-			}
-			switch out.Status {
-			case casp.Failed:
-				if out.Wrote {
-					l.addUnsure(out.Ballot)
-				}
-				if seen != nil && len(heard) < asked {
-					continue
-				}
-				return out, refusals, nil
-			case casp.Chosen:
-				return out, refusals, nil
-			}
-		case <-tick.C:
-			l.propMu.Lock()
-			refused := !r.SkipsPrepare()
-			stalled := r.Stalled() && seen == nil
-			var was casp.Outcome
-			if stalled {
-				// A round that skipped its prepare phase sent its
-				// accepts only to the voters that promised: one of them
-				// is down or cut off. A round that a voter refused
-				// (it promised a higher ballot, or this one without
-				// telling this round) waits for one that does not
-				// answer. Either way a full round above every ballot
-				// seen, to every voter, replaces it (the write, if it
-				// went out, is unsure); see casp.Round.Stalled.
-				r.Abandon()
-				was = r.Outcome()
-				r = start(nowMillis())
-				pending = r.Prepares()
-			}
-			l.propMu.Unlock()
-			if stalled {
-				if was.Wrote {
-					l.addUnsure(was.Ballot)
-				}
-				l.log.V(3).Info("Round stalled; running a full one above it", "ballot", was.Ballot.String(), "skippedPrepare", !refused, "next", r.Ballot().String())
-				answered, asked = map[string]bool{}, len(pending)
-				for _, m := range pending {
-					l.n.sendMsg(id, m)
-				}
-				tick.Reset(every)
-				continue
-			}
-			for _, m := range pending {
-				if !answered[m.To] {
-					l.n.sendMsg(id, m)
-				}
-			}
-			every = min(2*every, 4*l.resend)
-			tick.Reset(every)
-		}
-	}
-}
-
-// noteUnsure remembers the round's write if accepts carrying it went out.
-func (l *Lock) noteUnsure(r *casp.Round, sent []casp.Message) {
-	for _, m := range sent {
-		if m.Kind == casp.KindAccept && m.Value.Written == r.Ballot() {
-			l.addUnsure(r.Ballot())
-			return
-		}
-	}
-}
-
-func (l *Lock) addUnsure(b casp.Ballot) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.distrust = true
-	if len(l.unsure) >= 16 {
-		l.unsure = l.unsure[1:]
-	}
-	l.unsure = append(l.unsure, b)
-}
-
-// handle answers a request as this node's acceptor, or takes a push.
-func (l *Lock) handle(e *envelope) *envelope {
-	switch e.Kind {
-	case kindPush:
-		if f := l.pushed.Load(); f != nil {
-			(*f)(e)
-		}
-		var v casp.Value
-		if err := json.Unmarshal(e.Payload, &v); err == nil {
-			took := micros(e.Took)
-			l.noteTook(took)
-			// Pushed once chosen, so it began at least took before now.
-			l.bound(v.Written, time.Now().Add(-took))
-			l.propMu.Lock()
-			if e.Gift != nil && l.prop.Adopt(*e.Gift) {
-				// Before learn wakes the elector: its take-over
-				// round spends the hand-over.
-				l.log.V(4).Info("Adopted the release's prepare phase", "ballot", e.Gift.Ballot.String(), "from", e.From)
-			}
-			// The voters promised the push's ballot: this candidate's
-			// next round starts above it instead of being refused.
-			l.prop.Observe(v.Written)
-			l.propMu.Unlock()
-			l.learn(v, false, false)
-		}
-		return nil
-	case kindPrepare, kindAccept, kindQuery:
-	default:
-		return nil
-	}
-	if l.acc == nil {
-		return nil // not a voter
-	}
-	if !l.sole() {
-		return nil // held (see guard)
-	}
-	var m casp.Message
-	if err := json.Unmarshal(e.Payload, &m); err != nil {
-		return nil
-	}
-	m.From = e.From
-	l.accMu.Lock()
-	r, err := l.acc.Handle(nowMillis(), m)
-	if l.log.V(4).Enabled() {
-		st := l.acc.State()
-		rk := "none"
-		if r != nil {
-			rk = r.Kind.String() + "/" + r.Reason.String()
-		}
-		l.log.V(4).Info("Acceptor", "from", e.From, "kind", m.Kind.String(), "ballot", m.Ballot.String(), "inc", m.Incarnation, "promised", st.Promised.String(), "reply", rk, "err", err)
-	}
-	var age time.Duration
-	if st := l.acc.State(); st.Value.Written != l.accWritten {
-		// Accepted a new write now (or adopted it recovering): the write
-		// began no later than this.
-		l.accWritten, l.accSince = st.Value.Written, time.Now()
-	}
-	if r != nil && (r.Kind == casp.KindPromise || r.Kind == casp.KindReport) &&
-		!r.Value.IsEmpty() && r.Value.Written == l.accWritten && !l.accSince.IsZero() {
-		age = time.Since(l.accSince)
-	}
-	l.accMu.Unlock()
-	if err != nil {
-		if errors.Is(err, casp.ErrVoterHash) {
-			l.m.refused.WithLabelValues("voters").Inc()
-		}
-		l.log.Error(err, "Could not answer", "from", e.From, "kind", e.Kind)
-		return nil
-	}
-	if r == nil {
-		return nil
-	}
-	payload, err := json.Marshal(r)
-	if err != nil {
-		return nil
-	}
-	if f := l.replied.Load(); f != nil {
-		defer (*f)(kindOf(r.Kind), e.From)
-	}
-	return &envelope{Kind: kindOf(r.Kind), Ballot: r.Ballot, Age: age.Microseconds(), Payload: payload}
-}
-
 // WaitMembers waits until memberlist sees at least n candidates
 // (identities) alive, this one included, or ctx ends.
 func (l *Lock) WaitMembers(ctx context.Context, n int) error {
-	if err := l.n.waitMembers(ctx, n); err != nil {
+	if err := l.tr.waitMembers(ctx, n); err != nil {
 		return fmt.Errorf("%s: %w", l.desc, err)
 	}
 	return nil

@@ -283,7 +283,7 @@ func (c *cluster) waitAddr(from, id string, within time.Duration, aliveOnly bool
 	if want == "" { // not a voter
 		want = c.lock(id).Addr()
 	}
-	n := c.lock(from).n
+	n := c.lock(from).tr
 	deadline := time.Now().Add(within)
 	for {
 		n.mu.Lock()

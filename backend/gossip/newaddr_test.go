@@ -51,9 +51,9 @@ func TestVoterRestartedAtANewAddressVotesAndHearsPushesAtOnce(t *testing.T) {
 	const within = 20 * time.Second
 	deadline := crashed.Add(within)
 	for {
-		w.n.mu.Lock()
-		ok := w.n.incs["v3"] == v3.n.inc && w.n.alive["v3"] == v3.Addr()
-		w.n.mu.Unlock()
+		w.tr.mu.Lock()
+		ok := w.tr.incs["v3"] == v3.tr.inc && w.tr.alive["v3"] == v3.Addr()
+		w.tr.mu.Unlock()
 		if ok {
 			break
 		}

@@ -12,18 +12,18 @@ import (
 // Options.Identity is id. Its memberlist node name is the identity and the
 // incarnation, so that a restarted process is a new member at once,
 // wherever it listens; every other part of the backend names candidates by
-// identity, and this node maps an identity to its current process (see
-// node.alive).
+// identity, and the transport maps an identity to its current process
+// (see transport.alive).
 type process struct {
 	id  string
 	inc uint64 // random per start (casp's Incarnation)
 	// started is when the process started, in Unix nanoseconds by its
 	// own clock: of two alive processes of one identity, the one started
-	// later is current (a restart; see node.twinCheckLocked for twins).
-	// All members compare the same numbers, so they agree on which. A
-	// restart onto a host whose clock is behind by more than the restart
-	// took is current only once its predecessor is declared dead, as
-	// before node names were per process.
+	// later is current (a restart; see transport.twinCheckLocked for
+	// twins). All members compare the same numbers, so they agree on
+	// which. A restart onto a host whose clock is behind by more than the
+	// restart took is current only once its predecessor is declared dead,
+	// as before node names were per process.
 	started int64
 	addr    string // "host:port"
 }

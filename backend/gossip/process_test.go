@@ -39,7 +39,7 @@ func TestNodeMetaCarriesIdentityIncarnationAndStart(t *testing.T) {
 // The process started last is the identity's current one, whatever the
 // order memberlist tells of them in.
 func TestNewestProcessOfAnIdentityIsCurrent(t *testing.T) {
-	n := &node{s: &settings{Options: Options{Identity: "me"}}, inc: 9, procs: map[string]process{},
+	n := &transport{s: &settings{Options: Options{Identity: "me"}}, inc: 9, procs: map[string]process{},
 		alive: map[string]string{}, incs: map[string]uint64{}}
 	old := process{id: "v1", inc: 5, started: 100, addr: "127.0.0.1:1"}
 	neu := process{id: "v1", inc: 3, started: 200, addr: "127.0.0.1:2"}

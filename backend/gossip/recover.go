@@ -112,3 +112,32 @@ func (l *Lock) recoverLoop() {
 		}
 	}
 }
+
+// recoverLocked runs recoverLoop, unless it runs already, until the
+// acceptor answers or the lock stops. accMu is held.
+func (l *Lock) recoverLocked() {
+	if l.recovering {
+		return
+	}
+	l.recovering = true
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			l.wg.Add(1) // recoverLoop's
+			l.recoverLoop()
+			l.accMu.Lock()
+			again := !l.acc.Ready()
+			select {
+			case <-l.stop:
+				again = false
+			default:
+			}
+			l.recovering = again
+			l.accMu.Unlock()
+			if !again {
+				return
+			}
+		}
+	}()
+}

@@ -85,7 +85,7 @@ func TestReleaseWhoseFirstInTurnCrashedIsTakenOverFromTheRelease(t *testing.T) {
 	hits := 0
 	for i := 0; i < maxReleases && hits < wantHits; i++ {
 		for _, id := range ids {
-			n := c.lock(id).n
+			n := c.lock(id).tr
 			n.mu.Lock()
 			listed := n.alive[crashed] != ""
 			n.mu.Unlock()

@@ -296,9 +296,9 @@ func (r *processRestarts) write() error {
 
 // addrOfV3 is the address w sends v3's messages to.
 func (r *processRestarts) addrOfV3() string {
-	r.w.n.mu.Lock()
-	defer r.w.n.mu.Unlock()
-	return r.w.n.alive["v3"]
+	r.w.tr.mu.Lock()
+	defer r.w.tr.mu.Unlock()
+	return r.w.tr.alive["v3"]
 }
 
 // A voter restarted at a new address, as a Kubernetes pod is, as a process

@@ -39,9 +39,9 @@ func TestTwinVoterNeverAnswersWhileTheOriginalLives(t *testing.T) {
 	// From the moment the first process knows of the twin, neither
 	// answers as v2.
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		first.n.mu.Lock()
-		_, ok := first.n.procs[fmt.Sprintf("v2#%016x", twin.n.inc)]
-		first.n.mu.Unlock()
+		first.tr.mu.Lock()
+		_, ok := first.tr.procs[fmt.Sprintf("v2#%016x", twin.tr.inc)]
+		first.tr.mu.Unlock()
 		if ok {
 			break
 		}
@@ -138,17 +138,17 @@ func TestTwinVoterStaysSilentWhileTheLiveOriginalIsDeclaredDead(t *testing.T) {
 	}
 	first := c.lock("v2")
 	twin := c.startTwin(ctx, "v2")
-	twin.n.mu.Lock() // twinAfter is read under it
-	twin.n.twinAfter = func(int) time.Duration { return time.Minute }
-	twin.n.mu.Unlock()
+	twin.tr.mu.Lock() // twinAfter is read under it
+	twin.tr.twinAfter = func(int) time.Duration { return time.Minute }
+	twin.tr.mu.Unlock()
 	var twinAnswers atomic.Int64
 	count := func(kind, string) { twinAnswers.Add(1) }
 	twin.replied.Store(&count)
-	firstName := first.n.ml.LocalNode().Name
+	firstName := first.tr.ml.LocalNode().Name
 	twinSeesFirst := func() bool {
-		twin.n.mu.Lock()
-		defer twin.n.mu.Unlock()
-		_, ok := twin.n.procs[firstName]
+		twin.tr.mu.Lock()
+		defer twin.tr.mu.Unlock()
+		_, ok := twin.tr.procs[firstName]
 		return ok
 	}
 	waitFor := func(what string, within time.Duration, cond func() bool) time.Duration {
@@ -179,7 +179,7 @@ func TestTwinVoterStaysSilentWhileTheLiveOriginalIsDeclaredDead(t *testing.T) {
 	c.net.Isolate("v2", []string{"v1", "v3", "w", "v2-twin"})
 	cut := waitFor("the twin's memberlist removes the cut-off first v2", 30*time.Second, func() bool { return !twinSeesFirst() })
 	removed := time.Now()
-	if twin.n.rivals.Load() == 0 {
+	if twin.tr.rivals.Load() == 0 {
 		t.Error("memberlist's removal of the live first v2 left the twin without a rival")
 	}
 	// Writes for a while: w asks v2's process started last, the twin.

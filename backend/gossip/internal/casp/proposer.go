@@ -43,6 +43,10 @@ type Proposer struct {
 	// used or seen (so one delivered twice is adopted twice); only the
 	// tests' exhaustive search sets it, to show the check is needed.
 	adoptAny bool
+	// weakStall weakens the stall rule (see Round.Replace) to replace only
+	// rounds that skipped their prepare phase; only the tests set it, to
+	// show the simulation catches it.
+	weakStall bool
 }
 
 // weakNewRule names a weakening of the proof that the register is new
@@ -399,8 +403,9 @@ func (r *Round) Ballot() Ballot { return r.ballot }
 
 // SkipsPrepare reports whether the round spends a prepare phase done in
 // advance (see [Proposer.Start]): its accepts go only to the voters that
-// promised, so one of them down stalls it. The caller abandons such a
-// round soon (see [Round.Abandon]) and starts a full one.
+// promised, so one of them down stalls it; the stall rule
+// ([Round.Replace]) replaces it by a full round at the driver's next
+// tick.
 func (r *Round) SkipsPrepare() bool { return r.prepared }
 
 // Stalled reports whether a pending round cannot expect to finish by
@@ -408,8 +413,8 @@ func (r *Round) SkipsPrepare() bool { return r.prepared }
 // voters that promised, and one is silent), a voter refused it for a
 // higher ballot, or a voter refused a prepare because it had promised this
 // very ballot without reporting to this round (a duplicate whose promise
-// was lost, or a promise made through another round's accept). The caller
-// abandons it and starts a full round.
+// was lost, or a promise made through another round's accept). The stall
+// rule ([Round.Replace]) abandons it and starts a full round.
 func (r *Round) Stalled() bool {
 	return r.out.Status == Pending && (r.prepared || r.ballot.Less(r.out.Seen) || r.samePromise)
 }

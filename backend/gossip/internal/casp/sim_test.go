@@ -27,11 +27,13 @@ var (
 	simSeed = flag.Uint64("casp.seed", 0, "run only this simulation seed (with -v: its faults and results)")
 )
 
-// simWeak weakens the acceptors' rules, and simWeakRead the proposers' read
-// rule, to show the simulation catches it.
+// simWeak weakens the acceptors' rules, simWeakRead the proposers' read
+// rule and simWeakStall their stall rule (Round.Replace), to show the
+// simulation catches it.
 var (
-	simWeak     weakening
-	simWeakRead weakReadRule
+	simWeak      weakening
+	simWeakRead  weakReadRule
+	simWeakStall bool
 )
 
 // Persistence modes of the voters in one run.
@@ -49,9 +51,16 @@ const (
 	simMaxAhead  = 50_000 // µs: acceptors refuse counters further ahead of their clock
 	simMaxSkew   = 10_000 // µs: clocks differ by at most this
 	simOpTimeout = 400_000
+	// simLiveOpTimeout is the operations' timeout in liveness runs: five
+	// times RetryPause's cap, so that only a round that waits for ever
+	// (not a duel that backs off) reaches it.
+	simLiveOpTimeout = 10_000_000
 	// simQueryTimeout: a read whose query has not finished by then reads
 	// by a round.
 	simQueryTimeout = 20_000
+	// simTick is the round driver's tick, at which the stall rule
+	// (Round.Replace) is applied, as the glue's retransmission tick.
+	simTick = 20_000
 	// simCrashMidRound is the chance that a voter restarts right after it
 	// promised or accepted, so restarts land on every step of a round.
 	simCrashMidRound = 0.002
@@ -73,6 +82,11 @@ type simConfig struct {
 	// checked against the recovery specification, not porcupine.
 	recovery bool
 	stateDir []bool
+	// live runs the liveness check instead (see simLiveConfigFor): the
+	// last voter is down throughout (every link to it cut, it starts no
+	// operation), nothing else fails, and an operation that reaches its
+	// timeout is counted (sim.timeouts), not only dropped or unknown.
+	live bool
 }
 
 type simEvent struct {
@@ -139,6 +153,11 @@ type simOp struct {
 	cands  []regState
 	change Change
 	cur    Value // the value the change last saw (recovery runs: a write's parent)
+	// began is when the op's current attempt started (a round replaced
+	// by the stall rule continues it), pause its last retry pause (see
+	// RetryPause).
+	began uint64
+	pause time.Duration
 }
 
 type sim struct {
@@ -157,6 +176,7 @@ type sim struct {
 	started int
 	// figures
 	restarts, recoveries, unknown, msgs int
+	timeouts                            int              // operations that reached simOpTimeout
 	fastReads                           int              // rounds finished on their promises alone
 	prepared, adopted                   int              // rounds that skipped their prepare phase; prepare phases handed over and adopted
 	queries                             int              // reads answered by a query
@@ -180,6 +200,13 @@ func newSim(t testing.TB, cfg simConfig) *sim {
 			name = fmt.Sprintf("c%d", i-cfg.voters)
 		}
 		n := &simNode{name: name, voter: i < cfg.voters, skew: s.rng.Uint64N(simMaxSkew + 1), disk: &memDisk{}}
+		if cfg.live {
+			// One clock: with skew, a voter whose clock is behind the
+			// others refuses the first ballots above their floors as
+			// too far ahead (NackAhead), which the stall rule does not
+			// replace (see TestSimulationLiveWithOneVoterDown).
+			n.skew = 0
+		}
 		s.nodes[name] = n
 		s.names = append(s.names, name)
 	}
@@ -209,6 +236,7 @@ func (s *sim) start(n *simNode, fresh bool) {
 		s.t.Fatal(err)
 	}
 	p.weakRead = simWeakRead
+	p.weakStall = simWeakStall
 	n.prop, n.recover, n.op = p, nil, nil
 	if n.voter {
 		cfg := AcceptorConfig{Name: n.name, Voters: s.voters, Incarnation: inc, MaxAhead: simMaxAhead, Now: s.clock(n)}
@@ -295,7 +323,7 @@ func (s *sim) deliver(n *simNode, m Message) {
 		}
 		// Now and then the voter dies right after a promise or an accept:
 		// after saving (if it saves) and before or after its reply leaves.
-		crash := reply != nil && reply.Kind != KindNack && s.rng.Float64() < simCrashMidRound
+		crash := !s.cfg.live && reply != nil && reply.Kind != KindNack && s.rng.Float64() < simCrashMidRound
 		if crash && s.rng.IntN(2) == 0 && s.crashVoter(n) {
 			return
 		}
@@ -340,7 +368,7 @@ func (s *sim) deliver(n *simNode, m Message) {
 
 // nextOp starts a client operation on node n.
 func (s *sim) nextOp(n *simNode) {
-	if n.op != nil || s.started >= s.cfg.ops {
+	if n.op != nil || s.started >= s.cfg.ops || (s.cfg.live && n.name == s.voters[len(s.voters)-1]) {
 		return
 	}
 	s.started++
@@ -372,8 +400,13 @@ func (s *sim) nextOp(n *simNode) {
 	} else {
 		s.runRound(n, op)
 	}
-	s.after(n, simOpTimeout, func() {
+	timeout := uint64(simOpTimeout)
+	if s.cfg.live {
+		timeout = simLiveOpTimeout
+	}
+	s.after(n, timeout, func() {
 		if n.gen == gen && n.op == op {
+			s.timeouts++
 			s.giveUp(n, op)
 		}
 	})
@@ -411,6 +444,7 @@ func (s *sim) change(op *simOp) Change {
 }
 
 func (s *sim) runRound(n *simNode, op *simOp) {
+	op.began = s.now
 	if s.rng.IntN(4) == 0 {
 		// Hand the next round's prepare phase to another node, as a
 		// release does: usually to its current process, sometimes to an
@@ -426,19 +460,36 @@ func (s *sim) runRound(n *simNode, op *simOp) {
 	}
 	s.sendAll(n, op.round.Prepares())
 	s.noteWrite(op)
-	if r := op.round; r.SkipsPrepare() {
+	if op.round.SkipsPrepare() {
 		s.prepared++
-		// As the glue does: a round that skipped its prepare phase and
-		// stalls (a promiser down or cut off) is abandoned soon, and a
-		// full round follows.
-		gen := n.gen
-		s.after(n, simQueryTimeout, func() {
-			if n.gen == gen && n.op == op && op.round == r && r.Outcome().Status == Pending {
-				r.Abandon()
-				s.roundProgress(n, op)
-			}
-		})
 	}
+	s.tick(n, op, op.round)
+}
+
+// tick is the round driver's tick for round r of op, every simTick while
+// r is pending: the glue's stall rule, Round.Replace itself, decides
+// whether r is abandoned and a full round started at once, as the glue
+// does (a round that skipped its prepare phase with a promiser down or
+// cut off; one a voter refused). The simulated network does not resend:
+// a lost message is left to the operation's timeout.
+func (s *sim) tick(n *simNode, op *simOp, r *Round) {
+	gen := n.gen
+	s.after(n, simTick, func() {
+		if n.gen != gen || n.op != op || op.round != r || r.Outcome().Status != Pending {
+			return
+		}
+		if !r.Replace(false) {
+			s.tick(n, op, r)
+			return
+		}
+		r.Abandon()
+		if o := r.Outcome(); o.Wrote {
+			s.remember(op, o)
+		}
+		began := op.began
+		s.runRound(n, op)
+		op.began = began
+	})
 }
 
 // handOver sends a chosen round's prepare phase to its heir, through the
@@ -499,8 +550,12 @@ func (s *sim) roundProgress(n *simNode, op *simOp) {
 		if o.Wrote {
 			s.remember(op, o)
 		}
+		// As the glue does: a random pause between half the retry
+		// pause and all of it (RetryPause).
+		op.pause = RetryPause(op.pause, time.Duration(s.now-op.began)*time.Microsecond)
+		pause := uint64(op.pause / time.Microsecond)
 		gen := n.gen
-		s.after(n, 1000+s.rng.Uint64N(10_000), func() {
+		s.after(n, pause/2+s.rng.Uint64N(pause/2+1), func() {
 			if n.gen == gen && n.op == op {
 				s.runRound(n, op)
 			}
@@ -625,7 +680,14 @@ func (s *sim) run() []porcupine.Operation {
 	for _, name := range s.names {
 		s.start(s.nodes[name], true)
 	}
-	s.schedule(s.now+50_000, &simEvent{fn: s.faults})
+	if s.cfg.live {
+		down := s.voters[len(s.voters)-1]
+		for _, name := range s.names {
+			s.cut[[2]string{name, down}], s.cut[[2]string{down, name}] = true, true
+		}
+	} else {
+		s.schedule(s.now+50_000, &simEvent{fn: s.faults})
+	}
 	for s.done < s.cfg.ops && (s.rec == nil || s.rec.why == "") {
 		if len(s.q) == 0 {
 			s.t.Fatalf("seed %d: simulation ran dry after %d operations", s.cfg.seed, s.done)
@@ -748,6 +810,67 @@ func simConfigFor(seed uint64) simConfig {
 		dup:     []float64{0, 0.05, 0.2}[r.IntN(3)],
 		delay:   []uint64{500, 5_000, 30_000}[r.IntN(3)],
 	}
+}
+
+// simLiveConfigFor is a liveness run: a majority of the voters up and
+// connected throughout, one voter down, no message lost, no restart.
+// Every operation should then end by its rounds, never by its timeout.
+func simLiveConfigFor(seed uint64) simConfig {
+	r := rand.New(rand.NewPCG(seed, 2))
+	return simConfig{
+		seed:    seed,
+		voters:  []int{3, 3, 5}[r.IntN(3)],
+		clients: 1 + r.IntN(2),
+		disk:    diskFull,
+		ops:     300,
+		dup:     []float64{0, 0.05}[r.IntN(2)],
+		delay:   []uint64{500, 5_000}[r.IntN(2)],
+		live:    true,
+	}
+}
+
+// simLive runs liveness seeds 1 to seeds and returns the first that had an
+// operation reach its timeout (0 if none did), with that run's figures;
+// every history is also checked linearizable.
+func simLive(t *testing.T, seeds uint64) (seed uint64, s *sim) {
+	for seed := uint64(1); seed <= seeds; seed++ {
+		cfg := simLiveConfigFor(seed)
+		s := newSim(t, cfg)
+		h := s.run()
+		if res := porcupine.CheckOperationsTimeout(casModel.ToModel(), h, time.Minute); res != porcupine.Ok {
+			t.Fatalf("liveness seed %d (%+v): history of %d operations is %s", seed, cfg, len(h), res)
+		}
+		if s.timeouts > 0 {
+			return seed, s
+		}
+	}
+	return 0, nil
+}
+
+// TestSimulationLiveWithOneVoterDown checks the stall rule's liveness: with
+// one voter down and nothing else failing, no operation waits for its
+// timeout, however the clients' rounds pre-empt each other.
+func TestSimulationLiveWithOneVoterDown(t *testing.T) {
+	if seed, s := simLive(t, 20); seed != 0 {
+		t.Fatalf("liveness seed %d (%+v): %d of %d operations reached their timeout with a majority of the voters up", seed, s.cfg, s.timeouts, s.done)
+	}
+}
+
+// TestSimulationCatchesStallWithoutReplacing weakens the stall rule to the
+// one the simulation used to apply on its own: replace only a round that
+// skipped its prepare phase. A round that one voter refused for a higher
+// ballot, with another voter down, then waits for the one that is down
+// until its caller gives up. The weakening is safe (a round may be
+// abandoned at any time, or never), so what the simulation catches is the
+// liveness failure, not a history that is not linearizable.
+func TestSimulationCatchesStallWithoutReplacing(t *testing.T) {
+	simWeakStall = true
+	t.Cleanup(func() { simWeakStall = false })
+	seed, s := simLive(t, 20)
+	if seed == 0 {
+		t.Fatal("no liveness seed found an operation that reached its timeout")
+	}
+	t.Logf("liveness seed %d (%+v): %d of %d operations reached their timeout", seed, s.cfg, s.timeouts, s.done)
 }
 
 // simTotals adds up the runs' figures for the test log.

@@ -27,9 +27,9 @@ import (
 // message is dropped, which the protocol tolerates like any loss.
 const maxInflightSends = 256
 
-// node is this process's membership and messaging: memberlist, the
+// transport is this process's membership and messaging: memberlist, the
 // envelope layer, request ids and reply routing.
-type node struct {
+type transport struct {
 	s   *settings
 	log logr.Logger
 	m   *metrics
@@ -106,9 +106,9 @@ func randUint64() uint64 {
 	return binary.LittleEndian.Uint64(b[:])
 }
 
-// newNode creates the memberlist (listening, not yet joined).
-func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
-	n := &node{
+// newTransport creates the memberlist (listening, not yet joined).
+func newTransport(s *settings, logger logr.Logger, m *metrics) (*transport, error) {
+	t := &transport{
 		s:         s,
 		log:       logger,
 		m:         m,
@@ -127,26 +127,26 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 		sendSlots: make(chan struct{}, maxInflightSends),
 		stop:      make(chan struct{}),
 	}
-	n.nextID.Store(randUint64() >> 1)
+	t.nextID.Store(randUint64() >> 1)
 
 	c, _ := s.Preset.config()
 	// A node name per process, not per identity: memberlist admits a
 	// name at a new address only once the old one has left or been dead
 	// for DeadNodeReclaimTime, and a restarted process (a pod's new IP,
 	// a new port) must vote at once. The identity travels in NodeMeta.
-	c.Name = fmt.Sprintf("%s#%016x", s.Identity, n.inc)
+	c.Name = fmt.Sprintf("%s#%016x", s.Identity, t.inc)
 	c.Label = s.Name
-	c.Delegate = delegate{n}
-	c.Conflict = delegate{n}
-	c.Events = delegate{n}
-	c.Logger = log.New(&mlLog{n: n}, "", 0)
+	c.Delegate = delegate{t}
+	c.Conflict = delegate{t}
+	c.Events = delegate{t}
+	c.Logger = log.New(&mlLog{t: t}, "", 0)
 	if len(s.key) > 0 {
 		c.SecretKey = s.key
 	}
 	if s.Transport != nil {
 		c.Transport = s.Transport
 	} else {
-		t, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 			BindAddrs: []string{s.bindHost},
 			BindPort:  s.bindPort,
 			Logger:    c.Logger,
@@ -154,8 +154,8 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gossip: Options.Bind %s: %w", net.JoinHostPort(s.bindHost, strconv.Itoa(s.bindPort)), err)
 		}
-		c.Transport = t
-		c.BindAddr, c.BindPort = s.bindHost, t.GetAutoBindPort()
+		c.Transport = nt
+		c.BindAddr, c.BindPort = s.bindHost, nt.GetAutoBindPort()
 		c.AdvertisePort = c.BindPort
 	}
 	if s.advHost != "" {
@@ -164,40 +164,40 @@ func newNode(s *settings, logger logr.Logger, m *metrics) (*node, error) {
 	if s.Memberlist != nil {
 		s.Memberlist(c)
 	}
-	n.twinAfter = func(members int) time.Duration { return 2 * deadAfter(c, members) }
-	n.tr, n.dialWait = c.Transport, max(c.ProbeTimeout, 100*time.Millisecond)
+	t.twinAfter = func(members int) time.Duration { return 2 * deadAfter(c, members) }
+	t.tr, t.dialWait = c.Transport, max(c.ProbeTimeout, 100*time.Millisecond)
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		_ = c.Transport.Shutdown()
 		return nil, fmt.Errorf("gossip: starting memberlist for %q: %w", s.Identity, err)
 	}
-	n.ml = ml
+	t.ml = ml
 	self := ml.LocalNode()
-	n.addr = net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
-	return n, nil
+	t.addr = net.JoinHostPort(self.Addr.String(), strconv.Itoa(int(self.Port)))
+	return t, nil
 }
 
 // start joins the seeds and keeps re-joining them.
-func (n *node) start() {
-	_, every := n.s.Preset.config()
-	if n.s.RejoinInterval > 0 {
-		every = n.s.RejoinInterval
+func (t *transport) start() {
+	_, every := t.s.Preset.config()
+	if t.s.RejoinInterval > 0 {
+		every = t.s.RejoinInterval
 	}
-	n.join()
-	if len(n.s.Join) == 0 {
+	t.join()
+	if len(t.s.Join) == 0 {
 		return
 	}
-	n.wg.Add(1)
+	t.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
+		defer t.wg.Done()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
 		for {
 			select {
-			case <-n.stop:
+			case <-t.stop:
 				return
-			case <-t.C:
-				n.join()
+			case <-tick.C:
+				t.join()
 			}
 		}
 	}()
@@ -206,15 +206,15 @@ func (n *node) start() {
 // join contacts the seeds that are not alive members (nor this node).
 // memberlist never merges two halves of a healed partition by itself, so
 // this runs periodically; a seed already in the cluster costs nothing.
-func (n *node) join() {
-	alive := map[string]bool{n.addr: true}
-	n.mu.Lock()
-	for _, p := range n.procs {
+func (t *transport) join() {
+	alive := map[string]bool{t.addr: true}
+	t.mu.Lock()
+	for _, p := range t.procs {
 		alive[p.addr] = true
 	}
-	n.mu.Unlock()
+	t.mu.Unlock()
 	var seeds []string
-	for _, s := range n.s.Join {
+	for _, s := range t.s.Join {
 		if !seedAlive(s, alive) {
 			seeds = append(seeds, s)
 		}
@@ -222,9 +222,9 @@ func (n *node) join() {
 	if len(seeds) == 0 {
 		return
 	}
-	if _, err := n.ml.Join(seeds); err != nil && !n.stopped.Load() {
-		n.m.joinFailures.Inc()
-		n.log.Error(err, "Could not reach any seed in Options.Join; retrying", "seeds", seeds, "members", n.ml.NumMembers())
+	if _, err := t.ml.Join(seeds); err != nil && !t.stopped.Load() {
+		t.m.joinFailures.Inc()
+		t.log.Error(err, "Could not reach any seed in Options.Join; retrying", "seeds", seeds, "members", t.ml.NumMembers())
 	}
 }
 
@@ -252,89 +252,89 @@ func seedAlive(seed string, alive map[string]bool) bool {
 	return true
 }
 
-func (n *node) close(leave bool) {
-	if n.stopped.Swap(true) {
+func (t *transport) close(leave bool) {
+	if t.stopped.Swap(true) {
 		return
 	}
-	close(n.stop)
+	close(t.stop)
 	if leave {
-		_ = n.ml.Leave(time.Second)
+		_ = t.ml.Leave(time.Second)
 	}
-	n.wg.Wait()
-	_ = n.ml.Shutdown()
+	t.wg.Wait()
+	_ = t.ml.Shutdown()
 }
 
 // envelope returns a message from this node.
-func (n *node) envelope(k kind, b casp.Ballot, payload []byte) *envelope {
+func (t *transport) envelope(k kind, b casp.Ballot, payload []byte) *envelope {
 	return &envelope{
-		Kind: k, From: n.s.Identity, Inc: n.inc, Addr: n.addr,
-		Election: n.s.Name, Voters: n.s.voterHash, Ballot: b, Payload: payload,
+		Kind: k, From: t.s.Identity, Inc: t.inc, Addr: t.addr,
+		Election: t.s.Name, Voters: t.s.voterHash, Ballot: b, Payload: payload,
 	}
 }
 
 // sendMsg sends a protocol message as part of request id.
-func (n *node) sendMsg(id uint64, m casp.Message) {
+func (t *transport) sendMsg(id uint64, m casp.Message) {
 	payload, err := json.Marshal(m)
 	if err != nil {
-		n.log.Error(err, "Encoding a message", "kind", m.Kind)
+		t.log.Error(err, "Encoding a message", "kind", m.Kind)
 		return
 	}
-	e := n.envelope(kindOf(m.Kind), m.Ballot, payload)
+	e := t.envelope(kindOf(m.Kind), m.Ballot, payload)
 	e.ID = id
-	n.sendTo(m.To, "", e)
+	t.sendTo(m.To, "", e)
 }
 
 // sendTo sends e to the member called name (at addr if known) without
-// waiting; delivery is not guaranteed. Nothing is sent once the node stops.
-func (n *node) sendTo(name, addr string, e *envelope) {
-	n.sendToWhileClosing(name, addr, e, false)
+// waiting; delivery is not guaranteed. Nothing is sent once the transport stops.
+func (t *transport) sendTo(name, addr string, e *envelope) {
+	t.sendToWhileClosing(name, addr, e, false)
 }
 
-// sendToWhileClosing is sendTo; with closing, it sends even when the node
+// sendToWhileClosing is sendTo; with closing, it sends even when the transport
 // is stopping (close waits for it before memberlist shuts down).
-func (n *node) sendToWhileClosing(name, addr string, e *envelope, closing bool) {
-	if name == n.s.Identity && (addr == "" || addr == n.addr) {
-		n.wg.Add(1)
-		go func() { defer n.wg.Done(); n.receive(e) }()
+func (t *transport) sendToWhileClosing(name, addr string, e *envelope, closing bool) {
+	if name == t.s.Identity && (addr == "" || addr == t.addr) {
+		t.wg.Add(1)
+		go func() { defer t.wg.Done(); t.receive(e) }()
 		return
 	}
-	tos := n.members(name, addr)
+	tos := t.members(name, addr)
 	if len(tos) == 0 {
-		n.m.sendFailures.Inc()
-		n.log.V(4).Info("No address for member", "member", name)
+		t.m.sendFailures.Inc()
+		t.log.V(4).Info("No address for member", "member", name)
 		return
 	}
 	b, err := e.encode()
 	if err != nil {
-		n.log.Error(err, "Encoding a message", "kind", e.Kind)
+		t.log.Error(err, "Encoding a message", "kind", e.Kind)
 		return
 	}
 	for _, to := range tos {
-		n.send(name, to, e.Kind, b, closing)
+		t.send(name, to, e.Kind, b, closing)
 	}
 }
 
 // send sends b to one address in the background.
-func (n *node) send(name string, to *memberlist.Node, k kind, b []byte, closing bool) {
+func (t *transport) send(name string, to *memberlist.Node, k kind, b []byte, closing bool) {
 	select {
-	case n.sendSlots <- struct{}{}:
+	case t.sendSlots <- struct{}{}:
 	default:
-		n.m.sendFailures.Inc()
-		n.log.V(3).Info("Too many sends in flight; dropped a message", "to", name, "kind", k)
+		t.m.sendFailures.Inc()
+		t.log.V(3).Info("Too many sends in flight; dropped a message", "to", name, "kind", k)
 		return
 	}
-	if n.stopped.Load() && !closing {
-		<-n.sendSlots
+	if t.stopped.Load() && !closing {
+		<-t.sendSlots
 		return
 	}
-	n.m.sent.WithLabelValues(k.String()).Inc()
-	n.wg.Add(1)
+	t.m.sent.WithLabelValues(k.String()).Inc()
+	t.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		defer func() { <-n.sendSlots }()
-		if err := n.ml.SendReliable(to, b); err != nil {
-			n.m.sendFailures.Inc()
-			n.log.V(3).Info("Sending failed", "to", name, "kind", k, "err", err)
+		defer t.wg.Done()
+		defer func() { <-t.sendSlots }()
+		if err := t.ml.SendReliable(to, b); err != nil {
+			t.m.sendFailures.Inc()
+			t.log.V(3).Info("Sending failed", "to", name, "kind", k, "err", err)
 		}
 	}()
 }
@@ -345,7 +345,7 @@ func (n *node) send(name string, to *memberlist.Node, k kind, b []byte, closing 
 // heard name at (a message from it, or memberlist's news of it), when they
 // differ. The other send fails harmlessly, and duplicates are harmless to
 // the protocol.
-func (n *node) members(name, addr string) []*memberlist.Node {
+func (t *transport) members(name, addr string) []*memberlist.Node {
 	var out []*memberlist.Node
 	add := func(a string) {
 		host, p, err := net.SplitHostPort(a)
@@ -364,9 +364,9 @@ func (n *node) members(name, addr string) []*memberlist.Node {
 		add(addr)
 		return out
 	}
-	n.mu.Lock()
-	known, heard := n.alive[name], n.addrs[name]
-	n.mu.Unlock()
+	t.mu.Lock()
+	known, heard := t.alive[name], t.addrs[name]
+	t.mu.Unlock()
 	if known != "" {
 		add(known)
 	}
@@ -378,61 +378,61 @@ func (n *node) members(name, addr string) []*memberlist.Node {
 
 // broadcast sends e to every other live member (the current process of
 // each identity). If first is one of them and later is positive, e goes
-// to first at once and to the others later, even if the node stops
+// to first at once and to the others later, even if the transport stops
 // meanwhile (a leader that releases and exits): close waits for them.
 //
 // If heir is set, first gets it instead of e (e with a hand-over); the
 // others still get e later.
-func (n *node) broadcast(e *envelope, first string, later time.Duration, heir *envelope) {
-	n.mu.Lock()
-	alive := make(map[string]string, len(n.alive))
-	for name, a := range n.alive {
+func (t *transport) broadcast(e *envelope, first string, later time.Duration, heir *envelope) {
+	t.mu.Lock()
+	alive := make(map[string]string, len(t.alive))
+	for name, a := range t.alive {
 		alive[name] = a
 	}
-	n.mu.Unlock()
-	delete(alive, n.s.Identity)
+	t.mu.Unlock()
+	delete(alive, t.s.Identity)
 	a, ok := alive[first]
 	if ok {
 		if heir != nil {
-			n.sendTo(first, a, heir)
+			t.sendTo(first, a, heir)
 		} else {
-			n.sendTo(first, a, e)
+			t.sendTo(first, a, e)
 		}
 		delete(alive, first)
 	}
 	if ok && later > 0 {
-		n.wg.Add(1)
+		t.wg.Add(1)
 		go func() {
-			defer n.wg.Done()
+			defer t.wg.Done()
 			<-time.After(later)
 			for name, a := range alive {
-				n.sendToWhileClosing(name, a, e, true)
+				t.sendToWhileClosing(name, a, e, true)
 			}
 		}()
 		return
 	}
 	for name, a := range alive {
-		n.sendTo(name, a, e)
+		t.sendTo(name, a, e)
 	}
 }
 
 // incOf returns the incarnation of the current process of the alive
 // member name, 0 if unknown.
-func (n *node) incOf(name string) uint64 {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.incs[name]
+func (t *transport) incOf(name string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.incs[name]
 }
 
 // aliveNames returns the identities of the members memberlist sees alive,
 // this node's included, each once.
-func (n *node) aliveNames() []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make([]string, 0, len(n.alive)+1)
-	out = append(out, n.s.Identity)
-	for name := range n.alive {
-		if name != n.s.Identity {
+func (t *transport) aliveNames() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.alive)+1)
+	out = append(out, t.s.Identity)
+	for name := range t.alive {
+		if name != t.s.Identity {
 			out = append(out, name)
 		}
 	}
@@ -442,77 +442,77 @@ func (n *node) aliveNames() []string {
 // open starts a request: messages sent with sendMsg(id, ...) get their
 // replies on the returned channel. done must be called when the caller
 // stops listening.
-func (n *node) open(size int) (id uint64, replies <-chan *envelope, done func()) {
-	id = n.nextID.Add(1)
+func (t *transport) open(size int) (id uint64, replies <-chan *envelope, done func()) {
+	id = t.nextID.Add(1)
 	ch := make(chan *envelope, size)
-	n.mu.Lock()
-	n.pending[id] = ch
-	n.mu.Unlock()
+	t.mu.Lock()
+	t.pending[id] = ch
+	t.mu.Unlock()
 	return id, ch, func() {
-		n.mu.Lock()
-		delete(n.pending, id)
-		n.mu.Unlock()
+		t.mu.Lock()
+		delete(t.pending, id)
+		t.mu.Unlock()
 	}
 }
 
 // receive handles one message from the network (or from this node itself).
-func (n *node) receive(e *envelope) {
-	n.m.received.WithLabelValues(e.Kind.String()).Inc()
-	if e.Addr != "" && e.From != n.s.Identity && e.Election == n.s.Name {
-		n.mu.Lock()
-		if !n.supersededLocked(e.From, e.Inc) {
-			n.addrs[e.From] = e.Addr
+func (t *transport) receive(e *envelope) {
+	t.m.received.WithLabelValues(e.Kind.String()).Inc()
+	if e.Addr != "" && e.From != t.s.Identity && e.Election == t.s.Name {
+		t.mu.Lock()
+		if !t.supersededLocked(e.From, e.Inc) {
+			t.addrs[e.From] = e.Addr
 		}
-		n.mu.Unlock()
+		t.mu.Unlock()
 	}
-	if e.Election != n.s.Name {
+	if e.Election != t.s.Name {
 		// memberlist's label keeps elections apart already; this is a
 		// second line.
-		n.m.refused.WithLabelValues("election").Inc()
-		n.log.Error(nil, "Refused a message for another election", "from", e.From, "election", e.Election)
+		t.m.refused.WithLabelValues("election").Inc()
+		t.log.Error(nil, "Refused a message for another election", "from", e.From, "election", e.Election)
 		return
 	}
 	if e.Kind.isReply() {
-		if e.Inc != n.inc && e.Kind != kindRefused {
+		if e.Inc != t.inc && e.Kind != kindRefused {
 			return // for an earlier process under this name
 		}
-		n.mu.Lock()
-		ch := n.pending[e.ID]
-		n.mu.Unlock()
+		t.mu.Lock()
+		ch := t.pending[e.ID]
+		t.mu.Unlock()
 		if ch != nil {
 			select {
 			case ch <- e:
 			default: // duplicates beyond what the caller can use
-				n.log.V(3).Info("Reply channel full; dropped a reply", "from", e.From, "kind", e.Kind)
+				t.log.V(3).Info("Reply channel full; dropped a reply", "from", e.From, "kind", e.Kind)
 			}
 		}
 		return
 	}
-	if e.Voters != n.s.voterHash {
-		n.m.refused.WithLabelValues("voters").Inc()
-		n.log.Error(nil, "Refused a message from a candidate with a different voter list: every candidate must have the same Options.Voters", "from", e.From, "kind", e.Kind, "voters", n.s.Voters)
+	if e.Voters != t.s.voterHash {
+		t.m.refused.WithLabelValues("voters").Inc()
+		t.log.Error(nil, "Refused a message from a candidate with a different voter list: every candidate must have the same Options.Voters", "from", e.From, "kind", e.Kind, "voters", t.s.Voters)
 		if e.Kind != kindPush {
-			r := n.envelope(kindRefused, casp.Ballot{}, []byte(strconv.Quote("voter list differs")))
+			r := t.envelope(kindRefused, casp.Ballot{}, []byte(strconv.Quote("voter list differs")))
 			r.ID, r.Inc = e.ID, e.Inc
-			n.sendTo(e.From, e.Addr, r)
+			t.sendTo(e.From, e.Addr, r)
 		}
 		return
 	}
-	if r := n.handle(e); r != nil {
+	if r := t.handle(e); r != nil {
 		r.ID = e.ID
 		r.Inc = e.Inc // the requester's incarnation: replies go to the process that asked
-		r.From, r.Addr, r.Election, r.Voters = n.s.Identity, n.addr, n.s.Name, n.s.voterHash
-		n.sendTo(e.From, e.Addr, r)
+		r.From, r.Addr, r.Election, r.Voters = t.s.Identity, t.addr, t.s.Name, t.s.voterHash
+		t.sendTo(e.From, e.Addr, r)
 	}
 }
 
-// delegate adapts node to memberlist's delegates.
-type delegate struct{ n *node }
+// delegate adapts transport to memberlist's delegates.
+type delegate struct{ t *transport }
 
 // NodeMeta is this process's identity, incarnation and start time (see
 // encodeMeta): the others learn them with its membership.
 func (d delegate) NodeMeta(limit int) []byte {
-	b := encodeMeta(process{id: d.n.s.Identity, inc: d.n.inc, started: d.n.started})
+	b := encodeMeta(process{id: d.t.s.Identity, inc: d.t.inc, started: d.t.started})
 	if len(b) > limit {
 		return nil // Options.Identity's length is checked against MetaMaxSize
 	}
@@ -524,64 +524,64 @@ func (delegate) LocalState(bool) []byte              { return nil }
 func (delegate) MergeRemoteState(buf []byte, _ bool) {}
 
 func (d delegate) NotifyMsg(b []byte) {
-	if !d.n.ready.Load() {
+	if !d.t.ready.Load() {
 		return
 	}
 	e, err := decodeEnvelope(b)
 	if err != nil {
-		d.n.m.refused.WithLabelValues("malformed").Inc()
-		d.n.log.V(2).Info("Dropped a malformed message", "err", err)
+		d.t.m.refused.WithLabelValues("malformed").Inc()
+		d.t.log.V(2).Info("Dropped a malformed message", "err", err)
 		return
 	}
-	d.n.receive(e)
+	d.t.receive(e)
 }
 
-func (d delegate) NotifyJoin(m *memberlist.Node)   { d.n.memberChanged(m, true) }
-func (d delegate) NotifyLeave(m *memberlist.Node)  { d.n.memberChanged(m, false) }
-func (d delegate) NotifyUpdate(m *memberlist.Node) { d.n.memberChanged(m, true) }
+func (d delegate) NotifyJoin(m *memberlist.Node)   { d.t.memberChanged(m, true) }
+func (d delegate) NotifyLeave(m *memberlist.Node)  { d.t.memberChanged(m, false) }
+func (d delegate) NotifyUpdate(m *memberlist.Node) { d.t.memberChanged(m, true) }
 
 // memberChanged runs inside memberlist's callbacks, where m may be read.
-func (n *node) memberChanged(m *memberlist.Node, up bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	defer n.changedLocked()
+func (t *transport) memberChanged(m *memberlist.Node, up bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	defer t.changedLocked()
 	if m == nil || m.Addr == nil {
 		return
 	}
-	defer n.rivalsLocked()
+	defer t.rivalsLocked()
 	if !up {
-		p, ok := n.procs[m.Name]
-		if ok && n.s.voter && p.id == n.s.Identity && p.inc != n.inc {
-			n.removed[m.Name] = removal{p: p, until: time.Now().Add(n.twinAfter(len(n.procs)))}
+		p, ok := t.procs[m.Name]
+		if ok && t.s.voter && p.id == t.s.Identity && p.inc != t.inc {
+			t.removed[m.Name] = removal{p: p, until: time.Now().Add(t.twinAfter(len(t.procs)))}
 		}
-		delete(n.procs, m.Name)
+		delete(t.procs, m.Name)
 		if ok {
-			n.currentLocked(p.id)
+			t.currentLocked(p.id)
 		}
-		n.log.V(3).Info("Member gone", "member", m.Name)
+		t.log.V(3).Info("Member gone", "member", m.Name)
 		return
 	}
 	p, ok := decodeMeta(m.Name, m.Meta)
 	if !ok {
-		n.log.V(1).Info("Ignored a member whose metadata names no identity (another program, or a newer version of this one)", "member", m.Name)
+		t.log.V(1).Info("Ignored a member whose metadata names no identity (another program, or a newer version of this one)", "member", m.Name)
 		return
 	}
 	p.addr = net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
-	if was, ok := n.procs[m.Name]; ok && was.id != p.id {
-		delete(n.procs, m.Name)
-		n.currentLocked(was.id)
+	if was, ok := t.procs[m.Name]; ok && was.id != p.id {
+		delete(t.procs, m.Name)
+		t.currentLocked(was.id)
 	}
-	if _, ok := n.procs[m.Name]; !ok {
-		n.log.V(3).Info("Member alive", "member", m.Name, "addr", p.addr)
+	if _, ok := t.procs[m.Name]; !ok {
+		t.log.V(3).Info("Member alive", "member", m.Name, "addr", p.addr)
 	}
-	n.procs[m.Name] = p
-	delete(n.removed, m.Name) // re-admitted: a live rival again
-	if cur := n.currentLocked(p.id); cur == m.Name && p.id != n.s.Identity {
-		n.addrs[p.id] = p.addr
+	t.procs[m.Name] = p
+	delete(t.removed, m.Name) // re-admitted: a live rival again
+	if cur := t.currentLocked(p.id); cur == m.Name && p.id != t.s.Identity {
+		t.addrs[p.id] = p.addr
 	}
-	for name, o := range n.procs {
+	for name, o := range t.procs {
 		if name != m.Name && o.id == p.id {
-			n.twinCheckLocked(name, m.Name)
+			t.twinCheckLocked(name, m.Name)
 		}
 	}
 }
@@ -589,13 +589,13 @@ func (n *node) memberChanged(m *memberlist.Node, up bool) {
 // currentLocked sets alive and incs for identity id from procs, and
 // returns the memberlist name of its current process ("" if none is
 // alive).
-func (n *node) currentLocked(id string) string {
+func (t *transport) currentLocked(id string) string {
 	curName, cur := "", process{}
-	for name, p := range n.procs {
+	for name, p := range t.procs {
 		if p.id != id {
 			continue
 		}
-		if id == n.s.Identity && p.inc == n.inc {
+		if id == t.s.Identity && p.inc == t.inc {
 			curName, cur = name, p
 			break
 		}
@@ -604,11 +604,11 @@ func (n *node) currentLocked(id string) string {
 		}
 	}
 	if curName == "" {
-		delete(n.alive, id)
-		delete(n.incs, id)
+		delete(t.alive, id)
+		delete(t.incs, id)
 		return ""
 	}
-	n.alive[id], n.incs[id] = cur.addr, cur.inc
+	t.alive[id], t.incs[id] = cur.addr, cur.inc
 	return curName
 }
 
@@ -627,52 +627,52 @@ type removal struct {
 }
 
 // changedLocked wakes those waiting for a change of membership or rivals.
-func (n *node) changedLocked() {
-	close(n.changed)
-	n.changed = make(chan struct{})
+func (t *transport) changedLocked() {
+	close(t.changed)
+	t.changed = make(chan struct{})
 }
 
-// rivalsLocked counts this voter's rivals (see node.rivals), forgets
+// rivalsLocked counts this voter's rivals (see transport.rivals), forgets
 // removed ones that are gone or whose time is up, and starts a probe of
 // each not probed yet. A rival at this process's own address is gone
 // already: two live processes cannot listen on one address.
-func (n *node) rivalsLocked() {
-	if !n.s.voter {
+func (t *transport) rivalsLocked() {
+	if !t.s.voter {
 		return
 	}
 	var count int32
 	rival := func(name string, p process) bool {
-		if p.id != n.s.Identity || p.inc == n.inc || n.gone[name] {
+		if p.id != t.s.Identity || p.inc == t.inc || t.gone[name] {
 			return false
 		}
-		if n.ready.Load() && p.addr == n.addr { // addr is set before ready
-			n.gone[name] = true
+		if t.ready.Load() && p.addr == t.addr { // addr is set before ready
+			t.gone[name] = true
 			return false
 		}
 		count++
-		if !n.probing[name] && !n.stopped.Load() {
-			n.probing[name] = true
-			n.wg.Add(1)
-			go n.probe(name)
+		if !t.probing[name] && !t.stopped.Load() {
+			t.probing[name] = true
+			t.wg.Add(1)
+			go t.probe(name)
 		}
 		return true
 	}
-	for name, p := range n.procs {
+	for name, p := range t.procs {
 		rival(name, p)
 	}
 	now := time.Now()
-	for name, r := range n.removed {
+	for name, r := range t.removed {
 		if !now.Before(r.until) || !rival(name, r.p) {
-			delete(n.removed, name)
-			delete(n.gone, name)
+			delete(t.removed, name)
+			delete(t.gone, name)
 		}
 	}
-	if count > 0 && n.rivals.Load() == 0 {
-		n.rivalGen.Add(1)
-		n.log.Error(nil, "Another live process claims this voter's identity: this one does not answer as its acceptor until that one is gone (a restart's predecessor goes at once; two live processes with one Options.Identity are a misconfiguration)",
+	if count > 0 && t.rivals.Load() == 0 {
+		t.rivalGen.Add(1)
+		t.log.Error(nil, "Another live process claims this voter's identity: this one does not answer as its acceptor until that one is gone (a restart's predecessor goes at once; two live processes with one Options.Identity are a misconfiguration)",
 			"rivals", count)
 	}
-	n.rivals.Store(count)
+	t.rivals.Store(count)
 }
 
 // probe dials the rival memberlist calls name (see rivalsLocked) now,
@@ -682,22 +682,22 @@ func (n *node) rivalsLocked() {
 // is not held up by the failure detector; any other outcome, connected,
 // timed out or unreachable, proves nothing), or memberlist removed it and
 // its removal's time is up.
-func (n *node) probe(name string) {
-	defer n.wg.Done()
+func (t *transport) probe(name string) {
+	defer t.wg.Done()
 	wait := 50 * time.Millisecond
 	for {
-		n.mu.Lock()
-		p, until, ok := n.rivalLocked(name)
-		changed := n.changed
+		t.mu.Lock()
+		p, until, ok := t.rivalLocked(name)
+		changed := t.changed
 		if !ok {
-			delete(n.probing, name)
+			delete(t.probing, name)
 		}
-		n.mu.Unlock()
+		t.mu.Unlock()
 		if !ok {
 			return
 		}
-		if n.refused(p.addr) {
-			n.markGone(name, p)
+		if t.refused(p.addr) {
+			t.markGone(name, p)
 			continue
 		}
 		next := wait
@@ -705,14 +705,14 @@ func (n *node) probe(name string) {
 			next = min(wait, time.Until(until))
 		}
 		if next <= 0 {
-			n.mu.Lock()
-			n.rivalsLocked() // forgets it
-			n.changedLocked()
-			n.mu.Unlock()
+			t.mu.Lock()
+			t.rivalsLocked() // forgets it
+			t.changedLocked()
+			t.mu.Unlock()
 			continue
 		}
 		select {
-		case <-n.stop:
+		case <-t.stop:
 			return
 		case <-changed: // memberlist removed it, say: dial again now
 		case <-time.After(next):
@@ -723,55 +723,55 @@ func (n *node) probe(name string) {
 
 // proveGone dials every rival once, now, and counts those whose address
 // refuses as gone (their probes would find it a moment later).
-func (n *node) proveGone() {
-	n.mu.Lock()
+func (t *transport) proveGone() {
+	t.mu.Lock()
 	rivals := map[string]process{}
-	for name := range n.probing {
-		if p, _, ok := n.rivalLocked(name); ok {
+	for name := range t.probing {
+		if p, _, ok := t.rivalLocked(name); ok {
 			rivals[name] = p
 		}
 	}
-	n.mu.Unlock()
+	t.mu.Unlock()
 	for name, p := range rivals {
-		if n.refused(p.addr) {
-			n.markGone(name, p)
+		if t.refused(p.addr) {
+			t.markGone(name, p)
 		}
 	}
 }
 
 // markGone counts the rival memberlist calls name, at p, as gone: its
 // address refused a connection.
-func (n *node) markGone(name string, p process) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, _, ok := n.rivalLocked(name); !ok {
+func (t *transport) markGone(name string, p process) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, _, ok := t.rivalLocked(name); !ok {
 		return // gone already, or forgotten
 	}
-	n.gone[name] = true
-	n.rivalsLocked()
-	n.changedLocked()
-	n.log.V(1).Info("A process of this identity is gone: its address refuses connections", "member", name, "addr", p.addr)
+	t.gone[name] = true
+	t.rivalsLocked()
+	t.changedLocked()
+	t.log.V(1).Info("A process of this identity is gone: its address refuses connections", "member", name, "addr", p.addr)
 }
 
 // rivalLocked returns the rival memberlist calls name, if it still is
 // one, and the end of its removal's time if memberlist removed it (zero
 // while memberlist sees it alive).
-func (n *node) rivalLocked(name string) (process, time.Time, bool) {
-	if n.gone[name] {
+func (t *transport) rivalLocked(name string) (process, time.Time, bool) {
+	if t.gone[name] {
 		return process{}, time.Time{}, false
 	}
-	if p, ok := n.procs[name]; ok {
+	if p, ok := t.procs[name]; ok {
 		return p, time.Time{}, true
 	}
-	r, ok := n.removed[name]
+	r, ok := t.removed[name]
 	return r.p, r.until, ok
 }
 
 // refused reports whether a stream connection to addr, through
 // memberlist's transport (so that a test network's faults apply), is
 // refused: nothing listens there.
-func (n *node) refused(addr string) bool {
-	c, err := n.tr.DialTimeout(addr, n.dialWait)
+func (t *transport) refused(addr string) bool {
+	c, err := t.tr.DialTimeout(addr, t.dialWait)
 	if err == nil {
 		_ = c.Close()
 		return false
@@ -783,11 +783,11 @@ func (n *node) refused(addr string) bool {
 // memberlist sees alive but that is not id's current process: a message
 // from it (a predecessor's, delivered late; a twin's) does not redirect
 // messages to id.
-func (n *node) supersededLocked(id string, inc uint64) bool {
-	if cur, ok := n.incs[id]; !ok || cur == inc {
+func (t *transport) supersededLocked(id string, inc uint64) bool {
+	if cur, ok := t.incs[id]; !ok || cur == inc {
 		return false
 	}
-	for _, p := range n.procs {
+	for _, p := range t.procs {
 		if p.id == id && p.inc == inc {
 			return true
 		}
@@ -801,44 +801,44 @@ func (n *node) supersededLocked(id string, inc uint64) bool {
 // processes with one identity are a misconfiguration, which it reports.
 // Until then, and after, messages for the identity go to the process
 // started last: a restart cannot be told from a twin sooner.
-func (n *node) twinCheckLocked(a, b string) {
+func (t *transport) twinCheckLocked(a, b string) {
 	if b < a {
 		a, b = b, a
 	}
 	key := [2]string{a, b}
-	if n.twins[key] {
+	if t.twins[key] {
 		return
 	}
-	n.twins[key] = true
-	time.AfterFunc(n.twinAfter(len(n.procs)), func() {
-		if n.stopped.Load() {
+	t.twins[key] = true
+	time.AfterFunc(t.twinAfter(len(t.procs)), func() {
+		if t.stopped.Load() {
 			return
 		}
-		n.mu.Lock()
-		pa, oka := n.procs[a]
-		pb, okb := n.procs[b]
+		t.mu.Lock()
+		pa, oka := t.procs[a]
+		pb, okb := t.procs[b]
 		if !oka || !okb {
-			delete(n.twins, key) // one of them is gone: a restart, not a twin
-			n.mu.Unlock()
+			delete(t.twins, key) // one of them is gone: a restart, not a twin
+			t.mu.Unlock()
 			return
 		}
-		cur := n.alive[pa.id]
-		n.mu.Unlock()
-		n.m.refused.WithLabelValues("duplicate_name").Inc()
-		n.log.Error(nil, "Two live processes claim one identity: every candidate needs its own Options.Identity; messages for it go to the one started last",
+		cur := t.alive[pa.id]
+		t.mu.Unlock()
+		t.m.refused.WithLabelValues("duplicate_name").Inc()
+		t.log.Error(nil, "Two live processes claim one identity: every candidate needs its own Options.Identity; messages for it go to the one started last",
 			"member", pa.id, "addresses", []string{pa.addr, pb.addr}, "current", cur)
 	})
 }
 
 func (d delegate) NotifyConflict(existing, other *memberlist.Node) {
-	d.n.m.refused.WithLabelValues("duplicate_name").Inc()
-	d.n.log.Error(nil, "Two members claim one memberlist node name (an identity and a process incarnation): the newcomer is not admitted",
+	d.t.m.refused.WithLabelValues("duplicate_name").Inc()
+	d.t.log.Error(nil, "Two members claim one memberlist node name (an identity and a process incarnation): the newcomer is not admitted",
 		"name", existing.Name, "existing", existing.Address(), "other", other.Address())
 }
 
 // mlLog turns memberlist's log lines ("[ERR] memberlist: ...") into
 // structured logs, and says plainly when a peer's key differs.
-type mlLog struct{ n *node }
+type mlLog struct{ t *transport }
 
 func (w *mlLog) Write(p []byte) (int, error) {
 	line := string(bytes.TrimSpace(p))
@@ -847,14 +847,14 @@ func (w *mlLog) Write(p []byte) (int, error) {
 	lower := strings.ToLower(msg)
 	switch {
 	case strings.Contains(lower, "decrypt") || strings.Contains(lower, "no installed keys") || strings.Contains(lower, "encryption is configured but remote state is not encrypted"):
-		w.n.m.refused.WithLabelValues("key").Inc()
-		w.n.log.Error(nil, "Refused traffic this election's key cannot decrypt: a peer has a different Options.SecretKey (or none)", "detail", msg)
+		w.t.m.refused.WithLabelValues("key").Inc()
+		w.t.log.Error(nil, "Refused traffic this election's key cannot decrypt: a peer has a different Options.SecretKey (or none)", "detail", msg)
 	case level == "[ERR]" || level == "[WARN]":
 		// Mostly a member that did not answer in time: the failure
 		// detector's business, which it reports as membership changes.
-		w.n.log.V(1).Info("memberlist: "+msg, "level", strings.Trim(level, "[]"))
+		w.t.log.V(1).Info("memberlist: "+msg, "level", strings.Trim(level, "[]"))
 	default:
-		w.n.log.V(4).Info("memberlist: " + msg)
+		w.t.log.V(4).Info("memberlist: " + msg)
 	}
 	return len(p), nil
 }
@@ -862,22 +862,22 @@ func (w *mlLog) Write(p []byte) (int, error) {
 // numMembers is how many identities memberlist sees alive, this one
 // included: a restarted process and its crashed predecessor, not yet
 // declared dead, count once.
-func (n *node) numMembers() int {
-	return len(n.aliveNames())
+func (t *transport) numMembers() int {
+	return len(t.aliveNames())
 }
 
 // waitMembers waits until at least want members are alive or ctx ends.
-func (n *node) waitMembers(ctx context.Context, want int) error {
+func (t *transport) waitMembers(ctx context.Context, want int) error {
 	for {
-		n.mu.Lock()
-		ch := n.changed
-		n.mu.Unlock()
-		if n.numMembers() >= want {
+		t.mu.Lock()
+		ch := t.changed
+		t.mu.Unlock()
+		if t.numMembers() >= want {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d of %d members after waiting: %w", n.numMembers(), want, ctx.Err())
+			return fmt.Errorf("%d of %d members after waiting: %w", t.numMembers(), want, ctx.Err())
 		case <-ch:
 		}
 	}
