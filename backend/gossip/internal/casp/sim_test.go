@@ -550,6 +550,13 @@ func (s *sim) roundProgress(n *simNode, op *simOp) {
 		if o.Wrote {
 			s.remember(op, o)
 		}
+		if op.round.query {
+			// As the glue's Get does: a failed query is followed at once
+			// by a read by a round, with no pause (no round of this op
+			// has run, so there is no duration for RetryPause either).
+			s.runRound(n, op)
+			return
+		}
 		// As the glue does: a random pause between half the retry
 		// pause and all of it (RetryPause).
 		op.pause = RetryPause(op.pause, time.Duration(s.now-op.began)*time.Microsecond)
