@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -130,7 +131,19 @@ func (r *replica) exitProblem() string {
 	case ws.Exited() && ws.ExitStatus() == 1 && r.ledThisIncarnation():
 		return "" // RunOrDie's exit after a lost lease (perhaps just before a signal)
 	}
-	return fmt.Sprintf("%s exited with %v (campaign sent %v; led: %v; log %s)", r.id, r.state, sent, r.ledThisIncarnation(), r.log)
+	return fmt.Sprintf("%s exited with %v (campaign sent %v; led: %v; log %s); its last lines:\n%s", r.id, r.state, sent, r.ledThisIncarnation(), r.log, r.logTail(8))
+}
+
+// logTail returns the last n lines of the replica's log (its test's
+// temporary directory is gone once a failed test has reported).
+func (r *replica) logTail(n int) string {
+	b, err := os.ReadFile(r.log)
+	if err != nil {
+		return "  (log unreadable: " + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	return "  " + strings.Join(lines, "\n  ")
 }
 
 // status is the part of /status the campaign reads.
