@@ -144,7 +144,11 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 			return c.res, fmt.Errorf("fault %d (%s): %w", num, kind, err)
 		}
 		if n := c.res.FaultsTotal; n%50 == 0 {
-			logf("%d faults, %d transitions, %v", n, c.res.Transitions, time.Since(start).Round(time.Second))
+			what := "transitions"
+			if cfg.Shards > 0 {
+				what = "moves"
+			}
+			logf("%d faults, %d %s, %v", n, c.res.Transitions, what, time.Since(start).Round(time.Second))
 		}
 	}
 	err = c.settle()

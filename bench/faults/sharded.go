@@ -381,7 +381,13 @@ func (c *campaign) injectShard(kind string) error {
 	end := time.Now()
 	c.res.FaultsTotal++
 	c.res.Faults[kind]++
-	if err := c.settleShards(end); err != nil {
+	since := end
+	if kind == DeleteRecord {
+		// A slot's holder finds its record gone at its next renewal:
+		// settled only counts from when it must have.
+		since = end.Add(c.cfg.RetryPeriod + c.cfg.RenewDeadline)
+	}
+	if err := c.settleShards(since); err != nil {
 		return err
 	}
 	d := time.Since(end)
