@@ -447,6 +447,9 @@ func (g *glue) serve(ctx, life context.Context, t *tenure) (left bool, err error
 		if t.isLost() {
 			g.beat(g.opt.StopTimeout + g.opt.RenewDeadline) // the functions, then the last renewal
 			g.drain()
+			// /status stops listing the shards before the slot can be
+			// written back free and others start them.
+			g.report(nil, 0)
 			t.end()
 			g.beat(g.opt.LeaseDuration)
 			t.putBack(life, g.known)

@@ -25,11 +25,13 @@ type campaign struct {
 	sinkPath string
 	store    store
 	obs      *observer
-	firsts   []string // the schedule's opening: every kind once
+	sobs     *shardObserver // the sharded mode's, instead of obs
+	firsts   []string       // the schedule's opening: every kind once
 
 	mu       sync.Mutex
 	slots    []*replica
 	paused   map[string]map[int64]bool // identity → terms in which it was paused
+	pauses   map[string][]pauseSpan    // identity → when it was paused
 	problems []string                  // unexpected exits, /livez failures
 	exits    int                       // unexpected exits
 	livez    int                       // /livez failures
@@ -57,7 +59,7 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 		cfg.Logf = func(string, ...any) {}
 		logf = cfg.Logf
 	}
-	c := &campaign{cfg: cfg, tb: tb, rng: rand.New(rand.NewSource(cfg.Seed)), dir: tb.TempDir(), paused: map[string]map[int64]bool{}}
+	c := &campaign{cfg: cfg, tb: tb, rng: rand.New(rand.NewSource(cfg.Seed)), dir: tb.TempDir(), paused: map[string]map[int64]bool{}, pauses: map[string][]pauseSpan{}}
 	c.sinkPath = filepath.Join(c.dir, "fence")
 	c.bin = cfg.ExampleBin
 	if c.bin == "" {
@@ -68,17 +70,26 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 		}
 	}
 	logf("starting the %s store", cfg.Backend)
-	st, err := newStore(tb, cfg.Backend, cfg.Replicas, c.dir)
+	records := []string{""}
+	if cfg.Shards > 0 {
+		records = shardRecords()
+	}
+	st, err := newStore(tb, cfg.Backend, cfg.Replicas, c.dir, records)
 	if err != nil {
 		return nil, err
 	}
 	c.store = st
 	c.res = newResult(cfg)
 	c.obs = newObserver(c)
+	round := c.obs.round
+	if cfg.Shards > 0 {
+		c.sobs = newShardObserver(c)
+		round = c.sobs.round
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); c.obs.run(ctx) }()
+	go func() { defer wg.Done(); poll(ctx, round) }()
 	// The observer must have stopped before finish reads what it wrote.
 	stopObserver := sync.OnceFunc(func() { cancel(); wg.Wait() })
 	defer func() {
@@ -133,7 +144,11 @@ func Run(tb testing.TB, cfg Config) (*Result, error) {
 			return c.res, fmt.Errorf("fault %d (%s): %w", num, kind, err)
 		}
 		if n := c.res.FaultsTotal; n%50 == 0 {
-			logf("%d faults, %d transitions, %v", n, c.res.Transitions, time.Since(start).Round(time.Second))
+			what := "transitions"
+			if cfg.Shards > 0 {
+				what = "moves"
+			}
+			logf("%d faults, %d %s, %v", n, c.res.Transitions, what, time.Since(start).Round(time.Second))
 		}
 	}
 	err = c.settle()
@@ -202,6 +217,9 @@ func (c *campaign) problem(format string, args ...any) {
 // until every replica answers /livez, and until a leader has written to the
 // fencing sink in its term.
 func (c *campaign) settle() error {
+	if c.sobs != nil {
+		return c.settleShards(time.Now())
+	}
 	for {
 		restarted, err := c.restartExited()
 		if err != nil || !restarted {
@@ -400,6 +418,9 @@ func (c *campaign) expectsTransition(kind string) bool {
 }
 
 func (c *campaign) inject(kind string) (err error) {
+	if c.sobs != nil {
+		return c.injectShard(kind)
+	}
 	n, cur, _ := c.obs.current()
 	slot := c.leaderSlot(cur.id)
 	if slot < 0 {
@@ -409,9 +430,6 @@ func (c *campaign) inject(kind string) (err error) {
 	leader := c.slots[slot]
 	c.mu.Unlock()
 	t0 := time.Now()
-	hold := func(d time.Duration) {
-		time.Sleep(d) // the fault's duration, not synchronisation
-	}
 	// target is a replica the fault ended or woke: the campaign waits for it
 	// to exit, or to stop leading, before the next fault, so that faults do
 	// not pile up on a cluster with no replica left to take over.
@@ -440,44 +458,22 @@ func (c *campaign) inject(kind string) (err error) {
 		}
 		// settle restarts it before the next fault.
 	case PauseLong, PauseShort:
-		d := c.cfg.pauseShort()
-		if kind == PauseLong {
-			d = c.cfg.pauseLong()
-		}
 		c.mu.Lock()
 		if c.paused[leader.id] == nil {
 			c.paused[leader.id] = map[int64]bool{}
 		}
 		c.paused[leader.id][cur.term] = true
 		c.mu.Unlock()
-		leader.paused.Store(true)
-		leader.cmd.Process.Signal(syscall.SIGSTOP)
-		hold(d)
-		leader.cmd.Process.Signal(syscall.SIGCONT)
-		leader.paused.Store(false)
+		c.pause(leader, kind)
 		if kind == PauseLong {
 			target = leader
 		}
-	case StoreRestart:
-		if err := c.store.restart(); err != nil {
+	case StoreRestart, LatencyHigh, LatencyLow, DropConns:
+		if err := c.storeFault(kind); err != nil {
 			return err
 		}
-	case LatencyHigh, LatencyLow:
-		p := c.store.proxy()
-		d, how := c.cfg.latencyLow(), 2*c.cfg.LeaseDuration
-		if kind == LatencyHigh {
-			d, how = c.cfg.latencyHigh(), c.cfg.LeaseDuration+c.cfg.RenewDeadline
-		}
-		p.SetDelay(d)
-		hold(how)
-		p.SetDelay(0)
 	case StoreOutage:
-		restore, oerr := c.store.outage(c.live())
-		if oerr != nil {
-			return oerr
-		}
-		hold(c.cfg.outage())
-		if err := restore(); err != nil {
+		if err := c.outage(); err != nil {
 			return err
 		}
 		// Measured from the store's return: whoever leads next, and
@@ -486,10 +482,8 @@ func (c *campaign) inject(kind string) (err error) {
 		c.res.FaultsTotal++
 		c.res.Faults[kind]++
 		return c.afterOutage(n, cur, back)
-	case DropConns:
-		c.store.proxy().CutConnections()
 	case DeleteRecord:
-		if err := c.store.deleteRecord(); err != nil {
+		if err := c.store.deleteRecord(""); err != nil {
 			return err
 		}
 	case PartitionMinority, PartitionMajority:
@@ -552,6 +546,65 @@ func (c *campaign) inject(kind string) (err error) {
 	}
 	c.transition(kind, cur, tn, t0)
 	return nil
+}
+
+// hold keeps a fault on for its duration.
+func hold(d time.Duration) {
+	time.Sleep(d) // the fault's duration, not synchronisation
+}
+
+// pause stops r (SIGSTOP) for pause-long's or pause-short's duration, and
+// records when.
+func (c *campaign) pause(r *replica, kind string) {
+	d := c.cfg.pauseShort()
+	if kind == PauseLong {
+		d = c.cfg.pauseLong()
+	}
+	span := pauseSpan{from: time.Now()}
+	r.paused.Store(true)
+	r.cmd.Process.Signal(syscall.SIGSTOP)
+	hold(d)
+	r.cmd.Process.Signal(syscall.SIGCONT)
+	r.paused.Store(false)
+	span.to = time.Now()
+	c.mu.Lock()
+	c.pauses[r.id] = append(c.pauses[r.id], span)
+	c.mu.Unlock()
+}
+
+// storeFault injects one of the store's faults, all but delete-record,
+// and returns once it is over.
+func (c *campaign) storeFault(kind string) error {
+	switch kind {
+	case StoreOutage:
+		return c.outage()
+	case StoreRestart:
+		return c.store.restart()
+	case LatencyHigh, LatencyLow:
+		p := c.store.proxy()
+		d, how := c.cfg.latencyLow(), 2*c.cfg.LeaseDuration
+		if kind == LatencyHigh {
+			d, how = c.cfg.latencyHigh(), c.cfg.LeaseDuration+c.cfg.RenewDeadline
+		}
+		p.SetDelay(d)
+		hold(how)
+		p.SetDelay(0)
+	case DropConns:
+		c.store.proxy().CutConnections()
+	default:
+		return fmt.Errorf("%s is not a store fault", kind)
+	}
+	return nil
+}
+
+// outage makes the store unreachable for store-outage's duration.
+func (c *campaign) outage() error {
+	restore, err := c.store.outage(c.live())
+	if err != nil {
+		return err
+	}
+	hold(c.cfg.outage())
+	return restore()
 }
 
 // transition records a new tenure tn after a fault of kind that began
@@ -641,6 +694,17 @@ func (c *campaign) finish(start time.Time, reqs0 int64) {
 	} else {
 		r.StoreRequestsPerMinute = -1
 	}
+	defer func() {
+		c.mu.Lock()
+		r.UnexpectedExits, r.LivezFailures = c.exits, c.livez
+		r.Problems = append(r.Problems, c.problems...)
+		c.mu.Unlock()
+		r.Dir = c.dir
+	}()
+	if c.sobs != nil {
+		c.finishShards()
+		return
+	}
 	c.obs.mu.Lock()
 	r.Overlaps += len(c.obs.overlaps)
 	for _, o := range c.obs.overlaps {
@@ -652,9 +716,17 @@ func (c *campaign) finish(start time.Time, reqs0 int64) {
 	r.Samples = c.obs.samples
 	c.obs.mu.Unlock()
 
-	log, err := fence.Open(c.sinkPath).ReadLog()
+	r.checkSink(c.sinkPath, "", owners, func(e fence.Entry) bool { return c.pausedIn(e.ID, e.Term) })
+}
+
+// checkSink reads the fencing sink at path (what names it in a violation,
+// "" for the one sink) into r, and adds its accepted writes to owners
+// (term → identities). A write the sink fenced is overlapping work unless
+// excused (its writer was paused in its term).
+func (r *Result) checkSink(path, what string, owners map[int64]map[string]bool, excused func(fence.Entry) bool) {
+	log, err := fence.Open(path).ReadLog()
 	if err != nil {
-		r.violation("reading the sink: %v", err)
+		r.violation("reading the sink%s: %v", what, err)
 	}
 	var last int64
 	for _, e := range log {
@@ -663,9 +735,9 @@ func (c *campaign) finish(start time.Time, reqs0 int64) {
 		}
 		if !e.Accepted {
 			r.FencedWrites++
-			if !c.pausedIn(e.ID, e.Term) {
+			if !excused(e) {
 				r.Overlaps++
-				r.violation("overlapping work: %s's write in term %d, never paused, was fenced at %s", e.ID, e.Term, e.At.Format(time.RFC3339Nano))
+				r.violation("overlapping work%s: %s's write in term %d, never paused, was fenced at %s", what, e.ID, e.Term, e.At.Format(time.RFC3339Nano))
 			}
 			continue
 		}
@@ -673,21 +745,16 @@ func (c *campaign) finish(start time.Time, reqs0 int64) {
 		r.AcceptedWrites++
 		if e.Term < last {
 			r.OutOfOrderWrites++
-			r.violation("sink accepted term %d after term %d (%s at %s)", e.Term, last, e.ID, e.At.Format(time.RFC3339Nano))
+			r.violation("sink%s accepted term %d after term %d (%s at %s)", what, e.Term, last, e.ID, e.At.Format(time.RFC3339Nano))
 		}
 		last = e.Term
 	}
 	for term, ids := range owners {
 		if len(ids) > 1 {
 			r.TermsHeldTwice++
-			r.violation("term %d held by %v", term, keys(ids))
+			r.violation("term %d%s held by %v", term, what, keys(ids))
 		}
 	}
-	c.mu.Lock()
-	r.UnexpectedExits, r.LivezFailures = c.exits, c.livez
-	r.Problems = append(r.Problems, c.problems...)
-	c.mu.Unlock()
-	r.Dir = c.dir
 }
 
 func keys(m map[string]bool) []string {

@@ -37,6 +37,10 @@ const (
 
 var replicaFaults = []string{KillLeader, KillFollower, TermLeader, PauseLong, PauseShort, RestartFollower}
 
+// notSharded are the faults with no meaning in the sharded mode (--shards):
+// every replica owns shards, so there is no follower to act on.
+var notSharded = []string{KillFollower, RestartFollower}
+
 // backendFaults lists, per backend, the faults that apply to it: the file
 // backend has no server and no network. store-outage applies to every
 // backend, each in its own way (store.outage): the proxy refuses
@@ -97,6 +101,12 @@ type Config struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// WorkInterval is how often the leader writes to the fencing sink.
 	WorkInterval time.Duration
+	// Shards, above 0, is the sharded mode: the replicas run the example
+	// with --shards=Shards (package shard), each shard writes through a
+	// fencing sink of its own, and Transitions counts moves (a shard's
+	// owner changing) instead of new leaders (docs/reliability.md,
+	// "Sharded").
+	Shards int
 	// Recover runs the replicas with --leader-elect-recover (its default
 	// deadline, 4 × LeaseDuration): a leader cut off from its store keeps
 	// its work loop running, its writes refused by the gate, and leads
@@ -152,6 +162,22 @@ func (c *Config) Validate() error {
 	if c.Transitions < 1 {
 		errs = append(errs, fmt.Errorf("--transitions=%d: want at least 1", c.Transitions))
 	}
+	if c.Shards < 0 {
+		errs = append(errs, fmt.Errorf("--shards=%d: want at least 1, or 0 for one leader", c.Shards))
+	}
+	if c.Shards > 0 {
+		if c.Backend == "gossip" {
+			errs = append(errs, fmt.Errorf("--shards=%d: --backend=gossip cannot hold a shard set's records (docs/shards.md); want one of file, git, k8s, s3", c.Shards))
+		}
+		if c.Recover {
+			errs = append(errs, fmt.Errorf("--recover: not with --shards=%d (a shard set has no same-term recovery)", c.Shards))
+		}
+		for _, f := range c.Faults {
+			if slices.Contains(notSharded, f) {
+				errs = append(errs, fmt.Errorf("--faults: %q does not apply with --shards=%d: every replica owns shards, none is a follower", f, c.Shards))
+			}
+		}
+	}
 	if c.MaxFaults < 0 {
 		errs = append(errs, fmt.Errorf("--max-faults=%d must not be negative", c.MaxFaults))
 	}
@@ -204,6 +230,9 @@ type ruledPlaceholderLock struct {
 func (c *Config) kinds() []string {
 	if len(c.Faults) > 0 {
 		return c.Faults
+	}
+	if c.Shards > 0 {
+		return slices.DeleteFunc(slices.Clone(backendFaults[c.Backend]), func(f string) bool { return slices.Contains(notSharded, f) })
 	}
 	return backendFaults[c.Backend]
 }

@@ -68,7 +68,7 @@ func (s *gossipStore) replicaArgs(slot int) []string {
 func (s *gossipStore) env() []string            { return nil }
 func (s *gossipStore) proxy() *testserver.Proxy { return nil }
 func (s *gossipStore) restart() error           { return errors.New("the gossip backend has no server") }
-func (s *gossipStore) deleteRecord() error {
+func (s *gossipStore) deleteRecord(string) error {
 	return errors.New("the gossip backend has no record to delete")
 }
 func (s *gossipStore) requests() int64 { return -1 }

@@ -5,6 +5,7 @@
 // past a fencing sink, overlapping leaders, takeover times, leaderless gaps.
 //
 //	go run ./bench/faults --backend=file --transitions=1000 --json=file.json
+//	go run ./bench/faults --backend=file --shards=12 --transitions=1000  # sharded: 1,000 moves
 //
 // It prints a markdown table per backend (docs/reliability.md holds the
 // published ones) and exits 1 if any safety violation was seen; SIGINT
@@ -48,7 +49,8 @@ func run(args []string, stdout, stderr io.Writer) (int, error) {
 		cfg      = def
 	)
 	fs.IntVar(&cfg.Replicas, "replicas", def.Replicas, "Example processes competing for the lock; 5 for gossip unless set (there they are the voters).")
-	fs.IntVar(&cfg.Transitions, "transitions", def.Transitions, "Stop after this many faults that changed the leader.")
+	fs.IntVar(&cfg.Transitions, "transitions", def.Transitions, "Stop after this many faults that changed the leader (with --shards: after this many moves, a shard's owner changing).")
+	fs.IntVar(&cfg.Shards, "shards", 0, "If above 0, the sharded mode: the replicas run the example with --shards=M, each shard writes through a fencing sink of its own, and the campaign checks that no shard is worked by two live replicas at once and that no shard's term is reused or goes backwards (not on gossip; kill-follower and restart-follower do not apply).")
 	fs.IntVar(&cfg.MaxFaults, "max-faults", 0, "Stop after this many faults whatever happened (0: ten times --transitions).")
 	fs.Int64Var(&cfg.Seed, "seed", time.Now().UnixNano(), "Seed of the random fault schedule (printed, to replay a run).")
 	fs.DurationVar(&cfg.LeaseDuration, "lease-duration", def.LeaseDuration, "The replicas' --leader-elect-lease-duration.")

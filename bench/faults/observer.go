@@ -41,7 +41,8 @@ func newObserver(c *campaign) *observer {
 // sampleEvery is the observer's resolution for takeover times and gaps.
 const sampleEvery = 20 * time.Millisecond
 
-func (o *observer) run(ctx context.Context) {
+// poll calls round every sampleEvery until ctx ends.
+func poll(ctx context.Context, round func(context.Context)) {
 	t := time.NewTicker(sampleEvery)
 	defer t.Stop()
 	for {
@@ -50,7 +51,7 @@ func (o *observer) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		o.round(ctx)
+		round(ctx)
 	}
 }
 

@@ -50,6 +50,10 @@ func (c *campaign) startReplica(slot int) (*replica, error) {
 	if c.cfg.Recover {
 		args = append(args, "--leader-elect-recover")
 	}
+	if c.cfg.Shards > 0 {
+		// Each shard writes through the sink at c.sinkPath.<shard>.
+		args = append(args, "--shards="+strconv.Itoa(c.cfg.Shards))
+	}
 	if pr, ok := c.store.(perReplica); ok {
 		args = append(args, pr.replicaArgs(slot)...)
 	}
@@ -151,6 +155,14 @@ type status struct {
 	Leading bool   `json:"leading"`
 	Leader  string `json:"leader"`
 	Term    int64  `json:"term"`
+	// Shards is the sharded mode's part (nil for one leadership).
+	Shards *struct {
+		Slot  int `json:"slot"`
+		Owned []struct {
+			Shard int   `json:"shard"`
+			Term  int64 `json:"term"`
+		} `json:"owned"`
+	} `json:"shards"`
 }
 
 var httpClient = &http.Client{Timeout: 250 * time.Millisecond, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}

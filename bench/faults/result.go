@@ -21,6 +21,16 @@ type Result struct {
 	Started       string `json:"started"`
 	Elapsed       string `json:"elapsed"`
 
+	// Shards is the sharded mode's shard count (0: one leadership). There,
+	// Transitions are moves (a shard's owner changing), TransitionsBy the
+	// moves from each fault until settled, and Takeover the time from a
+	// fault's end until the shards were settled again; the "must be 0"
+	// counts are per shard (its sink, its terms).
+	Shards int `json:"shards,omitempty"`
+	// ShardTenures counts new per-shard terms after each shard's first
+	// (moves, and shards that stayed but restarted under a new term).
+	ShardTenures int `json:"shardTenures,omitempty"`
+
 	FaultsTotal   int            `json:"faultsTotal"`
 	Faults        map[string]int `json:"faults"`
 	Transitions   int            `json:"transitions"`
@@ -72,7 +82,7 @@ func newResult(cfg Config) *Result {
 	return &Result{
 		Backend: cfg.Backend, Seed: cfg.Seed, Replicas: cfg.Replicas,
 		LeaseDuration: cfg.LeaseDuration.String(), RenewDeadline: cfg.RenewDeadline.String(), RetryPeriod: cfg.RetryPeriod.String(),
-		Recover: cfg.Recover,
+		Recover: cfg.Recover, Shards: cfg.Shards,
 		Started: time.Now().UTC().Format(time.RFC3339),
 		Faults:  map[string]int{}, TransitionsBy: map[string]int{}, Takeover: map[string]Percentiles{},
 		takeovers: map[string][]time.Duration{},
@@ -118,14 +128,22 @@ func (r *Result) Safe() bool {
 
 // Markdown writes the result as a table.
 func (r *Result) Markdown(w io.Writer) {
-	fmt.Fprintf(w, "### %s\n\n", r.Backend)
+	// label is a row's name: one leadership's, or the sharded mode's.
+	label := func(one, sharded string) string {
+		if r.Shards > 0 {
+			return sharded
+		}
+		return one
+	}
+	fmt.Fprintf(w, "### %s%s\n\n", r.Backend, label("", fmt.Sprintf(", %d shards", r.Shards)))
 	recover := ""
 	if r.Recover {
 		recover = ", --leader-elect-recover"
 	}
 	fmt.Fprintf(w, "%d replicas, seed %d, LeaseDuration %s, RenewDeadline %s, RetryPeriod %s%s; started %s, ran %s.\n\n",
 		r.Replicas, r.Seed, r.LeaseDuration, r.RenewDeadline, r.RetryPeriod, recover, r.Started, r.Elapsed)
-	fmt.Fprintf(w, "| fault | injected | transitions | takeover p50 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(w, "| fault | injected | %s p50 | p99 | max |\n|---|---:|---:|---:|---:|---:|\n",
+		label("transitions | takeover", "moves | settled after"))
 	kinds := make([]string, 0, len(r.Faults))
 	for k := range r.Faults {
 		kinds = append(kinds, k)
@@ -151,19 +169,22 @@ func (r *Result) Markdown(w io.Writer) {
 		reqs = fmt.Sprintf("%.0f", r.StoreRequestsPerMinute)
 	}
 	rows := [][2]string{
-		{"terms held by two identities (must be 0)", fmt.Sprint(r.TermsHeldTwice)},
-		{"writes accepted out of term order by the sink (must be 0)", fmt.Sprint(r.OutOfOrderWrites)},
-		{"overlapping work by two live, unpaused leaders (must be 0)", fmt.Sprint(r.Overlaps)},
-		{"terms that went backwards (must be 0)", fmt.Sprint(r.TermRegressions)},
+		{label("terms held by two identities", "per-shard terms held by two identities (reused)") + " (must be 0)", fmt.Sprint(r.TermsHeldTwice)},
+		{label("writes accepted out of term order by the sink", "writes accepted out of term order by a shard's sink") + " (must be 0)", fmt.Sprint(r.OutOfOrderWrites)},
+		{label("overlapping work by two live, unpaused leaders", "a shard worked by two live, unpaused replicas") + " (must be 0)", fmt.Sprint(r.Overlaps)},
+		{label("terms that went backwards", "per-shard terms that went backwards") + " (must be 0)", fmt.Sprint(r.TermRegressions)},
+	}
+	if r.Shards > 0 {
+		rows = append(rows, [2]string{"new per-shard terms (moves, and shards restarted by their owner under a new term)", fmt.Sprint(r.ShardTenures)})
 	}
 	if r.Backend == "gossip" {
 		rows = append(rows, [2]string{"tenures begun by a replica cut off in a minority (must be 0)", fmt.Sprint(r.MinorityElections)})
 	}
 	rows = append(rows, [][2]string{
-		{"writes rejected by fencing (stale leaders after a pause)", fmt.Sprint(r.FencedWrites)},
-		{"writes accepted by the sink", fmt.Sprint(r.AcceptedWrites)},
-		{"a paused leader still said it led after it woke (observed)", fmt.Sprint(r.StaleLeaderReports)},
-		{"longest leaderless gap", fmt.Sprintf("%d ms", r.LongestGapMS)},
+		{label("writes rejected by fencing (stale leaders after a pause)", "writes rejected by the shards' fencing (stale owners after a pause)"), fmt.Sprint(r.FencedWrites)},
+		{label("writes accepted by the sink", "writes accepted by the shards' sinks"), fmt.Sprint(r.AcceptedWrites)},
+		{label("a paused leader still said it led after it woke (observed)", "a paused replica still listed a shard another ran, after it woke (observed)"), fmt.Sprint(r.StaleLeaderReports)},
+		{label("longest leaderless gap", "longest a shard was run by no running, unpaused replica"), fmt.Sprintf("%d ms", r.LongestGapMS)},
 		{"replicas that exited with an unexpected status", fmt.Sprint(r.UnexpectedExits)},
 		{"replicas that stopped answering /livez", fmt.Sprint(r.LivezFailures)},
 		{"store requests per minute", reqs},

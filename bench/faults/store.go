@@ -31,8 +31,9 @@ type store interface {
 	proxy() *testserver.Proxy
 	// restart restarts the server process.
 	restart() error
-	// deleteRecord deletes the lock record.
-	deleteRecord() error
+	// deleteRecord deletes the lock record, or its companion of that
+	// suffix (a shard set's records: shard.AssignmentSuffix, SlotSuffix).
+	deleteRecord(suffix string) error
 	// outage makes the store unreachable for every replica (running: the
 	// replicas now) until restore is called.
 	outage(running []*replica) (restore func() error, err error)
@@ -43,12 +44,14 @@ type store interface {
 
 const lockName = "faults"
 
-func newStore(tb testing.TB, backend string, replicas int, dir string) (store, error) {
+// newStore starts backend's store; suffixes are the records the replicas
+// use, as suffixes of the lock's name ("" the lock itself).
+func newStore(tb testing.TB, backend string, replicas int, dir string, suffixes []string) (store, error) {
 	switch backend {
 	case "gossip":
 		return newGossipStore(tb, replicas, dir)
 	case "file":
-		return &fileStore{path: filepath.Join(dir, "leader.json")}, nil
+		return &fileStore{path: filepath.Join(dir, "leader.json"), suffixes: suffixes}, nil
 	case "k8s":
 		return newKubeStore(tb)
 	case "s3":
@@ -59,8 +62,11 @@ func newStore(tb testing.TB, backend string, replicas int, dir string) (store, e
 	return nil, fmt.Errorf("--backend=%q is not a backend", backend)
 }
 
-// fileStore: the record on local disk; no server, no network.
-type fileStore struct{ path string }
+// fileStore: the records on local disk; no server, no network.
+type fileStore struct {
+	path     string
+	suffixes []string // the records in use: path+suffix
+}
 
 func (s *fileStore) args() []string           { return []string{"--backend=file", "--lock-file=" + s.path} }
 func (s *fileStore) env() []string            { return nil }
@@ -68,25 +74,37 @@ func (s *fileStore) proxy() *testserver.Proxy { return nil }
 func (s *fileStore) restart() error           { return errors.New("the file backend has no server") }
 func (s *fileStore) requests() int64          { return -1 }
 
-// outage holds the lock file's flock, as another process stuck in a
+// outage holds every record's flock, as another process stuck in a
 // write would: every replica's lock operation waits on it, a hung store.
 func (s *fileStore) outage([]*replica) (func() error, error) {
-	f, err := os.OpenFile(s.path+".lock", os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, err
+	var held []*os.File
+	restore := func() error {
+		for _, f := range held {
+			f.Close() // closing the file releases the flock
+		}
+		return nil
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("holding %s.lock: %w", s.path, err)
+	for _, suffix := range s.suffixes {
+		path := s.path + suffix + ".lock"
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			restore()
+			return nil, err
+		}
+		held = append(held, f)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			restore()
+			return nil, fmt.Errorf("holding %s: %w", path, err)
+		}
 	}
-	return f.Close, nil // closing the file releases the flock
+	return restore, nil
 }
 
 // refuse is the outage of a store behind the proxy: connections refused.
 func refuse(p *testserver.Proxy) (func() error, error) { return p.Refuse(), nil }
 
-func (s *fileStore) deleteRecord() error {
-	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+func (s *fileStore) deleteRecord(suffix string) error {
+	if err := os.Remove(s.path + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
@@ -137,10 +155,10 @@ func (s *kubeStore) restart() error {
 	s.kube.RestartAPIServer(s.tb)
 	return nil
 }
-func (s *kubeStore) deleteRecord() error {
+func (s *kubeStore) deleteRecord(suffix string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.client.CoordinationV1().Leases("default").Delete(ctx, lockName, metav1.DeleteOptions{})
+	return s.client.CoordinationV1().Leases("default").Delete(ctx, lockName+suffix, metav1.DeleteOptions{})
 }
 func (s *kubeStore) requests() int64 {
 	n, err := s.kube.LeaseRequests()
@@ -196,10 +214,10 @@ func (s *s3Store) restart() error {
 	s.s3.Restart(s.tb)
 	return nil
 }
-func (s *s3Store) deleteRecord() error {
+func (s *s3Store) deleteRecord(suffix string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	bucket, key := s3Bucket, "leaderelection/"+lockName+".json"
+	bucket, key := s3Bucket, "leaderelection/"+lockName+".json"+suffix
 	_, err := s.s3.Client(s.s3.Endpoint).DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &bucket, Key: &key})
 	return err
 }
@@ -231,8 +249,8 @@ func (s *gitStore) restart() error {
 	s.repo.RestartDaemon(s.tb)
 	return nil
 }
-func (s *gitStore) deleteRecord() error {
-	_, err := s.repo.TryGit(nil, "update-ref", "-d", "refs/heads/"+gitBranch)
+func (s *gitStore) deleteRecord(suffix string) error {
+	_, err := s.repo.TryGit(nil, "update-ref", "-d", "refs/heads/"+gitBranch+suffix)
 	return err
 }
 func (s *gitStore) requests() int64 { return int64(s.p.Connections()) }
