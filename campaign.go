@@ -270,17 +270,11 @@ func (e *Elector) acquired(ctx context.Context, log logr.Logger, next lock.Recor
 		log.Info("Acquiring the lock took longer than RenewDeadline; not leading this term", "took", took, "renewDeadline", e.c.RenewDeadline)
 		return 0, nil
 	}
-	t := e.newTerm(ctx, log, next, a)
 	e.mu.Lock()
 	e.leading, e.term, e.lastRenew = true, int64(next.LeaderTransitions), now
 	e.seen.maxTerm = max(e.seen.maxTerm, e.term)
-	// The gate opens with leading, under e.mu as stepDown closes both:
-	// whoever sees IsLeader sees the gate open for this term (opened in
-	// term.start, it trailed IsLeader by a moment, and a write sent on
-	// IsLeader was refused).
-	t.openGateLocked()
 	e.mu.Unlock()
 	log.Info("Acquired the lock", "term", next.LeaderTransitions)
 	e.c.Lock.RecordEvent("became leader")
-	return 0, t
+	return 0, e.newTerm(ctx, log, next, a)
 }

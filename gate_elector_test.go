@@ -3,6 +3,7 @@ package leaderelection
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	writegate "github.com/b3df926d/leaderelection/gate"
@@ -25,18 +26,25 @@ func gateTerm(g *writegate.Gate) int64 {
 func TestElectorOpensTheGateWithTheTermAndClosesItAtStepDown(t *testing.T) {
 	el := newElection(t)
 	ga := writegate.New()
+	var gateAtStart atomic.Int64 // the gate's term when a's function last started
 	fa := &faultLock{Interface: el.store.Lock("a")}
 	a := el.add("a", func(c *Config) {
 		c.Lock, c.Gate, c.Recampaign = fa, ga, true
 		work := c.Callbacks.OnStartedLeading
 		c.Callbacks.OnStartedLeading = func(ctx context.Context) {
-			if term, _ := TermFrom(ctx); gateTerm(ga) != term {
-				t.Errorf("a's function started with the gate open for term %d, want %d", gateTerm(ga), term)
-			}
+			// Checked by the test once it knows the term is live: read
+			// here after the test's end, a closed gate is no finding.
+			gateAtStart.Store(gateTerm(ga))
 			work(ctx)
 		}
 	})
-	waitFor(t, "a to lead", a.e.IsLeader)
+	// The gate opens before the function starts, after the step-down
+	// timer is armed (so that an open gate always has a timer to close
+	// it): IsLeader may be true a moment before, so wait for the function.
+	waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
+	if got := gateAtStart.Load(); got != 1 {
+		t.Fatalf("a's function started with the gate open for term %d, want 1", got)
+	}
 	if got := gateTerm(ga); got != 1 {
 		t.Fatalf("a leads term 1 with its gate open for %d", got)
 	}
@@ -86,6 +94,10 @@ func TestElectorOpensTheGateWithTheTermAndClosesItAtStepDown(t *testing.T) {
 	b.cancel() // releases; a campaigns again and leads term 3
 	el.stepUntilLeads(t, a, 2*testLease, "after b released")
 	el.settle(t)
+	waitFor(t, "a's function to start again", func() bool { return a.started.Load() == 2 })
+	if got := gateAtStart.Load(); got != 3 {
+		t.Fatalf("a's function started term 3 with the gate open for %d", got)
+	}
 	if got, want := gateTerm(ga), a.e.Term(); want != 3 || got != want {
 		t.Fatalf("a leads term %d with its gate open for %d; want term 3", want, got)
 	}
@@ -101,7 +113,7 @@ func TestGracefulStopClosesTheGateBeforeTheRelease(t *testing.T) {
 		c.Gate = g
 		c.Callbacks.OnStoppedLeading = func() { openAtStop <- gateTerm(g) }
 	})
-	waitFor(t, "a to lead", a.e.IsLeader)
+	waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
 	if got := gateTerm(g); got != 1 {
 		t.Fatalf("a leads term 1 with its gate open for %d", got)
 	}

@@ -117,6 +117,7 @@ func (t *term) start() {
 		close(t.fnDone)
 		return
 	}
+	t.openGate()
 	t.ran = true
 	end := t.e.vitals.callbackStarted("OnStartedLeading", time.Time{}) // no bound until cancelled
 	go func() {
@@ -142,13 +143,19 @@ func (t *term) stepDown() {
 	})
 }
 
-// openGateLocked opens Config.Gate, if set, for this term with the
-// leader's context. Callers hold e.mu and have just made this process the
-// leader: stepDown closes the gate under the same lock, so a step-down
-// cannot leave it open.
-func (t *term) openGateLocked() {
-	if t.e.c.Gate != nil {
-		t.e.c.Gate.Open(t.ctx, t.n)
+// openGate opens Config.Gate for this term, with the leader's context,
+// if this process still leads: under the elector's lock, as stepDown
+// closes it, so that a step-down racing the start cannot leave the gate
+// open.
+func (t *term) openGate() {
+	e := t.e
+	if e.c.Gate == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.leading {
+		e.c.Gate.Open(t.ctx, t.n)
 	}
 }
 
