@@ -126,6 +126,8 @@ type Lock struct {
 	// pushed, if set (by tests), is called with each push this candidate
 	// receives, as it arrives.
 	pushed atomic.Pointer[func(e *envelope)]
+	// lastPush is this candidate's last write pushed (see repush).
+	lastPush atomic.Pointer[ownPush]
 }
 
 var (
@@ -191,6 +193,7 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	}
 	l.tr = tr
 	tr.handle = l.handle
+	tr.cameAlive = l.repush
 	if len(s.key) == 0 {
 		logger.Info("WARNING: running without encryption (Options.Insecure): anyone who can reach this port can join the election and forge votes")
 	}

@@ -32,6 +32,7 @@ func (l *Lock) push(v casp.Value, took time.Duration, gift *casp.Prepared) {
 	}
 	e := l.tr.envelope(kindPush, v.Written, payload)
 	e.Took = took.Microseconds()
+	l.lastPush.Store(&ownPush{v: v, payload: payload, took: took})
 	// A release goes first to the candidate whose turn is first, and to
 	// the others one turn step later: they would wait at least that long
 	// anyway, and the first's take-over round then has the voters to
@@ -49,4 +50,37 @@ func (l *Lock) push(v casp.Value, took time.Duration, gift *casp.Prepared) {
 		heir = &c
 	}
 	l.tr.broadcast(e, first, later, heir)
+}
+
+// ownPush is a write of this candidate's, as it was pushed.
+type ownPush struct {
+	v       casp.Value
+	payload []byte
+	took    time.Duration
+}
+
+// repush sends this candidate's last write, if it is still the newest
+// value known here, to id, whose process memberlist now shows alive at
+// addr: one that joined, or was re-admitted after memberlist declared it
+// dead (a paused or starved process misses its probes for a moment).
+// broadcast sends only to the members memberlist shows alive, so a push
+// made meanwhile never went, and the member's watcher would learn of the
+// write only by its own timers. Only the writer sends it again, once per
+// coming alive. The push's Took is the write's: the receiver dates the
+// write's start no later than arrival minus Took, which a late arrival
+// only makes later (its age understated, never overstated).
+func (l *Lock) repush(id, addr string) {
+	p := l.lastPush.Load()
+	if p == nil {
+		return
+	}
+	l.mu.Lock()
+	newest := l.haveLatest && l.latest.Written == p.v.Written
+	l.mu.Unlock()
+	if !newest {
+		return
+	}
+	e := l.tr.envelope(kindPush, p.v.Written, p.payload)
+	e.Took = p.took.Microseconds()
+	l.tr.sendTo(id, addr, e)
 }

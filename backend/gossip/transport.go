@@ -47,6 +47,11 @@ type transport struct {
 
 	// handle answers a request (nil reply: no answer) or takes a push.
 	handle func(*envelope) *envelope
+	// cameAlive, if set (before ready), is told on a goroutine of its own
+	// of another identity whose process memberlist now shows alive at
+	// addr: joined, moved, or re-admitted after memberlist declared it
+	// dead.
+	cameAlive func(id, addr string)
 	// ready is set once New has set handle and everything it uses:
 	// memberlist listens as soon as it is created, and a restarted
 	// voter's peers keep sending to its address, so messages arrive
@@ -576,8 +581,15 @@ func (t *transport) memberChanged(m *memberlist.Node, up bool) {
 	}
 	t.procs[m.Name] = p
 	delete(t.removed, m.Name) // re-admitted: a live rival again
+	was := t.alive[p.id]
 	if cur := t.currentLocked(p.id); cur == m.Name && p.id != t.s.Identity {
 		t.addrs[p.id] = p.addr
+		// ready before cameAlive: New sets it before ready.
+		if t.ready.Load() && !t.stopped.Load() && t.cameAlive != nil && t.alive[p.id] != was {
+			id, addr, f := p.id, t.alive[p.id], t.cameAlive
+			t.wg.Add(1)
+			go func() { defer t.wg.Done(); f(id, addr) }()
+		}
 	}
 	for name, o := range t.procs {
 		if name != m.Name && o.id == p.id {
