@@ -32,7 +32,7 @@ func (l *Lock) push(v casp.Value, took time.Duration, gift *casp.Prepared) {
 	}
 	e := l.tr.envelope(kindPush, v.Written, payload)
 	e.Took = took.Microseconds()
-	l.lastPush.Store(&ownPush{v: v, payload: payload, took: took})
+	l.lastPush.Store(&ownPush{v: v, payload: payload, took: took, at: time.Now()})
 	// A release goes first to the candidate whose turn is first, and to
 	// the others one turn step later: they would wait at least that long
 	// anyway, and the first's take-over round then has the voters to
@@ -57,6 +57,7 @@ type ownPush struct {
 	v       casp.Value
 	payload []byte
 	took    time.Duration
+	at      time.Time // when it was pushed
 }
 
 // repush sends this candidate's last write, if it is still the newest
@@ -69,9 +70,20 @@ type ownPush struct {
 // coming alive. The push's Took is the write's: the receiver dates the
 // write's start no later than arrival minus Took, which a late arrival
 // only makes later (its age understated, never overstated).
+//
+// Not sent again: a release (its push reaches all but the first in turn
+// a turn step late, and sent at once it would reach a re-admitted member
+// ahead of the first in turn's take-over), and a record whose lease has
+// run out since its push (the follower's timers no longer wait on it; and
+// after a re-initialisation, which takes longer than a lease, this
+// candidate's view may be older than the register).
 func (l *Lock) repush(id, addr string) {
 	p := l.lastPush.Load()
 	if p == nil {
+		return
+	}
+	rec, err := decodeRecord(p.v.Data)
+	if err != nil || rec.HolderIdentity == "" || time.Since(p.at) > time.Duration(rec.LeaseDurationSeconds)*time.Second {
 		return
 	}
 	l.mu.Lock()
