@@ -3,6 +3,7 @@ package leaderelection
 import (
 	"context"
 	"errors"
+	"github.com/b3df926d/leaderelection/internal/testserver"
 	"io"
 	"net"
 	"net/http"
@@ -188,14 +189,7 @@ func TestRunReportsPortInUse(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testserver.FreePort(t) }
 
 func TestRunOnFileLockServesStatusAndReleasesOnStop(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lock.json")

@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
+	"github.com/b3df926d/leaderelection/internal/testserver"
 	"net/http"
 	"os"
 	"os/exec"
@@ -44,15 +44,7 @@ func buildExample(t *testing.T) string {
 	return bin
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testserver.FreePort(t) }
 
 func startProc(t *testing.T, bin, dir, id string, port int, extra ...string) *proc {
 	t.Helper()

@@ -25,7 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
+	"github.com/b3df926d/leaderelection/internal/freeport"
 	"net/http"
 	"os"
 	"os/exec"
@@ -415,14 +415,7 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return freeport.Pick() }
 
 func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 

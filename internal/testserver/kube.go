@@ -10,7 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"net"
+	"github.com/b3df926d/leaderelection/internal/freeport"
 	"net/http"
 	"os"
 	"os/exec"
@@ -627,19 +627,12 @@ func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { re
 
 func freePorts(n int) ([]int, error) {
 	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := freeport.Pick()
 		if err != nil {
 			return nil, err
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports, nil
 }

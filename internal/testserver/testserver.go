@@ -6,7 +6,7 @@
 package testserver
 
 import (
-	"net"
+	"github.com/b3df926d/leaderelection/internal/freeport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,10 +59,9 @@ func LookBinary(t testing.TB, name string) string {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Pick()
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
