@@ -435,6 +435,79 @@ func TestRecoverGivesUpAtTheRecoverDeadline(t *testing.T) {
 	}
 }
 
+// Recover with Recampaign: a recovering term that is lost (another
+// candidate took over, or RecoverDeadline passed) ends as a lost lease
+// does with Recampaign alone: the function's context is cancelled, Run
+// goes on, and the candidate campaigns again. Its gate stays closed while
+// it does not lead, and opens only for its next term, in which its
+// function starts again.
+func TestRecoverWithRecampaignCampaignsAgainAfterALostTerm(t *testing.T) {
+	for _, tc := range []string{"another candidate took over", "RecoverDeadline passed"} {
+		t.Run(tc, func(t *testing.T) {
+			el := newElection(t)
+			ga := writegate.New()
+			fa := &faultLock{Interface: el.store.Lock("a")}
+			a := el.add("a", func(c *Config) {
+				c.Lock, c.Gate, c.Recover, c.RecoverDeadline, c.Recampaign = fa, ga, true, testRecoverDeadline, true
+			})
+			waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
+			acquired := el.clk.Now() // the last good renewal's start
+			var b *candidate
+			if tc == "another candidate took over" {
+				b = el.add("b", nil)
+				waitFor(t, "b to see a", func() bool { return b.e.GetLeader() == "a" })
+			}
+			lead := a.leadCtx.Load().(context.Context)
+			fa.fail.Store(true)
+			el.step(t, testRenew)
+			el.settle(t)
+			wantRecovering(t, a, ga, lead)
+			want := int64(2) // a's next term
+			if b != nil {
+				el.stepUntilLeads(t, b, 2*testLease, "while a could not reach the store")
+				el.wantTerms(t, b, []int64{1, 2}, []string{"a", "b"}, "want b to take term 2")
+				fa.fail.Store(false)
+				for lead.Err() == nil {
+					if el.clk.Since(acquired) > testRecoverDeadline {
+						t.Fatal("a's function still runs at its RecoverDeadline: it never learnt of the takeover")
+					}
+					el.step(t, testRetry/4)
+					if term := gateTerm(ga); term != 0 {
+						t.Fatalf("a's gate reopened for term %d while b leads term 2", term)
+					}
+				}
+				el.settle(t)
+				if a.e.IsLeader() || a.e.GetLeader() != "b" {
+					t.Fatalf("a after learning of the takeover: leading %v, leader %q; want a follower of b", a.e.IsLeader(), a.e.GetLeader())
+				}
+				b.cancel() // b releases (ReleaseOnCancel): a may take term 3
+				want = 3
+			} else {
+				el.setTime(t, acquired.Add(testRecoverDeadline))
+				waitFor(t, "a's function to be cancelled at the recover deadline", func() bool { return lead.Err() != nil })
+				fa.fail.Store(false)
+			}
+			if a.exited.Load() {
+				t.Fatalf("a's Run returned %v after its lost term; Recampaign campaigns again", a.wait(t))
+			}
+			for a.started.Load() < 2 {
+				el.step(t, testRetry/4)
+				if term := gateTerm(ga); term != 0 && term != want {
+					t.Fatalf("a's gate opened for term %d; want it closed until a leads term %d", term, want)
+				}
+				if el.clk.Since(acquired) > testRecoverDeadline+5*testLease {
+					t.Fatalf("a did not lead again within %v", 5*testLease)
+				}
+			}
+			el.settle(t)
+			now := a.leadCtx.Load().(context.Context)
+			if term, _ := TermFrom(now); term != want || gateTerm(ga) != want {
+				t.Fatalf("a leads again in term %d with its gate open for %d; want term %d for both", term, gateTerm(ga), want)
+			}
+		})
+	}
+}
+
 func TestRecoverBadInputNamesTheFieldAndFlag(t *testing.T) {
 	base := func() Option {
 		return Option{

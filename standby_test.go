@@ -96,6 +96,9 @@ func TestStandbyWarmsBeforeTheCampaignAndOutlivesALostTerm(t *testing.T) {
 	if n, err := standbyStarts.Load(), (*standbyCtx.Load()).Err(); n != 1 || err != nil {
 		t.Fatalf("Standby started %d times, context error %v; want once, still running", n, err)
 	}
+	if code, body := httpGet(t, readyz); code != http.StatusOK {
+		t.Fatalf("/readyz/standby after a lost term: %d %s; want ok, the standby still warm", code, body)
+	}
 
 	cancel()
 	select {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,6 +26,21 @@ func fullStatus(p *proc) (healthz.Status, bool) {
 	defer resp.Body.Close()
 	var s healthz.Status
 	return s, resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&s) == nil
+}
+
+// get returns the status code and body of p's health server at path.
+func get(t *testing.T, p *proc, path string) (int, string) {
+	t.Helper()
+	resp, err := statusClient.Get("http://127.0.0.1:" + strconv.Itoa(p.port) + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 // workLines returns the work log's complete lines.
@@ -81,6 +98,23 @@ func TestRecoverRidesOutAHungStoreInTheSameTerm(t *testing.T) {
 	}
 	if got := len(workLines(t, dir)); got != written {
 		t.Fatalf("%d units of work were written while a recovered, its gate closed", got-written)
+	}
+	// What an operator sees meanwhile (docs/operations.md, "A store outage
+	// with Recover"): not the leader, the store failing readiness, alive.
+	for _, c := range []struct {
+		path string
+		code int
+		has  string // a regular expression the body matches
+	}{
+		{"/leader", http.StatusServiceUnavailable, `"leading":\s*false`},
+		{"/readyz/store", http.StatusInternalServerError, ""},
+		{"/livez", http.StatusOK, ""},
+		{"/metrics", http.StatusOK, `(?m)^leader_election_master_status\{[^}]*\} 0$`},
+	} {
+		code, body := get(t, p, c.path)
+		if code != c.code || !regexp.MustCompile(c.has).MatchString(body) {
+			t.Errorf("%s while a recovers: %d %q; want %d with %q", c.path, code, body, c.code, c.has)
+		}
 	}
 	release()
 	poll.Until(t, "a to lead again", 15*time.Second, func() bool { s, ok := p.status(); return ok && s.Leading })

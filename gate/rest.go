@@ -38,7 +38,7 @@ func (g *Gate) Config(cfg *rest.Config) (*rest.Config, error) {
 	if cfg == nil {
 		return nil, errors.New("gate.Config: the rest.Config is nil")
 	}
-	if cfg.WrapTransport != nil && gated(cfg.WrapTransport(probe{})) {
+	if cfg.WrapTransport != nil && Holds(cfg.WrapTransport(probe{})) {
 		return nil, errors.New("gate.Config: rest.Config.WrapTransport already holds a write gate (the config went through Gate.Config before): writes would pass only while both gates are open; gate the ungated config, once")
 	}
 	c := rest.CopyConfig(cfg)
@@ -83,8 +83,13 @@ func (probe) RoundTrip(*http.Request) (*http.Response, error) {
 	return nil, errors.New("gate: the probe transport sends nothing")
 }
 
-// gated reports whether rt, or a transport it wraps, is a gate's.
-func gated(rt http.RoundTripper) bool {
+// Holds reports whether rt passes its requests through a write gate: it
+// is, or wraps (through wrappers that expose what they wrap, as
+// client-go's do), the transport of a config that went through
+// Config. A lock's own client must not: its writes would be refused
+// while the gate is closed, as it is until this process leads, so the
+// process could never lead (backend/k8s.New refuses such a client).
+func Holds(rt http.RoundTripper) bool {
 	for rt != nil {
 		if _, ok := rt.(*roundTripper); ok {
 			return true

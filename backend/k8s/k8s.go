@@ -46,10 +46,12 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
+	writegate "github.com/b3df926d/leaderelection/gate"
 	"github.com/b3df926d/leaderelection/internal/notify"
 	"github.com/b3df926d/leaderelection/lock"
 )
@@ -121,8 +123,17 @@ var (
 	_ lock.WatchState = (*Lock)(nil)
 )
 
+// gatedClient reports whether client's Lease requests pass through a write
+// gate (package gate).
+func gatedClient(client kubernetes.Interface) bool {
+	rc, ok := client.CoordinationV1().RESTClient().(*rest.RESTClient)
+	return ok && rc != nil && rc.Client != nil && writegate.Holds(rc.Client.Transport)
+}
+
 // New returns a lock on the Lease opts.Namespace/opts.Name. It makes no API
 // call; ctx is for the signature every backend shares.
+// A Client built from a rest.Config that went through gate.Config is
+// refused: the lock's own writes would be refused while the gate is closed.
 func New(ctx context.Context, opts Options) (*Lock, error) {
 	var errs []error
 	if opts.Client == nil {
@@ -133,6 +144,9 @@ func New(ctx context.Context, opts Options) (*Lock, error) {
 	}
 	if opts.Name == "" {
 		errs = append(errs, errors.New("k8s: Name must not be empty"))
+	}
+	if opts.Client != nil && gatedClient(opts.Client) {
+		errs = append(errs, errors.New("k8s: Client goes through a write gate (its rest.Config went through gate.Config): the lock's own renewals would be refused whenever the gate is closed, so this process could never lead; build the lock's client (Option.KubeClient) from the ungated rest.Config, and only the leader's other clients from the gated one"))
 	}
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("k8s: %w", err))

@@ -3,6 +3,7 @@ package k8s_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/b3df926d/leaderelection/backend/k8s"
+	writegate "github.com/b3df926d/leaderelection/gate"
 	"github.com/b3df926d/leaderelection/internal/testserver"
 	"github.com/b3df926d/leaderelection/lock"
 	"github.com/b3df926d/leaderelection/lock/locktest"
@@ -172,6 +174,41 @@ func TestEmptyIdentityDefaults(t *testing.T) {
 	defer l.Close()
 	if got := l.Identity(); got != "pod-x" || got != lock.DefaultIdentity() {
 		t.Fatalf("Identity() = %q, want lock.DefaultIdentity() %q", got, lock.DefaultIdentity())
+	}
+}
+
+// A lock's client built from a gated rest.Config is refused with an error
+// naming Client and gate.Config (its renewals would be refused whenever
+// the gate is closed); one built from the ungated config, with a token, a
+// user agent and a wrapper of the user's own, is not. New makes no API
+// call, so the client points nowhere.
+func TestNewRefusesAClientThroughAWriteGate(t *testing.T) {
+	base := &rest.Config{Host: "http://127.0.0.1:1", BearerToken: "t", UserAgent: "ua",
+		WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return rt }}
+	gated, err := writegate.New().Config(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		cfg     *rest.Config
+		refused bool
+	}{{"ungated", base, false}, {"gated", gated, true}} {
+		client, err := kubernetes.NewForConfig(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := k8s.New(context.Background(), k8s.Options{Client: client, Namespace: "ns", Name: "n"})
+		if !tc.refused {
+			if err != nil {
+				t.Fatalf("%s: New = %v", tc.name, err)
+			}
+			l.Close()
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "Client") || !strings.Contains(err.Error(), "gate.Config") {
+			t.Fatalf("%s: New = %v; want an error naming Client and gate.Config", tc.name, err)
+		}
 	}
 }
 

@@ -9,7 +9,8 @@ import (
 
 // ProxyCutter is the locktest.Cutter (and locktest.Blocker) of a harness
 // whose candidates each reach the store through a Proxy of their own:
-// Track records a lock's proxy, CutOff stalls it, Block stalls them all.
+// Track records a lock's proxy, CutOff stalls it, Block stalls them all,
+// Refuse makes them all refuse connections.
 // The zero value is ready; embed it in a harness.
 type ProxyCutter struct {
 	mu      sync.Mutex
@@ -56,5 +57,27 @@ func (c *ProxyCutter) Block(*testing.T, string) (unblock func()) {
 		for _, r := range resumes {
 			r()
 		}
+	}
+}
+
+// Refuse makes the proxy of every lock passed to Track so far refuse
+// connections and drop those open (Proxy.Refuse), as a server that is
+// down does, until restore.
+func (c *ProxyCutter) Refuse(t *testing.T, _ string) (restore func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var restores []func() error
+	for _, p := range c.proxies {
+		restores = append(restores, p.Refuse())
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for _, r := range restores {
+				if err := r(); err != nil {
+					t.Errorf("testserver: %v", err)
+				}
+			}
+		})
 	}
 }

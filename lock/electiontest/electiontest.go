@@ -3,7 +3,8 @@
 // lock itself, in the manner of gocloud.dev's drivertest: a backend's test
 // gives RunScenarios a function that makes a fresh Harness per scenario,
 // and a scenario that needs a capability the harness lacks
-// (locktest.Deleter, locktest.Blocker, locktest.Cutter) or the lock lacks
+// (locktest.Deleter, locktest.Blocker, locktest.Cutter, locktest.Refuser)
+// or the lock lacks
 // (lock.Watcher) is skipped, so that every backend runs every scenario it
 // can. Each scenario runs three electors on one record and checks with a
 // Tracker that two of them never lead at once and that terms strictly
@@ -20,7 +21,8 @@ import (
 )
 
 // Harness makes the locks of one scenario on a real store. It may also be
-// a locktest.Deleter, a locktest.Blocker and a locktest.Cutter.
+// a locktest.Deleter, a locktest.Blocker, a locktest.Cutter and a
+// locktest.Refuser.
 type Harness interface {
 	// NewLock returns a lock on the record called name for candidate id,
 	// with client state of its own, as a separate process would have.
@@ -96,6 +98,17 @@ func (o Options) withDefaults() Options {
 //     every candidate; the leader steps down (Run returns ErrLeaseLost),
 //     nobody leads while the store is out, and once it answers again a
 //     candidate leads with a higher term.
+//   - RecoverRidesOutAStoreOutage (Blocker; the longer outage needs a
+//     Refuser): with Config.Recover, an outage shorter than the lease (the
+//     store hanging) and one longer (the store refusing): the leader's gate
+//     closes at its renew deadline, its function keeps running, and after
+//     the outage it leads again in the same term (gate reopened, function
+//     never restarted) while nobody else leads.
+//   - RecoverEndsTheTermAfterATakeover (Cutter): with Config.Recover, the
+//     leader alone is cut off; another candidate takes over after the
+//     lease, the gates never open at once, and when the old leader
+//     reaches the store again its term ends as a lost lease (Run returns
+//     ErrLeaseLost).
 func RunScenarios(t *testing.T, newHarness HarnessMaker, opts Options) {
 	t.Helper()
 	o := opts.withDefaults()
@@ -113,6 +126,8 @@ func RunScenarios(t *testing.T, newHarness HarnessMaker, opts Options) {
 	run("DeletedRecordRecreatedByAFollowerThatMissedATerm", needs(deletedRecordRecreatedByAFollowerThatMissedATerm))
 	run("ReleaseThenCutOffThenTakeOver", needs(releaseThenCutOffThenTakeOver))
 	run("StoreOutageStepsTheLeaderDown", needs(storeOutageStepsTheLeaderDown))
+	run("RecoverRidesOutAStoreOutage", needs(recoverRidesOutAStoreOutage))
+	run("RecoverEndsTheTermAfterATakeover", needs(recoverEndsTheTermAfterATakeover))
 }
 
 // needs adapts a scenario that needs the capability C of its harness: it

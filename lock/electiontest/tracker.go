@@ -12,6 +12,9 @@ type Term struct {
 	ID         string
 	Term       int64
 	Start, End time.Time
+	// Reopened: the leader of the term before, in that same term, after
+	// it rode out a store outage (Config.Recover) with its gate closed.
+	Reopened bool
 }
 
 // Tracker records the terms of electors under test, so that every
@@ -34,17 +37,25 @@ func NewTracker() *Tracker { return &Tracker{changed: make(chan struct{})} }
 
 // Begin records that id started leading in term n, and returns the index
 // of that term for End.
-func (tr *Tracker) Begin(id string, n int64) (index int) {
+func (tr *Tracker) Begin(id string, n int64) (index int) { return tr.begin(id, n, false) }
+
+func (tr *Tracker) begin(id string, n int64, reopened bool) (index int) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if tr.current != "" {
 		tr.overlap = append(tr.overlap, fmt.Sprintf("%s started term %d while %s still led", id, n, tr.current))
 	}
 	tr.current = id
-	tr.terms = append(tr.terms, Term{ID: id, Term: n, Start: time.Now()})
+	tr.terms = append(tr.terms, Term{ID: id, Term: n, Start: time.Now(), Reopened: reopened})
 	tr.notify()
 	return len(tr.terms) - 1
 }
+
+// Reopen records that id leads again in term n, the term it led last,
+// after riding out a store outage (Config.Recover): its write gate, closed
+// meanwhile, is open again. Check accepts it only right after id's own
+// term n.
+func (tr *Tracker) Reopen(id string, n int64) (index int) { return tr.begin(id, n, true) }
 
 // End records the end of the term Begin returned index for, if it has not
 // ended yet.
@@ -108,7 +119,8 @@ func (tr *Tracker) WaitFor(t testing.TB, what string, within time.Duration, cond
 }
 
 // Check fails t if two candidates ever led at once, or terms did not
-// strictly increase.
+// strictly increase (a term Reopen recorded must follow its own holder's
+// span in that term).
 func (tr *Tracker) Check(t testing.TB) {
 	t.Helper()
 	tr.mu.Lock()
@@ -118,7 +130,11 @@ func (tr *Tracker) Check(t testing.TB) {
 	}
 	for i := 1; i < len(tr.terms); i++ {
 		prev, cur := tr.terms[i-1], tr.terms[i]
-		if cur.Term <= prev.Term {
+		if cur.Reopened {
+			if cur.ID != prev.ID || cur.Term != prev.Term {
+				t.Errorf("%s reopened term %d after %s's term %d: a leader may reopen only the term it led last", cur.ID, cur.Term, prev.ID, prev.Term)
+			}
+		} else if cur.Term <= prev.Term {
 			t.Errorf("term %d (%s) after term %d (%s): fencing terms must increase", cur.Term, cur.ID, prev.Term, prev.ID)
 		}
 		if !prev.End.IsZero() && cur.Start.Before(prev.End) {

@@ -47,6 +47,32 @@ func TestCheckCatchesOverlapAndStaleTerms(t *testing.T) {
 	}
 }
 
+func TestCheckAcceptsOnlyTheHoldersOwnTermReopened(t *testing.T) {
+	resumed := NewTracker()
+	resumed.End(resumed.Begin("a", 1))
+	resumed.End(resumed.Reopen("a", 1))
+	resumed.End(resumed.Begin("b", 2))
+	r := &recorder{TB: t}
+	resumed.Check(r)
+	if len(r.errs) != 0 {
+		t.Fatalf("a recovered term reported: %q", r.errs)
+	}
+	for _, tc := range []struct {
+		name string
+		id   string
+		term int64
+	}{{"another candidate", "b", 1}, {"another term", "a", 2}} {
+		tr := NewTracker()
+		tr.End(tr.Begin("a", 1))
+		tr.End(tr.Reopen(tc.id, tc.term))
+		r := &recorder{TB: t}
+		tr.Check(r)
+		if len(r.errs) == 0 || !strings.Contains(r.errs[0], "may reopen only the term it led last") {
+			t.Errorf("%s reopening: %q", tc.name, r.errs)
+		}
+	}
+}
+
 func TestWaitForWakesOnChange(t *testing.T) {
 	tr := NewTracker()
 	go tr.Begin("a", 1)

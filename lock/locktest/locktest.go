@@ -53,6 +53,19 @@ type Blocker interface {
 	Block(t *testing.T, name string) (unblock func())
 }
 
+// Refuser is implemented by harnesses that can make the store refuse every
+// call at once, as a server that is down does (its connections refused,
+// the calls in flight failed), where a Blocker's store hangs. The elector
+// scenarios of lock/electiontest use it for an outage longer than the
+// lease: calls that hang may land after the outage (a takeover a follower
+// gave up on, sent on when the store answers again), calls refused never
+// do.
+type Refuser interface {
+	// Refuse makes every call on the record called name fail at once
+	// until restore is called.
+	Refuse(t *testing.T, name string) (restore func())
+}
+
 // Deleter is implemented by harnesses that can delete a record from the
 // store directly, the way an operator would (kubectl delete lease, rm,
 // deleting the object or the branch), so that the suite can check how

@@ -288,6 +288,14 @@ func (h *MemoryHarness) Stored(_ *testing.T, name string) []byte { return h.Stor
 // Block makes calls on the record hang until unblocked.
 func (h *MemoryHarness) Block(_ *testing.T, name string) func() { return h.Store(name).Block() }
 
+// Refuse makes every call on the record fail at once until restored
+// (locktest.Refuser).
+func (h *MemoryHarness) Refuse(_ *testing.T, name string) func() {
+	st := h.Store(name)
+	st.SetFault(func(op string) error { return fmt.Errorf("%s: the test's store refuses every call", op) })
+	return func() { st.SetFault(nil) }
+}
+
 // Delete removes the record.
 func (h *MemoryHarness) Delete(_ *testing.T, name string) { h.Store(name).Delete() }
 
