@@ -513,9 +513,27 @@ func (t *term) run(ctx context.Context) (again bool, err error) {
 }
 
 // stepDownIfSuspended steps down if the host was suspended past
-// RenewDeadline (see suspended), and reports whether it did.
+// RenewDeadline (see suspended), and reports whether it did. When
+// RenewDeadline has passed on the monotonic clock too, this is no
+// suspension but the step-down timer's own instant, which the renew timer
+// can share (RenewDeadline a multiple of RetryPeriod, as at 15s/10s/2s,
+// with renewals failing fast) and reach first: it then does what that
+// timer does, so that with Recover the leader pauses instead of ending
+// its term, and without it the step-down gives the renewal's reason.
 func (t *term) stepDownIfSuspended() bool {
 	if !t.suspended() {
+		return false
+	}
+	e := t.e
+	if e.clock.Since(t.good.start) >= e.c.RenewDeadline {
+		if !e.c.Recover {
+			t.stepDown()
+			return true
+		}
+		e.mu.Lock()
+		from := t.leaseFrom
+		e.mu.Unlock()
+		t.pause(from)
 		return false
 	}
 	t.log.Info("The host was suspended past RenewDeadline; stepping down")

@@ -411,6 +411,11 @@ func (h *harness) Block(t *testing.T, name string) func() {
 	return func() { once.Do(c.net.Heal) }
 }
 
+// Refuse is Block (locktest.Refuser): the test network drops what crosses
+// a cut link, so a call given up on during the outage never lands after
+// it, as with a server that is down.
+func (h *harness) Refuse(t *testing.T, name string) func() { return h.Block(t, name) }
+
 // CutOff cuts every link to and from candidate l, a lock NewLock returned,
 // until resumed.
 func (h *harness) CutOff(t *testing.T, l lock.Interface) func() {

@@ -54,15 +54,15 @@ type Blocker interface {
 }
 
 // Refuser is implemented by harnesses that can make the store refuse every
-// call at once, as a server that is down does (its connections refused,
-// the calls in flight failed), where a Blocker's store hangs. The elector
-// scenarios of lock/electiontest use it for an outage longer than the
-// lease: calls that hang may land after the outage (a takeover a follower
-// gave up on, sent on when the store answers again), calls refused never
-// do.
+// call, as a server that is down does (its connections refused, the calls
+// in flight failed), where a Blocker's store may hold a call and apply it
+// later. The elector scenarios of lock/electiontest use it for an outage
+// longer than the lease: a call held through the outage may land after it
+// (a takeover a follower gave up on, sent on when the store answers
+// again); a refused call never does.
 type Refuser interface {
-	// Refuse makes every call on the record called name fail at once
-	// until restore is called.
+	// Refuse makes every call on the record called name fail, and never
+	// take effect, until restore is called.
 	Refuse(t *testing.T, name string) (restore func())
 }
 
