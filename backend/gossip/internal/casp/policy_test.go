@@ -64,3 +64,46 @@ func TestRetryPauseDoublesWithinItsBounds(t *testing.T) {
 		}
 	}
 }
+
+// The stall rule replaces a round one voter refused as too far ahead of
+// its clock (NackAhead), with another voter silent: waiting, it would wait
+// for the silent one, while a round started later is within reach of the
+// refuser's clock, which has moved on.
+func TestStallRuleReplacesARoundRefusedAsAhead(t *testing.T) {
+	voters := []string{"a", "b", "c"}
+	acc := map[string]*Acceptor{}
+	for i, v := range voters {
+		a, err := NewAcceptor(AcceptorConfig{Name: v, Voters: voters, Incarnation: uint64(i + 1), MaxAhead: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reinitialize(); err != nil {
+			t.Fatal(err)
+		}
+		acc[v] = a
+	}
+	p := newProposer(t, "p", 1, voters)
+	r := p.Start(1000, Create([]byte("x")))
+	clock := map[string]uint64{"a": 1000, "b": 900} // b's clock is behind; c is down
+	for _, m := range r.Prepares()[:2] {
+		reply, err := acc[m.To].Handle(clock[m.To], m)
+		if err != nil || reply == nil {
+			t.Fatalf("%s's answer: %+v, %v", m.To, reply, err)
+		}
+		if _, err := r.Handle(*reply); err != nil {
+			t.Fatal(err)
+		}
+		if m.To == "b" && (reply.Kind != KindNack || reply.Reason != NackAhead) {
+			t.Fatalf("b's answer: %+v; want a refusal as too far ahead", reply)
+		}
+	}
+	if o := r.Outcome(); o.Status != Pending {
+		t.Fatalf("promised by a, refused as ahead by b: %+v; want pending", o)
+	}
+	if !r.Replace(false) {
+		t.Error("a round refused as too far ahead, waiting for a silent voter, is not replaced")
+	}
+	if r.Replace(true) {
+		t.Error("a watched round (a recovery's) is replaced")
+	}
+}
