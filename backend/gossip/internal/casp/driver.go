@@ -92,8 +92,8 @@ func (d *Driver) Next() time.Time { return d.due }
 // its messages, to every voter. A round that skipped its prepare phase
 // sent its accepts only to the voters that promised, so one of them down
 // or cut off stalls it; a round a voter refused (it promised a higher
-// ballot, or this one without telling this round, or the ballot is too
-// far ahead of its clock) waits for one that does not answer. Otherwise send is the pending messages not yet answered, and
+// ballot, or this one without telling this round) waits for one that does
+// not answer. Otherwise send is the pending messages not yet answered, and
 // the next tick comes twice as late as this one did, at most four times
 // resend.
 func (d *Driver) Tick(now time.Time) (send []Message, abandoned *Round) {

@@ -2,22 +2,20 @@ package casp
 
 import "time"
 
-// The round driver's policy: what the Driver (driver.go), which the
-// gossip glue and the simulation that checks it both drive, decides
-// besides sending and handing replies to the round, and the pause before
-// a call's next attempt. The policy the simulation checks is the one that
-// ships.
+// The round driver's policy: what a caller that pumps a round's messages
+// (the gossip glue, and the simulation that checks it) decides besides
+// sending and handing replies to the round. Both call these functions, so
+// the policy the simulation checks is the one that ships.
 
-// Replace is the round driver's stall rule, which the Driver applies at
-// each of its retransmission ticks: it reports
+// Replace is the round driver's stall rule, which the glue (at each of
+// its retransmission ticks) and the simulation both call: it reports
 // whether to abandon the pending round (Abandon) and run a full round
 // above every ballot seen, to every voter, rather than wait and send its
 // unanswered messages again. It does when the round is Stalled: it skipped
 // its prepare phase and one of the promisers its accepts went to is
-// silent; one voter refused it for a higher ballot or as too far ahead of
-// its clock (NackAhead) (a refusal counts toward its failure only once
-// too few voters are left for a quorum, so until then it would wait for
-// the silent ones); or a voter refused a
+// silent; one voter refused it for a higher ballot (a refusal counts
+// toward its failure only once too few voters are left for a quorum, so
+// until then it would wait for the silent ones); or a voter refused a
 // prepare it had promised without telling this round. watched is true
 // when the caller needs every reply to this very round (a recovery's
 // tally): such a round is never replaced. Abandoning a round is safe at

