@@ -78,31 +78,38 @@ func (l *Lock) runUntil(ctx context.Context, op string, start func(now uint64) *
 	}
 }
 
-// round runs one round to its end or until ctx ends; unanswered messages
-// are sent again every l.resend. refusals names voters that refused for a
-// different voter list. seen, if set, sees every reply; it then also
-// waits, after a failure, until every voter asked has answered (or ctx
-// ends), so that it sees them all.
+// round runs a call's round to its end or until ctx ends, through a
+// casp.Driver: the Driver keeps the round policy (unanswered messages sent
+// again after l.resend, then twice as long up to four times, the stall
+// rule's replacement of a round by a full one); round does the I/O and the
+// bookkeeping. refusals names voters that refused for a different voter
+// list. seen, if set, sees every reply; it then also waits, after a
+// failure, until every voter asked has answered (or ctx ends), so that it
+// sees them all.
 //
 // lost, if set, is asked whenever a new value is learned during the prepare
 // phase; if it reports that the call has lost its race, the round ends with
 // that error (no accept has gone out, so nothing of it can be chosen).
 func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, seen func(*envelope, casp.Message), lost func() error) (out casp.Outcome, refusals []string, err error) {
+	d := casp.NewDriver(func() *casp.Round { return start(nowMillis()) }, l.resend, seen != nil)
 	l.propMu.Lock()
-	r := start(nowMillis())
-	pending := r.Prepares()
+	first := d.Start(time.Now())
 	l.propMu.Unlock()
 	id, replies, done := l.tr.open(4*len(l.s.Voters) + 4)
 	defer done()
-	answered, heard, asked := map[string]bool{}, map[string]bool{}, len(pending)
-	for _, m := range pending {
-		l.tr.sendMsg(id, m)
-	}
-	// Unanswered messages are sent again after l.resend, then after twice
-	// as long, and so on: a slow voter is not buried in duplicates.
-	every := l.resend
-	tick := time.NewTimer(every)
+	l.sendAll(id, first)
+	tick := time.NewTimer(time.Until(d.Next()))
 	defer tick.Stop()
+	// ended is the outcome of a round given up on; its write, if accepts
+	// carrying it went out, is unsure.
+	ended := func(unsure bool) casp.Outcome {
+		if unsure && d.WriteSent() {
+			l.addUnsure(d.Round().Ballot())
+		}
+		l.propMu.Lock()
+		defer l.propMu.Unlock()
+		return d.Round().Outcome()
+	}
 	var learned chan struct{}
 	for {
 		if lost != nil {
@@ -112,27 +119,18 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 		}
 		select {
 		case <-learned:
-			if pending[0].Kind == casp.KindPrepare {
+			if d.Phase() == casp.KindPrepare {
 				if err := lost(); err != nil {
-					l.propMu.Lock()
-					out = r.Outcome()
-					l.propMu.Unlock()
-					return out, refusals, err
+					return ended(false), refusals, err
 				}
 			}
 		case <-ctx.Done():
-			l.noteUnsure(r, pending)
-			l.propMu.Lock()
-			out = r.Outcome()
-			l.propMu.Unlock()
-			l.log.V(3).Info("Round ended without a quorum", "ballot", r.Ballot().String(), "answered", answered, "heard", heard, "phase", pending[0].Kind.String())
+			out = ended(true)
+			answered, heard := d.Answered()
+			l.log.V(3).Info("Round ended without a quorum", "ballot", out.Ballot.String(), "answered", answered, "heard", heard, "phase", d.Phase().String())
 			return out, refusals, ctx.Err()
 		case <-l.stop:
-			l.noteUnsure(r, pending)
-			l.propMu.Lock()
-			out = r.Outcome()
-			l.propMu.Unlock()
-			return out, refusals, errors.New("lock closed")
+			return ended(true), refusals, errors.New("lock closed")
 		case e := <-replies:
 			if e.Kind == kindRefused {
 				if !slices.Contains(refusals, e.From) {
@@ -151,84 +149,51 @@ func (l *Lock) round(ctx context.Context, start func(now uint64) *casp.Round, se
 				seen(e, m)
 			}
 			l.propMu.Lock()
-			next, herr := r.Handle(m)
-			out = r.Outcome()
+			next, o, herr := d.Handle(m)
+			finished := d.Done()
 			l.propMu.Unlock()
+			out = o
 			if herr != nil {
 				l.log.V(2).Info("Dropped a reply", "from", e.From, "err", herr)
 				continue
 			}
-			l.log.V(4).Info("Reply", "ballot", r.Ballot().String(), "from", m.From, "kind", m.Kind.String(), "reason", m.Reason.String(), "seen", m.Seen.String(), "status", out.Status.String())
-			answered[m.From], heard[m.From] = true, true
-			if len(next) > 0 {
-				pending, answered = next, map[string]bool{}
-				for _, m := range pending {
-					l.tr.sendMsg(id, m)
-				}
+			l.log.V(4).Info("Reply", "ballot", out.Ballot.String(), "from", m.From, "kind", m.Kind.String(), "reason", m.Reason.String(), "seen", m.Seen.String(), "status", out.Status.String())
+			l.sendAll(id, next)
+			if out.Status == casp.Failed && out.Wrote {
+				l.addUnsure(out.Ballot)
 			}
-			switch out.Status {
-			case casp.Failed:
-				if out.Wrote {
-					l.addUnsure(out.Ballot)
-				}
-				if seen != nil && len(heard) < asked {
-					continue
-				}
-				return out, refusals, nil
-			case casp.Chosen:
+			if finished {
 				return out, refusals, nil
 			}
 		case <-tick.C:
 			l.propMu.Lock()
-			refused := !r.SkipsPrepare()
-			stalled := r.Replace(seen != nil)
+			send, abandoned := d.Tick(time.Now())
 			var was casp.Outcome
-			if stalled {
-				// A round that skipped its prepare phase sent its
-				// accepts only to the voters that promised: one of them
-				// is down or cut off. A round that a voter refused
-				// (it promised a higher ballot, or this one without
-				// telling this round) waits for one that does not
-				// answer. Either way a full round above every ballot
-				// seen, to every voter, replaces it (the write, if it
-				// went out, is unsure): the stall rule the simulation
-				// checks, casp.Round.Replace.
-				r.Abandon()
-				was = r.Outcome()
-				r = start(nowMillis())
-				pending = r.Prepares()
+			var skipped bool
+			if abandoned != nil {
+				was, skipped = abandoned.Outcome(), abandoned.SkipsPrepare()
 			}
+			ballot := d.Round().Ballot()
 			l.propMu.Unlock()
-			if stalled {
+			if abandoned != nil {
+				// The stall rule (casp.Round.Replace) replaced the
+				// round by a full one above every ballot seen, to every
+				// voter; the write, if it went out, is unsure.
 				if was.Wrote {
 					l.addUnsure(was.Ballot)
 				}
-				l.log.V(3).Info("Round stalled; running a full one above it", "ballot", was.Ballot.String(), "skippedPrepare", !refused, "next", r.Ballot().String())
-				answered, asked = map[string]bool{}, len(pending)
-				for _, m := range pending {
-					l.tr.sendMsg(id, m)
-				}
-				tick.Reset(every)
-				continue
+				l.log.V(3).Info("Round stalled; running a full one above it", "ballot", was.Ballot.String(), "skippedPrepare", skipped, "next", ballot.String())
 			}
-			for _, m := range pending {
-				if !answered[m.To] {
-					l.tr.sendMsg(id, m)
-				}
-			}
-			every = min(2*every, 4*l.resend)
-			tick.Reset(every)
+			l.sendAll(id, send)
+			tick.Reset(time.Until(d.Next()))
 		}
 	}
 }
 
-// noteUnsure remembers the round's write if accepts carrying it went out.
-func (l *Lock) noteUnsure(r *casp.Round, sent []casp.Message) {
-	for _, m := range sent {
-		if m.Kind == casp.KindAccept && m.Value.Written == r.Ballot() {
-			l.addUnsure(r.Ballot())
-			return
-		}
+// sendAll sends protocol messages as part of request id.
+func (l *Lock) sendAll(id uint64, ms []casp.Message) {
+	for _, m := range ms {
+		l.tr.sendMsg(id, m)
 	}
 }
 

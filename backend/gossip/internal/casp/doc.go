@@ -9,7 +9,8 @@
 // them (in any order, duplicated, delayed or lost), passes the time in when a
 // rule needs it, and provides durable [Storage] if it has any. The memberlist
 // glue in backend/gossip and the tests' simulation and exhaustive search drive
-// the very same types.
+// the very same types; the glue and the simulation also share one round
+// policy, the [Driver] (resends, the stall rule's replacement).
 //
 // # Protocol
 //

@@ -58,9 +58,11 @@ const (
 	// simQueryTimeout: a read whose query has not finished by then reads
 	// by a round.
 	simQueryTimeout = 20_000
-	// simTick is the round driver's tick, at which the stall rule
-	// (Round.Replace) is applied, as the glue's retransmission tick.
-	simTick = 20_000
+	// simResend is the round driver's retransmission interval (the
+	// Driver's resend): unanswered messages go again after it, then
+	// doubling up to four times it, and the stall rule (Round.Replace) is
+	// applied at each of those ticks, as in the glue.
+	simResend = 20_000
 	// simCrashMidRound is the chance that a voter restarts right after it
 	// promised or accepted, so restarts land on every step of a round.
 	simCrashMidRound = 0.002
@@ -148,7 +150,9 @@ type simOp struct {
 	id     int
 	in     casInput
 	call   uint64
-	round  *Round
+	round  *Round   // the current round: a query, or drv's
+	drv    *Driver  // the round driver of the current attempt (nil while a query runs)
+	rounds []Ballot // the ballots of drv's rounds: their replies go to drv, as to the glue's
 	mine   []Ballot // ballots of this op's earlier write rounds whose outcome is unknown
 	cands  []regState
 	change Change
@@ -354,13 +358,29 @@ func (s *sim) deliver(n *simNode, m Message) {
 			}
 			return
 		}
-		if op := n.op; op != nil && op.round != nil && op.round.Ballot() == m.Ballot && op.round.Outcome().Status == Pending {
-			out, err := op.round.Handle(m)
+		op := n.op
+		switch {
+		case op == nil:
+		case op.drv != nil:
+			if op.drv.Done() || !slices.Contains(op.rounds, m.Ballot) {
+				return
+			}
+			out, _, err := op.drv.Handle(m)
 			if err != nil {
 				s.t.Fatal(err)
 			}
 			s.sendAll(n, out)
 			s.noteWrite(op)
+			if op.drv.Done() {
+				s.roundProgress(n, op)
+			}
+		case op.round != nil && op.round.Ballot() == m.Ballot && op.round.Outcome().Status == Pending:
+			// A query, which the glue runs without a driver.
+			out, err := op.round.Handle(m)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			s.sendAll(n, out)
 			s.roundProgress(n, op)
 		}
 	}
@@ -443,8 +463,19 @@ func (s *sim) change(op *simOp) Change {
 	}
 }
 
+// runRound starts an attempt of op: a Driver whose rounds are op's, as
+// the glue's Lock.round.
 func (s *sim) runRound(n *simNode, op *simOp) {
 	op.began = s.now
+	op.rounds = nil
+	op.drv = NewDriver(func() *Round { return s.startRound(n, op) }, simResend*time.Microsecond, false)
+	s.sendAll(n, op.drv.Start(s.vtime()))
+	s.roundStarted(op)
+	s.tick(n, op, op.drv)
+}
+
+// startRound starts one of op's rounds.
+func (s *sim) startRound(n *simNode, op *simOp) *Round {
 	if s.rng.IntN(4) == 0 {
 		// Hand the next round's prepare phase to another node, as a
 		// release does: usually to its current process, sometimes to an
@@ -454,42 +485,47 @@ func (s *sim) runRound(n *simNode, op *simOp) {
 		if s.rng.IntN(8) == 0 && heir.nextInc > 1 {
 			inc -= 1 << 8
 		}
-		op.round = n.prop.StartFor(s.clock(n), op.change, func(Value) (string, uint64) { return heir.name, inc })
-	} else {
-		op.round = n.prop.Start(s.clock(n), op.change)
+		return n.prop.StartFor(s.clock(n), op.change, func(Value) (string, uint64) { return heir.name, inc })
 	}
-	s.sendAll(n, op.round.Prepares())
+	return n.prop.Start(s.clock(n), op.change)
+}
+
+// roundStarted notes the round op.drv has just started.
+func (s *sim) roundStarted(op *simOp) {
+	op.round = op.drv.Round()
+	op.rounds = append(op.rounds, op.round.Ballot())
 	s.noteWrite(op)
 	if op.round.SkipsPrepare() {
 		s.prepared++
 	}
-	s.tick(n, op, op.round)
 }
 
-// tick is the round driver's tick for round r of op, every simTick while
-// r is pending: the glue's stall rule, Round.Replace itself, decides
-// whether r is abandoned and a full round started at once, as the glue
-// does (a round that skipped its prepare phase with a promiser down or
-// cut off; one a voter refused). The simulated network does not resend:
-// a lost message is left to the operation's timeout.
-func (s *sim) tick(n *simNode, op *simOp, r *Round) {
+// vtime is the virtual time as the Driver takes it.
+func (s *sim) vtime() time.Time { return time.UnixMicro(int64(s.now)) }
+
+// tick is the round driver's tick for driver d of op, at d.Next() while d
+// is not done: the Driver sends unanswered messages again, or its stall
+// rule (Round.Replace) abandons the round and starts a full one at once,
+// as in the glue (a round that skipped its prepare phase with a promiser
+// down or cut off; one a voter refused).
+func (s *sim) tick(n *simNode, op *simOp, d *Driver) {
 	gen := n.gen
-	s.after(n, simTick, func() {
-		if n.gen != gen || n.op != op || op.round != r || r.Outcome().Status != Pending {
+	s.schedule(uint64(d.Next().UnixMicro()), &simEvent{node: n.name, gen: gen, fn: func() {
+		if n.gen != gen || n.op != op || op.drv != d || d.Done() {
 			return
 		}
-		if !r.Replace(false) {
-			s.tick(n, op, r)
-			return
+		send, abandoned := d.Tick(s.vtime())
+		if abandoned != nil {
+			if o := abandoned.Outcome(); o.Wrote {
+				s.remember(op, o)
+			}
 		}
-		r.Abandon()
-		if o := r.Outcome(); o.Wrote {
-			s.remember(op, o)
+		s.sendAll(n, send)
+		if abandoned != nil {
+			s.roundStarted(op)
 		}
-		began := op.began
-		s.runRound(n, op)
-		op.began = began
-	})
+		s.tick(n, op, d)
+	}})
 }
 
 // handOver sends a chosen round's prepare phase to its heir, through the
