@@ -175,6 +175,25 @@ func TestDeploymentShape(t *testing.T) {
 	t.Fatal("no Deployment among the manifests")
 }
 
+// Every Deployment runs with recovery on, so that an API-server outage
+// (an upgrade, an etcd compaction) does not restart its leader.
+func TestDeploymentsRideOutAnAPIServerOutage(t *testing.T) {
+	n := 0
+	for _, obj := range manifests(t) {
+		if obj.GetKind() != "Deployment" {
+			continue
+		}
+		n++
+		d := typed[appsv1.Deployment](t, obj)
+		if !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--leader-elect-recover") {
+			t.Errorf("Deployment %s does not run with --leader-elect-recover: an API-server outage would restart its leader", d.Name)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no Deployment among the manifests")
+	}
+}
+
 // The active/passive manifest turns on leader-only readiness and puts a
 // Service over the Deployment's pods, so its endpoints are the ready pods.
 func TestActivePassiveServiceSelectsLeaderOnlyReadyPods(t *testing.T) {
