@@ -26,11 +26,18 @@ func (t *term) armDeadline() {
 	e.mu.Lock()
 	t.leaseFrom = from
 	e.mu.Unlock()
-	lapse := t.stepDown
-	if e.c.Recover {
-		lapse = func() { t.pause(from) }
+	t.deadline = e.afterFunc(e.c.RenewDeadline-e.clock.Since(from), func() { t.lapse(from) })
+}
+
+// lapse is what RenewDeadline passing does to the lease renewed last at
+// from: a step-down, or with Recover a pause. The step-down timer calls
+// it, and so does stepDownIfSuspended when it sees that instant first.
+func (t *term) lapse(from time.Time) {
+	if t.e.c.Recover {
+		t.pause(from)
+		return
 	}
-	t.deadline = e.afterFunc(e.c.RenewDeadline-e.clock.Since(from), lapse)
+	t.stepDown()
 }
 
 // pause is the step-down of a recovering leader whose lease, renewed

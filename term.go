@@ -526,15 +526,11 @@ func (t *term) stepDownIfSuspended() bool {
 	}
 	e := t.e
 	if e.clock.Since(t.good.start) >= e.c.RenewDeadline {
-		if !e.c.Recover {
-			t.stepDown()
-			return true
-		}
 		e.mu.Lock()
 		from := t.leaseFrom
 		e.mu.Unlock()
-		t.pause(from)
-		return false
+		t.lapse(from)
+		return !e.c.Recover
 	}
 	t.log.Info("The host was suspended past RenewDeadline; stepping down")
 	t.stepDownFor("the host was suspended past RenewDeadline")
