@@ -32,13 +32,17 @@ func (el *election) recovering(t *testing.T, bmod func(*Config)) (a, b *candidat
 }
 
 // recoveringLeader starts a, a leader with Recover and a gate on a lock
-// the test can make fail, and waits for its function to start.
-func (el *election) recoveringLeader(t *testing.T) (a *candidate, fa *faultLock, ga *writegate.Gate) {
+// the test can make fail (mods adjust its config further), and waits for
+// its function to start.
+func (el *election) recoveringLeader(t *testing.T, mods ...func(*Config)) (a *candidate, fa *faultLock, ga *writegate.Gate) {
 	t.Helper()
 	ga = writegate.New()
 	fa = &faultLock{Interface: el.store.Lock("a")}
 	a = el.add("a", func(c *Config) {
 		c.Lock, c.Gate, c.Recover, c.RecoverDeadline = fa, ga, true, testRecoverDeadline
+		for _, mod := range mods {
+			mod(c)
+		}
 	})
 	waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
 	return a, fa, ga
@@ -445,12 +449,7 @@ func TestRecoverWithRecampaignCampaignsAgainAfterALostTerm(t *testing.T) {
 	for _, tc := range []string{"another candidate took over", "RecoverDeadline passed"} {
 		t.Run(tc, func(t *testing.T) {
 			el := newElection(t)
-			ga := writegate.New()
-			fa := &faultLock{Interface: el.store.Lock("a")}
-			a := el.add("a", func(c *Config) {
-				c.Lock, c.Gate, c.Recover, c.RecoverDeadline, c.Recampaign = fa, ga, true, testRecoverDeadline, true
-			})
-			waitFor(t, "a's function to start", func() bool { return a.started.Load() == 1 })
+			a, fa, ga := el.recoveringLeader(t, func(c *Config) { c.Recampaign = true })
 			acquired := el.clk.Now() // the last good renewal's start
 			var b *candidate
 			if tc == "another candidate took over" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/b3df926d/leaderelection/internal/testserver"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -113,6 +114,21 @@ func (p *proc) exitCode(t *testing.T, after string) int32 {
 }
 
 var statusClient = http.Client{Timeout: time.Second}
+
+// get returns the status code and body of p's health server at path.
+func get(t *testing.T, p *proc, path string) (int, string) {
+	t.Helper()
+	resp, err := statusClient.Get("http://127.0.0.1:" + strconv.Itoa(p.port) + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode, string(b)
+}
 
 func (p *proc) status() (procStatus, bool) {
 	resp, err := statusClient.Get("http://127.0.0.1:" + strconv.Itoa(p.port) + "/status")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,21 +25,6 @@ func fullStatus(p *proc) (healthz.Status, bool) {
 	defer resp.Body.Close()
 	var s healthz.Status
 	return s, resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&s) == nil
-}
-
-// get returns the status code and body of p's health server at path.
-func get(t *testing.T, p *proc, path string) (int, string) {
-	t.Helper()
-	resp, err := statusClient.Get("http://127.0.0.1:" + strconv.Itoa(p.port) + path)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	return resp.StatusCode, string(b)
 }
 
 // workLines returns the work log's complete lines.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -154,16 +153,7 @@ func shardedCopies(t *testing.T, bin string, backend ...string) {
 	}
 	t.Logf("%s stopped; the others own %v after %v (polled)", procs[2].id, after, took.Round(time.Millisecond))
 
-	resp, err := statusClient.Get("http://127.0.0.1:" + strconv.Itoa(rest[0].port) + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := string(b)
+	_, body := get(t, rest[0], "/metrics")
 	st, _ := rest[0].shardStatus()
 	for _, want := range []string{fmt.Sprintf(`leader_election_shards_owned{name=%q} 6`, st.Name), fmt.Sprintf(`leader_election_shard_move_duration_seconds_count{name=%q}`, st.Name)} {
 		if !strings.Contains(body, want) {
